@@ -1,0 +1,13 @@
+//! edgemq: an MQTT 3.1/3.1.1/5.0 broker for IoT and edge gateways.
+//!
+//! See ARCHITECTURE.md at the repository root for the data flow.
+
+pub mod config;
+pub mod message;
+pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod session;
+
+pub use config::Config;
+pub use server::Broker;

@@ -1,0 +1,288 @@
+//! Encoding of the packets a server sends.
+//!
+//! `mqttbytes` writes CONNACK and PUBLISH (the packets with content); the
+//! fixed-size acknowledgements, SUBACK, UNSUBACK, PINGRESP, and the MQTT 5
+//! DISCONNECT and AUTH are written here. Every string is length-checked
+//! first, because `mqttbytes` silently truncates strings over 65,535 bytes.
+
+use bytes::{BufMut, BytesMut};
+use mqttbytes::{v4, v5};
+
+use super::*;
+
+/// Writes a variable byte integer (remaining length, property length).
+pub(crate) fn write_varint(buf: &mut BytesMut, mut value: usize) {
+    loop {
+        let mut byte = (value % 128) as u8;
+        value /= 128;
+        if value > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if value == 0 {
+            break;
+        }
+    }
+}
+
+fn check_str(s: &str) -> Result<(), EncodeError> {
+    if s.len() > usize::from(u16::MAX) {
+        return Err(EncodeError::StringTooLong(s.len()));
+    }
+    Ok(())
+}
+
+fn check_props(p: &PublishProps) -> Result<(), EncodeError> {
+    for (k, v) in &p.user_properties {
+        check_str(k)?;
+        check_str(v)?;
+    }
+    if let Some(s) = &p.response_topic {
+        check_str(s)?;
+    }
+    if let Some(s) = &p.content_type {
+        check_str(s)?;
+    }
+    if let Some(d) = &p.correlation_data {
+        if d.len() > usize::from(u16::MAX) {
+            return Err(EncodeError::StringTooLong(d.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `packet`, encoded for `version`, to `buf`. On error nothing is
+/// appended.
+pub fn encode(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    let start = buf.len();
+    let result = encode_inner(packet, version, buf);
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    let v5 = version.is_v5();
+    match packet {
+        Packet::ConnAck(c) if v5 => encode_connack_v5(c, buf),
+        Packet::ConnAck(c) => {
+            let code = match c.code {
+                reason::SUCCESS => v4::ConnectReturnCode::Success,
+                reason::UNSUPPORTED_PROTOCOL_VERSION => v4::ConnectReturnCode::RefusedProtocolVersion,
+                reason::CLIENT_IDENTIFIER_NOT_VALID => v4::ConnectReturnCode::BadClientId,
+                reason::BAD_USERNAME_OR_PASSWORD => v4::ConnectReturnCode::BadUserNamePassword,
+                reason::NOT_AUTHORIZED => v4::ConnectReturnCode::NotAuthorized,
+                _ => v4::ConnectReturnCode::ServiceUnavailable,
+            };
+            // MQTT 3.1 has no session present flag.
+            let present = c.session_present && version == Version::V311;
+            v4::ConnAck::new(code, present).write(buf).map_err(EncodeError::Codec)?;
+            Ok(())
+        }
+        Packet::Publish(p) => encode_publish(p, v5, buf),
+        Packet::PubAck(a) => encode_ack(0x40, a, v5, buf),
+        Packet::PubRec(a) => encode_ack(0x50, a, v5, buf),
+        Packet::PubRel(a) => encode_ack(0x62, a, v5, buf),
+        Packet::PubComp(a) => encode_ack(0x70, a, v5, buf),
+        Packet::SubAck(s) => {
+            buf.put_u8(0x90);
+            write_varint(buf, 2 + usize::from(v5) + s.codes.len());
+            buf.put_u16(s.pkid);
+            if v5 {
+                buf.put_u8(0);
+            }
+            buf.put_slice(&s.codes);
+            Ok(())
+        }
+        Packet::UnsubAck(u) => {
+            buf.put_u8(0xB0);
+            if v5 {
+                write_varint(buf, 3 + u.codes.len());
+                buf.put_u16(u.pkid);
+                buf.put_u8(0);
+                buf.put_slice(&u.codes);
+            } else {
+                buf.put_u8(2);
+                buf.put_u16(u.pkid);
+            }
+            Ok(())
+        }
+        Packet::PingResp => {
+            buf.put_slice(&[0xD0, 0]);
+            Ok(())
+        }
+        // Only MQTT 5 servers send DISCONNECT and AUTH.
+        Packet::Disconnect(d) if v5 => {
+            let mut props = BytesMut::new();
+            if let Some(s) = &d.reason_string {
+                check_str(s)?;
+                props.put_u8(31);
+                props.put_u16(s.len() as u16);
+                props.put_slice(s.as_bytes());
+            }
+            reason_and_props(0xE0, d.reason, &props, buf);
+            Ok(())
+        }
+        Packet::Auth(a) if v5 => {
+            let mut props = BytesMut::new();
+            if let Some(m) = &a.method {
+                check_str(m)?;
+                props.put_u8(21);
+                props.put_u16(m.len() as u16);
+                props.put_slice(m.as_bytes());
+            }
+            if let Some(d) = &a.data {
+                if d.len() > usize::from(u16::MAX) {
+                    return Err(EncodeError::StringTooLong(d.len()));
+                }
+                props.put_u8(22);
+                props.put_u16(d.len() as u16);
+                props.put_slice(d);
+            }
+            reason_and_props(0xF0, a.reason, &props, buf);
+            Ok(())
+        }
+        _ => Err(EncodeError::NotServerPacket),
+    }
+}
+
+fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut BytesMut) {
+    buf.put_u8(byte1);
+    if props.is_empty() {
+        buf.put_slice(&[1, reason]);
+        return;
+    }
+    let mut plen = BytesMut::new();
+    write_varint(&mut plen, props.len());
+    write_varint(buf, 1 + plen.len() + props.len());
+    buf.put_u8(reason);
+    buf.put_slice(&plen);
+    buf.put_slice(props);
+}
+
+fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    buf.put_u8(byte1);
+    if v5 && a.reason != 0 {
+        buf.put_u8(3);
+        buf.put_u16(a.pkid);
+        buf.put_u8(a.reason);
+    } else {
+        buf.put_u8(2);
+        buf.put_u16(a.pkid);
+    }
+    Ok(())
+}
+
+fn mqtt_qos(q: QoS) -> mqttbytes::QoS {
+    match q {
+        QoS::AtMostOnce => mqttbytes::QoS::AtMostOnce,
+        QoS::AtLeastOnce => mqttbytes::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => mqttbytes::QoS::ExactlyOnce,
+    }
+}
+
+fn encode_publish(p: &Publish, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    check_str(&p.topic)?;
+    if v5 {
+        let properties = match &p.props {
+            Some(pp) => {
+                check_props(pp)?;
+                Some(v5::PublishProperties {
+                    payload_format_indicator: pp.payload_format_indicator,
+                    message_expiry_interval: pp.message_expiry_interval,
+                    topic_alias: pp.topic_alias,
+                    response_topic: pp.response_topic.clone(),
+                    correlation_data: pp.correlation_data.clone(),
+                    user_properties: pp.user_properties.clone(),
+                    subscription_identifiers: pp.subscription_identifiers.iter().map(|i| *i as usize).collect(),
+                    content_type: pp.content_type.clone(),
+                })
+            }
+            None => None,
+        };
+        let out = v5::Publish {
+            dup: p.dup,
+            qos: mqtt_qos(p.qos),
+            retain: p.retain,
+            topic: p.topic.clone(),
+            pkid: p.pkid,
+            properties,
+            payload: p.payload.clone(),
+        };
+        out.write(buf).map_err(EncodeError::Codec)?;
+    } else {
+        let out = v4::Publish {
+            dup: p.dup,
+            qos: mqtt_qos(p.qos),
+            retain: p.retain,
+            topic: p.topic.clone(),
+            pkid: p.pkid,
+            payload: p.payload.clone(),
+        };
+        out.write(buf).map_err(EncodeError::Codec)?;
+    }
+    Ok(())
+}
+
+fn flag(b: Option<bool>) -> Option<u8> {
+    b.map(u8::from)
+}
+
+fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    use v5::ConnectReturnCode as C;
+    let code = match c.code {
+        0x00 => C::Success,
+        0x81 => C::MalformedPacket,
+        0x82 => C::ProtocolError,
+        0x83 => C::ImplementationSpecificError,
+        0x84 => C::UnsupportedProtocolVersion,
+        0x85 => C::ClientIdentifierNotValid,
+        0x86 => C::BadUserNamePassword,
+        0x87 => C::NotAuthorized,
+        0x88 => C::ServerUnavailable,
+        0x89 => C::ServerBusy,
+        0x8A => C::Banned,
+        0x8C => C::BadAuthenticationMethod,
+        0x90 => C::TopicNameInvalid,
+        0x95 => C::PacketTooLarge,
+        0x97 => C::QuotaExceeded,
+        0x99 => C::PayloadFormatInvalid,
+        0x9A => C::RetainNotSupported,
+        0x9B => C::QoSNotSupported,
+        _ => C::UnspecifiedError,
+    };
+    let p = &c.props;
+    if let Some(s) = &p.assigned_client_identifier {
+        check_str(s)?;
+    }
+    if let Some(s) = &p.reason_string {
+        check_str(s)?;
+    }
+    let properties = v5::ConnAckProperties {
+        session_expiry_interval: p.session_expiry_interval,
+        receive_max: p.receive_maximum,
+        max_qos: p.maximum_qos,
+        retain_available: flag(p.retain_available),
+        max_packet_size: p.maximum_packet_size,
+        assigned_client_identifier: p.assigned_client_identifier.clone(),
+        topic_alias_max: p.topic_alias_maximum,
+        reason_string: p.reason_string.clone(),
+        user_properties: Vec::new(),
+        wildcard_subscription_available: flag(p.wildcard_subscription_available),
+        subscription_identifiers_available: flag(p.subscription_identifiers_available),
+        shared_subscription_available: flag(p.shared_subscription_available),
+        server_keep_alive: p.server_keep_alive,
+        response_information: None,
+        server_reference: None,
+        authentication_method: None,
+        authentication_data: None,
+    };
+    let out = v5::ConnAck { session_present: c.session_present, code, properties: Some(properties) };
+    out.write(buf).map_err(EncodeError::Codec)?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "codec_tests.rs"]
+mod tests;

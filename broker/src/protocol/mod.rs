@@ -1,0 +1,341 @@
+//! The MQTT wire protocol: the only module that knows about `mqttbytes`.
+//!
+//! It owns framing (fixed header, remaining length, the packet size limit),
+//! decoding of every packet a server can receive and encoding of every packet
+//! it sends, for protocol levels 3 (MQTT 3.1), 4 (3.1.1) and 5 (5.0).
+//! The rest of the broker sees only the types defined here.
+//!
+//! `mqttbytes` 0.6 does the bulk of the work, behind guards for its known
+//! defects (see `decode.rs` and `encode.rs` for each guard):
+//! - framing, the size limit (applied to the whole packet) and the fixed-header
+//!   flags are checked here before `mqttbytes` sees a byte;
+//! - CONNECT's variable header is parsed here (it rejects MQTT 3.1's `MQIsdp`);
+//! - MQTT 5 properties are validated here (bounds, duplicates, zero values)
+//!   before `mqttbytes` reads them;
+//! - MQTT 5 DISCONNECT, AUTH and UNSUBSCRIBE are decoded and encoded here
+//!   (it rejects or desyncs on the first, lacks the second, and prints
+//!   `dbg!` output on the third);
+//! - string lengths are checked before encoding (it truncates silently).
+
+mod decode;
+mod encode;
+mod props;
+pub mod topic;
+
+pub use decode::{decode, Decoded};
+pub use encode::encode;
+
+use bytes::Bytes;
+
+/// Protocol level negotiated by CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// MQTT 3.1, protocol name `MQIsdp`, level 3.
+    V31,
+    /// MQTT 3.1.1, level 4.
+    V311,
+    /// MQTT 5.0, level 5.
+    V5,
+}
+
+impl Version {
+    pub fn is_v5(self) -> bool {
+        self == Version::V5
+    }
+}
+
+/// Quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum QoS {
+    #[default]
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    pub fn from_u8(v: u8) -> Option<QoS> {
+        match v {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            2 => Some(QoS::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
+/// A user property (MQTT 5): a name/value pair whose order is significant.
+pub type UserProperty = (String, String);
+
+/// MQTT 5 properties a PUBLISH (or a will) carries from publisher to subscriber.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishProps {
+    pub payload_format_indicator: Option<u8>,
+    pub message_expiry_interval: Option<u32>,
+    pub topic_alias: Option<u16>,
+    pub response_topic: Option<String>,
+    pub correlation_data: Option<Bytes>,
+    pub user_properties: Vec<UserProperty>,
+    pub subscription_identifiers: Vec<u32>,
+    pub content_type: Option<String>,
+}
+
+/// The will message of a CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Will Delay Interval in seconds (MQTT 5).
+    pub delay_interval: u32,
+    pub props: Option<Box<PublishProps>>,
+}
+
+/// CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub version: Version,
+    pub client_id: String,
+    pub clean_start: bool,
+    pub keep_alive: u16,
+    pub will: Option<Will>,
+    pub username: Option<String>,
+    pub password: Option<Bytes>,
+    /// Session Expiry Interval in seconds (MQTT 5; `None` when absent).
+    pub session_expiry_interval: Option<u32>,
+    /// Receive Maximum the client accepts (MQTT 5).
+    pub receive_maximum: Option<u16>,
+    /// Maximum Packet Size the client accepts (MQTT 5).
+    pub maximum_packet_size: Option<u32>,
+    /// Topic Alias Maximum the client accepts (MQTT 5).
+    pub topic_alias_maximum: Option<u16>,
+    pub request_response_information: bool,
+    pub request_problem_information: bool,
+    pub authentication_method: Option<String>,
+    pub user_properties: Vec<UserProperty>,
+}
+
+/// CONNACK. `code` is the MQTT 5 reason code; the encoder maps it to the
+/// 3.1/3.1.1 return code for older clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnAck {
+    pub session_present: bool,
+    pub code: u8,
+    pub props: ConnAckProps,
+}
+
+/// CONNACK properties (MQTT 5 only; ignored for older clients).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnAckProps {
+    pub session_expiry_interval: Option<u32>,
+    pub receive_maximum: Option<u16>,
+    pub maximum_qos: Option<u8>,
+    pub retain_available: Option<bool>,
+    pub maximum_packet_size: Option<u32>,
+    pub assigned_client_identifier: Option<String>,
+    pub topic_alias_maximum: Option<u16>,
+    pub reason_string: Option<String>,
+    pub wildcard_subscription_available: Option<bool>,
+    pub subscription_identifiers_available: Option<bool>,
+    pub shared_subscription_available: Option<bool>,
+    pub server_keep_alive: Option<u16>,
+}
+
+/// PUBLISH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: String,
+    /// Packet identifier; 0 at QoS 0.
+    pub pkid: u16,
+    pub payload: Bytes,
+    pub props: Option<Box<PublishProps>>,
+}
+
+/// PUBACK, PUBREC, PUBREL and PUBCOMP share this shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub pkid: u16,
+    /// MQTT 5 reason code (0 = success); not sent to older clients.
+    pub reason: u8,
+}
+
+impl Ack {
+    pub fn ok(pkid: u16) -> Ack {
+        Ack { pkid, reason: 0 }
+    }
+}
+
+/// Retain Handling subscription option (MQTT 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RetainHandling {
+    /// Send retained messages at the time of the subscribe.
+    #[default]
+    OnSubscribe = 0,
+    /// Send them only if the subscription did not already exist.
+    OnNewSubscribe = 1,
+    /// Do not send retained messages.
+    Never = 2,
+}
+
+/// Options of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: RetainHandling,
+}
+
+/// One topic filter of a SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeFilter {
+    pub filter: String,
+    pub options: SubOptions,
+}
+
+/// SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    pub pkid: u16,
+    pub filters: Vec<SubscribeFilter>,
+    /// Subscription Identifier (MQTT 5).
+    pub subscription_identifier: Option<u32>,
+    pub user_properties: Vec<UserProperty>,
+}
+
+/// SUBACK: one return/reason code per filter, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubAck {
+    pub pkid: u16,
+    pub codes: Vec<u8>,
+}
+
+/// UNSUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub pkid: u16,
+    pub filters: Vec<String>,
+    pub user_properties: Vec<UserProperty>,
+}
+
+/// UNSUBACK: reason codes per filter (MQTT 5 only; empty for older clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubAck {
+    pub pkid: u16,
+    pub codes: Vec<u8>,
+}
+
+/// DISCONNECT (reason and properties are MQTT 5 only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Disconnect {
+    pub reason: u8,
+    pub session_expiry_interval: Option<u32>,
+    pub reason_string: Option<String>,
+}
+
+/// AUTH (MQTT 5 only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub reason: u8,
+    pub method: Option<String>,
+    pub data: Option<Bytes>,
+}
+
+/// Every packet the broker receives or sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Packet {
+    Connect(Box<Connect>),
+    ConnAck(ConnAck),
+    Publish(Publish),
+    PubAck(Ack),
+    PubRec(Ack),
+    PubRel(Ack),
+    PubComp(Ack),
+    Subscribe(Subscribe),
+    SubAck(SubAck),
+    Unsubscribe(Unsubscribe),
+    UnsubAck(UnsubAck),
+    PingReq,
+    PingResp,
+    Disconnect(Disconnect),
+    Auth(Auth),
+}
+
+/// MQTT 5 reason codes the broker uses.
+pub mod reason {
+    pub const SUCCESS: u8 = 0x00;
+    pub const GRANTED_QOS_1: u8 = 0x01;
+    pub const GRANTED_QOS_2: u8 = 0x02;
+    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
+    pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+    pub const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub const MALFORMED_PACKET: u8 = 0x81;
+    pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+    pub const CLIENT_IDENTIFIER_NOT_VALID: u8 = 0x85;
+    pub const BAD_USERNAME_OR_PASSWORD: u8 = 0x86;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    pub const SERVER_UNAVAILABLE: u8 = 0x88;
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+    pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+    pub const SESSION_TAKEN_OVER: u8 = 0x8E;
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
+    pub const PACKET_IDENTIFIER_IN_USE: u8 = 0x91;
+    pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
+    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
+    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub const PACKET_TOO_LARGE: u8 = 0x95;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
+}
+
+/// Why a byte stream could not be decoded. Each variant maps to the MQTT 5
+/// reason code the server sends (if it may) before closing the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("packet of {size} bytes exceeds the maximum packet size of {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("unsupported protocol level {0}")]
+    UnsupportedVersion(u8),
+    #[error("invalid topic name")]
+    TopicName,
+}
+
+impl DecodeError {
+    /// The MQTT 5 reason code for a DISCONNECT (or CONNACK) about this error.
+    pub fn reason_code(self) -> u8 {
+        match self {
+            DecodeError::Malformed(_) => reason::MALFORMED_PACKET,
+            DecodeError::Protocol(_) => reason::PROTOCOL_ERROR,
+            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            DecodeError::UnsupportedVersion(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
+            DecodeError::TopicName => reason::TOPIC_NAME_INVALID,
+        }
+    }
+}
+
+/// Why a packet could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("a string of {0} bytes exceeds the MQTT limit of 65535")]
+    StringTooLong(usize),
+    #[error("packet exceeds the MQTT limit of 268435455 bytes")]
+    PacketTooLong,
+    #[error("packet type cannot be sent by a server")]
+    NotServerPacket,
+    #[error("mqttbytes refused the packet: {0:?}")]
+    Codec(mqttbytes::Error),
+}

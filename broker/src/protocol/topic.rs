@@ -1,0 +1,90 @@
+//! Topic names and topic filters: validation and matching (MQTT 3.1.1
+//! section 4.7, MQTT 5.0 section 4.7).
+
+/// A valid topic name: non-empty, no wildcards, no U+0000
+/// ([MQTT-4.7.1-1], [MQTT-4.7.3-1], [MQTT-4.7.3-2], [MQTT-3.3.2-2]).
+pub fn valid_name(topic: &str) -> bool {
+    !topic.is_empty() && !topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0))
+}
+
+/// A valid topic filter: non-empty, no U+0000, `#` only as the last level
+/// and alone in it, `+` alone in its level ([MQTT-4.7.1-2], [MQTT-4.7.1-3]).
+pub fn valid_filter(filter: &str) -> bool {
+    if filter.is_empty() || filter.contains('\0') {
+        return false;
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return false;
+        }
+        if level.contains('+') && level != "+" {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `filter` (assumed valid) matches `topic` (assumed valid).
+/// Filters starting with a wildcard do not match topics starting with `$`
+/// ([MQTT-4.7.2-1]).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("a/b"));
+        assert!(valid_name("/"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a/+"));
+        assert!(!valid_name("a/#"));
+        assert!(!valid_name("a\0b"));
+    }
+
+    #[test]
+    fn filters() {
+        for ok in ["#", "+", "a/#", "+/+", "a/+/b", "/", "$SYS/#", "a//b"] {
+            assert!(valid_filter(ok), "{ok}");
+        }
+        for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "#/a", "a\0"] {
+            assert!(!valid_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn matching() {
+        // [MQTT-4.7.1-2] multi-level wildcard matches the parent too.
+        assert!(matches("sport/#", "sport"));
+        assert!(matches("sport/#", "sport/tennis/player1"));
+        assert!(matches("sport/+/player1", "sport/tennis/player1"));
+        assert!(!matches("sport/+", "sport/tennis/player1"));
+        assert!(matches("+/+", "/finance"));
+        assert!(matches("/+", "/finance"));
+        assert!(!matches("+", "/finance"));
+        assert!(matches("a/b", "a/b"));
+        assert!(!matches("a/b", "a/b/c"));
+        assert!(matches("+", ""));
+        // [MQTT-4.7.2-1]
+        assert!(!matches("#", "$SYS/x"));
+        assert!(!matches("+/x", "$SYS/x"));
+        assert!(matches("$SYS/#", "$SYS/x"));
+    }
+}

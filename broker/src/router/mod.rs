@@ -1,0 +1,382 @@
+//! The router: owner of every session, the subscription index and the
+//! retained messages. It matches each published message against the
+//! subscriptions and appends one [`Delivery`] per subscribed session to
+//! that session's queue, then wakes the session's connection.
+//!
+//! [`Router`] does no I/O and reads no clock (`now` is passed in); the task
+//! in [`run`] feeds it [`RouterMsg`]s in batches from a bounded channel and
+//! wakes each touched session once per batch. Connections (and later the
+//! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
+
+mod retained;
+mod tree;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use retained::RetainedStore;
+pub use tree::{Sub, SubscriptionTree};
+
+use crate::message::{Delivery, Message, SessionKey};
+use crate::protocol::{RetainHandling, SubOptions};
+use crate::session::state::{Enqueued, QueueLimits, SharedSession};
+
+/// How the router reaches a connection it must close (session takeover).
+#[derive(Debug, Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub kill: CancellationToken,
+}
+
+/// A connection asking to open or resume its session.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    pub client_id: String,
+    pub clean_start: bool,
+    /// How long the session outlives the connection; `None` = forever.
+    pub expiry: Option<Duration>,
+    pub conn: ConnHandle,
+}
+
+/// The router's answer to a [`ConnectRequest`].
+pub struct ConnectReply {
+    pub key: SessionKey,
+    pub session: Arc<SharedSession>,
+    pub session_present: bool,
+}
+
+/// One subscription of a SUBSCRIBE, after validation by the session.
+#[derive(Debug, Clone)]
+pub struct SubscribeEntry {
+    pub filter: String,
+    pub sub: Sub,
+    /// Whether the subscription already existed (for Retain Handling 1).
+    pub existed: bool,
+}
+
+/// What the router is asked to do.
+pub enum RouterMsg {
+    Connect(ConnectRequest, oneshot::Sender<ConnectReply>),
+    Publish(Message),
+    Subscribe {
+        key: SessionKey,
+        entries: Vec<SubscribeEntry>,
+    },
+    Unsubscribe {
+        key: SessionKey,
+        filters: Vec<String>,
+    },
+    /// A connection ended. `will` is published if present; `expiry`
+    /// overrides the session's expiry (MQTT 5 DISCONNECT).
+    Disconnected {
+        key: SessionKey,
+        conn_id: u64,
+        will: Option<Message>,
+        expiry: Option<Option<Duration>>,
+    },
+}
+
+struct SessionEntry {
+    client_id: String,
+    shared: Arc<SharedSession>,
+    conn: Option<ConnHandle>,
+    expiry: Option<Duration>,
+    disconnected_at: Option<Instant>,
+}
+
+/// Counters kept where the events happen (for `$SYS` and metrics later).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RouterStats {
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped_queue_full: u64,
+    pub sessions_expired: u64,
+}
+
+/// The router state.
+pub struct Router {
+    sessions: HashMap<SessionKey, SessionEntry>,
+    by_client: HashMap<String, SessionKey>,
+    subs: SubscriptionTree,
+    retained: RetainedStore,
+    next_key: SessionKey,
+    limits: QueueLimits,
+    /// Sessions given deliveries since the last [`Router::take_touched`].
+    touched: Vec<Arc<SharedSession>>,
+    pub stats: RouterStats,
+}
+
+impl Router {
+    pub fn new(limits: QueueLimits) -> Router {
+        Router {
+            sessions: HashMap::new(),
+            by_client: HashMap::new(),
+            subs: SubscriptionTree::default(),
+            retained: RetainedStore::default(),
+            next_key: 1,
+            limits,
+            touched: Vec::new(),
+            stats: RouterStats::default(),
+        }
+    }
+
+    pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
+        match msg {
+            RouterMsg::Connect(req, reply) => {
+                let r = self.connect(req);
+                // The connection may have gone away meanwhile; nothing to do then.
+                let _ = reply.send(r);
+            }
+            RouterMsg::Publish(m) => self.publish(m),
+            RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries),
+            RouterMsg::Unsubscribe { key, filters } => {
+                for f in filters {
+                    self.subs.remove(&f, key);
+                }
+            }
+            RouterMsg::Disconnected { key, conn_id, will, expiry } => {
+                self.disconnected(key, conn_id, will, expiry, now)
+            }
+        }
+    }
+
+    /// Opens, resumes or takes over the session of `req.client_id`.
+    pub fn connect(&mut self, req: ConnectRequest) -> ConnectReply {
+        if let Some(&key) = self.by_client.get(&req.client_id) {
+            if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
+                // [MQTT-3.1.4-2] session takeover: close the existing connection.
+                old.kill.cancel();
+            }
+            if req.clean_start {
+                self.remove_session(key);
+            } else if let Some(e) = self.sessions.get_mut(&key) {
+                e.conn = Some(req.conn);
+                e.expiry = req.expiry;
+                e.disconnected_at = None;
+                e.shared.lock().online = true;
+                return ConnectReply { key, session: e.shared.clone(), session_present: true };
+            }
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let shared = Arc::new(SharedSession::new(self.limits));
+        shared.lock().online = true;
+        self.by_client.insert(req.client_id.clone(), key);
+        self.sessions.insert(
+            key,
+            SessionEntry {
+                client_id: req.client_id,
+                shared: shared.clone(),
+                conn: Some(req.conn),
+                expiry: req.expiry,
+                disconnected_at: None,
+            },
+        );
+        ConnectReply { key, session: shared, session_present: false }
+    }
+
+    fn remove_session(&mut self, key: SessionKey) {
+        let Some(e) = self.sessions.remove(&key) else {
+            return;
+        };
+        self.by_client.remove(&e.client_id);
+        let filters: Vec<String> = e.shared.lock().subscriptions.keys().cloned().collect();
+        for f in filters {
+            self.subs.remove(&f, key);
+        }
+    }
+
+    fn disconnected(
+        &mut self,
+        key: SessionKey,
+        conn_id: u64,
+        will: Option<Message>,
+        expiry: Option<Option<Duration>>,
+        now: Instant,
+    ) {
+        if let Some(w) = will {
+            self.publish(w);
+        }
+        let Some(e) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if e.conn.as_ref().map(|c| c.id) != Some(conn_id) {
+            // Taken over: the session belongs to the newer connection.
+            return;
+        }
+        e.conn = None;
+        e.disconnected_at = Some(now);
+        if let Some(x) = expiry {
+            e.expiry = x;
+        }
+        e.shared.lock().online = false;
+        if e.expiry == Some(Duration::ZERO) {
+            self.remove_session(key);
+        }
+    }
+
+    fn subscribe(&mut self, key: SessionKey, entries: Vec<SubscribeEntry>) {
+        let Some((shared, client_id)) = self.sessions.get(&key).map(|e| (e.shared.clone(), e.client_id.clone())) else {
+            return;
+        };
+        for entry in entries {
+            self.subs.insert(&entry.filter, key, entry.sub);
+            let o = entry.sub.options;
+            let send = match o.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscribe => !entry.existed,
+                RetainHandling::Never => false,
+            };
+            if !send {
+                continue;
+            }
+            let mut found = Vec::new();
+            self.retained.matching(&entry.filter, |m| found.push(m.clone()));
+            let mut state = shared.lock();
+            for msg in found {
+                // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN set.
+                let d = Delivery {
+                    qos: msg.qos.min(o.qos),
+                    msg,
+                    retain: true,
+                    sub_ids: entry.sub.id.into_iter().collect(),
+                };
+                Self::count(&mut self.stats, &state.enqueue(d), &client_id);
+            }
+            drop(state);
+            self.touched.push(shared.clone());
+        }
+    }
+
+    fn count(stats: &mut RouterStats, r: &Enqueued, client_id: &str) {
+        match r {
+            Enqueued::Queued => stats.delivered += 1,
+            Enqueued::DroppedFull { first } => {
+                stats.dropped_queue_full += 1;
+                if *first {
+                    tracing::warn!(client_id, "session queue full: dropping new messages until it drains");
+                }
+            }
+            Enqueued::DroppedOffline => {}
+        }
+    }
+
+    /// Routes one message: retained store, then every matching session.
+    pub fn publish(&mut self, msg: Message) {
+        self.stats.published += 1;
+        let msg = Arc::new(msg);
+        if msg.retain {
+            self.retained.set(msg.clone());
+        }
+        // Collect one entry per session: overlapping subscriptions give one
+        // copy at the highest granted QoS ([MQTT-3.3.5-1]) with every
+        // Subscription Identifier.
+        let mut targets: Vec<(SessionKey, SubOptions, Vec<u32>)> = Vec::new();
+        self.subs.matches(&msg.topic, |key, sub| {
+            if sub.options.no_local && key == msg.origin {
+                // No Local (MQTT 5): not back to the publishing session.
+                return;
+            }
+            match targets.iter_mut().find(|t| t.0 == key) {
+                Some(t) => {
+                    t.1.qos = t.1.qos.max(sub.options.qos);
+                    t.1.retain_as_published |= sub.options.retain_as_published;
+                    t.2.extend(sub.id);
+                }
+                None => targets.push((key, sub.options, sub.id.into_iter().collect())),
+            }
+        });
+        for (key, options, sub_ids) in targets {
+            let Some(e) = self.sessions.get(&key) else {
+                continue;
+            };
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: msg.qos.min(options.qos),
+                // [MQTT-3.3.1-9] forwards clear RETAIN unless Retain As Published.
+                retain: options.retain_as_published && msg.retain,
+                sub_ids,
+            };
+            let r = e.shared.lock().enqueue(d);
+            Self::count(&mut self.stats, &r, &e.client_id);
+            if r == Enqueued::Queued && e.conn.is_some() {
+                self.touched.push(e.shared.clone());
+            }
+        }
+    }
+
+    /// Sessions that were given messages since the last call; the caller
+    /// wakes their connections (once per batch, not once per message).
+    pub fn take_touched(&mut self) -> Vec<Arc<SharedSession>> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Discards disconnected sessions whose expiry has passed.
+    pub fn expire(&mut self, now: Instant) {
+        let expired: Vec<SessionKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| match (e.disconnected_at, e.expiry) {
+                (Some(at), Some(exp)) => now.saturating_duration_since(at) >= exp,
+                _ => false,
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.stats.sessions_expired += 1;
+            self.remove_session(key);
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn subscription_count(&self) -> usize {
+        self.subs.len()
+    }
+
+    pub fn retained_count(&self) -> usize {
+        self.retained.len()
+    }
+}
+
+/// The router task: batches of messages from `rx` until every sender is
+/// gone, session expiry once a second.
+pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Router {
+    let mut batch = Vec::with_capacity(256);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return router;
+                }
+                let now = tokio::time::Instant::now().into_std();
+                for msg in batch.drain(..) {
+                    router.handle(msg, now);
+                }
+                wake(&mut router);
+            }
+            _ = tick.tick() => router.expire(tokio::time::Instant::now().into_std()),
+        }
+    }
+}
+
+fn wake(router: &mut Router) {
+    let mut touched = router.take_touched();
+    touched.sort_by_key(|s| Arc::as_ptr(s) as usize);
+    touched.dedup_by_key(|s| Arc::as_ptr(s) as usize);
+    for s in touched {
+        s.notify.notify_one();
+    }
+}
+
+#[cfg(test)]
+#[path = "router_tests.rs"]
+mod tests;

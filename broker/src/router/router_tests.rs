@@ -1,0 +1,163 @@
+use bytes::Bytes;
+
+use super::*;
+use crate::config::QueueFullPolicy;
+use crate::protocol::QoS;
+
+fn limits() -> QueueLimits {
+    QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false }
+}
+
+fn conn(id: u64) -> ConnHandle {
+    ConnHandle { id, kill: CancellationToken::new() }
+}
+
+fn connect(r: &mut Router, client: &str, clean: bool, id: u64) -> ConnectReply {
+    // As the session machine does for 3.1.1: a clean session ends with its connection.
+    let expiry = clean.then_some(Duration::ZERO);
+    r.connect(ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: conn(id) })
+}
+
+fn msg(topic: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Message {
+    Message {
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        qos,
+        retain,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    }
+}
+
+fn sub(r: &mut Router, key: SessionKey, filter: &str, qos: QoS) {
+    let options = SubOptions { qos, ..SubOptions::default() };
+    let sub = Sub { options, id: None };
+    // The session machine records the subscription in the session state first.
+    r.sessions[&key].shared.lock().subscriptions.insert(filter.into(), (options, None));
+    r.subscribe(key, vec![SubscribeEntry { filter: filter.into(), sub, existed: false }]);
+}
+
+fn drain(s: &SharedSession) -> Vec<(String, QoS, bool)> {
+    let mut st = s.lock();
+    let mut out = Vec::new();
+    while let Some((d, pkid)) = st.next_to_send(1000, Instant::now()) {
+        if pkid != 0 {
+            st.complete(pkid);
+        }
+        out.push((String::from_utf8_lossy(&d.msg.payload).into_owned(), d.qos, d.retain));
+    }
+    out
+}
+
+#[test]
+fn overlapping_subscriptions_deliver_one_copy_at_max_qos() {
+    // [MQTT-3.3.5-1]
+    let mut r = Router::new(limits());
+    let c = connect(&mut r, "c", true, 1);
+    sub(&mut r, c.key, "a/#", QoS::AtMostOnce);
+    sub(&mut r, c.key, "a/+", QoS::ExactlyOnce);
+    sub(&mut r, c.key, "a/b", QoS::AtLeastOnce);
+    r.publish(msg("a/b", QoS::ExactlyOnce, false, b"x"));
+    assert_eq!(drain(&c.session), vec![("x".into(), QoS::ExactlyOnce, false)]);
+}
+
+#[test]
+fn delivery_qos_is_the_lower_of_publish_and_subscription() {
+    let mut r = Router::new(limits());
+    let c = connect(&mut r, "c", true, 1);
+    sub(&mut r, c.key, "t", QoS::AtLeastOnce);
+    r.publish(msg("t", QoS::ExactlyOnce, false, b"2"));
+    r.publish(msg("t", QoS::AtMostOnce, false, b"0"));
+    assert_eq!(drain(&c.session), vec![("2".into(), QoS::AtLeastOnce, false), ("0".into(), QoS::AtMostOnce, false)]);
+}
+
+#[test]
+fn retained_set_on_subscribe_with_flag_and_cleared_on_forward() {
+    let mut r = Router::new(limits());
+    r.publish(msg("r/1", QoS::AtLeastOnce, true, b"old"));
+    r.publish(msg("r/1", QoS::AtLeastOnce, true, b"new"));
+    r.publish(msg("r/2", QoS::AtLeastOnce, true, b"gone"));
+    r.publish(msg("r/2", QoS::AtLeastOnce, true, b""));
+    let c = connect(&mut r, "c", true, 1);
+    sub(&mut r, c.key, "r/#", QoS::AtLeastOnce);
+    // [MQTT-3.3.1-8] retained delivery on subscribe has RETAIN set.
+    assert_eq!(drain(&c.session), vec![("new".into(), QoS::AtLeastOnce, true)]);
+    // [MQTT-3.3.1-9] a live forward of a retained publish has RETAIN cleared.
+    r.publish(msg("r/1", QoS::AtLeastOnce, true, b"live"));
+    assert_eq!(drain(&c.session), vec![("live".into(), QoS::AtLeastOnce, false)]);
+    assert_eq!(r.retained_count(), 1);
+}
+
+#[test]
+fn persistent_session_queues_while_offline_and_resumes() {
+    let mut r = Router::new(limits());
+    let c = connect(&mut r, "dev1", false, 1);
+    sub(&mut r, c.key, "site/#", QoS::AtLeastOnce);
+    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, Instant::now());
+    for p in [&b"1"[..], b"2", b"3"] {
+        r.publish(Message { payload: Bytes::from_static(p), ..msg("site/a", QoS::AtLeastOnce, false, b"") });
+    }
+    r.publish(msg("site/a", QoS::AtMostOnce, false, b"q0"));
+    let again = connect(&mut r, "dev1", false, 2);
+    assert!(again.session_present);
+    assert_eq!(again.key, c.key);
+    let got: Vec<String> = drain(&again.session).into_iter().map(|x| x.0).collect();
+    assert_eq!(got, vec!["1", "2", "3"], "QoS 0 is not queued offline by default");
+}
+
+#[test]
+fn clean_start_discards_the_old_session() {
+    let mut r = Router::new(limits());
+    let first = conn(1);
+    let c =
+        r.connect(ConnectRequest { client_id: "dev1".into(), clean_start: false, expiry: None, conn: first.clone() });
+    sub(&mut r, c.key, "t", QoS::AtLeastOnce);
+    let again = connect(&mut r, "dev1", true, 2);
+    assert!(!again.session_present);
+    assert!(first.kill.is_cancelled());
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"x"));
+    assert!(drain(&again.session).is_empty());
+    assert_eq!(r.subscription_count(), 0);
+}
+
+#[test]
+fn takeover_keeps_session_for_the_new_connection() {
+    let mut r = Router::new(limits());
+    let first = conn(1);
+    let c = r.connect(ConnectRequest { client_id: "x".into(), clean_start: false, expiry: None, conn: first.clone() });
+    let again = connect(&mut r, "x", false, 2);
+    assert!(first.kill.is_cancelled(), "[MQTT-3.1.4-2] the existing connection is closed");
+    // The old connection's disconnect arrives late and must not take the session offline.
+    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, Instant::now());
+    assert!(again.session.lock().online);
+}
+
+#[test]
+fn will_is_published_on_disconnect_message() {
+    let mut r = Router::new(limits());
+    let w = connect(&mut r, "watcher", true, 1);
+    sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
+    let d = connect(&mut r, "dev", true, 2);
+    let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
+    r.handle(RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will), expiry: None }, Instant::now());
+    assert_eq!(drain(&w.session), vec![("gone".into(), QoS::AtLeastOnce, false)]);
+    assert_eq!(r.session_count(), 1, "the clean session of `dev` ended with its connection");
+}
+
+#[test]
+fn sessions_expire() {
+    let mut r = Router::new(limits());
+    let c = r.connect(ConnectRequest {
+        client_id: "e".into(),
+        clean_start: false,
+        expiry: Some(Duration::from_secs(10)),
+        conn: conn(1),
+    });
+    let t0 = Instant::now();
+    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, t0);
+    r.expire(t0 + Duration::from_secs(5));
+    assert_eq!(r.session_count(), 1);
+    r.expire(t0 + Duration::from_secs(11));
+    assert_eq!(r.session_count(), 0);
+}

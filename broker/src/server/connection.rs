@@ -1,0 +1,234 @@
+//! The connection driver: owns one network stream, its read and write
+//! buffers, and the session [`Machine`]; carries out the machine's actions.
+//!
+//! Generic over `AsyncRead + AsyncWrite`, so TLS and WebSocket listeners
+//! reuse it unchanged. Reads are decoded as they come; everything the
+//! machine sends in one turn is encoded into one buffer and written with a
+//! single write (batched writes). Buffers start small and shrink back after
+//! bursts, so an idle connection costs little memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{decode, encode, Decoded, Packet};
+use crate::router::{ConnHandle, RouterMsg};
+use crate::session::state::SharedSession;
+use crate::session::{Action, Close, Machine, MachineConfig};
+
+/// Deliveries encoded per turn before the driver looks at its socket again.
+const DELIVERY_BUDGET: usize = 128;
+/// Read buffer reserved while idle; grows with traffic.
+const IDLE_READ: usize = 256;
+/// Buffers above this are released once empty.
+const KEEP_BUFFER: usize = 16 * 1024;
+
+/// What every connection shares.
+pub struct ConnCtx {
+    pub router: mpsc::Sender<RouterMsg>,
+    pub machine: MachineConfig,
+    pub shutdown: CancellationToken,
+    pub verbose: bool,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// The router went away: the broker is stopping.
+struct RouterGone;
+
+struct Driver<S> {
+    stream: S,
+    peer: SocketAddr,
+    machine: Machine,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    session: Option<Arc<SharedSession>>,
+    ctx: Arc<ConnCtx>,
+    /// Set once the machine asked to close.
+    closing: Option<Close>,
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let kill = CancellationToken::new();
+    let handle = ConnHandle { id: conn_id, kill: kill.clone() };
+    let machine = Machine::new(ctx.machine.clone(), handle, now());
+    let mut d = Driver {
+        stream,
+        peer,
+        machine,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        session: None,
+        ctx,
+        closing: None,
+    };
+    let why = d.run(&kill).await;
+    if let Some(msg) = d.machine.finish(why, now()) {
+        if let Some(id) = d.machine.client_id() {
+            tracing::debug!(client_id = id, "session handed back to the router");
+        }
+        // If the router is gone the broker is stopping; nothing is lost
+        // that a running router would have kept.
+        let _ = d.ctx.router.send(msg).await;
+    }
+    let _ = d.stream.shutdown().await;
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    async fn run(&mut self, kill: &CancellationToken) -> Close {
+        let mut more = false;
+        loop {
+            if self.execute().await.is_err() {
+                return Close::Shutdown;
+            }
+            let flushed = self.flush().await;
+            if let Some(why) = self.closing {
+                return why;
+            }
+            if flushed.is_err() {
+                return Close::Io;
+            }
+            let deadline = self.machine.deadline().map(tokio::time::Instant::from_std);
+            let session = self.session.clone();
+            if self.rbuf.capacity() == self.rbuf.len() {
+                self.rbuf.reserve(IDLE_READ);
+            }
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => self.machine.taken_over(),
+                _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
+                r = self.stream.read_buf(&mut self.rbuf) => match r {
+                    Ok(0) | Err(_) => return Close::Io,
+                    Ok(_) => {
+                        if let Err(RouterGone) = self.on_readable().await {
+                            return Close::Shutdown;
+                        }
+                        more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                    }
+                },
+                _ = async { match &session { Some(s) => s.notify.notified().await, None => std::future::pending().await } } => {
+                    more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                }
+                _ = std::future::ready(()), if more => {
+                    more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                }
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    self.machine.on_timer(now());
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every whole packet in the read buffer.
+    async fn on_readable(&mut self) -> Result<(), RouterGone> {
+        loop {
+            if self.closing.is_some() || self.machine.is_closed() {
+                return Ok(());
+            }
+            match decode(&mut self.rbuf, self.machine.version(), self.ctx.machine.max_packet_size) {
+                Ok(Decoded::Packet(p, _)) => {
+                    self.machine.handle(p, now());
+                    // Run CONNECT's router round trip before the next packet.
+                    self.execute().await?;
+                }
+                Ok(Decoded::Incomplete { frame_len }) => {
+                    if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
+                        self.rbuf = BytesMut::new();
+                    } else if let Some(n) = frame_len {
+                        self.rbuf.reserve(n.saturating_sub(self.rbuf.len()));
+                    } else if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
+                        self.rbuf.reserve(self.rbuf.capacity().clamp(IDLE_READ, 64 * 1024));
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %self.peer, client_id = self.machine.client_id().unwrap_or("-"), "closing connection: {e}");
+                    self.machine.decode_error(e);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Carries out the machine's actions, including those the actions
+    /// themselves cause (CONNECT's reply).
+    async fn execute(&mut self) -> Result<(), RouterGone> {
+        loop {
+            let actions: Vec<Action> = self.machine.take_actions().collect();
+            if actions.is_empty() {
+                return Ok(());
+            }
+            for action in actions {
+                self.act(action).await?;
+            }
+        }
+    }
+
+    async fn act(&mut self, action: Action) -> Result<(), RouterGone> {
+        let router = &self.ctx.router;
+        match action {
+            Action::Send(p) => self.write(&p),
+            Action::Route(m) => router.send(RouterMsg::Publish(m)).await.map_err(|_| RouterGone)?,
+            Action::Subscribe(entries) => {
+                if self.ctx.verbose {
+                    let client_id = self.machine.client_id().unwrap_or("-");
+                    for e in &entries {
+                        tracing::info!(client_id, filter = %e.filter, qos = e.sub.options.qos as u8, "subscribe");
+                    }
+                }
+                let key = self.machine.session_key().unwrap_or(0);
+                router.send(RouterMsg::Subscribe { key, entries }).await.map_err(|_| RouterGone)?;
+            }
+            Action::Unsubscribe(filters) => {
+                let key = self.machine.session_key().unwrap_or(0);
+                router.send(RouterMsg::Unsubscribe { key, filters }).await.map_err(|_| RouterGone)?;
+            }
+            Action::Connect(req) => {
+                let (tx, rx) = oneshot::channel();
+                let client_id = req.client_id.clone();
+                router.send(RouterMsg::Connect(req, tx)).await.map_err(|_| RouterGone)?;
+                let reply = rx.await.map_err(|_| RouterGone)?;
+                if self.ctx.verbose {
+                    tracing::info!(peer = %self.peer, client_id, session_present = reply.session_present, "client connected");
+                }
+                self.session = Some(reply.session.clone());
+                // CONNACK, resent in-flight messages, then queued ones.
+                self.machine.connected(reply, now());
+                self.machine.deliver(now(), DELIVERY_BUDGET);
+            }
+            Action::Close(why) => self.closing = Some(why),
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, p: &Packet) {
+        let Some(version) = self.machine.version() else { return };
+        if let Err(e) = encode(p, version, &mut self.wbuf) {
+            tracing::warn!(client_id = self.machine.client_id().unwrap_or("-"), "packet not sent: {e}");
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_BUFFER {
+            self.wbuf = BytesMut::new();
+        }
+        r?;
+        self.stream.flush().await
+    }
+}

@@ -1,0 +1,143 @@
+//! The running broker: listeners, the router task, connection tasks, and
+//! graceful shutdown (a cancellation broadcast, then waiting for every
+//! connection task to finish, bounded in time).
+
+mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use connection::{serve, ConnCtx};
+
+use crate::config::Config;
+use crate::router::{self, Router, RouterStats};
+use crate::session::state::QueueLimits;
+use crate::session::MachineConfig;
+
+/// Messages that may wait for the router before publishers are slowed down.
+const ROUTER_CHANNEL: usize = 4096;
+/// How long shutdown waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors starting the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot create data directory {dir}: {source}")]
+    DataDir { dir: String, source: io::Error },
+}
+
+/// A running broker.
+pub struct Broker {
+    addrs: Vec<SocketAddr>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    router: JoinHandle<Router>,
+}
+
+fn machine_config(cfg: &Config) -> MachineConfig {
+    MachineConfig {
+        max_packet_size: cfg.max_packet_size,
+        max_inflight: cfg.max_inflight_messages,
+        connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+        session_expiry: (cfg.session_expiry_secs > 0).then(|| Duration::from_secs(cfg.session_expiry_secs)),
+        allow_anonymous: cfg.allow_anonymous,
+        receive_maximum: u16::MAX,
+    }
+}
+
+impl Broker {
+    /// Binds every listener and starts serving.
+    pub async fn start(cfg: Config) -> Result<Broker, StartError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|source| StartError::DataDir { dir: cfg.data_dir.display().to_string(), source })?;
+        let mut listeners = Vec::new();
+        for addr in &cfg.listeners {
+            match TcpListener::bind(addr).await {
+                Ok(l) => listeners.push(l),
+                // A host without IPv6 loopback still serves IPv4 by default.
+                Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable && cfg.listeners.len() > 1 => {
+                    tracing::warn!(%addr, "skipping listener: {e}");
+                }
+                Err(source) => return Err(StartError::Bind { addr: *addr, source }),
+            }
+        }
+        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let limits = QueueLimits {
+            max_messages: cfg.max_queued_messages,
+            max_bytes: cfg.max_queued_bytes,
+            policy: cfg.queue_full_policy,
+            queue_qos0: cfg.queue_qos0_messages,
+        };
+        let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
+        let router = tokio::spawn(router::run(Router::new(limits), rx));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(ConnCtx {
+            router: tx,
+            machine: machine_config(&cfg),
+            shutdown: shutdown.clone(),
+            verbose: cfg.verbose,
+        });
+        let ids = Arc::new(AtomicU64::new(1));
+        for l in listeners {
+            tracker.spawn(accept_loop(l, ctx.clone(), tracker.clone(), ids.clone()));
+        }
+        Ok(Broker { addrs, shutdown, tracker, router })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Stops accepting, disconnects every client (MQTT 5 clients get
+    /// DISCONNECT 0x8B), waits for them (bounded), then stops the router.
+    pub async fn shutdown(self) -> RouterStats {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
+            Ok(Ok(r)) => r.stats,
+            _ => RouterStats::default(),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<ConnCtx>, tracker: TaskTracker, ids: Arc<AtomicU64>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                tracker.spawn(serve_tcp(stream, peer, id, ctx.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>) {
+    // Small MQTT packets must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    serve(stream, peer, id, ctx).await;
+}

@@ -1,0 +1,273 @@
+//! One handler per packet type a client sends, on [`Machine`].
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use super::machine::{Action, Close, Connected, Machine, State};
+use crate::message::Message;
+use crate::protocol::topic::valid_filter;
+use crate::protocol::{
+    reason, Ack, ConnAck, ConnAckProps, Connect, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
+    Unsubscribe, Version,
+};
+use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
+
+impl Machine {
+    fn refuse(&mut self, code: u8) {
+        self.send(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }));
+        self.close(Close::Refused);
+    }
+
+    fn connected_mut(&mut self) -> Option<&mut Connected> {
+        match &mut self.state {
+            State::Connected(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// CONNECT: checks the client identifier and credentials, then asks the
+    /// router for the session.
+    pub(super) fn on_connect(&mut self, mut c: Connect) {
+        self.version = Some(c.version);
+        if c.client_id.is_empty() {
+            let allowed = match c.version {
+                // MQTT 3.1 requires an identifier.
+                Version::V31 => false,
+                // [MQTT-3.1.3-7], [MQTT-3.1.3-8] only with a clean session.
+                Version::V311 => c.clean_start,
+                // [MQTT-3.1.3-6] 5.0 always assigns one.
+                Version::V5 => true,
+            };
+            if !allowed {
+                // [MQTT-3.1.3-9] CONNACK 0x02 (0x85), then close.
+                return self.refuse(reason::CLIENT_IDENTIFIER_NOT_VALID);
+            }
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(self.conn.id);
+            let id = format!("edgemq-{:016x}", h.finish());
+            c.client_id = id.clone();
+            self.assigned_id = Some(id);
+        }
+        if !self.cfg.allow_anonymous && c.username.is_none() {
+            return self.refuse(reason::NOT_AUTHORIZED);
+        }
+        if c.authentication_method.is_some() {
+            // Enhanced authentication: no method is supported yet.
+            return self.refuse(reason::BAD_AUTHENTICATION_METHOD);
+        }
+        let expiry = match c.version {
+            Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
+                u32::MAX => None,
+                secs => Some(Duration::from_secs(u64::from(secs))),
+            },
+            // 3.1.1: a clean session ends with the connection; others keep
+            // the configured expiry.
+            _ if c.clean_start => Some(Duration::ZERO),
+            _ => self.cfg.session_expiry,
+        };
+        self.out.push(Action::Connect(ConnectRequest {
+            client_id: c.client_id.clone(),
+            clean_start: c.clean_start,
+            expiry,
+            conn: self.conn.clone(),
+        }));
+        self.state = State::Connecting(Box::new(c));
+    }
+
+    /// The router opened or resumed the session: CONNACK, then whatever was
+    /// in flight.
+    pub(super) fn on_session(&mut self, c: Connect, reply: ConnectReply, now: Instant) {
+        let v5 = c.version.is_v5();
+        let keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(u64::from(c.keep_alive)));
+        let expiry = match c.version {
+            Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
+                u32::MAX => None,
+                secs => Some(Duration::from_secs(u64::from(secs))),
+            },
+            _ => None,
+        };
+        let window = usize::from(self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX)));
+        let mut props = ConnAckProps::default();
+        if v5 {
+            props.assigned_client_identifier = self.assigned_id.take();
+            props.maximum_packet_size = u32::try_from(self.cfg.max_packet_size).ok();
+            if self.cfg.receive_maximum != u16::MAX {
+                props.receive_maximum = Some(self.cfg.receive_maximum);
+            }
+            props.shared_subscription_available = Some(false);
+        }
+        // [MQTT-3.2.2-2] session present reflects a resumed session.
+        self.send(Packet::ConnAck(ConnAck { session_present: reply.session_present, code: reason::SUCCESS, props }));
+        self.resend_inflight(&reply.session, v5, now);
+        self.state = State::Connected(Box::new(Connected {
+            version: c.version,
+            client_id: c.client_id,
+            key: reply.key,
+            session: reply.session,
+            keep_alive,
+            will: c.will,
+            window: window.max(1),
+            expiry,
+            expiry_update: None,
+        }));
+    }
+
+    pub(super) fn on_publish(&mut self, p: Publish, now: Instant) {
+        let receive_maximum = usize::from(self.cfg.receive_maximum);
+        let Some(c) = self.connected_mut() else { return };
+        if p.props.as_ref().is_some_and(|pp| pp.topic_alias.is_some()) {
+            // Topic Alias Maximum is not advertised, so it is 0 ([MQTT-3.3.2-9]).
+            return self.close(Close::Error(reason::TOPIC_ALIAS_INVALID));
+        }
+        let key = c.key;
+        let mut route = true;
+        if p.qos == QoS::ExactlyOnce {
+            let mut st = c.session.lock();
+            let pending = st.inbound_qos2_pending();
+            if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
+                drop(st);
+                // [MQTT-3.3.4-9] more unacknowledged QoS 2 than Receive Maximum.
+                return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+            // Routed on first receipt only; a resent PUBLISH with the same
+            // identifier before PUBREL is a duplicate ([MQTT-4.3.3-10]).
+            route = st.inbound_qos2_received(p.pkid);
+        }
+        let (qos, pkid) = (p.qos, p.pkid);
+        if route {
+            let props = p.props.filter(|pp| **pp != Default::default());
+            self.out.push(Action::Route(Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                props,
+                origin: key,
+                received: now,
+            }));
+        }
+        match qos {
+            QoS::AtMostOnce => {}
+            // [MQTT-4.3.2-2] PUBACK after taking ownership.
+            QoS::AtLeastOnce => self.send(Packet::PubAck(Ack::ok(pkid))),
+            // [MQTT-4.3.3-2] PUBREC.
+            QoS::ExactlyOnce => self.send(Packet::PubRec(Ack::ok(pkid))),
+        }
+    }
+
+    pub(super) fn on_puback(&mut self, a: Ack) {
+        let Some(c) = self.connected_mut() else { return };
+        if !c.session.lock().puback(a.pkid) {
+            tracing::debug!(client_id = %c.client_id, pkid = a.pkid, "PUBACK for an unknown packet identifier");
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, a: Ack) {
+        let Some(c) = self.connected_mut() else { return };
+        let v5 = c.version.is_v5();
+        let mut st = c.session.lock();
+        if a.reason >= 0x80 {
+            // MQTT 5: the receiver refused the message; the flow ends here.
+            st.complete(a.pkid);
+            return;
+        }
+        let known = st.pubrec(a.pkid);
+        drop(st);
+        // [MQTT-4.3.3-4] PUBREL in answer to PUBREC.
+        let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+        self.send(Packet::PubRel(Ack { pkid: a.pkid, reason }));
+    }
+
+    pub(super) fn on_pubrel(&mut self, a: Ack) {
+        let Some(c) = self.connected_mut() else { return };
+        let v5 = c.version.is_v5();
+        let known = c.session.lock().inbound_qos2_released(a.pkid);
+        // [MQTT-4.3.3-11] PUBCOMP in answer to PUBREL, known or not.
+        let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+        self.send(Packet::PubComp(Ack { pkid: a.pkid, reason }));
+    }
+
+    pub(super) fn on_pubcomp(&mut self, a: Ack) {
+        let Some(c) = self.connected_mut() else { return };
+        c.session.lock().complete(a.pkid);
+    }
+
+    pub(super) fn on_subscribe(&mut self, s: Subscribe) {
+        let Some(c) = self.connected_mut() else { return };
+        let version = c.version;
+        let mut codes = Vec::with_capacity(s.filters.len());
+        let mut entries = Vec::with_capacity(s.filters.len());
+        let mut st = c.session.lock();
+        for f in s.filters {
+            if !valid_filter(&f.filter) {
+                codes.push(if version.is_v5() { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                continue;
+            }
+            if version.is_v5() && f.filter.starts_with("$share/") {
+                // Shared subscriptions are advertised as unavailable for now.
+                codes.push(0x9E);
+                continue;
+            }
+            let existed = st.subscriptions.insert(f.filter.clone(), (f.options, s.subscription_identifier)).is_some();
+            // [MQTT-3.9.3-1] one code per filter, in order: the granted QoS.
+            codes.push(f.options.qos as u8);
+            entries.push(SubscribeEntry {
+                filter: f.filter,
+                sub: Sub { options: f.options, id: s.subscription_identifier },
+                existed,
+            });
+        }
+        drop(st);
+        if version == Version::V31 && codes.contains(&0x80) {
+            // MQTT 3.1 has no failure code in SUBACK: close instead.
+            return self.close(Close::Error(reason::TOPIC_FILTER_INVALID));
+        }
+        if !entries.is_empty() {
+            self.out.push(Action::Subscribe(entries));
+        }
+        // [MQTT-3.8.4-1] SUBACK with the same packet identifier.
+        self.send(Packet::SubAck(SubAck { pkid: s.pkid, codes }));
+    }
+
+    pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let Some(c) = self.connected_mut() else { return };
+        let mut st = c.session.lock();
+        let codes =
+            u.filters
+                .iter()
+                .map(|f| {
+                    if st.subscriptions.remove(f).is_some() {
+                        reason::SUCCESS
+                    } else {
+                        reason::NO_SUBSCRIPTION_EXISTED
+                    }
+                })
+                .collect();
+        drop(st);
+        self.out.push(Action::Unsubscribe(u.filters));
+        // [MQTT-3.10.4-4] UNSUBACK with the same packet identifier.
+        self.send(Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes }));
+    }
+
+    pub(super) fn on_disconnect(&mut self, d: Disconnect) {
+        let Some(c) = self.connected_mut() else { return };
+        if let Some(secs) = d.session_expiry_interval {
+            if c.expiry == Some(Duration::ZERO) && secs != 0 {
+                // [MQTT-3.14.2-2] cannot set an expiry after connecting with 0.
+                return self.close(Close::Error(reason::PROTOCOL_ERROR));
+            }
+            c.expiry_update = Some(if secs == u32::MAX { None } else { Some(Duration::from_secs(u64::from(secs))) });
+        }
+        if d.reason != reason::DISCONNECT_WITH_WILL {
+            // [MQTT-3.1.2-10] a normal DISCONNECT discards the will.
+            c.will = None;
+        }
+        self.close(Close::Normal);
+    }
+
+    pub(super) fn on_auth(&mut self) {
+        // AUTH is only valid during enhanced authentication, which this
+        // connection did not ask for (a protocol error).
+        self.close(Close::Error(reason::PROTOCOL_ERROR));
+    }
+}

@@ -1,0 +1,341 @@
+//! The per-connection protocol state machine. It does no I/O and reads no
+//! clock: the driver feeds it decoded packets, router replies and the
+//! current time, and carries out the [`Action`]s it emits (send a packet,
+//! ask the router something, close). Handlers for each packet type are in
+//! `handlers.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::message::{Message, SessionKey};
+use crate::protocol::{reason, Connect, Disconnect, Packet, Publish, PublishProps, Version, Will};
+use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
+use crate::session::state::{SharedSession, Stage};
+
+/// Settings of the machine, taken from the broker configuration.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    pub max_packet_size: usize,
+    pub max_inflight: u16,
+    pub connect_timeout: Duration,
+    /// Expiry of 3.1.1 persistent sessions; `None` = never.
+    pub session_expiry: Option<Duration>,
+    pub allow_anonymous: bool,
+    /// Receive Maximum the broker allows a client (inbound QoS 2 awaiting PUBREL).
+    pub receive_maximum: u16,
+}
+
+/// Why a connection is closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client sent DISCONNECT.
+    Normal,
+    /// A protocol violation or a keep-alive timeout, with its MQTT 5 reason.
+    Error(u8),
+    /// Another connection took the session over.
+    TakenOver,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The network connection failed or the peer closed it.
+    Io,
+    /// CONNECT was refused (CONNACK with an error code was sent).
+    Refused,
+}
+
+/// What the driver must do.
+#[derive(Debug)]
+pub enum Action {
+    Send(Packet),
+    /// Ask the router to open the session; feed the reply to [`Machine::connected`].
+    Connect(ConnectRequest),
+    /// Hand a message to the router.
+    Route(Message),
+    Subscribe(Vec<SubscribeEntry>),
+    Unsubscribe(Vec<String>),
+    /// Flush what was sent, then close the network connection.
+    Close(Close),
+}
+
+pub(super) struct Connected {
+    pub version: Version,
+    pub client_id: String,
+    pub key: SessionKey,
+    pub session: Arc<SharedSession>,
+    pub keep_alive: Option<Duration>,
+    pub will: Option<Will>,
+    /// Outgoing QoS 1/2 window: ours, lowered by the client's Receive Maximum.
+    pub window: usize,
+    /// Session Expiry requested at CONNECT (MQTT 5 rules for DISCONNECT).
+    pub expiry: Option<Duration>,
+    pub expiry_update: Option<Option<Duration>>,
+}
+
+pub(super) enum State {
+    AwaitConnect {
+        deadline: Instant,
+    },
+    /// CONNECT accepted by the machine, waiting for the router.
+    Connecting(Box<Connect>),
+    Connected(Box<Connected>),
+    Closed,
+}
+
+/// The protocol state of one network connection.
+pub struct Machine {
+    pub(super) state: State,
+    pub(super) cfg: MachineConfig,
+    pub(super) conn: ConnHandle,
+    pub(super) version: Option<Version>,
+    pub(super) last_seen: Instant,
+    pub(super) out: Vec<Action>,
+    pub(super) assigned_id: Option<String>,
+    pub(super) closing: Option<Close>,
+}
+
+impl Machine {
+    pub fn new(cfg: MachineConfig, conn: ConnHandle, now: Instant) -> Machine {
+        let deadline = now + cfg.connect_timeout;
+        Machine {
+            state: State::AwaitConnect { deadline },
+            cfg,
+            conn,
+            version: None,
+            last_seen: now,
+            out: Vec::new(),
+            assigned_id: None,
+            closing: None,
+        }
+    }
+
+    /// The protocol level, once CONNECT has been read.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The client identifier, once connected.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.state {
+            State::Connected(c) => Some(&c.client_id),
+            _ => None,
+        }
+    }
+
+    /// The router's key of the session, once connected.
+    pub fn session_key(&self) -> Option<SessionKey> {
+        match &self.state {
+            State::Connected(c) => Some(c.key),
+            _ => None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closing.is_some() || matches!(self.state, State::Closed)
+    }
+
+    /// The actions emitted since the last call.
+    pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.out.drain(..)
+    }
+
+    pub(super) fn send(&mut self, p: Packet) {
+        self.out.push(Action::Send(p));
+    }
+
+    /// Closes with `why`; for MQTT 5 clients a DISCONNECT with the reason
+    /// goes first when the server initiates it ([MQTT-4.13.1-1] for errors).
+    /// The state is kept until [`Machine::finish`] so the will can be taken.
+    pub(super) fn close(&mut self, why: Close) {
+        if self.is_closed() {
+            return;
+        }
+        let code = match why {
+            Close::Error(c) => Some(c),
+            Close::TakenOver => Some(reason::SESSION_TAKEN_OVER),
+            Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
+            Close::Normal | Close::Io | Close::Refused => None,
+        };
+        let connected_v5 = matches!(&self.state, State::Connected(c) if c.version.is_v5());
+        if let (Some(reason), true) = (code, connected_v5) {
+            self.send(Packet::Disconnect(Disconnect { reason, ..Disconnect::default() }));
+        }
+        self.out.push(Action::Close(why));
+        self.closing = Some(why);
+    }
+
+    /// Feeds one decoded packet.
+    pub fn handle(&mut self, packet: Packet, now: Instant) {
+        self.last_seen = now;
+        if self.is_closed() {
+            return;
+        }
+        match (&self.state, packet) {
+            (State::AwaitConnect { .. }, Packet::Connect(c)) => self.on_connect(*c),
+            (State::Connected(_), p) => self.on_packet(p, now),
+            // The decoder lets only CONNECT through first, and the driver
+            // waits for the router before reading on; anything else is a bug
+            // in the peer's ordering.
+            _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet, now: Instant) {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p, now),
+            Packet::PubAck(a) => self.on_puback(a),
+            Packet::PubRec(a) => self.on_pubrec(a),
+            Packet::PubRel(a) => self.on_pubrel(a),
+            Packet::PubComp(a) => self.on_pubcomp(a),
+            Packet::Subscribe(s) => self.on_subscribe(s),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::PingReq => self.send(Packet::PingResp),
+            Packet::Disconnect(d) => self.on_disconnect(d),
+            Packet::Auth(_) => self.on_auth(),
+            // The decoder rejects every other type from a client.
+            _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
+        }
+    }
+
+    /// A packet could not be decoded.
+    pub fn decode_error(&mut self, e: crate::protocol::DecodeError) {
+        use crate::protocol::{ConnAck, DecodeError};
+        if let (DecodeError::UnsupportedVersion(level), State::AwaitConnect { .. }) = (e, &self.state) {
+            // [MQTT-3.1.2-2] CONNACK 0x01 (0x84 in 5.0), then close.
+            let v = if level == 5 { Version::V5 } else { Version::V311 };
+            self.version = Some(v);
+            self.send(Packet::ConnAck(ConnAck { code: reason::UNSUPPORTED_PROTOCOL_VERSION, ..ConnAck::default() }));
+            self.close(Close::Refused);
+            return;
+        }
+        self.close(Close::Error(e.reason_code()));
+    }
+
+    /// The router opened the session.
+    pub fn connected(&mut self, reply: ConnectReply, now: Instant) {
+        let State::Connecting(c) = std::mem::replace(&mut self.state, State::Closed) else {
+            return;
+        };
+        self.on_session(*c, reply, now);
+    }
+
+    /// Takes what the router must hear when the connection is gone: the
+    /// will (published unless the client disconnected normally, or the
+    /// broker shut down), and the session's new expiry.
+    pub fn finish(&mut self, why: Close, now: Instant) -> Option<RouterMsg> {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        let State::Connected(c) = state else {
+            return None;
+        };
+        let why = self.closing.unwrap_or(why);
+        // On DISCONNECT the handler already discarded the will unless the
+        // MQTT 5 reason 0x04 asked for it ([MQTT-3.1.2-10]).
+        let will = match why {
+            Close::Shutdown | Close::Refused => None,
+            Close::Normal | Close::Error(_) | Close::TakenOver | Close::Io => c.will,
+        };
+        let will = will.map(|w| will_message(w, c.key, now));
+        Some(RouterMsg::Disconnected { key: c.key, conn_id: self.conn.id, will, expiry: c.expiry_update })
+    }
+
+    /// When [`Machine::on_timer`] must next be called.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.closing.is_some() {
+            return None;
+        }
+        match &self.state {
+            State::AwaitConnect { deadline } => Some(*deadline),
+            // [MQTT-3.1.2-24] one and a half times the keep-alive.
+            State::Connected(c) => c.keep_alive.map(|k| self.last_seen + k + k / 2),
+            _ => None,
+        }
+    }
+
+    pub fn on_timer(&mut self, now: Instant) {
+        if self.deadline().is_some_and(|d| now >= d) {
+            let timed_out_connected = matches!(self.state, State::Connected(_));
+            if timed_out_connected {
+                self.close(Close::Error(reason::KEEP_ALIVE_TIMEOUT));
+            } else {
+                self.close(Close::Refused);
+            }
+        }
+    }
+
+    /// The router says another connection took the session.
+    pub fn taken_over(&mut self) {
+        self.close(Close::TakenOver);
+    }
+
+    pub fn shutdown(&mut self) {
+        self.close(Close::Shutdown);
+    }
+
+    /// Moves queued deliveries into packets, as far as the in-flight window
+    /// allows, at most `budget` of them. Returns whether more are waiting.
+    pub fn deliver(&mut self, now: Instant, budget: usize) -> bool {
+        let State::Connected(c) = &self.state else {
+            return false;
+        };
+        let v5 = c.version.is_v5();
+        let window = c.window;
+        let session = c.session.clone();
+        let mut st = session.lock();
+        for _ in 0..budget {
+            let Some((d, pkid)) = st.next_to_send(window, now) else {
+                return false;
+            };
+            let props = if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None };
+            self.out.push(Action::Send(Packet::Publish(Publish {
+                dup: false,
+                qos: d.qos,
+                retain: d.retain,
+                topic: d.msg.topic.clone(),
+                pkid,
+                payload: d.msg.payload.clone(),
+                props,
+            })));
+        }
+        st.queued() > 0
+    }
+
+    /// Resends what was in flight when the session was last connected,
+    /// with DUP set ([MQTT-4.4.0-1], [MQTT-3.3.1-1]).
+    pub(super) fn resend_inflight(&mut self, session: &SharedSession, v5: bool, now: Instant) {
+        let st = session.lock();
+        for f in st.inflight() {
+            let p = match &f.stage {
+                Stage::Published(d) => Packet::Publish(Publish {
+                    dup: true,
+                    qos: d.qos,
+                    retain: d.retain,
+                    topic: d.msg.topic.clone(),
+                    pkid: f.pkid,
+                    payload: d.msg.payload.clone(),
+                    props: if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None },
+                }),
+                Stage::Released => Packet::PubRel(crate::protocol::Ack::ok(f.pkid)),
+            };
+            self.out.push(Action::Send(p));
+        }
+    }
+}
+
+/// The MQTT 5 properties of a forwarded PUBLISH: the publisher's, with the
+/// Message Expiry Interval reduced by the time spent waiting
+/// ([MQTT-3.3.2-6]) and this subscriber's Subscription Identifiers.
+fn forward_props(msg: &Message, sub_ids: &[u32], now: Instant) -> Option<Box<PublishProps>> {
+    if msg.props.is_none() && sub_ids.is_empty() {
+        return None;
+    }
+    let mut p = msg.props.as_deref().cloned().unwrap_or_default();
+    p.message_expiry_interval = msg.expiry_left(now);
+    p.subscription_identifiers = sub_ids.to_vec();
+    Some(Box::new(p))
+}
+
+fn will_message(w: Will, origin: SessionKey, now: Instant) -> Message {
+    Message { topic: w.topic, payload: w.payload, qos: w.qos, retain: w.retain, props: w.props, origin, received: now }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -1,0 +1,449 @@
+//! Unit tests of every packet handler, driving the machine without sockets:
+//! the router is the real one, called directly.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::QueueFullPolicy;
+use crate::protocol::{
+    Ack, ConnAck, Connect, DecodeError, Disconnect, Packet, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
+    Unsubscribe, Version, Will,
+};
+use crate::router::{ConnHandle, Router, RouterMsg};
+use crate::session::state::QueueLimits;
+
+fn cfg() -> MachineConfig {
+    MachineConfig {
+        max_packet_size: 1 << 20,
+        max_inflight: 2,
+        connect_timeout: Duration::from_secs(10),
+        session_expiry: None,
+        allow_anonymous: true,
+        receive_maximum: 3,
+    }
+}
+
+fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
+    Connect {
+        version,
+        client_id: id.into(),
+        clean_start: clean,
+        keep_alive: 10,
+        will: None,
+        username: None,
+        password: None,
+        session_expiry_interval: None,
+        receive_maximum: None,
+        maximum_packet_size: None,
+        topic_alias_maximum: None,
+        request_response_information: false,
+        request_problem_information: true,
+        authentication_method: None,
+        user_properties: Vec::new(),
+    }
+}
+
+struct Harness {
+    router: Router,
+    now: Instant,
+    next_conn: u64,
+}
+
+struct Client {
+    m: Machine,
+    kill: CancellationToken,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let limits =
+            QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
+        Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1 }
+    }
+
+    /// Runs the machine's actions against the router; returns the packets sent and whether it closed.
+    fn run(&mut self, c: &mut Client) -> (Vec<Packet>, Option<Close>) {
+        let mut sent = Vec::new();
+        let mut closed = None;
+        loop {
+            let actions: Vec<Action> = c.m.take_actions().collect();
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                match a {
+                    Action::Send(p) => sent.push(p),
+                    Action::Connect(req) => {
+                        let reply = self.router.connect(req);
+                        c.m.connected(reply, self.now);
+                    }
+                    Action::Route(m) => self.router.publish(m),
+                    Action::Subscribe(entries) => {
+                        let key = c.m.session_key().unwrap();
+                        self.router.handle(RouterMsg::Subscribe { key, entries }, self.now);
+                    }
+                    Action::Unsubscribe(filters) => {
+                        let key = c.m.session_key().unwrap();
+                        self.router.handle(RouterMsg::Unsubscribe { key, filters }, self.now);
+                    }
+                    Action::Close(why) => closed = Some(why),
+                }
+            }
+        }
+        c.m.deliver(self.now, 100);
+        sent.extend(c.m.take_actions().filter_map(|a| match a {
+            Action::Send(p) => Some(p),
+            _ => None,
+        }));
+        (sent, closed)
+    }
+
+    fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
+        let kill = CancellationToken::new();
+        let id = self.next_conn;
+        self.next_conn += 1;
+        let mut c = Client { m: Machine::new(cfg(), ConnHandle { id, kill: kill.clone() }, self.now), kill };
+        c.m.handle(Packet::Connect(Box::new(connect)), self.now);
+        let (sent, closed) = self.run(&mut c);
+        (c, sent, closed)
+    }
+
+    fn feed(&mut self, c: &mut Client, p: Packet) -> (Vec<Packet>, Option<Close>) {
+        c.m.handle(p, self.now);
+        self.run(c)
+    }
+
+    fn drop_conn(&mut self, c: &mut Client, why: Close) {
+        if let Some(msg) = c.m.finish(why, self.now) {
+            self.router.handle(msg, self.now);
+        }
+    }
+}
+
+fn publish(topic: &str, qos: QoS, pkid: u16, payload: &'static [u8]) -> Packet {
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        pkid,
+        payload: Bytes::from_static(payload),
+        props: None,
+    })
+}
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        pkid: 1,
+        filters: vec![SubscribeFilter { filter: filter.into(), options: SubOptions { qos, ..SubOptions::default() } }],
+        subscription_identifier: None,
+        user_properties: Vec::new(),
+    })
+}
+
+fn connack(sent: &[Packet]) -> &ConnAck {
+    match sent.first() {
+        Some(Packet::ConnAck(c)) => c,
+        other => panic!("expected CONNACK first, got {other:?}"),
+    }
+}
+
+#[test]
+fn connect_accepts_and_reports_session_present() {
+    let mut h = Harness::new();
+    let (mut c, sent, closed) = h.client(connect_packet(Version::V311, "a", false));
+    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (0, false, None));
+    h.drop_conn(&mut c, Close::Io);
+    let (_, sent, _) = h.client(connect_packet(Version::V311, "a", false));
+    // [MQTT-3.2.2-2] the resumed session is reported present.
+    assert!(connack(&sent).session_present);
+}
+
+#[test]
+fn connect_empty_client_id_rules() {
+    let mut h = Harness::new();
+    // [MQTT-3.1.3-8] 3.1.1 zero-length id with clean session 0: CONNACK 0x02, close.
+    let (_, sent, closed) = h.client(connect_packet(Version::V311, "", false));
+    assert_eq!((connack(&sent).code, closed), (reason::CLIENT_IDENTIFIER_NOT_VALID, Some(Close::Refused)));
+    // [MQTT-3.1.3-6] with clean session 1 the server assigns one.
+    let (c, sent, closed) = h.client(connect_packet(Version::V311, "", true));
+    assert_eq!((connack(&sent).code, closed), (0, None));
+    assert!(c.m.client_id().unwrap().starts_with("edgemq-"));
+    // MQTT 5: the assigned identifier is returned in CONNACK.
+    let (_, sent, _) = h.client(connect_packet(Version::V5, "", true));
+    assert!(connack(&sent).props.assigned_client_identifier.is_some());
+}
+
+#[test]
+fn connect_refused_without_credentials_when_anonymous_is_off() {
+    let mut h = Harness::new();
+    let kill = CancellationToken::new();
+    let mut m = Machine::new(MachineConfig { allow_anonymous: false, ..cfg() }, ConnHandle { id: 9, kill }, h.now);
+    m.handle(Packet::Connect(Box::new(connect_packet(Version::V311, "x", true))), h.now);
+    let mut c = Client { m, kill: CancellationToken::new() };
+    let (sent, closed) = h.run(&mut c);
+    assert_eq!((connack(&sent).code, closed), (reason::NOT_AUTHORIZED, Some(Close::Refused)));
+}
+
+#[test]
+fn unsupported_version_gets_connack_then_close() {
+    let mut h = Harness::new();
+    let mut c = Client {
+        m: Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now),
+        kill: CancellationToken::new(),
+    };
+    // [MQTT-3.1.2-2]
+    c.m.decode_error(DecodeError::UnsupportedVersion(6));
+    let (sent, closed) = h.run(&mut c);
+    assert_eq!((connack(&sent).code, closed), (reason::UNSUPPORTED_PROTOCOL_VERSION, Some(Close::Refused)));
+}
+
+#[test]
+fn publish_qos1_routes_and_acks() {
+    let mut h = Harness::new();
+    let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", true));
+    let (sent, _) = h.feed(&mut sub, subscribe("t/#", QoS::AtLeastOnce));
+    assert_eq!(sent, vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![1] })]);
+    let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
+    let (sent, _) = h.feed(&mut publ, publish("t/1", QoS::AtLeastOnce, 5, b"x"));
+    // [MQTT-4.3.2-2] PUBACK with the same packet identifier.
+    assert_eq!(sent, vec![Packet::PubAck(Ack::ok(5))]);
+    let (sent, _) = h.run(&mut sub);
+    let Some(Packet::Publish(p)) = sent.first() else { panic!("{sent:?}") };
+    assert_eq!((p.topic.as_str(), p.qos, p.dup), ("t/1", QoS::AtLeastOnce, false));
+}
+
+#[test]
+fn publish_qos2_inbound_is_routed_once_until_pubrel() {
+    let mut h = Harness::new();
+    let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", true));
+    h.feed(&mut sub, subscribe("t", QoS::ExactlyOnce));
+    let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
+    let (sent, _) = h.feed(&mut publ, publish("t", QoS::ExactlyOnce, 7, b"once"));
+    assert_eq!(sent, vec![Packet::PubRec(Ack::ok(7))]);
+    // The same packet id again (a resend with DUP) is acknowledged but not routed [MQTT-4.3.3-10].
+    let (sent, _) = h.feed(&mut publ, publish("t", QoS::ExactlyOnce, 7, b"once"));
+    assert_eq!(sent, vec![Packet::PubRec(Ack::ok(7))]);
+    let (sent, _) = h.feed(&mut publ, Packet::PubRel(Ack::ok(7)));
+    // [MQTT-4.3.3-11] PUBCOMP in answer to PUBREL.
+    assert_eq!(sent, vec![Packet::PubComp(Ack::ok(7))]);
+    let (sent, _) = h.run(&mut sub);
+    assert_eq!(sent.iter().filter(|p| matches!(p, Packet::Publish(_))).count(), 1);
+}
+
+#[test]
+fn receive_maximum_exceeded_disconnects_v5() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V5, "p", true));
+    for id in 1..=3 {
+        h.feed(&mut c, publish("t", QoS::ExactlyOnce, id, b"x"));
+    }
+    let (sent, closed) = h.feed(&mut c, publish("t", QoS::ExactlyOnce, 4, b"x"));
+    assert_eq!(closed, Some(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED)));
+    assert_eq!(sent.last(), Some(&Packet::Disconnect(Disconnect { reason: 0x93, ..Disconnect::default() })));
+}
+
+#[test]
+fn outbound_qos1_window_puback_and_resume_with_dup() {
+    let mut h = Harness::new();
+    let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", false));
+    h.feed(&mut sub, subscribe("t", QoS::AtLeastOnce));
+    let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
+    for (i, payload) in [&b"1"[..], b"2", b"3"].into_iter().enumerate() {
+        h.feed(
+            &mut publ,
+            Packet::Publish(Publish {
+                pkid: i as u16 + 1,
+                payload: Bytes::from_static(payload),
+                ..match publish("t", QoS::AtLeastOnce, 1, b"") {
+                    Packet::Publish(p) => p,
+                    _ => unreachable!(),
+                }
+            }),
+        );
+    }
+    let (sent, _) = h.run(&mut sub);
+    // The window is 2: the third waits.
+    let ids: Vec<u16> =
+        sent.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(p.pkid) } else { None }).collect();
+    assert_eq!(ids, vec![1, 2]);
+    let (sent, _) = h.feed(&mut sub, Packet::PubAck(Ack::ok(1)));
+    assert!(matches!(sent.as_slice(), [Packet::Publish(p)] if p.pkid == 3));
+    // Connection lost with 2 and 3 unacknowledged; resume resends both with DUP [MQTT-4.4.0-1].
+    h.drop_conn(&mut sub, Close::Io);
+    let (_, sent, _) = h.client(connect_packet(Version::V311, "sub", false));
+    let resent: Vec<(u16, bool)> =
+        sent.iter().filter_map(|p| if let Packet::Publish(p) = p { Some((p.pkid, p.dup)) } else { None }).collect();
+    assert_eq!(resent, vec![(2, true), (3, true)]);
+}
+
+#[test]
+fn outbound_qos2_pubrec_pubrel_pubcomp_and_pubrel_resent_on_resume() {
+    let mut h = Harness::new();
+    let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", false));
+    h.feed(&mut sub, subscribe("t", QoS::ExactlyOnce));
+    let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
+    h.feed(&mut publ, publish("t", QoS::ExactlyOnce, 1, b"x"));
+    let (sent, _) = h.run(&mut sub);
+    let Some(Packet::Publish(p)) = sent.first() else { panic!() };
+    let (sent, _) = h.feed(&mut sub, Packet::PubRec(Ack::ok(p.pkid)));
+    assert_eq!(sent, vec![Packet::PubRel(Ack::ok(p.pkid))]);
+    h.drop_conn(&mut sub, Close::Io);
+    let (mut sub, sent, _) = h.client(connect_packet(Version::V311, "sub", false));
+    // [MQTT-4.4.0-1] PUBREL is resent on resume.
+    assert_eq!(&sent[1..], &[Packet::PubRel(Ack::ok(p.pkid))]);
+    let (sent, _) = h.feed(&mut sub, Packet::PubComp(Ack::ok(p.pkid)));
+    assert!(sent.is_empty());
+}
+
+#[test]
+fn pubrec_for_unknown_id_v5_reports_not_found() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V5, "c", true));
+    let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
+    assert_eq!(sent, vec![Packet::PubRel(Ack { pkid: 42, reason: reason::PACKET_IDENTIFIER_NOT_FOUND })]);
+    let (sent, _) = h.feed(&mut c, Packet::PubRel(Ack::ok(43)));
+    assert_eq!(sent, vec![Packet::PubComp(Ack { pkid: 43, reason: reason::PACKET_IDENTIFIER_NOT_FOUND })]);
+}
+
+#[test]
+fn subscribe_invalid_filter_codes() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V311, "c", true));
+    let (sent, closed) = h.feed(&mut c, subscribe("a/#/b", QoS::AtLeastOnce));
+    assert_eq!((sent, closed), (vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![0x80] })], None));
+    let (mut c5, _, _) = h.client(connect_packet(Version::V5, "c5", true));
+    let (sent, _) = h.feed(&mut c5, subscribe("a+", QoS::AtLeastOnce));
+    assert_eq!(
+        sent,
+        vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![reason::TOPIC_FILTER_INVALID] })]
+    );
+}
+
+#[test]
+fn unsubscribe_reports_and_stops_delivery() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V5, "c", true));
+    h.feed(&mut c, subscribe("t", QoS::AtMostOnce));
+    let unsub = |f: &str| {
+        Packet::Unsubscribe(Unsubscribe {
+            pkid: 2,
+            filters: vec![f.into(), "nope".into()],
+            user_properties: Vec::new(),
+        })
+    };
+    let (sent, _) = h.feed(&mut c, unsub("t"));
+    assert_eq!(
+        sent,
+        vec![Packet::UnsubAck(crate::protocol::UnsubAck { pkid: 2, codes: vec![0, reason::NO_SUBSCRIPTION_EXISTED] })]
+    );
+    h.router.publish(crate::message::Message {
+        topic: "t".into(),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        props: None,
+        origin: 0,
+        received: h.now,
+    });
+    assert!(h.run(&mut c).0.is_empty());
+}
+
+#[test]
+fn pingreq_gets_pingresp() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V311, "c", true));
+    assert_eq!(h.feed(&mut c, Packet::PingReq).0, vec![Packet::PingResp]);
+}
+
+fn with_will(mut c: Connect) -> Connect {
+    c.will = Some(Will {
+        topic: "wills/c".into(),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        delay_interval: 0,
+        props: None,
+    });
+    c
+}
+
+#[test]
+fn disconnect_discards_the_will_but_keepalive_timeout_publishes_it() {
+    let mut h = Harness::new();
+    let (mut watcher, _, _) = h.client(connect_packet(Version::V311, "w", true));
+    h.feed(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce));
+    let (mut c, _, _) = h.client(with_will(connect_packet(Version::V311, "c", true)));
+    // [MQTT-3.1.2-10] DISCONNECT: no will.
+    let (_, closed) = h.feed(&mut c, Packet::Disconnect(Disconnect::default()));
+    assert_eq!(closed, Some(Close::Normal));
+    h.drop_conn(&mut c, Close::Normal);
+    assert!(h.run(&mut watcher).0.is_empty());
+    // [MQTT-3.1.2-24] keep-alive 10 s: nothing at 14 s, closed at 15 s, will published.
+    let (mut c, _, _) = h.client(with_will(connect_packet(Version::V311, "c", true)));
+    let start = h.now;
+    c.m.on_timer(start + Duration::from_secs(14));
+    assert!(!c.m.is_closed());
+    c.m.on_timer(start + Duration::from_secs(15));
+    let (_, closed) = h.run(&mut c);
+    assert_eq!(closed, Some(Close::Error(reason::KEEP_ALIVE_TIMEOUT)));
+    h.drop_conn(&mut c, Close::Io);
+    let (sent, _) = h.run(&mut watcher);
+    let Some(Packet::Publish(p)) = sent.first() else { panic!("{sent:?}") };
+    assert_eq!((&p.payload[..], p.qos), (&b"bye"[..], QoS::AtLeastOnce));
+    // Will retain honoured: a new subscriber gets it as a retained message.
+    let (mut late, _, _) = h.client(connect_packet(Version::V311, "late", true));
+    let (sent, _) = h.feed(&mut late, subscribe("wills/#", QoS::AtLeastOnce));
+    assert!(sent.iter().any(|p| matches!(p, Packet::Publish(p) if p.retain)));
+}
+
+#[test]
+fn v5_disconnect_with_will_reason_publishes_it() {
+    let mut h = Harness::new();
+    let (mut watcher, _, _) = h.client(connect_packet(Version::V311, "w", true));
+    h.feed(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce));
+    let (mut c, _, _) = h.client(with_will(connect_packet(Version::V5, "c", true)));
+    h.feed(&mut c, Packet::Disconnect(Disconnect { reason: reason::DISCONNECT_WITH_WILL, ..Disconnect::default() }));
+    h.drop_conn(&mut c, Close::Normal);
+    assert_eq!(h.run(&mut watcher).0.len(), 1);
+}
+
+#[test]
+fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
+    let mut h = Harness::new();
+    let (mut old, _, _) = h.client(connect_packet(Version::V5, "dup", false));
+    let (_new, sent, _) = h.client(connect_packet(Version::V5, "dup", false));
+    assert!(connack(&sent).session_present);
+    assert!(old.kill.is_cancelled(), "[MQTT-3.1.4-2]");
+    old.m.taken_over();
+    let (sent, closed) = h.run(&mut old);
+    assert_eq!(closed, Some(Close::TakenOver));
+    assert_eq!(
+        sent,
+        vec![Packet::Disconnect(Disconnect { reason: reason::SESSION_TAKEN_OVER, ..Disconnect::default() })]
+    );
+}
+
+#[test]
+fn topic_alias_from_client_is_refused_while_not_advertised() {
+    let mut h = Harness::new();
+    let (mut c, _, _) = h.client(connect_packet(Version::V5, "c", true));
+    let mut p = match publish("t", QoS::AtMostOnce, 0, b"x") {
+        Packet::Publish(p) => p,
+        _ => unreachable!(),
+    };
+    p.props = Some(Box::new(crate::protocol::PublishProps { topic_alias: Some(1), ..Default::default() }));
+    let (_, closed) = h.feed(&mut c, Packet::Publish(p));
+    assert_eq!(closed, Some(Close::Error(reason::TOPIC_ALIAS_INVALID)));
+}
+
+#[test]
+fn connect_timeout_closes_a_silent_connection() {
+    let h = Harness::new();
+    let mut m = Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now);
+    m.on_timer(h.now + Duration::from_secs(11));
+    assert!(m.is_closed());
+}

@@ -1,0 +1,8 @@
+//! Sessions: the per-connection protocol state machine ([`Machine`]) and
+//! the state that outlives connections ([`state`]).
+
+mod handlers;
+mod machine;
+pub mod state;
+
+pub use machine::{Action, Close, Machine, MachineConfig};

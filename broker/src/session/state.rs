@@ -1,0 +1,287 @@
+//! The state of one MQTT session that outlives its network connections:
+//! subscriptions, the queue of messages waiting to be sent, the outgoing
+//! QoS 1/2 messages in flight, and the inbound QoS 2 packet identifiers
+//! awaiting PUBREL.
+//!
+//! The router appends to the queue; the connection that currently owns the
+//! session takes from it, tracks acknowledgements and, on resume, resends
+//! what was in flight. Both go through [`SharedSession`], one small lock per
+//! session (never a global one). The queue itself sits behind
+//! [`MessageQueue`], the seam where a disk-backed store plugs in.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::config::QueueFullPolicy;
+use crate::message::Delivery;
+use crate::protocol::{QoS, SubOptions};
+
+/// Storage of a session's waiting messages, oldest first.
+pub trait MessageQueue: Send {
+    fn push_back(&mut self, d: Delivery);
+    fn pop_front(&mut self) -> Option<Delivery>;
+    fn front(&self) -> Option<&Delivery>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The in-memory queue.
+#[derive(Debug, Default)]
+pub struct MemQueue(VecDeque<Delivery>);
+
+impl MessageQueue for MemQueue {
+    fn push_back(&mut self, d: Delivery) {
+        self.0.push_back(d);
+    }
+    fn pop_front(&mut self) -> Option<Delivery> {
+        self.0.pop_front()
+    }
+    fn front(&self) -> Option<&Delivery> {
+        self.0.front()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Queue limits of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub policy: QueueFullPolicy,
+    /// Queue QoS 0 messages while the session is offline.
+    pub queue_qos0: bool,
+}
+
+/// Where an outgoing QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// PUBLISH sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published(Delivery),
+    /// PUBREL sent; waiting for PUBCOMP.
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub pkid: u16,
+    pub stage: Stage,
+}
+
+/// What happened to a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// Dropped because the queue was full (first drop of an episode: `true`).
+    DroppedFull {
+        first: bool,
+    },
+    /// QoS 0 while offline, not queued by configuration.
+    DroppedOffline,
+}
+
+/// The session state proper.
+pub struct SessionState {
+    queue: Box<dyn MessageQueue>,
+    queued_bytes: usize,
+    inflight: VecDeque<InFlight>,
+    next_pkid: u16,
+    inbound_qos2: HashSet<u16>,
+    /// Topic filter -> options (and Subscription Identifier).
+    pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
+    limits: QueueLimits,
+    /// Whether a connection currently owns the session.
+    pub online: bool,
+    /// Messages dropped because the queue was full, ever.
+    pub dropped: u64,
+    in_drop_episode: bool,
+}
+
+/// A session as shared by the router and the owning connection.
+pub struct SharedSession {
+    pub state: Mutex<SessionState>,
+    /// Wakes the owning connection when deliveries are queued.
+    pub notify: Notify,
+}
+
+impl SharedSession {
+    pub fn new(limits: QueueLimits) -> SharedSession {
+        SharedSession { state: Mutex::new(SessionState::new(limits)), notify: Notify::new() }
+    }
+
+    /// Locks the state. A poisoned lock (a panic while holding it) still
+    /// holds consistent data for our purposes: every mutation below is
+    /// completed before any call that could panic.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SessionState {
+    pub fn new(limits: QueueLimits) -> SessionState {
+        SessionState {
+            queue: Box::new(MemQueue::default()),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            next_pkid: 1,
+            inbound_qos2: HashSet::new(),
+            subscriptions: HashMap::new(),
+            limits,
+            online: false,
+            dropped: 0,
+            in_drop_episode: false,
+        }
+    }
+
+    /// Offers a delivery to the queue, applying the limits.
+    pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
+        if !self.online && d.qos == QoS::AtMostOnce && !self.limits.queue_qos0 {
+            return Enqueued::DroppedOffline;
+        }
+        let cost = d.msg.cost();
+        let full = |s: &Self| s.queue.len() >= s.limits.max_messages || s.queued_bytes + cost > s.limits.max_bytes;
+        if full(self) {
+            let made_room = self.limits.policy == QueueFullPolicy::DropOldest && {
+                while full(self) && self.pop_queued().is_some() {
+                    self.dropped += 1;
+                }
+                !full(self)
+            };
+            if !made_room {
+                self.dropped += 1;
+                let first = !self.in_drop_episode;
+                self.in_drop_episode = true;
+                return Enqueued::DroppedFull { first };
+            }
+        }
+        self.in_drop_episode = false;
+        self.queued_bytes += cost;
+        self.queue.push_back(d);
+        Enqueued::Queued
+    }
+
+    fn pop_queued(&mut self) -> Option<Delivery> {
+        let d = self.queue.pop_front()?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+        Some(d)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Takes the next delivery to send, if the in-flight `window` allows,
+    /// assigning a packet identifier to QoS 1/2 ones (0 for QoS 0).
+    /// Expired messages (Message Expiry Interval) are discarded on the way.
+    pub fn next_to_send(&mut self, window: usize, now: Instant) -> Option<(Delivery, u16)> {
+        loop {
+            let front = self.queue.front()?;
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+                return None;
+            }
+            let d = self.pop_queued()?;
+            if d.msg.expired(now) {
+                continue;
+            }
+            if d.qos == QoS::AtMostOnce {
+                return Some((d, 0));
+            }
+            let pkid = self.alloc_pkid();
+            self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
+            return Some((d, pkid));
+        }
+    }
+
+    fn alloc_pkid(&mut self) -> u16 {
+        loop {
+            let id = self.next_pkid;
+            self.next_pkid = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.iter().any(|f| f.pkid == id) {
+                return id;
+            }
+        }
+    }
+
+    fn position(&self, pkid: u16) -> Option<usize> {
+        self.inflight.iter().position(|f| f.pkid == pkid)
+    }
+
+    /// PUBACK received: the QoS 1 flow is complete.
+    pub fn puback(&mut self, pkid: u16) -> bool {
+        match self.position(pkid) {
+            Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
+                self.inflight.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBREC received: the message is the receiver's now; PUBREL is owed.
+    /// Returns whether the packet identifier was known.
+    pub fn pubrec(&mut self, pkid: u16) -> bool {
+        match self.position(pkid) {
+            Some(i) => {
+                self.inflight[i].stage = Stage::Released;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC with an error reason (MQTT 5) or PUBCOMP: the flow ends.
+    pub fn complete(&mut self, pkid: u16) -> bool {
+        match self.position(pkid) {
+            Some(i) => {
+                self.inflight.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Everything in flight, in send order, for a resumed session
+    /// ([MQTT-4.4.0-1]: resend unacknowledged PUBLISH and PUBREL).
+    pub fn inflight(&self) -> impl Iterator<Item = &InFlight> {
+        self.inflight.iter()
+    }
+
+    /// Inbound QoS 2 PUBLISH: records its packet identifier. `false` means
+    /// it was already recorded (a redelivery), so it must not be routed again.
+    pub fn inbound_qos2_received(&mut self, pkid: u16) -> bool {
+        self.inbound_qos2.insert(pkid)
+    }
+
+    /// PUBREL received: forgets the identifier. Returns whether it was known.
+    pub fn inbound_qos2_released(&mut self, pkid: u16) -> bool {
+        self.inbound_qos2.remove(&pkid)
+    }
+
+    pub fn inbound_qos2_contains(&self, pkid: u16) -> bool {
+        self.inbound_qos2.contains(&pkid)
+    }
+
+    pub fn inbound_qos2_pending(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    /// Drops everything (clean start).
+    pub fn clear(&mut self) {
+        let limits = self.limits;
+        *self = SessionState::new(limits);
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

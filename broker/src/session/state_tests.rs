@@ -1,0 +1,138 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::message::Message;
+use crate::protocol::PublishProps;
+
+fn limits(max_messages: usize, policy: QueueFullPolicy) -> QueueLimits {
+    QueueLimits { max_messages, max_bytes: 1 << 20, policy, queue_qos0: false }
+}
+
+fn delivery(n: u8, qos: QoS) -> Delivery {
+    let msg = Message {
+        topic: "t".into(),
+        payload: Bytes::from(vec![n]),
+        qos,
+        retain: false,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    };
+    Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: Vec::new() }
+}
+
+fn online(limits: QueueLimits) -> SessionState {
+    let mut s = SessionState::new(limits);
+    s.online = true;
+    s
+}
+
+#[test]
+fn window_bounds_inflight_and_keeps_order() {
+    let mut s = online(limits(100, QueueFullPolicy::DropNew));
+    for n in 0..5 {
+        s.enqueue(delivery(n, QoS::AtLeastOnce));
+    }
+    let now = Instant::now();
+    let (a, p1) = s.next_to_send(2, now).unwrap();
+    let (b, p2) = s.next_to_send(2, now).unwrap();
+    assert_eq!((a.msg.payload[0], b.msg.payload[0], p1, p2), (0, 1, 1, 2));
+    assert!(s.next_to_send(2, now).is_none(), "window of 2 is full");
+    assert!(s.puback(p1));
+    assert!(!s.puback(p1), "a second PUBACK is not known");
+    let (c, p3) = s.next_to_send(2, now).unwrap();
+    assert_eq!((c.msg.payload[0], p3), (2, 3));
+}
+
+#[test]
+fn qos2_outbound_flow() {
+    let mut s = online(limits(10, QueueFullPolicy::DropNew));
+    s.enqueue(delivery(1, QoS::ExactlyOnce));
+    let (_, pkid) = s.next_to_send(10, Instant::now()).unwrap();
+    assert!(!s.puback(pkid), "PUBACK does not end a QoS 2 flow");
+    assert!(s.pubrec(pkid));
+    assert_eq!(s.inflight().next().unwrap().stage, Stage::Released);
+    assert!(s.complete(pkid));
+    assert_eq!(s.inflight_len(), 0);
+}
+
+#[test]
+fn queue_limit_drop_new_counts_and_reports_first_drop_once() {
+    let mut s = SessionState::new(limits(2, QueueFullPolicy::DropNew));
+    assert_eq!(s.enqueue(delivery(0, QoS::AtLeastOnce)), Enqueued::Queued);
+    assert_eq!(s.enqueue(delivery(1, QoS::AtLeastOnce)), Enqueued::Queued);
+    assert_eq!(s.enqueue(delivery(2, QoS::AtLeastOnce)), Enqueued::DroppedFull { first: true });
+    assert_eq!(s.enqueue(delivery(3, QoS::AtLeastOnce)), Enqueued::DroppedFull { first: false });
+    assert_eq!((s.queued(), s.dropped), (2, 2));
+}
+
+#[test]
+fn queue_limit_drop_oldest_keeps_newest() {
+    let mut s = SessionState::new(limits(2, QueueFullPolicy::DropOldest));
+    for n in 0..4 {
+        assert_eq!(s.enqueue(delivery(n, QoS::AtLeastOnce)), Enqueued::Queued);
+    }
+    s.online = true;
+    let (d, _) = s.next_to_send(10, Instant::now()).unwrap();
+    assert_eq!((d.msg.payload[0], s.dropped), (2, 2));
+}
+
+#[test]
+fn byte_limit_applies() {
+    let mut s = SessionState::new(QueueLimits { max_bytes: 5, ..limits(100, QueueFullPolicy::DropNew) });
+    assert_eq!(s.enqueue(delivery(0, QoS::AtLeastOnce)), Enqueued::Queued);
+    assert_eq!(s.enqueue(delivery(1, QoS::AtLeastOnce)), Enqueued::Queued);
+    assert!(matches!(s.enqueue(delivery(2, QoS::AtLeastOnce)), Enqueued::DroppedFull { .. }));
+}
+
+#[test]
+fn offline_qos0_is_not_queued_by_default() {
+    let mut s = SessionState::new(limits(10, QueueFullPolicy::DropNew));
+    assert_eq!(s.enqueue(delivery(0, QoS::AtMostOnce)), Enqueued::DroppedOffline);
+    let mut s = SessionState::new(QueueLimits { queue_qos0: true, ..limits(10, QueueFullPolicy::DropNew) });
+    assert_eq!(s.enqueue(delivery(0, QoS::AtMostOnce)), Enqueued::Queued);
+}
+
+#[test]
+fn expired_messages_are_skipped() {
+    let mut s = online(limits(10, QueueFullPolicy::DropNew));
+    let mut d = delivery(0, QoS::AtLeastOnce);
+    let mut m = (*d.msg).clone();
+    m.props = Some(Box::new(PublishProps { message_expiry_interval: Some(1), ..PublishProps::default() }));
+    d.msg = Arc::new(m);
+    s.enqueue(d);
+    s.enqueue(delivery(1, QoS::AtLeastOnce));
+    let later = Instant::now() + std::time::Duration::from_secs(2);
+    let (d, _) = s.next_to_send(10, later).unwrap();
+    assert_eq!(d.msg.payload[0], 1);
+}
+
+#[test]
+fn inbound_qos2_is_recorded_until_pubrel() {
+    let mut s = SessionState::new(limits(10, QueueFullPolicy::DropNew));
+    assert!(s.inbound_qos2_received(7));
+    assert!(!s.inbound_qos2_received(7), "a resent PUBLISH is not routed twice");
+    assert!(s.inbound_qos2_released(7));
+    assert!(!s.inbound_qos2_released(7));
+    assert!(s.inbound_qos2_received(7), "the identifier can be reused after PUBREL");
+}
+
+#[test]
+fn pkids_skip_identifiers_in_use() {
+    let mut s = online(limits(100_000, QueueFullPolicy::DropNew));
+    s.enqueue(delivery(0, QoS::AtLeastOnce));
+    let (_, first) = s.next_to_send(10, Instant::now()).unwrap();
+    assert_eq!(first, 1);
+    // Cycle through every other identifier; 1 stays in flight.
+    for n in 0..u16::MAX as usize {
+        s.enqueue(delivery(n as u8, QoS::AtLeastOnce));
+        let (_, id) = s.next_to_send(10, Instant::now()).unwrap();
+        assert_ne!(id, 0);
+        if id != 1 {
+            assert!(s.puback(id));
+        }
+        assert!(s.inflight().filter(|f| f.pkid == 1).count() == 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! The `edgemq` binary's contract: startup line, flags, config errors,
+//! graceful shutdown on SIGTERM/SIGINT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgemq");
+
+struct Running {
+    child: Child,
+    line: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    Running { child, line }
+}
+
+fn first_addr(line: &str) -> String {
+    let rest = line.split("listening on ").nth(1).unwrap();
+    rest.split("tcp://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned()
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "broker did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
+    assert!(ok);
+}
+
+#[test]
+fn startup_line_names_version_listeners_data_dir_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = start(&["-p", "0", "--bind", "127.0.0.1", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        r.line.starts_with(&format!("edgemq {} listening on tcp://127.0.0.1:", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        r.line
+    );
+    assert!(r.line.contains(&format!("data dir {}", dir.path().display())), "{}", r.line);
+    assert!(r.line.contains("config (none)"), "{}", r.line);
+    // The printed address accepts an MQTT connection.
+    let mut s = TcpStream::connect(first_addr(&r.line)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'c']).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0]);
+}
+
+#[test]
+fn sigterm_and_sigint_shut_down_cleanly() {
+    for sig in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = start(&["-p", "0", "--bind", "127.0.0.1", "--data-dir", dir.path().to_str().unwrap()]);
+        let mut s = TcpStream::connect(first_addr(&r.line)).unwrap();
+        s.write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf).unwrap();
+        signal(&r.child, sig);
+        assert!(wait_exit(&mut r.child).success(), "exit status after {sig}");
+        // MQTT 5 client got DISCONNECT 0x8B (server shutting down), then EOF.
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.windows(3).any(|w| w == [0xE0, 1, 0x8B]), "{rest:?}");
+    }
+}
+
+#[test]
+fn config_file_is_used_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edgemq.toml");
+    std::fs::write(&cfg, "bind = [\"127.0.0.1\"]\nport = 0\nmax_inflight_messages = 10\n").unwrap();
+    let r = start(&["-c", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(r.line.contains(&format!("config {}", cfg.display())), "{}", r.line);
+    assert!(r.line.contains("tcp://127.0.0.1:"), "{}", r.line);
+}
+
+fn config_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN).args(["-c", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("bad.toml"), "{err}");
+    err
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    assert!(config_error("port = 1883\nmax_inflite = 3\n").contains("bad.toml:2: key `max_inflite`"));
+    assert!(config_error("\n\nport = \"x\"\n").contains("bad.toml:3: key `port`"));
+    assert!(config_error("bind = [\"1.2.3.999\"]\n").contains("bad.toml:1: key `bind`"));
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_flag_value_fails() {
+    let out = Command::new(BIN).args(["--bind", "not-an-address", "-p", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
+}
