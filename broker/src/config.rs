@@ -21,6 +21,17 @@ pub enum QueueFullPolicy {
     DropOldest,
 }
 
+/// How a shared subscription group picks the member that gets a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedStrategy {
+    /// Each member in turn (skipping offline members).
+    #[default]
+    RoundRobin,
+    /// A random online member.
+    Random,
+}
+
 /// The effective configuration of a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -48,6 +59,20 @@ pub struct Config {
     pub connect_timeout_secs: u64,
     /// Log connections and subscriptions.
     pub verbose: bool,
+    /// Largest keep-alive accepted (seconds); MQTT 5 clients asking for more
+    /// (or for none) are told this value as Server Keep Alive.
+    pub max_keepalive: u16,
+    /// Receive Maximum advertised to MQTT 5 clients: inbound QoS 2 messages
+    /// awaiting PUBREL before the client is disconnected with 0x93.
+    pub receive_maximum: u16,
+    /// Topic Alias Maximum advertised to MQTT 5 clients (0 disables).
+    pub topic_alias_maximum: u16,
+    /// Send topic aliases to MQTT 5 clients that allow them.
+    pub server_topic_aliases: bool,
+    pub shared_subscription_strategy: SharedStrategy,
+    /// Response Information sent to MQTT 5 clients that request it; the
+    /// client identifier is appended.
+    pub response_information: Option<String>,
 }
 
 impl Default for Config {
@@ -69,6 +94,12 @@ impl Default for Config {
             session_expiry_secs: 0,
             connect_timeout_secs: 10,
             verbose: false,
+            max_keepalive: u16::MAX,
+            receive_maximum: u16::MAX,
+            topic_alias_maximum: 10,
+            server_topic_aliases: true,
+            shared_subscription_strategy: SharedStrategy::RoundRobin,
+            response_information: None,
         }
     }
 }
@@ -90,6 +121,12 @@ struct FileConfig {
     session_expiry_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
     verbose: Option<bool>,
+    max_keepalive: Option<u16>,
+    receive_maximum: Option<u16>,
+    topic_alias_maximum: Option<u16>,
+    server_topic_aliases: Option<bool>,
+    shared_subscription_strategy: Option<SharedStrategy>,
+    response_information: Option<String>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -224,8 +261,16 @@ impl Config {
                 queue_qos0_messages,
                 session_expiry_secs,
                 connect_timeout_secs,
-                verbose
+                verbose,
+                max_keepalive,
+                receive_maximum,
+                topic_alias_maximum,
+                server_topic_aliases,
+                shared_subscription_strategy
             );
+            if f.response_information.is_some() {
+                cfg.response_information = f.response_information;
+            }
         }
         let from_file = Origin { file };
         let mut bind_origin = &from_file;
@@ -270,6 +315,12 @@ impl Config {
         }
         if self.max_inflight_messages == 0 {
             return Err(origin.error("max_inflight_messages", None, "must be at least 1".into()));
+        }
+        if self.receive_maximum == 0 {
+            return Err(origin.error("receive_maximum", None, "must be at least 1".into()));
+        }
+        if self.max_keepalive == 0 {
+            return Err(origin.error("max_keepalive", None, "must be at least 1".into()));
         }
         if self.max_queued_messages == 0 {
             return Err(origin.error("max_queued_messages", None, "must be at least 1".into()));

@@ -60,4 +60,7 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription Identifiers of the matching subscriptions (MQTT 5).
     pub sub_ids: Vec<u32>,
+    /// The `$share/...` filter this came through, if a shared subscription:
+    /// such a delivery goes to another member if this one disconnects.
+    pub shared: Option<Arc<str>>,
 }

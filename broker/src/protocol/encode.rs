@@ -259,6 +259,9 @@ fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError>
     if let Some(s) = &p.reason_string {
         check_str(s)?;
     }
+    if let Some(s) = &p.response_information {
+        check_str(s)?;
+    }
     let properties = v5::ConnAckProperties {
         session_expiry_interval: p.session_expiry_interval,
         receive_max: p.receive_maximum,
@@ -273,7 +276,7 @@ fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError>
         subscription_identifiers_available: flag(p.subscription_identifiers_available),
         shared_subscription_available: flag(p.shared_subscription_available),
         server_keep_alive: p.server_keep_alive,
-        response_information: None,
+        response_information: p.response_information.clone(),
         server_reference: None,
         authentication_method: None,
         authentication_data: None,

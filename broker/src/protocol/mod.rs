@@ -140,6 +140,7 @@ pub struct ConnAckProps {
     pub subscription_identifiers_available: Option<bool>,
     pub shared_subscription_available: Option<bool>,
     pub server_keep_alive: Option<u16>,
+    pub response_information: Option<String>,
 }
 
 /// PUBLISH.

@@ -25,6 +25,21 @@ pub fn valid_filter(filter: &str) -> bool {
     true
 }
 
+/// Splits a shared subscription `$share/{group}/{filter}` into its group
+/// and filter, if it is one (MQTT 5.0 section 4.8.2).
+pub fn shared(filter: &str) -> Option<(&str, &str)> {
+    filter.strip_prefix("$share/")?.split_once('/')
+}
+
+/// A valid shared subscription: a non-empty group without `/`, `+` or `#`
+/// ([MQTT-4.8.2-1], [MQTT-4.8.2-2]) and a valid filter.
+pub fn valid_shared(filter: &str) -> bool {
+    match shared(filter) {
+        Some((group, f)) => !group.is_empty() && !group.contains(['+', '#']) && valid_filter(f),
+        None => false,
+    }
+}
+
 /// Whether `filter` (assumed valid) matches `topic` (assumed valid).
 /// Filters starting with a wildcard do not match topics starting with `$`
 /// ([MQTT-4.7.2-1]).
@@ -67,6 +82,17 @@ mod tests {
         for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "#/a", "a\0"] {
             assert!(!valid_filter(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn shared_filters() {
+        assert_eq!(shared("$share/g/a/#"), Some(("g", "a/#")));
+        assert_eq!(shared("a/b"), None);
+        assert!(valid_shared("$share/g/a/+"));
+        assert!(!valid_shared("$share//a"));
+        assert!(!valid_shared("$share/g+/a"));
+        assert!(!valid_shared("$share/g"));
+        assert!(!valid_shared("$share/g/a#"));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The router: owner of every session, the subscription index and the
 //! retained messages. It matches each published message against the
-//! subscriptions and appends one [`Delivery`] per subscribed session to
-//! that session's queue, then wakes the session's connection.
+//! subscriptions and appends one [`Delivery`] per subscribed session (or
+//! per shared group, to one chosen member) to that session's queue, then
+//! wakes the session's connection. It also holds delayed wills (MQTT 5 Will
+//! Delay Interval) and expires abandoned sessions.
 //!
 //! [`Router`] does no I/O and reads no clock (`now` is passed in); the task
 //! in [`run`] feeds it [`RouterMsg`]s in batches from a bounded channel and
@@ -19,8 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use retained::RetainedStore;
-pub use tree::{Sub, SubscriptionTree};
+pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
+use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::protocol::{RetainHandling, SubOptions};
 use crate::session::state::{Enqueued, QueueLimits, SharedSession};
@@ -70,12 +73,14 @@ pub enum RouterMsg {
         key: SessionKey,
         filters: Vec<String>,
     },
-    /// A connection ended. `will` is published if present; `expiry`
-    /// overrides the session's expiry (MQTT 5 DISCONNECT).
+    /// A connection ended. `will` is published after `will_delay` (or when
+    /// the session ends, if sooner); `expiry` overrides the session's
+    /// expiry (MQTT 5 DISCONNECT).
     Disconnected {
         key: SessionKey,
         conn_id: u64,
         will: Option<Message>,
+        will_delay: Duration,
         expiry: Option<Option<Duration>>,
     },
 }
@@ -105,6 +110,10 @@ pub struct Router {
     retained: RetainedStore,
     next_key: SessionKey,
     limits: QueueLimits,
+    strategy: SharedStrategy,
+    rng: u64,
+    /// Wills waiting for their delay: (due, session, will).
+    delayed_wills: Vec<(Instant, SessionKey, Message)>,
     /// Sessions given deliveries since the last [`Router::take_touched`].
     touched: Vec<Arc<SharedSession>>,
     pub stats: RouterStats,
@@ -119,41 +128,50 @@ impl Router {
             retained: RetainedStore::default(),
             next_key: 1,
             limits,
+            strategy: SharedStrategy::RoundRobin,
+            rng: 0x9E37_79B9_7F4A_7C15,
+            delayed_wills: Vec::new(),
             touched: Vec::new(),
             stats: RouterStats::default(),
         }
     }
 
+    pub fn set_shared_strategy(&mut self, s: SharedStrategy) {
+        self.strategy = s;
+    }
+
     pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
         match msg {
             RouterMsg::Connect(req, reply) => {
-                let r = self.connect(req);
+                let r = self.connect(req, now);
                 // The connection may have gone away meanwhile; nothing to do then.
                 let _ = reply.send(r);
             }
             RouterMsg::Publish(m) => self.publish(m),
-            RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries),
+            RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries, now),
             RouterMsg::Unsubscribe { key, filters } => {
                 for f in filters {
                     self.subs.remove(&f, key);
                 }
             }
-            RouterMsg::Disconnected { key, conn_id, will, expiry } => {
-                self.disconnected(key, conn_id, will, expiry, now)
+            RouterMsg::Disconnected { key, conn_id, will, will_delay, expiry } => {
+                self.disconnected(key, conn_id, will.map(|w| (w, will_delay)), expiry, now)
             }
         }
     }
 
     /// Opens, resumes or takes over the session of `req.client_id`.
-    pub fn connect(&mut self, req: ConnectRequest) -> ConnectReply {
+    pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
         if let Some(&key) = self.by_client.get(&req.client_id) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
                 old.kill.cancel();
             }
             if req.clean_start {
-                self.remove_session(key);
+                self.end_session(key, now);
             } else if let Some(e) = self.sessions.get_mut(&key) {
+                // [MQTT-3.1.3-9] (5.0) a resumed session cancels a delayed will.
+                self.delayed_wills.retain(|w| w.1 != key);
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
@@ -179,7 +197,8 @@ impl Router {
         ConnectReply { key, session: shared, session_present: false }
     }
 
-    fn remove_session(&mut self, key: SessionKey) {
+    /// Ends a session: its subscriptions go, its delayed will is published.
+    fn end_session(&mut self, key: SessionKey, now: Instant) {
         let Some(e) = self.sessions.remove(&key) else {
             return;
         };
@@ -188,24 +207,37 @@ impl Router {
         for f in filters {
             self.subs.remove(&f, key);
         }
+        let leftovers = e.shared.lock().take_shared();
+        self.redeliver_shared(leftovers, key);
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.1 == key);
+        self.delayed_wills = later;
+        for (_, _, will) in due {
+            self.publish(Message { received: now, ..will });
+        }
     }
 
     fn disconnected(
         &mut self,
         key: SessionKey,
         conn_id: u64,
-        will: Option<Message>,
+        will: Option<(Message, Duration)>,
         expiry: Option<Option<Duration>>,
         now: Instant,
     ) {
-        if let Some(w) = will {
-            self.publish(w);
-        }
         let Some(e) = self.sessions.get_mut(&key) else {
+            // The session already ended (clean start elsewhere): publish now.
+            if let Some((w, _)) = will {
+                self.publish(w);
+            }
             return;
         };
         if e.conn.as_ref().map(|c| c.id) != Some(conn_id) {
-            // Taken over: the session belongs to the newer connection.
+            // Taken over: the session belongs to the newer connection, so a
+            // delayed will is cancelled; an immediate one is published.
+            if let Some((w, Duration::ZERO)) = will {
+                self.publish(w);
+            }
             return;
         }
         e.conn = None;
@@ -214,12 +246,24 @@ impl Router {
             e.expiry = x;
         }
         e.shared.lock().online = false;
-        if e.expiry == Some(Duration::ZERO) {
-            self.remove_session(key);
+        let session_expiry = e.expiry;
+        let leftovers = e.shared.lock().take_shared();
+        self.redeliver_shared(leftovers, key);
+        if let Some((w, delay)) = will {
+            // The will goes at the earlier of its delay and the session's end.
+            let delay = session_expiry.map_or(delay, |x| delay.min(x));
+            if delay.is_zero() {
+                self.publish(w);
+            } else {
+                self.delayed_wills.push((now + delay, key, w));
+            }
+        }
+        if session_expiry == Some(Duration::ZERO) {
+            self.end_session(key, now);
         }
     }
 
-    fn subscribe(&mut self, key: SessionKey, entries: Vec<SubscribeEntry>) {
+    fn subscribe(&mut self, key: SessionKey, entries: Vec<SubscribeEntry>, now: Instant) {
         let Some((shared, client_id)) = self.sessions.get(&key).map(|e| (e.shared.clone(), e.client_id.clone())) else {
             return;
         };
@@ -231,11 +275,16 @@ impl Router {
                 RetainHandling::OnNewSubscribe => !entry.existed,
                 RetainHandling::Never => false,
             };
-            if !send {
+            // MQTT 5.0 section 4.8.2: no retained messages for shared subscriptions.
+            if !send || entry.filter.starts_with("$share/") {
                 continue;
             }
             let mut found = Vec::new();
-            self.retained.matching(&entry.filter, |m| found.push(m.clone()));
+            self.retained.matching(&entry.filter, |m| {
+                if !m.expired(now) {
+                    found.push(m.clone())
+                }
+            });
             let mut state = shared.lock();
             for msg in found {
                 // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN set.
@@ -244,6 +293,7 @@ impl Router {
                     msg,
                     retain: true,
                     sub_ids: entry.sub.id.into_iter().collect(),
+                    shared: None,
                 };
                 Self::count(&mut self.stats, &state.enqueue(d), &client_id);
             }
@@ -258,7 +308,7 @@ impl Router {
             Enqueued::DroppedFull { first } => {
                 stats.dropped_queue_full += 1;
                 if *first {
-                    tracing::warn!(client_id, "session queue full: dropping new messages until it drains");
+                    tracing::warn!(client_id, "session queue full: dropping messages until it drains");
                 }
             }
             Enqueued::DroppedOffline => {}
@@ -274,37 +324,78 @@ impl Router {
         }
         // Collect one entry per session: overlapping subscriptions give one
         // copy at the highest granted QoS ([MQTT-3.3.5-1]) with every
-        // Subscription Identifier.
+        // Subscription Identifier. Each shared group gives one member a copy.
         let mut targets: Vec<(SessionKey, SubOptions, Vec<u32>)> = Vec::new();
-        self.subs.matches(&msg.topic, |key, sub| {
-            if sub.options.no_local && key == msg.origin {
-                // No Local (MQTT 5): not back to the publishing session.
-                return;
-            }
-            match targets.iter_mut().find(|t| t.0 == key) {
-                Some(t) => {
-                    t.1.qos = t.1.qos.max(sub.options.qos);
-                    t.1.retain_as_published |= sub.options.retain_as_published;
-                    t.2.extend(sub.id);
+        let mut groups: Vec<Arc<str>> = Vec::new();
+        self.subs.matches(&msg.topic, |t| match t {
+            Target::One(key, sub) => {
+                if sub.options.no_local && key == msg.origin {
+                    // No Local (MQTT 5): not back to the publishing session.
+                    return;
                 }
-                None => targets.push((key, sub.options, sub.id.into_iter().collect())),
+                match targets.iter_mut().find(|t| t.0 == key) {
+                    Some(t) => {
+                        t.1.qos = t.1.qos.max(sub.options.qos);
+                        t.1.retain_as_published |= sub.options.retain_as_published;
+                        t.2.extend(sub.id);
+                    }
+                    None => targets.push((key, sub.options, sub.id.into_iter().collect())),
+                }
             }
+            Target::Group(filter, _) => groups.push(filter.into()),
         });
         for (key, options, sub_ids) in targets {
-            let Some(e) = self.sessions.get(&key) else {
-                continue;
-            };
-            let d = Delivery {
-                msg: msg.clone(),
-                qos: msg.qos.min(options.qos),
-                // [MQTT-3.3.1-9] forwards clear RETAIN unless Retain As Published.
-                retain: options.retain_as_published && msg.retain,
-                sub_ids,
-            };
-            let r = e.shared.lock().enqueue(d);
-            Self::count(&mut self.stats, &r, &e.client_id);
-            if r == Enqueued::Queued && e.conn.is_some() {
-                self.touched.push(e.shared.clone());
+            self.deliver(&msg, key, options, sub_ids, None);
+        }
+        for filter in groups {
+            self.deliver_shared(&msg, filter, None);
+        }
+    }
+
+    fn deliver_shared(&mut self, msg: &Arc<Message>, filter: Arc<str>, exclude: Option<SessionKey>) -> bool {
+        let sessions = &self.sessions;
+        let online = |k: SessionKey| sessions.get(&k).is_some_and(|e| e.conn.is_some());
+        let picked = self.subs.group(&filter).and_then(|g| pick(g, self.strategy, &mut self.rng, online, exclude));
+        let Some((key, sub)) = picked else { return false };
+        self.deliver(msg, key, sub.options, sub.id.into_iter().collect(), Some(filter))
+    }
+
+    fn deliver(
+        &mut self,
+        msg: &Arc<Message>,
+        key: SessionKey,
+        options: SubOptions,
+        sub_ids: Vec<u32>,
+        shared: Option<Arc<str>>,
+    ) -> bool {
+        let Some(e) = self.sessions.get(&key) else {
+            return false;
+        };
+        let d = Delivery {
+            msg: msg.clone(),
+            qos: msg.qos.min(options.qos),
+            // [MQTT-3.3.1-9] forwards clear RETAIN unless Retain As Published.
+            retain: options.retain_as_published && msg.retain,
+            sub_ids,
+            shared,
+        };
+        let r = e.shared.lock().enqueue(d);
+        Self::count(&mut self.stats, &r, &e.client_id);
+        if r == Enqueued::Queued && e.conn.is_some() {
+            self.touched.push(e.shared.clone());
+        }
+        r == Enqueued::Queued
+    }
+
+    /// Gives deliveries a leaving member of a shared group had not finished
+    /// to another member; keeps them with the leaver if no other member exists.
+    fn redeliver_shared(&mut self, leftovers: Vec<Delivery>, from: SessionKey) {
+        for d in leftovers {
+            let Some(filter) = d.shared.clone() else { continue };
+            if !self.deliver_shared(&d.msg, filter, Some(from)) {
+                if let Some(e) = self.sessions.get(&from) {
+                    e.shared.lock().enqueue(d);
+                }
             }
         }
     }
@@ -315,8 +406,15 @@ impl Router {
         std::mem::take(&mut self.touched)
     }
 
-    /// Discards disconnected sessions whose expiry has passed.
+    /// Publishes delayed wills that are due and discards disconnected
+    /// sessions whose expiry has passed.
     pub fn expire(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.0 <= now);
+        self.delayed_wills = later;
+        for (_, _, will) in due {
+            self.publish(Message { received: now, ..will });
+        }
         let expired: Vec<SessionKey> = self
             .sessions
             .iter()
@@ -328,7 +426,7 @@ impl Router {
             .collect();
         for key in expired {
             self.stats.sessions_expired += 1;
-            self.remove_session(key);
+            self.end_session(key, now);
         }
     }
 
@@ -345,8 +443,38 @@ impl Router {
     }
 }
 
+/// Picks the member of `group` that gets the next message: online members
+/// first, in the configured order; never `exclude`.
+fn pick(
+    group: &SharedGroup,
+    strategy: SharedStrategy,
+    rng: &mut u64,
+    online: impl Fn(SessionKey) -> bool,
+    exclude: Option<SessionKey>,
+) -> Option<(SessionKey, Sub)> {
+    let n = group.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = match strategy {
+        SharedStrategy::RoundRobin => group.cursor.get() % n,
+        SharedStrategy::Random => {
+            // xorshift64: spreads members well enough; no security role.
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            (*rng % n as u64) as usize
+        }
+    };
+    let candidates: Vec<usize> =
+        (0..n).map(|i| (start + i) % n).filter(|&i| Some(group.members[i].0) != exclude).collect();
+    let chosen = candidates.iter().copied().find(|&i| online(group.members[i].0)).or(candidates.first().copied())?;
+    group.cursor.set(chosen + 1);
+    Some(group.members[chosen])
+}
+
 /// The router task: batches of messages from `rx` until every sender is
-/// gone, session expiry once a second.
+/// gone; delayed wills and session expiry once a second.
 pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Router {
     let mut batch = Vec::with_capacity(256);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -361,10 +489,10 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
                 for msg in batch.drain(..) {
                     router.handle(msg, now);
                 }
-                wake(&mut router);
             }
             _ = tick.tick() => router.expire(tokio::time::Instant::now().into_std()),
         }
+        wake(&mut router);
     }
 }
 

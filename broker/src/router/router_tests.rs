@@ -15,7 +15,7 @@ fn conn(id: u64) -> ConnHandle {
 fn connect(r: &mut Router, client: &str, clean: bool, id: u64) -> ConnectReply {
     // As the session machine does for 3.1.1: a clean session ends with its connection.
     let expiry = clean.then_some(Duration::ZERO);
-    r.connect(ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: conn(id) })
+    r.connect(ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: conn(id) }, Instant::now())
 }
 
 fn msg(topic: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Message {
@@ -35,7 +35,7 @@ fn sub(r: &mut Router, key: SessionKey, filter: &str, qos: QoS) {
     let sub = Sub { options, id: None };
     // The session machine records the subscription in the session state first.
     r.sessions[&key].shared.lock().subscriptions.insert(filter.into(), (options, None));
-    r.subscribe(key, vec![SubscribeEntry { filter: filter.into(), sub, existed: false }]);
+    r.subscribe(key, vec![SubscribeEntry { filter: filter.into(), sub, existed: false }], Instant::now());
 }
 
 fn drain(s: &SharedSession) -> Vec<(String, QoS, bool)> {
@@ -94,7 +94,10 @@ fn persistent_session_queues_while_offline_and_resumes() {
     let mut r = Router::new(limits());
     let c = connect(&mut r, "dev1", false, 1);
     sub(&mut r, c.key, "site/#", QoS::AtLeastOnce);
-    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, Instant::now());
+    r.handle(
+        RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
     for p in [&b"1"[..], b"2", b"3"] {
         r.publish(Message { payload: Bytes::from_static(p), ..msg("site/a", QoS::AtLeastOnce, false, b"") });
     }
@@ -110,8 +113,10 @@ fn persistent_session_queues_while_offline_and_resumes() {
 fn clean_start_discards_the_old_session() {
     let mut r = Router::new(limits());
     let first = conn(1);
-    let c =
-        r.connect(ConnectRequest { client_id: "dev1".into(), clean_start: false, expiry: None, conn: first.clone() });
+    let c = r.connect(
+        ConnectRequest { client_id: "dev1".into(), clean_start: false, expiry: None, conn: first.clone() },
+        Instant::now(),
+    );
     sub(&mut r, c.key, "t", QoS::AtLeastOnce);
     let again = connect(&mut r, "dev1", true, 2);
     assert!(!again.session_present);
@@ -125,11 +130,17 @@ fn clean_start_discards_the_old_session() {
 fn takeover_keeps_session_for_the_new_connection() {
     let mut r = Router::new(limits());
     let first = conn(1);
-    let c = r.connect(ConnectRequest { client_id: "x".into(), clean_start: false, expiry: None, conn: first.clone() });
+    let c = r.connect(
+        ConnectRequest { client_id: "x".into(), clean_start: false, expiry: None, conn: first.clone() },
+        Instant::now(),
+    );
     let again = connect(&mut r, "x", false, 2);
     assert!(first.kill.is_cancelled(), "[MQTT-3.1.4-2] the existing connection is closed");
     // The old connection's disconnect arrives late and must not take the session offline.
-    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, Instant::now());
+    r.handle(
+        RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
     assert!(again.session.lock().online);
 }
 
@@ -140,7 +151,10 @@ fn will_is_published_on_disconnect_message() {
     sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
     let d = connect(&mut r, "dev", true, 2);
     let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
-    r.handle(RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will), expiry: None }, Instant::now());
+    r.handle(
+        RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will), will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
     assert_eq!(drain(&w.session), vec![("gone".into(), QoS::AtLeastOnce, false)]);
     assert_eq!(r.session_count(), 1, "the clean session of `dev` ended with its connection");
 }
@@ -148,16 +162,142 @@ fn will_is_published_on_disconnect_message() {
 #[test]
 fn sessions_expire() {
     let mut r = Router::new(limits());
-    let c = r.connect(ConnectRequest {
-        client_id: "e".into(),
-        clean_start: false,
-        expiry: Some(Duration::from_secs(10)),
-        conn: conn(1),
-    });
+    let c = r.connect(
+        ConnectRequest {
+            client_id: "e".into(),
+            clean_start: false,
+            expiry: Some(Duration::from_secs(10)),
+            conn: conn(1),
+        },
+        Instant::now(),
+    );
     let t0 = Instant::now();
-    r.handle(RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, expiry: None }, t0);
+    r.handle(
+        RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        t0,
+    );
     r.expire(t0 + Duration::from_secs(5));
     assert_eq!(r.session_count(), 1);
     r.expire(t0 + Duration::from_secs(11));
     assert_eq!(r.session_count(), 0);
+}
+
+fn sub_shared(r: &mut Router, key: SessionKey, filter: &str) {
+    let options = SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() };
+    r.sessions[&key].shared.lock().subscriptions.insert(filter.into(), (options, None));
+    r.subscribe(
+        key,
+        vec![SubscribeEntry { filter: filter.into(), sub: Sub { options, id: None }, existed: false }],
+        Instant::now(),
+    );
+}
+
+#[test]
+fn shared_subscription_gives_each_message_to_one_member_round_robin() {
+    let mut r = Router::new(limits());
+    let a = connect(&mut r, "a", true, 1);
+    let b = connect(&mut r, "b", true, 2);
+    sub_shared(&mut r, a.key, "$share/g/jobs/+");
+    sub_shared(&mut r, b.key, "$share/g/jobs/+");
+    for p in [&b"1"[..], b"2", b"3", b"4"] {
+        r.publish(Message { payload: Bytes::from_static(p), ..msg("jobs/x", QoS::AtLeastOnce, false, b"") });
+    }
+    let got_a: Vec<String> = drain(&a.session).into_iter().map(|x| x.0).collect();
+    let got_b: Vec<String> = drain(&b.session).into_iter().map(|x| x.0).collect();
+    assert_eq!(got_a.len() + got_b.len(), 4, "each message exactly once across the group");
+    assert_eq!((got_a.len(), got_b.len()), (2, 2), "round robin");
+}
+
+#[test]
+fn shared_subscription_gets_no_retained_messages() {
+    let mut r = Router::new(limits());
+    r.publish(msg("jobs/x", QoS::AtLeastOnce, true, b"kept"));
+    let a = connect(&mut r, "a", true, 1);
+    sub_shared(&mut r, a.key, "$share/g/jobs/#");
+    assert!(drain(&a.session).is_empty());
+}
+
+#[test]
+fn shared_inflight_goes_to_another_member_when_one_disconnects() {
+    let mut r = Router::new(limits());
+    let a = connect(&mut r, "a", true, 1);
+    let b = connect(&mut r, "b", true, 2);
+    sub_shared(&mut r, a.key, "$share/g/t");
+    sub_shared(&mut r, b.key, "$share/g/t");
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"m1"));
+    // One member got it and has it in flight, unacknowledged.
+    let (holder, holder_id, other) = if a.session.lock().queued() == 1 { (&a, 1, &b) } else { (&b, 2, &a) };
+    let (_, pkid) = holder.session.lock().next_to_send(10, Instant::now()).unwrap();
+    assert_ne!(pkid, 0);
+    r.handle(
+        RouterMsg::Disconnected {
+            key: holder.key,
+            conn_id: holder_id,
+            will: None,
+            will_delay: Duration::ZERO,
+            expiry: None,
+        },
+        Instant::now(),
+    );
+    assert_eq!(drain(&other.session), vec![("m1".into(), QoS::AtLeastOnce, false)]);
+}
+
+#[test]
+fn will_delay_waits_and_is_cancelled_by_resume() {
+    let mut r = Router::new(limits());
+    let w = connect(&mut r, "watcher", true, 1);
+    sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
+    let t0 = Instant::now();
+    let d = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(2) }, t0);
+    let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
+    let delay = Duration::from_secs(5);
+    r.handle(
+        RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will.clone()), will_delay: delay, expiry: None },
+        t0,
+    );
+    r.expire(t0 + Duration::from_secs(4));
+    assert!(drain(&w.session).is_empty(), "not before the delay");
+    r.expire(t0 + Duration::from_secs(5));
+    assert_eq!(drain(&w.session).len(), 1, "sent when the delay has passed");
+    // [MQTT-3.1.3-9] reconnecting within the delay cancels it.
+    r.handle(
+        RouterMsg::Disconnected { key: d.key, conn_id: 2, will: None, will_delay: Duration::ZERO, expiry: None },
+        t0,
+    );
+    let d2 = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(3) }, t0);
+    r.handle(
+        RouterMsg::Disconnected { key: d2.key, conn_id: 3, will: Some(will), will_delay: delay, expiry: None },
+        t0,
+    );
+    r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(4) }, t0);
+    r.expire(t0 + Duration::from_secs(10));
+    assert!(drain(&w.session).is_empty());
+}
+
+#[test]
+fn will_goes_when_the_session_expires_before_the_delay() {
+    let mut r = Router::new(limits());
+    let w = connect(&mut r, "watcher", true, 1);
+    sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
+    let t0 = Instant::now();
+    let expiry = Some(Duration::from_secs(2));
+    let d = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry, conn: conn(2) }, t0);
+    let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
+    let delay = Duration::from_secs(60);
+    r.handle(RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will), will_delay: delay, expiry: None }, t0);
+    r.expire(t0 + Duration::from_secs(2));
+    assert_eq!(drain(&w.session).len(), 1);
+    assert_eq!(r.session_count(), 1, "only the watcher's session is left");
+}
+
+#[test]
+fn retained_message_expiry_applies_on_subscribe() {
+    let mut r = Router::new(limits());
+    let mut m = msg("r", QoS::AtLeastOnce, true, b"short-lived");
+    m.props = Some(Box::new(crate::protocol::PublishProps { message_expiry_interval: Some(1), ..Default::default() }));
+    m.received = Instant::now() - Duration::from_secs(2);
+    r.publish(m);
+    let c = connect(&mut r, "c", true, 1);
+    sub(&mut r, c.key, "r", QoS::AtLeastOnce);
+    assert!(drain(&c.session).is_empty());
 }

@@ -52,7 +52,11 @@ fn machine_config(cfg: &Config) -> MachineConfig {
         connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
         session_expiry: (cfg.session_expiry_secs > 0).then(|| Duration::from_secs(cfg.session_expiry_secs)),
         allow_anonymous: cfg.allow_anonymous,
-        receive_maximum: u16::MAX,
+        receive_maximum: cfg.receive_maximum,
+        max_keepalive: cfg.max_keepalive,
+        topic_alias_maximum: cfg.topic_alias_maximum,
+        server_topic_aliases: cfg.server_topic_aliases,
+        response_information: cfg.response_information.clone(),
     }
 }
 
@@ -80,7 +84,9 @@ impl Broker {
             queue_qos0: cfg.queue_qos0_messages,
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
-        let router = tokio::spawn(router::run(Router::new(limits), rx));
+        let mut r = Router::new(limits);
+        r.set_shared_strategy(cfg.shared_subscription_strategy);
+        let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ConnCtx {

@@ -1,11 +1,13 @@
 //! One handler per packet type a client sends, on [`Machine`].
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use super::machine::{Action, Close, Connected, Machine, State};
+use super::outbound::Outbound;
 use crate::message::Message;
-use crate::protocol::topic::valid_filter;
+use crate::protocol::topic::{valid_filter, valid_shared};
 use crate::protocol::{
     reason, Ack, ConnAck, ConnAckProps, Connect, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
     Unsubscribe, Version,
@@ -78,7 +80,30 @@ impl Machine {
     /// in flight.
     pub(super) fn on_session(&mut self, c: Connect, reply: ConnectReply, now: Instant) {
         let v5 = c.version.is_v5();
-        let keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(u64::from(c.keep_alive)));
+        let mut keep_alive = c.keep_alive;
+        let mut props = ConnAckProps::default();
+        if v5 {
+            if keep_alive == 0 || keep_alive > self.cfg.max_keepalive {
+                // [MQTT-3.2.2-21] the client must use the Server Keep Alive.
+                keep_alive = self.cfg.max_keepalive;
+                props.server_keep_alive = Some(keep_alive);
+            }
+            props.assigned_client_identifier = self.assigned_id.take();
+            props.maximum_packet_size = u32::try_from(self.cfg.max_packet_size).ok();
+            props.receive_maximum = Some(self.cfg.receive_maximum);
+            if self.cfg.topic_alias_maximum > 0 {
+                props.topic_alias_maximum = Some(self.cfg.topic_alias_maximum);
+            }
+            props.retain_available = Some(true);
+            props.wildcard_subscription_available = Some(true);
+            props.subscription_identifiers_available = Some(true);
+            props.shared_subscription_available = Some(true);
+            if c.request_response_information {
+                props.response_information =
+                    self.cfg.response_information.as_ref().map(|r| format!("{r}{}", c.client_id));
+            }
+        }
+        let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -87,38 +112,53 @@ impl Machine {
             _ => None,
         };
         let window = usize::from(self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX)));
-        let mut props = ConnAckProps::default();
-        if v5 {
-            props.assigned_client_identifier = self.assigned_id.take();
-            props.maximum_packet_size = u32::try_from(self.cfg.max_packet_size).ok();
-            if self.cfg.receive_maximum != u16::MAX {
-                props.receive_maximum = Some(self.cfg.receive_maximum);
-            }
-            props.shared_subscription_available = Some(false);
-        }
+        let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
+        let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
         self.send(Packet::ConnAck(ConnAck { session_present: reply.session_present, code: reason::SUCCESS, props }));
-        self.resend_inflight(&reply.session, v5, now);
+        let session = reply.session;
+        self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {
             version: c.version,
             client_id: c.client_id,
             key: reply.key,
-            session: reply.session,
+            session,
             keep_alive,
             will: c.will,
             window: window.max(1),
             expiry,
             expiry_update: None,
+            out,
+            aliases_in: HashMap::new(),
         }));
     }
 
-    pub(super) fn on_publish(&mut self, p: Publish, now: Instant) {
+    /// Resolves an MQTT 5 Topic Alias on an inbound PUBLISH, or says why not.
+    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), u8> {
+        let max = self.cfg.topic_alias_maximum;
+        let Some(c) = self.connected_mut() else { return Ok(()) };
+        let Some(alias) = p.props.as_mut().and_then(|pp| pp.topic_alias.take()) else {
+            return Ok(());
+        };
+        if alias == 0 || alias > max {
+            // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above the maximum.
+            return Err(reason::TOPIC_ALIAS_INVALID);
+        }
+        if p.topic.is_empty() {
+            // An alias that was never set is a protocol error.
+            p.topic = c.aliases_in.get(&alias).cloned().ok_or(reason::PROTOCOL_ERROR)?;
+        } else {
+            c.aliases_in.insert(alias, p.topic.clone());
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_publish(&mut self, mut p: Publish, now: Instant) {
+        if let Err(code) = self.resolve_alias(&mut p) {
+            return self.close(Close::Error(code));
+        }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
         let Some(c) = self.connected_mut() else { return };
-        if p.props.as_ref().is_some_and(|pp| pp.topic_alias.is_some()) {
-            // Topic Alias Maximum is not advertised, so it is 0 ([MQTT-3.3.2-9]).
-            return self.close(Close::Error(reason::TOPIC_ALIAS_INVALID));
-        }
         let key = c.key;
         let mut route = true;
         if p.qos == QoS::ExactlyOnce {
@@ -199,14 +239,17 @@ impl Machine {
         let mut entries = Vec::with_capacity(s.filters.len());
         let mut st = c.session.lock();
         for f in s.filters {
-            if !valid_filter(&f.filter) {
+            let is_shared = f.filter.starts_with("$share/");
+            let valid = if is_shared { valid_shared(&f.filter) } else { valid_filter(&f.filter) };
+            if !valid {
+                // [MQTT-4.8.2-1], [MQTT-4.8.2-2] for shared ones.
                 codes.push(if version.is_v5() { reason::TOPIC_FILTER_INVALID } else { 0x80 });
                 continue;
             }
-            if version.is_v5() && f.filter.starts_with("$share/") {
-                // Shared subscriptions are advertised as unavailable for now.
-                codes.push(0x9E);
-                continue;
+            if is_shared && f.options.no_local {
+                drop(st);
+                // [MQTT-3.8.3-4] (5.0) No Local on a shared subscription.
+                return self.close(Close::Error(reason::PROTOCOL_ERROR));
             }
             let existed = st.subscriptions.insert(f.filter.clone(), (f.options, s.subscription_identifier)).is_some();
             // [MQTT-3.9.3-1] one code per filter, in order: the granted QoS.

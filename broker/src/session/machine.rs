@@ -4,13 +4,14 @@
 //! ask the router something, close). Handlers for each packet type are in
 //! `handlers.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::message::{Message, SessionKey};
-use crate::protocol::{reason, Connect, Disconnect, Packet, Publish, PublishProps, Version, Will};
+use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
-use crate::session::state::{SharedSession, Stage};
+use crate::session::state::SharedSession;
 
 /// Settings of the machine, taken from the broker configuration.
 #[derive(Debug, Clone)]
@@ -23,6 +24,14 @@ pub struct MachineConfig {
     pub allow_anonymous: bool,
     /// Receive Maximum the broker allows a client (inbound QoS 2 awaiting PUBREL).
     pub receive_maximum: u16,
+    /// Largest keep-alive granted to MQTT 5 clients (Server Keep Alive).
+    pub max_keepalive: u16,
+    /// Topic Alias Maximum the broker accepts from MQTT 5 clients.
+    pub topic_alias_maximum: u16,
+    /// Whether the broker assigns topic aliases to MQTT 5 clients.
+    pub server_topic_aliases: bool,
+    /// Response Information for clients that request it (client id appended).
+    pub response_information: Option<String>,
 }
 
 /// Why a connection is closing.
@@ -68,6 +77,10 @@ pub(super) struct Connected {
     /// Session Expiry requested at CONNECT (MQTT 5 rules for DISCONNECT).
     pub expiry: Option<Duration>,
     pub expiry_update: Option<Option<Duration>>,
+    /// What this connection sends: aliases, size limit (outbound.rs).
+    pub out: super::outbound::Outbound,
+    /// Topic aliases the client set (MQTT 5): alias -> topic.
+    pub aliases_in: HashMap<u16, String>,
 }
 
 pub(super) enum State {
@@ -232,8 +245,15 @@ impl Machine {
             Close::Shutdown | Close::Refused => None,
             Close::Normal | Close::Error(_) | Close::TakenOver | Close::Io => c.will,
         };
+        let will_delay = will.as_ref().map_or(0, |w| w.delay_interval);
         let will = will.map(|w| will_message(w, c.key, now));
-        Some(RouterMsg::Disconnected { key: c.key, conn_id: self.conn.id, will, expiry: c.expiry_update })
+        Some(RouterMsg::Disconnected {
+            key: c.key,
+            conn_id: self.conn.id,
+            will,
+            will_delay: Duration::from_secs(u64::from(will_delay)),
+            expiry: c.expiry_update,
+        })
     }
 
     /// When [`Machine::on_timer`] must next be called.
@@ -268,68 +288,6 @@ impl Machine {
     pub fn shutdown(&mut self) {
         self.close(Close::Shutdown);
     }
-
-    /// Moves queued deliveries into packets, as far as the in-flight window
-    /// allows, at most `budget` of them. Returns whether more are waiting.
-    pub fn deliver(&mut self, now: Instant, budget: usize) -> bool {
-        let State::Connected(c) = &self.state else {
-            return false;
-        };
-        let v5 = c.version.is_v5();
-        let window = c.window;
-        let session = c.session.clone();
-        let mut st = session.lock();
-        for _ in 0..budget {
-            let Some((d, pkid)) = st.next_to_send(window, now) else {
-                return false;
-            };
-            let props = if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None };
-            self.out.push(Action::Send(Packet::Publish(Publish {
-                dup: false,
-                qos: d.qos,
-                retain: d.retain,
-                topic: d.msg.topic.clone(),
-                pkid,
-                payload: d.msg.payload.clone(),
-                props,
-            })));
-        }
-        st.queued() > 0
-    }
-
-    /// Resends what was in flight when the session was last connected,
-    /// with DUP set ([MQTT-4.4.0-1], [MQTT-3.3.1-1]).
-    pub(super) fn resend_inflight(&mut self, session: &SharedSession, v5: bool, now: Instant) {
-        let st = session.lock();
-        for f in st.inflight() {
-            let p = match &f.stage {
-                Stage::Published(d) => Packet::Publish(Publish {
-                    dup: true,
-                    qos: d.qos,
-                    retain: d.retain,
-                    topic: d.msg.topic.clone(),
-                    pkid: f.pkid,
-                    payload: d.msg.payload.clone(),
-                    props: if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None },
-                }),
-                Stage::Released => Packet::PubRel(crate::protocol::Ack::ok(f.pkid)),
-            };
-            self.out.push(Action::Send(p));
-        }
-    }
-}
-
-/// The MQTT 5 properties of a forwarded PUBLISH: the publisher's, with the
-/// Message Expiry Interval reduced by the time spent waiting
-/// ([MQTT-3.3.2-6]) and this subscriber's Subscription Identifiers.
-fn forward_props(msg: &Message, sub_ids: &[u32], now: Instant) -> Option<Box<PublishProps>> {
-    if msg.props.is_none() && sub_ids.is_empty() {
-        return None;
-    }
-    let mut p = msg.props.as_deref().cloned().unwrap_or_default();
-    p.message_expiry_interval = msg.expiry_left(now);
-    p.subscription_identifiers = sub_ids.to_vec();
-    Some(Box::new(p))
 }
 
 fn will_message(w: Will, origin: SessionKey, now: Instant) -> Message {

@@ -23,6 +23,10 @@ fn cfg() -> MachineConfig {
         session_expiry: None,
         allow_anonymous: true,
         receive_maximum: 3,
+        max_keepalive: 100,
+        topic_alias_maximum: 2,
+        server_topic_aliases: true,
+        response_information: None,
     }
 }
 
@@ -77,7 +81,7 @@ impl Harness {
                 match a {
                     Action::Send(p) => sent.push(p),
                     Action::Connect(req) => {
-                        let reply = self.router.connect(req);
+                        let reply = self.router.connect(req, self.now);
                         c.m.connected(reply, self.now);
                     }
                     Action::Route(m) => self.router.publish(m),
@@ -427,17 +431,89 @@ fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
     );
 }
 
+fn aliased(topic: &str, alias: u16) -> Packet {
+    let Packet::Publish(mut p) = publish(topic, QoS::AtMostOnce, 0, b"x") else { unreachable!() };
+    p.props = Some(Box::new(crate::protocol::PublishProps { topic_alias: Some(alias), ..Default::default() }));
+    Packet::Publish(p)
+}
+
 #[test]
-fn topic_alias_from_client_is_refused_while_not_advertised() {
+fn inbound_topic_aliases_are_resolved_and_checked() {
     let mut h = Harness::new();
+    let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", true));
+    h.feed(&mut sub, subscribe("t/#", QoS::AtMostOnce));
     let (mut c, _, _) = h.client(connect_packet(Version::V5, "c", true));
-    let mut p = match publish("t", QoS::AtMostOnce, 0, b"x") {
-        Packet::Publish(p) => p,
-        _ => unreachable!(),
-    };
-    p.props = Some(Box::new(crate::protocol::PublishProps { topic_alias: Some(1), ..Default::default() }));
-    let (_, closed) = h.feed(&mut c, Packet::Publish(p));
+    h.feed(&mut c, aliased("t/a", 1));
+    h.feed(&mut c, aliased("", 1));
+    let topics: Vec<String> = h
+        .run(&mut sub)
+        .0
+        .into_iter()
+        .filter_map(|p| if let Packet::Publish(p) = p { Some(p.topic) } else { None })
+        .collect();
+    assert_eq!(topics, vec!["t/a", "t/a"]);
+    // [MQTT-3.3.2-9] above the advertised Topic Alias Maximum (2): 0x94.
+    let (_, closed) = h.feed(&mut c, aliased("t/b", 3));
     assert_eq!(closed, Some(Close::Error(reason::TOPIC_ALIAS_INVALID)));
+    // An alias never set, with an empty topic: protocol error.
+    let (mut c2, _, _) = h.client(connect_packet(Version::V5, "c2", true));
+    let (_, closed) = h.feed(&mut c2, aliased("", 2));
+    assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+}
+
+#[test]
+fn outbound_topic_aliases_are_assigned_when_the_client_allows() {
+    let mut h = Harness::new();
+    let mut conn = connect_packet(Version::V5, "s", true);
+    conn.topic_alias_maximum = Some(1);
+    let (mut s, _, _) = h.client(conn);
+    h.feed(&mut s, subscribe("t/#", QoS::AtMostOnce));
+    let (mut p, _, _) = h.client(connect_packet(Version::V311, "p", true));
+    for t in ["t/a", "t/a", "t/b"] {
+        h.feed(&mut p, publish(t, QoS::AtMostOnce, 0, b"x"));
+    }
+    let got: Vec<(String, Option<u16>)> = h
+        .run(&mut s)
+        .0
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Publish(p) => Some((p.topic, p.props.and_then(|pp| pp.topic_alias))),
+            _ => None,
+        })
+        .collect();
+    // First use sets the alias, then the topic is omitted; no alias left for t/b.
+    assert_eq!(got, vec![("t/a".into(), Some(1)), ("".into(), Some(1)), ("t/b".into(), None)]);
+}
+
+#[test]
+fn publish_larger_than_the_clients_maximum_packet_size_is_dropped() {
+    let mut h = Harness::new();
+    let mut conn = connect_packet(Version::V5, "s", true);
+    conn.maximum_packet_size = Some(20);
+    let (mut s, _, _) = h.client(conn);
+    h.feed(&mut s, subscribe("t", QoS::AtLeastOnce));
+    let (mut p, _, _) = h.client(connect_packet(Version::V311, "p", true));
+    h.feed(&mut p, publish("t", QoS::AtLeastOnce, 1, b"this payload is far too long"));
+    h.feed(&mut p, publish("t", QoS::AtLeastOnce, 2, b"ok"));
+    let sent = h.run(&mut s).0;
+    // [MQTT-3.1.2-25] the large one is discarded as if delivered; the small one goes.
+    let payloads: Vec<&[u8]> =
+        sent.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(&p.payload[..]) } else { None }).collect();
+    assert_eq!(payloads, vec![&b"ok"[..]]);
+}
+
+#[test]
+fn v5_connack_advertises_limits_and_server_keep_alive() {
+    let mut h = Harness::new();
+    let mut conn = connect_packet(Version::V5, "c", true);
+    conn.keep_alive = 0;
+    let (_, sent, _) = h.client(conn);
+    let p = &connack(&sent).props;
+    // [MQTT-3.2.2-21] keep-alive 0 (or above the maximum) gets Server Keep Alive.
+    assert_eq!(p.server_keep_alive, Some(100));
+    assert_eq!((p.receive_maximum, p.topic_alias_maximum, p.maximum_packet_size), (Some(3), Some(2), Some(1 << 20)));
+    assert_eq!(p.shared_subscription_available, Some(true));
+    assert_eq!(p.maximum_qos, None, "Maximum QoS is only sent when below 2");
 }
 
 #[test]

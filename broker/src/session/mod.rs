@@ -3,6 +3,7 @@
 
 mod handlers;
 mod machine;
+mod outbound;
 pub mod state;
 
 pub use machine::{Action, Close, Machine, MachineConfig};

@@ -25,6 +25,8 @@ pub trait MessageQueue: Send {
     fn pop_front(&mut self) -> Option<Delivery>;
     fn front(&self) -> Option<&Delivery>;
     fn len(&self) -> usize;
+    /// Removes and returns, in order, the deliveries for which `pred` holds.
+    fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -46,6 +48,11 @@ impl MessageQueue for MemQueue {
     }
     fn len(&self) -> usize {
         self.0.len()
+    }
+    fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
+        let (taken, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.0).into_iter().partition(|d| pred(d));
+        self.0 = kept;
+        taken.into()
     }
 }
 
@@ -273,6 +280,26 @@ impl SessionState {
 
     pub fn inbound_qos2_pending(&self) -> usize {
         self.inbound_qos2.len()
+    }
+
+    /// Removes the deliveries that came through shared subscriptions and are
+    /// not yet acknowledged (in flight before PUBREC, or queued), so the
+    /// router can give them to another member of their group.
+    pub fn take_shared(&mut self) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.inflight.retain(|f| match &f.stage {
+            Stage::Published(d) if d.shared.is_some() => {
+                out.push(d.clone());
+                false
+            }
+            _ => true,
+        });
+        let taken = self.queue.take_where(&mut |d| d.shared.is_some());
+        for d in &taken {
+            self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+        }
+        out.extend(taken);
+        out
     }
 
     /// Drops everything (clean start).

@@ -1,0 +1,147 @@
+//! What a connection sends to its client: queued deliveries turned into
+//! PUBLISH packets within the in-flight window, the resend of in-flight
+//! messages on resume, MQTT 5 topic aliases assigned by the broker, and the
+//! client's Maximum Packet Size (a PUBLISH that would exceed it is dropped
+//! as if delivered, [MQTT-3.1.2-25], and counted).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::machine::{Action, Machine, State};
+use crate::message::{Delivery, Message};
+use crate::protocol::{encode, Ack, Packet, Publish, PublishProps, Version};
+use crate::session::state::{SessionState, Stage};
+
+/// Per-connection outbound settings and state.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    pub version: Option<Version>,
+    /// The client's Maximum Packet Size (MQTT 5).
+    pub max_packet_size: Option<u32>,
+    /// Topic Alias Maximum the client accepts (0: none).
+    pub alias_max: u16,
+    /// Aliases assigned on this connection: topic -> alias.
+    aliases: HashMap<String, u16>,
+    scratch: BytesMut,
+    /// PUBLISH packets dropped for exceeding the client's limit.
+    pub dropped_too_large: u64,
+}
+
+impl Outbound {
+    pub fn new(version: Version, max_packet_size: Option<u32>, alias_max: u16) -> Outbound {
+        Outbound { version: Some(version), max_packet_size, alias_max, ..Outbound::default() }
+    }
+
+    fn v5(&self) -> bool {
+        self.version.is_some_and(Version::is_v5)
+    }
+
+    /// The PUBLISH for `d`, or `None` if it must not be sent (too large).
+    fn publish(&mut self, d: &Delivery, pkid: u16, dup: bool, now: Instant) -> Option<Packet> {
+        let v5 = self.v5();
+        let mut props = if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None };
+        let mut topic = d.msg.topic.clone();
+        if v5 && self.alias_max > 0 {
+            let next = self.aliases.len() as u16 + 1;
+            let (alias, known) = match self.aliases.get(&topic) {
+                Some(a) => (Some(*a), true),
+                None if next <= self.alias_max => {
+                    self.aliases.insert(topic.clone(), next);
+                    (Some(next), false)
+                }
+                None => (None, false),
+            };
+            if let Some(a) = alias {
+                props.get_or_insert_with(Box::default).topic_alias = Some(a);
+                if known {
+                    // An established alias replaces the topic name.
+                    topic.clear();
+                }
+            }
+        }
+        let p = Packet::Publish(Publish {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic,
+            pkid,
+            payload: d.msg.payload.clone(),
+            props,
+        });
+        if let (Some(max), Some(version)) = (self.max_packet_size, self.version) {
+            self.scratch.clear();
+            if encode(&p, version, &mut self.scratch).is_ok() && self.scratch.len() > max as usize {
+                self.dropped_too_large += 1;
+                return None;
+            }
+        }
+        Some(p)
+    }
+}
+
+/// The MQTT 5 properties of a forwarded PUBLISH: the publisher's, with the
+/// Message Expiry Interval reduced by the time spent waiting
+/// ([MQTT-3.3.2-6]) and this subscriber's Subscription Identifiers.
+fn forward_props(msg: &Message, sub_ids: &[u32], now: Instant) -> Option<Box<PublishProps>> {
+    if msg.props.is_none() && sub_ids.is_empty() {
+        return None;
+    }
+    let mut p = msg.props.as_deref().cloned().unwrap_or_default();
+    p.message_expiry_interval = msg.expiry_left(now);
+    p.subscription_identifiers = sub_ids.to_vec();
+    Some(Box::new(p))
+}
+
+impl Machine {
+    /// Moves queued deliveries into packets, as far as the in-flight window
+    /// allows, at most `budget` of them. Returns whether it stopped because
+    /// of the budget with more waiting.
+    pub fn deliver(&mut self, now: Instant, budget: usize) -> bool {
+        if self.closing.is_some() {
+            return false;
+        }
+        let State::Connected(c) = &mut self.state else {
+            return false;
+        };
+        let window = c.window;
+        let session = c.session.clone();
+        let mut st = session.lock();
+        for _ in 0..budget {
+            let Some((d, pkid)) = st.next_to_send(window, now) else {
+                return false;
+            };
+            match c.out.publish(&d, pkid, false, now) {
+                Some(p) => self.out.push(Action::Send(p)),
+                None if pkid != 0 => {
+                    st.complete(pkid);
+                }
+                None => {}
+            }
+        }
+        st.queued() > 0
+    }
+
+    /// Resends what was in flight when the session was last connected,
+    /// with DUP set ([MQTT-4.4.0-1], [MQTT-3.3.1-1]).
+    pub(super) fn resend_inflight(&mut self, st: &mut SessionState, out: &mut Outbound, now: Instant) {
+        let mut too_large = Vec::new();
+        for f in st.inflight() {
+            let p = match &f.stage {
+                Stage::Published(d) => match out.publish(d, f.pkid, true, now) {
+                    Some(p) => p,
+                    None => {
+                        too_large.push(f.pkid);
+                        continue;
+                    }
+                },
+                Stage::Released => Packet::PubRel(Ack::ok(f.pkid)),
+            };
+            self.out.push(Action::Send(p));
+        }
+        for pkid in too_large {
+            st.complete(pkid);
+        }
+    }
+}
