@@ -32,9 +32,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// The bytes this message accounts for in a queue.
+    /// The bytes this message accounts for in a queue (`max_queued_bytes`
+    /// counts payload bytes, as Mosquitto's setting of that name does).
     pub fn cost(&self) -> usize {
-        self.topic.len() + self.payload.len()
+        self.payload.len()
     }
 
     /// Whether its Message Expiry Interval has passed at `now`.

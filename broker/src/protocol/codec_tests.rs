@@ -109,7 +109,7 @@ fn v5_publish_properties_guarded() {
     // Duplicate payload format indicator.
     assert!(dec(&[0x30, 8, 0, 1, b'a', 4, 1, 0, 1, 0], Some(Version::V5)).is_err());
     // Topic alias 0.
-    assert!(dec(&[0x30, 7, 0, 1, b'a', 3, 35, 0, 0], Some(Version::V5)).is_err());
+    assert_eq!(dec(&[0x30, 7, 0, 1, b'a', 3, 35, 0, 0], Some(Version::V5)), Err(DecodeError::TopicAliasZero));
     // [MQTT-3.3.4-6] subscription identifier from a client.
     assert!(dec(&[0x30, 6, 0, 1, b'a', 2, 11, 1], Some(Version::V5)).is_err());
 }

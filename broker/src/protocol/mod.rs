@@ -313,6 +313,8 @@ pub enum DecodeError {
     UnsupportedVersion(u8),
     #[error("invalid topic name")]
     TopicName,
+    #[error("topic alias 0")]
+    TopicAliasZero,
 }
 
 impl DecodeError {
@@ -324,6 +326,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
             DecodeError::UnsupportedVersion(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
             DecodeError::TopicName => reason::TOPIC_NAME_INVALID,
+            DecodeError::TopicAliasZero => reason::TOPIC_ALIAS_INVALID,
         }
     }
 }

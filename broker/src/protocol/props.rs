@@ -120,8 +120,12 @@ pub(crate) fn validate(buf: &[u8], section: Section) -> Result<usize, DecodeErro
             }
             Kind::U16 => {
                 let v = be_u16(body, at)?;
-                // Receive Maximum and Topic Alias must not be 0.
-                if matches!(id, 33 | 35) && v == 0 {
+                // [MQTT-3.3.2-8] Topic Alias 0 is not permitted (0x94).
+                if id == 35 && v == 0 {
+                    return Err(DecodeError::TopicAliasZero);
+                }
+                // Receive Maximum must not be 0.
+                if id == 33 && v == 0 {
                     return Err(DecodeError::Protocol("property value must not be 0"));
                 }
                 2

@@ -43,19 +43,21 @@ impl Outbound {
         let v5 = self.v5();
         let mut props = if v5 { forward_props(&d.msg, &d.sub_ids, now) } else { None };
         let mut topic = d.msg.topic.clone();
+        // An alias is only recorded once its packet is certain to be sent.
+        let mut new_alias = None;
         if v5 && self.alias_max > 0 {
             let next = self.aliases.len() as u16 + 1;
-            let (alias, known) = match self.aliases.get(&topic) {
-                Some(a) => (Some(*a), true),
+            let alias = match self.aliases.get(&topic) {
+                Some(a) => Some(*a),
                 None if next <= self.alias_max => {
-                    self.aliases.insert(topic.clone(), next);
-                    (Some(next), false)
+                    new_alias = Some(next);
+                    Some(next)
                 }
-                None => (None, false),
+                None => None,
             };
             if let Some(a) = alias {
                 props.get_or_insert_with(Box::default).topic_alias = Some(a);
-                if known {
+                if new_alias.is_none() {
                     // An established alias replaces the topic name.
                     topic.clear();
                 }
@@ -76,6 +78,9 @@ impl Outbound {
                 self.dropped_too_large += 1;
                 return None;
             }
+        }
+        if let Some(a) = new_alias {
+            self.aliases.insert(d.msg.topic.clone(), a);
         }
         Some(p)
     }

@@ -81,7 +81,8 @@ fn queue_limit_drop_oldest_keeps_newest() {
 
 #[test]
 fn byte_limit_applies() {
-    let mut s = SessionState::new(QueueLimits { max_bytes: 5, ..limits(100, QueueFullPolicy::DropNew) });
+    // `max_queued_bytes` counts payload bytes: two 1-byte payloads fit in 2.
+    let mut s = SessionState::new(QueueLimits { max_bytes: 2, ..limits(100, QueueFullPolicy::DropNew) });
     assert_eq!(s.enqueue(delivery(0, QoS::AtLeastOnce)), Enqueued::Queued);
     assert_eq!(s.enqueue(delivery(1, QoS::AtLeastOnce)), Enqueued::Queued);
     assert!(matches!(s.enqueue(delivery(2, QoS::AtLeastOnce)), Enqueued::DroppedFull { .. }));
