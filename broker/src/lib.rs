@@ -8,6 +8,7 @@ pub mod protocol;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod store;
 
 pub use config::Config;
 pub use server::Broker;

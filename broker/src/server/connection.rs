@@ -74,10 +74,12 @@ where
         closing: None,
     };
     let why = d.run(&kill).await;
-    if let Some(msg) = d.machine.finish(why, now()) {
-        if let Some(id) = d.machine.client_id() {
-            tracing::debug!(client_id = id, "session handed back to the router");
+    if d.ctx.verbose {
+        if let Some(client_id) = d.machine.client_id() {
+            tracing::info!(peer = %d.peer, client_id, reason = ?why, "client disconnected");
         }
+    }
+    if let Some(msg) = d.machine.finish(why, now()) {
         // If the router is gone the broker is stopping; nothing is lost
         // that a running router would have kept.
         let _ = d.ctx.router.send(msg).await;

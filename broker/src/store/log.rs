@@ -1,0 +1,362 @@
+//! The write-ahead log: an append-only sequence of records in segment
+//! files, each record framed with its length, a CRC-32 and its sequence
+//! number (LSN), written by one thread with group commit.
+//!
+//! Frame: `len: u32 LE | crc: u32 LE | lsn: u64 LE | payload[len]`, where
+//! `crc` covers `lsn` and `payload`. Segment files are named after the LSN
+//! of their first record. On open, every segment is verified; a torn or
+//! corrupt tail of the last segment is cut off with one warning; damage
+//! earlier than the last segment moves the damaged segment (and everything
+//! after it, which can no longer be trusted to follow on) aside as
+//! `*.corrupt`, never deleting it. Everything before the damage is kept.
+//!
+//! Durability: appenders get an LSN at once; the writer thread writes
+//! everything pending, then (by [`SyncMode`]) calls `fdatasync` once for
+//! the whole batch and publishes the durable LSN, which acknowledgements
+//! wait for.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+
+/// A record's sequence number; 0 means "nothing".
+pub type Lsn = u64;
+
+const HEADER: usize = 16;
+/// Larger records are treated as corruption.
+const MAX_RECORD: usize = 512 * 1024 * 1024;
+
+/// When written records are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// `fdatasync` after every record, before anything that depends on it.
+    Always,
+    /// Group commit: one `fdatasync` covers every record written since the
+    /// previous one; waiters are released together.
+    #[default]
+    Batch,
+    /// Never sync: records survive a process crash, not a power cut.
+    Never,
+}
+
+/// Log settings.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    pub sync: SyncMode,
+}
+
+/// What opening the log found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub records: u64,
+    pub segments: usize,
+    /// Bytes cut from a torn or corrupt tail.
+    pub truncated_bytes: u64,
+    /// Files moved aside because of damage.
+    pub moved_aside: Vec<PathBuf>,
+}
+
+/// Counters of the writer (for metrics and the write-amplification report).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    pub bytes_written: AtomicU64,
+    pub records_written: AtomicU64,
+    pub syncs: AtomicU64,
+}
+
+struct Appender {
+    next: Lsn,
+    tx: mpsc::Sender<(Lsn, Vec<u8>)>,
+}
+
+/// A handle to the log; cheap to share behind an `Arc`.
+pub struct Log {
+    appender: Mutex<Appender>,
+    durable: watch::Receiver<Lsn>,
+    pub stats: Arc<LogStats>,
+    dir: PathBuf,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn segment_name(first: Lsn) -> String {
+    format!("{first:020}.log")
+}
+
+fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<Lsn>().ok()) {
+            out.push((first, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn crc(lsn: Lsn, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&lsn.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn frame(lsn: Lsn, payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc(lsn, payload).to_le_bytes());
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Reads one segment, calling `f` per valid record. Returns the offset of
+/// the first invalid byte (the file length if all is well) and the LSN
+/// expected next.
+fn scan(path: &Path, mut expect: Lsn, f: &mut dyn FnMut(Lsn, &[u8])) -> io::Result<(u64, Lsn)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(256 * 1024, file);
+    let mut at = 0u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut h = [0u8; HEADER];
+        if at + HEADER as u64 > len || r.read_exact(&mut h).is_err() {
+            return Ok((at, expect));
+        }
+        let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        if n > MAX_RECORD || at + (HEADER + n) as u64 > len || lsn != expect {
+            return Ok((at, expect));
+        }
+        payload.resize(n, 0);
+        if r.read_exact(&mut payload).is_err() || crc(lsn, &payload) != sum {
+            return Ok((at, expect));
+        }
+        f(lsn, &payload);
+        at += (HEADER + n) as u64;
+        expect += 1;
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    // Makes a new or renamed file's directory entry durable; best effort
+    // on file systems that do not support syncing directories.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log, replaying every valid record into `f`
+    /// in order, repairing damage as described in the module docs.
+    pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8])) -> io::Result<(Log, Recovery)> {
+        fs::create_dir_all(&cfg.dir)?;
+        let segs = segments(&cfg.dir)?;
+        let mut rec = Recovery { segments: segs.len(), ..Recovery::default() };
+        let mut expect: Lsn = segs.first().map_or(1, |s| s.0);
+        let mut tail: Option<(PathBuf, u64)> = None;
+        for (i, (first, path)) in segs.iter().enumerate() {
+            if *first != expect {
+                // A gap: this and later segments do not follow on.
+                for (_, p) in &segs[i..] {
+                    rec.moved_aside.push(move_aside(p)?);
+                }
+                break;
+            }
+            let len = fs::metadata(path)?.len();
+            let (valid, next) = scan(path, expect, &mut |lsn, p| {
+                rec.records += 1;
+                f(lsn, p)
+            })?;
+            expect = next;
+            if valid < len {
+                if i + 1 == segs.len() {
+                    tracing::warn!(file = %path.display(), dropped_bytes = len - valid, "log: cutting off a torn or corrupt tail");
+                    rec.truncated_bytes = len - valid;
+                    OpenOptions::new().write(true).open(path)?.set_len(valid)?;
+                } else {
+                    tracing::error!(file = %path.display(), "log: damaged segment; moving it and later ones aside");
+                    let keep = path.with_extension("log.partial");
+                    fs::copy(path, &keep)?;
+                    OpenOptions::new().write(true).open(&keep)?.set_len(valid)?;
+                    for (_, p) in &segs[i..] {
+                        rec.moved_aside.push(move_aside(p)?);
+                    }
+                    fs::rename(&keep, path)?;
+                    tail = Some((path.clone(), valid));
+                    break;
+                }
+            }
+            tail = Some((path.clone(), valid));
+        }
+        let (path, size) = match tail {
+            Some(t) if rec.moved_aside.iter().all(|m| m != &t.0) => t,
+            _ => (cfg.dir.join(segment_name(expect)), 0),
+        };
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        sync_dir(&cfg.dir);
+        let (tx, rx) = mpsc::channel();
+        let (durable_tx, durable) = watch::channel(expect - 1);
+        let stats = Arc::new(LogStats::default());
+        let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone() };
+        let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(rx, durable_tx))?;
+        let log = Log {
+            appender: Mutex::new(Appender { next: expect, tx }),
+            durable,
+            stats,
+            dir: cfg.dir,
+            writer: Mutex::new(Some(handle)),
+        };
+        Ok((log, rec))
+    }
+
+    /// Appends a record; returns its LSN. Never blocks on I/O.
+    pub fn append(&self, payload: Vec<u8>) -> Lsn {
+        let mut a = self.appender.lock().unwrap_or_else(|e| e.into_inner());
+        let lsn = a.next;
+        a.next += 1;
+        // If the writer thread is gone the broker is stopping; the record
+        // is lost exactly as it would be in a crash at this moment.
+        let _ = a.tx.send((lsn, payload));
+        lsn
+    }
+
+    /// The LSN the next append will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.appender.lock().unwrap_or_else(|e| e.into_inner()).next
+    }
+
+    /// Watches the highest durable LSN.
+    pub fn durable(&self) -> watch::Receiver<Lsn> {
+        self.durable.clone()
+    }
+
+    /// Deletes every segment whose records all precede `lsn`.
+    pub fn delete_before(&self, lsn: Lsn) -> io::Result<usize> {
+        let segs = segments(&self.dir)?;
+        let mut deleted = 0;
+        for w in segs.windows(2) {
+            if w[1].0 <= lsn {
+                fs::remove_file(&w[0].1)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Total size of the segment files.
+    pub fn disk_bytes(&self) -> u64 {
+        segments(&self.dir).map_or(0, |s| s.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum())
+    }
+
+    /// Stops the writer after it has written (and, unless `Never`, synced)
+    /// everything appended so far.
+    pub fn close(&self) {
+        let (dead_tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.appender.lock().unwrap_or_else(|e| e.into_inner()).tx, dead_tx));
+        if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Renames a damaged file out of the way, never over an earlier one.
+fn move_aside(p: &Path) -> io::Result<PathBuf> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut n = 0;
+    loop {
+        let to = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", p.display()));
+        if !to.exists() {
+            fs::rename(p, &to)?;
+            return Ok(to);
+        }
+        n += 1;
+    }
+}
+
+struct Writer {
+    cfg: LogConfig,
+    file: File,
+    size: u64,
+    stats: Arc<LogStats>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<(Lsn, Vec<u8>)>, durable: watch::Sender<Lsn>) {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            if self.cfg.sync != SyncMode::Always {
+                batch.extend(rx.try_iter().take(4096));
+            }
+            let mut last = 0;
+            buf.clear();
+            let mut result = Ok(());
+            for (lsn, payload) in &batch {
+                frame(*lsn, payload, &mut buf);
+                last = *lsn;
+                if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
+                    // Segment full: finish it and start the next at lsn + 1.
+                    result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
+                    buf.clear();
+                    if result.is_err() {
+                        break;
+                    }
+                }
+            }
+            if result.is_ok() && !buf.is_empty() {
+                result = self.write(&buf);
+            }
+            if let Err(e) = result {
+                // Nothing more can be made durable: acknowledgements stop,
+                // so no client is told a message is safe when it is not.
+                tracing::error!("log: write failed, durability stopped: {e}");
+                return;
+            }
+            self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let _ = durable.send(last);
+        }
+        if self.cfg.sync != SyncMode::Never {
+            let _ = self.file.sync_data();
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if self.cfg.sync != SyncMode::Never {
+            self.file.sync_data()?;
+            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, first: Lsn) -> io::Result<()> {
+        let path = self.cfg.dir.join(segment_name(first));
+        self.file = OpenOptions::new().create(true).append(true).open(path)?;
+        self.file.seek(SeekFrom::End(0))?;
+        self.size = 0;
+        sync_dir(&self.cfg.dir);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

@@ -1,0 +1,140 @@
+use std::io::{Seek, SeekFrom, Write};
+
+use super::*;
+
+fn cfg(dir: &Path, segment_bytes: u64) -> LogConfig {
+    LogConfig { dir: dir.to_owned(), segment_bytes, sync: SyncMode::Batch }
+}
+
+fn open(dir: &Path, segment_bytes: u64) -> (Log, Recovery, Vec<(Lsn, Vec<u8>)>) {
+    let mut got = Vec::new();
+    let (log, rec) = Log::open(cfg(dir, segment_bytes), &mut |lsn, p| got.push((lsn, p.to_vec()))).unwrap();
+    (log, rec, got)
+}
+
+fn wait_durable(log: &Log, lsn: Lsn) {
+    let mut rx = log.durable();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while *rx.borrow_and_update() < lsn {
+        assert!(std::time::Instant::now() < deadline, "log never became durable");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn records_survive_reopen_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, rec, got) = open(dir.path(), 1 << 20);
+    assert_eq!((rec.records, got.len()), (0, 0));
+    for i in 0..1000u32 {
+        assert_eq!(log.append(i.to_le_bytes().to_vec()), u64::from(i) + 1);
+    }
+    wait_durable(&log, 1000);
+    drop(log);
+    let (log, rec, got) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, 1000);
+    assert!(got.iter().enumerate().all(|(i, (lsn, p))| *lsn == i as u64 + 1 && p[..] == (i as u32).to_le_bytes()));
+    assert_eq!(log.append(vec![1]), 1001, "numbering continues");
+}
+
+#[test]
+fn torn_tail_is_cut_and_earlier_records_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1 << 20);
+    for i in 0..10u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 10);
+    drop(log);
+    // Half of the last record is lost in a power cut.
+    let seg = segments(dir.path()).unwrap()[0].1.clone();
+    let len = fs::metadata(&seg).unwrap().len();
+    OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 50).unwrap();
+    let (log, rec, got) = open(dir.path(), 1 << 20);
+    assert_eq!((got.len(), rec.truncated_bytes), (9, (HEADER + 100 - 50) as u64));
+    assert_eq!(log.append(vec![7]), 10, "the lost record's number is reused");
+    wait_durable(&log, 10);
+    drop(log);
+    let (_, rec, got) = open(dir.path(), 1 << 20);
+    assert_eq!((got.len(), rec.truncated_bytes, got[9].1.clone()), (10, 0, vec![7]));
+}
+
+#[test]
+fn corrupt_byte_cuts_from_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1 << 20);
+    for i in 0..10u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 10);
+    drop(log);
+    let seg = segments(dir.path()).unwrap()[0].1.clone();
+    let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
+    // Flip a payload byte of the 5th record.
+    f.seek(SeekFrom::Start((4 * (HEADER + 100) + HEADER + 3) as u64)).unwrap();
+    f.write_all(&[0xFF]).unwrap();
+    drop(f);
+    let (_, rec, got) = open(dir.path(), 1 << 20);
+    assert_eq!(got.len(), 4);
+    assert_eq!(rec.truncated_bytes, (6 * (HEADER + 100)) as u64);
+}
+
+#[test]
+fn damage_in_an_older_segment_moves_files_aside_not_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1000);
+    for i in 0..40u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 40);
+    drop(log);
+    let segs = segments(dir.path()).unwrap();
+    assert!(segs.len() >= 3, "rotation happened");
+    let mut f = OpenOptions::new().write(true).open(&segs[1].1).unwrap();
+    // Damage the second record of the second segment.
+    f.seek(SeekFrom::Start((HEADER + 100 + HEADER + 10) as u64)).unwrap();
+    f.write_all(&[0xAA, 0xBB]).unwrap();
+    drop(f);
+    let (log, rec, got) = open(dir.path(), 1000);
+    // The first segment and the first record of the second are kept.
+    let first_seg_records = segs[1].0 - 1;
+    assert_eq!(got.len() as u64, first_seg_records + 1);
+    assert_eq!(rec.moved_aside.len(), segs.len() - 1);
+    assert!(rec.moved_aside.iter().all(|p| p.exists()), "moved aside, not deleted");
+    assert_eq!(log.append(vec![0]), first_seg_records + 2);
+}
+
+#[test]
+fn rotation_and_space_reclaim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1000);
+    for i in 0..100u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 100);
+    let before = segments(dir.path()).unwrap().len();
+    let deleted = log.delete_before(60).unwrap();
+    assert!(deleted > 0 && deleted < before);
+    drop(log);
+    let (_, _, got) = open(dir.path(), 1000);
+    assert!(got.first().unwrap().0 <= 60, "records from 60 on are kept");
+    assert_eq!(got.last().unwrap().0, 100);
+}
+
+#[test]
+fn sync_modes_make_records_durable_and_count_syncs() {
+    for (mode, syncs) in [(SyncMode::Always, true), (SyncMode::Never, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(LogConfig { sync: mode, ..cfg(dir.path(), 1 << 20) }, &mut |_, _| {}).unwrap();
+        for _ in 0..20 {
+            log.append(vec![1, 2, 3]);
+        }
+        wait_durable(&log, 20);
+        let n = log.stats.syncs.load(Ordering::Relaxed);
+        if syncs {
+            assert_eq!(n, 20, "always: one sync per record");
+        } else {
+            assert_eq!(n, 0);
+        }
+    }
+}
