@@ -73,6 +73,13 @@ pub struct Config {
     /// Response Information sent to MQTT 5 clients that request it; the
     /// client identifier is appended.
     pub response_information: Option<String>,
+    /// Keep sessions, queues and retained messages on disk in `data_dir`.
+    pub persistence: bool,
+    /// When the store syncs to disk: always, batch (group commit) or never.
+    pub sync: crate::store::SyncMode,
+    /// Compact the store's log once it exceeds this many bytes (and twice
+    /// its size after the previous compaction).
+    pub compact_bytes: u64,
 }
 
 impl Default for Config {
@@ -100,6 +107,9 @@ impl Default for Config {
             server_topic_aliases: true,
             shared_subscription_strategy: SharedStrategy::RoundRobin,
             response_information: None,
+            persistence: true,
+            sync: crate::store::SyncMode::Batch,
+            compact_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -127,6 +137,9 @@ struct FileConfig {
     server_topic_aliases: Option<bool>,
     shared_subscription_strategy: Option<SharedStrategy>,
     response_information: Option<String>,
+    persistence: Option<bool>,
+    sync: Option<crate::store::SyncMode>,
+    compact_bytes: Option<u64>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -266,7 +279,10 @@ impl Config {
                 receive_maximum,
                 topic_alias_maximum,
                 server_topic_aliases,
-                shared_subscription_strategy
+                shared_subscription_strategy,
+                persistence,
+                sync,
+                compact_bytes
             );
             if f.response_information.is_some() {
                 cfg.response_information = f.response_information;

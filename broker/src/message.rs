@@ -64,4 +64,8 @@ pub struct Delivery {
     /// The `$share/...` filter this came through, if a shared subscription:
     /// such a delivery goes to another member if this one disconnects.
     pub shared: Option<Arc<str>>,
+    /// The stored message body it refers to (0: not stored).
+    pub mid: u64,
+    /// Its position in the session's queue (set by the queue).
+    pub seq: u64,
 }

@@ -13,6 +13,8 @@
 mod retained;
 mod tree;
 
+mod durable;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::protocol::{RetainHandling, SubOptions};
 use crate::session::state::{Enqueued, QueueLimits, SharedSession};
+use crate::store::{Record, StoredMessage};
 
 /// How the router reaches a connection it must close (session takeover).
 #[derive(Debug, Clone)]
@@ -61,8 +64,21 @@ pub struct SubscribeEntry {
     pub existed: bool,
 }
 
+/// How a connection learns that the router has processed its messages and
+/// how far the log must be durable before it may acknowledge them.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    /// Messages of this connection the router has processed.
+    pub processed: std::sync::atomic::AtomicU64,
+    /// The log position after the router processed the last of them.
+    pub lsn: std::sync::atomic::AtomicU64,
+    pub notify: tokio::sync::Notify,
+}
+
 /// What the router is asked to do.
 pub enum RouterMsg {
+    /// Another message, after which `Ticket` is updated.
+    Ticketed(Box<RouterMsg>, Arc<Ticket>),
     Connect(ConnectRequest, oneshot::Sender<ConnectReply>),
     Publish(Message),
     Subscribe {
@@ -117,6 +133,8 @@ pub struct Router {
     /// Sessions given deliveries since the last [`Router::take_touched`].
     touched: Vec<Arc<SharedSession>>,
     pub stats: RouterStats,
+    /// Persistence, if on (see `durable.rs`).
+    durable: Option<durable::Durable>,
 }
 
 impl Router {
@@ -133,6 +151,7 @@ impl Router {
             delayed_wills: Vec::new(),
             touched: Vec::new(),
             stats: RouterStats::default(),
+            durable: None,
         }
     }
 
@@ -142,6 +161,15 @@ impl Router {
 
     pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
         match msg {
+            RouterMsg::Ticketed(inner, ticket) => {
+                self.handle(*inner, now);
+                use std::sync::atomic::Ordering;
+                if let Some(d) = &self.durable {
+                    ticket.lsn.store(d.journal.appended(), Ordering::Release);
+                }
+                ticket.processed.fetch_add(1, Ordering::AcqRel);
+                ticket.notify.notify_one();
+            }
             RouterMsg::Connect(req, reply) => {
                 let r = self.connect(req, now);
                 // The connection may have gone away meanwhile; nothing to do then.
@@ -150,8 +178,12 @@ impl Router {
             RouterMsg::Publish(m) => self.publish(m),
             RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries, now),
             RouterMsg::Unsubscribe { key, filters } => {
+                let journaled = self.sessions.get(&key).is_some_and(|e| e.shared.lock().is_journaled());
                 for f in filters {
                     self.subs.remove(&f, key);
+                    if journaled {
+                        self.record(&Record::Unsub { key, filter: f });
+                    }
                 }
             }
             RouterMsg::Disconnected { key, conn_id, will, will_delay, expiry } => {
@@ -176,7 +208,9 @@ impl Router {
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
                 e.shared.lock().online = true;
-                return ConnectReply { key, session: e.shared.clone(), session_present: true };
+                let session = e.shared.clone();
+                self.record_session(key, now);
+                return ConnectReply { key, session, session_present: true };
             }
         }
         let key = self.next_key;
@@ -194,6 +228,7 @@ impl Router {
                 disconnected_at: None,
             },
         );
+        self.record_session(key, now);
         ConnectReply { key, session: shared, session_present: false }
     }
 
@@ -202,6 +237,9 @@ impl Router {
         let Some(e) = self.sessions.remove(&key) else {
             return;
         };
+        if e.shared.lock().is_journaled() {
+            self.record(&Record::SessionEnd { key });
+        }
         self.by_client.remove(&e.client_id);
         let filters: Vec<String> = e.shared.lock().subscriptions.keys().cloned().collect();
         for f in filters {
@@ -260,6 +298,8 @@ impl Router {
         }
         if session_expiry == Some(Duration::ZERO) {
             self.end_session(key, now);
+        } else {
+            self.record_session(key, now);
         }
     }
 
@@ -267,8 +307,13 @@ impl Router {
         let Some((shared, client_id)) = self.sessions.get(&key).map(|e| (e.shared.clone(), e.client_id.clone())) else {
             return;
         };
+        let journaled = shared.lock().is_journaled();
         for entry in entries {
             self.subs.insert(&entry.filter, key, entry.sub);
+            if journaled {
+                let (options, id) = (entry.sub.options, entry.sub.id);
+                self.record(&Record::Sub { key, filter: entry.filter.clone(), options, id });
+            }
             let o = entry.sub.options;
             let send = match o.retain_handling {
                 RetainHandling::OnSubscribe => true,
@@ -294,7 +339,10 @@ impl Router {
                     retain: true,
                     sub_ids: entry.sub.id.into_iter().collect(),
                     shared: None,
+                    mid: 0,
+                    seq: 0,
                 };
+                let d = self.stored(d, journaled);
                 Self::count(&mut self.stats, &state.enqueue(d), &client_id);
             }
             drop(state);
@@ -321,6 +369,10 @@ impl Router {
         let msg = Arc::new(msg);
         if msg.retain {
             self.retained.set(msg.clone());
+            if let Some(d) = &self.durable {
+                let stored = StoredMessage::from_message(&msg, d.base.0, d.base.1);
+                self.record(&Record::Retain(stored));
+            }
         }
         // Collect one entry per session: overlapping subscriptions give one
         // copy at the highest granted QoS ([MQTT-3.3.5-1]) with every
@@ -368,7 +420,7 @@ impl Router {
         sub_ids: Vec<u32>,
         shared: Option<Arc<str>>,
     ) -> bool {
-        let Some(e) = self.sessions.get(&key) else {
+        let Some(journaled) = self.sessions.get(&key).map(|e| e.shared.lock().is_journaled()) else {
             return false;
         };
         let d = Delivery {
@@ -378,6 +430,12 @@ impl Router {
             retain: options.retain_as_published && msg.retain,
             sub_ids,
             shared,
+            mid: 0,
+            seq: 0,
+        };
+        let d = self.stored(d, journaled);
+        let Some(e) = self.sessions.get(&key) else {
+            return false;
         };
         let r = e.shared.lock().enqueue(d);
         Self::count(&mut self.stats, &r, &e.client_id);
@@ -490,7 +548,11 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
                     router.handle(msg, now);
                 }
             }
-            _ = tick.tick() => router.expire(tokio::time::Instant::now().into_std()),
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now().into_std();
+                router.expire(now);
+                router.maintain_store(now);
+            }
         }
         wake(&mut router);
     }

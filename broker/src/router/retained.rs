@@ -61,6 +61,17 @@ impl RetainedStore {
         self.count
     }
 
+    /// Calls `f` with every retained message.
+    pub fn for_each(&self, mut f: impl FnMut(&Arc<Message>)) {
+        fn walk(node: &Node, f: &mut impl FnMut(&Arc<Message>)) {
+            if let Some(m) = &node.msg {
+                f(m);
+            }
+            node.children.values().for_each(|c| walk(c, f));
+        }
+        walk(&self.root, &mut f);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

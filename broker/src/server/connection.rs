@@ -17,9 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{decode, encode, Decoded, Packet};
-use crate::router::{ConnHandle, RouterMsg};
+use crate::router::{ConnHandle, RouterMsg, Ticket};
 use crate::session::state::SharedSession;
 use crate::session::{Action, Close, Machine, MachineConfig};
+use crate::store::{Journal, Lsn};
 
 /// Deliveries encoded per turn before the driver looks at its socket again.
 const DELIVERY_BUDGET: usize = 128;
@@ -34,6 +35,8 @@ pub struct ConnCtx {
     pub machine: MachineConfig,
     pub shutdown: CancellationToken,
     pub verbose: bool,
+    /// The store, when acknowledgements must wait for durability.
+    pub journal: Option<Arc<Journal>>,
 }
 
 fn now() -> Instant {
@@ -53,6 +56,33 @@ struct Driver<S> {
     ctx: Arc<ConnCtx>,
     /// Set once the machine asked to close.
     closing: Option<Close>,
+    /// Acknowledgements held until what they acknowledge is durable.
+    acks: Option<HeldAcks>,
+}
+
+/// PUBACK, PUBREC, SUBACK and UNSUBACK wait (in order) until the router
+/// has processed the message they answer and the log is durable that far.
+struct HeldAcks {
+    ticket: Arc<Ticket>,
+    durable: tokio::sync::watch::Receiver<Lsn>,
+    /// Messages sent to the router with the ticket.
+    sent: u64,
+    held: std::collections::VecDeque<(u64, Packet)>,
+}
+
+impl HeldAcks {
+    /// Takes the acknowledgements that may go now.
+    fn ready(&mut self, out: &mut Vec<Packet>) {
+        use std::sync::atomic::Ordering;
+        let processed = self.ticket.processed.load(Ordering::Acquire);
+        let lsn = self.ticket.lsn.load(Ordering::Acquire);
+        let durable = *self.durable.borrow_and_update();
+        while self.held.front().is_some_and(|(op, _)| *op <= processed && durable >= lsn) {
+            if let Some((_, p)) = self.held.pop_front() {
+                out.push(p);
+            }
+        }
+    }
 }
 
 /// Serves one client connection until it closes.
@@ -70,6 +100,12 @@ where
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         session: None,
+        acks: ctx.journal.as_ref().filter(|j| j.sync != crate::store::SyncMode::Never).map(|j| HeldAcks {
+            ticket: Arc::new(Ticket::default()),
+            durable: j.durable(),
+            sent: 0,
+            held: std::collections::VecDeque::new(),
+        }),
         ctx,
         closing: None,
     };
@@ -94,6 +130,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             if self.execute().await.is_err() {
                 return Close::Shutdown;
             }
+            // Deliveries may have been held back behind a SUBACK released since.
+            more |= self.deliver();
             let flushed = self.flush().await;
             if let Some(why) = self.closing {
                 return why;
@@ -103,6 +141,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             let deadline = self.machine.deadline().map(tokio::time::Instant::from_std);
             let session = self.session.clone();
+            let waiting =
+                self.acks.as_ref().filter(|a| !a.held.is_empty()).map(|a| (a.ticket.clone(), a.durable.clone()));
             if self.rbuf.capacity() == self.rbuf.len() {
                 self.rbuf.reserve(IDLE_READ);
             }
@@ -116,14 +156,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         if let Err(RouterGone) = self.on_readable().await {
                             return Close::Shutdown;
                         }
-                        more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                        more = self.deliver();
                     }
                 },
                 _ = async { match &session { Some(s) => s.notify.notified().await, None => std::future::pending().await } } => {
-                    more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                    more = self.deliver();
+                }
+                _ = async {
+                    match waiting {
+                        Some((ticket, mut durable)) => tokio::select! {
+                            _ = ticket.notify.notified() => {}
+                            _ = durable.changed() => {}
+                        },
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.release_acks();
+                    more = self.deliver();
                 }
                 _ = std::future::ready(()), if more => {
-                    more = self.machine.deliver(now(), DELIVERY_BUDGET);
+                    more = self.deliver();
                 }
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                     self.machine.on_timer(now());
@@ -177,11 +229,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
+    /// Sends to the router; with held acknowledgements, with the ticket.
+    async fn send_router(&mut self, msg: RouterMsg) -> Result<(), RouterGone> {
+        let msg = match &mut self.acks {
+            Some(a) => {
+                a.sent += 1;
+                RouterMsg::Ticketed(Box::new(msg), a.ticket.clone())
+            }
+            None => msg,
+        };
+        self.ctx.router.send(msg).await.map_err(|_| RouterGone)
+    }
+
     async fn act(&mut self, action: Action) -> Result<(), RouterGone> {
         let router = &self.ctx.router;
         match action {
+            Action::Send(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::SubAck(_) | Packet::UnsubAck(_)))
+                if self.acks.is_some() =>
+            {
+                if let Some(a) = &mut self.acks {
+                    a.held.push_back((a.sent, p));
+                }
+                self.release_acks();
+            }
             Action::Send(p) => self.write(&p),
-            Action::Route(m) => router.send(RouterMsg::Publish(m)).await.map_err(|_| RouterGone)?,
+            Action::Route(m) => self.send_router(RouterMsg::Publish(m)).await?,
             Action::Subscribe(entries) => {
                 if self.ctx.verbose {
                     let client_id = self.machine.client_id().unwrap_or("-");
@@ -190,11 +262,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                 }
                 let key = self.machine.session_key().unwrap_or(0);
-                router.send(RouterMsg::Subscribe { key, entries }).await.map_err(|_| RouterGone)?;
+                self.send_router(RouterMsg::Subscribe { key, entries }).await?;
             }
             Action::Unsubscribe(filters) => {
                 let key = self.machine.session_key().unwrap_or(0);
-                router.send(RouterMsg::Unsubscribe { key, filters }).await.map_err(|_| RouterGone)?;
+                self.send_router(RouterMsg::Unsubscribe { key, filters }).await?;
             }
             Action::Connect(req) => {
                 let (tx, rx) = oneshot::channel();
@@ -207,11 +279,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 self.session = Some(reply.session.clone());
                 // CONNACK, resent in-flight messages, then queued ones.
                 self.machine.connected(reply, now());
-                self.machine.deliver(now(), DELIVERY_BUDGET);
+                self.deliver();
             }
             Action::Close(why) => self.closing = Some(why),
         }
         Ok(())
+    }
+
+    /// Turns queued deliveries into packets, unless a SUBACK is still held:
+    /// retained messages for a subscription follow its SUBACK.
+    fn deliver(&mut self) -> bool {
+        let suback_held =
+            self.acks.as_ref().is_some_and(|a| a.held.iter().any(|(_, p)| matches!(p, Packet::SubAck(_))));
+        !suback_held && self.machine.deliver(now(), DELIVERY_BUDGET)
+    }
+
+    /// Writes the held acknowledgements that may go now.
+    fn release_acks(&mut self) {
+        let mut ready = Vec::new();
+        if let Some(a) = &mut self.acks {
+            a.ready(&mut ready);
+        }
+        for p in &ready {
+            self.write(p);
+        }
     }
 
     fn write(&mut self, p: &Packet) {

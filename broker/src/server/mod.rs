@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::router::{self, Router, RouterStats};
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
+use crate::store::{self, Journal, StoreConfig};
 
 /// Messages that may wait for the router before publishers are slowed down.
 const ROUTER_CHANNEL: usize = 4096;
@@ -35,6 +36,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("cannot create data directory {dir}: {source}")]
     DataDir { dir: String, source: io::Error },
+    #[error("cannot open the store in {dir}: {source}")]
+    Store { dir: String, source: io::Error },
 }
 
 /// A running broker.
@@ -43,6 +46,7 @@ pub struct Broker {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     router: JoinHandle<Router>,
+    journal: Option<Arc<Journal>>,
 }
 
 fn machine_config(cfg: &Config) -> MachineConfig {
@@ -86,6 +90,7 @@ impl Broker {
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
+        let journal = if cfg.persistence { Some(open_store(&cfg, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -94,12 +99,13 @@ impl Broker {
             machine: machine_config(&cfg),
             shutdown: shutdown.clone(),
             verbose: cfg.verbose,
+            journal: journal.clone(),
         });
         let ids = Arc::new(AtomicU64::new(1));
         for l in listeners {
             tracker.spawn(accept_loop(l, ctx.clone(), tracker.clone(), ids.clone()));
         }
-        Ok(Broker { addrs, shutdown, tracker, router })
+        Ok(Broker { addrs, shutdown, tracker, router, journal })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -115,11 +121,42 @@ impl Broker {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
+        let stats = match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
             Ok(Ok(r)) => r.stats,
             _ => RouterStats::default(),
+        };
+        if let Some(j) = self.journal {
+            // Everything appended is written and synced before we return.
+            let _ = tokio::task::spawn_blocking(move || j.close()).await;
         }
+        stats
     }
+}
+
+/// Opens the store in the data directory and restores its state into `router`.
+fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartError> {
+    let dir = cfg.data_dir.join("store");
+    let store_cfg = StoreConfig {
+        dir: dir.clone(),
+        sync: cfg.sync,
+        segment_bytes: 16 * 1024 * 1024,
+        compact_bytes: cfg.compact_bytes,
+    };
+    let (journal, model, rec) =
+        store::open(&store_cfg).map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
+    if rec.truncated_bytes > 0 || !rec.moved_aside.is_empty() {
+        tracing::warn!(truncated_bytes = rec.truncated_bytes, moved_aside = ?rec.moved_aside, "store: repaired damage");
+    }
+    tracing::info!(
+        records = rec.records,
+        sessions = model.sessions.len(),
+        retained = model.retained.len(),
+        "store: recovered"
+    );
+    let journal = Arc::new(journal);
+    let now = tokio::time::Instant::now().into_std();
+    router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));
+    Ok(journal)
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Arc<ConnCtx>, tracker: TaskTracker, ids: Arc<AtomicU64>) {

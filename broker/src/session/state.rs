@@ -10,20 +10,23 @@
 //! [`MessageQueue`], the seam where a disk-backed store plugs in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
 use crate::config::QueueFullPolicy;
-use crate::message::Delivery;
+use crate::message::{Delivery, SessionKey};
 use crate::protocol::{QoS, SubOptions};
+use crate::store::{Journal, Record};
 
 /// Storage of a session's waiting messages, oldest first.
 pub trait MessageQueue: Send {
     fn push_back(&mut self, d: Delivery);
     fn pop_front(&mut self) -> Option<Delivery>;
     fn front(&self) -> Option<&Delivery>;
+    /// The `i`-th waiting delivery (0 is the oldest).
+    fn get(&self, i: usize) -> Option<&Delivery>;
     fn len(&self) -> usize;
     /// Removes and returns, in order, the deliveries for which `pred` holds.
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
@@ -45,6 +48,9 @@ impl MessageQueue for MemQueue {
     }
     fn front(&self) -> Option<&Delivery> {
         self.0.front()
+    }
+    fn get(&self, i: usize) -> Option<&Delivery> {
+        self.0.get(i)
     }
     fn len(&self) -> usize {
         self.0.len()
@@ -108,6 +114,10 @@ pub struct SessionState {
     /// Messages dropped because the queue was full, ever.
     pub dropped: u64,
     in_drop_episode: bool,
+    /// Where changes are recorded, for persistent sessions.
+    journal: Option<Arc<Journal>>,
+    key: SessionKey,
+    next_seq: u64,
 }
 
 /// A session as shared by the router and the owning connection.
@@ -143,11 +153,42 @@ impl SessionState {
             online: false,
             dropped: 0,
             in_drop_episode: false,
+            journal: None,
+            key: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Makes this a persistent session whose changes go to `journal`.
+    pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
+        self.key = key;
+        self.journal = Some(journal);
+    }
+
+    pub fn is_journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn record(&self, r: Record) {
+        if let Some(j) = &self.journal {
+            j.append(&r);
+        }
+    }
+
+    /// Whether a delivery's changes are recorded: QoS 1/2 ones whose
+    /// message body the router stored.
+    fn stored(&self, d: &Delivery) -> bool {
+        self.journal.is_some() && d.mid != 0 && d.qos != QoS::AtMostOnce
+    }
+
+    fn record_pop(&self, d: &Delivery, pkid: u16) {
+        if self.stored(d) {
+            self.record(Record::Pop { key: self.key, seq: d.seq, pkid });
         }
     }
 
     /// Offers a delivery to the queue, applying the limits.
-    pub fn enqueue(&mut self, d: Delivery) -> Enqueued {
+    pub fn enqueue(&mut self, mut d: Delivery) -> Enqueued {
         if !self.online && d.qos == QoS::AtMostOnce && !self.limits.queue_qos0 {
             return Enqueued::DroppedOffline;
         }
@@ -155,7 +196,9 @@ impl SessionState {
         let full = |s: &Self| s.queue.len() >= s.limits.max_messages || s.queued_bytes + cost > s.limits.max_bytes;
         if full(self) {
             let made_room = self.limits.policy == QueueFullPolicy::DropOldest && {
-                while full(self) && self.pop_queued().is_some() {
+                while full(self) {
+                    let Some(old) = self.pop_queued() else { break };
+                    self.record_pop(&old, 0);
                     self.dropped += 1;
                 }
                 !full(self)
@@ -169,6 +212,19 @@ impl SessionState {
         }
         self.in_drop_episode = false;
         self.queued_bytes += cost;
+        d.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.stored(&d) {
+            self.record(Record::Enq {
+                key: self.key,
+                seq: d.seq,
+                mid: d.mid,
+                qos: d.qos,
+                retain: d.retain,
+                sub_ids: d.sub_ids.clone(),
+                shared: d.shared.as_deref().map(str::to_owned),
+            });
+        }
         self.queue.push_back(d);
         Enqueued::Queued
     }
@@ -198,12 +254,14 @@ impl SessionState {
             }
             let d = self.pop_queued()?;
             if d.msg.expired(now) {
+                self.record_pop(&d, 0);
                 continue;
             }
             if d.qos == QoS::AtMostOnce {
                 return Some((d, 0));
             }
             let pkid = self.alloc_pkid();
+            self.record_pop(&d, pkid);
             self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
             return Some((d, pkid));
         }
@@ -228,6 +286,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
                 self.inflight.remove(i);
+                self.record(Record::Ack { key: self.key, pkid });
                 true
             }
             _ => false,
@@ -240,6 +299,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) => {
                 self.inflight[i].stage = Stage::Released;
+                self.record(Record::Rel { key: self.key, pkid });
                 true
             }
             None => false,
@@ -251,6 +311,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) => {
                 self.inflight.remove(i);
+                self.record(Record::Ack { key: self.key, pkid });
                 true
             }
             None => false,
@@ -266,12 +327,20 @@ impl SessionState {
     /// Inbound QoS 2 PUBLISH: records its packet identifier. `false` means
     /// it was already recorded (a redelivery), so it must not be routed again.
     pub fn inbound_qos2_received(&mut self, pkid: u16) -> bool {
-        self.inbound_qos2.insert(pkid)
+        let new = self.inbound_qos2.insert(pkid);
+        if new {
+            self.record(Record::In2 { key: self.key, pkid });
+        }
+        new
     }
 
     /// PUBREL received: forgets the identifier. Returns whether it was known.
     pub fn inbound_qos2_released(&mut self, pkid: u16) -> bool {
-        self.inbound_qos2.remove(&pkid)
+        let known = self.inbound_qos2.remove(&pkid);
+        if known {
+            self.record(Record::In2Done { key: self.key, pkid });
+        }
+        known
     }
 
     pub fn inbound_qos2_contains(&self, pkid: u16) -> bool {
@@ -287,19 +356,110 @@ impl SessionState {
     /// router can give them to another member of their group.
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut out = Vec::new();
+        let mut acked = Vec::new();
         self.inflight.retain(|f| match &f.stage {
             Stage::Published(d) if d.shared.is_some() => {
                 out.push(d.clone());
+                acked.push(f.pkid);
                 false
             }
             _ => true,
         });
+        for pkid in acked {
+            self.record(Record::Ack { key: self.key, pkid });
+        }
         let taken = self.queue.take_where(&mut |d| d.shared.is_some());
         for d in &taken {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+            self.record_pop(d, 0);
         }
         out.extend(taken);
         out
+    }
+
+    /// The records that recreate this session's state (for a snapshot),
+    /// writing each message body once per snapshot.
+    pub fn dump(&self, mids: &mut HashSet<u64>, now: Instant, wall: std::time::SystemTime, out: &mut Vec<Record>) {
+        let key = self.key;
+        for (filter, (options, id)) in &self.subscriptions {
+            out.push(Record::Sub { key, filter: filter.clone(), options: *options, id: *id });
+        }
+        let mut entry = |d: &Delivery, out: &mut Vec<Record>| {
+            if mids.insert(d.mid) {
+                let msg = crate::store::StoredMessage::from_message(&d.msg, now, wall);
+                out.push(Record::Msg { mid: d.mid, msg });
+            }
+            out.push(Record::Enq {
+                key,
+                seq: d.seq,
+                mid: d.mid,
+                qos: d.qos,
+                retain: d.retain,
+                sub_ids: d.sub_ids.clone(),
+                shared: d.shared.as_deref().map(str::to_owned),
+            });
+        };
+        for f in &self.inflight {
+            match &f.stage {
+                Stage::Published(d) if self.stored(d) => {
+                    entry(d, out);
+                    out.push(Record::Pop { key, seq: d.seq, pkid: f.pkid });
+                }
+                Stage::Published(_) => {}
+                Stage::Released => out.push(Record::Rel { key, pkid: f.pkid }),
+            }
+        }
+        for i in 0..self.queue.len() {
+            if let Some(d) = self.queue.get(i) {
+                if self.stored(d) {
+                    entry(d, out);
+                }
+            }
+        }
+        for pkid in &self.inbound_qos2 {
+            out.push(Record::In2 { key, pkid: *pkid });
+        }
+    }
+
+    /// Rebuilds a persistent session from its stored state.
+    pub fn restore(
+        &mut self,
+        stored: crate::store::recover::StoredSession,
+        message: &mut dyn FnMut(u64) -> Option<Arc<crate::message::Message>>,
+    ) {
+        use crate::store::recover::Flight;
+        let delivery = |seq: u64, e: crate::store::recover::Entry, msg: Arc<crate::message::Message>| Delivery {
+            msg,
+            qos: e.qos,
+            retain: e.retain,
+            sub_ids: e.sub_ids,
+            shared: e.shared.map(Arc::from),
+            mid: e.mid,
+            seq,
+        };
+        self.subscriptions = stored.subs.into_iter().collect();
+        let mut max_seq = 0;
+        for (pkid, f) in stored.inflight {
+            let stage = match f {
+                Flight::Published { seq, entry } => {
+                    max_seq = max_seq.max(seq + 1);
+                    let Some(msg) = message(entry.mid) else { continue };
+                    Stage::Published(delivery(seq, entry, msg))
+                }
+                Flight::Released => Stage::Released,
+            };
+            self.next_pkid = pkid.checked_add(1).unwrap_or(1).max(1);
+            self.inflight.push_back(InFlight { pkid, stage });
+        }
+        for (seq, entry) in stored.queue {
+            max_seq = max_seq.max(seq + 1);
+            let Some(msg) = message(entry.mid) else { continue };
+            let d = delivery(seq, entry, msg);
+            self.queued_bytes += d.msg.cost();
+            self.queue.push_back(d);
+        }
+        self.next_seq = max_seq;
+        self.inbound_qos2 = stored.in2;
     }
 
     /// Drops everything (clean start).

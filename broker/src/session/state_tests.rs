@@ -20,7 +20,7 @@ fn delivery(n: u8, qos: QoS) -> Delivery {
         origin: 0,
         received: Instant::now(),
     };
-    Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: Vec::new(), shared: None }
+    Delivery { msg: Arc::new(msg), qos, retain: false, sub_ids: Vec::new(), shared: None, mid: 0, seq: 0 }
 }
 
 fn online(limits: QueueLimits) -> SessionState {

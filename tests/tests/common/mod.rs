@@ -577,13 +577,23 @@ impl Raw {
     }
 
     /// Reads packets of `kind`, skipping PINGRESP.
+    /// Waits for a packet of `kind`. PUBLISH packets that arrive first are
+    /// kept for later reads: a server may deliver messages before it
+    /// acknowledges (a PUBACK held until the message is on disk, say).
     pub async fn expect_kind(&mut self, kind: u8, what: &str) -> Pkt {
+        let mut ahead = Vec::new();
         loop {
             let p = self.expect(what).await;
             if p.kind == PINGRESP && kind != PINGRESP {
                 continue;
             }
+            if p.kind == PUBLISH && kind != PUBLISH {
+                ahead.push(p);
+                continue;
+            }
             assert_eq!(p.kind, kind, "waiting for {what}, got {p:?}");
+            let rest = std::mem::take(&mut self.stash);
+            self.stash = ahead.into_iter().chain(rest).collect();
             return p;
         }
     }

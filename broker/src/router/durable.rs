@@ -1,0 +1,201 @@
+//! The router's side of persistence: recording session, subscription,
+//! retained and queue changes, restoring state at start, and snapshots
+//! that let the log be compacted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Router, SessionEntry};
+use crate::message::{Delivery, Message, SessionKey};
+use crate::session::state::SharedSession;
+use crate::store::record::unix_ms;
+use crate::store::{Journal, Lsn, Model, Record, StoredMessage};
+
+pub(super) struct Durable {
+    pub journal: Arc<Journal>,
+    /// An `Instant` and the wall-clock time it corresponds to.
+    pub base: (Instant, SystemTime),
+    next_mid: u64,
+    /// The message body stored last, to store it once for all its targets.
+    last_mid: (usize, u64),
+    snapshot_id: u64,
+    /// A finished snapshot's end and begin LSNs, waiting to be durable.
+    pending_gc: Option<(Lsn, Lsn)>,
+    /// Log size right after the last compaction.
+    compacted_size: u64,
+}
+
+impl Durable {
+    fn wall(&self, now: Instant) -> SystemTime {
+        match now.checked_duration_since(self.base.0) {
+            Some(d) => self.base.1 + d,
+            None => self.base.1 - self.base.0.duration_since(now),
+        }
+    }
+}
+
+impl Router {
+    /// Turns persistence on: restores `model`, then takes a snapshot so the
+    /// log starts compact. `base` pairs an `Instant` with wall-clock time.
+    pub fn enable_persistence(&mut self, journal: Arc<Journal>, model: Model, base: (Instant, SystemTime)) {
+        let now = base.0;
+        let wall_now = base.1;
+        self.durable = Some(Durable {
+            journal: journal.clone(),
+            base,
+            next_mid: model.max_mid + 1,
+            last_mid: (0, 0),
+            snapshot_id: 0,
+            pending_gc: None,
+            compacted_size: 0,
+        });
+        self.next_key = self.next_key.max(model.max_key + 1);
+        let msgs = model.msgs;
+        let mut cache: std::collections::HashMap<u64, Arc<Message>> = std::collections::HashMap::new();
+        let mut message = |mid: u64| -> Option<Arc<Message>> {
+            if let Some(m) = cache.get(&mid) {
+                return Some(m.clone());
+            }
+            let m = Arc::new(msgs.get(&mid)?.clone().into_message(now, wall_now));
+            cache.insert(mid, m.clone());
+            Some(m)
+        };
+        for (key, stored) in model.sessions {
+            let shared = Arc::new(SharedSession::new(self.limits));
+            let client_id = stored.client_id.clone();
+            let expiry = stored.expiry_secs.map(Duration::from_secs);
+            // Offline since the recorded time, or since now if it was
+            // connected when the broker stopped.
+            let offline_for = Duration::from_millis(unix_ms(wall_now).saturating_sub(stored.offline_since_ms));
+            let since = if stored.offline_since_ms == 0 { now } else { now.checked_sub(offline_for).unwrap_or(now) };
+            {
+                let mut st = shared.lock();
+                st.set_journal(key, journal.clone());
+                st.restore(stored, &mut message);
+                for (filter, (options, id)) in &st.subscriptions {
+                    self.subs.insert(filter, key, super::Sub { options: *options, id: *id });
+                }
+            }
+            self.by_client.insert(client_id.clone(), key);
+            self.sessions
+                .insert(key, SessionEntry { client_id, shared, conn: None, expiry, disconnected_at: Some(since) });
+        }
+        for (_, m) in model.retained {
+            self.retained.set(Arc::new(m.into_message(now, wall_now)));
+        }
+        self.snapshot(now);
+    }
+
+    pub(super) fn record(&self, r: &Record) {
+        if let Some(d) = &self.durable {
+            d.journal.append(r);
+        }
+    }
+
+    /// Records a persistent session's existence, expiry and online state,
+    /// making it journaled if it was not yet.
+    pub(super) fn record_session(&mut self, key: SessionKey, now: Instant) {
+        let Some(d) = &self.durable else { return };
+        let Some(e) = self.sessions.get(&key) else { return };
+        if e.expiry == Some(Duration::ZERO) {
+            return;
+        }
+        let offline_since_ms = match (&e.conn, e.disconnected_at) {
+            (None, Some(at)) => unix_ms(d.wall(at)),
+            _ => 0,
+        };
+        let expiry_secs = e.expiry.map(|x| x.as_secs());
+        let mut st = e.shared.lock();
+        d.journal.append(&Record::Session { key, client_id: e.client_id.clone(), expiry_secs, offline_since_ms });
+        if !st.is_journaled() {
+            st.set_journal(key, d.journal.clone());
+            let mut out = Vec::new();
+            st.dump(&mut HashSet::new(), now, d.wall(now), &mut out);
+            for r in out {
+                d.journal.append(&r);
+            }
+        }
+    }
+
+    /// Stores the message body of a QoS 1/2 delivery to a persistent
+    /// session (once per message) and names it in the delivery.
+    pub(super) fn stored(&mut self, mut dl: Delivery, journaled: bool) -> Delivery {
+        let Some(d) = &mut self.durable else { return dl };
+        if !journaled || dl.qos == crate::protocol::QoS::AtMostOnce {
+            return dl;
+        }
+        let ptr = Arc::as_ptr(&dl.msg) as usize;
+        if d.last_mid.0 != ptr || d.last_mid.1 == 0 {
+            let mid = d.next_mid;
+            d.next_mid += 1;
+            let msg = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
+            d.journal.append(&Record::Msg { mid, msg });
+            d.last_mid = (ptr, mid);
+        }
+        dl.mid = d.last_mid.1;
+        dl
+    }
+
+    /// Writes the live state as a snapshot; older log segments are deleted
+    /// once it is durable (see [`Router::maintain_store`]).
+    pub fn snapshot(&mut self, now: Instant) {
+        let Some(d) = &mut self.durable else { return };
+        d.snapshot_id += 1;
+        let id = d.snapshot_id;
+        let j = d.journal.clone();
+        let wall = d.wall(now);
+        let begin = j.append(&Record::SnapshotBegin { id });
+        let mut mids = HashSet::new();
+        let mut out = Vec::new();
+        for (key, e) in &self.sessions {
+            // Appended under the session's lock, so a change the session
+            // records after this point follows its snapshot in the log.
+            let st = e.shared.lock();
+            if !st.is_journaled() {
+                continue;
+            }
+            let offline_since_ms = match (&e.conn, e.disconnected_at) {
+                (None, Some(at)) => unix_ms(d.wall(at)),
+                _ => 0,
+            };
+            out.push(Record::Session {
+                key: *key,
+                client_id: e.client_id.clone(),
+                expiry_secs: e.expiry.map(|x| x.as_secs()),
+                offline_since_ms,
+            });
+            st.dump(&mut mids, now, wall, &mut out);
+            for r in out.drain(..) {
+                j.append(&Record::Snap(Box::new(r)));
+            }
+        }
+        self.retained.for_each(|m| {
+            let stored = StoredMessage::from_message(m, now, wall);
+            j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+        });
+        let end = j.append(&Record::SnapshotEnd { id });
+        d.pending_gc = Some((end, begin));
+    }
+
+    /// Deletes segments a durable snapshot made obsolete, and starts a
+    /// snapshot when the log has grown well past the live state.
+    pub fn maintain_store(&mut self, now: Instant) {
+        let Some(d) = &mut self.durable else { return };
+        if let Some((end, begin)) = d.pending_gc {
+            if *d.journal.durable().borrow() >= end {
+                if let Err(e) = d.journal.delete_before(begin) {
+                    tracing::warn!("store: cannot delete old log segments: {e}");
+                }
+                d.pending_gc = None;
+                d.compacted_size = d.journal.disk_bytes();
+            }
+            return;
+        }
+        let size = d.journal.disk_bytes();
+        if size > d.journal.compact_bytes.max(2 * d.compacted_size) {
+            tracing::info!(log_bytes = size, "store: compacting the log");
+            self.snapshot(now);
+        }
+    }
+}
