@@ -64,10 +64,15 @@ struct Driver<S> {
 /// has processed the message they answer and the log is durable that far.
 struct HeldAcks {
     ticket: Arc<Ticket>,
+    journal: Arc<Journal>,
     durable: tokio::sync::watch::Receiver<Lsn>,
     /// Messages sent to the router with the ticket.
     sent: u64,
     held: std::collections::VecDeque<(u64, Packet)>,
+    /// Outgoing PUBLISH packets waiting for the log to reach an LSN: a
+    /// QoS 2 PUBLISH goes out only once its packet identifier is on disk
+    /// (so a resend after a crash reuses it), and later ones keep order.
+    publishes: std::collections::VecDeque<(Lsn, Packet)>,
 }
 
 impl HeldAcks {
@@ -82,6 +87,15 @@ impl HeldAcks {
                 out.push(p);
             }
         }
+        while self.publishes.front().is_some_and(|(need, _)| durable >= *need) {
+            if let Some((_, p)) = self.publishes.pop_front() {
+                out.push(p);
+            }
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        !self.held.is_empty() || !self.publishes.is_empty()
     }
 }
 
@@ -102,7 +116,9 @@ where
         session: None,
         acks: ctx.journal.as_ref().filter(|j| j.sync != crate::store::SyncMode::Never).map(|j| HeldAcks {
             ticket: Arc::new(Ticket::default()),
+            journal: j.clone(),
             durable: j.durable(),
+            publishes: std::collections::VecDeque::new(),
             sent: 0,
             held: std::collections::VecDeque::new(),
         }),
@@ -141,8 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             let deadline = self.machine.deadline().map(tokio::time::Instant::from_std);
             let session = self.session.clone();
-            let waiting =
-                self.acks.as_ref().filter(|a| !a.held.is_empty()).map(|a| (a.ticket.clone(), a.durable.clone()));
+            let waiting = self.acks.as_ref().filter(|a| a.waiting()).map(|a| (a.ticket.clone(), a.durable.clone()));
             if self.rbuf.capacity() == self.rbuf.len() {
                 self.rbuf.reserve(IDLE_READ);
             }
@@ -251,6 +266,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     a.held.push_back((a.sent, p));
                 }
                 self.release_acks();
+            }
+            Action::Send(Packet::Publish(p)) if self.acks.is_some() => {
+                if let Some(a) = &mut self.acks {
+                    let need = if p.qos == crate::protocol::QoS::ExactlyOnce { a.journal.appended() } else { 0 };
+                    if !a.publishes.is_empty() || *a.durable.borrow() < need {
+                        a.publishes.push_back((need, Packet::Publish(p)));
+                        return Ok(());
+                    }
+                }
+                self.write(&Packet::Publish(p));
             }
             Action::Send(p) => self.write(&p),
             Action::Route(m) => self.send_router(RouterMsg::Publish(m)).await?,
