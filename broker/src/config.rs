@@ -93,7 +93,7 @@ impl Default for Config {
             config_file: None,
             allow_anonymous: true,
             max_packet_size: 1024 * 1024,
-            max_inflight_messages: 32,
+            max_inflight_messages: 1000,
             max_queued_messages: 100_000,
             max_queued_bytes: 64 * 1024 * 1024,
             queue_full_policy: QueueFullPolicy::DropNew,

@@ -104,6 +104,8 @@ pub struct SessionState {
     queue: Box<dyn MessageQueue>,
     queued_bytes: usize,
     inflight: VecDeque<InFlight>,
+    /// Packet identifiers in `inflight`, for O(1) allocation.
+    inflight_ids: HashSet<u16>,
     next_pkid: u16,
     inbound_qos2: HashSet<u16>,
     /// Topic filter -> options (and Subscription Identifier).
@@ -146,6 +148,7 @@ impl SessionState {
             queue: Box::new(MemQueue::default()),
             queued_bytes: 0,
             inflight: VecDeque::new(),
+            inflight_ids: HashSet::new(),
             next_pkid: 1,
             inbound_qos2: HashSet::new(),
             subscriptions: HashMap::new(),
@@ -262,6 +265,7 @@ impl SessionState {
             }
             let pkid = self.alloc_pkid();
             self.record_pop(&d, pkid);
+            self.inflight_ids.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
             return Some((d, pkid));
         }
@@ -271,7 +275,7 @@ impl SessionState {
         loop {
             let id = self.next_pkid;
             self.next_pkid = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.inflight.iter().any(|f| f.pkid == id) {
+            if !self.inflight_ids.contains(&id) {
                 return id;
             }
         }
@@ -286,6 +290,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
                 self.inflight.remove(i);
+                self.inflight_ids.remove(&pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
             }
@@ -311,6 +316,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) => {
                 self.inflight.remove(i);
+                self.inflight_ids.remove(&pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
             }
@@ -366,6 +372,7 @@ impl SessionState {
             _ => true,
         });
         for pkid in acked {
+            self.inflight_ids.remove(&pkid);
             self.record(Record::Ack { key: self.key, pkid });
         }
         let taken = self.queue.take_where(&mut |d| d.shared.is_some());
@@ -449,6 +456,7 @@ impl SessionState {
                 Flight::Released => Stage::Released,
             };
             self.next_pkid = pkid.checked_add(1).unwrap_or(1).max(1);
+            self.inflight_ids.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage });
         }
         for (seq, entry) in stored.queue {
