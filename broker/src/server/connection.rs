@@ -26,6 +26,8 @@ use crate::store::{Journal, Lsn};
 const DELIVERY_BUDGET: usize = 128;
 /// Read buffer reserved while idle; grows with traffic.
 const IDLE_READ: usize = 256;
+/// How long a closing connection waits for the client to close its side.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Buffers above this are released once empty.
 const KEEP_BUFFER: usize = 16 * 1024;
 
@@ -137,6 +139,21 @@ where
         let _ = d.ctx.router.send(msg).await;
     }
     let _ = d.stream.shutdown().await;
+    if why != Close::Io {
+        // A lingering close: the client may still be sending; closing with
+        // unread data would reset the connection and could destroy the
+        // DISCONNECT (with its reason code) before the client reads it.
+        let drain = async {
+            for _ in 0..64 {
+                d.rbuf.clear();
+                d.rbuf.reserve(IDLE_READ);
+                if matches!(d.stream.read_buf(&mut d.rbuf).await, Ok(0) | Err(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {

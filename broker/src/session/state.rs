@@ -213,7 +213,6 @@ impl SessionState {
                 return Enqueued::DroppedFull { first };
             }
         }
-        self.in_drop_episode = false;
         self.queued_bytes += cost;
         d.seq = self.next_seq;
         self.next_seq += 1;
@@ -235,6 +234,11 @@ impl SessionState {
     fn pop_queued(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
         self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+        // A drop episode ends once the queue has drained to half its limit,
+        // so sustained overload logs once, not once per burst.
+        if self.in_drop_episode && self.queue.len() <= self.limits.max_messages / 2 {
+            self.in_drop_episode = false;
+        }
         Some(d)
     }
 

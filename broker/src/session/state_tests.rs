@@ -69,6 +69,25 @@ fn queue_limit_drop_new_counts_and_reports_first_drop_once() {
 }
 
 #[test]
+fn a_drop_episode_ends_only_when_the_queue_has_drained_to_half() {
+    let mut s = online(limits(4, QueueFullPolicy::DropNew));
+    for n in 0..4 {
+        s.enqueue(delivery(n, QoS::AtMostOnce));
+    }
+    assert_eq!(s.enqueue(delivery(4, QoS::AtMostOnce)), Enqueued::DroppedFull { first: true });
+    // Room for one more is not the end of the episode: no new log line.
+    s.next_to_send(10, Instant::now());
+    assert_eq!(s.enqueue(delivery(5, QoS::AtMostOnce)), Enqueued::Queued);
+    assert_eq!(s.enqueue(delivery(6, QoS::AtMostOnce)), Enqueued::DroppedFull { first: false });
+    // Drained to half the limit: the next drop starts a new episode.
+    s.next_to_send(10, Instant::now());
+    s.next_to_send(10, Instant::now());
+    s.enqueue(delivery(7, QoS::AtMostOnce));
+    s.enqueue(delivery(8, QoS::AtMostOnce));
+    assert_eq!(s.enqueue(delivery(9, QoS::AtMostOnce)), Enqueued::DroppedFull { first: true });
+}
+
+#[test]
 fn queue_limit_drop_oldest_keeps_newest() {
     let mut s = SessionState::new(limits(2, QueueFullPolicy::DropOldest));
     for n in 0..4 {

@@ -1,0 +1,170 @@
+//! Connections of the lean client: an async one (tokio) for throughput
+//! scenarios and a blocking one for the paced latency and startup probes.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::{self, Frame};
+use crate::Error;
+
+/// How long a handshake step (CONNACK, SUBACK) may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn check_connack(body: &[u8]) -> Result<(), Error> {
+    match body.get(1) {
+        Some(0) => Ok(()),
+        Some(code) => Err(Error::Refused(*code)),
+        None => Err(Error::Protocol("short CONNACK".into())),
+    }
+}
+
+fn check_suback(body: &[u8]) -> Result<(), Error> {
+    match body.get(2) {
+        Some(0x80) | None => Err(Error::Protocol("subscription refused".into())),
+        Some(_) => Ok(()),
+    }
+}
+
+/// An MQTT connection over tokio.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub rbuf: BytesMut,
+    pub wbuf: BytesMut,
+}
+
+impl Conn {
+    /// Connects and completes CONNECT/CONNACK.
+    pub async fn connect(addr: SocketAddr, client_id: &str) -> Result<Conn, Error> {
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout(format!("TCP connect to {addr}")))??;
+        stream.set_nodelay(true)?;
+        let mut c = Conn { stream, rbuf: BytesMut::with_capacity(256), wbuf: BytesMut::with_capacity(256) };
+        wire::connect(&mut c.wbuf, client_id);
+        c.flush().await?;
+        let f = c.expect(wire::CONNACK, "CONNACK").await?;
+        check_connack(&c.rbuf[f.body..f.len])?;
+        c.rbuf.advance(f.len);
+        Ok(c)
+    }
+
+    /// Subscribes to one filter and waits for SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), Error> {
+        wire::subscribe(&mut self.wbuf, 1, filter, qos);
+        self.flush().await?;
+        let f = self.expect(wire::SUBACK, "SUBACK").await?;
+        check_suback(&self.rbuf[f.body..f.len])?;
+        self.rbuf.advance(f.len);
+        Ok(())
+    }
+
+    /// Waits for a frame of type `kind` at the head of the read buffer.
+    async fn expect(&mut self, kind: u8, what: &str) -> Result<Frame, Error> {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            if let Some(f) = wire::next_frame(&self.rbuf)? {
+                if f.header & 0xF0 == kind {
+                    return Ok(f);
+                }
+                return Err(Error::Protocol(format!("expected {what}, got packet type 0x{:02x}", f.header)));
+            }
+            tokio::time::timeout_at(deadline, self.read())
+                .await
+                .map_err(|_| Error::Timeout(format!("waiting for {what}")))??;
+        }
+    }
+
+    /// Reads more bytes; the peer closing is an error.
+    pub async fn read(&mut self) -> Result<usize, Error> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(64 * 1024);
+        }
+        match self.stream.read_buf(&mut self.rbuf).await? {
+            0 => Err(Error::Closed),
+            n => Ok(n),
+        }
+    }
+
+    /// Writes the whole write buffer (one batched write) and clears it.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends DISCONNECT (best effort).
+    pub async fn close(mut self) {
+        wire::disconnect(&mut self.wbuf);
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// A blocking MQTT connection.
+pub struct SyncConn {
+    pub stream: std::net::TcpStream,
+    pub rbuf: BytesMut,
+}
+
+impl SyncConn {
+    /// Connects and completes CONNECT/CONNACK, each step bounded by `timeout`.
+    pub fn connect(addr: SocketAddr, client_id: &str, timeout: Duration) -> Result<SyncConn, Error> {
+        let stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        let mut c = SyncConn { stream, rbuf: BytesMut::with_capacity(4096) };
+        let mut w = BytesMut::new();
+        wire::connect(&mut w, client_id);
+        c.stream.write_all(&w)?;
+        let f = c.expect(wire::CONNACK, "CONNACK")?;
+        check_connack(&c.rbuf[f.body..f.len])?;
+        c.rbuf.advance(f.len);
+        Ok(c)
+    }
+
+    pub fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), Error> {
+        let mut w = BytesMut::new();
+        wire::subscribe(&mut w, 1, filter, qos);
+        self.stream.write_all(&w)?;
+        let f = self.expect(wire::SUBACK, "SUBACK")?;
+        check_suback(&self.rbuf[f.body..f.len])?;
+        self.rbuf.advance(f.len);
+        Ok(())
+    }
+
+    fn expect(&mut self, kind: u8, what: &str) -> Result<Frame, Error> {
+        loop {
+            if let Some(f) = wire::next_frame(&self.rbuf)? {
+                if f.header & 0xF0 == kind {
+                    return Ok(f);
+                }
+                return Err(Error::Protocol(format!("expected {what}, got packet type 0x{:02x}", f.header)));
+            }
+            self.read().map_err(|e| match e {
+                Error::Io(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    Error::Timeout(format!("waiting for {what}"))
+                }
+                e => e,
+            })?;
+        }
+    }
+
+    /// Reads more bytes (blocking, bounded by the read timeout).
+    pub fn read(&mut self) -> Result<usize, Error> {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk)? {
+            0 => Err(Error::Closed),
+            n => {
+                self.rbuf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `edgemq-loadgen`: runs one benchmark scenario against an MQTT broker on
+//! 127.0.0.1 and prints one `RESULT key=value ...` line (see README.md).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use edgemq_benches::{
+    conns, fanin, fanout, latency, startup, ConnsOpts, Error, FaninOpts, FanoutOpts, LatencyOpts, Report, StartupOpts,
+    Target,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "edgemq-loadgen", version, about = "MQTT broker load generator (edgemq benchmarks)")]
+struct Cli {
+    /// Broker address.
+    #[arg(long, global = true, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Broker port.
+    #[arg(short, long, global = true, default_value_t = 1883)]
+    port: u16,
+    /// Broker process id, for its memory figures (/proc/PID/status).
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, global = true, default_value_t = 2)]
+    threads: usize,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// P publishers to one subscriber on `bench/#`: messages/s received.
+    Fanin {
+        #[arg(long, default_value_t = 8)]
+        pubs: usize,
+        #[arg(long, default_value_t = 0)]
+        qos: u8,
+        /// Payload bytes (minimum 20).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages in total.
+        #[arg(short = 'n', long, default_value_t = 200_000)]
+        messages: u64,
+        /// QoS 1/2 messages in flight per publisher.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Seconds bounding the run.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// One publisher to K subscribers of one topic: deliveries/s.
+    Fanout {
+        #[arg(long, default_value_t = 8)]
+        subs: usize,
+        #[arg(long, default_value_t = 0)]
+        qos: u8,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages published.
+        #[arg(short = 'n', long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Fixed-rate publisher to one subscriber: latency percentiles in µs.
+    Latency {
+        /// Messages per second.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Seconds measured (after the warm-up).
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Seconds of warm-up, left out of the figures.
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        #[arg(long, default_value_t = 0)]
+        qos: u8,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// C idle connections: broker memory per connection, connection rate.
+    Conns {
+        #[arg(short = 'c', long, default_value_t = 5_000)]
+        conns: usize,
+        /// Connection attempts in progress at once.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+    },
+    /// Starts the broker command given after `--`: time to first CONNACK, idle RSS.
+    Startup {
+        /// Seconds to wait for the first CONNACK.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// Seconds idle before reading the RSS.
+        #[arg(long, default_value_t = 1.0)]
+        settle: f64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Runs edgemq in-process (used by the smoke test for `startup`).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads.max(1)).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edgemq-loadgen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&cli, &rt) {
+        Ok(Some(report)) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgemq-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error> {
+    let addr = SocketAddr::new(cli.host, cli.port);
+    let t = Target { addr, pid: cli.pid };
+    let report = match &cli.cmd {
+        &Cmd::Fanin { pubs, qos, size, messages, window, timeout } => {
+            let o = FaninOpts {
+                publishers: pubs,
+                qos,
+                size,
+                messages,
+                window,
+                timeout: Duration::from_secs(timeout),
+                ..FaninOpts::default()
+            };
+            rt.block_on(fanin(&t, &o))?
+        }
+        &Cmd::Fanout { subs, qos, size, messages, window, timeout } => {
+            let o = FanoutOpts {
+                subscribers: subs,
+                qos,
+                size,
+                messages,
+                window,
+                timeout: Duration::from_secs(timeout),
+                ..FanoutOpts::default()
+            };
+            rt.block_on(fanout(&t, &o))?
+        }
+        &Cmd::Latency { rate, duration, warmup, qos, size } => {
+            let o = LatencyOpts {
+                rate,
+                messages: ((rate as f64 * duration) as u64).max(1),
+                warmup: (rate as f64 * warmup) as u64,
+                qos,
+                size,
+                timeout: secs(duration + warmup + 30.0),
+            };
+            latency(&t, &o)?
+        }
+        &Cmd::Conns { conns: c, concurrency } => {
+            rt.block_on(conns(&t, &ConnsOpts { connections: c, concurrency, ..ConnsOpts::default() }))?
+        }
+        Cmd::Startup { timeout, settle, command } => startup(&StartupOpts {
+            command: command.clone(),
+            addr,
+            timeout: Duration::from_secs(*timeout),
+            settle: secs(*settle),
+        })?,
+        Cmd::Serve { data_dir } => {
+            rt.block_on(serve(addr, data_dir.clone()))?;
+            return Ok(None);
+        }
+    };
+    Ok(Some(report))
+}
+
+async fn serve(addr: SocketAddr, data_dir: Option<PathBuf>) -> Result<(), Error> {
+    let data_dir =
+        data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("edgemq-loadgen-{}", std::process::id())));
+    let cfg = edgemq::Config { listeners: vec![addr], data_dir, ..edgemq::Config::default() };
+    let broker = edgemq::Broker::start(cfg).await.map_err(|e| Error::Other(e.to_string()))?;
+    let bound: Vec<String> = broker.local_addrs().iter().map(|a| a.to_string()).collect();
+    println!("edgemq (in edgemq-loadgen) listening on {}", bound.join(", "));
+    let _ = tokio::signal::ctrl_c().await;
+    broker.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! Smoke test: every scenario once, at a tiny size, against edgemq started
+//! in-process on 127.0.0.1:0. Asserts counts (nothing lost, duplicated or
+//! reordered), never timings.
+
+use std::time::Duration;
+
+use edgemq_benches::{
+    conns, fanin, fanout, latency, startup, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts, Report, StartupOpts, Target,
+};
+
+fn assert_clean(r: &Report, expected: u64) {
+    println!("{r}");
+    assert_eq!(r.get_u64("unique"), Some(expected), "{r}");
+    assert_eq!(r.get_u64("lost"), Some(0), "{r}");
+    assert_eq!(r.get_u64("dup"), Some(0), "{r}");
+    assert_eq!(r.get_u64("ooo"), Some(0), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = edgemq::Config {
+        listeners: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.path().to_owned(),
+        ..edgemq::Config::default()
+    };
+    let broker = edgemq::Broker::start(cfg).await.unwrap();
+    let t = Target { addr: broker.local_addrs()[0], pid: Some(std::process::id()) };
+    let short = Duration::from_secs(30);
+
+    for qos in 0..=2 {
+        let o = FaninOpts { publishers: 3, qos, messages: 300, timeout: short, ..FaninOpts::default() };
+        let r = fanin(&t, &o).await.unwrap();
+        assert_clean(&r, 300);
+        assert!(r.get_u64("peak_rss_kib").is_some(), "{r}");
+    }
+
+    let o = FanoutOpts { subscribers: 3, qos: 1, messages: 200, timeout: short, ..FanoutOpts::default() };
+    let r = fanout(&t, &o).await.unwrap();
+    assert_clean(&r, 600);
+
+    let o = LatencyOpts { rate: 2_000, messages: 100, warmup: 10, qos: 1, size: 64, timeout: short };
+    let r = tokio::task::spawn_blocking(move || latency(&t, &o)).await.unwrap().unwrap();
+    assert_clean(&r, 110);
+    assert_eq!(r.get_u64("measured"), Some(100), "{r}");
+
+    let o = ConnsOpts { connections: 50, concurrency: 10, settle: Duration::from_millis(50) };
+    let r = conns(&t, &o).await.unwrap();
+    println!("{r}");
+    assert_eq!(r.get_u64("connected"), Some(50), "{r}");
+    assert!(r.get_f64("kib_per_conn").is_some(), "{r}");
+
+    broker.shutdown().await;
+
+    // `startup` needs a broker process: the load generator's hidden
+    // `serve` command runs edgemq in it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = StartupOpts {
+        command: vec![
+            env!("CARGO_BIN_EXE_edgemq-loadgen").into(),
+            "--port".into(),
+            port.to_string(),
+            "serve".into(),
+            "--data-dir".into(),
+            dir.path().display().to_string(),
+        ],
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        timeout: short,
+        settle: Duration::from_millis(50),
+    };
+    let r = tokio::task::spawn_blocking(move || startup(&o)).await.unwrap().unwrap();
+    println!("{r}");
+    assert!(r.get_f64("startup_ms").is_some(), "{r}");
+    assert!(r.get_u64("idle_rss_kib").is_some(), "{r}");
+}
