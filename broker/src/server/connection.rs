@@ -152,7 +152,7 @@ where
                 }
             }
         };
-        let _ = tokio::time::timeout(LINGER, drain).await;
+        let _ = Box::pin(tokio::time::timeout(LINGER, drain)).await;
     }
 }
 
@@ -270,11 +270,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             None => msg,
         };
-        self.ctx.router.send(msg).await.map_err(|_| RouterGone)
+        // Usually there is room; waiting for it is boxed so the message does
+        // not sit inline in every connection's future.
+        match self.ctx.router.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                Box::pin(self.ctx.router.send(msg)).await.map_err(|_| RouterGone)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(RouterGone),
+        }
     }
 
     async fn act(&mut self, action: Action) -> Result<(), RouterGone> {
-        let router = &self.ctx.router;
         match action {
             Action::Send(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::SubAck(_) | Packet::UnsubAck(_)))
                 if self.acks.is_some() =>
@@ -310,21 +317,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let key = self.machine.session_key().unwrap_or(0);
                 self.send_router(RouterMsg::Unsubscribe { key, filters }).await?;
             }
-            Action::Connect(req) => {
-                let (tx, rx) = oneshot::channel();
-                let client_id = req.client_id.clone();
-                router.send(RouterMsg::Connect(req, tx)).await.map_err(|_| RouterGone)?;
-                let reply = rx.await.map_err(|_| RouterGone)?;
-                if self.ctx.verbose {
-                    tracing::info!(peer = %self.peer, client_id, session_present = reply.session_present, "client connected");
-                }
-                self.session = Some(reply.session.clone());
-                // CONNACK, resent in-flight messages, then queued ones.
-                self.machine.connected(reply, now());
-                self.deliver();
-            }
+            // Boxed: a connection connects once, and this future is large.
+            Action::Connect(req) => Box::pin(self.connect(req)).await?,
             Action::Close(why) => self.closing = Some(why),
         }
+        Ok(())
+    }
+
+    /// Asks the router for the session, then feeds the reply to the machine.
+    async fn connect(&mut self, req: crate::router::ConnectRequest) -> Result<(), RouterGone> {
+        let (tx, rx) = oneshot::channel();
+        let client_id = req.client_id.clone();
+        self.ctx.router.send(RouterMsg::Connect(req, tx)).await.map_err(|_| RouterGone)?;
+        let reply = rx.await.map_err(|_| RouterGone)?;
+        if self.ctx.verbose {
+            tracing::info!(peer = %self.peer, client_id, session_present = reply.session_present, "client connected");
+        }
+        self.session = Some(reply.session.clone());
+        // CONNACK, resent in-flight messages, then queued ones.
+        self.machine.connected(reply, now());
+        self.deliver();
         Ok(())
     }
 
