@@ -297,6 +297,29 @@ pub mod reason {
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
+
+    /// A short human-readable text for a reason code (MQTT 5 Reason String).
+    pub fn text(code: u8) -> &'static str {
+        match code {
+            MALFORMED_PACKET => "malformed packet",
+            PROTOCOL_ERROR => "protocol error",
+            UNSUPPORTED_PROTOCOL_VERSION => "unsupported protocol version",
+            CLIENT_IDENTIFIER_NOT_VALID => "client identifier not valid",
+            BAD_USERNAME_OR_PASSWORD => "bad user name or password",
+            NOT_AUTHORIZED => "not authorized",
+            BAD_AUTHENTICATION_METHOD => "authentication method not supported",
+            SERVER_SHUTTING_DOWN => "server shutting down",
+            KEEP_ALIVE_TIMEOUT => "keep alive timeout",
+            SESSION_TAKEN_OVER => "session taken over by another connection",
+            TOPIC_FILTER_INVALID => "topic filter invalid",
+            TOPIC_NAME_INVALID => "topic name invalid",
+            RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
+            TOPIC_ALIAS_INVALID => "topic alias invalid",
+            PACKET_TOO_LARGE => "packet too large",
+            QUOTA_EXCEEDED => "quota exceeded",
+            _ => "unspecified error",
+        }
+    }
 }
 
 /// Why a byte stream could not be decoded. Each variant maps to the MQTT 5

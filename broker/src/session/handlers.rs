@@ -16,7 +16,8 @@ use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
 
 impl Machine {
     fn refuse(&mut self, code: u8) {
-        self.send(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }));
+        let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
+        self.send(Packet::ConnAck(ConnAck { code, props, ..ConnAck::default() }));
         self.close(Close::Refused);
     }
 

@@ -168,8 +168,9 @@ impl Machine {
             Close::Normal | Close::Io | Close::Refused => None,
         };
         let connected_v5 = matches!(&self.state, State::Connected(c) if c.version.is_v5());
-        if let (Some(reason), true) = (code, connected_v5) {
-            self.send(Packet::Disconnect(Disconnect { reason, ..Disconnect::default() }));
+        if let (Some(code), true) = (code, connected_v5) {
+            let reason_string = Some(reason::text(code).to_owned());
+            self.send(Packet::Disconnect(Disconnect { reason: code, reason_string, ..Disconnect::default() }));
         }
         self.out.push(Action::Close(why));
         self.closing = Some(why);
