@@ -18,7 +18,8 @@ pub(super) struct Durable {
     pub base: (Instant, SystemTime),
     next_mid: u64,
     /// The message body stored last, to store it once for all its targets.
-    last_mid: (usize, u64),
+    /// The `Arc` is kept so its address cannot be reused by another message.
+    last_mid: Option<(Arc<Message>, u64)>,
     snapshot_id: u64,
     /// A finished snapshot's end and begin LSNs, waiting to be durable.
     pending_gc: Option<(Lsn, Lsn)>,
@@ -45,7 +46,7 @@ impl Router {
             journal: journal.clone(),
             base,
             next_mid: model.max_mid + 1,
-            last_mid: (0, 0),
+            last_mid: None,
             snapshot_id: 0,
             pending_gc: None,
             compacted_size: 0,
@@ -99,6 +100,13 @@ impl Router {
         let Some(d) = &self.durable else { return };
         let Some(e) = self.sessions.get(&key) else { return };
         if e.expiry == Some(Duration::ZERO) {
+            // No longer persistent (an MQTT 5 client resumed with expiry 0):
+            // it must not come back after a restart.
+            let mut st = e.shared.lock();
+            if st.is_journaled() {
+                d.journal.append(&Record::SessionEnd { key });
+                st.clear_journal();
+            }
             return;
         }
         let offline_since_ms = match (&e.conn, e.disconnected_at) {
@@ -125,15 +133,18 @@ impl Router {
         if !journaled || dl.qos == crate::protocol::QoS::AtMostOnce {
             return dl;
         }
-        let ptr = Arc::as_ptr(&dl.msg) as usize;
-        if d.last_mid.0 != ptr || d.last_mid.1 == 0 {
-            let mid = d.next_mid;
-            d.next_mid += 1;
-            let msg = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
-            d.journal.append(&Record::Msg { mid, msg });
-            d.last_mid = (ptr, mid);
-        }
-        dl.mid = d.last_mid.1;
+        let mid = match &d.last_mid {
+            Some((m, mid)) if Arc::ptr_eq(m, &dl.msg) => *mid,
+            _ => {
+                let mid = d.next_mid;
+                d.next_mid += 1;
+                let msg = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
+                d.journal.append(&Record::Msg { mid, msg });
+                d.last_mid = Some((dl.msg.clone(), mid));
+                mid
+            }
+        };
+        dl.mid = mid;
         dl
     }
 

@@ -237,16 +237,17 @@ impl Router {
         let Some(e) = self.sessions.remove(&key) else {
             return;
         };
-        if e.shared.lock().is_journaled() {
-            self.record(&Record::SessionEnd { key });
-        }
         self.by_client.remove(&e.client_id);
         let filters: Vec<String> = e.shared.lock().subscriptions.keys().cloned().collect();
         for f in filters {
             self.subs.remove(&f, key);
         }
-        let leftovers = e.shared.lock().take_shared();
+        let (leftovers, _) = e.shared.lock().take_shared();
+        // Other members' queue records first, then the end of this session.
         self.redeliver_shared(leftovers, key);
+        if e.shared.lock().is_journaled() {
+            self.record(&Record::SessionEnd { key });
+        }
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.1 == key);
         self.delayed_wills = later;
@@ -285,8 +286,11 @@ impl Router {
         }
         e.shared.lock().online = false;
         let session_expiry = e.expiry;
-        let leftovers = e.shared.lock().take_shared();
+        let (leftovers, removals) = e.shared.lock().take_shared();
         self.redeliver_shared(leftovers, key);
+        for r in &removals {
+            self.record(r);
+        }
         if let Some((w, delay)) = will {
             // The will goes at the earlier of its delay and the session's end.
             let delay = session_expiry.map_or(delay, |x| delay.min(x));

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::*;
@@ -300,4 +302,80 @@ fn retained_message_expiry_applies_on_subscribe() {
     let c = connect(&mut r, "c", true, 1);
     sub(&mut r, c.key, "r", QoS::AtLeastOnce);
     assert!(drain(&c.session).is_empty());
+}
+
+// ---- persistence: found by review ----
+fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Model) {
+    let cfg = crate::store::StoreConfig {
+        dir: dir.to_owned(),
+        sync: crate::store::SyncMode::Batch,
+        segment_bytes: 1 << 20,
+        compact_bytes: 1 << 30,
+    };
+    let (j, m, _) = crate::store::open(&cfg).unwrap();
+    (Arc::new(j), m)
+}
+
+fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
+    r.connect(
+        ConnectRequest { client_id: client.into(), clean_start: false, expiry: None, conn: conn(id) },
+        Instant::now(),
+    )
+}
+
+#[test]
+fn stored_body_is_not_confused_with_a_freed_message() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, m) = open_store(dir.path());
+        let mut r = Router::new(limits());
+        r.enable_persistence(j.clone(), m, (Instant::now(), std::time::SystemTime::now()));
+        let s = persistent(&mut r, "s", 1);
+        sub(&mut r, s.key, "t", QoS::AtLeastOnce);
+        let payloads: Vec<&'static [u8]> = vec![b"A", b"B", b"C", b"D", b"E", b"F", b"G", b"H"];
+        for (i, p) in payloads.iter().enumerate() {
+            r.publish(msg("t", QoS::AtLeastOnce, false, p));
+            if i + 1 < payloads.len() {
+                let mut st = s.session.lock();
+                let (d, pkid) = st.next_to_send(10, Instant::now()).unwrap();
+                drop(d);
+                assert!(st.puback(pkid));
+            }
+        }
+        // A message's address is reused once it is freed; its stored body must not be.
+        j.close();
+    }
+    let (_j, m) = open_store(dir.path());
+    let sess = m.sessions.values().next().unwrap();
+    assert_eq!(sess.queue.len(), 1);
+    let e = sess.queue.values().next().unwrap();
+    let body = &m.msgs[&e.mid];
+    assert_eq!(&body.payload[..], b"H", "queued entry restored with the wrong message body (mid {})", e.mid);
+}
+
+#[test]
+fn shared_qos2_already_sent_stays_in_flight_with_its_packet_id() {
+    let mut r = Router::new(limits());
+    let a = persistent(&mut r, "a", 1);
+    let options = SubOptions { qos: QoS::ExactlyOnce, ..SubOptions::default() };
+    r.subscribe(
+        a.key,
+        vec![SubscribeEntry { filter: "$share/g/t".into(), sub: Sub { options, id: None }, existed: false }],
+        Instant::now(),
+    );
+    r.publish(msg("t", QoS::ExactlyOnce, false, b"m1"));
+    let (_, pkid) = a.session.lock().next_to_send(10, Instant::now()).unwrap();
+    assert_ne!(pkid, 0);
+    r.handle(
+        RouterMsg::Disconnected { key: a.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
+    let st = a.session.lock();
+    let inflight: Vec<u16> = st.inflight().map(|f| f.pkid).collect();
+    assert_eq!(
+        inflight,
+        vec![pkid],
+        "QoS 2 PUBLISH already sent must stay in flight with its packet id (queued again: {})",
+        st.queued()
+    );
 }

@@ -70,7 +70,9 @@ struct HeldAcks {
     durable: tokio::sync::watch::Receiver<Lsn>,
     /// Messages sent to the router with the ticket.
     sent: u64,
-    held: std::collections::VecDeque<(u64, Packet)>,
+    /// (router messages that must be processed first, log position that
+    /// must be durable, the acknowledgement).
+    held: std::collections::VecDeque<(u64, Lsn, Packet)>,
     /// Outgoing PUBLISH packets waiting for the log to reach an LSN: a
     /// QoS 2 PUBLISH goes out only once its packet identifier is on disk
     /// (so a resend after a crash reuses it), and later ones keep order.
@@ -84,8 +86,8 @@ impl HeldAcks {
         let processed = self.ticket.processed.load(Ordering::Acquire);
         let lsn = self.ticket.lsn.load(Ordering::Acquire);
         let durable = *self.durable.borrow_and_update();
-        while self.held.front().is_some_and(|(op, _)| *op <= processed && durable >= lsn) {
-            if let Some((_, p)) = self.held.pop_front() {
+        while self.held.front().is_some_and(|(op, need, _)| *op <= processed && durable >= lsn.max(*need)) {
+            if let Some((_, _, p)) = self.held.pop_front() {
                 out.push(p);
             }
         }
@@ -116,7 +118,10 @@ where
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         session: None,
-        acks: ctx.journal.as_ref().filter(|j| j.sync != crate::store::SyncMode::Never).map(|j| HeldAcks {
+        // Held in every sync mode: with "never" the log is at least written
+        // (to the page cache) before an acknowledgement, so a crash of the
+        // broker alone loses nothing acknowledged.
+        acks: ctx.journal.as_ref().map(|j| HeldAcks {
             ticket: Arc::new(Ticket::default()),
             journal: j.clone(),
             durable: j.durable(),
@@ -283,23 +288,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     async fn act(&mut self, action: Action) -> Result<(), RouterGone> {
         match action {
-            Action::Send(p @ (Packet::PubAck(_) | Packet::PubRec(_) | Packet::SubAck(_) | Packet::UnsubAck(_)))
-                if self.acks.is_some() =>
-            {
+            // Acknowledgements wait for the router to have processed what
+            // they answer and for every record made so far (this
+            // connection's, e.g. inbound QoS 2 state) to be durable.
+            Action::Send(
+                p @ (Packet::PubAck(_)
+                | Packet::PubRec(_)
+                | Packet::PubComp(_)
+                | Packet::SubAck(_)
+                | Packet::UnsubAck(_)),
+            ) if self.acks.is_some() => {
                 if let Some(a) = &mut self.acks {
-                    a.held.push_back((a.sent, p));
+                    a.held.push_back((a.sent, a.journal.appended(), p));
                 }
                 self.release_acks();
             }
-            Action::Send(Packet::Publish(p)) if self.acks.is_some() => {
+            // A QoS 2 PUBLISH (its packet identifier) and a PUBREL (the
+            // PUBREC it answers) go out only once recorded durably; later
+            // PUBLISH packets keep their order behind them.
+            Action::Send(p @ (Packet::Publish(_) | Packet::PubRel(_))) if self.acks.is_some() => {
                 if let Some(a) = &mut self.acks {
-                    let need = if p.qos == crate::protocol::QoS::ExactlyOnce { a.journal.appended() } else { 0 };
+                    let qos2 = matches!(&p, Packet::PubRel(_))
+                        || matches!(&p, Packet::Publish(x) if x.qos == crate::protocol::QoS::ExactlyOnce);
+                    let need = if qos2 { a.journal.appended() } else { 0 };
                     if !a.publishes.is_empty() || *a.durable.borrow() < need {
-                        a.publishes.push_back((need, Packet::Publish(p)));
+                        a.publishes.push_back((need, p));
                         return Ok(());
                     }
                 }
-                self.write(&Packet::Publish(p));
+                self.write(&p);
             }
             Action::Send(p) => self.write(&p),
             Action::Route(m) => self.send_router(RouterMsg::Publish(m)).await?,
@@ -344,7 +361,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// retained messages for a subscription follow its SUBACK.
     fn deliver(&mut self) -> bool {
         let suback_held =
-            self.acks.as_ref().is_some_and(|a| a.held.iter().any(|(_, p)| matches!(p, Packet::SubAck(_))));
+            self.acks.as_ref().is_some_and(|a| a.held.iter().any(|(_, _, p)| matches!(p, Packet::SubAck(_))));
         !suback_held && self.machine.deliver(now(), DELIVERY_BUDGET)
     }
 

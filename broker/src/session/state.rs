@@ -168,6 +168,11 @@ impl SessionState {
         self.journal = Some(journal);
     }
 
+    /// Stops recording changes (the session is no longer persistent).
+    pub fn clear_journal(&mut self) {
+        self.journal = None;
+    }
+
     pub fn is_journaled(&self) -> bool {
         self.journal.is_some()
     }
@@ -361,14 +366,19 @@ impl SessionState {
         self.inbound_qos2.len()
     }
 
-    /// Removes the deliveries that came through shared subscriptions and are
-    /// not yet acknowledged (in flight before PUBREC, or queued), so the
-    /// router can give them to another member of their group.
-    pub fn take_shared(&mut self) -> Vec<Delivery> {
+    /// Removes the deliveries that came through shared subscriptions and
+    /// are not yet acknowledged (QoS 1 in flight, or queued), so the router
+    /// can give them to another member of their group. QoS 2 messages
+    /// already sent stay: their flow must complete with this client (MQTT
+    /// 5.0 section 4.8.2). The records of the removal are returned, to be
+    /// appended after the new member's queue records (a crash in between
+    /// must not lose the message).
+    pub fn take_shared(&mut self) -> (Vec<Delivery>, Vec<Record>) {
         let mut out = Vec::new();
+        let mut records = Vec::new();
         let mut acked = Vec::new();
         self.inflight.retain(|f| match &f.stage {
-            Stage::Published(d) if d.shared.is_some() => {
+            Stage::Published(d) if d.shared.is_some() && d.qos == QoS::AtLeastOnce => {
                 out.push(d.clone());
                 acked.push(f.pkid);
                 false
@@ -377,15 +387,19 @@ impl SessionState {
         });
         for pkid in acked {
             self.inflight_ids.remove(&pkid);
-            self.record(Record::Ack { key: self.key, pkid });
+            if self.journal.is_some() {
+                records.push(Record::Ack { key: self.key, pkid });
+            }
         }
         let taken = self.queue.take_where(&mut |d| d.shared.is_some());
         for d in &taken {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
-            self.record_pop(d, 0);
+            if self.stored(d) {
+                records.push(Record::Pop { key: self.key, seq: d.seq, pkid: 0 });
+            }
         }
         out.extend(taken);
-        out
+        (out, records)
     }
 
     /// The records that recreate this session's state (for a snapshot),

@@ -72,9 +72,13 @@ pub struct LogStats {
     pub syncs: AtomicU64,
 }
 
+/// Records waiting for the writer; appenders wait when this many are
+/// pending, so a slow disk slows producers instead of growing memory.
+const PENDING_RECORDS: usize = 65_536;
+
 struct Appender {
     next: Lsn,
-    tx: mpsc::Sender<(Lsn, Vec<u8>)>,
+    tx: mpsc::SyncSender<(Lsn, Vec<u8>)>,
 }
 
 /// A handle to the log; cheap to share behind an `Arc`.
@@ -95,7 +99,8 @@ fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<Lsn>().ok()) {
+        // LSNs start at 1; anything else is not one of our segments.
+        if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<Lsn>().ok()).filter(|f| *f > 0) {
             out.push((first, path));
         }
     }
@@ -204,7 +209,7 @@ impl Log {
         };
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&cfg.dir);
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(PENDING_RECORDS);
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
         let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone() };
@@ -219,7 +224,8 @@ impl Log {
         Ok((log, rec))
     }
 
-    /// Appends a record; returns its LSN. Never blocks on I/O.
+    /// Appends a record; returns its LSN. Does no I/O; waits only if the
+    /// writer is `PENDING_RECORDS` behind.
     pub fn append(&self, payload: Vec<u8>) -> Lsn {
         let mut a = self.appender.lock().unwrap_or_else(|e| e.into_inner());
         let lsn = a.next;
@@ -261,7 +267,7 @@ impl Log {
     /// Stops the writer after it has written (and, unless `Never`, synced)
     /// everything appended so far.
     pub fn close(&self) {
-        let (dead_tx, _) = mpsc::channel();
+        let (dead_tx, _) = mpsc::sync_channel(0);
         drop(std::mem::replace(&mut self.appender.lock().unwrap_or_else(|e| e.into_inner()).tx, dead_tx));
         if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();

@@ -411,11 +411,11 @@ impl Record {
             13 => Record::SnapshotBegin { id: r.u64()? },
             14 => Record::SnapshotEnd { id: r.u64()? },
             15 => {
-                let inner = Record::decode(r.0)?;
-                if matches!(inner, Record::Snap(_)) {
+                // Checked before decoding: nesting would recurse without bound.
+                if r.0.first() == Some(&15) {
                     return Err(RecordError);
                 }
-                return Ok(Record::Snap(Box::new(inner)));
+                return Ok(Record::Snap(Box::new(Record::decode(r.0)?)));
             }
             _ => return Err(RecordError),
         };
@@ -494,6 +494,7 @@ mod tests {
         assert!(Record::decode(&[]).is_err());
         assert!(Record::decode(&[99]).is_err());
         assert!(Record::decode(&[6, 1, 2]).is_err());
+        assert!(Record::decode(&[15; 100_000]).is_err(), "nested snapshot records");
         let mut ok = Record::Ack { key: 1, pkid: 2 }.encode();
         ok.push(0);
         assert!(Record::decode(&ok).is_err(), "trailing bytes");
