@@ -38,14 +38,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects and completes CONNECT/CONNACK.
+    /// Connects with a clean session and completes CONNECT/CONNACK.
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Result<Conn, Error> {
+        Self::connect_session(addr, client_id, true).await
+    }
+
+    /// Connects (clean or persistent session) and completes CONNECT/CONNACK.
+    pub async fn connect_session(addr: SocketAddr, client_id: &str, clean: bool) -> Result<Conn, Error> {
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Timeout(format!("TCP connect to {addr}")))??;
         stream.set_nodelay(true)?;
         let mut c = Conn { stream, rbuf: BytesMut::with_capacity(256), wbuf: BytesMut::with_capacity(256) };
-        wire::connect(&mut c.wbuf, client_id);
+        wire::connect_session(&mut c.wbuf, client_id, clean);
         c.flush().await?;
         let f = c.expect(wire::CONNACK, "CONNACK").await?;
         check_connack(&c.rbuf[f.body..f.len])?;

@@ -51,6 +51,9 @@ enum Cmd {
         /// Seconds bounding the run.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Subscriber with a persistent session (durable delivery).
+        #[arg(long)]
+        persistent: bool,
     },
     /// One publisher to K subscribers of one topic: deliveries/s.
     Fanout {
@@ -141,7 +144,7 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
     let addr = SocketAddr::new(cli.host, cli.port);
     let t = Target { addr, pid: cli.pid };
     let report = match &cli.cmd {
-        &Cmd::Fanin { pubs, qos, size, messages, window, timeout } => {
+        &Cmd::Fanin { pubs, qos, size, messages, window, timeout, persistent } => {
             let o = FaninOpts {
                 publishers: pubs,
                 qos,
@@ -149,6 +152,7 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
                 messages,
                 window,
                 timeout: Duration::from_secs(timeout),
+                persistent,
                 ..FaninOpts::default()
             };
             rt.block_on(fanin(&t, &o))?

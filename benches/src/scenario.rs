@@ -189,6 +189,10 @@ pub struct FaninOpts {
     pub idle: Duration,
     /// Bound of the whole run.
     pub timeout: Duration,
+    /// The subscriber uses a persistent session (clean session 0, a fresh
+    /// client id per run): with a durable broker, every QoS 1/2 message
+    /// must reach the disk before it is acknowledged.
+    pub persistent: bool,
 }
 
 impl Default for FaninOpts {
@@ -201,6 +205,7 @@ impl Default for FaninOpts {
             window: 100,
             idle: Duration::from_secs(2),
             timeout: Duration::from_secs(120),
+            persistent: false,
         }
     }
 }
@@ -214,7 +219,12 @@ pub async fn fanin(t: &Target, o: &FaninOpts) -> Result<Report, Error> {
     let total = per * p as u64;
     let before = t.pid.and_then(rss);
     let deadline = tokio::time::Instant::now() + o.timeout;
-    let mut sub = Conn::connect(t.addr, "bench-sub-0").await?;
+    let mut sub = if o.persistent {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Conn::connect_session(t.addr, &format!("bench-sub-p{nanos}"), false).await?
+    } else {
+        Conn::connect(t.addr, "bench-sub-0").await?
+    };
     sub.subscribe("bench/#", o.qos).await?;
     let mut pubs = Vec::with_capacity(p);
     for i in 0..p {
@@ -269,7 +279,11 @@ pub async fn fanin(t: &Target, o: &FaninOpts) -> Result<Report, Error> {
     let tr = &out.tracker;
     let end = out.last_rx.unwrap_or(start);
     let mut r = Report::new("fanin");
-    r.add("qos", o.qos).add("pubs", p).add("size", wire::payload_len(o.size)).add("sent", total);
+    r.add("qos", o.qos)
+        .add("persistent", u8::from(o.persistent))
+        .add("pubs", p)
+        .add("size", wire::payload_len(o.size))
+        .add("sent", total);
     r.add("received", tr.received).add("unique", tr.unique).add("lost", total - tr.unique.min(total));
     r.add("dup", tr.duplicates).add("ooo", tr.out_of_order).add("foreign", tr.foreign);
     r.add("dup_pubs", tr.publishers_with_duplicates()).add("ooo_pubs", tr.publishers_out_of_order());

@@ -58,11 +58,16 @@ fn put_str(buf: &mut BytesMut, s: &str) {
 
 /// CONNECT, MQTT 3.1.1, clean session, no will, no credentials.
 pub fn connect(buf: &mut BytesMut, client_id: &str) {
+    connect_session(buf, client_id, true);
+}
+
+/// CONNECT, MQTT 3.1.1, clean session or persistent, no will, no credentials.
+pub fn connect_session(buf: &mut BytesMut, client_id: &str, clean: bool) {
     buf.put_u8(0x10);
     put_varint(buf, 10 + 2 + client_id.len());
     put_str(buf, "MQTT");
     buf.put_u8(4);
-    buf.put_u8(0x02);
+    buf.put_u8(if clean { 0x02 } else { 0x00 });
     buf.put_u16(KEEP_ALIVE_SECS);
     put_str(buf, client_id);
 }

@@ -34,6 +34,13 @@ async fn every_scenario_once() {
         assert_clean(&r, 300);
         assert!(r.get_u64("peak_rss_kib").is_some(), "{r}");
     }
+    // Durable delivery: a persistent subscriber at QoS 1 and 2.
+    for qos in 1..=2 {
+        let o =
+            FaninOpts { publishers: 2, qos, messages: 200, timeout: short, persistent: true, ..FaninOpts::default() };
+        let r = fanin(&t, &o).await.unwrap();
+        assert_clean(&r, 200);
+    }
 
     let o = FanoutOpts { subscribers: 3, qos: 1, messages: 200, timeout: short, ..FanoutOpts::default() };
     let r = fanout(&t, &o).await.unwrap();

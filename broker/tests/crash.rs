@@ -189,9 +189,9 @@ fn drain(addr: &str, id: &str, qos: u8, want: &BTreeSet<u32>) -> Vec<u32> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     c.s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    let mut missing = want.clone();
     while Instant::now() < deadline {
-        let have: BTreeSet<u32> = got.iter().copied().collect();
-        if want.is_subset(&have) {
+        if missing.is_empty() {
             // Give stragglers (duplicates) a moment to show up, then stop.
             c.s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         }
@@ -200,6 +200,7 @@ fn drain(addr: &str, id: &str, qos: u8, want: &BTreeSet<u32>) -> Vec<u32> {
             3 => {
                 let (q, pkid, n) = parse_publish(byte1, &body);
                 assert!(q <= qos.max(1));
+                missing.remove(&n);
                 got.push(n);
                 match q {
                     1 => c.send(&packet(0x40, &pkid.to_be_bytes())),
