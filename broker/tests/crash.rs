@@ -238,12 +238,17 @@ fn lcg(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
-#[test]
-fn acknowledged_messages_survive_kill_9() {
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    for (round, qos) in [1u8, 2, 1, 2].into_iter().enumerate() {
+/// Rounds of: persistent subscriber offline, a publisher recording what
+/// was acknowledged, `kill -9` at a random moment, restart, check.
+/// `config` is the broker's config file text (empty for the defaults).
+fn kill_rounds(qos_rounds: &[u8], config: &str, mut seed: u64) {
+    for (round, &qos) in qos_rounds.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let b = Broker::start(dir.path(), &[]);
+        let conf = dir.path().join("edgemq.toml");
+        std::fs::write(&conf, config).unwrap();
+        let data = dir.path().join("data");
+        let args = ["-c", conf.to_str().unwrap()];
+        let b = Broker::start(&data, &args);
         let (mut sub, _) = Client::connect(&b.addr, "crash-sub", false);
         sub.subscribe("crash/#", 2);
         drop(sub);
@@ -254,10 +259,16 @@ fn acknowledged_messages_survive_kill_9() {
         b.kill9();
         let acked = publisher.join().unwrap();
         eprintln!("round {round}: QoS {qos}, killed after {delay} ms with {} acknowledged", acked.len());
-        let b = Broker::start(dir.path(), &[]);
+        let b = Broker::start(&data, &args);
         let got = drain(&b.addr, "crash-sub", qos, &acked);
         check(qos, &acked, &got);
     }
+}
+
+#[test]
+fn acknowledged_messages_survive_kill_9() {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    kill_rounds(&[1, 2, 1, 2], "", seed);
 }
 
 #[test]
@@ -379,29 +390,5 @@ fn unacknowledged_message_keeps_its_body_across_kill_9() {
 fn sync_never_survives_kill_9() {
     // "never" skips fdatasync but still writes before acknowledging: a
     // crash of the broker alone (not of the machine) loses nothing.
-    sync_never_rounds();
-}
-
-fn sync_never_rounds() {
-    let mut seed = 12345u64;
-    for (round, qos) in [1u8, 2].into_iter().enumerate() {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("e.toml");
-        std::fs::write(&conf, "sync = \"never\"\n").unwrap();
-        let data = dir.path().join("d");
-        let b = Broker::start(&data, &["-c", conf.to_str().unwrap()]);
-        let (mut sub, _) = Client::connect(&b.addr, "crash-sub", false);
-        sub.subscribe("crash/#", 2);
-        drop(sub);
-        let addr = b.addr.clone();
-        let publisher = std::thread::spawn(move || publish_until_killed(addr, qos));
-        let delay = 50 + lcg(&mut seed) % 400;
-        std::thread::sleep(Duration::from_millis(delay));
-        b.kill9();
-        let acked = publisher.join().unwrap();
-        eprintln!("round {round}: QoS {qos}, killed after {delay} ms with {} acknowledged", acked.len());
-        let b = Broker::start(&data, &["-c", conf.to_str().unwrap()]);
-        let got = drain(&b.addr, "crash-sub", qos, &acked);
-        check(qos, &acked, &got);
-    }
+    kill_rounds(&[1, 2], "sync = \"never\"\n", 12345);
 }
