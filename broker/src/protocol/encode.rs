@@ -51,6 +51,22 @@ fn check_props(p: &PublishProps) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Like [`encode`], taking the packet by value: a PUBLISH's topic is moved
+/// into the codec instead of copied (one allocation less per delivery).
+pub fn encode_owned(packet: Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    match packet {
+        Packet::Publish(p) => {
+            let start = buf.len();
+            let result = encode_publish(p, version.is_v5(), buf);
+            if result.is_err() {
+                buf.truncate(start);
+            }
+            result
+        }
+        other => encode(&other, version, buf),
+    }
+}
+
 /// Appends `packet`, encoded for `version`, to `buf`. On error nothing is
 /// appended.
 pub fn encode(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {
@@ -80,7 +96,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
             v4::ConnAck::new(code, present).write(buf).map_err(EncodeError::Codec)?;
             Ok(())
         }
-        Packet::Publish(p) => encode_publish(p, v5, buf),
+        Packet::Publish(p) => encode_publish(p.clone(), v5, buf),
         Packet::PubAck(a) => encode_ack(0x40, a, v5, buf),
         Packet::PubRec(a) => encode_ack(0x50, a, v5, buf),
         Packet::PubRel(a) => encode_ack(0x62, a, v5, buf),
@@ -182,21 +198,22 @@ fn mqtt_qos(q: QoS) -> mqttbytes::QoS {
     }
 }
 
-fn encode_publish(p: &Publish, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+fn encode_publish(p: Publish, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
     check_str(&p.topic)?;
     if v5 {
-        let properties = match &p.props {
+        let properties = match p.props {
             Some(pp) => {
-                check_props(pp)?;
+                check_props(&pp)?;
+                let pp = *pp;
                 Some(v5::PublishProperties {
                     payload_format_indicator: pp.payload_format_indicator,
                     message_expiry_interval: pp.message_expiry_interval,
                     topic_alias: pp.topic_alias,
-                    response_topic: pp.response_topic.clone(),
-                    correlation_data: pp.correlation_data.clone(),
-                    user_properties: pp.user_properties.clone(),
+                    response_topic: pp.response_topic,
+                    correlation_data: pp.correlation_data,
+                    user_properties: pp.user_properties,
                     subscription_identifiers: pp.subscription_identifiers.iter().map(|i| *i as usize).collect(),
-                    content_type: pp.content_type.clone(),
+                    content_type: pp.content_type,
                 })
             }
             None => None,
@@ -205,10 +222,10 @@ fn encode_publish(p: &Publish, v5: bool, buf: &mut BytesMut) -> Result<(), Encod
             dup: p.dup,
             qos: mqtt_qos(p.qos),
             retain: p.retain,
-            topic: p.topic.clone(),
+            topic: p.topic,
             pkid: p.pkid,
             properties,
-            payload: p.payload.clone(),
+            payload: p.payload,
         };
         out.write(buf).map_err(EncodeError::Codec)?;
     } else {
@@ -216,9 +233,9 @@ fn encode_publish(p: &Publish, v5: bool, buf: &mut BytesMut) -> Result<(), Encod
             dup: p.dup,
             qos: mqtt_qos(p.qos),
             retain: p.retain,
-            topic: p.topic.clone(),
+            topic: p.topic,
             pkid: p.pkid,
-            payload: p.payload.clone(),
+            payload: p.payload,
         };
         out.write(buf).map_err(EncodeError::Codec)?;
     }

@@ -23,7 +23,7 @@ mod props;
 pub mod topic;
 
 pub use decode::{decode, Decoded};
-pub use encode::encode;
+pub use encode::{encode, encode_owned};
 
 use bytes::Bytes;
 

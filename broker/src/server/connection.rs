@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{decode, encode, Decoded, Packet};
+use crate::protocol::{decode, encode_owned, Decoded, Packet};
 use crate::router::{ConnHandle, RouterMsg, Ticket};
 use crate::session::state::SharedSession;
 use crate::session::{Action, Close, Machine, MachineConfig};
@@ -316,9 +316,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         return Ok(());
                     }
                 }
-                self.write(&p);
+                self.write(p);
             }
-            Action::Send(p) => self.write(&p),
+            Action::Send(p) => self.write(p),
             Action::Route(m) => self.send_router(RouterMsg::Publish(m)).await?,
             Action::Subscribe(entries) => {
                 if self.ctx.verbose {
@@ -371,14 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if let Some(a) = &mut self.acks {
             a.ready(&mut ready);
         }
-        for p in &ready {
+        for p in ready {
             self.write(p);
         }
     }
 
-    fn write(&mut self, p: &Packet) {
+    fn write(&mut self, p: Packet) {
         let Some(version) = self.machine.version() else { return };
-        if let Err(e) = encode(p, version, &mut self.wbuf) {
+        if let Err(e) = encode_owned(p, version, &mut self.wbuf) {
             tracing::warn!(client_id = self.machine.client_id().unwrap_or("-"), "packet not sent: {e}");
         }
     }
