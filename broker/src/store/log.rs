@@ -74,7 +74,9 @@ pub struct LogStats {
 
 /// Records waiting for the writer; appenders wait when this many are
 /// pending, so a slow disk slows producers instead of growing memory.
-const PENDING_RECORDS: usize = 65_536;
+/// (The channel allocates its slots up front: 4,096 cost 128 KiB; 65,536
+/// cost 2 MiB of idle RSS, measured.)
+const PENDING_RECORDS: usize = 4_096;
 
 struct Appender {
     next: Lsn,
