@@ -28,6 +28,17 @@ pub(super) struct Durable {
 }
 
 impl Durable {
+    /// The record of a persistent session: expiry, and since when it is
+    /// offline (0: connected).
+    fn session_record(&self, key: SessionKey, e: &SessionEntry) -> Record {
+        let offline_since_ms = match (&e.conn, e.disconnected_at) {
+            (None, Some(at)) => unix_ms(self.wall(at)),
+            _ => 0,
+        };
+        let expiry_secs = e.expiry.map(|x| x.as_secs());
+        Record::Session { key, client_id: e.client_id.clone(), expiry_secs, offline_since_ms }
+    }
+
     fn wall(&self, now: Instant) -> SystemTime {
         match now.checked_duration_since(self.base.0) {
             Some(d) => self.base.1 + d,
@@ -109,13 +120,8 @@ impl Router {
             }
             return;
         }
-        let offline_since_ms = match (&e.conn, e.disconnected_at) {
-            (None, Some(at)) => unix_ms(d.wall(at)),
-            _ => 0,
-        };
-        let expiry_secs = e.expiry.map(|x| x.as_secs());
         let mut st = e.shared.lock();
-        d.journal.append(&Record::Session { key, client_id: e.client_id.clone(), expiry_secs, offline_since_ms });
+        d.journal.append(&d.session_record(key, e));
         if !st.is_journaled() {
             st.set_journal(key, d.journal.clone());
             let mut out = Vec::new();
@@ -166,16 +172,7 @@ impl Router {
             if !st.is_journaled() {
                 continue;
             }
-            let offline_since_ms = match (&e.conn, e.disconnected_at) {
-                (None, Some(at)) => unix_ms(d.wall(at)),
-                _ => 0,
-            };
-            out.push(Record::Session {
-                key: *key,
-                client_id: e.client_id.clone(),
-                expiry_secs: e.expiry.map(|x| x.as_secs()),
-                offline_since_ms,
-            });
+            out.push(d.session_record(*key, e));
             st.dump(&mut mids, now, wall, &mut out);
             for r in out.drain(..) {
                 j.append(&Record::Snap(Box::new(r)));

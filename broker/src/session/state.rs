@@ -122,6 +122,19 @@ pub struct SessionState {
     next_seq: u64,
 }
 
+/// The record of a queue entry.
+fn enq_record(key: SessionKey, d: &Delivery) -> Record {
+    Record::Enq {
+        key,
+        seq: d.seq,
+        mid: d.mid,
+        qos: d.qos,
+        retain: d.retain,
+        sub_ids: d.sub_ids.clone(),
+        shared: d.shared.as_deref().map(str::to_owned),
+    }
+}
+
 /// A session as shared by the router and the owning connection.
 pub struct SharedSession {
     pub state: Mutex<SessionState>,
@@ -222,15 +235,7 @@ impl SessionState {
         d.seq = self.next_seq;
         self.next_seq += 1;
         if self.stored(&d) {
-            self.record(Record::Enq {
-                key: self.key,
-                seq: d.seq,
-                mid: d.mid,
-                qos: d.qos,
-                retain: d.retain,
-                sub_ids: d.sub_ids.clone(),
-                shared: d.shared.as_deref().map(str::to_owned),
-            });
+            self.record(enq_record(self.key, &d));
         }
         self.queue.push_back(d);
         Enqueued::Queued
@@ -414,15 +419,7 @@ impl SessionState {
                 let msg = crate::store::StoredMessage::from_message(&d.msg, now, wall);
                 out.push(Record::Msg { mid: d.mid, msg });
             }
-            out.push(Record::Enq {
-                key,
-                seq: d.seq,
-                mid: d.mid,
-                qos: d.qos,
-                retain: d.retain,
-                sub_ids: d.sub_ids.clone(),
-                shared: d.shared.as_deref().map(str::to_owned),
-            });
+            out.push(enq_record(key, d));
         };
         for f in &self.inflight {
             match &f.stage {
