@@ -207,7 +207,7 @@ impl Router {
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
-                e.shared.lock().online = true;
+                e.shared.lock().set_online(true);
                 let session = e.shared.clone();
                 self.record_session(key, now);
                 return ConnectReply { key, session, session_present: true };
@@ -216,7 +216,7 @@ impl Router {
         let key = self.next_key;
         self.next_key += 1;
         let shared = Arc::new(SharedSession::new(self.limits));
-        shared.lock().online = true;
+        shared.lock().set_online(true);
         self.by_client.insert(req.client_id.clone(), key);
         self.sessions.insert(
             key,
@@ -284,9 +284,13 @@ impl Router {
         if let Some(x) = expiry {
             e.expiry = x;
         }
-        e.shared.lock().online = false;
         let session_expiry = e.expiry;
-        let (leftovers, removals) = e.shared.lock().take_shared();
+        let (leftovers, removals) = {
+            let mut st = e.shared.lock();
+            let taken = st.take_shared();
+            st.set_online(false);
+            taken
+        };
         self.redeliver_shared(leftovers, key);
         for r in &removals {
             self.record(r);

@@ -143,7 +143,7 @@ fn takeover_keeps_session_for_the_new_connection() {
         RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
         Instant::now(),
     );
-    assert!(again.session.lock().online);
+    assert!(again.session.lock().online());
 }
 
 #[test]
@@ -308,6 +308,7 @@ fn retained_message_expiry_applies_on_subscribe() {
 fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Model) {
     let cfg = crate::store::StoreConfig {
         dir: dir.to_owned(),
+        spill_dir: dir.join("spill"),
         sync: crate::store::SyncMode::Batch,
         segment_bytes: 1 << 20,
         compact_bytes: 1 << 30,
@@ -348,8 +349,8 @@ fn stored_body_is_not_confused_with_a_freed_message() {
     let (_j, m) = open_store(dir.path());
     let sess = m.sessions.values().next().unwrap();
     assert_eq!(sess.queue.len(), 1);
-    let e = sess.queue.values().next().unwrap();
-    let body = &m.msgs[&e.mid];
+    let (_, e) = sess.queue.iter().next().unwrap();
+    let body = m.msgs.get(e.mid).unwrap();
     assert_eq!(&body.payload[..], b"H", "queued entry restored with the wrong message body (mid {})", e.mid);
 }
 

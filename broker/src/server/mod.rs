@@ -138,6 +138,7 @@ fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartEr
     let dir = cfg.data_dir.join("store");
     let store_cfg = StoreConfig {
         dir: dir.clone(),
+        spill_dir: cfg.data_dir.join("spill"),
         sync: cfg.sync,
         segment_bytes: 16 * 1024 * 1024,
         compact_bytes: cfg.compact_bytes,

@@ -4,6 +4,7 @@
 mod handlers;
 mod machine;
 mod outbound;
+pub mod spill;
 pub mod state;
 
 pub use machine::{Action, Close, Machine, MachineConfig};

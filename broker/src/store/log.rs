@@ -304,31 +304,52 @@ struct Writer {
     stats: Arc<LogStats>,
 }
 
+/// Bytes written without a sync while more records keep arriving: one
+/// `fdatasync` then covers a whole burst (a snapshot, a flood of
+/// publishes) instead of one per channel's worth of records.
+const SYNC_BYTES: u64 = 4 * 1024 * 1024;
+
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<(Lsn, Vec<u8>)>, durable: watch::Sender<Lsn>) {
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut batch = Vec::new();
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            if self.cfg.sync != SyncMode::Always {
-                batch.extend(rx.try_iter().take(4096));
-            }
+            let mut next = Some(first);
             let mut last = 0;
-            buf.clear();
+            let mut unsynced = 0u64;
             let mut result = Ok(());
-            for (lsn, payload) in &batch {
-                frame(*lsn, payload, &mut buf);
-                last = *lsn;
-                if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
-                    // Segment full: finish it and start the next at lsn + 1.
-                    result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
-                    buf.clear();
-                    if result.is_err() {
-                        break;
+            while let Some(item) = next.take() {
+                batch.push(item);
+                if self.cfg.sync != SyncMode::Always {
+                    batch.extend(rx.try_iter().take(4096));
+                }
+                buf.clear();
+                self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (lsn, payload) in batch.drain(..) {
+                    frame(lsn, &payload, &mut buf);
+                    last = lsn;
+                    if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
+                        // Segment full: finish it and start the next at lsn + 1.
+                        unsynced += buf.len() as u64;
+                        result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
+                        buf.clear();
+                        if result.is_err() {
+                            break;
+                        }
                     }
                 }
+                if result.is_ok() && !buf.is_empty() {
+                    unsynced += buf.len() as u64;
+                    result = self.write(&buf);
+                }
+                if result.is_err() || self.cfg.sync == SyncMode::Always || unsynced >= SYNC_BYTES {
+                    break;
+                }
+                next = rx.try_recv().ok();
             }
-            if result.is_ok() && !buf.is_empty() {
-                result = self.write(&buf);
+            batch.clear();
+            if result.is_ok() {
+                result = self.sync();
             }
             if let Err(e) = result {
                 // Nothing more can be made durable: acknowledgements stop,
@@ -336,18 +357,19 @@ impl Writer {
                 tracing::error!("log: write failed, durability stopped: {e}");
                 return;
             }
-            self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
             let _ = durable.send(last);
         }
-        if self.cfg.sync != SyncMode::Never {
-            let _ = self.file.sync_data();
-        }
+        let _ = self.sync();
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
         if self.cfg.sync != SyncMode::Never {
             self.file.sync_data()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +378,9 @@ impl Writer {
     }
 
     fn rotate(&mut self, first: Lsn) -> io::Result<()> {
+        // The finished segment is made durable before records in the next
+        // one can be reported durable.
+        self.sync()?;
         let path = self.cfg.dir.join(segment_name(first));
         self.file = OpenOptions::new().create(true).append(true).open(path)?;
         self.file.seek(SeekFrom::End(0))?;
