@@ -50,6 +50,9 @@ pub struct Config {
     /// Payload bytes queued per session.
     pub max_queued_bytes: usize,
     pub queue_full_policy: QueueFullPolicy,
+    /// Disconnect an online MQTT 5 client whose queue overflows, with
+    /// DISCONNECT 0x97 Quota exceeded (its session and queue are kept).
+    pub disconnect_on_queue_full: bool,
     /// Queue QoS 0 messages for offline persistent sessions.
     pub queue_qos0_messages: bool,
     /// Seconds after which a disconnected persistent session is discarded;
@@ -97,6 +100,7 @@ impl Default for Config {
             max_queued_messages: 100_000,
             max_queued_bytes: 64 * 1024 * 1024,
             queue_full_policy: QueueFullPolicy::DropNew,
+            disconnect_on_queue_full: true,
             queue_qos0_messages: false,
             session_expiry_secs: 0,
             connect_timeout_secs: 10,
@@ -127,6 +131,7 @@ struct FileConfig {
     max_queued_messages: Option<usize>,
     max_queued_bytes: Option<usize>,
     queue_full_policy: Option<QueueFullPolicy>,
+    disconnect_on_queue_full: Option<bool>,
     queue_qos0_messages: Option<bool>,
     session_expiry_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
@@ -271,6 +276,7 @@ impl Config {
                 max_queued_messages,
                 max_queued_bytes,
                 queue_full_policy,
+                disconnect_on_queue_full,
                 queue_qos0_messages,
                 session_expiry_secs,
                 connect_timeout_secs,

@@ -122,12 +122,6 @@ async fn v5_assigned_client_identifier() {
     b.shutdown().await;
 }
 
-fn session_expiry(secs: u32) -> Vec<u8> {
-    let mut p = vec![0x11];
-    p.extend(secs.to_be_bytes());
-    p
-}
-
 /// Clean Start 0 with a Session Expiry Interval: the session (and its
 /// queued QoS 1 messages) survive a disconnect; session present 1
 /// [MQTT-3.2.2-3 in 5.0: 3.2.2.1.1]. Clean Start 1 discards it [MQTT-3.1.2-4].

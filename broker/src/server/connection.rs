@@ -108,9 +108,8 @@ pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCt
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let kill = CancellationToken::new();
-    let handle = ConnHandle { id: conn_id, kill: kill.clone() };
-    let machine = Machine::new(ctx.machine.clone(), handle, now());
+    let handle = ConnHandle::new(conn_id);
+    let machine = Machine::new(ctx.machine.clone(), handle.clone(), now());
     let mut d = Driver {
         stream,
         peer,
@@ -132,7 +131,7 @@ where
         ctx,
         closing: None,
     };
-    let why = d.run(&kill).await;
+    let why = d.run(&handle).await;
     if d.ctx.verbose {
         if let Some(client_id) = d.machine.client_id() {
             tracing::info!(peer = %d.peer, client_id, reason = ?why, "client disconnected");
@@ -162,7 +161,7 @@ where
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    async fn run(&mut self, kill: &CancellationToken) -> Close {
+    async fn run(&mut self, handle: &ConnHandle) -> Close {
         let mut more = false;
         loop {
             if self.execute().await.is_err() {
@@ -185,7 +184,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => self.machine.taken_over(),
+                code = handle.closed() => self.machine.closed_by_router(code),
                 _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
                 r = self.stream.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return Close::Io,

@@ -90,6 +90,7 @@ impl Broker {
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
+        r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
         let journal = if cfg.persistence { Some(open_store(&cfg, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();

@@ -32,6 +32,7 @@ impl Machine {
     /// router for the session.
     pub(super) fn on_connect(&mut self, mut c: Connect) {
         self.version = Some(c.version);
+        self.conn.v5 = c.version.is_v5();
         if c.client_id.is_empty() {
             let allowed = match c.version {
                 // MQTT 3.1 requires an identifier.

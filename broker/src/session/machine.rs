@@ -281,9 +281,11 @@ impl Machine {
         }
     }
 
-    /// The router says another connection took the session.
-    pub fn taken_over(&mut self) {
-        self.close(Close::TakenOver);
+    /// The router closed this connection (see `ConnHandle::close`): another
+    /// connection took the session over (0x8E), or the session's queue
+    /// overflowed (0x97). MQTT 5 clients get DISCONNECT with the reason.
+    pub fn closed_by_router(&mut self, code: u8) {
+        self.close(if code == reason::SESSION_TAKEN_OVER { Close::TakenOver } else { Close::Error(code) });
     }
 
     pub fn shutdown(&mut self) {

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::QueueFullPolicy;
@@ -58,7 +57,7 @@ struct Harness {
 
 struct Client {
     m: Machine,
-    kill: CancellationToken,
+    conn: ConnHandle,
 }
 
 impl Harness {
@@ -106,10 +105,10 @@ impl Harness {
     }
 
     fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
-        let kill = CancellationToken::new();
         let id = self.next_conn;
         self.next_conn += 1;
-        let mut c = Client { m: Machine::new(cfg(), ConnHandle { id, kill: kill.clone() }, self.now), kill };
+        let conn = ConnHandle::new(id);
+        let mut c = Client { m: Machine::new(cfg(), conn.clone(), self.now), conn };
         c.m.handle(Packet::Connect(Box::new(connect)), self.now);
         let (sent, closed) = self.run(&mut c);
         (c, sent, closed)
@@ -184,10 +183,10 @@ fn connect_empty_client_id_rules() {
 #[test]
 fn connect_refused_without_credentials_when_anonymous_is_off() {
     let mut h = Harness::new();
-    let kill = CancellationToken::new();
-    let mut m = Machine::new(MachineConfig { allow_anonymous: false, ..cfg() }, ConnHandle { id: 9, kill }, h.now);
+    let conn = ConnHandle::new(9);
+    let mut m = Machine::new(MachineConfig { allow_anonymous: false, ..cfg() }, conn.clone(), h.now);
     m.handle(Packet::Connect(Box::new(connect_packet(Version::V311, "x", true))), h.now);
-    let mut c = Client { m, kill: CancellationToken::new() };
+    let mut c = Client { m, conn };
     let (sent, closed) = h.run(&mut c);
     assert_eq!((connack(&sent).code, closed), (reason::NOT_AUTHORIZED, Some(Close::Refused)));
 }
@@ -195,10 +194,8 @@ fn connect_refused_without_credentials_when_anonymous_is_off() {
 #[test]
 fn unsupported_version_gets_connack_then_close() {
     let mut h = Harness::new();
-    let mut c = Client {
-        m: Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now),
-        kill: CancellationToken::new(),
-    };
+    let conn = ConnHandle::new(1);
+    let mut c = Client { m: Machine::new(cfg(), conn.clone(), h.now), conn };
     // [MQTT-3.1.2-2]
     c.m.decode_error(DecodeError::UnsupportedVersion(6));
     let (sent, closed) = h.run(&mut c);
@@ -421,8 +418,8 @@ fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
     let (mut old, _, _) = h.client(connect_packet(Version::V5, "dup", false));
     let (_new, sent, _) = h.client(connect_packet(Version::V5, "dup", false));
     assert!(connack(&sent).session_present);
-    assert!(old.kill.is_cancelled(), "[MQTT-3.1.4-2]");
-    old.m.taken_over();
+    assert_eq!(old.conn.close_reason(), Some(reason::SESSION_TAKEN_OVER), "[MQTT-3.1.4-2]");
+    old.m.closed_by_router(reason::SESSION_TAKEN_OVER);
     let (sent, closed) = h.run(&mut old);
     assert_eq!(closed, Some(Close::TakenOver));
     // [MQTT-3.1.4-3] (5.0) DISCONNECT 0x8E, with a reason string.
@@ -519,7 +516,7 @@ fn v5_connack_advertises_limits_and_server_keep_alive() {
 #[test]
 fn connect_timeout_closes_a_silent_connection() {
     let h = Harness::new();
-    let mut m = Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now);
+    let mut m = Machine::new(cfg(), ConnHandle::new(1), h.now);
     m.on_timer(h.now + Duration::from_secs(11));
     assert!(m.is_closed());
 }

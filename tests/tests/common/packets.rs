@@ -234,6 +234,13 @@ pub fn user_prop(k: &str, v: &str) -> Vec<u8> {
     out
 }
 
+/// A v5 Session Expiry Interval property (0x11) for a property list.
+pub fn session_expiry(secs: u32) -> Vec<u8> {
+    let mut p = vec![0x11];
+    p.extend(secs.to_be_bytes());
+    p
+}
+
 // ---------------------------------------------------------------------------
 // Packet decoding
 // ---------------------------------------------------------------------------
@@ -324,9 +331,18 @@ impl Pkt {
         self.body[i..].to_vec()
     }
 
-    /// v5 DISCONNECT reason code (0 when the body is empty).
+    /// v5 DISCONNECT / AUTH reason code (0 when the body is empty).
     pub fn reason(&self) -> u8 {
         self.body.first().copied().unwrap_or(0)
+    }
+
+    /// v5 DISCONNECT / AUTH: the property bytes after the reason code.
+    pub fn reason_props(&self) -> Vec<u8> {
+        if self.body.len() < 2 {
+            return Vec::new();
+        }
+        let (plen, n) = read_varint(&self.body[1..]);
+        self.body[1 + n..1 + n + plen].to_vec()
     }
 }
 
