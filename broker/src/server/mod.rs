@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 pub use connection::{serve, ConnCtx};
 
+use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::Config;
 use crate::router::{self, Router, RouterStats};
 use crate::session::state::QueueLimits;
@@ -49,7 +50,7 @@ pub struct Broker {
     journal: Option<Arc<Journal>>,
 }
 
-fn machine_config(cfg: &Config) -> MachineConfig {
+fn machine_config(cfg: &Config, authenticator: Arc<dyn Authenticator>) -> MachineConfig {
     MachineConfig {
         max_packet_size: cfg.max_packet_size,
         max_inflight: cfg.max_inflight_messages,
@@ -61,12 +62,23 @@ fn machine_config(cfg: &Config) -> MachineConfig {
         topic_alias_maximum: cfg.topic_alias_maximum,
         server_topic_aliases: cfg.server_topic_aliases,
         response_information: cfg.response_information.clone(),
+        authenticator,
     }
 }
 
 impl Broker {
-    /// Binds every listener and starts serving.
+    /// Binds every listener and starts serving, with no enhanced
+    /// authentication method (MQTT 5 AUTH).
     pub async fn start(cfg: Config) -> Result<Broker, StartError> {
+        Self::start_with_authenticator(cfg, Arc::new(NoEnhancedAuth)).await
+    }
+
+    /// [`Broker::start`] with the enhanced authentication methods of
+    /// `authenticator` (see [`crate::auth`]).
+    pub async fn start_with_authenticator(
+        cfg: Config,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<Broker, StartError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|source| StartError::DataDir { dir: cfg.data_dir.display().to_string(), source })?;
         let mut listeners = Vec::new();
@@ -97,7 +109,7 @@ impl Broker {
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ConnCtx {
             router: tx,
-            machine: machine_config(&cfg),
+            machine: machine_config(&cfg, authenticator),
             shutdown: shutdown.clone(),
             verbose: cfg.verbose,
             journal: journal.clone(),

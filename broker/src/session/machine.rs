@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
 use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
@@ -32,6 +33,8 @@ pub struct MachineConfig {
     pub server_topic_aliases: bool,
     /// Response Information for clients that request it (client id appended).
     pub response_information: Option<String>,
+    /// Enhanced authentication methods (MQTT 5 AUTH), see `crate::auth`.
+    pub authenticator: Arc<dyn Authenticator>,
 }
 
 /// Why a connection is closing.
@@ -81,10 +84,26 @@ pub(super) struct Connected {
     pub out: super::outbound::Outbound,
     /// Topic aliases the client set (MQTT 5): alias -> topic.
     pub aliases_in: HashMap<u16, String>,
+    /// The enhanced authentication method the client connected with.
+    pub auth: Option<EnhancedAuth>,
+}
+
+/// Enhanced authentication of a connected client, for re-authentication.
+pub(super) struct EnhancedAuth {
+    pub method: String,
+    pub username: Option<String>,
+    /// A re-authentication in progress.
+    pub exchange: Option<Box<dyn AuthExchange>>,
 }
 
 pub(super) enum State {
     AwaitConnect {
+        deadline: Instant,
+    },
+    /// Enhanced authentication in progress (MQTT 5): waiting for AUTH.
+    Authenticating {
+        connect: Box<Connect>,
+        exchange: Box<dyn AuthExchange>,
         deadline: Instant,
     },
     /// CONNECT accepted by the machine, waiting for the router.
@@ -102,6 +121,8 @@ pub struct Machine {
     pub(super) last_seen: Instant,
     pub(super) out: Vec<Action>,
     pub(super) assigned_id: Option<String>,
+    /// Authentication Data for the CONNACK of a successful enhanced authentication.
+    pub(super) auth_data: Option<bytes::Bytes>,
     pub(super) closing: Option<Close>,
 }
 
@@ -116,6 +137,7 @@ impl Machine {
             last_seen: now,
             out: Vec::new(),
             assigned_id: None,
+            auth_data: None,
             closing: None,
         }
     }
@@ -183,7 +205,11 @@ impl Machine {
             return;
         }
         match (&self.state, packet) {
-            (State::AwaitConnect { .. }, Packet::Connect(c)) => self.on_connect(*c),
+            (State::AwaitConnect { deadline }, Packet::Connect(c)) => {
+                let deadline = *deadline;
+                self.on_connect(*c, deadline)
+            }
+            (State::Authenticating { .. }, Packet::Auth(a)) => self.on_auth(a),
             (State::Connected(_), p) => self.on_packet(p, now),
             // The decoder lets only CONNECT through first, and the driver
             // waits for the router before reading on; anything else is a bug
@@ -203,7 +229,7 @@ impl Machine {
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(Packet::PingResp),
             Packet::Disconnect(d) => self.on_disconnect(d),
-            Packet::Auth(_) => self.on_auth(),
+            Packet::Auth(a) => self.on_auth(a),
             // The decoder rejects every other type from a client.
             _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
         }
@@ -263,7 +289,7 @@ impl Machine {
             return None;
         }
         match &self.state {
-            State::AwaitConnect { deadline } => Some(*deadline),
+            State::AwaitConnect { deadline } | State::Authenticating { deadline, .. } => Some(*deadline),
             // [MQTT-3.1.2-24] one and a half times the keep-alive.
             State::Connected(c) => c.keep_alive.map(|k| self.last_seen + k + k / 2),
             _ => None,

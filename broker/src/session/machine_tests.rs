@@ -26,6 +26,7 @@ fn cfg() -> MachineConfig {
         topic_alias_maximum: 2,
         server_topic_aliases: true,
         response_information: None,
+        authenticator: std::sync::Arc::new(crate::auth::NoEnhancedAuth),
     }
 }
 
@@ -45,6 +46,7 @@ fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
         request_response_information: false,
         request_problem_information: true,
         authentication_method: None,
+        authentication_data: None,
         user_properties: Vec::new(),
     }
 }

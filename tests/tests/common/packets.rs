@@ -20,6 +20,7 @@ pub const UNSUBACK: u8 = 11;
 pub const PINGREQ: u8 = 12;
 pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
+pub const AUTH: u8 = 15;
 
 /// Encodes a remaining length as a variable byte integer.
 pub fn varint(mut n: usize) -> Vec<u8> {
@@ -232,6 +233,27 @@ pub fn user_prop(k: &str, v: &str) -> Vec<u8> {
     out.extend(mqtt_str(k));
     out.extend(mqtt_str(v));
     out
+}
+
+/// A v5 AUTH with an Authentication Method (0x15) and Data (0x16).
+pub fn auth_packet(reason: u8, method: &str, data: &[u8]) -> Vec<u8> {
+    let props = auth_props(method, Some(data));
+    let mut body = vec![reason];
+    body.extend(varint(props.len()));
+    body.extend(props);
+    packet(0xF0, &body)
+}
+
+/// v5 Authentication Method (0x15) and, if given, Authentication Data
+/// (0x16) properties, for CONNECT or AUTH.
+pub fn auth_props(method: &str, data: Option<&[u8]>) -> Vec<u8> {
+    let mut p = vec![0x15];
+    p.extend(mqtt_str(method));
+    if let Some(d) = data {
+        p.push(0x16);
+        p.extend(mqtt_str(d));
+    }
+    p
 }
 
 /// A v5 Session Expiry Interval property (0x11) for a property list.
