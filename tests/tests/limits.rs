@@ -6,7 +6,10 @@
 
 mod common;
 
+use std::net::SocketAddr;
+
 use common::*;
+use edgemq::config::ListenerConfig;
 
 // ---------------------------------------------------------------------------
 // Queue full
@@ -104,4 +107,104 @@ async fn v5_queue_overflow_without_disconnect_when_turned_off() {
     expect_queued_three(&mut sub).await;
     let stats = within("shutdown", b.broker.shutdown()).await;
     assert_eq!(stats.dropped_queue_full, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Per-listener limits
+// ---------------------------------------------------------------------------
+
+/// A broker with two listeners on 127.0.0.1: `limited` (the first) with
+/// the limits of `tweak`, and `open` with the global ones.
+async fn two_listeners(tweak: impl FnOnce(&mut ListenerConfig)) -> (TestBroker, SocketAddr, SocketAddr) {
+    let mut limited = ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"));
+    tweak(&mut limited);
+    let open = ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"));
+    let b = TestBroker::start_with(|c| c.listeners = vec![limited, open]).await;
+    let addrs = b.broker.local_addrs().to_vec();
+    (b, addrs[0], addrs[1])
+}
+
+/// Opens a connection and sends CONNECT with `opts`. Accepted: the client
+/// and its CONNACK. Refused: the CONNACK code, once the broker has closed
+/// the connection ([MQTT-3.2.2-7]; 3.1.1: [MQTT-3.2.2-5]).
+async fn try_connect(addr: SocketAddr, opts: &ConnectOpts) -> Result<(Raw, Pkt), u8> {
+    let mut c = Raw::open(addr).await;
+    c.v5 = opts.proto == Proto::V5;
+    c.send(&connect_packet(opts)).await;
+    let ack = c.expect("CONNACK").await;
+    match ack.connack().1 {
+        0 => Ok((c, ack)),
+        code => {
+            let rest = c.expect_closed("a refused CONNECT").await;
+            assert!(rest.is_empty(), "nothing may follow a refusing CONNACK: {rest:?}");
+            Err(code)
+        }
+    }
+}
+
+/// A listener's `max_connections`: a connection beyond it is refused with
+/// CONNACK 0x97 Quota exceeded (MQTT 5; one of the Connect Reason Codes
+/// [MQTT-3.2.2-8]) or 0x03 Server unavailable (3.1.1), then closed. The
+/// other listener is not affected, and a place freed by a disconnect is
+/// taken again.
+#[tokio::test]
+async fn listener_max_connections() {
+    let (b, limited, open) = two_listeners(|l| l.max_connections = Some(2)).await;
+    let v5 = |id: &str| ConnectOpts::new(Proto::V5, id);
+    let (first, _) = try_connect(limited, &v5("mc-1")).await.expect("first place");
+    let _second = try_connect(limited, &ConnectOpts::new(Proto::V311, "mc-2")).await.expect("second place");
+    assert_eq!(try_connect(limited, &v5("mc-3")).await.err(), Some(0x97), "MQTT 5: Quota exceeded");
+    let v311 = ConnectOpts::new(Proto::V311, "mc-4");
+    assert_eq!(try_connect(limited, &v311).await.err(), Some(0x03), "3.1.1: Server unavailable");
+    let _other = try_connect(open, &v5("mc-5")).await.expect("the other listener has no limit");
+    first.disconnect().await;
+    // The place is free once the first connection's task has ended.
+    let _again = within("a freed place", async {
+        loop {
+            match try_connect(limited, &v5("mc-6")).await {
+                Ok(c) => return c,
+                Err(0x97) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(code) => panic!("unexpected CONNACK {code:#04x}"),
+            }
+        }
+    })
+    .await;
+    b.shutdown().await;
+}
+
+/// A listener's `max_packet_size`, `max_keepalive` and `allow_anonymous`
+/// replace the global keys for its clients: an anonymous client is refused
+/// with 0x87 Not authorized; CONNACK gives the listener's Maximum Packet
+/// Size (0x27) and, for a keep-alive of 0, its Server Keep Alive (0x13),
+/// which the client must use [MQTT-3.2.2-21]; a larger packet, which the
+/// client must not send [MQTT-3.2.2-15], gets DISCONNECT 0x95. The other
+/// listener applies the global values to the same client and packet.
+#[tokio::test]
+async fn listener_limits_replace_the_global_ones() {
+    let (b, limited, open) = two_listeners(|l| {
+        l.max_packet_size = Some(256);
+        l.max_keepalive = Some(30);
+        l.allow_anonymous = Some(false);
+    })
+    .await;
+    let anonymous = ConnectOpts::new(Proto::V5, "anon").keep_alive(0);
+    assert_eq!(try_connect(limited, &anonymous).await.err(), Some(0x87), "allow_anonymous = false");
+    assert!(try_connect(open, &anonymous).await.is_ok(), "anonymous clients are allowed by default");
+    let big = publish_packet(true, "lim/t", 0, false, false, 0, &[7u8; 512]);
+    for (addr, max_packet, keep_alive, fits) in [(limited, 256, 30, false), (open, 1 << 20, 65535, true)] {
+        let (mut c, ack) = try_connect(addr, &ConnectOpts::new(Proto::V5, "named").keep_alive(0).username("u"))
+            .await
+            .expect("a named client is accepted");
+        let props = ack.connack_props();
+        assert_eq!((int_prop(&props, 0x27), int_prop(&props, 0x13)), (Some(max_packet), Some(keep_alive)));
+        c.subscribe(1, &[("lim/t", 0)]).await;
+        c.send(&big).await;
+        if fits {
+            assert_eq!(c.expect_publish().await.payload.len(), 512);
+        } else {
+            let seen = c.expect_closed("packet above the listener's max_packet_size").await;
+            assert!(seen.len() == 1 && seen[0].reason() == 0x95, "expected DISCONNECT 0x95, got {seen:?}");
+        }
+    }
+    b.shutdown().await;
 }

@@ -103,13 +103,17 @@ impl HeldAcks {
     }
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>)
+/// Serves one client connection until it closes. `listener_full`: the
+/// listener is at its `max_connections`, so CONNECT is refused.
+pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>, listener_full: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let handle = ConnHandle::new(conn_id);
-    let machine = Machine::new(ctx.machine.clone(), handle.clone(), now());
+    let mut machine = Machine::new(ctx.machine.clone(), handle.clone(), now());
+    if listener_full {
+        machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
+    }
     let mut d = Driver {
         stream,
         peer,

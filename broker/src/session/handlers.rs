@@ -35,6 +35,9 @@ impl Machine {
     pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
         self.conn.v5 = c.version.is_v5();
+        if let Some(code) = self.refusal {
+            return self.refuse(code);
+        }
         if c.client_id.is_empty() {
             let allowed = match c.version {
                 // MQTT 3.1 requires an identifier.

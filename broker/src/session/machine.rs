@@ -123,6 +123,8 @@ pub struct Machine {
     pub(super) assigned_id: Option<String>,
     /// Authentication Data for the CONNACK of a successful enhanced authentication.
     pub(super) auth_data: Option<bytes::Bytes>,
+    /// The code CONNECT is refused with whatever it holds (listener full).
+    pub(super) refusal: Option<u8>,
     pub(super) closing: Option<Close>,
 }
 
@@ -138,8 +140,19 @@ impl Machine {
             out: Vec::new(),
             assigned_id: None,
             auth_data: None,
+            refusal: None,
             closing: None,
         }
+    }
+
+    /// Refuses the coming CONNECT with `code`, e.g. 0x97 Quota exceeded
+    /// when the listener is at its `max_connections`. 0x97 rather than 0x89
+    /// Server busy: the limit is an administrative one ("an implementation
+    /// or administrative imposed limit has been exceeded", 5.0 3.2.2.2),
+    /// not a passing overload that invites an immediate retry. MQTT 3.1 and
+    /// 3.1.1 clients get 0x03 Server unavailable (the encoder maps it).
+    pub fn refuse_connect(&mut self, code: u8) {
+        self.refusal = Some(code);
     }
 
     /// The protocol level, once CONNECT has been read.

@@ -60,7 +60,7 @@ impl TestBroker {
     ) -> TestBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = edgemq::Config {
-            listeners: vec!["127.0.0.1:0".parse().expect("addr")],
+            listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
             data_dir: dir.path().to_owned(),
             ..edgemq::Config::default()
         };

@@ -81,11 +81,20 @@ pub struct ConnectOpts {
     pub will: Option<Will>,
     /// v5 only: the CONNECT properties, already encoded (without length).
     pub props: Vec<u8>,
+    pub username: Option<String>,
 }
 
 impl ConnectOpts {
     pub fn new(proto: Proto, client_id: &str) -> ConnectOpts {
-        ConnectOpts { proto, client_id: client_id.into(), clean: true, keep_alive: 60, will: None, props: Vec::new() }
+        ConnectOpts {
+            proto,
+            client_id: client_id.into(),
+            clean: true,
+            keep_alive: 60,
+            will: None,
+            props: Vec::new(),
+            username: None,
+        }
     }
     pub fn clean(mut self, clean: bool) -> Self {
         self.clean = clean;
@@ -101,6 +110,10 @@ impl ConnectOpts {
     }
     pub fn props(mut self, props: Vec<u8>) -> Self {
         self.props = props;
+        self
+    }
+    pub fn username(mut self, name: &str) -> Self {
+        self.username = Some(name.into());
         self
     }
 }
@@ -125,6 +138,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     if o.clean {
         flags |= 0x02;
     }
+    if o.username.is_some() {
+        flags |= 0x80;
+    }
     if let Some(w) = &o.will {
         flags |= 0x04 | (w.qos << 3);
         if w.retain {
@@ -144,6 +160,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
         }
         body.extend(mqtt_str(&w.topic));
         body.extend(mqtt_str(&w.payload));
+    }
+    if let Some(u) = &o.username {
+        body.extend(mqtt_str(u));
     }
     packet(0x10, &body)
 }
