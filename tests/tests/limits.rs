@@ -109,6 +109,28 @@ async fn v5_queue_overflow_without_disconnect_when_turned_off() {
     assert_eq!(stats.dropped_queue_full, 1);
 }
 
+/// The broker's Receive Maximum (`receive_maximum`, advertised in CONNACK
+/// as 0x21): a client that sends more QoS 2 PUBLISHes than that without
+/// completing them exceeds it, which it must not [MQTT-3.3.4-7], and is
+/// disconnected with 0x93 Receive Maximum exceeded (5.0 3.3.4).
+#[tokio::test]
+async fn v5_receive_maximum_exceeded_disconnects_with_0x93() {
+    let b = TestBroker::start_with(|c| c.receive_maximum = 2).await;
+    let (mut c, ack) = try_connect(b.addr, &ConnectOpts::new(Proto::V5, "rm-over")).await.expect("connect");
+    assert_eq!(int_prop(&ack.connack_props(), 0x21), Some(2), "Receive Maximum in CONNACK");
+    for pid in 1..=2u16 {
+        c.send(&publish_packet(true, "rm/t", 2, false, false, pid, b"x")).await;
+        assert_eq!(c.expect_kind(PUBREC, "PUBREC").await.pid(), pid);
+    }
+    c.send(&publish_packet(true, "rm/t", 2, false, false, 3, b"x")).await;
+    let seen = c.expect_closed("a third QoS 2 PUBLISH awaiting PUBREL").await;
+    assert!(
+        seen.last().is_some_and(|p| p.kind == DISCONNECT && p.reason() == 0x93),
+        "expected DISCONNECT 0x93, got {seen:?}"
+    );
+    b.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Per-listener limits
 // ---------------------------------------------------------------------------

@@ -575,3 +575,37 @@ async fn v5_topic_aliases_do_not_survive_reconnect() {
     }
     b.shutdown().await;
 }
+
+/// Request Response Information 1 (0x19) in CONNECT gets the configured
+/// Response Information (0x1A) in CONNACK (5.0 3.2.2.3.15); with the
+/// request absent or 0 the server must not send it [MQTT-3.1.2-28].
+#[tokio::test]
+async fn v5_response_information_when_requested() {
+    let b = TestBroker::start_with(|c| c.response_information = Some("replies/".into())).await;
+    for (props, want) in [(vec![0x19, 1], Some("replies/rri")), (vec![0x19, 0], None), (Vec::new(), None)] {
+        let mut c = Raw::open(b.addr).await;
+        c.send(&connect_packet(&ConnectOpts::new(Proto::V5, "rri").props(props.clone()))).await;
+        let ack = c.expect("CONNACK").await;
+        let info = props_list(&ack.connack_props()).into_iter().find_map(|(id, v)| match v {
+            Prop::Str(s) if id == 0x1A => Some(s),
+            _ => None,
+        });
+        assert_eq!(info.as_deref(), want, "CONNECT properties {props:?}");
+        c.disconnect().await;
+    }
+    b.shutdown().await;
+}
+
+/// An MQTT 5 client silent for 1.5 times its keep-alive is disconnected
+/// [MQTT-3.1.2-22], with DISCONNECT 0x8D Keep Alive timeout first.
+#[tokio::test]
+async fn v5_keep_alive_timeout_disconnect_0x8d() {
+    let b = TestBroker::start().await;
+    let (mut c, _) = Raw::connect(b.addr, &ConnectOpts::new(Proto::V5, "ka5").keep_alive(1)).await;
+    let seen = c.expect_closed("keep-alive expiry").await;
+    assert!(
+        seen.len() == 1 && seen[0].kind == DISCONNECT && seen[0].reason() == 0x8D,
+        "expected DISCONNECT 0x8D, got {seen:?}"
+    );
+    b.shutdown().await;
+}

@@ -182,7 +182,7 @@ impl Machine {
             let pending = st.inbound_qos2_pending();
             if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
                 drop(st);
-                // [MQTT-3.3.4-9] more unacknowledged QoS 2 than Receive Maximum.
+                // [MQTT-3.3.4-7] more unacknowledged QoS 2 than Receive Maximum.
                 return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
             }
             // Routed on first receipt only; a resent PUBLISH with the same
