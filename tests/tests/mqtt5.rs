@@ -609,3 +609,64 @@ async fn v5_keep_alive_timeout_disconnect_0x8d() {
     );
     b.shutdown().await;
 }
+
+/// The Session Expiry Interval of DISCONNECT replaces the one of CONNECT
+/// (5.0 3.14.2.2.2): 300 at CONNECT, 0 at DISCONNECT ends the session, so
+/// the next CONNECT with Clean Start 0 finds none (session present 0).
+#[tokio::test]
+async fn v5_disconnect_sets_session_expiry() {
+    let b = TestBroker::start().await;
+    let opts = ConnectOpts::new(Proto::V5, "dx").clean(false).props(session_expiry(300));
+    let (mut c, _) = Raw::connect(b.addr, &opts).await;
+    c.subscribe(1, &[("dx/t", 1)]).await;
+    let mut body = vec![0x00, 5];
+    body.extend(session_expiry(0));
+    c.send(&packet(0xE0, &body)).await;
+    assert!(c.expect_closed("DISCONNECT").await.is_empty());
+    let (_, present) = Raw::connect(b.addr, &opts).await;
+    assert!(!present, "the session ended at DISCONNECT with Session Expiry Interval 0");
+    b.shutdown().await;
+}
+
+/// CONNACK properties of a v5 connection with keep-alive 0: Server Keep
+/// Alive (0x13, the client must use it [MQTT-3.2.2-21]), Receive Maximum
+/// (0x21), Topic Alias Maximum (0x22), Retain Available (0x25), Maximum
+/// Packet Size (0x27), Wildcard, Subscription Identifier and Shared
+/// Subscription Available (0x28, 0x29, 0x2A); no Maximum QoS (0x24), as
+/// QoS 2 is supported (5.0 3.2.2.3.4).
+#[tokio::test]
+async fn v5_connack_properties() {
+    let b = TestBroker::start_with(|c| {
+        c.max_keepalive = 120;
+        c.receive_maximum = 50;
+        c.topic_alias_maximum = 7;
+        c.max_packet_size = 4096;
+    })
+    .await;
+    let mut c = Raw::open(b.addr).await;
+    c.send(&connect_packet(&ConnectOpts::new(Proto::V5, "props").keep_alive(0))).await;
+    let props = c.expect("CONNACK").await.connack_props();
+    let expected = [(0x13, 120), (0x21, 50), (0x22, 7), (0x25, 1), (0x27, 4096), (0x28, 1), (0x29, 1), (0x2A, 1)];
+    for (id, value) in expected {
+        assert_eq!(int_prop(&props, id), Some(value), "CONNACK property {id:#04x}");
+    }
+    assert_eq!(int_prop(&props, 0x24), None, "no Maximum QoS: QoS 2 is supported");
+    b.shutdown().await;
+}
+
+/// Retain As Published (subscription option bit 3): set, a forwarded
+/// message keeps its RETAIN flag [MQTT-3.3.1-13]; clear, RETAIN is 0 on
+/// live forwards [MQTT-3.3.1-12].
+#[tokio::test]
+async fn v5_retain_as_published() {
+    let b = TestBroker::start().await;
+    let mut rap = Raw::v5(b.addr, "rap-on").await;
+    rap.subscribe(1, &[("rap/t", 0x08 | 1)]).await;
+    let mut plain = Raw::v5(b.addr, "rap-off").await;
+    plain.subscribe(1, &[("rap/t", 1)]).await;
+    let mut p = Raw::v5(b.addr, "rap-pub").await;
+    p.publish("rap/t", 1, true, 1, b"r").await;
+    assert!(rap.receive_acked().await.retain, "Retain As Published keeps RETAIN [MQTT-3.3.1-13]");
+    assert!(!plain.receive_acked().await.retain, "RETAIN cleared without it [MQTT-3.3.1-12]");
+    b.shutdown().await;
+}
