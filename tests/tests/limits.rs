@@ -46,13 +46,17 @@ async fn overflow(b: &TestBroker, proto: Proto, id: &str) -> (Raw, ConnectOpts, 
     (sub, opts, first.pid)
 }
 
-/// Reads the three queued messages, acknowledging each: "1", "2", "3" (the
-/// fourth was dropped).
-async fn expect_queued_three(sub: &mut Raw) {
+/// Acknowledges the in-flight "0", reads the three queued messages "1",
+/// "2", "3" (the fourth was dropped), then stops the broker and checks
+/// that the one drop was counted.
+async fn expect_queued_three(b: TestBroker, mut sub: Raw, pid: u16) {
+    sub.send(&ack_packet(PUBACK, pid)).await;
     for want in ["1", "2", "3"] {
         assert_eq!(sub.receive_acked().await.payload, want.as_bytes());
     }
     sub.expect_silence("the message that overflowed the queue was dropped").await;
+    let stats = within("shutdown", b.broker.shutdown()).await;
+    assert_eq!(stats.dropped_queue_full, 1);
 }
 
 /// A message that overflows the queue of a connected MQTT 5 client: the
@@ -67,46 +71,30 @@ async fn v5_queue_overflow_disconnects_with_0x97_and_keeps_the_session() {
     let b = small_queues(true).await;
     let (mut sub, opts, pid) = overflow(&b, Proto::V5, "qf5").await;
     let seen = sub.expect_closed("queue overflow").await;
-    let last = seen.last().expect("a DISCONNECT before the close");
-    assert_eq!((last.kind, last.reason()), (DISCONNECT, 0x97), "DISCONNECT 0x97 Quota exceeded, got {seen:?}");
+    assert_v5_disconnect(&seen, 0x97, "queue overflow: Quota exceeded");
     assert!(
-        props_list(&last.reason_props()).iter().any(|(id, _)| *id == 0x1F),
-        "DISCONNECT carries a Reason String: {last:?}"
+        props_list(&seen[0].reason_props()).iter().any(|(id, _)| *id == 0x1F),
+        "DISCONNECT carries a Reason String: {seen:?}"
     );
     let (mut sub, present) = Raw::connect(b.addr, &opts).await;
     assert!(present, "session present after the 0x97 disconnect [MQTT-3.1.2-23]");
     let again = sub.expect_publish().await;
     assert_eq!((&again.payload[..], again.pid, again.dup), (&b"0"[..], pid, true), "[MQTT-4.4.0-1]");
-    sub.send(&ack_packet(PUBACK, pid)).await;
-    expect_queued_three(&mut sub).await;
-    let stats = within("shutdown", b.broker.shutdown()).await;
-    assert_eq!(stats.dropped_queue_full, 1);
+    expect_queued_three(b, sub, pid).await;
 }
 
-/// MQTT 3.1.1 has no DISCONNECT from the server: a 3.1.1 client whose
-/// queue overflows keeps its connection; the message is dropped and counted.
+/// Without the disconnect (3.1.1 has no DISCONNECT from the server, and
+/// `disconnect_on_queue_full = false` treats MQTT 5 clients alike), a
+/// client whose queue overflows keeps its connection; the message is
+/// dropped and counted.
 #[tokio::test]
-async fn v311_queue_overflow_drops_without_disconnecting() {
-    let b = small_queues(true).await;
-    let (mut sub, _, pid) = overflow(&b, Proto::V311, "qf311").await;
-    sub.expect_silence("a 3.1.1 client is not disconnected for a full queue").await;
-    sub.send(&ack_packet(PUBACK, pid)).await;
-    expect_queued_three(&mut sub).await;
-    let stats = within("shutdown", b.broker.shutdown()).await;
-    assert_eq!(stats.dropped_queue_full, 1);
-}
-
-/// `disconnect_on_queue_full = false`: MQTT 5 clients are treated like
-/// 3.1.1 ones (drop and count).
-#[tokio::test]
-async fn v5_queue_overflow_without_disconnect_when_turned_off() {
-    let b = small_queues(false).await;
-    let (mut sub, _, pid) = overflow(&b, Proto::V5, "qf5-off").await;
-    sub.expect_silence("disconnect_on_queue_full = false").await;
-    sub.send(&ack_packet(PUBACK, pid)).await;
-    expect_queued_three(&mut sub).await;
-    let stats = within("shutdown", b.broker.shutdown()).await;
-    assert_eq!(stats.dropped_queue_full, 1);
+async fn queue_overflow_without_disconnect_drops_and_counts() {
+    for (proto, disconnect_on_queue_full, id) in [(Proto::V311, true, "qf311"), (Proto::V5, false, "qf5-off")] {
+        let b = small_queues(disconnect_on_queue_full).await;
+        let (mut sub, _, pid) = overflow(&b, proto, id).await;
+        sub.expect_silence(&format!("{id}: the connection stays open")).await;
+        expect_queued_three(b, sub, pid).await;
+    }
 }
 
 /// The broker's Receive Maximum (`receive_maximum`, advertised in CONNACK
@@ -124,10 +112,7 @@ async fn v5_receive_maximum_exceeded_disconnects_with_0x93() {
     }
     c.send(&publish_packet(true, "rm/t", 2, false, false, 3, b"x")).await;
     let seen = c.expect_closed("a third QoS 2 PUBLISH awaiting PUBREL").await;
-    assert!(
-        seen.last().is_some_and(|p| p.kind == DISCONNECT && p.reason() == 0x93),
-        "expected DISCONNECT 0x93, got {seen:?}"
-    );
+    assert_v5_disconnect(&seen, 0x93, "Receive Maximum exceeded");
     b.shutdown().await;
 }
 
@@ -225,7 +210,7 @@ async fn listener_limits_replace_the_global_ones() {
             assert_eq!(c.expect_publish().await.payload.len(), 512);
         } else {
             let seen = c.expect_closed("packet above the listener's max_packet_size").await;
-            assert!(seen.len() == 1 && seen[0].reason() == 0x95, "expected DISCONNECT 0x95, got {seen:?}");
+            assert_v5_disconnect(&seen, 0x95, "packet above the listener's max_packet_size");
         }
     }
     b.shutdown().await;

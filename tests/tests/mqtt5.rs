@@ -152,19 +152,31 @@ async fn v5_session_resume_and_clean_start() {
 }
 
 /// A v5 session with Session Expiry Interval 0 (the default) ends at
-/// disconnect, even with Clean Start 0 [MQTT-3.1.2-23 in 5.0: 3.1.2.11.2].
+/// disconnect, even with Clean Start 0 [MQTT-3.1.2-23 in 5.0: 3.1.2.11.2];
+/// so does one whose DISCONNECT sets the interval to 0, replacing the 300
+/// of CONNECT (5.0 3.14.2.2.2).
 #[tokio::test]
 async fn v5_session_expiry_zero_ends_at_disconnect() {
     let b = TestBroker::start().await;
-    let opts = ConnectOpts::new(Proto::V5, "v5-noexp").clean(false);
-    let (mut s, _) = Raw::connect(b.addr, &opts).await;
-    s.subscribe(1, &[("v5z/t", 1)]).await;
-    s.disconnect().await;
     let mut p = Raw::v5(b.addr, "v5z-pub").await;
-    p.publish("v5z/t", 1, false, 1, b"x").await;
-    let (mut s, sp) = Raw::connect(b.addr, &opts).await;
-    assert!(!sp, "session with expiry 0 must not survive the disconnect");
-    s.expect_silence("no queued message for an expired session").await;
+    let mut dx = vec![0x00, 5];
+    dx.extend(session_expiry(0));
+    let cases = [
+        (Vec::new(), disconnect_packet(), "expiry 0 at CONNECT"),
+        (session_expiry(300), packet(0xE0, &dx), "expiry 0 at DISCONNECT"),
+    ];
+    for (i, (props, disconnect, what)) in cases.into_iter().enumerate() {
+        let opts = ConnectOpts::new(Proto::V5, "v5-noexp").clean(false).props(props);
+        let (mut s, _) = Raw::connect(b.addr, &opts).await;
+        s.subscribe(1, &[("v5z/t", 1)]).await;
+        s.send(&disconnect).await;
+        assert!(s.expect_closed(what).await.is_empty());
+        p.publish("v5z/t", 1, false, i as u16 + 1, b"x").await;
+        let (mut s, sp) = Raw::connect(b.addr, &opts).await;
+        assert!(!sp, "{what}: the session must not survive the disconnect");
+        s.expect_silence("no queued message for an expired session").await;
+        s.disconnect().await;
+    }
     b.shutdown().await;
 }
 
@@ -602,29 +614,7 @@ async fn v5_response_information_when_requested() {
 async fn v5_keep_alive_timeout_disconnect_0x8d() {
     let b = TestBroker::start().await;
     let (mut c, _) = Raw::connect(b.addr, &ConnectOpts::new(Proto::V5, "ka5").keep_alive(1)).await;
-    let seen = c.expect_closed("keep-alive expiry").await;
-    assert!(
-        seen.len() == 1 && seen[0].kind == DISCONNECT && seen[0].reason() == 0x8D,
-        "expected DISCONNECT 0x8D, got {seen:?}"
-    );
-    b.shutdown().await;
-}
-
-/// The Session Expiry Interval of DISCONNECT replaces the one of CONNECT
-/// (5.0 3.14.2.2.2): 300 at CONNECT, 0 at DISCONNECT ends the session, so
-/// the next CONNECT with Clean Start 0 finds none (session present 0).
-#[tokio::test]
-async fn v5_disconnect_sets_session_expiry() {
-    let b = TestBroker::start().await;
-    let opts = ConnectOpts::new(Proto::V5, "dx").clean(false).props(session_expiry(300));
-    let (mut c, _) = Raw::connect(b.addr, &opts).await;
-    c.subscribe(1, &[("dx/t", 1)]).await;
-    let mut body = vec![0x00, 5];
-    body.extend(session_expiry(0));
-    c.send(&packet(0xE0, &body)).await;
-    assert!(c.expect_closed("DISCONNECT").await.is_empty());
-    let (_, present) = Raw::connect(b.addr, &opts).await;
-    assert!(!present, "the session ended at DISCONNECT with Session Expiry Interval 0");
+    assert_v5_disconnect(&c.expect_closed("keep-alive expiry").await, 0x8D, "[MQTT-3.1.2-22]");
     b.shutdown().await;
 }
 

@@ -338,4 +338,4 @@ fn will_message(w: Will, origin: SessionKey, now: Instant) -> Message {
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -1,5 +1,6 @@
 //! Unit tests of every packet handler, driving the machine without sockets:
-//! the router is the real one, called directly.
+//! the router is the real one, called directly. The harness is shared with
+//! the other tests of `session` (`auth_tests.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::protocol::{
 use crate::router::{ConnHandle, Router, RouterMsg};
 use crate::session::state::QueueLimits;
 
-fn cfg() -> MachineConfig {
+pub(in crate::session) fn cfg() -> MachineConfig {
     MachineConfig {
         max_packet_size: 1 << 20,
         max_inflight: 2,
@@ -30,7 +31,7 @@ fn cfg() -> MachineConfig {
     }
 }
 
-fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
+pub(in crate::session) fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
     Connect {
         version,
         client_id: id.into(),
@@ -51,19 +52,19 @@ fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
     }
 }
 
-struct Harness {
+pub(in crate::session) struct Harness {
     router: Router,
     now: Instant,
     next_conn: u64,
 }
 
-struct Client {
-    m: Machine,
+pub(in crate::session) struct Client {
+    pub(in crate::session) m: Machine,
     conn: ConnHandle,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(in crate::session) fn new() -> Harness {
         let limits =
             QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
         Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1 }
@@ -107,16 +108,25 @@ impl Harness {
     }
 
     fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
+        self.client_with(cfg(), connect)
+    }
+
+    /// A new connection with settings `cfg`, after its CONNECT.
+    pub(in crate::session) fn client_with(
+        &mut self,
+        cfg: MachineConfig,
+        connect: Connect,
+    ) -> (Client, Vec<Packet>, Option<Close>) {
         let id = self.next_conn;
         self.next_conn += 1;
         let conn = ConnHandle::new(id);
-        let mut c = Client { m: Machine::new(cfg(), conn.clone(), self.now), conn };
+        let mut c = Client { m: Machine::new(cfg, conn.clone(), self.now), conn };
         c.m.handle(Packet::Connect(Box::new(connect)), self.now);
         let (sent, closed) = self.run(&mut c);
         (c, sent, closed)
     }
 
-    fn feed(&mut self, c: &mut Client, p: Packet) -> (Vec<Packet>, Option<Close>) {
+    pub(in crate::session) fn feed(&mut self, c: &mut Client, p: Packet) -> (Vec<Packet>, Option<Close>) {
         c.m.handle(p, self.now);
         self.run(c)
     }
@@ -149,7 +159,7 @@ fn subscribe(filter: &str, qos: QoS) -> Packet {
     })
 }
 
-fn connack(sent: &[Packet]) -> &ConnAck {
+pub(in crate::session) fn connack(sent: &[Packet]) -> &ConnAck {
     match sent.first() {
         Some(Packet::ConnAck(c)) => c,
         other => panic!("expected CONNACK first, got {other:?}"),
