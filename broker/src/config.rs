@@ -94,8 +94,9 @@ pub struct Config {
     /// Payload bytes queued per session.
     pub max_queued_bytes: usize,
     pub queue_full_policy: QueueFullPolicy,
-    /// Disconnect an online MQTT 5 client whose queue overflows, with
-    /// DISCONNECT 0x97 Quota exceeded (its session and queue are kept).
+    /// Disconnect an online MQTT 5 client whose queue starts overflowing
+    /// under `drop_new`, with DISCONNECT 0x97 Quota exceeded (its session
+    /// and queue are kept).
     pub disconnect_on_queue_full: bool,
     /// Queue QoS 0 messages for offline persistent sessions.
     pub queue_qos0_messages: bool,

@@ -397,12 +397,18 @@ impl Router {
 
     /// The one handler of what became of a message offered to session
     /// `key`'s queue, `dropped` being the messages the queue dropped for
-    /// lack of room (the new one, or older ones under `drop_oldest`): counts
-    /// it, logs the first drop of an episode, and closes the connection of
-    /// an online MQTT 5 client with DISCONNECT 0x97 Quota exceeded if so
-    /// configured. The session, persistent or not, keeps its queue; its
-    /// expiry decides as for any disconnection. MQTT 3.1/3.1.1 have no way
-    /// to say why, so their clients keep the connection and lose messages.
+    /// lack of room (the new one, or older ones under `drop_oldest`).
+    ///
+    /// Counts it; at the first drop of an overflow episode (`drop_new`; an
+    /// episode lasts until the queue has drained to half) logs it and, if
+    /// so configured, closes the connection of an online MQTT 5 client with
+    /// DISCONNECT 0x97 Quota exceeded. The session, persistent or not, keeps
+    /// its queue; its expiry decides as for any disconnection. Only the
+    /// first drop of an episode closes: a client that resumes a session
+    /// whose queue overflowed while it was away is let drain it. MQTT
+    /// 3.1/3.1.1 have no way to say why, so their clients keep the
+    /// connection; so do clients under `drop_oldest`, which keeps the newest
+    /// messages flowing by design.
     fn enqueued(&mut self, key: SessionKey, r: Enqueued, dropped: u64) {
         if r == Enqueued::Queued {
             self.stats.delivered += 1;
@@ -413,10 +419,13 @@ impl Router {
         self.stats.dropped_queue_full += dropped;
         let Some(e) = self.sessions.get(&key) else { return };
         let client_id = e.client_id.as_str();
+        if r != (Enqueued::DroppedFull { first: true }) {
+            return;
+        }
         let v5_conn = e.conn.as_ref().filter(|c| c.v5 && self.quota_disconnect);
         if v5_conn.is_some_and(|c| c.close(reason::QUOTA_EXCEEDED)) {
             tracing::warn!(client_id, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
-        } else if r == (Enqueued::DroppedFull { first: true }) {
+        } else {
             tracing::warn!(client_id, "session queue full: dropping messages until it drains");
         }
     }

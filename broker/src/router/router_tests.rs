@@ -405,33 +405,42 @@ fn full_queue_setup(policy: QueueFullPolicy, v5: bool, disconnect: bool) -> (Rou
     (r, c, handle)
 }
 
-#[test]
-fn overflowing_queue_disconnects_an_mqtt5_client_with_0x97_and_keeps_the_session() {
-    for policy in [QueueFullPolicy::DropNew, QueueFullPolicy::DropOldest] {
-        let (mut r, c, handle) = full_queue_setup(policy, true, true);
-        r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
-        assert_eq!(handle.close_reason(), Some(reason::QUOTA_EXCEEDED), "{policy:?}");
-        assert_eq!(r.stats.dropped_queue_full, 1, "{policy:?}");
-        // The connection's end takes the session offline; it keeps its queue.
-        r.handle(
-            RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
-            Instant::now(),
-        );
-        let again = connect(&mut r, "c", false, 2);
-        assert!(again.session_present);
-        let want: Vec<&str> = if policy == QueueFullPolicy::DropNew { vec!["1", "2"] } else { vec!["2", "3"] };
-        let got: Vec<String> = drain(&again.session).into_iter().map(|x| x.0).collect();
-        assert_eq!(got, want, "{policy:?}");
-    }
+/// The connection's end takes the session offline; it keeps its queue.
+fn resume_after_disconnect(r: &mut Router, c: &ConnectReply) -> ConnectReply {
+    r.handle(
+        RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
+    let again = connect(r, "c", false, 2);
+    assert!(again.session_present);
+    again
 }
 
 #[test]
-fn overflowing_queue_keeps_mqtt311_clients_and_can_be_turned_off() {
-    for (v5, disconnect) in [(false, true), (true, false)] {
-        let (mut r, c, handle) = full_queue_setup(QueueFullPolicy::DropNew, v5, disconnect);
+fn overflowing_queue_disconnects_an_mqtt5_client_with_0x97_and_keeps_the_session() {
+    let (mut r, c, handle) = full_queue_setup(QueueFullPolicy::DropNew, true, true);
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
+    assert_eq!(handle.close_reason(), Some(reason::QUOTA_EXCEEDED));
+    assert_eq!(r.stats.dropped_queue_full, 1);
+    // Resumed while the episode lasts: the client may drain its queue.
+    let again = resume_after_disconnect(&mut r, &c);
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"4"));
+    assert_eq!(r.sessions[&c.key].conn.as_ref().and_then(ConnHandle::close_reason), None);
+    let got: Vec<String> = drain(&again.session).into_iter().map(|x| x.0).collect();
+    assert_eq!(got, vec!["1", "2"]);
+    assert_eq!(r.stats.dropped_queue_full, 2);
+}
+
+#[test]
+fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
+    use QueueFullPolicy::{DropNew, DropOldest};
+    for (policy, v5, disconnect) in [(DropNew, false, true), (DropNew, true, false), (DropOldest, true, true)] {
+        let (mut r, c, handle) = full_queue_setup(policy, v5, disconnect);
         r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
-        assert_eq!(handle.close_reason(), None, "v5 {v5}, disconnect_on_queue_full {disconnect}");
-        assert_eq!(r.stats.dropped_queue_full, 1);
-        assert_eq!(drain(&c.session).len(), 2);
+        assert_eq!(handle.close_reason(), None, "{policy:?}, v5 {v5}, disconnect_on_queue_full {disconnect}");
+        assert_eq!(r.stats.dropped_queue_full, 1, "drop_oldest drops are counted too");
+        let want: Vec<&str> = if policy == QueueFullPolicy::DropNew { vec!["1", "2"] } else { vec!["2", "3"] };
+        let got: Vec<String> = drain(&c.session).into_iter().map(|x| x.0).collect();
+        assert_eq!(got, want);
     }
 }
