@@ -213,10 +213,10 @@ struct FileConfig {
 #[derive(Debug, Default, Parser)]
 #[command(name = "edgemq", version, about = "An MQTT broker for IoT and edge gateways")]
 pub struct Args {
-    /// Port to listen on (0 picks a free port; the bound address is printed).
+    /// Port to listen on, for addresses without one (0 picks a free port; the bound address is printed).
     #[arg(short, long)]
     pub port: Option<u16>,
-    /// Address to listen on, an IP or IP:PORT (repeatable). Default 127.0.0.1 and ::1.
+    /// Address to listen on, an IP or IP:PORT (repeatable; replaces the config file's listeners). Default 127.0.0.1 and ::1.
     #[arg(long = "bind", value_name = "ADDR")]
     pub bind: Vec<String>,
     /// TOML configuration file (see edgemq.toml).
