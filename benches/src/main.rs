@@ -237,7 +237,8 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
 async fn serve(addr: SocketAddr, data_dir: Option<PathBuf>) -> Result<(), Error> {
     let data_dir =
         data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("edgemq-loadgen-{}", std::process::id())));
-    let cfg = edgemq::Config { listeners: vec![addr], data_dir, ..edgemq::Config::default() };
+    let listeners = vec![edgemq::config::ListenerConfig::tcp(addr)];
+    let cfg = edgemq::Config { listeners, data_dir, ..edgemq::Config::default() };
     let broker = edgemq::Broker::start(cfg).await.map_err(|e| Error::Other(e.to_string()))?;
     let bound: Vec<String> = broker.local_addrs().iter().map(|a| a.to_string()).collect();
     println!("edgemq (in edgemq-loadgen) listening on {}", bound.join(", "));

@@ -21,7 +21,7 @@ fn assert_clean(r: &Report, expected: u64) {
 async fn every_scenario_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = edgemq::Config {
-        listeners: vec!["127.0.0.1:0".parse().unwrap()],
+        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
         data_dir: dir.path().to_owned(),
         ..edgemq::Config::default()
     };

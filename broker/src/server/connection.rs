@@ -103,14 +103,17 @@ impl HeldAcks {
     }
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>)
+/// Serves one client connection until it closes. `listener_full`: the
+/// listener is at its `max_connections`, so CONNECT is refused.
+pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>, listener_full: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let kill = CancellationToken::new();
-    let handle = ConnHandle { id: conn_id, kill: kill.clone() };
-    let machine = Machine::new(ctx.machine.clone(), handle, now());
+    let handle = ConnHandle::new(conn_id);
+    let mut machine = Machine::new(ctx.machine.clone(), handle.clone(), now());
+    if listener_full {
+        machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
+    }
     let mut d = Driver {
         stream,
         peer,
@@ -132,7 +135,7 @@ where
         ctx,
         closing: None,
     };
-    let why = d.run(&kill).await;
+    let why = d.run(&handle).await;
     if d.ctx.verbose {
         if let Some(client_id) = d.machine.client_id() {
             tracing::info!(peer = %d.peer, client_id, reason = ?why, "client disconnected");
@@ -162,7 +165,7 @@ where
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    async fn run(&mut self, kill: &CancellationToken) -> Close {
+    async fn run(&mut self, handle: &ConnHandle) -> Close {
         let mut more = false;
         loop {
             if self.execute().await.is_err() {
@@ -185,7 +188,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => self.machine.taken_over(),
+                code = handle.closed() => self.machine.closed_by_router(code),
                 _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
                 r = self.stream.read_buf(&mut self.rbuf) => match r {
                     Ok(0) | Err(_) => return Close::Io,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use super::machine::{Action, Close, Connected, Machine, State};
+use super::machine::{Action, Close, Connected, EnhancedAuth, Machine, State};
 use super::outbound::Outbound;
 use crate::message::Message;
 use crate::protocol::topic::{valid_filter, valid_shared};
@@ -15,23 +15,29 @@ use crate::protocol::{
 use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
 
 impl Machine {
-    fn refuse(&mut self, code: u8) {
+    /// CONNACK with the error `code`, then close.
+    pub(super) fn refuse(&mut self, code: u8) {
         let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
         self.send(Packet::ConnAck(ConnAck { code, props, ..ConnAck::default() }));
         self.close(Close::Refused);
     }
 
-    fn connected_mut(&mut self) -> Option<&mut Connected> {
+    pub(super) fn connected_mut(&mut self) -> Option<&mut Connected> {
         match &mut self.state {
             State::Connected(c) => Some(c),
             _ => None,
         }
     }
 
-    /// CONNECT: checks the client identifier and credentials, then asks the
-    /// router for the session.
-    pub(super) fn on_connect(&mut self, mut c: Connect) {
+    /// CONNECT: checks the client identifier and credentials (or runs
+    /// enhanced authentication, `auth_flow.rs`), then asks the router for
+    /// the session. `deadline` bounds the whole of it.
+    pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
+        self.conn.v5 = c.version.is_v5();
+        if let Some(code) = self.refusal {
+            return self.refuse(code);
+        }
         if c.client_id.is_empty() {
             let allowed = match c.version {
                 // MQTT 3.1 requires an identifier.
@@ -51,13 +57,18 @@ impl Machine {
             c.client_id = id.clone();
             self.assigned_id = Some(id);
         }
+        if c.authentication_method.is_some() || c.authentication_data.is_some() {
+            // The method authenticates the client (allow_anonymous does not apply).
+            return self.start_auth(c, deadline);
+        }
         if !self.cfg.allow_anonymous && c.username.is_none() {
             return self.refuse(reason::NOT_AUTHORIZED);
         }
-        if c.authentication_method.is_some() {
-            // Enhanced authentication: no method is supported yet.
-            return self.refuse(reason::BAD_AUTHENTICATION_METHOD);
-        }
+        self.request_session(c);
+    }
+
+    /// Asks the router to open or resume the session of an accepted CONNECT.
+    pub(super) fn request_session(&mut self, c: Connect) {
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -103,6 +114,9 @@ impl Machine {
                 props.response_information =
                     self.cfg.response_information.as_ref().map(|r| format!("{r}{}", c.client_id));
             }
+            // [MQTT-4.12.0-5] a successful CONNACK names the method of CONNECT.
+            props.authentication_method = c.authentication_method.clone();
+            props.authentication_data = self.auth_data.take();
         }
         let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         let expiry = match c.version {
@@ -131,6 +145,7 @@ impl Machine {
             expiry_update: None,
             out,
             aliases_in: HashMap::new(),
+            auth: c.authentication_method.map(|method| EnhancedAuth { method, username: c.username, exchange: None }),
         }));
     }
 
@@ -167,7 +182,7 @@ impl Machine {
             let pending = st.inbound_qos2_pending();
             if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
                 drop(st);
-                // [MQTT-3.3.4-9] more unacknowledged QoS 2 than Receive Maximum.
+                // [MQTT-3.3.4-7] more unacknowledged QoS 2 than Receive Maximum.
                 return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
             }
             // Routed on first receipt only; a resent PUBLISH with the same
@@ -307,11 +322,5 @@ impl Machine {
             c.will = None;
         }
         self.close(Close::Normal);
-    }
-
-    pub(super) fn on_auth(&mut self) {
-        // AUTH is only valid during enhanced authentication, which this
-        // connection did not ask for (a protocol error).
-        self.close(Close::Error(reason::PROTOCOL_ERROR));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
 use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
@@ -32,6 +33,8 @@ pub struct MachineConfig {
     pub server_topic_aliases: bool,
     /// Response Information for clients that request it (client id appended).
     pub response_information: Option<String>,
+    /// Enhanced authentication methods (MQTT 5 AUTH), see `crate::auth`.
+    pub authenticator: Arc<dyn Authenticator>,
 }
 
 /// Why a connection is closing.
@@ -81,10 +84,26 @@ pub(super) struct Connected {
     pub out: super::outbound::Outbound,
     /// Topic aliases the client set (MQTT 5): alias -> topic.
     pub aliases_in: HashMap<u16, String>,
+    /// The enhanced authentication method the client connected with.
+    pub auth: Option<EnhancedAuth>,
+}
+
+/// Enhanced authentication of a connected client, for re-authentication.
+pub(super) struct EnhancedAuth {
+    pub method: String,
+    pub username: Option<String>,
+    /// A re-authentication in progress.
+    pub exchange: Option<Box<dyn AuthExchange>>,
 }
 
 pub(super) enum State {
     AwaitConnect {
+        deadline: Instant,
+    },
+    /// Enhanced authentication in progress (MQTT 5): waiting for AUTH.
+    Authenticating {
+        connect: Box<Connect>,
+        exchange: Box<dyn AuthExchange>,
         deadline: Instant,
     },
     /// CONNECT accepted by the machine, waiting for the router.
@@ -102,6 +121,10 @@ pub struct Machine {
     pub(super) last_seen: Instant,
     pub(super) out: Vec<Action>,
     pub(super) assigned_id: Option<String>,
+    /// Authentication Data for the CONNACK of a successful enhanced authentication.
+    pub(super) auth_data: Option<bytes::Bytes>,
+    /// The code CONNECT is refused with whatever it holds (listener full).
+    pub(super) refusal: Option<u8>,
     pub(super) closing: Option<Close>,
 }
 
@@ -116,8 +139,20 @@ impl Machine {
             last_seen: now,
             out: Vec::new(),
             assigned_id: None,
+            auth_data: None,
+            refusal: None,
             closing: None,
         }
+    }
+
+    /// Refuses the coming CONNECT with `code`, e.g. 0x97 Quota exceeded
+    /// when the listener is at its `max_connections`. 0x97 rather than 0x89
+    /// Server busy: the limit is an administrative one ("an implementation
+    /// or administrative imposed limit has been exceeded", 5.0 3.2.2.2),
+    /// not a passing overload that invites an immediate retry. MQTT 3.1 and
+    /// 3.1.1 clients get 0x03 Server unavailable (the encoder maps it).
+    pub fn refuse_connect(&mut self, code: u8) {
+        self.refusal = Some(code);
     }
 
     /// The protocol level, once CONNECT has been read.
@@ -183,7 +218,11 @@ impl Machine {
             return;
         }
         match (&self.state, packet) {
-            (State::AwaitConnect { .. }, Packet::Connect(c)) => self.on_connect(*c),
+            (State::AwaitConnect { deadline }, Packet::Connect(c)) => {
+                let deadline = *deadline;
+                self.on_connect(*c, deadline)
+            }
+            (State::Authenticating { .. }, Packet::Auth(a)) => self.on_auth(a),
             (State::Connected(_), p) => self.on_packet(p, now),
             // The decoder lets only CONNECT through first, and the driver
             // waits for the router before reading on; anything else is a bug
@@ -203,7 +242,7 @@ impl Machine {
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(Packet::PingResp),
             Packet::Disconnect(d) => self.on_disconnect(d),
-            Packet::Auth(_) => self.on_auth(),
+            Packet::Auth(a) => self.on_auth(a),
             // The decoder rejects every other type from a client.
             _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
         }
@@ -263,7 +302,7 @@ impl Machine {
             return None;
         }
         match &self.state {
-            State::AwaitConnect { deadline } => Some(*deadline),
+            State::AwaitConnect { deadline } | State::Authenticating { deadline, .. } => Some(*deadline),
             // [MQTT-3.1.2-24] one and a half times the keep-alive.
             State::Connected(c) => c.keep_alive.map(|k| self.last_seen + k + k / 2),
             _ => None,
@@ -281,9 +320,11 @@ impl Machine {
         }
     }
 
-    /// The router says another connection took the session.
-    pub fn taken_over(&mut self) {
-        self.close(Close::TakenOver);
+    /// The router closed this connection (see `ConnHandle::close`): another
+    /// connection took the session over (0x8E), or the session's queue
+    /// overflowed (0x97). MQTT 5 clients get DISCONNECT with the reason.
+    pub fn closed_by_router(&mut self, code: u8) {
+        self.close(if code == reason::SESSION_TAKEN_OVER { Close::TakenOver } else { Close::Error(code) });
     }
 
     pub fn shutdown(&mut self) {
@@ -297,4 +338,4 @@ fn will_message(w: Will, origin: SessionKey, now: Instant) -> Message {
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -1,6 +1,7 @@
 //! Sessions: the per-connection protocol state machine ([`Machine`]) and
 //! the state that outlives connections ([`state`]).
 
+mod auth_flow;
 mod handlers;
 mod machine;
 mod outbound;
