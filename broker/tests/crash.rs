@@ -418,7 +418,8 @@ fn a_backlog_spilled_to_disk_survives_kill_9_mid_drain() {
         }
     }
     drop(p);
-    let spilled: u64 = std::fs::read_dir(dir.path().join("spill")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let spilled: u64 =
+        std::fs::read_dir(dir.path().join("spill")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert!(spilled > 0, "the offline queue is on disk, not in memory");
     b.kill9();
 
