@@ -364,26 +364,11 @@ async fn v5_shared_subscription_one_member_each() {
     for i in 0..N {
         assert_eq!(plain.receive_acked().await.payload, format!("{i}").into_bytes());
     }
-    // Poll both members until all N have arrived (bounded), then check
-    // that nothing more comes.
     let mut seen = Vec::new();
-    within("every message at one group member", async {
-        while seen.len() < N {
-            for m in members.iter_mut() {
-                if let Recv::Packet(pk) = m.recv_within(Duration::from_millis(20)).await {
-                    assert_eq!(pk.kind, PUBLISH, "{pk:?}");
-                    let msg = pk.publish(true);
-                    assert!(
-                        !msg.retain && msg.payload != b"retained",
-                        "retained message sent to a shared subscription"
-                    );
-                    m.send(&ack_packet(PUBACK, msg.pid)).await;
-                    seen.push(String::from_utf8_lossy(&msg.payload).parse::<usize>().expect("number"));
-                }
-            }
-        }
-    })
-    .await;
+    for (_, msg) in collect_from(&mut members, N, true).await {
+        assert!(!msg.retain && msg.payload != b"retained", "retained message sent to a shared subscription");
+        seen.push(String::from_utf8_lossy(&msg.payload).parse::<usize>().expect("number"));
+    }
     for m in members.iter_mut() {
         m.expect_silence("each message to one member only").await;
     }

@@ -294,3 +294,26 @@ impl Bystander {
         }
     }
 }
+
+/// Reads PUBLISHes from the members of a shared subscription until `n` have
+/// arrived in all (bounded by `TIMEOUT`); acknowledges each unless `ack` is
+/// false. Returns (member index, message) in arrival order per member.
+pub async fn collect_from(members: &mut [Raw], n: usize, ack: bool) -> Vec<(usize, Pub)> {
+    let mut seen = Vec::new();
+    within("messages at the group members", async {
+        while seen.len() < n {
+            for (i, m) in members.iter_mut().enumerate() {
+                if let Recv::Packet(pk) = m.recv_within(Duration::from_millis(20)).await {
+                    assert_eq!(pk.kind, PUBLISH, "{pk:?}");
+                    let msg = pk.publish(m.v5);
+                    if ack && msg.qos > 0 {
+                        m.send(&ack_packet(PUBACK, msg.pid)).await;
+                    }
+                    seen.push((i, msg));
+                }
+            }
+        }
+    })
+    .await;
+    seen
+}
