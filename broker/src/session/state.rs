@@ -485,14 +485,10 @@ impl SessionState {
         message: &mut dyn FnMut(u64) -> Option<Arc<crate::message::Message>>,
     ) {
         use crate::store::recover::Flight;
-        let delivery = |seq: u64, e: crate::store::recover::Entry, msg: Arc<crate::message::Message>| Delivery {
-            msg,
-            qos: e.qos,
-            retain: e.retain,
-            sub_ids: e.sub_ids,
-            shared: e.shared.map(Arc::from),
-            mid: e.mid,
-            seq,
+        let delivery = |seq: u64, e: crate::store::recover::Entry, msg: Arc<crate::message::Message>| {
+            let (qos, retain, mid) = (e.qos, e.retain, e.mid);
+            let (sub_ids, shared) = e.into_extra();
+            Delivery { msg, qos, retain, sub_ids, shared: shared.map(Arc::from), mid, seq }
         };
         self.subscriptions = stored.subs.into_iter().collect();
         let mut max_seq = 0;

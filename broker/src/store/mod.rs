@@ -131,7 +131,9 @@ impl Journal {
 
 /// Opens the store in `cfg.dir`, replaying it.
 pub fn open(cfg: &StoreConfig) -> io::Result<(Journal, Model, Recovery)> {
-    let mut replay = recover::Replay::default();
+    // Emptied first: recovery keeps its scratch files there too.
+    let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
+    let mut replay = recover::Replay::with_scratch(cfg.spill_dir.clone());
     let mut undecodable = 0u64;
     let log_cfg = LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync };
     let (log, rec) = Log::open(log_cfg, &mut |_, bytes| match Record::decode(bytes) {
@@ -142,6 +144,5 @@ pub fn open(cfg: &StoreConfig) -> io::Result<(Journal, Model, Recovery)> {
         tracing::error!(undecodable, "store: records with a valid checksum could not be decoded; skipped");
     }
     let model = replay.finish();
-    let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
     Ok((Journal { log, sync: cfg.sync, compact_bytes: cfg.compact_bytes, spill }, model, rec))
 }

@@ -16,14 +16,27 @@ use super::record::{Record, StoredMessage};
 use crate::message::SessionKey;
 use crate::protocol::{QoS, SubOptions};
 
-/// A queue entry as stored.
+/// A queue entry as stored (24 bytes: millions of them can pass through
+/// recovery, and Subscription Identifiers and shared groups are rare).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub mid: u64,
     pub qos: QoS,
     pub retain: bool,
-    pub sub_ids: Vec<u32>,
-    pub shared: Option<String>,
+    /// Subscription Identifiers and the shared subscription, if any.
+    pub extra: Option<Box<(Vec<u32>, Option<String>)>>,
+}
+
+impl Entry {
+    pub fn new(mid: u64, qos: QoS, retain: bool, sub_ids: Vec<u32>, shared: Option<String>) -> Entry {
+        let extra = (!sub_ids.is_empty() || shared.is_some()).then(|| Box::new((sub_ids, shared)));
+        Entry { mid, qos, retain, extra }
+    }
+
+    /// Subscription Identifiers and shared subscription.
+    pub fn into_extra(self) -> (Vec<u32>, Option<String>) {
+        self.extra.map_or((Vec::new(), None), |b| *b)
+    }
 }
 
 /// An in-flight message as stored.
@@ -47,7 +60,7 @@ pub struct StoredSession {
 }
 
 /// The whole durable state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Model {
     pub sessions: HashMap<SessionKey, StoredSession>,
     pub msgs: Bodies,
@@ -92,13 +105,7 @@ impl Model {
             }
             Record::Enq { key, seq, mid, qos, retain, sub_ids, shared } => {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    let entry = Entry {
-                        mid: *mid,
-                        qos: *qos,
-                        retain: *retain,
-                        sub_ids: sub_ids.clone(),
-                        shared: shared.clone(),
-                    };
+                    let entry = Entry::new(*mid, *qos, *retain, sub_ids.clone(), shared.clone());
                     s.queue.insert(*seq, entry);
                 }
             }
@@ -202,23 +209,71 @@ impl IntoIterator for Entries {
     }
 }
 
-/// Message bodies by `mid`, encoded one after another in one buffer.
-#[derive(Debug, Clone, Default)]
+/// Message bodies by `mid`, encoded one after another: in memory, or in
+/// an unlinked scratch file with a small write buffer (recovery of a large
+/// backlog: the bodies then cost page cache, not RSS).
+#[derive(Debug, Default)]
 pub struct Bodies {
-    arena: Vec<u8>,
-    index: HashMap<u64, (usize, usize)>,
+    /// The bytes after `flushed` (all of them without a file).
+    buf: Vec<u8>,
+    file: Option<std::fs::File>,
+    /// Bytes written to the file.
+    flushed: u64,
+    index: HashMap<u64, (u64, u32)>,
 }
 
+/// Bodies buffered before they are written to the scratch file.
+const BODY_CHUNK: usize = 256 * 1024;
+
 impl Bodies {
+    /// Bodies kept in a scratch file in `dir`; in memory if it cannot be
+    /// created.
+    pub fn on_disk(dir: &std::path::Path, n: u64) -> Bodies {
+        let path = dir.join(format!("recovery-{n}.tmp"));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path);
+        let _ = std::fs::remove_file(&path);
+        match file {
+            Ok(f) => Bodies { file: Some(f), ..Bodies::default() },
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "store: recovery keeps message bodies in memory: {e}");
+                Bodies::default()
+            }
+        }
+    }
+
     pub fn insert(&mut self, mid: u64, m: &StoredMessage) {
-        let at = self.arena.len();
-        m.encode_into(&mut self.arena);
-        self.index.insert(mid, (at, self.arena.len()));
+        let at = self.buf.len();
+        m.encode_into(&mut self.buf);
+        self.index.insert(mid, (self.flushed + at as u64, (self.buf.len() - at) as u32));
+        if self.buf.len() >= BODY_CHUNK {
+            if let Some(f) = &mut self.file {
+                use std::io::Write;
+                match f.write_all(&self.buf) {
+                    Ok(()) => {
+                        self.flushed += self.buf.len() as u64;
+                        self.buf.clear();
+                    }
+                    Err(e) => {
+                        // What was written stays readable; the rest stays here.
+                        tracing::warn!("store: recovery scratch file failed, bodies stay in memory: {e}");
+                        self.file = None;
+                    }
+                }
+            }
+        }
     }
 
     pub fn get(&self, mid: u64) -> Option<StoredMessage> {
-        let (a, b) = *self.index.get(&mid)?;
-        StoredMessage::decode(self.arena.get(a..b)?).ok()
+        let (at, len) = *self.index.get(&mid)?;
+        let len = len as usize;
+        if at >= self.flushed {
+            let a = (at - self.flushed) as usize;
+            return StoredMessage::decode(self.buf.get(a..a + len)?).ok();
+        }
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0; len];
+        self.file.as_ref()?.read_exact_at(&mut bytes, at).ok()?;
+        StoredMessage::decode(&bytes).ok()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
@@ -245,13 +300,33 @@ pub struct Replay {
     /// A snapshot in progress: its id and the state it builds.
     building: Option<(u64, Model)>,
     pub snapshots: u64,
+    /// Where message bodies go while replaying (memory without it).
+    scratch: Option<std::path::PathBuf>,
+    files: u64,
 }
 
 impl Replay {
+    /// A replay that keeps message bodies in scratch files in `dir`.
+    pub fn with_scratch(dir: std::path::PathBuf) -> Replay {
+        let mut r = Replay { scratch: Some(dir), ..Replay::default() };
+        r.model.msgs = r.bodies();
+        r
+    }
+
+    fn bodies(&mut self) -> Bodies {
+        self.files += 1;
+        match &self.scratch {
+            Some(dir) => Bodies::on_disk(dir, self.files),
+            None => Bodies::default(),
+        }
+    }
+
     pub fn apply(&mut self, r: Record) {
         match r {
             Record::SnapshotBegin { id } => {
-                let fresh = Model { max_key: self.model.max_key, max_mid: self.model.max_mid, ..Model::default() };
+                let msgs = self.bodies();
+                let fresh =
+                    Model { max_key: self.model.max_key, max_mid: self.model.max_mid, msgs, ..Model::default() };
                 self.building = Some((id, fresh));
             }
             Record::SnapshotEnd { id } => {

@@ -124,3 +124,27 @@ fn completed_snapshot_replaces_older_state() {
     assert_eq!(m.sessions.keys().copied().collect::<Vec<_>>(), vec![2]);
     assert!(m.retained.is_empty());
 }
+
+#[test]
+fn bodies_in_a_scratch_file_read_back_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replay::with_scratch(dir.path().to_owned());
+    r.apply(session(1));
+    let n = 20_000u64;
+    for mid in 1..=n {
+        let payload: &'static [u8] = Box::leak(format!("body {mid}").into_bytes().into_boxed_slice());
+        r.apply(Record::Msg { mid, msg: msg(payload) });
+        r.apply(enq(1, mid, mid));
+    }
+    // A snapshot in the middle gets its own scratch file.
+    r.apply(Record::SnapshotBegin { id: 1 });
+    r.apply(Record::Snap(Box::new(session(1))));
+    r.apply(Record::Snap(Box::new(Record::Msg { mid: 7, msg: msg(b"body 7") })));
+    r.apply(Record::Snap(Box::new(enq(1, 7, 7))));
+    let m = r.finish();
+    assert_eq!(m.sessions[&1].queue.len(), n as usize, "incomplete snapshot ignored");
+    for mid in [1, 2, 9_999, 10_000, n] {
+        assert_eq!(m.msgs.get(mid).unwrap().payload, format!("body {mid}").into_bytes());
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files are unlinked at once");
+}
