@@ -113,7 +113,7 @@ impl Router {
     /// Records a persistent session's existence, expiry and online state,
     /// making it journaled if it was not yet.
     pub(super) fn record_session(&mut self, key: SessionKey, now: Instant) {
-        let Some(d) = &self.durable else { return };
+        let Some(d) = self.durable.as_mut() else { return };
         let Some(e) = self.sessions.get(&key) else { return };
         if e.expiry == Some(Duration::ZERO) {
             // No longer persistent (an MQTT 5 client resumed with expiry 0):
@@ -128,6 +128,15 @@ impl Router {
         let mut st = e.shared.lock();
         d.journal.append(&d.session_record(key, e));
         if !st.is_journaled() {
+            // What was queued or in flight before the session became
+            // persistent gets its body stored, so it survives a restart too.
+            let (j, base) = (d.journal.clone(), d.base);
+            st.store_bodies(&mut |dl| {
+                let mid = d.next_mid;
+                d.next_mid += 1;
+                j.append(&Record::Msg { mid, msg: StoredMessage::from_message(&dl.msg, base.0, base.1) });
+                mid
+            });
             st.set_journal(key, d.journal.clone());
             st.dump(&mut HashSet::new(), now, d.wall(now), &mut |r| {
                 d.journal.append(&r);

@@ -445,3 +445,35 @@ fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn a_session_made_persistent_by_takeover_keeps_what_was_already_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, m) = open_store(dir.path());
+        let mut r = Router::new(limits());
+        r.enable_persistence(j.clone(), m, (Instant::now(), std::time::SystemTime::now()));
+        let c = connect(&mut r, "late", true, 1);
+        sub(&mut r, c.key, "t", QoS::AtLeastOnce);
+        for p in [b"1", b"2", b"3"] {
+            r.publish(msg("t", QoS::AtLeastOnce, false, p));
+        }
+        {
+            // One of them in flight, two queued.
+            let mut st = c.session.lock();
+            st.next_to_send(10, Instant::now()).unwrap();
+        }
+        // The same client id takes over without a clean start and with no
+        // expiry: the session is now persistent.
+        let again = persistent(&mut r, "late", 2);
+        assert_eq!(again.key, c.key);
+        j.close();
+    }
+    let (_j, m) = open_store(dir.path());
+    let sess = m.sessions.values().next().expect("the session was stored");
+    assert_eq!(sess.queue.len(), 2, "queued messages recorded");
+    assert_eq!(sess.inflight.len(), 1, "in-flight message recorded");
+    for (_, e) in sess.queue.iter() {
+        assert!(m.msgs.get(e.mid).is_some(), "queued message has its body");
+    }
+}

@@ -206,6 +206,27 @@ impl SessionState {
         self.queue.set_online(online);
     }
 
+    /// Gives each QoS 1/2 delivery queued or in flight before the session
+    /// was stored a stored body (`store` records it and returns its id), so
+    /// the records written when it becomes stored cover them.
+    pub fn store_bodies(&mut self, store: &mut dyn FnMut(&Delivery) -> u64) {
+        let unstored = |d: &Delivery| d.mid == 0 && d.qos != QoS::AtMostOnce;
+        for f in &mut self.inflight {
+            if let Stage::Published(d) = &mut f.stage {
+                if unstored(d) {
+                    d.mid = store(d);
+                }
+            }
+        }
+        for _ in 0..self.queue.len() {
+            let Some(mut d) = self.queue.pop_front() else { break };
+            if unstored(&d) {
+                d.mid = store(&d);
+            }
+            self.queue.push_back(d);
+        }
+    }
+
     /// Stops recording changes (the session is no longer persistent).
     pub fn clear_journal(&mut self) {
         self.journal = None;
