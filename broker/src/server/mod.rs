@@ -4,6 +4,7 @@
 
 mod connection;
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,8 +180,10 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<ConnCtx>, tracker: TaskTrac
     }
 }
 
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>) {
+/// Not an `async fn`: the connection's future is `serve`'s alone, without
+/// a wrapper holding a second copy of the arguments.
+fn serve_tcp(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>) -> impl Future<Output = ()> {
     // Small MQTT packets must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    serve(stream, peer, id, ctx).await;
+    serve(stream, peer, id, ctx)
 }

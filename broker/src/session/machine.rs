@@ -150,6 +150,12 @@ impl Machine {
         self.out.drain(..)
     }
 
+    /// The actions emitted since the last call, with their storage: a
+    /// machine between turns holds none (an `Action` is 120 bytes).
+    pub fn actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
     pub(super) fn send(&mut self, p: Packet) {
         self.out.push(Action::Send(p));
     }

@@ -118,7 +118,14 @@ impl Machine {
                 return false;
             };
             match c.out.publish(&d, pkid, false, now) {
-                Some(p) => self.out.push(Action::Send(p)),
+                Some(p) => {
+                    if self.out.len() == self.out.capacity() {
+                        // One allocation for the turn, not a series of
+                        // doublings (the driver takes the vector each turn).
+                        self.out.reserve(budget.min(st.queued() + 1));
+                    }
+                    self.out.push(Action::Send(p));
+                }
                 None if pkid != 0 => {
                     st.complete(pkid);
                 }
