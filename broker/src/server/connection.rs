@@ -72,7 +72,7 @@ impl Transport for TcpStream {
 /// What every connection shares.
 pub struct ConnCtx {
     pub router: mpsc::Sender<RouterMsg>,
-    pub machine: MachineConfig,
+    pub machine: Arc<MachineConfig>,
     pub shutdown: CancellationToken,
     pub verbose: bool,
     /// The store, when acknowledgements must wait for durability.
@@ -103,9 +103,6 @@ struct Driver<S> {
     wbuf: BytesMut,
     session: Option<Arc<SharedSession>>,
     ctx: Arc<ConnCtx>,
-    /// Cancelled by a session takeover (the router) or, as a child of the
-    /// broker's shutdown token, by shutdown.
-    kill: CancellationToken,
     /// Set once the machine asked to close.
     closing: Option<Close>,
     /// Acknowledgements held until what they acknowledge is durable; made
@@ -116,6 +113,9 @@ struct Driver<S> {
 }
 
 type WakeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Stands in for the session's notification before CONNECT (never polled).
+static NO_SESSION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// PUBACK, PUBREC, SUBACK and UNSUBACK wait (in order) until the router
 /// has processed the message they answer and the log is durable that far.
@@ -201,9 +201,10 @@ impl HeldAcks {
 /// A plain function returning the future, so the future holds the driver
 /// once (an `async fn`'s arguments would be stored beside it).
 pub fn serve<S: Transport>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>) -> impl Future<Output = ()> {
+    // Cancelled by a session takeover (the router) or, as a child of the
+    // broker's shutdown token, by shutdown.
     let kill = ctx.shutdown.child_token();
-    let handle = ConnHandle { id: conn_id, kill: kill.clone() };
-    let machine = Machine::new(ctx.machine.clone(), handle, now());
+    let machine = Machine::new(ctx.machine.clone(), ConnHandle { id: conn_id, kill }, now());
     let mut d = Driver {
         stream,
         peer,
@@ -212,18 +213,27 @@ pub fn serve<S: Transport>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<C
         wbuf: BytesMut::new(),
         session: None,
         ctx,
-        kill,
         closing: None,
         acks: None,
         timer: None,
     };
-    async move { d.serve().await }
+    // The body is here rather than in an `async fn` taking `&mut self`, whose
+    // future would hold that reference twice.
+    async move {
+        let why = d.run().await;
+        d.close(why).await;
+    }
 }
 
 /// Reads what the stream has into `buf`. While nothing is there, an empty
 /// buffer is released: a stream with readiness waits without one.
 fn poll_read_some<S: Transport>(stream: &mut S, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-    std::task::ready!(stream.poll_read_ready(cx))?;
+    let ready = stream.poll_read_ready(cx);
+    if ready.is_pending() && S::READINESS && buf.is_empty() && buf.capacity() > 0 {
+        // A short read cleared the readiness: wait without the buffer.
+        *buf = BytesMut::new();
+    }
+    std::task::ready!(ready)?;
     if buf.capacity() == buf.len() {
         buf.reserve(IDLE_READ);
     }
@@ -242,8 +252,8 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll
 }
 
 impl<S: Transport> Driver<S> {
-    async fn serve(&mut self) {
-        let why = self.run().await;
+    /// After the session loop: tells the router, then closes the stream.
+    async fn close(&mut self, why: Close) {
         if self.ctx.verbose {
             if let Some(client_id) = self.machine.client_id() {
                 tracing::info!(peer = %self.peer, client_id, reason = ?why, "client disconnected");
@@ -291,18 +301,19 @@ impl<S: Transport> Driver<S> {
             }
             // Deliveries may have been held back behind a SUBACK released since.
             more |= self.deliver();
-            let flushed = self.flush().await;
+            let write_failed = self.flush().await.is_err();
             if let Some(why) = self.closing {
                 return why;
             }
-            if flushed.is_err() {
+            if write_failed {
                 return Close::Io;
             }
             self.arm_timer();
-            let session = self.session.clone();
+            // Before CONNECT there is no session; its branch is disabled.
+            let notify = self.session.as_ref().map_or(&NO_SESSION, |s| &s.notify);
             tokio::select! {
                 biased;
-                _ = self.kill.cancelled() => {
+                _ = self.machine.kill().cancelled() => {
                     if self.ctx.shutdown.is_cancelled() {
                         self.machine.shutdown();
                     } else {
@@ -318,7 +329,7 @@ impl<S: Transport> Driver<S> {
                         more = self.deliver();
                     }
                 },
-                _ = async { match &session { Some(s) => s.notify.notified().await, None => std::future::pending().await } } => {
+                _ = notify.notified(), if self.session.is_some() => {
                     more = self.deliver();
                 }
                 _ = std::future::poll_fn(|cx| match &mut self.acks {

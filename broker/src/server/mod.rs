@@ -97,7 +97,7 @@ impl Broker {
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ConnCtx {
             router: tx,
-            machine: machine_config(&cfg),
+            machine: Arc::new(machine_config(&cfg)),
             shutdown: shutdown.clone(),
             verbose: cfg.verbose,
             journal: journal.clone(),

@@ -1,6 +1,5 @@
 //! One handler per packet type a client sends, on [`Machine`].
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,7 @@ impl Machine {
     /// router for the session.
     pub(super) fn on_connect(&mut self, mut c: Connect) {
         self.version = Some(c.version);
+        let mut assigned = false;
         if c.client_id.is_empty() {
             let allowed = match c.version {
                 // MQTT 3.1 requires an identifier.
@@ -47,9 +47,8 @@ impl Machine {
             }
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u64(self.conn.id);
-            let id = format!("edgemq-{:016x}", h.finish());
-            c.client_id = id.clone();
-            self.assigned_id = Some(id);
+            c.client_id = format!("edgemq-{:016x}", h.finish());
+            assigned = true;
         }
         if !self.cfg.allow_anonymous && c.username.is_none() {
             return self.refuse(reason::NOT_AUTHORIZED);
@@ -74,12 +73,12 @@ impl Machine {
             expiry,
             conn: self.conn.clone(),
         }));
-        self.state = State::Connecting(Box::new(c));
+        self.state = State::Connecting(Box::new(c), assigned);
     }
 
     /// The router opened or resumed the session: CONNACK, then whatever was
     /// in flight.
-    pub(super) fn on_session(&mut self, c: Connect, reply: ConnectReply, now: Instant) {
+    pub(super) fn on_session(&mut self, c: Connect, assigned: bool, reply: ConnectReply, now: Instant) {
         let v5 = c.version.is_v5();
         let mut keep_alive = c.keep_alive;
         let mut props = ConnAckProps::default();
@@ -89,7 +88,7 @@ impl Machine {
                 keep_alive = self.cfg.max_keepalive;
                 props.server_keep_alive = Some(keep_alive);
             }
-            props.assigned_client_identifier = self.assigned_id.take();
+            props.assigned_client_identifier = assigned.then(|| c.client_id.clone());
             props.maximum_packet_size = u32::try_from(self.cfg.max_packet_size).ok();
             props.receive_maximum = Some(self.cfg.receive_maximum);
             if self.cfg.topic_alias_maximum > 0 {
@@ -125,12 +124,12 @@ impl Machine {
             key: reply.key,
             session,
             keep_alive,
-            will: c.will,
+            will: c.will.map(Box::new),
             window: window.max(1),
             expiry,
             expiry_update: None,
             out,
-            aliases_in: HashMap::new(),
+            aliases_in: None,
         }));
     }
 
@@ -147,9 +146,9 @@ impl Machine {
         }
         if p.topic.is_empty() {
             // An alias that was never set is a protocol error.
-            p.topic = c.aliases_in.get(&alias).cloned().ok_or(reason::PROTOCOL_ERROR)?;
+            p.topic = c.aliases_in.as_ref().and_then(|a| a.get(&alias)).cloned().ok_or(reason::PROTOCOL_ERROR)?;
         } else {
-            c.aliases_in.insert(alias, p.topic.clone());
+            c.aliases_in.get_or_insert_with(Box::default).insert(alias, p.topic.clone());
         }
         Ok(())
     }

@@ -71,7 +71,9 @@ pub(super) struct Connected {
     pub key: SessionKey,
     pub session: Arc<SharedSession>,
     pub keep_alive: Option<Duration>,
-    pub will: Option<Will>,
+    /// Boxed: most clients have none, and this struct lives as long as
+    /// the connection.
+    pub will: Option<Box<Will>>,
     /// Outgoing QoS 1/2 window: ours, lowered by the client's Receive Maximum.
     pub window: usize,
     /// Session Expiry requested at CONNECT (MQTT 5 rules for DISCONNECT).
@@ -79,16 +81,20 @@ pub(super) struct Connected {
     pub expiry_update: Option<Option<Duration>>,
     /// What this connection sends: aliases, size limit (outbound.rs).
     pub out: super::outbound::Outbound,
-    /// Topic aliases the client set (MQTT 5): alias -> topic.
-    pub aliases_in: HashMap<u16, String>,
+    /// Topic aliases the client set (MQTT 5): alias -> topic; made on first use.
+    // Boxed on purpose: 8 bytes instead of an empty map's 48 for the
+    // connections that never use it.
+    #[allow(clippy::box_collection)]
+    pub aliases_in: Option<Box<HashMap<u16, String>>>,
 }
 
 pub(super) enum State {
     AwaitConnect {
         deadline: Instant,
     },
-    /// CONNECT accepted by the machine, waiting for the router.
-    Connecting(Box<Connect>),
+    /// CONNECT accepted by the machine, waiting for the router (and
+    /// whether the broker assigned the client identifier).
+    Connecting(Box<Connect>, bool),
     Connected(Box<Connected>),
     Closed,
 }
@@ -96,17 +102,18 @@ pub(super) enum State {
 /// The protocol state of one network connection.
 pub struct Machine {
     pub(super) state: State,
-    pub(super) cfg: MachineConfig,
+    pub(super) cfg: Arc<MachineConfig>,
     pub(super) conn: ConnHandle,
     pub(super) version: Option<Version>,
     pub(super) last_seen: Instant,
     pub(super) out: Vec<Action>,
-    pub(super) assigned_id: Option<String>,
     pub(super) closing: Option<Close>,
 }
 
 impl Machine {
-    pub fn new(cfg: MachineConfig, conn: ConnHandle, now: Instant) -> Machine {
+    /// A machine for a new connection; `cfg` is shared by all of them.
+    pub fn new(cfg: impl Into<Arc<MachineConfig>>, conn: ConnHandle, now: Instant) -> Machine {
+        let cfg = cfg.into();
         let deadline = now + cfg.connect_timeout;
         Machine {
             state: State::AwaitConnect { deadline },
@@ -115,9 +122,13 @@ impl Machine {
             version: None,
             last_seen: now,
             out: Vec::new(),
-            assigned_id: None,
             closing: None,
         }
+    }
+
+    /// Cancelled when the connection must close: session takeover, shutdown.
+    pub fn kill(&self) -> &tokio_util::sync::CancellationToken {
+        &self.conn.kill
     }
 
     /// The protocol level, once CONNECT has been read.
@@ -231,10 +242,10 @@ impl Machine {
 
     /// The router opened the session.
     pub fn connected(&mut self, reply: ConnectReply, now: Instant) {
-        let State::Connecting(c) = std::mem::replace(&mut self.state, State::Closed) else {
+        let State::Connecting(c, assigned) = std::mem::replace(&mut self.state, State::Closed) else {
             return;
         };
-        self.on_session(*c, reply, now);
+        self.on_session(*c, assigned, reply, now);
     }
 
     /// Takes what the router must hear when the connection is gone: the
@@ -253,7 +264,7 @@ impl Machine {
             Close::Normal | Close::Error(_) | Close::TakenOver | Close::Io => c.will,
         };
         let will_delay = will.as_ref().map_or(0, |w| w.delay_interval);
-        let will = will.map(|w| will_message(w, c.key, now));
+        let will = will.map(|w| will_message(*w, c.key, now));
         Some(RouterMsg::Disconnected {
             key: c.key,
             conn_id: self.conn.id,
