@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::machine::{Action, Machine, State};
 use crate::message::{Delivery, Message};
-use crate::protocol::{encode, Ack, Packet, Publish, PublishProps, Version};
+use crate::protocol::{encode, publish_size_bound, Ack, Packet, Publish, PublishProps, Version};
 use crate::session::state::{SessionState, Stage};
 
 /// Per-connection outbound settings and state.
@@ -27,7 +27,6 @@ pub struct Outbound {
     // connections that never use it.
     #[allow(clippy::box_collection)]
     aliases: Option<Box<HashMap<String, u16>>>,
-    scratch: BytesMut,
     /// PUBLISH packets dropped for exceeding the client's limit.
     pub dropped_too_large: u64,
 }
@@ -76,11 +75,14 @@ impl Outbound {
             payload: d.msg.payload.clone(),
             props,
         });
-        if let (Some(max), Some(version)) = (self.max_packet_size, self.version) {
-            self.scratch.clear();
-            if encode(&p, version, &mut self.scratch).is_ok() && self.scratch.len() > max as usize {
-                self.dropped_too_large += 1;
-                return None;
+        if let (Some(max), Some(version), Packet::Publish(publish)) = (self.max_packet_size, self.version, &p) {
+            // Encoded for an exact size only when the bound is above the limit.
+            if publish_size_bound(publish, v5) > max as usize {
+                let mut buf = BytesMut::new();
+                if encode(&p, version, &mut buf).is_ok() && buf.len() > max as usize {
+                    self.dropped_too_large += 1;
+                    return None;
+                }
             }
         }
         if let Some(a) = new_alias {
