@@ -138,3 +138,25 @@ fn sync_modes_make_records_durable_and_count_syncs() {
         }
     }
 }
+
+#[test]
+fn appends_past_the_backlog_bound_neither_lose_nor_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1 << 20);
+    // More than PENDING_RECORDS at once: appenders wait for the writer
+    // instead of failing, and every record is written.
+    let n = PENDING_RECORDS as u64 * 3;
+    for i in 0..n {
+        log.append(i.to_le_bytes().to_vec());
+    }
+    wait_durable(&log, n);
+    // With the writer gone, appends return (the records are lost, as in a
+    // crash at that moment) rather than wait for it forever.
+    log.close();
+    for i in 0..n {
+        log.append(i.to_le_bytes().to_vec());
+    }
+    drop(log);
+    let (_, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, n);
+}
