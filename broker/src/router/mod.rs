@@ -51,6 +51,8 @@ pub struct ConnectRequest {
 /// The router's answer to a [`ConnectRequest`].
 pub struct ConnectReply {
     pub key: SessionKey,
+    /// The client identifier, shared with the router's copy.
+    pub client_id: Arc<str>,
     pub session: Arc<SharedSession>,
     pub session_present: bool,
 }
@@ -102,7 +104,8 @@ pub enum RouterMsg {
 }
 
 struct SessionEntry {
-    client_id: String,
+    /// Shared with `by_client`'s key: one copy of the identifier.
+    client_id: Arc<str>,
     shared: Arc<SharedSession>,
     conn: Option<ConnHandle>,
     expiry: Option<Duration>,
@@ -121,7 +124,7 @@ pub struct RouterStats {
 /// The router state.
 pub struct Router {
     sessions: HashMap<SessionKey, SessionEntry>,
-    by_client: HashMap<String, SessionKey>,
+    by_client: HashMap<Arc<str>, SessionKey>,
     subs: SubscriptionTree,
     retained: RetainedStore,
     next_key: SessionKey,
@@ -194,7 +197,7 @@ impl Router {
 
     /// Opens, resumes or takes over the session of `req.client_id`.
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
-        if let Some(&key) = self.by_client.get(&req.client_id) {
+        if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
                 old.kill.cancel();
@@ -208,20 +211,21 @@ impl Router {
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
                 e.shared.lock().online = true;
-                let session = e.shared.clone();
+                let (session, client_id) = (e.shared.clone(), e.client_id.clone());
                 self.record_session(key, now);
-                return ConnectReply { key, session, session_present: true };
+                return ConnectReply { key, client_id, session, session_present: true };
             }
         }
         let key = self.next_key;
         self.next_key += 1;
         let shared = Arc::new(SharedSession::new(self.limits));
         shared.lock().online = true;
-        self.by_client.insert(req.client_id.clone(), key);
+        let client_id: Arc<str> = req.client_id.into();
+        self.by_client.insert(client_id.clone(), key);
         self.sessions.insert(
             key,
             SessionEntry {
-                client_id: req.client_id,
+                client_id: client_id.clone(),
                 shared: shared.clone(),
                 conn: Some(req.conn),
                 expiry: req.expiry,
@@ -229,7 +233,7 @@ impl Router {
             },
         );
         self.record_session(key, now);
-        ConnectReply { key, session: shared, session_present: false }
+        ConnectReply { key, client_id, session: shared, session_present: false }
     }
 
     /// Ends a session: its subscriptions go, its delayed will is published.

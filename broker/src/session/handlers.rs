@@ -103,7 +103,6 @@ impl Machine {
                     self.cfg.response_information.as_ref().map(|r| format!("{r}{}", c.client_id));
             }
         }
-        let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -111,7 +110,7 @@ impl Machine {
             },
             _ => None,
         };
-        let window = usize::from(self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX)));
+        let window = self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX));
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
@@ -120,7 +119,7 @@ impl Machine {
         self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {
             version: c.version,
-            client_id: c.client_id,
+            client_id: reply.client_id,
             key: reply.key,
             session,
             keep_alive,

@@ -67,15 +67,18 @@ pub enum Action {
 
 pub(super) struct Connected {
     pub version: Version,
-    pub client_id: String,
+    /// Shared with the router's copy.
+    pub client_id: Arc<str>,
     pub key: SessionKey,
     pub session: Arc<SharedSession>,
-    pub keep_alive: Option<Duration>,
+    /// Keep-alive in seconds (0: none). Small fields keep this box, which
+    /// lives as long as the connection, in a smaller allocation.
+    pub keep_alive: u16,
     /// Boxed: most clients have none, and this struct lives as long as
     /// the connection.
     pub will: Option<Box<Will>>,
     /// Outgoing QoS 1/2 window: ours, lowered by the client's Receive Maximum.
-    pub window: usize,
+    pub window: u16,
     /// Session Expiry requested at CONNECT (MQTT 5 rules for DISCONNECT).
     pub expiry: Option<Duration>,
     pub expiry_update: Option<Option<Duration>>,
@@ -282,7 +285,9 @@ impl Machine {
         match &self.state {
             State::AwaitConnect { deadline } => Some(*deadline),
             // [MQTT-3.1.2-24] one and a half times the keep-alive.
-            State::Connected(c) => c.keep_alive.map(|k| self.last_seen + k + k / 2),
+            State::Connected(c) => {
+                (c.keep_alive > 0).then(|| self.last_seen + Duration::from_millis(u64::from(c.keep_alive) * 1500))
+            }
             _ => None,
         }
     }

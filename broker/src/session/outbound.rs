@@ -116,7 +116,7 @@ impl Machine {
         let State::Connected(c) = &mut self.state else {
             return false;
         };
-        let window = c.window;
+        let window = usize::from(c.window);
         let session = c.session.clone();
         let mut st = session.lock();
         for _ in 0..budget {
