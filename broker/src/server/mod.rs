@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use connection::{serve, ConnCtx};
+pub use connection::{serve, ConnCtx, Transport};
 
 use crate::config::Config;
 use crate::router::{self, Router, RouterStats};
