@@ -52,7 +52,14 @@ SCENARIOS = {
     "conns": (["conns", "-c", "5000"], ["conns", "-c", "200"],
               [("kib_per_conn", "KiB", False), ("conns_per_s", "conn/s", True), ("rss_after_kib", "KiB", False)]),
     "startup": (["startup"], ["startup"], [("startup_ms", "ms", False), ("idle_rss_kib", "KiB", False)]),
+    # Store-and-forward: {n} is --backlog-n. `unique` is what the subscriber got back (N unless the broker lost some).
+    "backlog": (["backlog", "--qos", "1", "-n", "{n}"], ["backlog", "--qos", "1", "-n", "20000", "--settle", "0.5"],
+                [("drain_rate", "msg/s", True), ("pub_rate", "msg/s", True), ("rss_queued_kib", "KiB", False),
+                 ("rss_per_msg_b", "B", False), ("unique", "msg", True)]),
 }
+# Bytes rumqttd's commit log counts per message of `backlog` (4 + topic `bench/ID` + 64-byte payload), rounded up.
+BACKLOG_MSG_BYTES = 80
+RUMQTTD_SEGMENT = 104857600
 # Counts that must be zero (QoS 1/2 must lose nothing; no broker may duplicate or reorder).
 CHECKS = ("lost", "dup", "ooo", "foreign", "failed")
 
@@ -99,7 +106,7 @@ class Broker:
             return f'bind = ["127.0.0.1"]\nport = {port}\ndata_dir = "{d}/data"\n'
         return (f'bind = ["127.0.0.1"]\nport = {port}\ndata_dir = "{d}/data"\n'
                 f"max_inflight_messages = {a.inflight}\nmax_queued_messages = {a.queued}\n"
-                f"max_queued_bytes = {1 << 30}\n")
+                f"max_queued_bytes = {max(1 << 30, a.backlog_n * BACKLOG_MSG_BYTES)}\n")
 
     def mosquitto_conf(self, port):
         a = self.args
@@ -114,11 +121,16 @@ class Broker:
     def rumqttd_conf(self, port):
         a = self.args
         delay, inflight = (1, 100) if a.stock else (0, a.inflight)
+        # rumqttd keeps every message in an in-memory commit log per filter
+        # and drops its oldest segment when max_segment_count is reached: a
+        # persistent session's backlog must fit in the segments (the demo's
+        # 10 x 100 MiB hold about 13M backlog messages).
+        segments = 10 if a.stock else max(10, -(-a.backlog_n * BACKLOG_MSG_BYTES // RUMQTTD_SEGMENT) + 1)
         # The demo configuration with one v4 listener on 127.0.0.1; no
         # delay between accepted connections (the demo's 1 ms caps the
         # connection rate at 1000/s).
         return ("id = 0\n\n[router]\nid = 0\nmax_connections = 20000\nmax_outgoing_packet_count = 200\n"
-                "max_segment_size = 104857600\nmax_segment_count = 10\n\n"
+                f"max_segment_size = {RUMQTTD_SEGMENT}\nmax_segment_count = {segments}\n\n"
                 f'[v4.1]\nname = "v4-1"\nlisten = "127.0.0.1:{port}"\nnext_connection_delay_ms = {delay}\n'
                 "    [v4.1.connections]\n    connection_timeout_ms = 60000\n    max_payload_size = 20480\n"
                 f"    max_inflight_count = {inflight}\n    dynamic_filters = true\n")
@@ -164,7 +176,7 @@ def parse(line):
 
 
 def run_once(args, broker, scenario, port, log):
-    lg_args = SCENARIOS[scenario][1 if args.quick else 0]
+    lg_args = [a.replace("{n}", str(args.backlog_n)) for a in SCENARIOS[scenario][1 if args.quick else 0]]
     if scenario == "startup":
         cmd = [args.loadgen, "-p", str(port)] + lg_args + ["--"] + broker.command(port)
         proc = None
@@ -215,7 +227,10 @@ def main():
     ap.add_argument("--mosquitto", default=None, help="default: mosquitto on PATH or /usr/sbin/mosquitto")
     ap.add_argument("--rumqttd", default=None, help="default: rumqttd on PATH or /work/bench-tools/bin/rumqttd")
     ap.add_argument("--inflight", type=int, default=100, help="outgoing QoS 1/2 window of every broker")
-    ap.add_argument("--queued", type=int, default=1_000_000, help="per-client queue limit (edgemq, mosquitto)")
+    ap.add_argument("--queued", type=int, default=1_000_000,
+                    help="per-client queue limit (edgemq, mosquitto); raised to --backlog-n if smaller")
+    ap.add_argument("--backlog-n", type=int, default=1_000_000,
+                    help="messages queued for the offline subscriber in `backlog` (Mosquitto: ~20 s a run)")
     ap.add_argument("--stock", action="store_true",
                     help="each broker's default limits (only the listener set): shows default-limit losses")
     ap.add_argument("--port", type=int, default=21883, help="first port; each run takes the next one")
@@ -223,6 +238,8 @@ def main():
     ap.add_argument("--log", default=None, help="raw output of every run (default: in the work dir)")
     args = ap.parse_args()
     args.workdir = tempfile.mkdtemp(prefix="edgemq-compare-")
+    # Every broker must be able to hold the whole backlog (--stock shows what the defaults do).
+    args.queued = max(args.queued, args.backlog_n)
     raise_nofile()
 
     for b, build in ((args.edgemq, BUILD_EDGEMQ), (args.loadgen, "cargo build --release -p edgemq-benches")):
@@ -294,7 +311,7 @@ def main():
             print(f"| {s} | {key} ({unit}) | " + " | ".join(fmt(med[n]) for n in names) + " | "
                   + " | ".join(ratios) + " |")
         lost = {n: sum(int(r.get("lost", 0)) for r in results.get((s, n), [])) for n in names}
-        if any(lost.values()) and s.startswith(("fanin", "fanout", "latency")):
+        if any(lost.values()) and s.startswith(("fanin", "fanout", "latency", "backlog")):
             print(f"| {s} | lost (sum of runs) | " + " | ".join(str(lost[n]) for n in names) + " |"
                   + " |" * len(peers))
     print()

@@ -16,7 +16,6 @@ use edgemq::router::{
     ConnHandle, ConnectRequest, RetainedStore, Router, RouterMsg, Sub, SubscribeEntry, SubscriptionTree,
 };
 use edgemq::session::state::{QueueLimits, SharedSession};
-use tokio_util::sync::CancellationToken;
 
 const N: u64 = 100_000;
 
@@ -173,7 +172,7 @@ fn fanout(c: &mut Criterion) {
                 client_id: format!("sub-{i}"),
                 clean_start: true,
                 expiry: Some(Duration::ZERO),
-                conn: ConnHandle { id: i + 1, kill: CancellationToken::new() },
+                conn: ConnHandle::new(i + 1),
             };
             let reply = router.connect(req, now);
             let entries = vec![SubscribeEntry { filter: "bench/fanout".into(), sub: sub(qos), existed: false }];

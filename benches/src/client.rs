@@ -35,6 +35,8 @@ pub struct Conn {
     pub stream: TcpStream,
     pub rbuf: BytesMut,
     pub wbuf: BytesMut,
+    /// The CONNACK's session-present flag.
+    pub session_present: bool,
 }
 
 impl Conn {
@@ -49,11 +51,17 @@ impl Conn {
             .await
             .map_err(|_| Error::Timeout(format!("TCP connect to {addr}")))??;
         stream.set_nodelay(true)?;
-        let mut c = Conn { stream, rbuf: BytesMut::with_capacity(256), wbuf: BytesMut::with_capacity(256) };
+        let mut c = Conn {
+            stream,
+            rbuf: BytesMut::with_capacity(256),
+            wbuf: BytesMut::with_capacity(256),
+            session_present: false,
+        };
         wire::connect_session(&mut c.wbuf, client_id, clean);
         c.flush().await?;
         let f = c.expect(wire::CONNACK, "CONNACK").await?;
         check_connack(&c.rbuf[f.body..f.len])?;
+        c.session_present = c.rbuf.get(f.body).is_some_and(|flags| flags & 1 == 1);
         c.rbuf.advance(f.len);
         Ok(c)
     }
@@ -109,6 +117,23 @@ impl Conn {
         wire::disconnect(&mut self.wbuf);
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+    }
+
+    /// Sends DISCONNECT and waits (at most `timeout`) for the broker to
+    /// close the connection, so that it has taken the client as gone;
+    /// anything it sends meanwhile is discarded. Best effort.
+    pub async fn close_and_wait(mut self, timeout: Duration) {
+        wire::disconnect(&mut self.wbuf);
+        if self.flush().await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        let _ = tokio::time::timeout(timeout, async {
+            while self.read().await.is_ok() {
+                self.rbuf.clear();
+            }
+        })
+        .await;
     }
 }
 

@@ -6,6 +6,7 @@
 //! smoke test (`tests/smoke.rs`) runs every scenario at a tiny size against
 //! an in-process broker. See `benches/README.md`.
 
+pub mod backlog;
 pub mod client;
 pub mod procfs;
 pub mod scenario;
@@ -15,6 +16,7 @@ pub mod wire;
 use std::fmt;
 use std::net::SocketAddr;
 
+pub use backlog::{backlog, BacklogOpts};
 pub use scenario::{
     conns, fanin, fanout, latency, startup, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts, StartupOpts,
 };

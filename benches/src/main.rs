@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use edgemq_benches::{
-    conns, fanin, fanout, latency, startup, ConnsOpts, Error, FaninOpts, FanoutOpts, LatencyOpts, Report, StartupOpts,
-    Target,
+    backlog, conns, fanin, fanout, latency, startup, BacklogOpts, ConnsOpts, Error, FaninOpts, FanoutOpts, LatencyOpts,
+    Report, StartupOpts, Target,
 };
 
 #[derive(Parser, Debug)]
@@ -54,6 +54,30 @@ enum Cmd {
         /// Subscriber with a persistent session (durable delivery).
         #[arg(long)]
         persistent: bool,
+    },
+    /// Store-and-forward: N messages queued for an offline persistent
+    /// subscriber, then drained: publish and drain msg/s, broker RSS.
+    Backlog {
+        #[arg(long, default_value_t = 8)]
+        pubs: usize,
+        /// 1 or 2.
+        #[arg(long, default_value_t = 1)]
+        qos: u8,
+        /// Payload bytes (minimum 20).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Messages in total.
+        #[arg(short = 'n', long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// QoS 1/2 messages in flight per publisher.
+        #[arg(long, default_value_t = 100)]
+        window: usize,
+        /// Seconds to wait after publishing before reading the queued RSS.
+        #[arg(long, default_value_t = 1.0)]
+        settle: f64,
+        /// Seconds bounding the run.
+        #[arg(long, default_value_t = 240)]
+        timeout: u64,
     },
     /// One publisher to K subscribers of one topic: deliveries/s.
     Fanout {
@@ -157,6 +181,19 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
             };
             rt.block_on(fanin(&t, &o))?
         }
+        &Cmd::Backlog { pubs, qos, size, messages, window, settle, timeout } => {
+            let o = BacklogOpts {
+                publishers: pubs,
+                qos,
+                size,
+                messages,
+                window,
+                settle: secs(settle),
+                timeout: Duration::from_secs(timeout),
+                ..BacklogOpts::default()
+            };
+            rt.block_on(backlog(&t, &o))?
+        }
         &Cmd::Fanout { subs, qos, size, messages, window, timeout } => {
             let o = FanoutOpts {
                 subscribers: subs,
@@ -200,7 +237,8 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
 async fn serve(addr: SocketAddr, data_dir: Option<PathBuf>) -> Result<(), Error> {
     let data_dir =
         data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("edgemq-loadgen-{}", std::process::id())));
-    let cfg = edgemq::Config { listeners: vec![addr], data_dir, ..edgemq::Config::default() };
+    let listeners = vec![edgemq::config::ListenerConfig::tcp(addr)];
+    let cfg = edgemq::Config { listeners, data_dir, ..edgemq::Config::default() };
     let broker = edgemq::Broker::start(cfg).await.map_err(|e| Error::Other(e.to_string()))?;
     let bound: Vec<String> = broker.local_addrs().iter().map(|a| a.to_string()).collect();
     println!("edgemq (in edgemq-loadgen) listening on {}", bound.join(", "));

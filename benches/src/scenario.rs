@@ -24,11 +24,11 @@ fn join_err(e: tokio::task::JoinError) -> Error {
     Error::Other(format!("task failed: {e}"))
 }
 
-fn secs(d: Duration) -> f64 {
+pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64().max(1e-9)
 }
 
-fn check_qos(qos: u8) -> Result<(), Error> {
+pub(crate) fn check_qos(qos: u8) -> Result<(), Error> {
     if qos > 2 {
         return Err(Error::Other(format!("QoS must be 0, 1 or 2, not {qos}")));
     }
@@ -46,14 +46,15 @@ fn add_rss(r: &mut Report, before: Option<Rss>, after: Option<Rss>) {
 
 // ---------------------------------------------------------------- publisher
 
-struct PubSpec {
-    id: u32,
-    topic: String,
-    qos: u8,
-    count: u64,
-    size: usize,
-    window: usize,
-    deadline: tokio::time::Instant,
+#[derive(Clone)]
+pub(crate) struct PubSpec {
+    pub(crate) id: u32,
+    pub(crate) topic: String,
+    pub(crate) qos: u8,
+    pub(crate) count: u64,
+    pub(crate) size: usize,
+    pub(crate) window: usize,
+    pub(crate) deadline: tokio::time::Instant,
 }
 
 /// Sends `count` messages as fast as the window allows; returns when all
@@ -110,36 +111,74 @@ async fn publish_loop(mut c: Conn, s: PubSpec) -> Result<(Conn, Instant), Error>
     }
 }
 
+/// Runs one publisher per connection (`spec` with `id` = its index and
+/// topic `bench/ID`) until every one is done; returns the connections
+/// and when the last one finished (the first error if any failed, after
+/// all have ended).
+pub(crate) async fn publish_all(
+    conns: Vec<Conn>,
+    spec: &PubSpec,
+    start: Instant,
+) -> Result<(Vec<Conn>, Instant), Error> {
+    let mut set = JoinSet::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        set.spawn(publish_loop(c, PubSpec { id: i as u32, topic: format!("bench/{i}"), ..spec.clone() }));
+    }
+    let mut end = start;
+    let mut done = Vec::new();
+    let mut first_err = None;
+    while let Some(r) = set.join_next().await {
+        match r.map_err(join_err).and_then(|r| r) {
+            Ok((c, at)) => {
+                end = end.max(at);
+                done.push(c);
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok((done, end)),
+    }
+}
+
 // --------------------------------------------------------------- subscriber
 
-struct SubSpec {
-    tracker: Tracker,
+pub(crate) struct SubSpec {
+    pub(crate) tracker: Tracker,
     /// Unique messages after which the subscriber is done.
-    expected: u64,
+    pub(crate) expected: u64,
     /// Set once every publisher is done; then `idle` without data ends the run.
-    publishers_done: Arc<AtomicBool>,
-    idle: Duration,
-    deadline: tokio::time::Instant,
+    pub(crate) publishers_done: Arc<AtomicBool>,
+    pub(crate) idle: Duration,
+    pub(crate) deadline: tokio::time::Instant,
 }
 
-struct SubOutcome {
-    tracker: Tracker,
-    last_rx: Option<Instant>,
+pub(crate) struct SubOutcome {
+    pub(crate) tracker: Tracker,
+    pub(crate) last_rx: Option<Instant>,
 }
 
-async fn subscribe_loop(mut c: Conn, mut s: SubSpec) -> Result<SubOutcome, Error> {
+pub(crate) async fn subscribe_loop(mut c: Conn, mut s: SubSpec) -> Result<SubOutcome, Error> {
     let mut last_rx = None;
+    // Messages may have come in with the CONNACK (a persistent session's
+    // backlog): parse what is buffered before reading more.
+    let mut buffered = !c.rbuf.is_empty();
     while s.tracker.unique < s.expected {
         let now = tokio::time::Instant::now();
         if now >= s.deadline {
             break;
         }
-        match tokio::time::timeout(s.idle.min(s.deadline - now), c.read()).await {
-            Ok(r) => {
-                r?;
+        if !std::mem::take(&mut buffered) {
+            match tokio::time::timeout(s.idle.min(s.deadline - now), c.read()).await {
+                Ok(r) => {
+                    r?;
+                }
+                Err(_) if s.publishers_done.load(Ordering::Acquire) => break,
+                Err(_) => continue,
             }
-            Err(_) if s.publishers_done.load(Ordering::Acquire) => break,
-            Err(_) => continue,
         }
         let mut off = 0;
         let mut got = false;
@@ -170,6 +209,26 @@ async fn subscribe_loop(mut c: Conn, mut s: SubSpec) -> Result<SubOutcome, Error
     }
     c.close().await;
     Ok(SubOutcome { tracker: s.tracker, last_rx })
+}
+
+/// The counts of one subscriber that expected `per` messages from each
+/// publisher, `total` in all: received, unique, lost, duplicates,
+/// reordering and, when messages are missing, which publishers lost how
+/// many (`lost_by_pub=0:12,3:40`).
+pub(crate) fn add_counts(r: &mut Report, tr: &Tracker, per: u64, total: u64) {
+    r.add("received", tr.received).add("unique", tr.unique).add("lost", total - tr.unique.min(total));
+    r.add("dup", tr.duplicates).add("ooo", tr.out_of_order).add("foreign", tr.foreign);
+    r.add("dup_pubs", tr.publishers_with_duplicates()).add("ooo_pubs", tr.publishers_out_of_order());
+    let lost: Vec<String> = tr
+        .per_publisher()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.0 < per)
+        .map(|(i, p)| format!("{i}:{}", per - p.0))
+        .collect();
+    if !lost.is_empty() {
+        r.add("lost_by_pub", lost.join(","));
+    }
 }
 
 // ------------------------------------------------------------------ fan-in
@@ -240,41 +299,15 @@ pub async fn fanin(t: &Target, o: &FaninOpts) -> Result<Report, Error> {
     };
     let start = Instant::now();
     let sub = tokio::spawn(subscribe_loop(sub, spec));
-    let mut set = JoinSet::new();
-    for (i, c) in pubs.into_iter().enumerate() {
-        let s = PubSpec {
-            id: i as u32,
-            topic: format!("bench/{i}"),
-            qos: o.qos,
-            count: per,
-            size: o.size,
-            window: o.window,
-            deadline,
-        };
-        set.spawn(publish_loop(c, s));
-    }
-    let mut pub_end = start;
-    let mut conns = Vec::new();
-    let mut first_err = None;
-    while let Some(r) = set.join_next().await {
-        match r.map_err(join_err).and_then(|r| r) {
-            Ok((c, end)) => {
-                pub_end = pub_end.max(end);
-                conns.push(c);
-            }
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
-        }
-    }
+    let spec =
+        PubSpec { id: 0, topic: String::new(), qos: o.qos, count: per, size: o.size, window: o.window, deadline };
+    let published = publish_all(pubs, &spec, start).await;
     done.store(true, Ordering::Release);
     let out = sub.await.map_err(join_err)??;
     let after = t.pid.and_then(rss);
+    let (conns, pub_end) = published?;
     for c in conns {
         c.close().await;
-    }
-    if let Some(e) = first_err {
-        return Err(e);
     }
     let tr = &out.tracker;
     let end = out.last_rx.unwrap_or(start);
@@ -284,20 +317,7 @@ pub async fn fanin(t: &Target, o: &FaninOpts) -> Result<Report, Error> {
         .add("pubs", p)
         .add("size", wire::payload_len(o.size))
         .add("sent", total);
-    r.add("received", tr.received).add("unique", tr.unique).add("lost", total - tr.unique.min(total));
-    r.add("dup", tr.duplicates).add("ooo", tr.out_of_order).add("foreign", tr.foreign);
-    r.add("dup_pubs", tr.publishers_with_duplicates()).add("ooo_pubs", tr.publishers_out_of_order());
-    if tr.unique < total {
-        // Which publishers lost messages: `lost_by_pub=0:12,3:40`.
-        let lost: Vec<String> = tr
-            .per_publisher()
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.0 < per)
-            .map(|(i, p)| format!("{i}:{}", per - p.0))
-            .collect();
-        r.add("lost_by_pub", lost.join(","));
-    }
+    add_counts(&mut r, tr, per, total);
     r.addf("elapsed_s", secs(end - start), 3);
     r.addf("msgs_per_s", tr.unique as f64 / secs(end - start), 0);
     r.addf("pub_msgs_per_s", total as f64 / secs(pub_end - start), 0);

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use edgemq_benches::{
-    conns, fanin, fanout, latency, startup, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts, Report, StartupOpts, Target,
+    backlog, conns, fanin, fanout, latency, startup, BacklogOpts, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts,
+    Report, StartupOpts, Target,
 };
 
 fn assert_clean(r: &Report, expected: u64) {
@@ -20,7 +21,7 @@ fn assert_clean(r: &Report, expected: u64) {
 async fn every_scenario_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = edgemq::Config {
-        listeners: vec!["127.0.0.1:0".parse().unwrap()],
+        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
         data_dir: dir.path().to_owned(),
         ..edgemq::Config::default()
     };
@@ -40,6 +41,24 @@ async fn every_scenario_once() {
             FaninOpts { publishers: 2, qos, messages: 200, timeout: short, persistent: true, ..FaninOpts::default() };
         let r = fanin(&t, &o).await.unwrap();
         assert_clean(&r, 200);
+    }
+
+    // Store-and-forward: queued for an offline persistent session, then drained.
+    for qos in 1..=2 {
+        let o = BacklogOpts {
+            publishers: 2,
+            qos,
+            messages: 200,
+            settle: Duration::from_millis(50),
+            timeout: short,
+            ..BacklogOpts::default()
+        };
+        let r = backlog(&t, &o).await.unwrap();
+        assert_clean(&r, 200);
+        assert_eq!(r.get_u64("session_present"), Some(1), "{r}");
+        for key in ["pub_rate", "drain_rate", "rss_queued_kib", "rss_drain_peak_kib", "rss_per_msg_b"] {
+            assert!(r.get_f64(key).is_some(), "{key}: {r}");
+        }
     }
 
     let o = FanoutOpts { subscribers: 3, qos: 1, messages: 200, timeout: short, ..FanoutOpts::default() };

@@ -3,12 +3,19 @@
 //! line and key of a bad setting.
 //!
 //! Precedence: built-in defaults, then the config file, then flags.
+//!
+//! Listeners: `[[listener]]` tables, each with its address and limits
+//! (unset limits fall back to the global keys), or else the top-level
+//! `bind` list and `port` (or `--bind`/`-p`), which make listeners with the
+//! global limits. `--bind` replaces the file's listeners; `-p` replaces the
+//! port of every address without one.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
+use toml::Spanned;
 
 /// What to do when a session's queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -32,11 +39,48 @@ pub enum SharedStrategy {
     Random,
 }
 
+/// The transport of a listener. Only plain TCP today; TLS and WebSocket
+/// listeners are further variants, served by the same connection driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// MQTT over plain TCP.
+    #[default]
+    Tcp,
+}
+
+/// One listener: its address, transport and limits. A limit left `None`
+/// takes the global key of the same name (the per-client default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub bind: SocketAddr,
+    pub protocol: ListenerProtocol,
+    /// Connections open at once; beyond it CONNECT is refused. `None`: no limit.
+    pub max_connections: Option<usize>,
+    pub max_packet_size: Option<usize>,
+    pub max_keepalive: Option<u16>,
+    pub allow_anonymous: Option<bool>,
+}
+
+impl ListenerConfig {
+    /// A TCP listener on `bind` with the global limits.
+    pub fn tcp(bind: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            bind,
+            protocol: ListenerProtocol::Tcp,
+            max_connections: None,
+            max_packet_size: None,
+            max_keepalive: None,
+            allow_anonymous: None,
+        }
+    }
+}
+
 /// The effective configuration of a broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Addresses to listen on (plain TCP).
-    pub listeners: Vec<SocketAddr>,
+    /// Where to listen, each with its limits.
+    pub listeners: Vec<ListenerConfig>,
     pub data_dir: PathBuf,
     /// The file this configuration came from, if any.
     pub config_file: Option<PathBuf>,
@@ -50,6 +94,10 @@ pub struct Config {
     /// Payload bytes queued per session.
     pub max_queued_bytes: usize,
     pub queue_full_policy: QueueFullPolicy,
+    /// Disconnect an online MQTT 5 client whose queue starts overflowing
+    /// under `drop_new`, with DISCONNECT 0x97 Quota exceeded (its session
+    /// and queue are kept).
+    pub disconnect_on_queue_full: bool,
     /// Queue QoS 0 messages for offline persistent sessions.
     pub queue_qos0_messages: bool,
     /// Seconds after which a disconnected persistent session is discarded;
@@ -85,10 +133,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listeners: vec![
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 1883),
-            ],
+            listeners: default_binds(1883).into_iter().map(ListenerConfig::tcp).collect(),
             data_dir: PathBuf::from("./edgemq-data"),
             config_file: None,
             allow_anonymous: true,
@@ -97,6 +142,7 @@ impl Default for Config {
             max_queued_messages: 100_000,
             max_queued_bytes: 64 * 1024 * 1024,
             queue_full_policy: QueueFullPolicy::DropNew,
+            disconnect_on_queue_full: true,
             queue_qos0_messages: false,
             session_expiry_secs: 0,
             connect_timeout_secs: 10,
@@ -114,11 +160,31 @@ impl Default for Config {
     }
 }
 
+/// The default listeners: local-only, like Mosquitto 2 without a configuration.
+fn default_binds(port: u16) -> [SocketAddr; 2] {
+    [SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port), SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)]
+}
+
+/// A `[[listener]]` table, as written; values keep their place in the file
+/// for error messages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    bind: Spanned<String>,
+    port: Option<u16>,
+    protocol: Option<ListenerProtocol>,
+    max_connections: Option<Spanned<usize>>,
+    max_packet_size: Option<Spanned<usize>>,
+    max_keepalive: Option<Spanned<u16>>,
+    allow_anonymous: Option<bool>,
+}
+
 /// The config file, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     bind: Option<Vec<String>>,
+    listener: Option<Vec<FileListener>>,
     port: Option<u16>,
     data_dir: Option<PathBuf>,
     allow_anonymous: Option<bool>,
@@ -127,6 +193,7 @@ struct FileConfig {
     max_queued_messages: Option<usize>,
     max_queued_bytes: Option<usize>,
     queue_full_policy: Option<QueueFullPolicy>,
+    disconnect_on_queue_full: Option<bool>,
     queue_qos0_messages: Option<bool>,
     session_expiry_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
@@ -146,10 +213,10 @@ struct FileConfig {
 #[derive(Debug, Default, Parser)]
 #[command(name = "edgemq", version, about = "An MQTT broker for IoT and edge gateways")]
 pub struct Args {
-    /// Port to listen on (0 picks a free port; the bound address is printed).
+    /// Port to listen on, for addresses without one (0 picks a free port; the bound address is printed).
     #[arg(short, long)]
     pub port: Option<u16>,
-    /// Address to listen on, an IP or IP:PORT (repeatable). Default 127.0.0.1 and ::1.
+    /// Address to listen on, an IP or IP:PORT (repeatable; replaces the config file's listeners). Default 127.0.0.1 and ::1.
     #[arg(long = "bind", value_name = "ADDR")]
     pub bind: Vec<String>,
     /// TOML configuration file (see edgemq.toml).
@@ -203,9 +270,11 @@ fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         let file = path.display().to_string();
         let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
         let message = e.message().to_owned();
-        // serde names an unknown key in its message; otherwise the span is the value's.
-        let key = message
-            .strip_prefix("unknown field `")
+        // serde names an unknown or missing key in its message; otherwise
+        // the span is the value's.
+        let key = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
             .and_then(|m| m.split('`').next())
             .map(str::to_owned)
             .or_else(|| key_on_line(text, line))
@@ -222,12 +291,8 @@ struct Origin<'a> {
 impl Origin<'_> {
     /// An error about `key` (whose value contains `needle`, if given).
     fn error(&self, key: &str, needle: Option<&str>, message: String) -> ConfigError {
-        let Some((path, text)) = self.file else {
-            return ConfigError::Value(format!("`{key}`: {message}"));
-        };
-        let at = needle
-            .and_then(|n| text.find(&format!("\"{n}\"")))
-            .or_else(|| {
+        let at = self.file.and_then(|(_, text)| {
+            needle.and_then(|n| text.find(&format!("\"{n}\""))).or_else(|| {
                 let mut off = 0;
                 text.lines().find_map(|l| {
                     let here = off;
@@ -235,8 +300,70 @@ impl Origin<'_> {
                     (l.trim_start().starts_with(key) && l.contains('=')).then_some(here)
                 })
             })
-            .unwrap_or(0);
-        ConfigError::Invalid { file: path.display().to_string(), line: line_of(text, at), key: key.into(), message }
+        });
+        self.at(key, at.unwrap_or(0), message)
+    }
+
+    /// An error about `key`, whose value starts at byte `at` of the file.
+    fn at(&self, key: &str, at: usize, message: String) -> ConfigError {
+        match self.file {
+            Some((path, text)) => ConfigError::Invalid {
+                file: path.display().to_string(),
+                line: line_of(text, at),
+                key: key.into(),
+                message,
+            },
+            None => ConfigError::Value(format!("`{key}`: {message}")),
+        }
+    }
+}
+
+/// The range check of the limits that are set globally or per listener.
+fn check_limit(key: &str, value: u64) -> Result<(), String> {
+    match key {
+        "max_packet_size" if !(16..=268_435_460).contains(&value) => Err("must be between 16 and 268435460".into()),
+        _ if value == 0 => Err("must be at least 1".into()),
+        _ => Ok(()),
+    }
+}
+
+fn bad_addr(b: &str) -> String {
+    format!("`{b}` is not a valid address (expected IP or IP:PORT)")
+}
+
+/// Listeners with the global limits on `binds` (IP or IP:PORT; those
+/// without a port take `port`).
+fn plain_listeners(binds: &[String], port: u16, origin: &Origin) -> Result<Vec<ListenerConfig>, ConfigError> {
+    binds
+        .iter()
+        .map(|b| parse_addr(b, port).map(ListenerConfig::tcp).ok_or_else(|| origin.error("bind", Some(b), bad_addr(b))))
+        .collect()
+}
+
+impl FileListener {
+    /// The listener this table describes; a `bind` without a port takes
+    /// the table's `port`, else `port`.
+    fn resolve(self, port: u16, origin: &Origin) -> Result<ListenerConfig, ConfigError> {
+        let bind = parse_addr(self.bind.get_ref(), self.port.unwrap_or(port))
+            .ok_or_else(|| origin.at("bind", self.bind.span().start, bad_addr(self.bind.get_ref())))?;
+        let limits = [
+            ("max_connections", self.max_connections.as_ref().map(|v| (*v.get_ref() as u64, v.span()))),
+            ("max_packet_size", self.max_packet_size.as_ref().map(|v| (*v.get_ref() as u64, v.span()))),
+            ("max_keepalive", self.max_keepalive.as_ref().map(|v| (u64::from(*v.get_ref()), v.span()))),
+        ];
+        for (key, value) in limits {
+            if let Some((value, span)) = value {
+                check_limit(key, value).map_err(|m| origin.at(key, span.start, m))?;
+            }
+        }
+        Ok(ListenerConfig {
+            bind,
+            protocol: self.protocol.unwrap_or_default(),
+            max_connections: self.max_connections.map(Spanned::into_inner),
+            max_packet_size: self.max_packet_size.map(Spanned::into_inner),
+            max_keepalive: self.max_keepalive.map(Spanned::into_inner),
+            allow_anonymous: self.allow_anonymous,
+        })
     }
 }
 
@@ -247,6 +374,7 @@ impl Config {
         let mut cfg = Config::default();
         let mut port = None;
         let mut binds: Option<Vec<String>> = None;
+        let mut tables: Option<Vec<FileListener>> = None;
         let text = match &args.config {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -260,6 +388,7 @@ impl Config {
             cfg.config_file = Some(path.to_owned());
             port = f.port;
             binds = f.bind;
+            tables = f.listener;
             macro_rules! take {
                 ($($field:ident),*) => { $( if let Some(v) = f.$field { cfg.$field = v; } )* };
             }
@@ -271,6 +400,7 @@ impl Config {
                 max_queued_messages,
                 max_queued_bytes,
                 queue_full_policy,
+                disconnect_on_queue_full,
                 queue_qos0_messages,
                 session_expiry_secs,
                 connect_timeout_secs,
@@ -289,30 +419,24 @@ impl Config {
             }
         }
         let from_file = Origin { file };
-        let mut bind_origin = &from_file;
-        let from_flags = Origin { file: None };
         if args.port.is_some() {
             port = args.port;
         }
-        if !args.bind.is_empty() {
-            binds = Some(args.bind.clone());
-            bind_origin = &from_flags;
-        }
         let port = port.unwrap_or(1883);
-        cfg.listeners = match binds {
-            Some(list) => list
-                .iter()
-                .map(|b| {
-                    parse_addr(b, port).ok_or_else(|| {
-                        bind_origin.error(
-                            "bind",
-                            Some(b),
-                            format!("`{b}` is not a valid address (expected IP or IP:PORT)"),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None => cfg.listeners.iter().map(|a| SocketAddr::new(a.ip(), port)).collect(),
+        cfg.listeners = match (binds, tables) {
+            _ if !args.bind.is_empty() => plain_listeners(&args.bind, port, &Origin { file: None })?,
+            (Some(_), Some(_)) => {
+                let why = "cannot be combined with [[listener]] tables (give each table its `bind`)";
+                return Err(from_file.error("bind", None, why.into()));
+            }
+            (None, Some(tables)) => {
+                if tables.is_empty() {
+                    return Err(from_file.error("listener", None, "no listener: the list is empty".into()));
+                }
+                tables.into_iter().map(|t| t.resolve(port, &from_file)).collect::<Result<_, _>>()?
+            }
+            (Some(binds), None) => plain_listeners(&binds, port, &from_file)?,
+            (None, None) => default_binds(port).into_iter().map(ListenerConfig::tcp).collect(),
         };
         if let Some(d) = &args.data_dir {
             cfg.data_dir = d.clone();
@@ -326,20 +450,15 @@ impl Config {
         if self.listeners.is_empty() {
             return Err(origin.error("bind", None, "no listener: the list is empty".into()));
         }
-        if self.max_packet_size < 16 || self.max_packet_size > 268_435_460 {
-            return Err(origin.error("max_packet_size", None, "must be between 16 and 268435460".into()));
-        }
-        if self.max_inflight_messages == 0 {
-            return Err(origin.error("max_inflight_messages", None, "must be at least 1".into()));
-        }
-        if self.receive_maximum == 0 {
-            return Err(origin.error("receive_maximum", None, "must be at least 1".into()));
-        }
-        if self.max_keepalive == 0 {
-            return Err(origin.error("max_keepalive", None, "must be at least 1".into()));
-        }
-        if self.max_queued_messages == 0 {
-            return Err(origin.error("max_queued_messages", None, "must be at least 1".into()));
+        let limits = [
+            ("max_packet_size", self.max_packet_size as u64),
+            ("max_inflight_messages", u64::from(self.max_inflight_messages)),
+            ("receive_maximum", u64::from(self.receive_maximum)),
+            ("max_keepalive", u64::from(self.max_keepalive)),
+            ("max_queued_messages", self.max_queued_messages as u64),
+        ];
+        for (key, value) in limits {
+            check_limit(key, value).map_err(|m| origin.error(key, None, m))?;
         }
         Ok(())
     }
@@ -356,10 +475,15 @@ mod tests {
         Config::from_args(&Args { config: Some(f.path().to_owned()), ..Args::default() })
     }
 
+    fn addrs(c: &Config) -> Vec<SocketAddr> {
+        c.listeners.iter().map(|l| l.bind).collect()
+    }
+
     #[test]
     fn defaults_are_local_only_on_1883() {
         let c = Config::from_args(&Args::default()).unwrap();
-        assert_eq!(c.listeners, vec!["127.0.0.1:1883".parse().unwrap(), "[::1]:1883".parse().unwrap()]);
+        assert_eq!(addrs(&c), vec!["127.0.0.1:1883".parse().unwrap(), "[::1]:1883".parse().unwrap()]);
+        assert!(c.listeners.iter().all(|l| *l == ListenerConfig::tcp(l.bind)), "global limits only");
         assert_eq!(c.data_dir, PathBuf::from("./edgemq-data"));
         assert!(c.allow_anonymous);
         assert_eq!(c.max_packet_size, 1 << 20);
@@ -368,11 +492,11 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let c = with_file("port = 1999\nmax_inflight_messages = 64\n").unwrap();
-        assert_eq!(c.listeners[0].port(), 1999);
+        assert_eq!(c.listeners[0].bind.port(), 1999);
         assert_eq!(c.max_inflight_messages, 64);
         let args = Args { port: Some(0), bind: vec!["127.0.0.1".into(), "[::1]:7".into()], ..Args::default() };
         let c = Config::from_args(&args).unwrap();
-        assert_eq!(c.listeners, vec!["127.0.0.1:0".parse().unwrap(), "[::1]:7".parse().unwrap()]);
+        assert_eq!(addrs(&c), vec!["127.0.0.1:0".parse().unwrap(), "[::1]:7".parse().unwrap()]);
     }
 
     #[test]
@@ -393,5 +517,76 @@ mod tests {
         assert!(e.contains(":4: key `bind`") && e.contains("300.1.1.1"), "{e}");
         let e = with_file("max_inflight_messages = 0\n").unwrap_err().to_string();
         assert!(e.contains(":1: key `max_inflight_messages`"), "{e}");
+    }
+
+    const TWO_LISTENERS: &str = "\
+port = 1999
+max_packet_size = 4096
+disconnect_on_queue_full = false
+
+[[listener]]
+bind = \"0.0.0.0\"
+max_connections = 100
+max_packet_size = 65536
+max_keepalive = 600
+allow_anonymous = false
+
+[[listener]]
+bind = \"127.0.0.1:2000\"
+protocol = \"tcp\"
+";
+
+    #[test]
+    fn listener_tables_with_their_limits() {
+        let c = with_file(TWO_LISTENERS).unwrap();
+        assert!(!c.disconnect_on_queue_full);
+        let first = ListenerConfig {
+            bind: "0.0.0.0:1999".parse().unwrap(),
+            protocol: ListenerProtocol::Tcp,
+            max_connections: Some(100),
+            max_packet_size: Some(65536),
+            max_keepalive: Some(600),
+            allow_anonymous: Some(false),
+        };
+        assert_eq!(c.listeners, vec![first, ListenerConfig::tcp("127.0.0.1:2000".parse().unwrap())]);
+        // Unset listener limits take the global keys at start; those stay as written.
+        assert_eq!((c.max_packet_size, c.max_keepalive, c.allow_anonymous), (4096, u16::MAX, true));
+    }
+
+    #[test]
+    fn listener_ports_and_flags() {
+        let c = with_file("port = 5\n[[listener]]\nbind = \"::1\"\nport = 6\n[[listener]]\nbind = \"::1\"\n").unwrap();
+        assert_eq!(addrs(&c), vec!["[::1]:6".parse().unwrap(), "[::1]:5".parse().unwrap()]);
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(TWO_LISTENERS.as_bytes()).unwrap();
+        let config = Some(f.path().to_owned());
+        // -p replaces the port of addresses without one.
+        let c = Config::from_args(&Args { config: config.clone(), port: Some(0), ..Args::default() }).unwrap();
+        assert_eq!(addrs(&c), vec!["0.0.0.0:0".parse().unwrap(), "127.0.0.1:2000".parse().unwrap()]);
+        // --bind replaces the file's listeners, which take the global limits.
+        let c = Config::from_args(&Args { config, bind: vec!["127.0.0.1:9".into()], ..Args::default() }).unwrap();
+        assert_eq!(c.listeners, vec![ListenerConfig::tcp("127.0.0.1:9".parse().unwrap())]);
+    }
+
+    #[test]
+    fn listener_errors_name_file_line_and_key() {
+        let cases = [
+            ("[[listener]]\nbind = \"127.0.0.1\"\nmax_conections = 3\n", ":3: key `max_conections`"),
+            ("[[listener]]\nbind = \"127.0.0.1\"\nmax_connections = -1\n", ":3: key `max_connections`"),
+            ("[[listener]]\nbind = \"127.0.0.1\"\n\n[[listener]]\nbind = \"1.2.3\"\n", ":5: key `bind`"),
+            (
+                "[[listener]]\nbind = \"::1\"\n[[listener]]\nbind = \"::1\"\nmax_packet_size = 8\n",
+                ":5: key `max_packet_size`",
+            ),
+            ("[[listener]]\nbind = \"::1\"\nmax_keepalive = 0\n", ":3: key `max_keepalive`"),
+            ("[[listener]]\nbind = \"::1\"\nmax_connections = 0\n", ":3: key `max_connections`"),
+            ("[[listener]]\nbind = \"::1\"\nprotocol = \"quic\"\n", ":3: key `protocol`"),
+            ("[[listener]]\nport = 1\n", ":1: key `bind`"),
+            ("bind = [\"::1\"]\n[[listener]]\nbind = \"::1\"\n", ":1: key `bind`"),
+        ];
+        for (text, want) in cases {
+            let e = with_file(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 }

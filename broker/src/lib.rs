@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md at the repository root for the data flow.
 
+pub mod auth;
 pub mod config;
 pub mod message;
 pub mod protocol;

@@ -98,6 +98,17 @@ fn config_file_is_used_and_named() {
     assert!(r.line.contains("tcp://127.0.0.1:"), "{}", r.line);
 }
 
+#[test]
+fn listener_tables_are_listened_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edgemq.toml");
+    let text =
+        "port = 0\n[[listener]]\nbind = \"127.0.0.1\"\nmax_connections = 5\n\n[[listener]]\nbind = \"127.0.0.1\"\n";
+    std::fs::write(&cfg, text).unwrap();
+    let r = start(&["-c", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(r.line.matches("tcp://127.0.0.1:").count(), 2, "{}", r.line);
+}
+
 fn config_error(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
@@ -114,6 +125,8 @@ fn config_errors_name_file_line_and_key() {
     assert!(config_error("port = 1883\nmax_inflite = 3\n").contains("bad.toml:2: key `max_inflite`"));
     assert!(config_error("\n\nport = \"x\"\n").contains("bad.toml:3: key `port`"));
     assert!(config_error("bind = [\"1.2.3.999\"]\n").contains("bad.toml:1: key `bind`"));
+    let e = config_error("[[listener]]\nbind = \"::1\"\n\n[[listener]]\nbind = \"::1\"\nmax_packet_size = 1\n");
+    assert!(e.contains("bad.toml:6: key `max_packet_size`"), "{e}");
 }
 
 #[test]

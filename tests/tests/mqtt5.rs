@@ -122,12 +122,6 @@ async fn v5_assigned_client_identifier() {
     b.shutdown().await;
 }
 
-fn session_expiry(secs: u32) -> Vec<u8> {
-    let mut p = vec![0x11];
-    p.extend(secs.to_be_bytes());
-    p
-}
-
 /// Clean Start 0 with a Session Expiry Interval: the session (and its
 /// queued QoS 1 messages) survive a disconnect; session present 1
 /// [MQTT-3.2.2-3 in 5.0: 3.2.2.1.1]. Clean Start 1 discards it [MQTT-3.1.2-4].
@@ -158,19 +152,31 @@ async fn v5_session_resume_and_clean_start() {
 }
 
 /// A v5 session with Session Expiry Interval 0 (the default) ends at
-/// disconnect, even with Clean Start 0 [MQTT-3.1.2-23 in 5.0: 3.1.2.11.2].
+/// disconnect, even with Clean Start 0 [MQTT-3.1.2-23 in 5.0: 3.1.2.11.2];
+/// so does one whose DISCONNECT sets the interval to 0, replacing the 300
+/// of CONNECT (5.0 3.14.2.2.2).
 #[tokio::test]
 async fn v5_session_expiry_zero_ends_at_disconnect() {
     let b = TestBroker::start().await;
-    let opts = ConnectOpts::new(Proto::V5, "v5-noexp").clean(false);
-    let (mut s, _) = Raw::connect(b.addr, &opts).await;
-    s.subscribe(1, &[("v5z/t", 1)]).await;
-    s.disconnect().await;
     let mut p = Raw::v5(b.addr, "v5z-pub").await;
-    p.publish("v5z/t", 1, false, 1, b"x").await;
-    let (mut s, sp) = Raw::connect(b.addr, &opts).await;
-    assert!(!sp, "session with expiry 0 must not survive the disconnect");
-    s.expect_silence("no queued message for an expired session").await;
+    let mut dx = vec![0x00, 5];
+    dx.extend(session_expiry(0));
+    let cases = [
+        (Vec::new(), disconnect_packet(), "expiry 0 at CONNECT"),
+        (session_expiry(300), packet(0xE0, &dx), "expiry 0 at DISCONNECT"),
+    ];
+    for (i, (props, disconnect, what)) in cases.into_iter().enumerate() {
+        let opts = ConnectOpts::new(Proto::V5, "v5-noexp").clean(false).props(props);
+        let (mut s, _) = Raw::connect(b.addr, &opts).await;
+        s.subscribe(1, &[("v5z/t", 1)]).await;
+        s.send(&disconnect).await;
+        assert!(s.expect_closed(what).await.is_empty());
+        p.publish("v5z/t", 1, false, i as u16 + 1, b"x").await;
+        let (mut s, sp) = Raw::connect(b.addr, &opts).await;
+        assert!(!sp, "{what}: the session must not survive the disconnect");
+        s.expect_silence("no queued message for an expired session").await;
+        s.disconnect().await;
+    }
     b.shutdown().await;
 }
 
@@ -579,5 +585,78 @@ async fn v5_topic_aliases_do_not_survive_reconnect() {
         assert_eq!(m.payload, want);
         assert_eq!(r.resolve(&m, "after reconnect"), "sc/a");
     }
+    b.shutdown().await;
+}
+
+/// Request Response Information 1 (0x19) in CONNECT gets the configured
+/// Response Information (0x1A) in CONNACK (5.0 3.2.2.3.15); with the
+/// request absent or 0 the server must not send it [MQTT-3.1.2-28].
+#[tokio::test]
+async fn v5_response_information_when_requested() {
+    let b = TestBroker::start_with(|c| c.response_information = Some("replies/".into())).await;
+    for (props, want) in [(vec![0x19, 1], Some("replies/rri")), (vec![0x19, 0], None), (Vec::new(), None)] {
+        let mut c = Raw::open(b.addr).await;
+        c.send(&connect_packet(&ConnectOpts::new(Proto::V5, "rri").props(props.clone()))).await;
+        let ack = c.expect("CONNACK").await;
+        let info = props_list(&ack.connack_props()).into_iter().find_map(|(id, v)| match v {
+            Prop::Str(s) if id == 0x1A => Some(s),
+            _ => None,
+        });
+        assert_eq!(info.as_deref(), want, "CONNECT properties {props:?}");
+        c.disconnect().await;
+    }
+    b.shutdown().await;
+}
+
+/// An MQTT 5 client silent for 1.5 times its keep-alive is disconnected
+/// [MQTT-3.1.2-22], with DISCONNECT 0x8D Keep Alive timeout first.
+#[tokio::test]
+async fn v5_keep_alive_timeout_disconnect_0x8d() {
+    let b = TestBroker::start().await;
+    let (mut c, _) = Raw::connect(b.addr, &ConnectOpts::new(Proto::V5, "ka5").keep_alive(1)).await;
+    assert_v5_disconnect(&c.expect_closed("keep-alive expiry").await, 0x8D, "[MQTT-3.1.2-22]");
+    b.shutdown().await;
+}
+
+/// CONNACK properties of a v5 connection with keep-alive 0: Server Keep
+/// Alive (0x13, the client must use it [MQTT-3.2.2-21]), Receive Maximum
+/// (0x21), Topic Alias Maximum (0x22), Retain Available (0x25), Maximum
+/// Packet Size (0x27), Wildcard, Subscription Identifier and Shared
+/// Subscription Available (0x28, 0x29, 0x2A); no Maximum QoS (0x24), as
+/// QoS 2 is supported (5.0 3.2.2.3.4).
+#[tokio::test]
+async fn v5_connack_properties() {
+    let b = TestBroker::start_with(|c| {
+        c.max_keepalive = 120;
+        c.receive_maximum = 50;
+        c.topic_alias_maximum = 7;
+        c.max_packet_size = 4096;
+    })
+    .await;
+    let mut c = Raw::open(b.addr).await;
+    c.send(&connect_packet(&ConnectOpts::new(Proto::V5, "props").keep_alive(0))).await;
+    let props = c.expect("CONNACK").await.connack_props();
+    let expected = [(0x13, 120), (0x21, 50), (0x22, 7), (0x25, 1), (0x27, 4096), (0x28, 1), (0x29, 1), (0x2A, 1)];
+    for (id, value) in expected {
+        assert_eq!(int_prop(&props, id), Some(value), "CONNACK property {id:#04x}");
+    }
+    assert_eq!(int_prop(&props, 0x24), None, "no Maximum QoS: QoS 2 is supported");
+    b.shutdown().await;
+}
+
+/// Retain As Published (subscription option bit 3): set, a forwarded
+/// message keeps its RETAIN flag [MQTT-3.3.1-13]; clear, RETAIN is 0 on
+/// live forwards [MQTT-3.3.1-12].
+#[tokio::test]
+async fn v5_retain_as_published() {
+    let b = TestBroker::start().await;
+    let mut rap = Raw::v5(b.addr, "rap-on").await;
+    rap.subscribe(1, &[("rap/t", 0x08 | 1)]).await;
+    let mut plain = Raw::v5(b.addr, "rap-off").await;
+    plain.subscribe(1, &[("rap/t", 1)]).await;
+    let mut p = Raw::v5(b.addr, "rap-pub").await;
+    p.publish("rap/t", 1, true, 1, b"r").await;
+    assert!(rap.receive_acked().await.retain, "Retain As Published keeps RETAIN [MQTT-3.3.1-13]");
+    assert!(!plain.receive_acked().await.retain, "RETAIN cleared without it [MQTT-3.3.1-12]");
     b.shutdown().await;
 }

@@ -46,13 +46,6 @@ async fn after_connect_v5(what: &str, bytes: Vec<u8>) -> Vec<Pkt> {
     .await
 }
 
-fn assert_v5_disconnect(seen: &[Pkt], reason: u8, what: &str) {
-    assert!(
-        seen.len() == 1 && seen[0].kind == DISCONNECT && seen[0].reason() == reason,
-        "{what}: expected DISCONNECT {reason:#04x} before the close, got {seen:?}"
-    );
-}
-
 // ---------------------------------------------------------------------------
 // CONNECT
 // ---------------------------------------------------------------------------

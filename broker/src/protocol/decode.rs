@@ -237,6 +237,7 @@ fn from_v4_connect(c: v4::Connect, version: Version) -> Result<Connect, DecodeEr
         request_response_information: false,
         request_problem_information: true,
         authentication_method: None,
+        authentication_data: None,
         user_properties: Vec::new(),
     })
 }
@@ -291,6 +292,7 @@ fn from_v5_connect(c: v5::Connect) -> Result<Connect, DecodeError> {
         request_response_information: p.request_response_info == Some(1),
         request_problem_information: p.request_problem_info != Some(0),
         authentication_method: p.authentication_method,
+        authentication_data: p.authentication_data,
         user_properties: p.user_properties,
     })
 }

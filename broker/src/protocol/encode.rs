@@ -26,8 +26,13 @@ pub(crate) fn write_varint(buf: &mut BytesMut, mut value: usize) {
 }
 
 fn check_str(s: &str) -> Result<(), EncodeError> {
-    if s.len() > usize::from(u16::MAX) {
-        return Err(EncodeError::StringTooLong(s.len()));
+    check_str_len(s.len())
+}
+
+/// A string or binary field holds at most 65,535 bytes.
+fn check_str_len(len: usize) -> Result<(), EncodeError> {
+    if len > usize::from(u16::MAX) {
+        return Err(EncodeError::StringTooLong(len));
     }
     Ok(())
 }
@@ -171,9 +176,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
                 props.put_slice(m.as_bytes());
             }
             if let Some(d) = &a.data {
-                if d.len() > usize::from(u16::MAX) {
-                    return Err(EncodeError::StringTooLong(d.len()));
-                }
+                check_str_len(d.len())?;
                 props.put_u8(22);
                 props.put_u16(d.len() as u16);
                 props.put_slice(d);
@@ -301,6 +304,12 @@ fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError>
     if let Some(s) = &p.response_information {
         check_str(s)?;
     }
+    if let Some(s) = &p.authentication_method {
+        check_str(s)?;
+    }
+    if let Some(d) = &p.authentication_data {
+        check_str_len(d.len())?;
+    }
     let properties = v5::ConnAckProperties {
         session_expiry_interval: p.session_expiry_interval,
         receive_max: p.receive_maximum,
@@ -317,8 +326,8 @@ fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError>
         server_keep_alive: p.server_keep_alive,
         response_information: p.response_information.clone(),
         server_reference: None,
-        authentication_method: None,
-        authentication_data: None,
+        authentication_method: p.authentication_method.clone(),
+        authentication_data: p.authentication_data.clone(),
     };
     let out = v5::ConnAck { session_present: c.session_present, code, properties: Some(properties) };
     out.write(buf).map_err(EncodeError::Codec)?;

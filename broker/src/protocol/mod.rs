@@ -112,7 +112,9 @@ pub struct Connect {
     pub topic_alias_maximum: Option<u16>,
     pub request_response_information: bool,
     pub request_problem_information: bool,
+    /// Enhanced authentication (MQTT 5): the method and its first data.
     pub authentication_method: Option<String>,
+    pub authentication_data: Option<Bytes>,
     pub user_properties: Vec<UserProperty>,
 }
 
@@ -141,6 +143,9 @@ pub struct ConnAckProps {
     pub shared_subscription_available: Option<bool>,
     pub server_keep_alive: Option<u16>,
     pub response_information: Option<String>,
+    /// Enhanced authentication: the client's method, and the last data.
+    pub authentication_method: Option<String>,
+    pub authentication_data: Option<Bytes>,
 }
 
 /// PUBLISH.
@@ -275,6 +280,7 @@ pub mod reason {
     pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
     pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+    pub const RE_AUTHENTICATE: u8 = 0x19;
     pub const UNSPECIFIED_ERROR: u8 = 0x80;
     pub const MALFORMED_PACKET: u8 = 0x81;
     pub const PROTOCOL_ERROR: u8 = 0x82;

@@ -69,7 +69,12 @@ impl Router {
             if let Some(m) = cache.get(&mid) {
                 return Some(m.clone());
             }
-            let m = Arc::new(msgs.get(&mid)?.clone().into_message(now, wall_now));
+            let m = Arc::new(msgs.get(mid)?.into_message(now, wall_now));
+            // Shares bodies between sessions; bounded, as restored queues
+            // go to disk and must not all stay in memory through here.
+            if cache.len() >= 65_536 {
+                cache.clear();
+            }
             cache.insert(mid, m.clone());
             Some(m)
         };
@@ -124,11 +129,9 @@ impl Router {
         d.journal.append(&d.session_record(key, e));
         if !st.is_journaled() {
             st.set_journal(key, d.journal.clone());
-            let mut out = Vec::new();
-            st.dump(&mut HashSet::new(), now, d.wall(now), &mut out);
-            for r in out {
+            st.dump(&mut HashSet::new(), now, d.wall(now), &mut |r| {
                 d.journal.append(&r);
-            }
+            });
         }
     }
 
@@ -164,7 +167,6 @@ impl Router {
         let wall = d.wall(now);
         let begin = j.append(&Record::SnapshotBegin { id });
         let mut mids = HashSet::new();
-        let mut out = Vec::new();
         for (key, e) in &self.sessions {
             // Appended under the session's lock, so a change the session
             // records after this point follows its snapshot in the log.
@@ -172,11 +174,10 @@ impl Router {
             if !st.is_journaled() {
                 continue;
             }
-            out.push(d.session_record(*key, e));
-            st.dump(&mut mids, now, wall, &mut out);
-            for r in out.drain(..) {
+            j.append(&Record::Snap(Box::new(d.session_record(*key, e))));
+            st.dump(&mut mids, now, wall, &mut |r| {
                 j.append(&Record::Snap(Box::new(r)));
-            }
+            });
         }
         self.retained.for_each(|m| {
             let stored = StoredMessage::from_message(m, now, wall);

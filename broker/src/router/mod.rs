@@ -16,6 +16,7 @@ mod tree;
 mod durable;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,80 @@ pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
-use crate::protocol::{RetainHandling, SubOptions};
+use crate::protocol::{reason, RetainHandling, SubOptions};
 use crate::session::state::{Enqueued, QueueLimits, SharedSession};
 use crate::store::{Record, StoredMessage};
 
-/// How the router reaches a connection it must close (session takeover).
+/// How the router reaches a connection it must close (session takeover
+/// 0x8E, queue full 0x97): [`ConnHandle::close`] records the MQTT 5 reason
+/// and wakes the connection's driver, which tells its machine. The
+/// driver's handle is a child of the broker's shutdown token
+/// ([`ConnHandle::with_parent`]), so one wait serves both.
+///
+/// 16 bytes: a connection's machine and its router entry each hold one.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     pub id: u64,
-    pub kill: CancellationToken,
+    signal: Arc<ConnSignal>,
+}
+
+/// What a connection's handles share.
+#[derive(Debug)]
+struct ConnSignal {
+    kill: CancellationToken,
+    /// The reason of the first [`ConnHandle::close`]; 0 until then.
+    reason: AtomicU8,
+    /// Whether the client speaks MQTT 5 (set once CONNECT is read).
+    v5: AtomicBool,
+}
+
+impl ConnHandle {
+    pub fn new(id: u64) -> ConnHandle {
+        Self::with_token(id, CancellationToken::new())
+    }
+
+    /// A handle also cancelled, without a reason, when `parent` is.
+    pub fn with_parent(id: u64, parent: &CancellationToken) -> ConnHandle {
+        Self::with_token(id, parent.child_token())
+    }
+
+    fn with_token(id: u64, kill: CancellationToken) -> ConnHandle {
+        let signal = ConnSignal { kill, reason: AtomicU8::new(0), v5: AtomicBool::new(false) };
+        ConnHandle { id, signal: Arc::new(signal) }
+    }
+
+    /// Whether the client speaks MQTT 5.
+    pub fn v5(&self) -> bool {
+        self.signal.v5.load(Ordering::Relaxed)
+    }
+
+    /// Records the client's protocol (once its CONNECT is read, before the
+    /// router hears of the connection).
+    pub fn set_v5(&self, v5: bool) {
+        self.signal.v5.store(v5, Ordering::Relaxed);
+    }
+
+    /// Asks the connection to close with the MQTT 5 reason `code` (a
+    /// DISCONNECT reason, at least 0x80). The first reason wins; returns
+    /// whether this call was the first.
+    pub fn close(&self, code: u8) -> bool {
+        let first = self.signal.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        self.signal.kill.cancel();
+        first
+    }
+
+    /// The reason the connection was asked to close with, if it was
+    /// (`None` too if only the parent token was cancelled).
+    pub fn close_reason(&self) -> Option<u8> {
+        let code = self.signal.reason.load(Ordering::Acquire);
+        (code != 0).then_some(code)
+    }
+
+    /// Completes once [`ConnHandle::close`] is called or the parent token
+    /// is cancelled; then [`ConnHandle::close_reason`] tells which.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.signal.kill.cancelled()
+    }
 }
 
 /// A connection asking to open or resume its session.
@@ -129,6 +195,9 @@ pub struct Router {
     retained: RetainedStore,
     next_key: SessionKey,
     limits: QueueLimits,
+    /// Close an online MQTT 5 client's connection (0x97) when its queue
+    /// overflows, instead of dropping its messages silently.
+    quota_disconnect: bool,
     strategy: SharedStrategy,
     rng: u64,
     /// Wills waiting for their delay: (due, session, will).
@@ -149,6 +218,7 @@ impl Router {
             retained: RetainedStore::default(),
             next_key: 1,
             limits,
+            quota_disconnect: true,
             strategy: SharedStrategy::RoundRobin,
             rng: 0x9E37_79B9_7F4A_7C15,
             delayed_wills: Vec::new(),
@@ -162,11 +232,16 @@ impl Router {
         self.strategy = s;
     }
 
+    /// Whether an online MQTT 5 client whose queue overflows is
+    /// disconnected with 0x97 Quota exceeded (`disconnect_on_queue_full`).
+    pub fn set_disconnect_on_queue_full(&mut self, on: bool) {
+        self.quota_disconnect = on;
+    }
+
     pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
         match msg {
             RouterMsg::Ticketed(inner, ticket) => {
                 self.handle(*inner, now);
-                use std::sync::atomic::Ordering;
                 if let Some(d) = &self.durable {
                     ticket.lsn.store(d.journal.appended(), Ordering::Release);
                 }
@@ -200,7 +275,7 @@ impl Router {
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
-                old.kill.cancel();
+                old.close(reason::SESSION_TAKEN_OVER);
             }
             if req.clean_start {
                 self.end_session(key, now);
@@ -210,7 +285,7 @@ impl Router {
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
-                e.shared.lock().online = true;
+                e.shared.lock().set_online(true);
                 let (session, client_id) = (e.shared.clone(), e.client_id.clone());
                 self.record_session(key, now);
                 return ConnectReply { key, client_id, session, session_present: true };
@@ -219,7 +294,7 @@ impl Router {
         let key = self.next_key;
         self.next_key += 1;
         let shared = Arc::new(SharedSession::new(self.limits));
-        shared.lock().online = true;
+        shared.lock().set_online(true);
         let client_id: Arc<str> = req.client_id.into();
         self.by_client.insert(client_id.clone(), key);
         self.sessions.insert(
@@ -288,9 +363,13 @@ impl Router {
         if let Some(x) = expiry {
             e.expiry = x;
         }
-        e.shared.lock().online = false;
         let session_expiry = e.expiry;
-        let (leftovers, removals) = e.shared.lock().take_shared();
+        let (leftovers, removals) = {
+            let mut st = e.shared.lock();
+            let taken = st.take_shared();
+            st.set_online(false);
+            taken
+        };
         self.redeliver_shared(leftovers, key);
         for r in &removals {
             self.record(r);
@@ -312,7 +391,7 @@ impl Router {
     }
 
     fn subscribe(&mut self, key: SessionKey, entries: Vec<SubscribeEntry>, now: Instant) {
-        let Some((shared, client_id)) = self.sessions.get(&key).map(|e| (e.shared.clone(), e.client_id.clone())) else {
+        let Some(shared) = self.sessions.get(&key).map(|e| e.shared.clone()) else {
             return;
         };
         let journaled = shared.lock().is_journaled();
@@ -338,7 +417,6 @@ impl Router {
                     found.push(m.clone())
                 }
             });
-            let mut state = shared.lock();
             for msg in found {
                 // [MQTT-3.3.1-8] retained messages sent on subscribe keep RETAIN set.
                 let d = Delivery {
@@ -351,23 +429,45 @@ impl Router {
                     seq: 0,
                 };
                 let d = self.stored(d, journaled);
-                Self::count(&mut self.stats, &state.enqueue(d), &client_id);
+                let (r, dropped) = offer(&shared, d);
+                self.enqueued(key, r, dropped);
             }
-            drop(state);
             self.touched.push(shared.clone());
         }
     }
 
-    fn count(stats: &mut RouterStats, r: &Enqueued, client_id: &str) {
-        match r {
-            Enqueued::Queued => stats.delivered += 1,
-            Enqueued::DroppedFull { first } => {
-                stats.dropped_queue_full += 1;
-                if *first {
-                    tracing::warn!(client_id, "session queue full: dropping messages until it drains");
-                }
-            }
-            Enqueued::DroppedOffline => {}
+    /// The one handler of what became of a message offered to session
+    /// `key`'s queue, `dropped` being the messages the queue dropped for
+    /// lack of room (the new one, or older ones under `drop_oldest`).
+    ///
+    /// Counts it; at the first drop of an overflow episode (`drop_new`; an
+    /// episode lasts until the queue has drained to half) logs it and, if
+    /// so configured, closes the connection of an online MQTT 5 client with
+    /// DISCONNECT 0x97 Quota exceeded. The session, persistent or not, keeps
+    /// its queue; its expiry decides as for any disconnection. Only the
+    /// first drop of an episode closes: a client that resumes a session
+    /// whose queue overflowed while it was away is let drain it. MQTT
+    /// 3.1/3.1.1 have no way to say why, so their clients keep the
+    /// connection; so do clients under `drop_oldest`, which keeps the newest
+    /// messages flowing by design.
+    fn enqueued(&mut self, key: SessionKey, r: Enqueued, dropped: u64) {
+        if r == Enqueued::Queued {
+            self.stats.delivered += 1;
+        }
+        if dropped == 0 {
+            return;
+        }
+        self.stats.dropped_queue_full += dropped;
+        let Some(e) = self.sessions.get(&key) else { return };
+        let client_id = &*e.client_id;
+        if r != (Enqueued::DroppedFull { first: true }) {
+            return;
+        }
+        let v5_conn = e.conn.as_ref().filter(|c| c.v5() && self.quota_disconnect);
+        if v5_conn.is_some_and(|c| c.close(reason::QUOTA_EXCEEDED)) {
+            tracing::warn!(client_id, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
+        } else {
+            tracing::warn!(client_id, "session queue full: dropping messages until it drains");
         }
     }
 
@@ -445,11 +545,11 @@ impl Router {
         let Some(e) = self.sessions.get(&key) else {
             return false;
         };
-        let r = e.shared.lock().enqueue(d);
-        Self::count(&mut self.stats, &r, &e.client_id);
+        let (r, dropped) = offer(&e.shared, d);
         if r == Enqueued::Queued && e.conn.is_some() {
             self.touched.push(e.shared.clone());
         }
+        self.enqueued(key, r, dropped);
         r == Enqueued::Queued
     }
 
@@ -507,6 +607,15 @@ impl Router {
     pub fn retained_count(&self) -> usize {
         self.retained.len()
     }
+}
+
+/// Offers `d` to a session's queue; returns the outcome and how many
+/// messages the queue dropped for lack of room.
+fn offer(shared: &SharedSession, d: Delivery) -> (Enqueued, u64) {
+    let mut st = shared.lock();
+    let before = st.dropped;
+    let r = st.enqueue(d);
+    (r, st.dropped.saturating_sub(before))
 }
 
 /// Picks the member of `group` that gets the next message: online members

@@ -11,7 +11,7 @@ fn limits() -> QueueLimits {
 }
 
 fn conn(id: u64) -> ConnHandle {
-    ConnHandle { id, kill: CancellationToken::new() }
+    ConnHandle::new(id)
 }
 
 fn connect(r: &mut Router, client: &str, clean: bool, id: u64) -> ConnectReply {
@@ -122,7 +122,7 @@ fn clean_start_discards_the_old_session() {
     sub(&mut r, c.key, "t", QoS::AtLeastOnce);
     let again = connect(&mut r, "dev1", true, 2);
     assert!(!again.session_present);
-    assert!(first.kill.is_cancelled());
+    assert_eq!(first.close_reason(), Some(reason::SESSION_TAKEN_OVER));
     r.publish(msg("t", QoS::AtLeastOnce, false, b"x"));
     assert!(drain(&again.session).is_empty());
     assert_eq!(r.subscription_count(), 0);
@@ -137,13 +137,17 @@ fn takeover_keeps_session_for_the_new_connection() {
         Instant::now(),
     );
     let again = connect(&mut r, "x", false, 2);
-    assert!(first.kill.is_cancelled(), "[MQTT-3.1.4-2] the existing connection is closed");
+    assert_eq!(
+        first.close_reason(),
+        Some(reason::SESSION_TAKEN_OVER),
+        "[MQTT-3.1.4-2] the existing connection is closed"
+    );
     // The old connection's disconnect arrives late and must not take the session offline.
     r.handle(
         RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
         Instant::now(),
     );
-    assert!(again.session.lock().online);
+    assert!(again.session.lock().online());
 }
 
 #[test]
@@ -308,6 +312,7 @@ fn retained_message_expiry_applies_on_subscribe() {
 fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Model) {
     let cfg = crate::store::StoreConfig {
         dir: dir.to_owned(),
+        spill_dir: dir.join("spill"),
         sync: crate::store::SyncMode::Batch,
         segment_bytes: 1 << 20,
         compact_bytes: 1 << 30,
@@ -348,8 +353,8 @@ fn stored_body_is_not_confused_with_a_freed_message() {
     let (_j, m) = open_store(dir.path());
     let sess = m.sessions.values().next().unwrap();
     assert_eq!(sess.queue.len(), 1);
-    let e = sess.queue.values().next().unwrap();
-    let body = &m.msgs[&e.mid];
+    let (_, e) = sess.queue.iter().next().unwrap();
+    let body = m.msgs.get(e.mid).unwrap();
     assert_eq!(&body.payload[..], b"H", "queued entry restored with the wrong message body (mid {})", e.mid);
 }
 
@@ -378,4 +383,65 @@ fn shared_qos2_already_sent_stays_in_flight_with_its_packet_id() {
         "QoS 2 PUBLISH already sent must stay in flight with its packet id (queued again: {})",
         st.queued()
     );
+}
+
+// ---- queue full: DISCONNECT 0x97 for MQTT 5 ----
+
+/// A router whose sessions hold 2 messages, and an online persistent
+/// session `c` subscribed to `t` at QoS 1 whose connection is `handle`.
+fn full_queue_setup(policy: QueueFullPolicy, v5: bool, disconnect: bool) -> (Router, ConnectReply, ConnHandle) {
+    let mut r = Router::new(QueueLimits { max_messages: 2, policy, ..limits() });
+    r.set_disconnect_on_queue_full(disconnect);
+    let handle = conn(1);
+    handle.set_v5(v5);
+    let c = r.connect(
+        ConnectRequest { client_id: "c".into(), clean_start: false, expiry: None, conn: handle.clone() },
+        Instant::now(),
+    );
+    sub(&mut r, c.key, "t", QoS::AtLeastOnce);
+    for p in [&b"1"[..], b"2"] {
+        r.publish(Message { payload: Bytes::from_static(p), ..msg("t", QoS::AtLeastOnce, false, b"") });
+    }
+    assert_eq!(handle.close_reason(), None, "a queue at its limit is not over it");
+    (r, c, handle)
+}
+
+/// The connection's end takes the session offline; it keeps its queue.
+fn resume_after_disconnect(r: &mut Router, c: &ConnectReply) -> ConnectReply {
+    r.handle(
+        RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
+    let again = connect(r, "c", false, 2);
+    assert!(again.session_present);
+    again
+}
+
+#[test]
+fn overflowing_queue_disconnects_an_mqtt5_client_with_0x97_and_keeps_the_session() {
+    let (mut r, c, handle) = full_queue_setup(QueueFullPolicy::DropNew, true, true);
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
+    assert_eq!(handle.close_reason(), Some(reason::QUOTA_EXCEEDED));
+    assert_eq!(r.stats.dropped_queue_full, 1);
+    // Resumed while the episode lasts: the client may drain its queue.
+    let again = resume_after_disconnect(&mut r, &c);
+    r.publish(msg("t", QoS::AtLeastOnce, false, b"4"));
+    assert_eq!(r.sessions[&c.key].conn.as_ref().and_then(ConnHandle::close_reason), None);
+    let got: Vec<String> = drain(&again.session).into_iter().map(|x| x.0).collect();
+    assert_eq!(got, vec!["1", "2"]);
+    assert_eq!(r.stats.dropped_queue_full, 2);
+}
+
+#[test]
+fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
+    use QueueFullPolicy::{DropNew, DropOldest};
+    for (policy, v5, disconnect) in [(DropNew, false, true), (DropNew, true, false), (DropOldest, true, true)] {
+        let (mut r, c, handle) = full_queue_setup(policy, v5, disconnect);
+        r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
+        assert_eq!(handle.close_reason(), None, "{policy:?}, v5 {v5}, disconnect_on_queue_full {disconnect}");
+        assert_eq!(r.stats.dropped_queue_full, 1, "drop_oldest drops are counted too");
+        let want: Vec<&str> = if policy == QueueFullPolicy::DropNew { vec!["1", "2"] } else { vec!["2", "3"] };
+        let got: Vec<String> = drain(&c.session).into_iter().map(|x| x.0).collect();
+        assert_eq!(got, want);
+    }
 }

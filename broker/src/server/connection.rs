@@ -196,15 +196,40 @@ impl HeldAcks {
     }
 }
 
-/// Serves one client connection until it closes.
+/// Serves one client connection until it closes. `listener_full`: the
+/// listener is at its `max_connections`, so CONNECT is refused.
 ///
 /// A plain function returning the future, so the future holds the driver
 /// once (an `async fn`'s arguments would be stored beside it).
-pub fn serve<S: Transport>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>) -> impl Future<Output = ()> {
-    // Cancelled by a session takeover (the router) or, as a child of the
-    // broker's shutdown token, by shutdown.
-    let kill = ctx.shutdown.child_token();
-    let machine = Machine::new(ctx.machine.clone(), ConnHandle { id: conn_id, kill }, now());
+pub fn serve<S: Transport>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    ctx: Arc<ConnCtx>,
+    listener_full: bool,
+) -> impl Future<Output = ()> {
+    serve_holding(stream, peer, conn_id, ctx, listener_full, ())
+}
+
+/// [`serve`], holding `guard` until the connection is closed (a
+/// listener's place for it). Held in `serve`'s own future, not by a
+/// wrapping one, which would store `serve`'s future twice (1,040 bytes
+/// instead of 504, `-Zprint-type-sizes`).
+pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    ctx: Arc<ConnCtx>,
+    listener_full: bool,
+    guard: G,
+) -> impl Future<Output = ()> {
+    // Closed by the router (session takeover, queue overflow) or, as a
+    // child of the broker's shutdown token, by shutdown.
+    let handle = ConnHandle::with_parent(conn_id, &ctx.shutdown);
+    let mut machine = Machine::new(ctx.machine.clone(), handle, now());
+    if listener_full {
+        machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
+    }
     let mut d = Driver {
         stream,
         peer,
@@ -222,6 +247,7 @@ pub fn serve<S: Transport>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<C
     async move {
         let why = d.run().await;
         d.close(why).await;
+        drop(guard);
     }
 }
 
@@ -313,13 +339,11 @@ impl<S: Transport> Driver<S> {
             let notify = self.session.as_ref().map_or(&NO_SESSION, |s| &s.notify);
             tokio::select! {
                 biased;
-                _ = self.machine.kill().cancelled() => {
-                    if self.ctx.shutdown.is_cancelled() {
-                        self.machine.shutdown();
-                    } else {
-                        self.machine.taken_over();
-                    }
-                }
+                _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
+                    Some(code) => self.machine.closed_by_router(code),
+                    // Cancelled without a reason: by its parent, the shutdown.
+                    None => self.machine.shutdown(),
+                },
                 r = std::future::poll_fn(|cx| poll_read_some(&mut self.stream, &mut self.rbuf, cx)) => match r {
                     Ok(0) | Err(_) => return Close::Io,
                     Ok(_) => {

@@ -3,15 +3,15 @@
 //! connection task to finish, bounded in time).
 
 mod connection;
+mod listener;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 
 pub use connection::{serve, ConnCtx, Transport};
 
-use crate::config::Config;
+use crate::auth::{Authenticator, NoEnhancedAuth};
+use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use crate::router::{self, Router, RouterStats};
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
@@ -50,38 +51,55 @@ pub struct Broker {
     journal: Option<Arc<Journal>>,
 }
 
-fn machine_config(cfg: &Config) -> MachineConfig {
+/// The settings of the connections of listener `l`: its limits, or else
+/// the global ones.
+fn machine_config(cfg: &Config, l: &ListenerConfig, authenticator: Arc<dyn Authenticator>) -> MachineConfig {
     MachineConfig {
-        max_packet_size: cfg.max_packet_size,
+        max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
         max_inflight: cfg.max_inflight_messages,
         connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
         session_expiry: (cfg.session_expiry_secs > 0).then(|| Duration::from_secs(cfg.session_expiry_secs)),
-        allow_anonymous: cfg.allow_anonymous,
+        allow_anonymous: l.allow_anonymous.unwrap_or(cfg.allow_anonymous),
         receive_maximum: cfg.receive_maximum,
-        max_keepalive: cfg.max_keepalive,
+        max_keepalive: l.max_keepalive.unwrap_or(cfg.max_keepalive),
         topic_alias_maximum: cfg.topic_alias_maximum,
         server_topic_aliases: cfg.server_topic_aliases,
         response_information: cfg.response_information.clone(),
+        authenticator,
     }
 }
 
 impl Broker {
-    /// Binds every listener and starts serving.
+    /// Binds every listener and starts serving, with no enhanced
+    /// authentication method (MQTT 5 AUTH).
     pub async fn start(cfg: Config) -> Result<Broker, StartError> {
+        Self::start_with_authenticator(cfg, Arc::new(NoEnhancedAuth)).await
+    }
+
+    /// [`Broker::start`] with the enhanced authentication methods of
+    /// `authenticator` (see [`crate::auth`]).
+    pub async fn start_with_authenticator(
+        cfg: Config,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<Broker, StartError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|source| StartError::DataDir { dir: cfg.data_dir.display().to_string(), source })?;
         let mut listeners = Vec::new();
-        for addr in &cfg.listeners {
-            match TcpListener::bind(addr).await {
-                Ok(l) => listeners.push(l),
+        for l in &cfg.listeners {
+            let addr = l.bind;
+            let bound = match l.protocol {
+                ListenerProtocol::Tcp => TcpListener::bind(addr).await,
+            };
+            match bound {
+                Ok(socket) => listeners.push((socket, l)),
                 // A host without IPv6 loopback still serves IPv4 by default.
                 Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable && cfg.listeners.len() > 1 => {
                     tracing::warn!(%addr, "skipping listener: {e}");
                 }
-                Err(source) => return Err(StartError::Bind { addr: *addr, source }),
+                Err(source) => return Err(StartError::Bind { addr, source }),
             }
         }
-        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let addrs = listeners.iter().filter_map(|(socket, _)| socket.local_addr().ok()).collect();
         let limits = QueueLimits {
             max_messages: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
@@ -91,20 +109,23 @@ impl Broker {
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
+        r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
         let journal = if cfg.persistence { Some(open_store(&cfg, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let ctx = Arc::new(ConnCtx {
-            router: tx,
-            machine: Arc::new(machine_config(&cfg)),
-            shutdown: shutdown.clone(),
-            verbose: cfg.verbose,
-            journal: journal.clone(),
-        });
         let ids = Arc::new(AtomicU64::new(1));
-        for l in listeners {
-            tracker.spawn(accept_loop(l, ctx.clone(), tracker.clone(), ids.clone()));
+        for (socket, l) in listeners {
+            // One context per listener: its limits are its connections' settings.
+            let ctx = Arc::new(ConnCtx {
+                router: tx.clone(),
+                machine: Arc::new(machine_config(&cfg, l, authenticator.clone())),
+                shutdown: shutdown.clone(),
+                verbose: cfg.verbose,
+                journal: journal.clone(),
+            });
+            let limit = listener::ConnLimit::new(l.max_connections);
+            tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
         Ok(Broker { addrs, shutdown, tracker, router, journal })
     }
@@ -139,6 +160,7 @@ fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartEr
     let dir = cfg.data_dir.join("store");
     let store_cfg = StoreConfig {
         dir: dir.clone(),
+        spill_dir: cfg.data_dir.join("spill"),
         sync: cfg.sync,
         segment_bytes: 16 * 1024 * 1024,
         compact_bytes: cfg.compact_bytes,
@@ -158,32 +180,4 @@ fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartEr
     let now = tokio::time::Instant::now().into_std();
     router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));
     Ok(journal)
-}
-
-async fn accept_loop(listener: TcpListener, ctx: Arc<ConnCtx>, tracker: TaskTracker, ids: Arc<AtomicU64>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let id = ids.fetch_add(1, Ordering::Relaxed);
-                tracker.spawn(serve_tcp(stream, peer, id, ctx.clone()));
-            }
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Not an `async fn`: the connection's future is `serve`'s alone, without
-/// a wrapper holding a second copy of the arguments.
-fn serve_tcp(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>) -> impl Future<Output = ()> {
-    // Small MQTT packets must not wait for Nagle's algorithm.
-    let _ = stream.set_nodelay(true);
-    serve(stream, peer, id, ctx)
 }

@@ -3,7 +3,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use super::machine::{Action, Close, Connected, Machine, State};
+use super::machine::{Accepted, Action, Close, Connected, EnhancedAuth, Machine, State};
 use super::outbound::Outbound;
 use crate::message::Message;
 use crate::protocol::topic::{valid_filter, valid_shared};
@@ -14,23 +14,29 @@ use crate::protocol::{
 use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
 
 impl Machine {
-    fn refuse(&mut self, code: u8) {
+    /// CONNACK with the error `code`, then close.
+    pub(super) fn refuse(&mut self, code: u8) {
         let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
         self.send(Packet::ConnAck(ConnAck { code, props, ..ConnAck::default() }));
         self.close(Close::Refused);
     }
 
-    fn connected_mut(&mut self) -> Option<&mut Connected> {
+    pub(super) fn connected_mut(&mut self) -> Option<&mut Connected> {
         match &mut self.state {
             State::Connected(c) => Some(c),
             _ => None,
         }
     }
 
-    /// CONNECT: checks the client identifier and credentials, then asks the
-    /// router for the session.
-    pub(super) fn on_connect(&mut self, mut c: Connect) {
+    /// CONNECT: checks the client identifier and credentials (or runs
+    /// enhanced authentication, `auth_flow.rs`), then asks the router for
+    /// the session. `deadline` bounds the whole of it.
+    pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
+        self.conn.set_v5(c.version.is_v5());
+        if let Some(code) = self.refusal {
+            return self.refuse(code);
+        }
         let mut assigned = false;
         if c.client_id.is_empty() {
             let allowed = match c.version {
@@ -50,13 +56,21 @@ impl Machine {
             c.client_id = format!("edgemq-{:016x}", h.finish());
             assigned = true;
         }
-        if !self.cfg.allow_anonymous && c.username.is_none() {
+        let enhanced = c.authentication_method.is_some() || c.authentication_data.is_some();
+        let accepted = Accepted { connect: c, assigned, auth_data: None };
+        if enhanced {
+            // The method authenticates the client (allow_anonymous does not apply).
+            return self.start_auth(accepted, deadline);
+        }
+        if !self.cfg.allow_anonymous && accepted.connect.username.is_none() {
             return self.refuse(reason::NOT_AUTHORIZED);
         }
-        if c.authentication_method.is_some() {
-            // Enhanced authentication: no method is supported yet.
-            return self.refuse(reason::BAD_AUTHENTICATION_METHOD);
-        }
+        self.request_session(accepted);
+    }
+
+    /// Asks the router to open or resume the session of an accepted CONNECT.
+    pub(super) fn request_session(&mut self, a: Accepted) {
+        let c = &a.connect;
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -73,12 +87,13 @@ impl Machine {
             expiry,
             conn: self.conn.clone(),
         }));
-        self.state = State::Connecting(Box::new(c), assigned);
+        self.state = State::Connecting(Box::new(a));
     }
 
     /// The router opened or resumed the session: CONNACK, then whatever was
     /// in flight.
-    pub(super) fn on_session(&mut self, c: Connect, assigned: bool, reply: ConnectReply, now: Instant) {
+    pub(super) fn on_session(&mut self, a: Accepted, reply: ConnectReply, now: Instant) {
+        let Accepted { connect: c, assigned, auth_data } = a;
         let v5 = c.version.is_v5();
         let mut keep_alive = c.keep_alive;
         let mut props = ConnAckProps::default();
@@ -102,14 +117,11 @@ impl Machine {
                 props.response_information =
                     self.cfg.response_information.as_ref().map(|r| format!("{r}{}", c.client_id));
             }
+            // [MQTT-4.12.0-5] a successful CONNACK names the method of CONNECT.
+            props.authentication_method = c.authentication_method.clone();
+            props.authentication_data = auth_data;
         }
-        let expiry = match c.version {
-            Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
-                u32::MAX => None,
-                secs => Some(Duration::from_secs(u64::from(secs))),
-            },
-            _ => None,
-        };
+        let zero_expiry = v5 && c.session_expiry_interval.unwrap_or(0) == 0;
         let window = self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX));
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
@@ -125,10 +137,13 @@ impl Machine {
             keep_alive,
             will: c.will.map(Box::new),
             window: window.max(1),
-            expiry,
+            zero_expiry,
             expiry_update: None,
             out,
             aliases_in: None,
+            auth: c
+                .authentication_method
+                .map(|method| Box::new(EnhancedAuth { method, username: c.username, exchange: None })),
         }));
     }
 
@@ -165,7 +180,7 @@ impl Machine {
             let pending = st.inbound_qos2_pending();
             if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
                 drop(st);
-                // [MQTT-3.3.4-9] more unacknowledged QoS 2 than Receive Maximum.
+                // [MQTT-3.3.4-7] more unacknowledged QoS 2 than Receive Maximum.
                 return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
             }
             // Routed on first receipt only; a resent PUBLISH with the same
@@ -294,7 +309,7 @@ impl Machine {
     pub(super) fn on_disconnect(&mut self, d: Disconnect) {
         let Some(c) = self.connected_mut() else { return };
         if let Some(secs) = d.session_expiry_interval {
-            if c.expiry == Some(Duration::ZERO) && secs != 0 {
+            if c.zero_expiry && secs != 0 {
                 // [MQTT-3.14.2-2] cannot set an expiry after connecting with 0.
                 return self.close(Close::Error(reason::PROTOCOL_ERROR));
             }
@@ -305,11 +320,5 @@ impl Machine {
             c.will = None;
         }
         self.close(Close::Normal);
-    }
-
-    pub(super) fn on_auth(&mut self) {
-        // AUTH is only valid during enhanced authentication, which this
-        // connection did not ask for (a protocol error).
-        self.close(Close::Error(reason::PROTOCOL_ERROR));
     }
 }

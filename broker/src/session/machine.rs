@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
 use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
@@ -32,6 +35,8 @@ pub struct MachineConfig {
     pub server_topic_aliases: bool,
     /// Response Information for clients that request it (client id appended).
     pub response_information: Option<String>,
+    /// Enhanced authentication methods (MQTT 5 AUTH), see `crate::auth`.
+    pub authenticator: Arc<dyn Authenticator>,
 }
 
 /// Why a connection is closing.
@@ -79,8 +84,11 @@ pub(super) struct Connected {
     pub will: Option<Box<Will>>,
     /// Outgoing QoS 1/2 window: ours, lowered by the client's Receive Maximum.
     pub window: u16,
-    /// Session Expiry requested at CONNECT (MQTT 5 rules for DISCONNECT).
-    pub expiry: Option<Duration>,
+    /// An MQTT 5 client connected with Session Expiry Interval 0, which
+    /// DISCONNECT may not raise [MQTT-3.14.2-2]. (A flag rather than the
+    /// interval: this box, with the MQTT 5 AUTH state, stays in a
+    /// 128-byte allocation.)
+    pub zero_expiry: bool,
     pub expiry_update: Option<Option<Duration>>,
     /// What this connection sends: aliases, size limit (outbound.rs).
     pub out: super::outbound::Outbound,
@@ -89,15 +97,47 @@ pub(super) struct Connected {
     // connections that never use it.
     #[allow(clippy::box_collection)]
     pub aliases_in: Option<Box<HashMap<u16, String>>>,
+    /// The enhanced authentication method the client connected with;
+    /// boxed, as most clients use none.
+    pub auth: Option<Box<EnhancedAuth>>,
+}
+
+/// Enhanced authentication of a connected client, for re-authentication.
+pub(super) struct EnhancedAuth {
+    pub method: String,
+    pub username: Option<String>,
+    /// A re-authentication in progress.
+    pub exchange: Option<Box<dyn AuthExchange>>,
+}
+
+/// A CONNECT the machine accepted, until its CONNACK.
+pub(super) struct Accepted {
+    pub connect: Connect,
+    /// Whether the broker assigned the client identifier.
+    pub assigned: bool,
+    /// Authentication Data for the CONNACK of a successful enhanced
+    /// authentication.
+    pub auth_data: Option<Bytes>,
+}
+
+/// Enhanced authentication before CONNACK (MQTT 5).
+pub(super) struct Authenticating {
+    pub accepted: Accepted,
+    pub exchange: Box<dyn AuthExchange>,
+    /// The connect timeout still runs.
+    pub deadline: Instant,
 }
 
 pub(super) enum State {
     AwaitConnect {
         deadline: Instant,
     },
-    /// CONNECT accepted by the machine, waiting for the router (and
-    /// whether the broker assigned the client identifier).
-    Connecting(Box<Connect>, bool),
+    /// Enhanced authentication in progress (MQTT 5): waiting for AUTH.
+    /// The states other than the first are boxed: the state of every
+    /// connection is as large as the largest.
+    Authenticating(Box<Authenticating>),
+    /// CONNECT accepted by the machine, waiting for the router.
+    Connecting(Box<Accepted>),
     Connected(Box<Connected>),
     Closed,
 }
@@ -110,6 +150,8 @@ pub struct Machine {
     pub(super) version: Option<Version>,
     pub(super) last_seen: Instant,
     pub(super) out: Vec<Action>,
+    /// The code CONNECT is refused with whatever it holds (listener full).
+    pub(super) refusal: Option<u8>,
     pub(super) closing: Option<Close>,
 }
 
@@ -125,13 +167,25 @@ impl Machine {
             version: None,
             last_seen: now,
             out: Vec::new(),
+            refusal: None,
             closing: None,
         }
     }
 
-    /// Cancelled when the connection must close: session takeover, shutdown.
-    pub fn kill(&self) -> &tokio_util::sync::CancellationToken {
-        &self.conn.kill
+    /// How the router closes this connection (and shutdown, as its
+    /// cancellation token's parent).
+    pub fn conn(&self) -> &ConnHandle {
+        &self.conn
+    }
+
+    /// Refuses the coming CONNECT with `code`, e.g. 0x97 Quota exceeded
+    /// when the listener is at its `max_connections`. 0x97 rather than 0x89
+    /// Server busy: the limit is an administrative one ("an implementation
+    /// or administrative imposed limit has been exceeded", 5.0 3.2.2.2),
+    /// not a passing overload that invites an immediate retry. MQTT 3.1 and
+    /// 3.1.1 clients get 0x03 Server unavailable (the encoder maps it).
+    pub fn refuse_connect(&mut self, code: u8) {
+        self.refusal = Some(code);
     }
 
     /// The protocol level, once CONNECT has been read.
@@ -203,7 +257,11 @@ impl Machine {
             return;
         }
         match (&self.state, packet) {
-            (State::AwaitConnect { .. }, Packet::Connect(c)) => self.on_connect(*c),
+            (State::AwaitConnect { deadline }, Packet::Connect(c)) => {
+                let deadline = *deadline;
+                self.on_connect(*c, deadline)
+            }
+            (State::Authenticating(_), Packet::Auth(a)) => self.on_auth(a),
             (State::Connected(_), p) => self.on_packet(p, now),
             // The decoder lets only CONNECT through first, and the driver
             // waits for the router before reading on; anything else is a bug
@@ -223,7 +281,7 @@ impl Machine {
             Packet::Unsubscribe(u) => self.on_unsubscribe(u),
             Packet::PingReq => self.send(Packet::PingResp),
             Packet::Disconnect(d) => self.on_disconnect(d),
-            Packet::Auth(_) => self.on_auth(),
+            Packet::Auth(a) => self.on_auth(a),
             // The decoder rejects every other type from a client.
             _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
         }
@@ -245,10 +303,10 @@ impl Machine {
 
     /// The router opened the session.
     pub fn connected(&mut self, reply: ConnectReply, now: Instant) {
-        let State::Connecting(c, assigned) = std::mem::replace(&mut self.state, State::Closed) else {
+        let State::Connecting(a) = std::mem::replace(&mut self.state, State::Closed) else {
             return;
         };
-        self.on_session(*c, assigned, reply, now);
+        self.on_session(*a, reply, now);
     }
 
     /// Takes what the router must hear when the connection is gone: the
@@ -284,6 +342,7 @@ impl Machine {
         }
         match &self.state {
             State::AwaitConnect { deadline } => Some(*deadline),
+            State::Authenticating(a) => Some(a.deadline),
             // [MQTT-3.1.2-24] one and a half times the keep-alive.
             State::Connected(c) => {
                 (c.keep_alive > 0).then(|| self.last_seen + Duration::from_millis(u64::from(c.keep_alive) * 1500))
@@ -303,9 +362,11 @@ impl Machine {
         }
     }
 
-    /// The router says another connection took the session.
-    pub fn taken_over(&mut self) {
-        self.close(Close::TakenOver);
+    /// The router closed this connection (see `ConnHandle::close`): another
+    /// connection took the session over (0x8E), or the session's queue
+    /// overflowed (0x97). MQTT 5 clients get DISCONNECT with the reason.
+    pub fn closed_by_router(&mut self, code: u8) {
+        self.close(if code == reason::SESSION_TAKEN_OVER { Close::TakenOver } else { Close::Error(code) });
     }
 
     pub fn shutdown(&mut self) {
@@ -319,4 +380,4 @@ fn will_message(w: Will, origin: SessionKey, now: Instant) -> Message {
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
-mod tests;
+pub(super) mod tests;

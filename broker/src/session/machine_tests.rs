@@ -1,10 +1,10 @@
 //! Unit tests of every packet handler, driving the machine without sockets:
-//! the router is the real one, called directly.
+//! the router is the real one, called directly. The harness is shared with
+//! the other tests of `session` (`auth_tests.rs`).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::QueueFullPolicy;
@@ -15,7 +15,7 @@ use crate::protocol::{
 use crate::router::{ConnHandle, Router, RouterMsg};
 use crate::session::state::QueueLimits;
 
-fn cfg() -> MachineConfig {
+pub(in crate::session) fn cfg() -> MachineConfig {
     MachineConfig {
         max_packet_size: 1 << 20,
         max_inflight: 2,
@@ -27,10 +27,11 @@ fn cfg() -> MachineConfig {
         topic_alias_maximum: 2,
         server_topic_aliases: true,
         response_information: None,
+        authenticator: std::sync::Arc::new(crate::auth::NoEnhancedAuth),
     }
 }
 
-fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
+pub(in crate::session) fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
     Connect {
         version,
         client_id: id.into(),
@@ -46,23 +47,24 @@ fn connect_packet(version: Version, id: &str, clean: bool) -> Connect {
         request_response_information: false,
         request_problem_information: true,
         authentication_method: None,
+        authentication_data: None,
         user_properties: Vec::new(),
     }
 }
 
-struct Harness {
+pub(in crate::session) struct Harness {
     router: Router,
     now: Instant,
     next_conn: u64,
 }
 
-struct Client {
-    m: Machine,
-    kill: CancellationToken,
+pub(in crate::session) struct Client {
+    pub(in crate::session) m: Machine,
+    conn: ConnHandle,
 }
 
 impl Harness {
-    fn new() -> Harness {
+    pub(in crate::session) fn new() -> Harness {
         let limits =
             QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
         Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1 }
@@ -106,16 +108,25 @@ impl Harness {
     }
 
     fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
-        let kill = CancellationToken::new();
+        self.client_with(cfg(), connect)
+    }
+
+    /// A new connection with settings `cfg`, after its CONNECT.
+    pub(in crate::session) fn client_with(
+        &mut self,
+        cfg: MachineConfig,
+        connect: Connect,
+    ) -> (Client, Vec<Packet>, Option<Close>) {
         let id = self.next_conn;
         self.next_conn += 1;
-        let mut c = Client { m: Machine::new(cfg(), ConnHandle { id, kill: kill.clone() }, self.now), kill };
+        let conn = ConnHandle::new(id);
+        let mut c = Client { m: Machine::new(cfg, conn.clone(), self.now), conn };
         c.m.handle(Packet::Connect(Box::new(connect)), self.now);
         let (sent, closed) = self.run(&mut c);
         (c, sent, closed)
     }
 
-    fn feed(&mut self, c: &mut Client, p: Packet) -> (Vec<Packet>, Option<Close>) {
+    pub(in crate::session) fn feed(&mut self, c: &mut Client, p: Packet) -> (Vec<Packet>, Option<Close>) {
         c.m.handle(p, self.now);
         self.run(c)
     }
@@ -148,7 +159,7 @@ fn subscribe(filter: &str, qos: QoS) -> Packet {
     })
 }
 
-fn connack(sent: &[Packet]) -> &ConnAck {
+pub(in crate::session) fn connack(sent: &[Packet]) -> &ConnAck {
     match sent.first() {
         Some(Packet::ConnAck(c)) => c,
         other => panic!("expected CONNACK first, got {other:?}"),
@@ -184,10 +195,10 @@ fn connect_empty_client_id_rules() {
 #[test]
 fn connect_refused_without_credentials_when_anonymous_is_off() {
     let mut h = Harness::new();
-    let kill = CancellationToken::new();
-    let mut m = Machine::new(MachineConfig { allow_anonymous: false, ..cfg() }, ConnHandle { id: 9, kill }, h.now);
+    let conn = ConnHandle::new(9);
+    let mut m = Machine::new(MachineConfig { allow_anonymous: false, ..cfg() }, conn.clone(), h.now);
     m.handle(Packet::Connect(Box::new(connect_packet(Version::V311, "x", true))), h.now);
-    let mut c = Client { m, kill: CancellationToken::new() };
+    let mut c = Client { m, conn };
     let (sent, closed) = h.run(&mut c);
     assert_eq!((connack(&sent).code, closed), (reason::NOT_AUTHORIZED, Some(Close::Refused)));
 }
@@ -195,10 +206,8 @@ fn connect_refused_without_credentials_when_anonymous_is_off() {
 #[test]
 fn unsupported_version_gets_connack_then_close() {
     let mut h = Harness::new();
-    let mut c = Client {
-        m: Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now),
-        kill: CancellationToken::new(),
-    };
+    let conn = ConnHandle::new(1);
+    let mut c = Client { m: Machine::new(cfg(), conn.clone(), h.now), conn };
     // [MQTT-3.1.2-2]
     c.m.decode_error(DecodeError::UnsupportedVersion(6));
     let (sent, closed) = h.run(&mut c);
@@ -421,8 +430,8 @@ fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
     let (mut old, _, _) = h.client(connect_packet(Version::V5, "dup", false));
     let (_new, sent, _) = h.client(connect_packet(Version::V5, "dup", false));
     assert!(connack(&sent).session_present);
-    assert!(old.kill.is_cancelled(), "[MQTT-3.1.4-2]");
-    old.m.taken_over();
+    assert_eq!(old.conn.close_reason(), Some(reason::SESSION_TAKEN_OVER), "[MQTT-3.1.4-2]");
+    old.m.closed_by_router(reason::SESSION_TAKEN_OVER);
     let (sent, closed) = h.run(&mut old);
     assert_eq!(closed, Some(Close::TakenOver));
     // [MQTT-3.1.4-3] (5.0) DISCONNECT 0x8E, with a reason string.
@@ -519,7 +528,7 @@ fn v5_connack_advertises_limits_and_server_keep_alive() {
 #[test]
 fn connect_timeout_closes_a_silent_connection() {
     let h = Harness::new();
-    let mut m = Machine::new(cfg(), ConnHandle { id: 1, kill: CancellationToken::new() }, h.now);
+    let mut m = Machine::new(cfg(), ConnHandle::new(1), h.now);
     m.on_timer(h.now + Duration::from_secs(11));
     assert!(m.is_closed());
 }

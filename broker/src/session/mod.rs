@@ -1,9 +1,11 @@
 //! Sessions: the per-connection protocol state machine ([`Machine`]) and
 //! the state that outlives connections ([`state`]).
 
+mod auth_flow;
 mod handlers;
 mod machine;
 mod outbound;
+pub mod spill;
 pub mod state;
 
 pub use machine::{Action, Close, Machine, MachineConfig};

@@ -7,7 +7,8 @@
 //! session takes from it, tracks acknowledgements and, on resume, resends
 //! what was in flight. Both go through [`SharedSession`], one small lock per
 //! session (never a global one). The queue itself sits behind
-//! [`MessageQueue`], the seam where a disk-backed store plugs in.
+//! [`MessageQueue`]: in memory ([`MemQueue`]) for sessions that are not
+//! stored, spilling to disk ([`super::spill::SpillQueue`]) for stored ones.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::spill::SpillQueue;
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, SessionKey};
 use crate::protocol::{QoS, SubOptions};
@@ -24,12 +26,16 @@ use crate::store::{Journal, Record};
 pub trait MessageQueue: Send {
     fn push_back(&mut self, d: Delivery);
     fn pop_front(&mut self) -> Option<Delivery>;
-    fn front(&self) -> Option<&Delivery>;
-    /// The `i`-th waiting delivery (0 is the oldest).
-    fn get(&self, i: usize) -> Option<&Delivery>;
+    fn front(&mut self) -> Option<&Delivery>;
+    /// Calls `f` on each waiting delivery, oldest first, with whether it
+    /// was read back from disk for the call.
+    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool));
     fn len(&self) -> usize;
     /// Removes and returns, in order, the deliveries for which `pred` holds.
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
+    /// Whether a connection is draining the queue (a hint for what to keep
+    /// in memory).
+    fn set_online(&mut self, _online: bool) {}
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -46,11 +52,13 @@ impl MessageQueue for MemQueue {
     fn pop_front(&mut self) -> Option<Delivery> {
         self.0.pop_front()
     }
-    fn front(&self) -> Option<&Delivery> {
+    fn front(&mut self) -> Option<&Delivery> {
         self.0.front()
     }
-    fn get(&self, i: usize) -> Option<&Delivery> {
-        self.0.get(i)
+    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
+        for d in &self.0 {
+            f(d, false);
+        }
     }
     fn len(&self) -> usize {
         self.0.len()
@@ -116,7 +124,7 @@ pub struct SessionState {
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
     limits: QueueLimits,
     /// Whether a connection currently owns the session.
-    pub online: bool,
+    online: bool,
     /// Messages dropped because the queue was full, ever.
     pub dropped: u64,
     in_drop_episode: bool,
@@ -179,10 +187,27 @@ impl SessionState {
         }
     }
 
-    /// Makes this a persistent session whose changes go to `journal`.
+    /// Makes this a persistent session whose changes go to `journal`; its
+    /// queue moves out of memory.
     pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
         self.key = key;
+        let mut spill = SpillQueue::new(journal.spill.clone(), key);
+        spill.set_online(self.online);
+        while let Some(d) = self.queue.pop_front() {
+            spill.push_back(d);
+        }
+        self.queue = Box::new(spill);
         self.journal = Some(journal);
+    }
+
+    pub fn online(&self) -> bool {
+        self.online
+    }
+
+    /// Whether a connection owns the session now.
+    pub fn set_online(&mut self, online: bool) {
+        self.online = online;
+        self.queue.set_online(online);
     }
 
     /// Stops recording changes (the session is no longer persistent).
@@ -269,8 +294,8 @@ impl SessionState {
     /// Expired messages (Message Expiry Interval) are discarded on the way.
     pub fn next_to_send(&mut self, window: usize, now: Instant) -> Option<(Delivery, u16)> {
         loop {
-            let front = self.queue.front()?;
-            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+            let qos = self.queue.front()?.qos;
+            if qos != QoS::AtMostOnce && self.inflight.len() >= window {
                 return None;
             }
             let d = self.pop_queued()?;
@@ -412,38 +437,48 @@ impl SessionState {
     }
 
     /// The records that recreate this session's state (for a snapshot),
-    /// writing each message body once per snapshot.
-    pub fn dump(&self, mids: &mut HashSet<u64>, now: Instant, wall: std::time::SystemTime, out: &mut Vec<Record>) {
+    /// passed to `out` one by one. Message bodies are written once per
+    /// snapshot as far as `mids` remembers them (it is bounded: a body
+    /// written twice under one `mid` is harmless).
+    pub fn dump(
+        &self,
+        mids: &mut HashSet<u64>,
+        now: Instant,
+        wall: std::time::SystemTime,
+        out: &mut dyn FnMut(Record),
+    ) {
+        const REMEMBER: usize = 65_536;
         let key = self.key;
         for (filter, (options, id)) in &self.subscriptions {
-            out.push(Record::Sub { key, filter: filter.clone(), options: *options, id: *id });
+            out(Record::Sub { key, filter: filter.clone(), options: *options, id: *id });
         }
-        let mut entry = |d: &Delivery, out: &mut Vec<Record>| {
+        let mut entry = |d: &Delivery, out: &mut dyn FnMut(Record)| {
+            if mids.len() >= REMEMBER {
+                mids.clear();
+            }
             if mids.insert(d.mid) {
                 let msg = crate::store::StoredMessage::from_message(&d.msg, now, wall);
-                out.push(Record::Msg { mid: d.mid, msg });
+                out(Record::Msg { mid: d.mid, msg });
             }
-            out.push(enq_record(key, d));
+            out(enq_record(key, d));
         };
         for f in &self.inflight {
             match &f.stage {
                 Stage::Published(d) if self.stored(d) => {
                     entry(d, out);
-                    out.push(Record::Pop { key, seq: d.seq, pkid: f.pkid });
+                    out(Record::Pop { key, seq: d.seq, pkid: f.pkid });
                 }
                 Stage::Published(_) => {}
-                Stage::Released => out.push(Record::Rel { key, pkid: f.pkid }),
+                Stage::Released => out(Record::Rel { key, pkid: f.pkid }),
             }
         }
-        for i in 0..self.queue.len() {
-            if let Some(d) = self.queue.get(i) {
-                if self.stored(d) {
-                    entry(d, out);
-                }
+        self.queue.for_each(&mut |d, _| {
+            if self.stored(d) {
+                entry(d, out);
             }
-        }
+        });
         for pkid in &self.inbound_qos2 {
-            out.push(Record::In2 { key, pkid: *pkid });
+            out(Record::In2 { key, pkid: *pkid });
         }
     }
 

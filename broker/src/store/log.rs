@@ -11,9 +11,10 @@
 //! `*.corrupt`, never deleting it. Everything before the damage is kept.
 //!
 //! Durability: appenders get an LSN at once; the writer thread writes
-//! everything pending, then (by [`SyncMode`]) calls `fdatasync` once for
-//! the whole batch and publishes the durable LSN, which acknowledgements
-//! wait for.
+//! everything pending, and goes on writing while more keeps arriving (up
+//! to 4 MiB), then (by [`SyncMode`]) calls `fdatasync` once for the whole
+//! burst and publishes the durable LSN, which acknowledgements wait for.
+//! With `Always`, every record gets its own `fdatasync`.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -125,26 +126,28 @@ impl Pending {
         }
     }
 
-    /// Waits for records and takes up to `max` of them; `None` once closed
-    /// and drained.
-    fn take(&self, max: usize) -> Option<Vec<(Lsn, Vec<u8>)>> {
+    /// Moves up to `max` records, oldest first, into `batch`; if none are
+    /// pending, waits for them when `wait` is set. Returns whether it took
+    /// any: `false` when waiting means closed and drained, otherwise that
+    /// the queue ran dry.
+    fn take(&self, max: usize, wait: bool, batch: &mut Vec<(Lsn, Vec<u8>)>) -> bool {
         let mut st = self.lock();
         while st.records.is_empty() {
-            if st.closed {
-                return None;
+            if st.closed || !wait {
+                return false;
             }
             st = self.added.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let was_full = st.records.len() >= PENDING_RECORDS;
         let n = st.records.len().min(max);
-        let batch: Vec<_> = st.records.drain(..n).collect();
+        batch.extend(st.records.drain(..n));
         if st.records.is_empty() && st.records.capacity() > 256 {
             st.records = VecDeque::new();
         }
         if was_full {
             self.taken.notify_all();
         }
-        Some(batch)
+        true
     }
 
     fn close(&self) {
@@ -388,30 +391,58 @@ struct Writer {
     pending: Arc<Pending>,
 }
 
+/// Bytes written without a sync while more records keep arriving: one
+/// `fdatasync` then covers a whole burst (a snapshot, a flood of
+/// publishes) instead of one per batch of pending records.
+const SYNC_BYTES: u64 = 4 * 1024 * 1024;
+
 impl Writer {
     fn run(mut self, durable: watch::Sender<Lsn>) {
         let _gone = WriterGone(self.pending.clone());
         let mut buf = Vec::with_capacity(64 * 1024);
+        let mut batch = Vec::new();
         // One record per fdatasync with `Always`; else everything pending.
         let max = if self.cfg.sync == SyncMode::Always { 1 } else { 1 + 4096 };
-        while let Some(batch) = self.pending.take(max) {
+        while self.pending.take(max, true, &mut batch) {
             let mut last = 0;
-            buf.clear();
+            let mut unsynced = 0u64;
             let mut result = Ok(());
-            for (lsn, payload) in &batch {
-                frame(*lsn, payload, &mut buf);
-                last = *lsn;
-                if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
-                    // Segment full: finish it and start the next at lsn + 1.
-                    result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
-                    buf.clear();
-                    if result.is_err() {
-                        break;
+            // Writes on while records keep arriving: one sync per
+            // `SYNC_BYTES`, or when the queue runs dry.
+            loop {
+                buf.clear();
+                self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (lsn, payload) in batch.drain(..) {
+                    frame(lsn, &payload, &mut buf);
+                    last = lsn;
+                    if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
+                        // Segment full: finish it and start the next at lsn + 1.
+                        unsynced += buf.len() as u64;
+                        result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
+                        buf.clear();
+                        if result.is_err() {
+                            break;
+                        }
                     }
                 }
+                if result.is_ok() && !buf.is_empty() {
+                    unsynced += buf.len() as u64;
+                    result = self.write(&buf);
+                }
+                if result.is_err() || self.cfg.sync == SyncMode::Always || unsynced >= SYNC_BYTES {
+                    break;
+                }
+                if !self.pending.take(max, false, &mut batch) {
+                    break;
+                }
             }
-            if result.is_ok() && !buf.is_empty() {
-                result = self.write(&buf);
+            batch.clear();
+            if batch.capacity() > 256 {
+                // A burst's batch is not kept while the log is quiet.
+                batch = Vec::new();
+            }
+            if result.is_ok() {
+                result = self.sync();
             }
             if let Err(e) = result {
                 // Nothing more can be made durable: acknowledgements stop,
@@ -419,18 +450,19 @@ impl Writer {
                 tracing::error!("log: write failed, durability stopped: {e}");
                 return;
             }
-            self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
             let _ = durable.send(last);
         }
-        if self.cfg.sync != SyncMode::Never {
-            let _ = self.file.sync_data();
-        }
+        let _ = self.sync();
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
         if self.cfg.sync != SyncMode::Never {
             self.file.sync_data()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
@@ -439,6 +471,9 @@ impl Writer {
     }
 
     fn rotate(&mut self, first: Lsn) -> io::Result<()> {
+        // The finished segment is made durable before records in the next
+        // one can be reported durable.
+        self.sync()?;
         let path = self.cfg.dir.join(segment_name(first));
         self.file = OpenOptions::new().create(true).append(true).open(path)?;
         self.file.seek(SeekFrom::End(0))?;

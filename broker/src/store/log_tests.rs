@@ -160,3 +160,24 @@ fn appends_past_the_backlog_bound_neither_lose_nor_hang() {
     let (_, rec, _) = open(dir.path(), 1 << 20);
     assert_eq!(rec.records, n);
 }
+
+#[test]
+fn pending_queue_takes_in_order_and_tells_a_dry_queue_from_a_closed_one() {
+    let p = Pending::default();
+    let mut batch = Vec::new();
+    // Without waiting, an empty queue says so at once (the writer then
+    // syncs what it wrote).
+    assert!(!p.take(10, false, &mut batch));
+    for lsn in 1..=5 {
+        p.push(lsn, vec![lsn as u8]);
+    }
+    assert!(p.take(3, false, &mut batch));
+    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    batch.clear();
+    // Closed: what was queued is still taken, then waiting ends.
+    p.close();
+    assert!(p.take(10, true, &mut batch));
+    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [4, 5]);
+    batch.clear();
+    assert!(!p.take(10, true, &mut batch));
+}

@@ -8,6 +8,10 @@
 //! queue entries) and `SessionState` (what leaves the queue, acks, inbound
 //! QoS 2). A snapshot, taken at start and whenever the log outgrows the
 //! live state, rewrites what is live and lets older segments go.
+//!
+//! Queues too long to keep in memory are spilled to scratch files in
+//! [`SpillDir`] (see `session::spill`): a copy for memory's sake, never a
+//! source of truth, emptied at every start.
 
 pub mod log;
 pub mod record;
@@ -15,6 +19,9 @@ pub mod recover;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -26,6 +33,8 @@ pub use recover::Model;
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub dir: PathBuf,
+    /// Scratch directory for spilled queues (emptied at start).
+    pub spill_dir: PathBuf,
     pub sync: SyncMode,
     pub segment_bytes: u64,
     /// Take a snapshot when the log is larger than this and than twice the
@@ -38,6 +47,53 @@ pub struct Journal {
     log: Log,
     pub sync: SyncMode,
     pub compact_bytes: u64,
+    /// Where persistent sessions spill long queues.
+    pub spill: Arc<SpillDir>,
+}
+
+/// The scratch directory of spilled queues, and what they share.
+#[derive(Debug)]
+pub struct SpillDir {
+    pub path: PathBuf,
+    /// The reference point of message times in spill files.
+    pub epoch: Instant,
+    /// Bytes encoded but not yet written, over all queues.
+    pub buffered: AtomicUsize,
+    pub bytes_written: AtomicU64,
+    next_file: AtomicU64,
+}
+
+impl SpillDir {
+    /// Bytes of encoded entries all queues together may hold in memory
+    /// before each push writes its own out.
+    pub const BUFFER_BUDGET: usize = 4 * 1024 * 1024;
+
+    /// Creates `path` afresh: whatever an earlier run spilled is a copy of
+    /// what the log holds, so it is deleted.
+    pub fn create(path: PathBuf) -> io::Result<SpillDir> {
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(SpillDir {
+            path,
+            epoch: Instant::now(),
+            buffered: AtomicUsize::new(0),
+            bytes_written: AtomicU64::new(0),
+            next_file: AtomicU64::new(0),
+        })
+    }
+
+    /// A new file name, never used before in this run.
+    pub fn new_file(&self, key: crate::message::SessionKey) -> PathBuf {
+        let n = self.next_file.fetch_add(1, Ordering::Relaxed);
+        self.path.join(format!("{key}-{n}.q"))
+    }
+
+    pub fn over_budget(&self) -> bool {
+        self.buffered.load(Ordering::Relaxed) > Self::BUFFER_BUDGET
+    }
 }
 
 impl Journal {
@@ -86,5 +142,6 @@ pub fn open(cfg: &StoreConfig) -> io::Result<(Journal, Model, Recovery)> {
         tracing::error!(undecodable, "store: records with a valid checksum could not be decoded; skipped");
     }
     let model = replay.finish();
-    Ok((Journal { log, sync: cfg.sync, compact_bytes: cfg.compact_bytes }, model, rec))
+    let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
+    Ok((Journal { log, sync: cfg.sync, compact_bytes: cfg.compact_bytes, spill }, model, rec))
 }

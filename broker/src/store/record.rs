@@ -4,11 +4,12 @@
 //! in-flight changes name the entry or packet identifier they apply to),
 //! so replay may see a change both inside a snapshot and after it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::message::{Message, SessionKey};
+use crate::message::{Delivery, Message, SessionKey};
 use crate::protocol::{PublishProps, QoS, RetainHandling, SubOptions};
 
 /// One change of durable state.
@@ -103,6 +104,23 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 }
 
 impl StoredMessage {
+    /// Appends the body's encoding (as inside a `Msg` record).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = W(std::mem::take(out));
+        w.msg(self);
+        *out = w.0;
+    }
+
+    /// Decodes what [`StoredMessage::encode_into`] wrote.
+    pub fn decode(b: &[u8]) -> Result<StoredMessage, RecordError> {
+        let mut r = R(b);
+        let m = r.msg()?;
+        if !r.0.is_empty() {
+            return Err(RecordError);
+        }
+        Ok(m)
+    }
+
     pub fn from_message(m: &Message, now: Instant, wall: SystemTime) -> StoredMessage {
         let age = now.saturating_duration_since(m.received);
         StoredMessage {
@@ -426,6 +444,70 @@ impl Record {
     }
 }
 
+/// A queue entry with its message body, as a spilled queue keeps it in its
+/// scratch file (not the log: `received` is kept relative to `epoch`, an
+/// `Instant` of this process, so the encoding means nothing after a restart).
+pub fn encode_spilled(d: &Delivery, epoch: Instant, out: &mut Vec<u8>) {
+    let offset_ms = match d.msg.received.checked_duration_since(epoch) {
+        Some(after) => after.as_millis() as i64,
+        None => -(epoch.duration_since(d.msg.received).as_millis() as i64),
+    };
+    let m = &d.msg;
+    let stored = StoredMessage {
+        topic: m.topic.clone(),
+        payload: m.payload.clone(),
+        qos: m.qos,
+        retain: m.retain,
+        props: m.props.clone(),
+        origin: m.origin,
+        received_ms: offset_ms as u64,
+    };
+    let mut w = W(std::mem::take(out));
+    w.u64(d.mid);
+    w.u64(d.seq);
+    w.u8(d.qos as u8 | u8::from(d.retain) << 2);
+    w.u32(d.sub_ids.len() as u32);
+    for id in &d.sub_ids {
+        w.u32(*id);
+    }
+    w.opt_bytes(d.shared.as_deref().map(str::as_bytes));
+    w.msg(&stored);
+    *out = w.0;
+}
+
+/// Decodes what [`encode_spilled`] wrote (with the same `epoch`).
+pub fn decode_spilled(b: &[u8], epoch: Instant) -> Result<Delivery, RecordError> {
+    let mut r = R(b);
+    let (mid, seq) = (r.u64()?, r.u64()?);
+    let flags = r.u8()?;
+    let n = r.u32()?;
+    let mut sub_ids = Vec::with_capacity(n.min(16) as usize);
+    for _ in 0..n {
+        sub_ids.push(r.u32()?);
+    }
+    let shared = r.opt_string()?.map(Arc::from);
+    let m = r.msg()?;
+    if !r.0.is_empty() {
+        return Err(RecordError);
+    }
+    let offset_ms = m.received_ms as i64;
+    let received = if offset_ms >= 0 {
+        epoch + Duration::from_millis(offset_ms as u64)
+    } else {
+        epoch.checked_sub(Duration::from_millis(offset_ms.unsigned_abs())).unwrap_or(epoch)
+    };
+    let msg = Message {
+        topic: m.topic,
+        payload: m.payload,
+        qos: m.qos,
+        retain: m.retain,
+        props: m.props,
+        origin: m.origin,
+        received,
+    };
+    Ok(Delivery { msg: Arc::new(msg), qos: R::qos(flags)?, retain: flags & 4 != 0, sub_ids, shared, mid, seq })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +580,39 @@ mod tests {
         let mut ok = Record::Ack { key: 1, pkid: 2 }.encode();
         ok.push(0);
         assert!(Record::decode(&ok).is_err(), "trailing bytes");
+    }
+
+    #[test]
+    fn spilled_entries_round_trip_with_their_age() {
+        let epoch = Instant::now();
+        for received in [epoch - Duration::from_secs(7), epoch + Duration::from_secs(3)] {
+            let stored = msg();
+            let m = Message {
+                topic: stored.topic,
+                payload: stored.payload,
+                qos: stored.qos,
+                retain: stored.retain,
+                props: stored.props,
+                origin: stored.origin,
+                received,
+            };
+            let d = Delivery {
+                msg: Arc::new(m),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                sub_ids: vec![4, 5],
+                shared: Some(Arc::from("$share/g/a/#")),
+                mid: 9,
+                seq: 11,
+            };
+            let mut buf = vec![];
+            encode_spilled(&d, epoch, &mut buf);
+            let back = decode_spilled(&buf, epoch).unwrap();
+            let skew = back.msg.received.max(received) - back.msg.received.min(received);
+            assert!(skew < Duration::from_millis(2), "{skew:?}");
+            assert_eq!(Delivery { msg: Arc::new(Message { received, ..(*back.msg).clone() }), ..back }, d);
+            assert!(decode_spilled(&buf[..buf.len() - 1], epoch).is_err());
+        }
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //! `SnapshotEnd`) build a fresh state that replaces the old one only when
 //! the snapshot is complete; other records in that window apply to both
 //! (to the fresh one only for sessions the snapshot already wrote).
+//!
+//! The state is held compactly and in few large allocations (queues as
+//! sorted vectors, message bodies encoded in one arena), because a backlog
+//! of millions of queued messages passes through here at start and the
+//! memory must go back to the system once the queues are on disk again.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::record::{Record, StoredMessage};
 use crate::message::SessionKey;
@@ -35,7 +40,7 @@ pub struct StoredSession {
     pub expiry_secs: Option<u64>,
     pub offline_since_ms: u64,
     pub subs: BTreeMap<String, (SubOptions, Option<u32>)>,
-    pub queue: BTreeMap<u64, Entry>,
+    pub queue: Entries,
     /// In send order.
     pub inflight: Vec<(u16, Flight)>,
     pub in2: HashSet<u16>,
@@ -45,7 +50,7 @@ pub struct StoredSession {
 #[derive(Debug, Clone, Default)]
 pub struct Model {
     pub sessions: HashMap<SessionKey, StoredSession>,
-    pub msgs: HashMap<u64, StoredMessage>,
+    pub msgs: Bodies,
     pub retained: HashMap<String, StoredMessage>,
     pub max_key: SessionKey,
     pub max_mid: u64,
@@ -83,7 +88,7 @@ impl Model {
             }
             Record::Msg { mid, msg } => {
                 self.max_mid = self.max_mid.max(*mid);
-                self.msgs.insert(*mid, msg.clone());
+                self.msgs.insert(*mid, msg);
             }
             Record::Enq { key, seq, mid, qos, retain, sub_ids, shared } => {
                 if let Some(s) = self.sessions.get_mut(key) {
@@ -99,7 +104,7 @@ impl Model {
             }
             Record::Pop { key, seq, pkid } => {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    if let Some(entry) = s.queue.remove(seq) {
+                    if let Some(entry) = s.queue.remove(*seq) {
                         if *pkid != 0 {
                             s.inflight.retain(|f| f.0 != *pkid);
                             s.inflight.push((*pkid, Flight::Published { seq: *seq, entry }));
@@ -138,13 +143,98 @@ impl Model {
     pub fn prune(&mut self) {
         let mut live = HashSet::new();
         for s in self.sessions.values() {
-            live.extend(s.queue.values().map(|e| e.mid));
+            live.extend(s.queue.iter().map(|(_, e)| e.mid));
             live.extend(s.inflight.iter().filter_map(|f| match &f.1 {
                 Flight::Published { entry, .. } => Some(entry.mid),
                 Flight::Released => None,
             }));
         }
-        self.msgs.retain(|mid, _| live.contains(mid));
+        self.msgs.retain(&live);
+    }
+}
+
+/// A session's queue entries by sequence number: a vector kept sorted,
+/// appended to at the back and popped mostly at the front.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries(VecDeque<(u64, Entry)>);
+
+impl Entries {
+    pub fn insert(&mut self, seq: u64, e: Entry) {
+        match self.0.back() {
+            Some((last, _)) if *last >= seq => match self.0.binary_search_by_key(&seq, |x| x.0) {
+                Ok(i) => self.0[i].1 = e,
+                Err(i) => self.0.insert(i, (seq, e)),
+            },
+            _ => self.0.push_back((seq, e)),
+        }
+    }
+
+    pub fn remove(&mut self, seq: u64) -> Option<Entry> {
+        if self.0.front().is_some_and(|x| x.0 == seq) {
+            return self.0.pop_front().map(|x| x.1);
+        }
+        let i = self.0.binary_search_by_key(&seq, |x| x.0).ok()?;
+        self.0.remove(i).map(|x| x.1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, Entry)> {
+        self.0.iter()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|x| x.0)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for Entries {
+    type Item = (u64, Entry);
+    type IntoIter = std::collections::vec_deque::IntoIter<(u64, Entry)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// Message bodies by `mid`, encoded one after another in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Bodies {
+    arena: Vec<u8>,
+    index: HashMap<u64, (usize, usize)>,
+}
+
+impl Bodies {
+    pub fn insert(&mut self, mid: u64, m: &StoredMessage) {
+        let at = self.arena.len();
+        m.encode_into(&mut self.arena);
+        self.index.insert(mid, (at, self.arena.len()));
+    }
+
+    pub fn get(&self, mid: u64) -> Option<StoredMessage> {
+        let (a, b) = *self.index.get(&mid)?;
+        StoredMessage::decode(self.arena.get(a..b)?).ok()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.index.keys().copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn retain(&mut self, live: &HashSet<u64>) {
+        self.index.retain(|mid, _| live.contains(mid));
     }
 }
 

@@ -50,11 +50,11 @@ fn queue_inflight_and_acks() {
         Record::In2Done { key: 1, pkid: 9 },
     ]);
     let s = &m.sessions[&1];
-    assert_eq!(s.queue.keys().copied().collect::<Vec<_>>(), vec![2]);
+    assert_eq!(s.queue.keys().collect::<Vec<_>>(), vec![2]);
     assert_eq!(s.inflight, vec![(2, Flight::Released)]);
     assert_eq!(s.in2.iter().copied().collect::<Vec<_>>(), vec![10]);
     // Bodies of acknowledged messages are pruned.
-    assert_eq!(m.msgs.keys().copied().collect::<Vec<_>>(), vec![3]);
+    assert_eq!(m.msgs.keys().collect::<Vec<_>>(), vec![3]);
 }
 
 #[test]

@@ -50,14 +50,23 @@ impl TestBroker {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut edgemq::Config)) -> TestBroker {
+        Self::start_with_authenticator(std::sync::Arc::new(edgemq::auth::NoEnhancedAuth), tweak).await
+    }
+
+    /// A broker with the enhanced authentication methods of `authenticator`.
+    pub async fn start_with_authenticator(
+        authenticator: std::sync::Arc<dyn edgemq::auth::Authenticator>,
+        tweak: impl FnOnce(&mut edgemq::Config),
+    ) -> TestBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = edgemq::Config {
-            listeners: vec!["127.0.0.1:0".parse().expect("addr")],
+            listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
             data_dir: dir.path().to_owned(),
             ..edgemq::Config::default()
         };
         tweak(&mut cfg);
-        let broker = within("broker start", edgemq::Broker::start(cfg)).await.expect("broker starts");
+        let start = edgemq::Broker::start_with_authenticator(cfg, authenticator);
+        let broker = within("broker start", start).await.expect("broker starts");
         let addr = broker.local_addrs()[0];
         TestBroker { broker, addr, _dir: dir }
     }

@@ -20,6 +20,7 @@ pub const UNSUBACK: u8 = 11;
 pub const PINGREQ: u8 = 12;
 pub const PINGRESP: u8 = 13;
 pub const DISCONNECT: u8 = 14;
+pub const AUTH: u8 = 15;
 
 /// Encodes a remaining length as a variable byte integer.
 pub fn varint(mut n: usize) -> Vec<u8> {
@@ -80,11 +81,20 @@ pub struct ConnectOpts {
     pub will: Option<Will>,
     /// v5 only: the CONNECT properties, already encoded (without length).
     pub props: Vec<u8>,
+    pub username: Option<String>,
 }
 
 impl ConnectOpts {
     pub fn new(proto: Proto, client_id: &str) -> ConnectOpts {
-        ConnectOpts { proto, client_id: client_id.into(), clean: true, keep_alive: 60, will: None, props: Vec::new() }
+        ConnectOpts {
+            proto,
+            client_id: client_id.into(),
+            clean: true,
+            keep_alive: 60,
+            will: None,
+            props: Vec::new(),
+            username: None,
+        }
     }
     pub fn clean(mut self, clean: bool) -> Self {
         self.clean = clean;
@@ -100,6 +110,10 @@ impl ConnectOpts {
     }
     pub fn props(mut self, props: Vec<u8>) -> Self {
         self.props = props;
+        self
+    }
+    pub fn username(mut self, name: &str) -> Self {
+        self.username = Some(name.into());
         self
     }
 }
@@ -124,6 +138,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     if o.clean {
         flags |= 0x02;
     }
+    if o.username.is_some() {
+        flags |= 0x80;
+    }
     if let Some(w) = &o.will {
         flags |= 0x04 | (w.qos << 3);
         if w.retain {
@@ -143,6 +160,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
         }
         body.extend(mqtt_str(&w.topic));
         body.extend(mqtt_str(&w.payload));
+    }
+    if let Some(u) = &o.username {
+        body.extend(mqtt_str(u));
     }
     packet(0x10, &body)
 }
@@ -232,6 +252,34 @@ pub fn user_prop(k: &str, v: &str) -> Vec<u8> {
     out.extend(mqtt_str(k));
     out.extend(mqtt_str(v));
     out
+}
+
+/// A v5 AUTH with an Authentication Method (0x15) and Data (0x16).
+pub fn auth_packet(reason: u8, method: &str, data: &[u8]) -> Vec<u8> {
+    let props = auth_props(method, Some(data));
+    let mut body = vec![reason];
+    body.extend(varint(props.len()));
+    body.extend(props);
+    packet(0xF0, &body)
+}
+
+/// v5 Authentication Method (0x15) and, if given, Authentication Data
+/// (0x16) properties, for CONNECT or AUTH.
+pub fn auth_props(method: &str, data: Option<&[u8]>) -> Vec<u8> {
+    let mut p = vec![0x15];
+    p.extend(mqtt_str(method));
+    if let Some(d) = data {
+        p.push(0x16);
+        p.extend(mqtt_str(d));
+    }
+    p
+}
+
+/// A v5 Session Expiry Interval property (0x11) for a property list.
+pub fn session_expiry(secs: u32) -> Vec<u8> {
+    let mut p = vec![0x11];
+    p.extend(secs.to_be_bytes());
+    p
 }
 
 // ---------------------------------------------------------------------------
@@ -324,9 +372,18 @@ impl Pkt {
         self.body[i..].to_vec()
     }
 
-    /// v5 DISCONNECT reason code (0 when the body is empty).
+    /// v5 DISCONNECT / AUTH reason code (0 when the body is empty).
     pub fn reason(&self) -> u8 {
         self.body.first().copied().unwrap_or(0)
+    }
+
+    /// v5 DISCONNECT / AUTH: the property bytes after the reason code.
+    pub fn reason_props(&self) -> Vec<u8> {
+        if self.body.len() < 2 {
+            return Vec::new();
+        }
+        let (plen, n) = read_varint(&self.body[1..]);
+        self.body[1 + n..1 + n + plen].to_vec()
     }
 }
 

@@ -235,6 +235,23 @@ impl Raw {
     }
 }
 
+/// Asserts that what came before a close (see [`Raw::expect_closed`]) is
+/// one MQTT 5 DISCONNECT with `reason`.
+pub fn assert_v5_disconnect(seen: &[Pkt], reason: u8, what: &str) {
+    assert!(
+        seen.len() == 1 && seen[0].kind == DISCONNECT && seen[0].reason() == reason,
+        "{what}: expected DISCONNECT {reason:#04x} before the close, got {seen:?}"
+    );
+}
+
+/// Asserts that what came before a close is one CONNACK refusing with `code`.
+pub fn assert_refused(seen: &[Pkt], code: u8, what: &str) {
+    assert!(
+        seen.len() == 1 && seen[0].kind == CONNACK && seen[0].connack().1 == code,
+        "{what}: expected CONNACK {code:#04x} then the close, got {seen:?}"
+    );
+}
+
 /// A well-behaved client that checks the broker still serves it: it
 /// subscribes to its own topic and, on `check`, publishes a QoS 1 message
 /// to it and expects it back.

@@ -1,0 +1,320 @@
+//! A session queue that keeps only its head in memory and the rest in a
+//! scratch file, so a persistent session's backlog costs disk, not RAM.
+//!
+//! Order is: `head` (decoded, in memory), then the file's unread entries,
+//! then `tail` (encoded, not yet written). While nothing is spilled, pushes
+//! go to the head, up to a few entries for a connected session (the one
+//! that is draining) and none for an offline one. Entries are written out
+//! in chunks; the global budget in [`SpillDir`] bounds what all queues
+//! together hold encoded in memory. The file is a copy of what the log
+//! already made durable, never synced, and deleted when drained or dropped.
+//!
+//! If the scratch file cannot be written or read, the queue logs it once and
+//! keeps everything in memory from then on: the log still has every entry.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::state::MessageQueue;
+use crate::message::{Delivery, SessionKey};
+use crate::store::record::{decode_spilled, encode_spilled};
+use crate::store::SpillDir;
+
+/// Entries a connected session keeps decoded in memory.
+const HEAD_ONLINE: usize = 64;
+/// Encoded bytes a queue buffers before writing them out.
+const TAIL_CHUNK: usize = 32 * 1024;
+/// Bytes read from the file at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub struct SpillQueue {
+    head: VecDeque<Delivery>,
+    dir: Arc<SpillDir>,
+    path: PathBuf,
+    /// File offset of the first unread entry, and the file's length.
+    read_at: u64,
+    written: u64,
+    file_entries: usize,
+    /// Length-prefixed encoded entries after the file's.
+    tail: Vec<u8>,
+    tail_entries: usize,
+    online: bool,
+    /// The file failed: everything stays in memory.
+    in_memory: bool,
+}
+
+impl SpillQueue {
+    pub fn new(dir: Arc<SpillDir>, key: SessionKey) -> SpillQueue {
+        let path = dir.new_file(key);
+        SpillQueue {
+            head: VecDeque::new(),
+            dir,
+            path,
+            read_at: 0,
+            written: 0,
+            file_entries: 0,
+            tail: Vec::new(),
+            tail_entries: 0,
+            online: false,
+            in_memory: false,
+        }
+    }
+
+    fn spilled(&self) -> usize {
+        self.file_entries + self.tail_entries
+    }
+
+    fn head_limit(&self) -> usize {
+        if self.in_memory {
+            usize::MAX
+        } else if self.online {
+            HEAD_ONLINE
+        } else {
+            0
+        }
+    }
+
+    fn encode(&mut self, d: &Delivery) {
+        let at = self.tail.len();
+        self.tail.extend_from_slice(&[0; 4]);
+        encode_spilled(d, self.dir.epoch, &mut self.tail);
+        let n = (self.tail.len() - at - 4) as u32;
+        self.tail[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        self.tail_entries += 1;
+        self.dir.buffered.fetch_add(self.tail.len() - at, Ordering::Relaxed);
+    }
+
+    /// Releases the tail buffer and its share of the budget.
+    fn take_tail(&mut self) -> Vec<u8> {
+        self.dir.buffered.fetch_sub(self.tail.len(), Ordering::Relaxed);
+        self.tail_entries = 0;
+        std::mem::take(&mut self.tail)
+    }
+
+    fn flush(&mut self) {
+        if self.tail.is_empty() {
+            return;
+        }
+        let result =
+            OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| f.write_all(&self.tail));
+        match result {
+            Ok(()) => {
+                self.written += self.tail.len() as u64;
+                self.dir.bytes_written.fetch_add(self.tail.len() as u64, Ordering::Relaxed);
+                self.file_entries += self.tail_entries;
+                self.take_tail();
+            }
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Gives up on the file: reads back what it can and keeps it all here.
+    fn fail(&mut self, e: &io::Error) {
+        tracing::error!(file = %self.path.display(), "queue spill file failed, keeping this queue in memory: {e}");
+        self.in_memory = true;
+        while self.file_entries > 0 {
+            let before = self.file_entries;
+            self.refill_from_file(usize::MAX);
+            if self.file_entries == before {
+                tracing::error!(
+                    lost = self.file_entries,
+                    "queue spill file unreadable; these messages return only after a restart"
+                );
+                self.file_entries = 0;
+            }
+        }
+        self.refill_from_tail();
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Moves up to `max` entries from the file to the head.
+    fn refill_from_file(&mut self, max: usize) {
+        let buf = match read_chunk(&self.path, self.read_at, self.written) {
+            Ok(b) => b,
+            Err(e) => {
+                if !self.in_memory {
+                    self.fail(&e);
+                }
+                return;
+            }
+        };
+        let mut at = 0;
+        let mut moved = 0;
+        while moved < max && self.file_entries > 0 {
+            let Some((d, used)) = decode_at(&buf[at..], &self.dir) else { break };
+            self.head.push_back(d);
+            at += used;
+            moved += 1;
+            self.file_entries -= 1;
+        }
+        self.read_at += at as u64;
+        if moved == 0 && max > 0 && !self.in_memory {
+            self.fail(&io::Error::new(io::ErrorKind::InvalidData, "an entry does not decode"));
+            return;
+        }
+        if self.file_entries == 0 {
+            let _ = std::fs::remove_file(&self.path);
+            self.read_at = 0;
+            self.written = 0;
+        }
+    }
+
+    fn refill_from_tail(&mut self) {
+        let tail = self.take_tail();
+        let mut at = 0;
+        while let Some((d, used)) = decode_at(&tail[at..], &self.dir) {
+            self.head.push_back(d);
+            at += used;
+        }
+    }
+
+    /// Makes the head non-empty if anything is spilled.
+    fn refill(&mut self) {
+        if !self.head.is_empty() {
+            return;
+        }
+        if self.file_entries > 0 {
+            self.refill_from_file(HEAD_ONLINE);
+        } else if self.tail_entries > 0 {
+            self.refill_from_tail();
+        }
+    }
+
+    /// Calls `f` on every spilled entry, in order, without consuming them.
+    fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
+        let (mut read_at, mut left) = (self.read_at, self.file_entries);
+        while left > 0 {
+            let buf = match read_chunk(&self.path, read_at, self.written) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
+                    break;
+                }
+            };
+            let mut at = 0;
+            while left > 0 {
+                let Some((d, used)) = decode_at(&buf[at..], &self.dir) else { break };
+                f(&d, true);
+                at += used;
+                left -= 1;
+            }
+            if at == 0 {
+                break;
+            }
+            read_at += at as u64;
+        }
+        let mut at = 0;
+        while let Some((d, used)) = decode_at(&self.tail[at..], &self.dir) {
+            f(&d, true);
+            at += used;
+        }
+    }
+}
+
+/// Reads the entries from `read_at` on, a chunk at a time (at least one
+/// whole entry).
+fn read_chunk(path: &std::path::Path, read_at: u64, written: u64) -> io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(read_at))?;
+    let want = (written - read_at).min(READ_CHUNK as u64) as usize;
+    let mut buf = vec![0; want];
+    f.read_exact(&mut buf)?;
+    if let Some(len) = buf.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
+        if len + 4 > buf.len() {
+            let mut rest = vec![0; len + 4 - buf.len()];
+            f.read_exact(&mut rest)?;
+            buf.extend_from_slice(&rest);
+        }
+    }
+    Ok(buf)
+}
+
+/// Decodes one length-prefixed entry; `None` at the end of `b` or on an
+/// entry that does not decode (logged: our own file, so a bug).
+fn decode_at(b: &[u8], dir: &SpillDir) -> Option<(Delivery, usize)> {
+    let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let body = b.get(4..4 + len)?;
+    match decode_spilled(body, dir.epoch) {
+        Ok(d) => Some((d, 4 + len)),
+        Err(e) => {
+            tracing::error!(dir = %dir.path.display(), "queue spill file: {e}");
+            None
+        }
+    }
+}
+
+impl MessageQueue for SpillQueue {
+    fn push_back(&mut self, d: Delivery) {
+        if self.spilled() == 0 && self.head.len() < self.head_limit() {
+            self.head.push_back(d);
+            return;
+        }
+        self.encode(&d);
+        if self.tail.len() >= TAIL_CHUNK || self.dir.over_budget() {
+            self.flush();
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Delivery> {
+        self.refill();
+        self.head.pop_front()
+    }
+
+    fn front(&mut self) -> Option<&Delivery> {
+        self.refill();
+        self.head.front()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
+        for d in &self.head {
+            f(d, false);
+        }
+        self.for_each_spilled(f);
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.spilled()
+    }
+
+    fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
+        // Rotates the queue once: kept entries go to the back in order.
+        let mut taken = Vec::new();
+        for _ in 0..self.len() {
+            let Some(d) = self.pop_front() else { break };
+            if pred(&d) {
+                taken.push(d);
+            } else {
+                self.push_back(d);
+            }
+        }
+        taken
+    }
+
+    fn set_online(&mut self, online: bool) {
+        self.online = online;
+        if !online && !self.in_memory && self.spilled() == 0 && !self.head.is_empty() {
+            // Going offline: what is left goes out of memory.
+            for d in std::mem::take(&mut self.head) {
+                self.encode(&d);
+            }
+            self.flush();
+        }
+    }
+}
+
+impl Drop for SpillQueue {
+    fn drop(&mut self) {
+        self.take_tail();
+        if self.written > 0 {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "spill_tests.rs"]
+mod tests;

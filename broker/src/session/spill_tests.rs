@@ -1,0 +1,213 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::message::Message;
+use crate::protocol::QoS;
+
+fn dir() -> (tempfile::TempDir, Arc<SpillDir>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    (tmp, dir)
+}
+
+fn delivery(n: u32) -> Delivery {
+    let msg = Message {
+        topic: format!("t/{n}"),
+        payload: Bytes::from(n.to_le_bytes().to_vec()),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        props: None,
+        origin: 0,
+        received: Instant::now() - Duration::from_secs(1),
+    };
+    Delivery {
+        msg: Arc::new(msg),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        sub_ids: vec![n],
+        shared: None,
+        mid: 0,
+        seq: 0,
+    }
+}
+
+fn number(d: &Delivery) -> u32 {
+    d.sub_ids[0]
+}
+
+fn files(dir: &SpillDir) -> usize {
+    std::fs::read_dir(&dir.path).unwrap().count()
+}
+
+#[test]
+fn an_offline_queue_keeps_nothing_in_memory_and_drains_in_order() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1);
+    for n in 0..20_000 {
+        q.push_back(delivery(n));
+    }
+    assert_eq!(q.len(), 20_000);
+    assert!(q.head.is_empty());
+    assert!(q.tail.len() < TAIL_CHUNK, "written out in chunks");
+    assert_eq!(files(&dir), 1);
+    q.set_online(true);
+    for n in 0..20_000 {
+        assert_eq!(q.front().map(number), Some(n));
+        let d = q.pop_front().unwrap();
+        assert_eq!(number(&d), n);
+        assert_eq!(d.msg.topic, format!("t/{n}"));
+        assert!(q.head.len() <= HEAD_ONLINE);
+        // Pushes while draining go behind what is spilled.
+        if n % 2 == 0 {
+            q.push_back(delivery(100_000 + n));
+        }
+    }
+    for n in (0..20_000).step_by(2) {
+        assert_eq!(q.pop_front().map(|d| number(&d)), Some(100_000 + n));
+    }
+    assert!(q.pop_front().is_none());
+    assert_eq!(files(&dir), 0, "a drained file is deleted");
+    assert_eq!(dir.buffered.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn message_age_survives_the_file() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir, 1);
+    let d = delivery(7);
+    let received = d.msg.received;
+    q.push_back(d);
+    q.set_online(true);
+    let back = q.pop_front().unwrap();
+    let skew = back.msg.received.max(received) - back.msg.received.min(received);
+    assert!(skew <= Duration::from_millis(1), "{skew:?}");
+}
+
+#[test]
+fn an_online_queue_that_keeps_up_stays_in_memory() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1);
+    q.set_online(true);
+    for n in 0..1_000 {
+        q.push_back(delivery(n));
+        assert_eq!(q.pop_front().map(|d| number(&d)), Some(n));
+    }
+    assert_eq!(files(&dir), 0);
+    assert_eq!(dir.bytes_written.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn going_offline_moves_the_head_out_of_memory() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir, 1);
+    q.set_online(true);
+    for n in 0..10 {
+        q.push_back(delivery(n));
+    }
+    assert_eq!(q.head.len(), 10);
+    q.set_online(false);
+    assert!(q.head.is_empty());
+    assert_eq!(q.len(), 10);
+    q.set_online(true);
+    let order: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn for_each_sees_everything_in_order_without_consuming() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir, 1);
+    q.set_online(true);
+    for n in 0..5_000 {
+        q.push_back(delivery(n));
+    }
+    let mut seen = Vec::new();
+    let mut from_disk = 0;
+    q.for_each(&mut |d, spilled| {
+        seen.push(number(d));
+        from_disk += usize::from(spilled);
+    });
+    assert_eq!(seen, (0..5_000).collect::<Vec<_>>());
+    assert_eq!(from_disk, 5_000 - HEAD_ONLINE);
+    assert_eq!(q.len(), 5_000);
+    assert_eq!(q.pop_front().map(|d| number(&d)), Some(0));
+}
+
+#[test]
+fn take_where_splits_and_keeps_both_orders() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir, 1);
+    for n in 0..3_000 {
+        q.push_back(delivery(n));
+    }
+    let taken: Vec<u32> = q.take_where(&mut |d| number(d) % 3 == 0).iter().map(number).collect();
+    assert_eq!(taken, (0..3_000).step_by(3).collect::<Vec<_>>());
+    let kept: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(kept, (0..3_000).filter(|n| n % 3 != 0).collect::<Vec<_>>());
+}
+
+#[test]
+fn dropping_a_queue_deletes_its_file_and_budget() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1);
+    for n in 0..2_000 {
+        q.push_back(delivery(n));
+    }
+    assert_eq!(files(&dir), 1);
+    assert!(dir.buffered.load(Ordering::Relaxed) > 0);
+    drop(q);
+    assert_eq!(files(&dir), 0);
+    assert_eq!(dir.buffered.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn many_queues_share_a_bounded_buffer() {
+    let (_tmp, dir) = dir();
+    let mut queues: Vec<SpillQueue> = (0..300).map(|k| SpillQueue::new(dir.clone(), k)).collect();
+    for round in 0..200 {
+        for q in &mut queues {
+            q.push_back(delivery(round));
+        }
+        assert!(dir.buffered.load(Ordering::Relaxed) <= SpillDir::BUFFER_BUDGET + 1024);
+    }
+    for q in &mut queues {
+        q.set_online(true);
+        let order: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+        assert_eq!(order, (0..200).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn an_unwritable_directory_keeps_the_queue_in_memory() {
+    let (_tmp, dir) = dir();
+    std::fs::remove_dir(&dir.path).unwrap();
+    let mut q = SpillQueue::new(dir, 1);
+    for n in 0..5_000 {
+        q.push_back(delivery(n));
+    }
+    assert_eq!(q.len(), 5_000);
+    q.set_online(true);
+    let order: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(order, (0..5_000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1);
+    for n in 0..2_000 {
+        q.push_back(delivery(n));
+    }
+    for entry in std::fs::read_dir(&dir.path).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    q.set_online(true);
+    // What was written is gone (the log still has it); what was still
+    // buffered comes out, in order.
+    let order: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+    assert!(order.len() < 2_000);
+    assert_eq!(q.len(), 0);
+}

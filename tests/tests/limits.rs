@@ -1,0 +1,217 @@
+//! Limits and what the broker says when one is reached: a session queue
+//! that overflows while its MQTT 5 client is connected (DISCONNECT 0x97),
+//! and per-listener limits from `[[listener]]` tables (connections, packet
+//! size, keep-alive, anonymous clients). Normative references use the
+//! MQTT 5.0 numbering unless they say 3.1.1.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use edgemq::config::ListenerConfig;
+
+// ---------------------------------------------------------------------------
+// Queue full
+// ---------------------------------------------------------------------------
+
+/// A broker whose sessions queue 3 messages behind a window of 1.
+async fn small_queues(disconnect_on_queue_full: bool) -> TestBroker {
+    TestBroker::start_with(|c| {
+        c.max_queued_messages = 3;
+        c.max_inflight_messages = 1;
+        c.disconnect_on_queue_full = disconnect_on_queue_full;
+    })
+    .await
+}
+
+/// Connects a persistent subscriber to `qf/t` (QoS 1), publishes "0" and
+/// waits until it is in flight (not acknowledged), then publishes "1".."3"
+/// (the queue is then full) and "4" (one too many). Returns the
+/// subscriber, its CONNECT options and the in-flight packet id.
+async fn overflow(b: &TestBroker, proto: Proto, id: &str) -> (Raw, ConnectOpts, u16) {
+    let mut opts = ConnectOpts::new(proto, id).clean(false);
+    if proto == Proto::V5 {
+        opts = opts.props(session_expiry(300));
+    }
+    let (mut sub, _) = Raw::connect(b.addr, &opts).await;
+    sub.subscribe(1, &[("qf/t", 1)]).await;
+    let mut publisher = Raw::v311(b.addr, &format!("{id}-pub")).await;
+    publisher.publish("qf/t", 1, false, 1, b"0").await;
+    let first = sub.expect_publish().await;
+    assert_eq!(first.payload, b"0");
+    for i in 1..=4u16 {
+        publisher.publish("qf/t", 1, false, i + 1, format!("{i}").as_bytes()).await;
+    }
+    (sub, opts, first.pid)
+}
+
+/// Acknowledges the in-flight "0", reads the three queued messages "1",
+/// "2", "3" (the fourth was dropped), then stops the broker and checks
+/// that the one drop was counted.
+async fn expect_queued_three(b: TestBroker, mut sub: Raw, pid: u16) {
+    sub.send(&ack_packet(PUBACK, pid)).await;
+    for want in ["1", "2", "3"] {
+        assert_eq!(sub.receive_acked().await.payload, want.as_bytes());
+    }
+    sub.expect_silence("the message that overflowed the queue was dropped").await;
+    let stats = within("shutdown", b.broker.shutdown()).await;
+    assert_eq!(stats.dropped_queue_full, 1);
+}
+
+/// A message that overflows the queue of a connected MQTT 5 client: the
+/// broker sends DISCONNECT with reason 0x97 Quota exceeded, one of the
+/// DISCONNECT reason codes [MQTT-3.14.2-1], with a reason string, and closes
+/// the connection ([MQTT-4.13.2-1]: a reason of 0x80 or more closes it).
+/// The session state is kept, its Session Expiry Interval being above 0
+/// [MQTT-3.1.2-23]: on reconnect the unacknowledged PUBLISH is resent with
+/// DUP [MQTT-4.4.0-1] and the queued messages follow in order.
+#[tokio::test]
+async fn v5_queue_overflow_disconnects_with_0x97_and_keeps_the_session() {
+    let b = small_queues(true).await;
+    let (mut sub, opts, pid) = overflow(&b, Proto::V5, "qf5").await;
+    let seen = sub.expect_closed("queue overflow").await;
+    assert_v5_disconnect(&seen, 0x97, "queue overflow: Quota exceeded");
+    assert!(
+        props_list(&seen[0].reason_props()).iter().any(|(id, _)| *id == 0x1F),
+        "DISCONNECT carries a Reason String: {seen:?}"
+    );
+    let (mut sub, present) = Raw::connect(b.addr, &opts).await;
+    assert!(present, "session present after the 0x97 disconnect [MQTT-3.1.2-23]");
+    let again = sub.expect_publish().await;
+    assert_eq!((&again.payload[..], again.pid, again.dup), (&b"0"[..], pid, true), "[MQTT-4.4.0-1]");
+    expect_queued_three(b, sub, pid).await;
+}
+
+/// Without the disconnect (3.1.1 has no DISCONNECT from the server, and
+/// `disconnect_on_queue_full = false` treats MQTT 5 clients alike), a
+/// client whose queue overflows keeps its connection; the message is
+/// dropped and counted.
+#[tokio::test]
+async fn queue_overflow_without_disconnect_drops_and_counts() {
+    for (proto, disconnect_on_queue_full, id) in [(Proto::V311, true, "qf311"), (Proto::V5, false, "qf5-off")] {
+        let b = small_queues(disconnect_on_queue_full).await;
+        let (mut sub, _, pid) = overflow(&b, proto, id).await;
+        sub.expect_silence(&format!("{id}: the connection stays open")).await;
+        expect_queued_three(b, sub, pid).await;
+    }
+}
+
+/// The broker's Receive Maximum (`receive_maximum`, advertised in CONNACK
+/// as 0x21): a client that sends more QoS 2 PUBLISHes than that without
+/// completing them exceeds it, which it must not [MQTT-3.3.4-7], and is
+/// disconnected with 0x93 Receive Maximum exceeded (5.0 3.3.4).
+#[tokio::test]
+async fn v5_receive_maximum_exceeded_disconnects_with_0x93() {
+    let b = TestBroker::start_with(|c| c.receive_maximum = 2).await;
+    let (mut c, ack) = try_connect(b.addr, &ConnectOpts::new(Proto::V5, "rm-over")).await.expect("connect");
+    assert_eq!(int_prop(&ack.connack_props(), 0x21), Some(2), "Receive Maximum in CONNACK");
+    for pid in 1..=2u16 {
+        c.send(&publish_packet(true, "rm/t", 2, false, false, pid, b"x")).await;
+        assert_eq!(c.expect_kind(PUBREC, "PUBREC").await.pid(), pid);
+    }
+    c.send(&publish_packet(true, "rm/t", 2, false, false, 3, b"x")).await;
+    let seen = c.expect_closed("a third QoS 2 PUBLISH awaiting PUBREL").await;
+    assert_v5_disconnect(&seen, 0x93, "Receive Maximum exceeded");
+    b.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Per-listener limits
+// ---------------------------------------------------------------------------
+
+/// A broker with two listeners on 127.0.0.1: `limited` (the first) with
+/// the limits of `tweak`, and `open` with the global ones.
+async fn two_listeners(tweak: impl FnOnce(&mut ListenerConfig)) -> (TestBroker, SocketAddr, SocketAddr) {
+    let mut limited = ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"));
+    tweak(&mut limited);
+    let open = ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"));
+    let b = TestBroker::start_with(|c| c.listeners = vec![limited, open]).await;
+    let addrs = b.broker.local_addrs().to_vec();
+    (b, addrs[0], addrs[1])
+}
+
+/// Opens a connection and sends CONNECT with `opts`. Accepted: the client
+/// and its CONNACK. Refused: the CONNACK code, once the broker has closed
+/// the connection ([MQTT-3.2.2-7]; 3.1.1: [MQTT-3.2.2-5]).
+async fn try_connect(addr: SocketAddr, opts: &ConnectOpts) -> Result<(Raw, Pkt), u8> {
+    let mut c = Raw::open(addr).await;
+    c.v5 = opts.proto == Proto::V5;
+    c.send(&connect_packet(opts)).await;
+    let ack = c.expect("CONNACK").await;
+    match ack.connack().1 {
+        0 => Ok((c, ack)),
+        code => {
+            let rest = c.expect_closed("a refused CONNECT").await;
+            assert!(rest.is_empty(), "nothing may follow a refusing CONNACK: {rest:?}");
+            Err(code)
+        }
+    }
+}
+
+/// A listener's `max_connections`: a connection beyond it is refused with
+/// CONNACK 0x97 Quota exceeded (MQTT 5; one of the Connect Reason Codes
+/// [MQTT-3.2.2-8]) or 0x03 Server unavailable (3.1.1), then closed. The
+/// other listener is not affected, and a place freed by a disconnect is
+/// taken again.
+#[tokio::test]
+async fn listener_max_connections() {
+    let (b, limited, open) = two_listeners(|l| l.max_connections = Some(2)).await;
+    let v5 = |id: &str| ConnectOpts::new(Proto::V5, id);
+    let (first, _) = try_connect(limited, &v5("mc-1")).await.expect("first place");
+    let _second = try_connect(limited, &ConnectOpts::new(Proto::V311, "mc-2")).await.expect("second place");
+    assert_eq!(try_connect(limited, &v5("mc-3")).await.err(), Some(0x97), "MQTT 5: Quota exceeded");
+    let v311 = ConnectOpts::new(Proto::V311, "mc-4");
+    assert_eq!(try_connect(limited, &v311).await.err(), Some(0x03), "3.1.1: Server unavailable");
+    let _other = try_connect(open, &v5("mc-5")).await.expect("the other listener has no limit");
+    first.disconnect().await;
+    // The place is free once the first connection's task has ended.
+    let _again = within("a freed place", async {
+        loop {
+            match try_connect(limited, &v5("mc-6")).await {
+                Ok(c) => return c,
+                Err(0x97) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(code) => panic!("unexpected CONNACK {code:#04x}"),
+            }
+        }
+    })
+    .await;
+    b.shutdown().await;
+}
+
+/// A listener's `max_packet_size`, `max_keepalive` and `allow_anonymous`
+/// replace the global keys for its clients: an anonymous client is refused
+/// with 0x87 Not authorized; CONNACK gives the listener's Maximum Packet
+/// Size (0x27) and, for a keep-alive of 0, its Server Keep Alive (0x13),
+/// which the client must use [MQTT-3.2.2-21]; a larger packet, which the
+/// client must not send [MQTT-3.2.2-15], gets DISCONNECT 0x95. The other
+/// listener applies the global values to the same client and packet.
+#[tokio::test]
+async fn listener_limits_replace_the_global_ones() {
+    let (b, limited, open) = two_listeners(|l| {
+        l.max_packet_size = Some(256);
+        l.max_keepalive = Some(30);
+        l.allow_anonymous = Some(false);
+    })
+    .await;
+    let anonymous = ConnectOpts::new(Proto::V5, "anon").keep_alive(0);
+    assert_eq!(try_connect(limited, &anonymous).await.err(), Some(0x87), "allow_anonymous = false");
+    assert!(try_connect(open, &anonymous).await.is_ok(), "anonymous clients are allowed by default");
+    let big = publish_packet(true, "lim/t", 0, false, false, 0, &[7u8; 512]);
+    for (addr, max_packet, keep_alive, fits) in [(limited, 256, 30, false), (open, 1 << 20, 65535, true)] {
+        let (mut c, ack) = try_connect(addr, &ConnectOpts::new(Proto::V5, "named").keep_alive(0).username("u"))
+            .await
+            .expect("a named client is accepted");
+        let props = ack.connack_props();
+        assert_eq!((int_prop(&props, 0x27), int_prop(&props, 0x13)), (Some(max_packet), Some(keep_alive)));
+        c.subscribe(1, &[("lim/t", 0)]).await;
+        c.send(&big).await;
+        if fits {
+            assert_eq!(c.expect_publish().await.payload.len(), 512);
+        } else {
+            let seen = c.expect_closed("packet above the listener's max_packet_size").await;
+            assert_v5_disconnect(&seen, 0x95, "packet above the listener's max_packet_size");
+        }
+    }
+    b.shutdown().await;
+}
