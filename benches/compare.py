@@ -24,6 +24,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 
+
+def host_triple():
+    try:
+        out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "x86_64-unknown-linux-gnu"
+    return next((l[6:].strip() for l in out.splitlines() if l.startswith("host: ")), "x86_64-unknown-linux-gnu")
+
+
+HOST = host_triple()
+# The broker as deployed (.cargo/static.toml: glibc linked statically).
+BUILD_EDGEMQ = f"cargo build --release -p edgemq --target {HOST} --config .cargo/static.toml"
+
 # name -> (loadgen arguments, quick-mode arguments, figures: (key, unit, higher_is_better))
 SCENARIOS = {
     "fanin_q0": (["fanin", "--qos", "0", "-n", "1000000"], ["fanin", "--qos", "0", "-n", "20000"],
@@ -208,7 +221,8 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--brokers", default="edgemq,mosquitto,rumqttd")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of the script)")
-    ap.add_argument("--edgemq", default=os.path.join(TARGET, "release", "edgemq"))
+    ap.add_argument("--edgemq", default=os.path.join(TARGET, HOST, "release", "edgemq"),
+                    help=f"default: the static build, `{BUILD_EDGEMQ}`")
     ap.add_argument("--loadgen", default=os.path.join(TARGET, "release", "edgemq-loadgen"))
     ap.add_argument("--mosquitto", default=None, help="default: mosquitto on PATH or /usr/sbin/mosquitto")
     ap.add_argument("--rumqttd", default=None, help="default: rumqttd on PATH or /work/bench-tools/bin/rumqttd")
@@ -228,10 +242,9 @@ def main():
     args.queued = max(args.queued, args.backlog_n)
     raise_nofile()
 
-    for b in (args.edgemq, args.loadgen):
+    for b, build in ((args.edgemq, BUILD_EDGEMQ), (args.loadgen, "cargo build --release -p edgemq-benches")):
         if not os.path.exists(b):
-            sys.exit(f"{b} not found: build with `cargo build --release -p edgemq -p edgemq-benches` "
-                     "(set CARGO_TARGET_DIR if you use one)")
+            sys.exit(f"{b} not found: build with `{build}` (set CARGO_TARGET_DIR if you use one)")
     bins = {
         "edgemq": args.edgemq,
         "mosquitto": which(args.mosquitto, "mosquitto") or which("/usr/sbin/mosquitto", "mosquitto"),

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use edgemq::config::{Args, Config};
 use edgemq::Broker;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -16,10 +20,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let default_level = if cfg.verbose { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // RUST_LOG in `Targets` syntax (`debug`, `edgemq=debug,tokio=info`):
+    // EnvFilter's span and regex filters would add its regex engine, about
+    // 300 KB of code, to every broker.
+    let default_level = if cfg.verbose { Level::INFO } else { Level::WARN };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default_level));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

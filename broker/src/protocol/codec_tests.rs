@@ -231,3 +231,37 @@ fn publish_round_trips_through_our_decoder() {
         assert_eq!(packet(&buf, Some(version)), Packet::Publish(p));
     }
 }
+
+#[test]
+fn publish_size_bound_is_never_below_the_encoded_size() {
+    let props = PublishProps {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(70_000),
+        topic_alias: Some(3),
+        response_topic: Some("reply/to".into()),
+        correlation_data: Some(Bytes::from_static(b"corr")),
+        user_properties: vec![("k".into(), "v".into()), ("key2".into(), "x".repeat(300))],
+        subscription_identifiers: vec![1, 300, 268_435_455],
+        content_type: Some("text/plain".into()),
+    };
+    for payload in [0, 1, 127, 128, 16_383, 16_384, 2_097_152] {
+        for (qos, pkid) in [(QoS::AtMostOnce, 0), (QoS::AtLeastOnce, 7), (QoS::ExactlyOnce, 65_535)] {
+            for props in [None, Some(Box::default()), Some(Box::new(props.clone()))] {
+                for version in [Version::V311, Version::V5] {
+                    let p = Publish {
+                        dup: false,
+                        qos,
+                        retain: false,
+                        topic: "a/b".repeat(40),
+                        pkid,
+                        payload: Bytes::from(vec![7u8; payload]),
+                        props: props.clone(),
+                    };
+                    let mut buf = BytesMut::new();
+                    encode(&Packet::Publish(p.clone()), version, &mut buf).expect("encodes");
+                    assert!(publish_size_bound(&p, version.is_v5()) >= buf.len(), "{payload} {qos:?} {version:?}");
+                }
+            }
+        }
+    }
+}

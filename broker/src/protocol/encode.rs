@@ -56,6 +56,28 @@ fn check_props(p: &PublishProps) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// An upper bound of a PUBLISH's encoded size (never below it), computed
+/// without encoding: a client's Maximum Packet Size is checked against it
+/// first, and the packet is encoded for an exact answer only near the limit.
+pub fn publish_size_bound(p: &Publish, v5: bool) -> usize {
+    let mut props = 0;
+    if v5 {
+        // Property length (at most 4 bytes), then every property present,
+        // each with its identifier, the fixed-size ones as if all were set.
+        props = 4 + 2 + 5 + 3;
+        if let Some(pp) = &p.props {
+            props += pp.response_topic.as_ref().map_or(0, |s| 3 + s.len())
+                + pp.correlation_data.as_ref().map_or(0, |d| 3 + d.len())
+                + pp.user_properties.iter().map(|(k, v)| 5 + k.len() + v.len()).sum::<usize>()
+                + pp.subscription_identifiers.len() * 5
+                + pp.content_type.as_ref().map_or(0, |s| 3 + s.len());
+        }
+    }
+    // Fixed header (type, remaining length of at most 4 bytes), topic with
+    // its length, packet identifier, properties, payload.
+    1 + 4 + 2 + p.topic.len() + 2 + props + p.payload.len()
+}
+
 /// Like [`encode`], taking the packet by value: a PUBLISH's topic is moved
 /// into the codec instead of copied (one allocation less per delivery).
 pub fn encode_owned(packet: Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {

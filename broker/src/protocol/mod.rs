@@ -23,7 +23,7 @@ mod props;
 pub mod topic;
 
 pub use decode::{decode, Decoded};
-pub use encode::{encode, encode_owned};
+pub use encode::{encode, encode_owned, publish_size_bound};
 
 use bytes::Bytes;
 

@@ -36,7 +36,7 @@ impl Durable {
             _ => 0,
         };
         let expiry_secs = e.expiry.map(|x| x.as_secs());
-        Record::Session { key, client_id: e.client_id.clone(), expiry_secs, offline_since_ms }
+        Record::Session { key, client_id: e.client_id.to_string(), expiry_secs, offline_since_ms }
     }
 
     fn wall(&self, now: Instant) -> SystemTime {
@@ -80,7 +80,7 @@ impl Router {
         };
         for (key, stored) in model.sessions {
             let shared = Arc::new(SharedSession::new(self.limits));
-            let client_id = stored.client_id.clone();
+            let client_id: Arc<str> = stored.client_id.as_str().into();
             let expiry = stored.expiry_secs.map(Duration::from_secs);
             // Offline since the recorded time, or since now if it was
             // connected when the broker stopped.

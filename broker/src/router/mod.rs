@@ -16,7 +16,7 @@ mod tree;
 mod durable;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,40 +34,73 @@ use crate::store::{Record, StoredMessage};
 
 /// How the router reaches a connection it must close (session takeover
 /// 0x8E, queue full 0x97): [`ConnHandle::close`] records the MQTT 5 reason
-/// and wakes the connection's driver, which tells its machine.
+/// and wakes the connection's driver, which tells its machine. The
+/// driver's handle is a child of the broker's shutdown token
+/// ([`ConnHandle::with_parent`]), so one wait serves both.
+///
+/// 16 bytes: a connection's machine and its router entry each hold one.
 #[derive(Debug, Clone)]
 pub struct ConnHandle {
     pub id: u64,
-    /// Whether the client speaks MQTT 5 (set once CONNECT is read).
-    pub v5: bool,
+    signal: Arc<ConnSignal>,
+}
+
+/// What a connection's handles share.
+#[derive(Debug)]
+struct ConnSignal {
     kill: CancellationToken,
     /// The reason of the first [`ConnHandle::close`]; 0 until then.
-    reason: Arc<AtomicU8>,
+    reason: AtomicU8,
+    /// Whether the client speaks MQTT 5 (set once CONNECT is read).
+    v5: AtomicBool,
 }
 
 impl ConnHandle {
     pub fn new(id: u64) -> ConnHandle {
-        ConnHandle { id, v5: false, kill: CancellationToken::new(), reason: Arc::new(AtomicU8::new(0)) }
+        Self::with_token(id, CancellationToken::new())
+    }
+
+    /// A handle also cancelled, without a reason, when `parent` is.
+    pub fn with_parent(id: u64, parent: &CancellationToken) -> ConnHandle {
+        Self::with_token(id, parent.child_token())
+    }
+
+    fn with_token(id: u64, kill: CancellationToken) -> ConnHandle {
+        let signal = ConnSignal { kill, reason: AtomicU8::new(0), v5: AtomicBool::new(false) };
+        ConnHandle { id, signal: Arc::new(signal) }
+    }
+
+    /// Whether the client speaks MQTT 5.
+    pub fn v5(&self) -> bool {
+        self.signal.v5.load(Ordering::Relaxed)
+    }
+
+    /// Records the client's protocol (once its CONNECT is read, before the
+    /// router hears of the connection).
+    pub fn set_v5(&self, v5: bool) {
+        self.signal.v5.store(v5, Ordering::Relaxed);
     }
 
     /// Asks the connection to close with the MQTT 5 reason `code` (a
     /// DISCONNECT reason, at least 0x80). The first reason wins; returns
     /// whether this call was the first.
     pub fn close(&self, code: u8) -> bool {
-        let first = self.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
-        self.kill.cancel();
+        let first = self.signal.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        self.signal.kill.cancel();
         first
     }
 
-    /// The reason the connection was asked to close with, if it was.
+    /// The reason the connection was asked to close with, if it was
+    /// (`None` too if only the parent token was cancelled).
     pub fn close_reason(&self) -> Option<u8> {
-        self.kill.is_cancelled().then(|| self.reason.load(Ordering::Acquire))
+        let code = self.signal.reason.load(Ordering::Acquire);
+        (code != 0).then_some(code)
     }
 
-    /// Waits until [`ConnHandle::close`] is called; returns its reason.
-    pub async fn closed(&self) -> u8 {
-        self.kill.cancelled().await;
-        self.reason.load(Ordering::Acquire)
+    /// Completes once [`ConnHandle::close`] is called or the parent token
+    /// is cancelled; then [`ConnHandle::close_reason`] tells which.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.signal.kill.cancelled()
     }
 }
 
@@ -84,6 +117,8 @@ pub struct ConnectRequest {
 /// The router's answer to a [`ConnectRequest`].
 pub struct ConnectReply {
     pub key: SessionKey,
+    /// The client identifier, shared with the router's copy.
+    pub client_id: Arc<str>,
     pub session: Arc<SharedSession>,
     pub session_present: bool,
 }
@@ -135,7 +170,8 @@ pub enum RouterMsg {
 }
 
 struct SessionEntry {
-    client_id: String,
+    /// Shared with `by_client`'s key: one copy of the identifier.
+    client_id: Arc<str>,
     shared: Arc<SharedSession>,
     conn: Option<ConnHandle>,
     expiry: Option<Duration>,
@@ -154,7 +190,7 @@ pub struct RouterStats {
 /// The router state.
 pub struct Router {
     sessions: HashMap<SessionKey, SessionEntry>,
-    by_client: HashMap<String, SessionKey>,
+    by_client: HashMap<Arc<str>, SessionKey>,
     subs: SubscriptionTree,
     retained: RetainedStore,
     next_key: SessionKey,
@@ -236,7 +272,7 @@ impl Router {
 
     /// Opens, resumes or takes over the session of `req.client_id`.
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
-        if let Some(&key) = self.by_client.get(&req.client_id) {
+        if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
                 old.close(reason::SESSION_TAKEN_OVER);
@@ -250,20 +286,21 @@ impl Router {
                 e.expiry = req.expiry;
                 e.disconnected_at = None;
                 e.shared.lock().set_online(true);
-                let session = e.shared.clone();
+                let (session, client_id) = (e.shared.clone(), e.client_id.clone());
                 self.record_session(key, now);
-                return ConnectReply { key, session, session_present: true };
+                return ConnectReply { key, client_id, session, session_present: true };
             }
         }
         let key = self.next_key;
         self.next_key += 1;
         let shared = Arc::new(SharedSession::new(self.limits));
         shared.lock().set_online(true);
-        self.by_client.insert(req.client_id.clone(), key);
+        let client_id: Arc<str> = req.client_id.into();
+        self.by_client.insert(client_id.clone(), key);
         self.sessions.insert(
             key,
             SessionEntry {
-                client_id: req.client_id,
+                client_id: client_id.clone(),
                 shared: shared.clone(),
                 conn: Some(req.conn),
                 expiry: req.expiry,
@@ -271,7 +308,7 @@ impl Router {
             },
         );
         self.record_session(key, now);
-        ConnectReply { key, session: shared, session_present: false }
+        ConnectReply { key, client_id, session: shared, session_present: false }
     }
 
     /// Ends a session: its subscriptions go, its delayed will is published.
@@ -422,11 +459,11 @@ impl Router {
         }
         self.stats.dropped_queue_full += dropped;
         let Some(e) = self.sessions.get(&key) else { return };
-        let client_id = e.client_id.as_str();
+        let client_id = &*e.client_id;
         if r != (Enqueued::DroppedFull { first: true }) {
             return;
         }
-        let v5_conn = e.conn.as_ref().filter(|c| c.v5 && self.quota_disconnect);
+        let v5_conn = e.conn.as_ref().filter(|c| c.v5() && self.quota_disconnect);
         if v5_conn.is_some_and(|c| c.close(reason::QUOTA_EXCEEDED)) {
             tracing::warn!(client_id, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
         } else {

@@ -392,8 +392,8 @@ fn shared_qos2_already_sent_stays_in_flight_with_its_packet_id() {
 fn full_queue_setup(policy: QueueFullPolicy, v5: bool, disconnect: bool) -> (Router, ConnectReply, ConnHandle) {
     let mut r = Router::new(QueueLimits { max_messages: 2, policy, ..limits() });
     r.set_disconnect_on_queue_full(disconnect);
-    let mut handle = conn(1);
-    handle.v5 = v5;
+    let handle = conn(1);
+    handle.set_v5(v5);
     let c = r.connect(
         ConnectRequest { client_id: "c".into(), clean_start: false, expiry: None, conn: handle.clone() },
         Instant::now(),

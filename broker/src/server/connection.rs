@@ -1,19 +1,32 @@
 //! The connection driver: owns one network stream, its read and write
 //! buffers, and the session [`Machine`]; carries out the machine's actions.
 //!
-//! Generic over `AsyncRead + AsyncWrite`, so TLS and WebSocket listeners
-//! reuse it unchanged. Reads are decoded as they come; everything the
-//! machine sends in one turn is encoded into one buffer and written with a
-//! single write (batched writes). Buffers start small and shrink back after
-//! bursts, so an idle connection costs little memory.
+//! Generic over a [`Transport`] (`AsyncRead + AsyncWrite`, plus read
+//! readiness where the stream has it), so TLS and WebSocket listeners reuse
+//! it. Reads are decoded as they come; everything the machine sends in one
+//! turn is encoded into one buffer and written with a single write (batched
+//! writes).
+//!
+//! An idle connection is kept small, since a gateway may hold thousands:
+//! it waits for readiness without a read buffer, keeps no write buffer
+//! after a small write, and its task's future holds only what every turn
+//! needs. What is rare (waiting for a full router channel, CONNECT's round
+//! trip, held acknowledgements, the keep-alive timer) is boxed on first
+//! use rather than stored inline in every connection's future.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{decode, encode_owned, Decoded, Packet};
@@ -30,11 +43,36 @@ const IDLE_READ: usize = 256;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Buffers above this are released once empty.
 const KEEP_BUFFER: usize = 16 * 1024;
+/// A write buffer that held at most this much is released after the write
+/// (an idle connection's PINGRESP or PUBACK); busier ones keep theirs.
+const SMALL_WRITE: usize = 256;
+
+/// A byte stream the driver can serve.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Whether [`Transport::poll_read_ready`] really waits for data. If it
+    /// does, an idle connection holds no read buffer.
+    const READINESS: bool = false;
+
+    /// `Ready` once a read may make progress (data, end of stream or an
+    /// error). The default cannot tell and is always ready: the driver
+    /// then keeps its small read buffer while it waits.
+    fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for TcpStream {
+    const READINESS: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
 
 /// What every connection shares.
 pub struct ConnCtx {
     pub router: mpsc::Sender<RouterMsg>,
-    pub machine: MachineConfig,
+    pub machine: Arc<MachineConfig>,
     pub shutdown: CancellationToken,
     pub verbose: bool,
     /// The store, when acknowledgements must wait for durability.
@@ -48,6 +86,15 @@ fn now() -> Instant {
 /// The router went away: the broker is stopping.
 struct RouterGone;
 
+/// Work that must wait: rare, so it is done in a boxed future instead of
+/// enlarging every connection's.
+enum Wait {
+    /// The router's channel is full.
+    Router(RouterMsg),
+    /// CONNECT's round trip to the router.
+    Connect(crate::router::ConnectRequest),
+}
+
 struct Driver<S> {
     stream: S,
     peer: SocketAddr,
@@ -58,9 +105,17 @@ struct Driver<S> {
     ctx: Arc<ConnCtx>,
     /// Set once the machine asked to close.
     closing: Option<Close>,
-    /// Acknowledgements held until what they acknowledge is durable.
-    acks: Option<HeldAcks>,
+    /// Acknowledgements held until what they acknowledge is durable; made
+    /// on first use when the broker has a store.
+    acks: Option<Box<HeldAcks>>,
+    /// The machine's deadline (CONNECT timeout, keep-alive), reset in place.
+    timer: Option<Pin<Box<Sleep>>>,
 }
+
+type WakeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Stands in for the session's notification before CONNECT (never polled).
+static NO_SESSION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// PUBACK, PUBREC, SUBACK and UNSUBACK wait (in order) until the router
 /// has processed the message they answer and the log is durable that far.
@@ -77,9 +132,47 @@ struct HeldAcks {
     /// QoS 2 PUBLISH goes out only once its packet identifier is on disk
     /// (so a resend after a crash reuses it), and later ones keep order.
     publishes: std::collections::VecDeque<(Lsn, Packet)>,
+    /// Waits for the router's ticket or the durable position to move; kept
+    /// across turns while something is held.
+    wake: Option<WakeFuture>,
 }
 
 impl HeldAcks {
+    fn new(journal: &Arc<Journal>) -> HeldAcks {
+        HeldAcks {
+            ticket: Arc::new(Ticket::default()),
+            journal: journal.clone(),
+            durable: journal.durable(),
+            sent: 0,
+            held: std::collections::VecDeque::new(),
+            publishes: std::collections::VecDeque::new(),
+            wake: None,
+        }
+    }
+
+    /// Ready when something held may have become releasable.
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.waiting() {
+            self.wake = None;
+            return Poll::Pending;
+        }
+        let wake = self.wake.get_or_insert_with(|| {
+            let ticket = self.ticket.clone();
+            let mut durable = self.durable.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    _ = ticket.notify.notified() => {}
+                    _ = durable.changed() => {}
+                }
+            })
+        });
+        let r = wake.as_mut().poll(cx);
+        if r.is_ready() {
+            self.wake = None;
+        }
+        r
+    }
+
     /// Takes the acknowledgements that may go now.
     fn ready(&mut self, out: &mut Vec<Packet>) {
         use std::sync::atomic::Ordering;
@@ -105,12 +198,35 @@ impl HeldAcks {
 
 /// Serves one client connection until it closes. `listener_full`: the
 /// listener is at its `max_connections`, so CONNECT is refused.
-pub async fn serve<S>(stream: S, peer: SocketAddr, conn_id: u64, ctx: Arc<ConnCtx>, listener_full: bool)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let handle = ConnHandle::new(conn_id);
-    let mut machine = Machine::new(ctx.machine.clone(), handle.clone(), now());
+///
+/// A plain function returning the future, so the future holds the driver
+/// once (an `async fn`'s arguments would be stored beside it).
+pub fn serve<S: Transport>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    ctx: Arc<ConnCtx>,
+    listener_full: bool,
+) -> impl Future<Output = ()> {
+    serve_holding(stream, peer, conn_id, ctx, listener_full, ())
+}
+
+/// [`serve`], holding `guard` until the connection is closed (a
+/// listener's place for it). Held in `serve`'s own future, not by a
+/// wrapping one, which would store `serve`'s future twice (1,040 bytes
+/// instead of 504, `-Zprint-type-sizes`).
+pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
+    stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    ctx: Arc<ConnCtx>,
+    listener_full: bool,
+    guard: G,
+) -> impl Future<Output = ()> {
+    // Closed by the router (session takeover, queue overflow) or, as a
+    // child of the broker's shutdown token, by shutdown.
+    let handle = ConnHandle::with_parent(conn_id, &ctx.shutdown);
+    let mut machine = Machine::new(ctx.machine.clone(), handle, now());
     if listener_full {
         machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
     }
@@ -121,51 +237,89 @@ where
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         session: None,
-        // Held in every sync mode: with "never" the log is at least written
-        // (to the page cache) before an acknowledgement, so a crash of the
-        // broker alone loses nothing acknowledged.
-        acks: ctx.journal.as_ref().map(|j| HeldAcks {
-            ticket: Arc::new(Ticket::default()),
-            journal: j.clone(),
-            durable: j.durable(),
-            publishes: std::collections::VecDeque::new(),
-            sent: 0,
-            held: std::collections::VecDeque::new(),
-        }),
         ctx,
         closing: None,
+        acks: None,
+        timer: None,
     };
-    let why = d.run(&handle).await;
-    if d.ctx.verbose {
-        if let Some(client_id) = d.machine.client_id() {
-            tracing::info!(peer = %d.peer, client_id, reason = ?why, "client disconnected");
-        }
-    }
-    if let Some(msg) = d.machine.finish(why, now()) {
-        // If the router is gone the broker is stopping; nothing is lost
-        // that a running router would have kept.
-        let _ = d.ctx.router.send(msg).await;
-    }
-    let _ = d.stream.shutdown().await;
-    if why != Close::Io {
-        // A lingering close: the client may still be sending; closing with
-        // unread data would reset the connection and could destroy the
-        // DISCONNECT (with its reason code) before the client reads it.
-        let drain = async {
-            for _ in 0..64 {
-                d.rbuf.clear();
-                d.rbuf.reserve(IDLE_READ);
-                if matches!(d.stream.read_buf(&mut d.rbuf).await, Ok(0) | Err(_)) {
-                    break;
-                }
-            }
-        };
-        let _ = Box::pin(tokio::time::timeout(LINGER, drain)).await;
+    // The body is here rather than in an `async fn` taking `&mut self`, whose
+    // future would hold that reference twice.
+    async move {
+        let why = d.run().await;
+        d.close(why).await;
+        drop(guard);
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    async fn run(&mut self, handle: &ConnHandle) -> Close {
+/// Reads what the stream has into `buf`. While nothing is there, an empty
+/// buffer is released: a stream with readiness waits without one.
+fn poll_read_some<S: Transport>(stream: &mut S, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    let ready = stream.poll_read_ready(cx);
+    if ready.is_pending() && S::READINESS && buf.is_empty() && buf.capacity() > 0 {
+        // A short read cleared the readiness: wait without the buffer.
+        *buf = BytesMut::new();
+    }
+    std::task::ready!(ready)?;
+    if buf.capacity() == buf.len() {
+        buf.reserve(IDLE_READ);
+    }
+    let r = std::pin::pin!(stream.read_buf(buf)).poll(cx);
+    if r.is_pending() && S::READINESS && buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+    r
+}
+
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    match timer {
+        Some(t) => t.as_mut().poll(cx),
+        None => Poll::Pending,
+    }
+}
+
+impl<S: Transport> Driver<S> {
+    /// After the session loop: tells the router, then closes the stream.
+    async fn close(&mut self, why: Close) {
+        if self.ctx.verbose {
+            if let Some(client_id) = self.machine.client_id() {
+                tracing::info!(peer = %self.peer, client_id, reason = ?why, "client disconnected");
+            }
+        }
+        if let Some(msg) = self.tell_router_gone(why) {
+            // If the router is gone the broker is stopping; nothing is lost
+            // that a running router would have kept.
+            let _ = Box::pin(self.ctx.router.send(msg)).await;
+        }
+        self.timer = None;
+        let _ = self.stream.shutdown().await;
+        if why != Close::Io {
+            // A lingering close: the client may still be sending; closing with
+            // unread data would reset the connection and could destroy the
+            // DISCONNECT (with its reason code) before the client reads it.
+            let (stream, rbuf) = (&mut self.stream, &mut self.rbuf);
+            let drain = async move {
+                for _ in 0..64 {
+                    rbuf.clear();
+                    rbuf.reserve(IDLE_READ);
+                    if matches!(stream.read_buf(rbuf).await, Ok(0) | Err(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = Box::pin(tokio::time::timeout(LINGER, drain)).await;
+        }
+    }
+
+    /// Tells the router the connection is gone (will, expiry); returns the
+    /// message if the router's channel is full.
+    fn tell_router_gone(&mut self, why: Close) -> Option<RouterMsg> {
+        match self.ctx.router.try_send(self.machine.finish(why, now())?) {
+            Err(mpsc::error::TrySendError::Full(msg)) => Some(msg),
+            _ => None,
+        }
+    }
+
+    async fn run(&mut self) -> Close {
         let mut more = false;
         loop {
             if self.execute().await.is_err() {
@@ -173,24 +327,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             }
             // Deliveries may have been held back behind a SUBACK released since.
             more |= self.deliver();
-            let flushed = self.flush().await;
+            let write_failed = self.flush().await.is_err();
             if let Some(why) = self.closing {
                 return why;
             }
-            if flushed.is_err() {
+            if write_failed {
                 return Close::Io;
             }
-            let deadline = self.machine.deadline().map(tokio::time::Instant::from_std);
-            let session = self.session.clone();
-            let waiting = self.acks.as_ref().filter(|a| a.waiting()).map(|a| (a.ticket.clone(), a.durable.clone()));
-            if self.rbuf.capacity() == self.rbuf.len() {
-                self.rbuf.reserve(IDLE_READ);
-            }
+            self.arm_timer();
+            // Before CONNECT there is no session; its branch is disabled.
+            let notify = self.session.as_ref().map_or(&NO_SESSION, |s| &s.notify);
             tokio::select! {
                 biased;
-                code = handle.closed() => self.machine.closed_by_router(code),
-                _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
-                r = self.stream.read_buf(&mut self.rbuf) => match r {
+                _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
+                    Some(code) => self.machine.closed_by_router(code),
+                    // Cancelled without a reason: by its parent, the shutdown.
+                    None => self.machine.shutdown(),
+                },
+                r = std::future::poll_fn(|cx| poll_read_some(&mut self.stream, &mut self.rbuf, cx)) => match r {
                     Ok(0) | Err(_) => return Close::Io,
                     Ok(_) => {
                         if let Err(RouterGone) = self.on_readable().await {
@@ -199,28 +353,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         more = self.deliver();
                     }
                 },
-                _ = async { match &session { Some(s) => s.notify.notified().await, None => std::future::pending().await } } => {
+                _ = notify.notified(), if self.session.is_some() => {
                     more = self.deliver();
                 }
-                _ = async {
-                    match waiting {
-                        Some((ticket, mut durable)) => tokio::select! {
-                            _ = ticket.notify.notified() => {}
-                            _ = durable.changed() => {}
-                        },
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = std::future::poll_fn(|cx| match &mut self.acks {
+                    Some(a) => a.poll_wake(cx),
+                    None => Poll::Pending,
+                }) => {
                     self.release_acks();
                     more = self.deliver();
                 }
                 _ = std::future::ready(()), if more => {
                     more = self.deliver();
                 }
-                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                _ = std::future::poll_fn(|cx| poll_timer(&mut self.timer, cx)) => {
                     self.machine.on_timer(now());
                 }
             }
+        }
+    }
+
+    /// Points the timer at the machine's deadline; it is made once and
+    /// reset in place (moving a keep-alive deadline later costs no timer
+    /// registration).
+    fn arm_timer(&mut self) {
+        let Some(deadline) = self.machine.deadline().map(tokio::time::Instant::from_std) else {
+            self.timer = None;
+            return;
+        };
+        match &mut self.timer {
+            Some(t) if t.deadline() == deadline => {}
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
@@ -231,11 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 return Ok(());
             }
             match decode(&mut self.rbuf, self.machine.version(), self.ctx.machine.max_packet_size) {
-                Ok(Decoded::Packet(p, _)) => {
-                    self.machine.handle(p, now());
-                    // Run CONNECT's router round trip before the next packet.
-                    self.execute().await?;
-                }
+                Ok(Decoded::Packet(p, _)) => self.machine.handle(p, now()),
                 Ok(Decoded::Incomplete { frame_len }) => {
                     if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
                         self.rbuf = BytesMut::new();
@@ -252,44 +412,79 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     return Ok(());
                 }
             }
+            // Run CONNECT's router round trip before the next packet.
+            self.execute().await?;
         }
     }
 
     /// Carries out the machine's actions, including those the actions
-    /// themselves cause (CONNECT's reply).
+    /// themselves cause (CONNECT's reply). Only what must wait is awaited,
+    /// in a boxed future.
     async fn execute(&mut self) -> Result<(), RouterGone> {
         loop {
-            let actions: Vec<Action> = self.machine.take_actions().collect();
-            if actions.is_empty() {
+            let mut actions = self.machine.actions().into_iter();
+            if actions.len() == 0 {
                 return Ok(());
             }
-            for action in actions {
-                self.act(action).await?;
+            // Written so that no action or result sits in this future
+            // across the await.
+            loop {
+                let wait = match self.act_until_wait(&mut actions) {
+                    Ok(Some(w)) => w,
+                    Ok(None) => break,
+                    Err(e) => return Err(e),
+                };
+                Box::pin(self.wait(wait)).await?;
             }
         }
     }
 
+    /// Carries out actions until one must wait.
+    fn act_until_wait(&mut self, actions: &mut std::vec::IntoIter<Action>) -> Result<Option<Wait>, RouterGone> {
+        for action in actions {
+            if let Some(wait) = self.act(action)? {
+                return Ok(Some(wait));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn wait(&mut self, wait: Wait) -> Result<(), RouterGone> {
+        match wait {
+            Wait::Router(msg) => self.ctx.router.send(msg).await.map_err(|_| RouterGone),
+            Wait::Connect(req) => self.connect(req).await,
+        }
+    }
+
+    /// The held acknowledgements, made on first use if the broker has a store.
+    fn held_acks(&mut self) -> Option<&mut HeldAcks> {
+        if self.acks.is_none() {
+            // Held in every sync mode: with "never" the log is at least written
+            // (to the page cache) before an acknowledgement, so a crash of the
+            // broker alone loses nothing acknowledged.
+            self.acks = self.ctx.journal.as_ref().map(|j| Box::new(HeldAcks::new(j)));
+        }
+        self.acks.as_deref_mut()
+    }
+
     /// Sends to the router; with held acknowledgements, with the ticket.
-    async fn send_router(&mut self, msg: RouterMsg) -> Result<(), RouterGone> {
-        let msg = match &mut self.acks {
+    /// A full channel is waited for by the caller.
+    fn send_router(&mut self, msg: RouterMsg) -> Result<Option<Wait>, RouterGone> {
+        let msg = match self.held_acks() {
             Some(a) => {
                 a.sent += 1;
                 RouterMsg::Ticketed(Box::new(msg), a.ticket.clone())
             }
             None => msg,
         };
-        // Usually there is room; waiting for it is boxed so the message does
-        // not sit inline in every connection's future.
         match self.ctx.router.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                Box::pin(self.ctx.router.send(msg)).await.map_err(|_| RouterGone)
-            }
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(Wait::Router(msg))),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(RouterGone),
         }
     }
 
-    async fn act(&mut self, action: Action) -> Result<(), RouterGone> {
+    fn act(&mut self, action: Action) -> Result<Option<Wait>, RouterGone> {
         match action {
             // Acknowledgements wait for the router to have processed what
             // they answer and for every record made so far (this
@@ -300,8 +495,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 | Packet::PubComp(_)
                 | Packet::SubAck(_)
                 | Packet::UnsubAck(_)),
-            ) if self.acks.is_some() => {
-                if let Some(a) = &mut self.acks {
+            ) if self.ctx.journal.is_some() => {
+                if let Some(a) = self.held_acks() {
                     a.held.push_back((a.sent, a.journal.appended(), p));
                 }
                 self.release_acks();
@@ -309,20 +504,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             // A QoS 2 PUBLISH (its packet identifier) and a PUBREL (the
             // PUBREC it answers) go out only once recorded durably; later
             // PUBLISH packets keep their order behind them.
-            Action::Send(p @ (Packet::Publish(_) | Packet::PubRel(_))) if self.acks.is_some() => {
-                if let Some(a) = &mut self.acks {
+            Action::Send(p @ (Packet::Publish(_) | Packet::PubRel(_))) if self.ctx.journal.is_some() => {
+                if let Some(a) = self.held_acks() {
                     let qos2 = matches!(&p, Packet::PubRel(_))
                         || matches!(&p, Packet::Publish(x) if x.qos == crate::protocol::QoS::ExactlyOnce);
                     let need = if qos2 { a.journal.appended() } else { 0 };
                     if !a.publishes.is_empty() || *a.durable.borrow() < need {
                         a.publishes.push_back((need, p));
-                        return Ok(());
+                        return Ok(None);
                     }
                 }
                 self.write(p);
             }
             Action::Send(p) => self.write(p),
-            Action::Route(m) => self.send_router(RouterMsg::Publish(m)).await?,
+            Action::Route(m) => return self.send_router(RouterMsg::Publish(m)),
             Action::Subscribe(entries) => {
                 if self.ctx.verbose {
                     let client_id = self.machine.client_id().unwrap_or("-");
@@ -331,17 +526,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                 }
                 let key = self.machine.session_key().unwrap_or(0);
-                self.send_router(RouterMsg::Subscribe { key, entries }).await?;
+                return self.send_router(RouterMsg::Subscribe { key, entries });
             }
             Action::Unsubscribe(filters) => {
                 let key = self.machine.session_key().unwrap_or(0);
-                self.send_router(RouterMsg::Unsubscribe { key, filters }).await?;
+                return self.send_router(RouterMsg::Unsubscribe { key, filters });
             }
-            // Boxed: a connection connects once, and this future is large.
-            Action::Connect(req) => Box::pin(self.connect(req)).await?,
+            Action::Connect(req) => return Ok(Some(Wait::Connect(req))),
             Action::Close(why) => self.closing = Some(why),
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Asks the router for the session, then feeds the reply to the machine.
@@ -391,9 +585,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             return Ok(());
         }
         let r = self.stream.write_all(&self.wbuf).await;
-        self.wbuf.clear();
-        if self.wbuf.capacity() > KEEP_BUFFER {
+        // A small write (an idle connection's PINGRESP) keeps no buffer; a
+        // busy connection keeps its own up to a limit.
+        if self.wbuf.len() <= SMALL_WRITE || self.wbuf.capacity() > KEEP_BUFFER {
             self.wbuf = BytesMut::new();
+        } else {
+            self.wbuf.clear();
         }
         r?;
         self.stream.flush().await

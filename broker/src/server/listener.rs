@@ -6,6 +6,7 @@
 //! 0x03 Server unavailable) instead of seeing a bare close; it is bounded by
 //! the connect timeout and does not count against the limit.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
-use super::connection::{serve, ConnCtx};
+use super::connection::{serve_holding, ConnCtx};
 
 /// How many connections a listener has open, against its maximum.
 pub(super) struct ConnLimit {
@@ -76,9 +77,18 @@ pub(super) async fn accept_loop(
 
 /// Serves one TCP connection; `slot` is its place under the listener's
 /// limit, `None` if over it (CONNECT is then refused).
-async fn serve_tcp(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>, slot: Option<Slot>) {
+///
+/// Not an `async fn`: the connection's future is `serve`'s alone, without
+/// a wrapper holding a second copy of the arguments.
+fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: Arc<ConnCtx>,
+    slot: Option<Slot>,
+) -> impl Future<Output = ()> {
     // Small MQTT packets must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    serve(stream, peer, id, ctx, slot.is_none()).await;
-    drop(slot);
+    let full = slot.is_none();
+    serve_holding(stream, peer, id, ctx, full, slot)
 }

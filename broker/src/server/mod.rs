@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use connection::{serve, ConnCtx};
+pub use connection::{serve, ConnCtx, Transport};
 
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
@@ -119,7 +119,7 @@ impl Broker {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
-                machine: machine_config(&cfg, l, authenticator.clone()),
+                machine: Arc::new(machine_config(&cfg, l, authenticator.clone())),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
                 journal: journal.clone(),

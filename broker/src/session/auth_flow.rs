@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use super::machine::{Close, Machine, State};
+use super::machine::{Accepted, Authenticating, Close, Machine, State};
 use crate::auth::{AuthClient, AuthStep};
-use crate::protocol::{reason, Auth, Connect, Packet};
+use crate::protocol::{reason, Auth, Packet};
 
 /// A refusal code an authenticator gave, made a valid error code.
 fn fail_code(code: u8) -> u8 {
@@ -19,7 +19,8 @@ fn fail_code(code: u8) -> u8 {
 
 impl Machine {
     /// CONNECT named an Authentication Method: starts its exchange.
-    pub(super) fn start_auth(&mut self, c: Connect, deadline: Instant) {
+    pub(super) fn start_auth(&mut self, accepted: Accepted, deadline: Instant) {
+        let c = &accepted.connect;
         let Some(method) = c.authentication_method.as_deref() else {
             // 3.1.2.11.10: Authentication Data without a method is a Protocol Error.
             return self.refuse(reason::PROTOCOL_ERROR);
@@ -30,7 +31,7 @@ impl Machine {
             return self.refuse(reason::BAD_AUTHENTICATION_METHOD);
         };
         let step = exchange.step(c.authentication_data.as_deref());
-        self.state = State::Authenticating { connect: Box::new(c), exchange, deadline };
+        self.state = State::Authenticating(Box::new(Authenticating { accepted, exchange, deadline }));
         self.connect_auth_step(step);
     }
 
@@ -38,13 +39,15 @@ impl Machine {
     /// or a re-authentication after it.
     pub(super) fn on_auth(&mut self, a: Auth) {
         match &mut self.state {
-            State::Authenticating { connect, exchange, .. } => {
+            State::Authenticating(auth) => {
                 // [MQTT-4.12.0-3] the client answers with 0x18, and
                 // [MQTT-4.12.0-5] names the method of CONNECT.
-                if a.reason != reason::CONTINUE_AUTHENTICATION || a.method != connect.authentication_method {
+                if a.reason != reason::CONTINUE_AUTHENTICATION
+                    || a.method != auth.accepted.connect.authentication_method
+                {
                     return self.refuse(reason::PROTOCOL_ERROR);
                 }
-                let step = exchange.step(a.data.as_deref());
+                let step = auth.exchange.step(a.data.as_deref());
                 self.connect_auth_step(step);
             }
             State::Connected(_) => self.reauth(a),
@@ -56,15 +59,15 @@ impl Machine {
     fn connect_auth_step(&mut self, step: AuthStep) {
         match step {
             AuthStep::Success(data) => {
-                let State::Authenticating { connect, .. } = std::mem::replace(&mut self.state, State::Closed) else {
+                let State::Authenticating(auth) = std::mem::replace(&mut self.state, State::Closed) else {
                     return;
                 };
-                self.auth_data = data;
-                self.request_session(*connect);
+                let accepted = Accepted { auth_data: data, ..auth.accepted };
+                self.request_session(accepted);
             }
             AuthStep::Continue(data) => {
-                let State::Authenticating { connect, .. } = &self.state else { return };
-                let method = connect.authentication_method.clone();
+                let State::Authenticating(auth) = &self.state else { return };
+                let method = auth.accepted.connect.authentication_method.clone();
                 // [MQTT-4.12.0-2] AUTH 0x18, with the method [MQTT-4.12.0-5].
                 self.send(Packet::Auth(Auth { reason: reason::CONTINUE_AUTHENTICATION, method, data }));
             }

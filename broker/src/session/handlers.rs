@@ -1,10 +1,9 @@
 //! One handler per packet type a client sends, on [`Machine`].
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use super::machine::{Action, Close, Connected, EnhancedAuth, Machine, State};
+use super::machine::{Accepted, Action, Close, Connected, EnhancedAuth, Machine, State};
 use super::outbound::Outbound;
 use crate::message::Message;
 use crate::protocol::topic::{valid_filter, valid_shared};
@@ -34,10 +33,11 @@ impl Machine {
     /// the session. `deadline` bounds the whole of it.
     pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
-        self.conn.v5 = c.version.is_v5();
+        self.conn.set_v5(c.version.is_v5());
         if let Some(code) = self.refusal {
             return self.refuse(code);
         }
+        let mut assigned = false;
         if c.client_id.is_empty() {
             let allowed = match c.version {
                 // MQTT 3.1 requires an identifier.
@@ -53,22 +53,24 @@ impl Machine {
             }
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u64(self.conn.id);
-            let id = format!("edgemq-{:016x}", h.finish());
-            c.client_id = id.clone();
-            self.assigned_id = Some(id);
+            c.client_id = format!("edgemq-{:016x}", h.finish());
+            assigned = true;
         }
-        if c.authentication_method.is_some() || c.authentication_data.is_some() {
+        let enhanced = c.authentication_method.is_some() || c.authentication_data.is_some();
+        let accepted = Accepted { connect: c, assigned, auth_data: None };
+        if enhanced {
             // The method authenticates the client (allow_anonymous does not apply).
-            return self.start_auth(c, deadline);
+            return self.start_auth(accepted, deadline);
         }
-        if !self.cfg.allow_anonymous && c.username.is_none() {
+        if !self.cfg.allow_anonymous && accepted.connect.username.is_none() {
             return self.refuse(reason::NOT_AUTHORIZED);
         }
-        self.request_session(c);
+        self.request_session(accepted);
     }
 
     /// Asks the router to open or resume the session of an accepted CONNECT.
-    pub(super) fn request_session(&mut self, c: Connect) {
+    pub(super) fn request_session(&mut self, a: Accepted) {
+        let c = &a.connect;
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -85,12 +87,13 @@ impl Machine {
             expiry,
             conn: self.conn.clone(),
         }));
-        self.state = State::Connecting(Box::new(c));
+        self.state = State::Connecting(Box::new(a));
     }
 
     /// The router opened or resumed the session: CONNACK, then whatever was
     /// in flight.
-    pub(super) fn on_session(&mut self, c: Connect, reply: ConnectReply, now: Instant) {
+    pub(super) fn on_session(&mut self, a: Accepted, reply: ConnectReply, now: Instant) {
+        let Accepted { connect: c, assigned, auth_data } = a;
         let v5 = c.version.is_v5();
         let mut keep_alive = c.keep_alive;
         let mut props = ConnAckProps::default();
@@ -100,7 +103,7 @@ impl Machine {
                 keep_alive = self.cfg.max_keepalive;
                 props.server_keep_alive = Some(keep_alive);
             }
-            props.assigned_client_identifier = self.assigned_id.take();
+            props.assigned_client_identifier = assigned.then(|| c.client_id.clone());
             props.maximum_packet_size = u32::try_from(self.cfg.max_packet_size).ok();
             props.receive_maximum = Some(self.cfg.receive_maximum);
             if self.cfg.topic_alias_maximum > 0 {
@@ -116,17 +119,10 @@ impl Machine {
             }
             // [MQTT-4.12.0-5] a successful CONNACK names the method of CONNECT.
             props.authentication_method = c.authentication_method.clone();
-            props.authentication_data = self.auth_data.take();
+            props.authentication_data = auth_data;
         }
-        let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
-        let expiry = match c.version {
-            Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
-                u32::MAX => None,
-                secs => Some(Duration::from_secs(u64::from(secs))),
-            },
-            _ => None,
-        };
-        let window = usize::from(self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX)));
+        let zero_expiry = v5 && c.session_expiry_interval.unwrap_or(0) == 0;
+        let window = self.cfg.max_inflight.min(c.receive_maximum.unwrap_or(u16::MAX));
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
@@ -135,17 +131,19 @@ impl Machine {
         self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {
             version: c.version,
-            client_id: c.client_id,
+            client_id: reply.client_id,
             key: reply.key,
             session,
             keep_alive,
-            will: c.will,
+            will: c.will.map(Box::new),
             window: window.max(1),
-            expiry,
+            zero_expiry,
             expiry_update: None,
             out,
-            aliases_in: HashMap::new(),
-            auth: c.authentication_method.map(|method| EnhancedAuth { method, username: c.username, exchange: None }),
+            aliases_in: None,
+            auth: c
+                .authentication_method
+                .map(|method| Box::new(EnhancedAuth { method, username: c.username, exchange: None })),
         }));
     }
 
@@ -162,9 +160,9 @@ impl Machine {
         }
         if p.topic.is_empty() {
             // An alias that was never set is a protocol error.
-            p.topic = c.aliases_in.get(&alias).cloned().ok_or(reason::PROTOCOL_ERROR)?;
+            p.topic = c.aliases_in.as_ref().and_then(|a| a.get(&alias)).cloned().ok_or(reason::PROTOCOL_ERROR)?;
         } else {
-            c.aliases_in.insert(alias, p.topic.clone());
+            c.aliases_in.get_or_insert_with(Box::default).insert(alias, p.topic.clone());
         }
         Ok(())
     }
@@ -311,7 +309,7 @@ impl Machine {
     pub(super) fn on_disconnect(&mut self, d: Disconnect) {
         let Some(c) = self.connected_mut() else { return };
         if let Some(secs) = d.session_expiry_interval {
-            if c.expiry == Some(Duration::ZERO) && secs != 0 {
+            if c.zero_expiry && secs != 0 {
                 // [MQTT-3.14.2-2] cannot set an expiry after connecting with 0.
                 return self.close(Close::Error(reason::PROTOCOL_ERROR));
             }

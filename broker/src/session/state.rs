@@ -107,15 +107,19 @@ pub enum Enqueued {
     DroppedOffline,
 }
 
+/// Packet identifiers: chosen by the broker, or bounded by Receive Maximum,
+/// so a fixed-key hasher serves (16 bytes less per set than `RandomState`).
+type PkidSet = HashSet<u16, std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
+
 /// The session state proper.
 pub struct SessionState {
     queue: Box<dyn MessageQueue>,
     queued_bytes: usize,
     inflight: VecDeque<InFlight>,
     /// Packet identifiers in `inflight`, for O(1) allocation.
-    inflight_ids: HashSet<u16>,
+    inflight_ids: PkidSet,
     next_pkid: u16,
-    inbound_qos2: HashSet<u16>,
+    inbound_qos2: PkidSet,
     /// Topic filter -> options (and Subscription Identifier).
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
     limits: QueueLimits,
@@ -169,9 +173,9 @@ impl SessionState {
             queue: Box::new(MemQueue::default()),
             queued_bytes: 0,
             inflight: VecDeque::new(),
-            inflight_ids: HashSet::new(),
+            inflight_ids: PkidSet::default(),
             next_pkid: 1,
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: PkidSet::default(),
             subscriptions: HashMap::new(),
             limits,
             online: false,
@@ -534,7 +538,7 @@ impl SessionState {
             self.queue.push_back(d);
         }
         self.next_seq = max_seq;
-        self.inbound_qos2 = stored.in2;
+        self.inbound_qos2 = stored.in2.into_iter().collect();
     }
 
     /// Drops everything (clean start).

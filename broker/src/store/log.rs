@@ -11,15 +11,17 @@
 //! `*.corrupt`, never deleting it. Everything before the damage is kept.
 //!
 //! Durability: appenders get an LSN at once; the writer thread writes
-//! everything pending, then (by [`SyncMode`]) calls `fdatasync` once for
-//! the whole batch and publishes the durable LSN, which acknowledgements
-//! wait for.
+//! everything pending, and goes on writing while more keeps arriving (up
+//! to 4 MiB), then (by [`SyncMode`]) calls `fdatasync` once for the whole
+//! burst and publishes the durable LSN, which acknowledgements wait for.
+//! With `Always`, every record gets its own `fdatasync`.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::watch;
@@ -74,18 +76,101 @@ pub struct LogStats {
 
 /// Records waiting for the writer; appenders wait when this many are
 /// pending, so a slow disk slows producers instead of growing memory.
-/// (The channel allocates its slots up front: 4,096 cost 128 KiB; 65,536
-/// cost 2 MiB of idle RSS, measured.)
 const PENDING_RECORDS: usize = 4_096;
 
 struct Appender {
     next: Lsn,
-    tx: mpsc::SyncSender<(Lsn, Vec<u8>)>,
+}
+
+/// Records appended and not yet taken by the writer, oldest first, at most
+/// `PENDING_RECORDS`. (A `sync_channel` did this, but allocates and touches
+/// all its slots up front: 160 KiB of idle RSS for 4,096. This queue grows
+/// with the backlog and shrinks back once drained.)
+#[derive(Default)]
+struct Pending {
+    state: Mutex<PendingState>,
+    /// Records were added (the writer waits for this).
+    added: Condvar,
+    /// Records were taken, or the writer stopped (appenders wait for this).
+    taken: Condvar,
+}
+
+#[derive(Default)]
+struct PendingState {
+    records: VecDeque<(Lsn, Vec<u8>)>,
+    /// No more records will come ([`Log::close`]).
+    closed: bool,
+    /// The writer stopped: appenders must not wait for it.
+    writer_gone: bool,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a record, first waiting while `PENDING_RECORDS` are pending.
+    /// After close, or with the writer gone, the record is lost, exactly as
+    /// in a crash at this moment.
+    fn push(&self, lsn: Lsn, payload: Vec<u8>) {
+        let mut st = self.lock();
+        while st.records.len() >= PENDING_RECORDS && !st.writer_gone {
+            st = self.taken.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.closed || st.writer_gone {
+            return;
+        }
+        st.records.push_back((lsn, payload));
+        if st.records.len() == 1 {
+            self.added.notify_one();
+        }
+    }
+
+    /// Moves up to `max` records, oldest first, into `batch`; if none are
+    /// pending, waits for them when `wait` is set. Returns whether it took
+    /// any: `false` when waiting means closed and drained, otherwise that
+    /// the queue ran dry.
+    fn take(&self, max: usize, wait: bool, batch: &mut Vec<(Lsn, Vec<u8>)>) -> bool {
+        let mut st = self.lock();
+        while st.records.is_empty() {
+            if st.closed || !wait {
+                return false;
+            }
+            st = self.added.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let was_full = st.records.len() >= PENDING_RECORDS;
+        let n = st.records.len().min(max);
+        batch.extend(st.records.drain(..n));
+        if st.records.is_empty() && st.records.capacity() > 256 {
+            st.records = VecDeque::new();
+        }
+        if was_full {
+            self.taken.notify_all();
+        }
+        true
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.added.notify_all();
+    }
+}
+
+/// Held by the writer thread: when it ends (or panics), appenders stop
+/// waiting for it.
+struct WriterGone(Arc<Pending>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        self.0.lock().writer_gone = true;
+        self.0.taken.notify_all();
+    }
 }
 
 /// A handle to the log; cheap to share behind an `Arc`.
 pub struct Log {
     appender: Mutex<Appender>,
+    pending: Arc<Pending>,
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
     dir: PathBuf,
@@ -211,13 +296,14 @@ impl Log {
         };
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         sync_dir(&cfg.dir);
-        let (tx, rx) = mpsc::sync_channel(PENDING_RECORDS);
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
-        let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone() };
-        let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(rx, durable_tx))?;
+        let pending = Arc::new(Pending::default());
+        let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone(), pending: pending.clone() };
+        let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
         let log = Log {
-            appender: Mutex::new(Appender { next: expect, tx }),
+            appender: Mutex::new(Appender { next: expect }),
+            pending,
             durable,
             stats,
             dir: cfg.dir,
@@ -232,9 +318,10 @@ impl Log {
         let mut a = self.appender.lock().unwrap_or_else(|e| e.into_inner());
         let lsn = a.next;
         a.next += 1;
-        // If the writer thread is gone the broker is stopping; the record
-        // is lost exactly as it would be in a crash at this moment.
-        let _ = a.tx.send((lsn, payload));
+        // Under the appender lock, so records are queued in LSN order. If
+        // the writer thread is gone the broker is stopping; the record is
+        // lost exactly as it would be in a crash at this moment.
+        self.pending.push(lsn, payload);
         lsn
     }
 
@@ -269,8 +356,7 @@ impl Log {
     /// Stops the writer after it has written (and, unless `Never`, synced)
     /// everything appended so far.
     pub fn close(&self) {
-        let (dead_tx, _) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.appender.lock().unwrap_or_else(|e| e.into_inner()).tx, dead_tx));
+        self.pending.close();
         if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
         }
@@ -302,27 +388,28 @@ struct Writer {
     file: File,
     size: u64,
     stats: Arc<LogStats>,
+    pending: Arc<Pending>,
 }
 
 /// Bytes written without a sync while more records keep arriving: one
 /// `fdatasync` then covers a whole burst (a snapshot, a flood of
-/// publishes) instead of one per channel's worth of records.
+/// publishes) instead of one per batch of pending records.
 const SYNC_BYTES: u64 = 4 * 1024 * 1024;
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<(Lsn, Vec<u8>)>, durable: watch::Sender<Lsn>) {
+    fn run(mut self, durable: watch::Sender<Lsn>) {
+        let _gone = WriterGone(self.pending.clone());
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut batch = Vec::new();
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
+        // One record per fdatasync with `Always`; else everything pending.
+        let max = if self.cfg.sync == SyncMode::Always { 1 } else { 1 + 4096 };
+        while self.pending.take(max, true, &mut batch) {
             let mut last = 0;
             let mut unsynced = 0u64;
             let mut result = Ok(());
-            while let Some(item) = next.take() {
-                batch.push(item);
-                if self.cfg.sync != SyncMode::Always {
-                    batch.extend(rx.try_iter().take(4096));
-                }
+            // Writes on while records keep arriving: one sync per
+            // `SYNC_BYTES`, or when the queue runs dry.
+            loop {
                 buf.clear();
                 self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for (lsn, payload) in batch.drain(..) {
@@ -345,9 +432,15 @@ impl Writer {
                 if result.is_err() || self.cfg.sync == SyncMode::Always || unsynced >= SYNC_BYTES {
                     break;
                 }
-                next = rx.try_recv().ok();
+                if !self.pending.take(max, false, &mut batch) {
+                    break;
+                }
             }
             batch.clear();
+            if batch.capacity() > 256 {
+                // A burst's batch is not kept while the log is quiet.
+                batch = Vec::new();
+            }
             if result.is_ok() {
                 result = self.sync();
             }

@@ -138,3 +138,46 @@ fn sync_modes_make_records_durable_and_count_syncs() {
         }
     }
 }
+
+#[test]
+fn appends_past_the_backlog_bound_neither_lose_nor_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1 << 20);
+    // More than PENDING_RECORDS at once: appenders wait for the writer
+    // instead of failing, and every record is written.
+    let n = PENDING_RECORDS as u64 * 3;
+    for i in 0..n {
+        log.append(i.to_le_bytes().to_vec());
+    }
+    wait_durable(&log, n);
+    // With the writer gone, appends return (the records are lost, as in a
+    // crash at that moment) rather than wait for it forever.
+    log.close();
+    for i in 0..n {
+        log.append(i.to_le_bytes().to_vec());
+    }
+    drop(log);
+    let (_, rec, _) = open(dir.path(), 1 << 20);
+    assert_eq!(rec.records, n);
+}
+
+#[test]
+fn pending_queue_takes_in_order_and_tells_a_dry_queue_from_a_closed_one() {
+    let p = Pending::default();
+    let mut batch = Vec::new();
+    // Without waiting, an empty queue says so at once (the writer then
+    // syncs what it wrote).
+    assert!(!p.take(10, false, &mut batch));
+    for lsn in 1..=5 {
+        p.push(lsn, vec![lsn as u8]);
+    }
+    assert!(p.take(3, false, &mut batch));
+    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    batch.clear();
+    // Closed: what was queued is still taken, then waiting ends.
+    p.close();
+    assert!(p.take(10, true, &mut batch));
+    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [4, 5]);
+    batch.clear();
+    assert!(!p.take(10, true, &mut batch));
+}
