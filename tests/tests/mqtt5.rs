@@ -645,3 +645,33 @@ async fn v5_retain_as_published() {
     assert!(!plain.receive_acked().await.retain, "RETAIN cleared without it [MQTT-3.3.1-12]");
     b.shutdown().await;
 }
+
+/// Reason Strings on acknowledgements that report a problem (3.9.2.1.2,
+/// 3.11.2.1.2, 3.6.2.2.2), and none when the client set Request Problem
+/// Information to 0 [MQTT-3.1.2-29].
+#[tokio::test]
+async fn v5_reason_strings_on_acks_unless_problem_information_is_off() {
+    let b = TestBroker::start().await;
+    let mut c = Raw::v5(b.addr, "rs-on").await;
+    c.send(&subscribe_packet(true, 1, &[("ok/#", 1), ("bad+", 1)])).await;
+    let ack = c.expect_kind(SUBACK, "SUBACK").await;
+    assert_eq!(ack.ack_codes(true), vec![1, 0x8F]);
+    assert_eq!(ack.reason_string().as_deref(), Some("topic filter invalid"));
+    c.send(&unsubscribe_packet(true, 2, &["never/subscribed"])).await;
+    let ack = c.expect_kind(UNSUBACK, "UNSUBACK").await;
+    assert_eq!(ack.ack_codes(true), vec![0x11]);
+    assert_eq!(ack.reason_string().as_deref(), Some("no subscription existed"));
+    c.send(&ack_packet(PUBREL, 77)).await;
+    let comp = c.expect_kind(PUBCOMP, "PUBCOMP").await;
+    assert_eq!((comp.pid(), comp.body[2]), (77, 0x92), "Packet Identifier not found");
+    assert_eq!(comp.reason_string().as_deref(), Some("packet identifier not found"));
+
+    // Request Problem Information = 0 (property 0x17).
+    let quiet = ConnectOpts::new(Proto::V5, "rs-off").props(vec![0x17, 0]);
+    let (mut q, _) = Raw::connect(b.addr, &quiet).await;
+    q.send(&subscribe_packet(true, 1, &[("bad+", 1)])).await;
+    let ack = q.expect_kind(SUBACK, "SUBACK").await;
+    assert_eq!(ack.ack_codes(true), vec![0x8F]);
+    assert_eq!(ack.reason_string(), None, "[MQTT-3.1.2-29]");
+    b.shutdown().await;
+}

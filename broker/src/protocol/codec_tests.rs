@@ -172,7 +172,7 @@ fn acks_and_server_only_packets() {
     assert_eq!(packet(&[0x62, 2, 0, 5], Some(Version::V311)), Packet::PubRel(Ack::ok(5)));
     // [MQTT-3.6.1-1] PUBREL flags.
     assert!(dec(&[0x60, 2, 0, 5], Some(Version::V311)).is_err());
-    assert_eq!(packet(&[0x50, 3, 0, 5, 0x10], Some(Version::V5)), Packet::PubRec(Ack { pkid: 5, reason: 0x10 }));
+    assert_eq!(packet(&[0x50, 3, 0, 5, 0x10], Some(Version::V5)), Packet::PubRec(Ack::new(5, 0x10)));
     assert!(matches!(dec(&[0x20, 2, 0, 0], Some(Version::V311)), Err(DecodeError::Protocol(_))));
     assert!(dec(&[0x00, 0], Some(Version::V311)).is_err());
 }
@@ -183,7 +183,8 @@ fn encode_acks_and_connack() {
     encode(&Packet::PubAck(Ack::ok(3)), Version::V311, &mut buf).unwrap();
     encode(&Packet::ConnAck(ConnAck { session_present: true, ..ConnAck::default() }), Version::V311, &mut buf).unwrap();
     encode(&Packet::ConnAck(ConnAck { session_present: true, ..ConnAck::default() }), Version::V31, &mut buf).unwrap();
-    encode(&Packet::SubAck(SubAck { pkid: 1, codes: vec![0, 0x80] }), Version::V311, &mut buf).unwrap();
+    encode(&Packet::SubAck(SubAck { pkid: 1, codes: vec![0, 0x80], reason_string: None }), Version::V311, &mut buf)
+        .unwrap();
     assert_eq!(&buf[..], &[0x40, 2, 0, 3, 0x20, 2, 1, 0, 0x20, 2, 0, 0, 0x90, 4, 0, 1, 0, 0x80]);
     buf.clear();
     encode(&Packet::Disconnect(Disconnect { reason: 0x8E, ..Disconnect::default() }), Version::V5, &mut buf).unwrap();
@@ -264,4 +265,44 @@ fn publish_size_bound_is_never_below_the_encoded_size() {
             }
         }
     }
+}
+
+#[test]
+fn v5_acks_carry_reason_strings_a_client_library_reads() {
+    use mqttbytes::v5 as m;
+    let mut buf = BytesMut::new();
+    let mut suback = Packet::SubAck(SubAck { pkid: 7, codes: vec![1, 0x8F], reason_string: None });
+    assert!(suback.explain());
+    encode(&suback, Version::V5, &mut buf).unwrap();
+    let mut unsuback = Packet::UnsubAck(UnsubAck { pkid: 8, codes: vec![0x11], reason_string: None });
+    assert!(unsuback.explain());
+    encode(&unsuback, Version::V5, &mut buf).unwrap();
+    let mut pubrel = Packet::PubRel(Ack::new(9, 0x92));
+    assert!(pubrel.explain());
+    encode(&pubrel, Version::V5, &mut buf).unwrap();
+    let mut fine = Packet::PubAck(Ack::ok(10));
+    assert!(!fine.explain(), "no Reason String on success");
+    encode(&fine, Version::V5, &mut buf).unwrap();
+    match m::read(&mut buf, 1 << 20).unwrap() {
+        m::Packet::SubAck(s) => {
+            assert_eq!(s.pkid, 7);
+            assert_eq!(s.properties.and_then(|p| p.reason_string).as_deref(), Some("topic filter invalid"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match m::read(&mut buf, 1 << 20).unwrap() {
+        m::Packet::UnsubAck(u) => {
+            assert_eq!(u.properties.and_then(|p| p.reason_string).as_deref(), Some("no subscription existed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match m::read(&mut buf, 1 << 20).unwrap() {
+        m::Packet::PubRel(r) => {
+            assert_eq!(r.pkid, 9);
+            assert_eq!(r.properties.and_then(|p| p.reason_string).as_deref(), Some("packet identifier not found"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(m::read(&mut buf, 1 << 20).unwrap(), m::Packet::PubAck(a) if a.pkid == 10));
+    assert!(buf.is_empty());
 }

@@ -386,7 +386,7 @@ fn decode_ack(body: &[u8], v5: bool) -> Result<Ack, DecodeError> {
     if body.len() > 3 && 3 + props::validate(&body[3..], Section::Ack)? != body.len() {
         return malformed("bytes after the properties");
     }
-    Ok(Ack { pkid, reason })
+    Ok(Ack::new(pkid, reason))
 }
 
 /// Checks the subscription options bytes that `mqttbytes` does not check.

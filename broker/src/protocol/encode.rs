@@ -129,11 +129,14 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
         Packet::PubRel(a) => encode_ack(0x62, a, v5, buf),
         Packet::PubComp(a) => encode_ack(0x70, a, v5, buf),
         Packet::SubAck(s) => {
+            let props = reason_string_prop(s.reason_string.filter(|_| v5));
             buf.put_u8(0x90);
-            write_varint(buf, 2 + usize::from(v5) + s.codes.len());
+            let plen = if v5 { varint_len(props.len()) + props.len() } else { 0 };
+            write_varint(buf, 2 + plen + s.codes.len());
             buf.put_u16(s.pkid);
             if v5 {
-                buf.put_u8(0);
+                write_varint(buf, props.len());
+                buf.put_slice(&props);
             }
             buf.put_slice(&s.codes);
             Ok(())
@@ -141,9 +144,11 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
         Packet::UnsubAck(u) => {
             buf.put_u8(0xB0);
             if v5 {
-                write_varint(buf, 3 + u.codes.len());
+                let props = reason_string_prop(u.reason_string);
+                write_varint(buf, 2 + varint_len(props.len()) + props.len() + u.codes.len());
                 buf.put_u16(u.pkid);
-                buf.put_u8(0);
+                write_varint(buf, props.len());
+                buf.put_slice(&props);
                 buf.put_slice(&u.codes);
             } else {
                 buf.put_u8(2);
@@ -204,7 +209,14 @@ fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut BytesMut) {
 
 fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_u8(byte1);
-    if v5 && a.reason != 0 {
+    if v5 && a.reason_string.is_some() {
+        let props = reason_string_prop(a.reason_string);
+        write_varint(buf, 3 + varint_len(props.len()) + props.len());
+        buf.put_u16(a.pkid);
+        buf.put_u8(a.reason);
+        write_varint(buf, props.len());
+        buf.put_slice(&props);
+    } else if v5 && a.reason != 0 {
         buf.put_u8(3);
         buf.put_u16(a.pkid);
         buf.put_u8(a.reason);
@@ -213,6 +225,26 @@ fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), En
         buf.put_u16(a.pkid);
     }
     Ok(())
+}
+
+/// The Reason String property (0x1F), or nothing. Our texts are short
+/// constants, far below the 65,535-byte string limit.
+fn reason_string_prop(text: Option<&str>) -> Vec<u8> {
+    let Some(t) = text else { return Vec::new() };
+    let mut out = Vec::with_capacity(3 + t.len());
+    out.push(31);
+    out.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    out.extend_from_slice(t.as_bytes());
+    out
+}
+
+fn varint_len(n: usize) -> usize {
+    match n {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    }
 }
 
 fn mqtt_qos(q: QoS) -> mqttbytes::QoS {

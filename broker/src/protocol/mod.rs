@@ -167,11 +167,17 @@ pub struct Ack {
     pub pkid: u16,
     /// MQTT 5 reason code (0 = success); not sent to older clients.
     pub reason: u8,
+    /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
+    pub reason_string: Option<&'static str>,
 }
 
 impl Ack {
     pub fn ok(pkid: u16) -> Ack {
-        Ack { pkid, reason: 0 }
+        Ack::new(pkid, 0)
+    }
+
+    pub fn new(pkid: u16, reason: u8) -> Ack {
+        Ack { pkid, reason, reason_string: None }
     }
 }
 
@@ -218,6 +224,8 @@ pub struct Subscribe {
 pub struct SubAck {
     pub pkid: u16,
     pub codes: Vec<u8>,
+    /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
+    pub reason_string: Option<&'static str>,
 }
 
 /// UNSUBSCRIBE.
@@ -233,6 +241,8 @@ pub struct Unsubscribe {
 pub struct UnsubAck {
     pub pkid: u16,
     pub codes: Vec<u8>,
+    /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
+    pub reason_string: Option<&'static str>,
 }
 
 /// DISCONNECT (reason and properties are MQTT 5 only).
@@ -269,6 +279,44 @@ pub enum Packet {
     PingResp,
     Disconnect(Disconnect),
     Auth(Auth),
+}
+
+impl Packet {
+    /// Adds a Reason String to an acknowledgement that reports an error or
+    /// a notable outcome (PUBACK/PUBREC/PUBREL/PUBCOMP with a non-zero
+    /// code, SUBACK with a refused filter, UNSUBACK with a non-zero code),
+    /// for an MQTT 5 client that did not turn problem information off
+    /// ([MQTT-3.1.2-29]). The text is the first such code's.
+    /// Returns whether it added one.
+    pub fn explain(&mut self) -> bool {
+        let (slot, code) = match self {
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) if a.reason != 0 => {
+                (&mut a.reason_string, a.reason)
+            }
+            Packet::SubAck(s) => match s.codes.iter().find(|c| **c >= 0x80) {
+                Some(c) => (&mut s.reason_string, *c),
+                None => return false,
+            },
+            Packet::UnsubAck(u) => match u.codes.iter().find(|c| **c != 0) {
+                Some(c) => (&mut u.reason_string, *c),
+                None => return false,
+            },
+            _ => return false,
+        };
+        *slot = Some(reason::text(code));
+        true
+    }
+
+    /// Removes a Reason String again (it must not make a packet exceed the
+    /// client's Maximum Packet Size: [MQTT-3.4.2-2] and the like).
+    pub fn unexplain(&mut self) {
+        match self {
+            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => a.reason_string = None,
+            Packet::SubAck(s) => s.reason_string = None,
+            Packet::UnsubAck(u) => u.reason_string = None,
+            _ => {}
+        }
+    }
 }
 
 /// MQTT 5 reason codes the broker uses.
@@ -323,6 +371,13 @@ pub mod reason {
             TOPIC_ALIAS_INVALID => "topic alias invalid",
             PACKET_TOO_LARGE => "packet too large",
             QUOTA_EXCEEDED => "quota exceeded",
+            PACKET_IDENTIFIER_IN_USE => "packet identifier in use",
+            PACKET_IDENTIFIER_NOT_FOUND => "packet identifier not found",
+            NO_SUBSCRIPTION_EXISTED => "no subscription existed",
+            NO_MATCHING_SUBSCRIBERS => "no matching subscribers",
+            IMPLEMENTATION_SPECIFIC => "implementation specific error",
+            SERVER_UNAVAILABLE => "server unavailable",
+            QOS_NOT_SUPPORTED => "QoS not supported",
             _ => "unspecified error",
         }
     }

@@ -138,6 +138,7 @@ impl Machine {
             will: c.will.map(Box::new),
             window: window.max(1),
             zero_expiry,
+            problem_info: c.request_problem_information,
             expiry_update: None,
             out,
             aliases_in: None,
@@ -229,7 +230,7 @@ impl Machine {
         drop(st);
         // [MQTT-4.3.3-4] PUBREL in answer to PUBREC.
         let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
-        self.send(Packet::PubRel(Ack { pkid: a.pkid, reason }));
+        self.send(Packet::PubRel(Ack::new(a.pkid, reason)));
     }
 
     pub(super) fn on_pubrel(&mut self, a: Ack) {
@@ -238,7 +239,7 @@ impl Machine {
         let known = c.session.lock().inbound_qos2_released(a.pkid);
         // [MQTT-4.3.3-11] PUBCOMP in answer to PUBREL, known or not.
         let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
-        self.send(Packet::PubComp(Ack { pkid: a.pkid, reason }));
+        self.send(Packet::PubComp(Ack::new(a.pkid, reason)));
     }
 
     pub(super) fn on_pubcomp(&mut self, a: Ack) {
@@ -283,7 +284,7 @@ impl Machine {
             self.out.push(Action::Subscribe(entries));
         }
         // [MQTT-3.8.4-1] SUBACK with the same packet identifier.
-        self.send(Packet::SubAck(SubAck { pkid: s.pkid, codes }));
+        self.send(Packet::SubAck(SubAck { pkid: s.pkid, codes, reason_string: None }));
     }
 
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
@@ -303,7 +304,7 @@ impl Machine {
         drop(st);
         self.out.push(Action::Unsubscribe(u.filters));
         // [MQTT-3.10.4-4] UNSUBACK with the same packet identifier.
-        self.send(Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes }));
+        self.send(Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, reason_string: None }));
     }
 
     pub(super) fn on_disconnect(&mut self, d: Disconnect) {

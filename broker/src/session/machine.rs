@@ -89,6 +89,9 @@ pub(super) struct Connected {
     /// interval: this box, with the MQTT 5 AUTH state, stays in a
     /// 128-byte allocation.)
     pub zero_expiry: bool,
+    /// The client wants Reason Strings on acknowledgements (MQTT 5
+    /// Request Problem Information, default on).
+    pub problem_info: bool,
     pub expiry_update: Option<Option<Duration>>,
     /// What this connection sends: aliases, size limit (outbound.rs).
     pub out: super::outbound::Outbound,
@@ -224,7 +227,19 @@ impl Machine {
         std::mem::take(&mut self.out)
     }
 
-    pub(super) fn send(&mut self, p: Packet) {
+    pub(super) fn send(&mut self, mut p: Packet) {
+        if let State::Connected(c) = &self.state {
+            if c.problem_info && c.version.is_v5() && p.explain() {
+                // Not at the price of exceeding the client's Maximum Packet
+                // Size ([MQTT-3.4.2-2] and the like for the other acks).
+                let mut scratch = bytes::BytesMut::new();
+                let fits = crate::protocol::encode(&p, c.version, &mut scratch).is_ok()
+                    && c.out.max_packet_size.is_none_or(|max| scratch.len() <= max as usize);
+                if !fits {
+                    p.unexplain();
+                }
+            }
+        }
         self.out.push(Action::Send(p));
     }
 

@@ -219,7 +219,7 @@ fn publish_qos1_routes_and_acks() {
     let mut h = Harness::new();
     let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", true));
     let (sent, _) = h.feed(&mut sub, subscribe("t/#", QoS::AtLeastOnce));
-    assert_eq!(sent, vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![1] })]);
+    assert_eq!(sent, vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![1], reason_string: None })]);
     let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
     let (sent, _) = h.feed(&mut publ, publish("t/1", QoS::AtLeastOnce, 5, b"x"));
     // [MQTT-4.3.2-2] PUBACK with the same packet identifier.
@@ -317,9 +317,27 @@ fn pubrec_for_unknown_id_v5_reports_not_found() {
     let mut h = Harness::new();
     let (mut c, _, _) = h.client(connect_packet(Version::V5, "c", true));
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
-    assert_eq!(sent, vec![Packet::PubRel(Ack { pkid: 42, reason: reason::PACKET_IDENTIFIER_NOT_FOUND })]);
+    // With a Reason String: problem information is on by default [MQTT-3.1.2-29].
+    let not_found = Some("packet identifier not found");
+    let ack = |pkid| Ack { pkid, reason: reason::PACKET_IDENTIFIER_NOT_FOUND, reason_string: not_found };
+    assert_eq!(sent, vec![Packet::PubRel(ack(42))]);
     let (sent, _) = h.feed(&mut c, Packet::PubRel(Ack::ok(43)));
-    assert_eq!(sent, vec![Packet::PubComp(Ack { pkid: 43, reason: reason::PACKET_IDENTIFIER_NOT_FOUND })]);
+    assert_eq!(sent, vec![Packet::PubComp(ack(43))]);
+}
+
+#[test]
+fn no_reason_string_when_problem_information_is_off_or_it_would_not_fit() {
+    let mut h = Harness::new();
+    // [MQTT-3.1.2-29]: Request Problem Information 0: no Reason String on acks.
+    let quiet = Connect { request_problem_information: false, ..connect_packet(Version::V5, "quiet", true) };
+    let (mut c, _, _) = h.client(quiet);
+    let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
+    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
+    // A Maximum Packet Size of 8 bytes leaves no room for the text [MQTT-3.4.2-2].
+    let small = Connect { maximum_packet_size: Some(8), ..connect_packet(Version::V5, "small", true) };
+    let (mut c, _, _) = h.client(small);
+    let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
+    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
 }
 
 #[test]
@@ -327,12 +345,19 @@ fn subscribe_invalid_filter_codes() {
     let mut h = Harness::new();
     let (mut c, _, _) = h.client(connect_packet(Version::V311, "c", true));
     let (sent, closed) = h.feed(&mut c, subscribe("a/#/b", QoS::AtLeastOnce));
-    assert_eq!((sent, closed), (vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![0x80] })], None));
+    assert_eq!(
+        (sent, closed),
+        (vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![0x80], reason_string: None })], None)
+    );
     let (mut c5, _, _) = h.client(connect_packet(Version::V5, "c5", true));
     let (sent, _) = h.feed(&mut c5, subscribe("a+", QoS::AtLeastOnce));
     assert_eq!(
         sent,
-        vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![reason::TOPIC_FILTER_INVALID] })]
+        vec![Packet::SubAck(crate::protocol::SubAck {
+            pkid: 1,
+            codes: vec![reason::TOPIC_FILTER_INVALID],
+            reason_string: Some("topic filter invalid")
+        })]
     );
 }
 
@@ -351,7 +376,11 @@ fn unsubscribe_reports_and_stops_delivery() {
     let (sent, _) = h.feed(&mut c, unsub("t"));
     assert_eq!(
         sent,
-        vec![Packet::UnsubAck(crate::protocol::UnsubAck { pkid: 2, codes: vec![0, reason::NO_SUBSCRIPTION_EXISTED] })]
+        vec![Packet::UnsubAck(crate::protocol::UnsubAck {
+            pkid: 2,
+            codes: vec![0, reason::NO_SUBSCRIPTION_EXISTED],
+            reason_string: Some("no subscription existed")
+        })]
     );
     h.router.publish(crate::message::Message {
         topic: "t".into(),

@@ -132,10 +132,18 @@ impl Machine {
                     }
                     self.out.push(Action::Send(p));
                 }
-                None if pkid != 0 => {
-                    st.complete(pkid);
+                None => {
+                    if pkid != 0 {
+                        st.complete(pkid);
+                    }
+                    if c.out.dropped_too_large == 1 {
+                        // Once per connection; the count goes on.
+                        tracing::warn!(
+                            client_id = &*c.client_id,
+                            "message larger than the client's Maximum Packet Size dropped [MQTT-3.1.2-25]"
+                        );
+                    }
                 }
-                None => {}
             }
         }
         st.queued() > 0

@@ -372,6 +372,21 @@ impl Pkt {
         self.body[i..].to_vec()
     }
 
+    /// v5 SUBACK/UNSUBACK, or PUBACK/PUBREC/PUBREL/PUBCOMP with a reason
+    /// code: the Reason String property, if any.
+    pub fn reason_string(&self) -> Option<String> {
+        let at = match self.kind {
+            SUBACK | UNSUBACK => 2,
+            _ if self.body.len() > 3 => 3,
+            _ => return None,
+        };
+        let (plen, n) = read_varint(&self.body[at..]);
+        props_list(&self.body[at + n..at + n + plen]).into_iter().find_map(|(id, v)| match v {
+            Prop::Str(s) if id == 0x1F => Some(s),
+            _ => None,
+        })
+    }
+
     /// v5 DISCONNECT / AUTH reason code (0 when the body is empty).
     pub fn reason(&self) -> u8 {
         self.body.first().copied().unwrap_or(0)
