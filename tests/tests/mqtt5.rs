@@ -386,7 +386,8 @@ async fn v5_will_delay() {
     let mut w = Raw::v311(b.addr, "wd-watch").await;
     w.subscribe(1, &[("wd/#", 1)]).await;
     let will_props = |id: &str, delay: u32| {
-        let mut o = ConnectOpts::new(Proto::V5, id).clean(false).props(session_expiry(300));
+        let expiry = if id == "short" { 1 } else { 300 };
+        let mut o = ConnectOpts::new(Proto::V5, id).clean(false).props(session_expiry(expiry));
         o = o.will(&format!("wd/{id}"), id.as_bytes(), 1, false);
         (o, delay)
     };
@@ -431,6 +432,16 @@ async fn v5_will_delay() {
     // By now the 2 s delay of "back" has passed too: still nothing.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     w.expect_silence("will of a client that reconnected within its Will Delay [MQTT-3.1.3-9]").await;
+    // 3: a Will Delay of 60 s but a session that expires after 1 s: the
+    // will goes when the session ends, the earlier of the two (3.1.3.2.2).
+    let mut c = Raw::open(b.addr).await;
+    c.send(&connect_with_delay(will_props("short", 60))).await;
+    assert_eq!(c.expect("CONNACK").await.connack(), (false, 0));
+    drop(c);
+    let m = tokio::time::timeout(std::time::Duration::from_secs(4), w.receive_acked())
+        .await
+        .expect("will published when the session ended, before its 60 s delay");
+    assert_eq!((m.topic.as_str(), &m.payload[..]), ("wd/short", &b"short"[..]));
     b.shutdown().await;
 }
 
