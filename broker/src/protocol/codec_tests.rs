@@ -306,3 +306,30 @@ fn v5_acks_carry_reason_strings_a_client_library_reads() {
     assert!(matches!(m::read(&mut buf, 1 << 20).unwrap(), m::Packet::PubAck(a) if a.pkid == 10));
     assert!(buf.is_empty());
 }
+
+#[test]
+fn forward_encodes_exactly_as_the_publish_it_stands_for() {
+    use crate::message::Message;
+    for (qos, dup, retain, payload) in [
+        (QoS::AtMostOnce, false, false, &b""[..]),
+        (QoS::AtLeastOnce, true, false, &b"x"[..]),
+        (QoS::ExactlyOnce, false, true, &[7u8; 300][..]),
+    ] {
+        let msg = Message {
+            topic: "a/b/ü".into(),
+            payload: Bytes::copy_from_slice(payload),
+            qos,
+            retain,
+            props: None,
+            origin: 0,
+            received: std::time::Instant::now(),
+        };
+        let f = Forward { msg: std::sync::Arc::new(msg), qos, retain, dup, pkid: 513 };
+        for version in [Version::V31, Version::V311, Version::V5] {
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            encode(&Packet::Forward(f.clone()), version, &mut a).unwrap();
+            encode(&Packet::Publish(f.to_publish()), version, &mut b).unwrap();
+            assert_eq!(a, b, "{qos:?} {version:?}");
+        }
+    }
+}

@@ -78,6 +78,27 @@ pub fn publish_size_bound(p: &Publish, v5: bool) -> usize {
     1 + 4 + 2 + p.topic.len() + 2 + props + p.payload.len()
 }
 
+/// A 3.1/3.1.1 PUBLISH written from the shared message.
+fn encode_forward(f: &Forward, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    let topic = f.msg.topic.as_bytes();
+    check_str_len(topic.len())?;
+    let qos = f.qos as u8;
+    let len = 2 + topic.len() + if qos > 0 { 2 } else { 0 } + f.msg.payload.len();
+    if len > 268_435_455 {
+        return Err(EncodeError::PacketTooLong);
+    }
+    buf.reserve(5 + len);
+    buf.put_u8(0x30 | u8::from(f.dup) << 3 | qos << 1 | u8::from(f.retain));
+    write_varint(buf, len);
+    buf.put_u16(topic.len() as u16);
+    buf.put_slice(topic);
+    if qos > 0 {
+        buf.put_u16(f.pkid);
+    }
+    buf.put_slice(&f.msg.payload);
+    Ok(())
+}
+
 /// Like [`encode`], taking the packet by value: a PUBLISH's topic is moved
 /// into the codec instead of copied (one allocation less per delivery).
 pub fn encode_owned(packet: Packet, version: Version, buf: &mut BytesMut) -> Result<(), EncodeError> {
@@ -124,6 +145,8 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
             Ok(())
         }
         Packet::Publish(p) => encode_publish(p.clone(), v5, buf),
+        Packet::Forward(f) if !v5 => encode_forward(f, buf),
+        Packet::Forward(f) => encode_publish(f.to_publish(), v5, buf),
         Packet::PubAck(a) => encode_ack(0x40, a, v5, buf),
         Packet::PubRec(a) => encode_ack(0x50, a, v5, buf),
         Packet::PubRel(a) => encode_ack(0x62, a, v5, buf),

@@ -161,6 +161,34 @@ pub struct Publish {
     pub props: Option<Box<PublishProps>>,
 }
 
+/// A PUBLISH forwarded to a 3.1/3.1.1 client, encoded straight from the
+/// shared message: no copy of its topic and no packet built per delivery
+/// (the fan-out hot path). MQTT 5 clients get a [`Publish`] (properties,
+/// aliases, size limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub msg: std::sync::Arc<crate::message::Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub dup: bool,
+    pub pkid: u16,
+}
+
+impl Forward {
+    /// The same PUBLISH as a [`Publish`].
+    pub fn to_publish(&self) -> Publish {
+        Publish {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: self.msg.topic.clone(),
+            pkid: self.pkid,
+            payload: self.msg.payload.clone(),
+            props: None,
+        }
+    }
+}
+
 /// PUBACK, PUBREC, PUBREL and PUBCOMP share this shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
@@ -267,6 +295,8 @@ pub enum Packet {
     Connect(Box<Connect>),
     ConnAck(ConnAck),
     Publish(Publish),
+    /// Sent only: see [`Forward`].
+    Forward(Forward),
     PubAck(Ack),
     PubRec(Ack),
     PubRel(Ack),
@@ -282,6 +312,16 @@ pub enum Packet {
 }
 
 impl Packet {
+    /// The QoS of an outgoing PUBLISH ([`Packet::Publish`] or
+    /// [`Packet::Forward`]).
+    pub fn publish_qos(&self) -> Option<QoS> {
+        match self {
+            Packet::Publish(p) => Some(p.qos),
+            Packet::Forward(f) => Some(f.qos),
+            _ => None,
+        }
+    }
+
     /// Adds a Reason String to an acknowledgement that reports an error or
     /// a notable outcome (PUBACK/PUBREC/PUBREL/PUBCOMP with a non-zero
     /// code, SUBACK with a refused filter, UNSUBACK with a non-zero code),

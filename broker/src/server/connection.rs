@@ -504,10 +504,12 @@ impl<S: Transport> Driver<S> {
             // A QoS 2 PUBLISH (its packet identifier) and a PUBREL (the
             // PUBREC it answers) go out only once recorded durably; later
             // PUBLISH packets keep their order behind them.
-            Action::Send(p @ (Packet::Publish(_) | Packet::PubRel(_))) if self.ctx.journal.is_some() => {
+            Action::Send(p @ (Packet::Publish(_) | Packet::Forward(_) | Packet::PubRel(_)))
+                if self.ctx.journal.is_some() =>
+            {
                 if let Some(a) = self.held_acks() {
-                    let qos2 = matches!(&p, Packet::PubRel(_))
-                        || matches!(&p, Packet::Publish(x) if x.qos == crate::protocol::QoS::ExactlyOnce);
+                    let qos2 =
+                        matches!(&p, Packet::PubRel(_)) || p.publish_qos() == Some(crate::protocol::QoS::ExactlyOnce);
                     let need = if qos2 { a.journal.appended() } else { 0 };
                     if !a.publishes.is_empty() || *a.durable.borrow() < need {
                         a.publishes.push_back((need, p));

@@ -81,6 +81,7 @@ impl Harness {
             }
             for a in actions {
                 match a {
+                    Action::Send(Packet::Forward(f)) => sent.push(Packet::Publish(f.to_publish())),
                     Action::Send(p) => sent.push(p),
                     Action::Connect(req) => {
                         let reply = self.router.connect(req, self.now);
@@ -101,6 +102,7 @@ impl Harness {
         }
         c.m.deliver(self.now, 100);
         sent.extend(c.m.take_actions().filter_map(|a| match a {
+            Action::Send(Packet::Forward(f)) => Some(Packet::Publish(f.to_publish())),
             Action::Send(p) => Some(p),
             _ => None,
         }));

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 
 use super::machine::{Action, Machine, State};
 use crate::message::{Delivery, Message};
-use crate::protocol::{encode, publish_size_bound, Ack, Packet, Publish, PublishProps, Version};
+use crate::protocol::{encode, publish_size_bound, Ack, Forward, Packet, Publish, PublishProps, Version};
 use crate::session::state::{SessionState, Stage};
 
 /// Per-connection outbound settings and state.
@@ -123,7 +123,12 @@ impl Machine {
             let Some((d, pkid)) = st.next_to_send(window, now) else {
                 return false;
             };
-            match c.out.publish(&d, pkid, false, now) {
+            let packet = if c.version.is_v5() {
+                c.out.publish(&d, pkid, false, now)
+            } else {
+                Some(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }))
+            };
+            match packet {
                 Some(p) => {
                     if self.out.len() == self.out.capacity() {
                         // One allocation for the turn, not a series of
