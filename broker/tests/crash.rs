@@ -146,6 +146,16 @@ fn parse_publish(byte1: u8, body: &[u8]) -> (u8, u16, u32) {
     (qos, pkid, n)
 }
 
+/// A QoS 1 or 2 PUBLISH to `crash/t` carrying the number `n` (packet id
+/// derived from it).
+fn numbered(qos: u8, n: u32) -> Vec<u8> {
+    let mut body = Vec::new();
+    string(&mut body, "crash/t");
+    body.extend_from_slice(&((n % 65_000) as u16 + 1).to_be_bytes());
+    body.extend_from_slice(&n.to_be_bytes());
+    packet(0x30 | (qos << 1), &body)
+}
+
 /// Publishes numbered messages (pipelined) until the connection breaks;
 /// returns the numbers the broker acknowledged (PUBACK, or PUBREC at QoS 2).
 fn publish_until_killed(addr: String, qos: u8) -> BTreeSet<u32> {
@@ -156,11 +166,7 @@ fn publish_until_killed(addr: String, qos: u8) -> BTreeSet<u32> {
     loop {
         while n < acked.len() as u32 + window && n < 60_000 {
             n += 1;
-            let mut body = Vec::new();
-            string(&mut body, "crash/t");
-            body.extend_from_slice(&((n % 65_000) as u16 + 1).to_be_bytes());
-            body.extend_from_slice(&n.to_be_bytes());
-            if !c.try_send(&packet(0x30 | (qos << 1), &body)) {
+            if !c.try_send(&numbered(qos, n)) {
                 return acked;
             }
         }
@@ -282,11 +288,7 @@ fn damaged_log_keeps_every_record_before_the_damage() {
         drop(sub);
         let (mut p, _) = Client::connect(&b.addr, "p", true);
         for n in 1..=200u32 {
-            let mut body = Vec::new();
-            string(&mut body, "crash/t");
-            body.extend_from_slice(&(n as u16).to_be_bytes());
-            body.extend_from_slice(&n.to_be_bytes());
-            p.send(&packet(0x32, &body));
+            p.send(&numbered(1, n));
             assert_eq!(p.read().unwrap().0, 0x40);
         }
         drop(p);
@@ -407,11 +409,7 @@ fn a_backlog_spilled_to_disk_survives_kill_9_mid_drain() {
     let (mut p, _) = Client::connect(&b.addr, "p", true);
     for chunk in (1..=total).collect::<Vec<_>>().chunks(500) {
         for &n in chunk {
-            let mut body = Vec::new();
-            string(&mut body, "crash/t");
-            body.extend_from_slice(&((n % 65_000) as u16 + 1).to_be_bytes());
-            body.extend_from_slice(&n.to_be_bytes());
-            p.send(&packet(0x32, &body));
+            p.send(&numbered(1, n));
         }
         for _ in chunk {
             assert_eq!(p.read().unwrap().0, 0x40);

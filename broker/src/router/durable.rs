@@ -39,6 +39,15 @@ impl Durable {
         Record::Session { key, client_id: e.client_id.to_string(), expiry_secs, offline_since_ms }
     }
 
+    /// Records a message body under a new id; returns the id.
+    fn store_body(&mut self, msg: &Message) -> u64 {
+        let mid = self.next_mid;
+        self.next_mid += 1;
+        let stored = StoredMessage::from_message(msg, self.base.0, self.base.1);
+        self.journal.append(&Record::Msg { mid, msg: stored });
+        mid
+    }
+
     fn wall(&self, now: Instant) -> SystemTime {
         match now.checked_duration_since(self.base.0) {
             Some(d) => self.base.1 + d,
@@ -130,13 +139,7 @@ impl Router {
         if !st.is_journaled() {
             // What was queued or in flight before the session became
             // persistent gets its body stored, so it survives a restart too.
-            let (j, base) = (d.journal.clone(), d.base);
-            st.store_bodies(&mut |dl| {
-                let mid = d.next_mid;
-                d.next_mid += 1;
-                j.append(&Record::Msg { mid, msg: StoredMessage::from_message(&dl.msg, base.0, base.1) });
-                mid
-            });
+            st.store_bodies(&mut |dl| d.store_body(&dl.msg));
             st.set_journal(key, d.journal.clone());
             st.dump(&mut HashSet::new(), now, d.wall(now), &mut |r| {
                 d.journal.append(&r);
@@ -154,10 +157,7 @@ impl Router {
         let mid = match &d.last_mid {
             Some((m, mid)) if Arc::ptr_eq(m, &dl.msg) => *mid,
             _ => {
-                let mid = d.next_mid;
-                d.next_mid += 1;
-                let msg = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
-                d.journal.append(&Record::Msg { mid, msg });
+                let mid = d.store_body(&dl.msg);
                 d.last_mid = Some((dl.msg.clone(), mid));
                 mid
             }

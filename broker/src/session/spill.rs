@@ -142,15 +142,8 @@ impl SpillQueue {
                 return;
             }
         };
-        let mut at = 0;
-        let mut moved = 0;
-        while moved < max && self.file_entries > 0 {
-            let Some((d, used)) = decode_at(&buf[at..], &self.dir) else { break };
-            self.head.push_back(d);
-            at += used;
-            moved += 1;
-            self.file_entries -= 1;
-        }
+        let (at, moved) = decode_entries(&buf, max.min(self.file_entries), &self.dir, &mut |d| self.head.push_back(d));
+        self.file_entries -= moved;
         self.read_at += at as u64;
         if moved == 0 && max > 0 && !self.in_memory {
             self.fail(&io::Error::new(io::ErrorKind::InvalidData, "an entry does not decode"));
@@ -165,11 +158,7 @@ impl SpillQueue {
 
     fn refill_from_tail(&mut self) {
         let tail = self.take_tail();
-        let mut at = 0;
-        while let Some((d, used)) = decode_at(&tail[at..], &self.dir) {
-            self.head.push_back(d);
-            at += used;
-        }
+        decode_entries(&tail, usize::MAX, &self.dir, &mut |d| self.head.push_back(d));
     }
 
     /// Makes the head non-empty if anything is spilled.
@@ -195,23 +184,14 @@ impl SpillQueue {
                     break;
                 }
             };
-            let mut at = 0;
-            while left > 0 {
-                let Some((d, used)) = decode_at(&buf[at..], &self.dir) else { break };
-                f(&d, true);
-                at += used;
-                left -= 1;
-            }
-            if at == 0 {
+            let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
+            if n == 0 {
                 break;
             }
+            left -= n;
             read_at += at as u64;
         }
-        let mut at = 0;
-        while let Some((d, used)) = decode_at(&self.tail[at..], &self.dir) {
-            f(&d, true);
-            at += used;
-        }
+        decode_entries(&self.tail, usize::MAX, &self.dir, &mut |d| f(&d, true));
     }
 }
 
@@ -231,6 +211,19 @@ fn read_chunk(path: &std::path::Path, read_at: u64, written: u64) -> io::Result<
         }
     }
     Ok(buf)
+}
+
+/// Decodes up to `max` entries from the start of `b`, in order, into `f`;
+/// returns the bytes and the entries used.
+fn decode_entries(b: &[u8], max: usize, dir: &SpillDir, f: &mut dyn FnMut(Delivery)) -> (usize, usize) {
+    let (mut at, mut n) = (0, 0);
+    while n < max {
+        let Some((d, used)) = decode_at(&b[at..], dir) else { break };
+        f(d);
+        at += used;
+        n += 1;
+    }
+    (at, n)
 }
 
 /// Decodes one length-prefixed entry; `None` at the end of `b` or on an

@@ -37,8 +37,8 @@ fn records_survive_reopen_in_order() {
     assert_eq!(log.append(vec![1]), 1001, "numbering continues");
 }
 
-#[test]
-fn torn_tail_is_cut_and_earlier_records_kept() {
+/// A log of ten 100-byte records, closed; its directory and segment.
+fn ten_records() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (log, _, _) = open(dir.path(), 1 << 20);
     for i in 0..10u8 {
@@ -46,8 +46,14 @@ fn torn_tail_is_cut_and_earlier_records_kept() {
     }
     wait_durable(&log, 10);
     drop(log);
-    // Half of the last record is lost in a power cut.
     let seg = segments(dir.path()).unwrap()[0].1.clone();
+    (dir, seg)
+}
+
+#[test]
+fn torn_tail_is_cut_and_earlier_records_kept() {
+    let (dir, seg) = ten_records();
+    // Half of the last record is lost in a power cut.
     let len = fs::metadata(&seg).unwrap().len();
     OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 50).unwrap();
     let (log, rec, got) = open(dir.path(), 1 << 20);
@@ -61,14 +67,7 @@ fn torn_tail_is_cut_and_earlier_records_kept() {
 
 #[test]
 fn corrupt_byte_cuts_from_that_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, _, _) = open(dir.path(), 1 << 20);
-    for i in 0..10u8 {
-        log.append(vec![i; 100]);
-    }
-    wait_durable(&log, 10);
-    drop(log);
-    let seg = segments(dir.path()).unwrap()[0].1.clone();
+    let (dir, seg) = ten_records();
     let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
     // Flip a payload byte of the 5th record.
     f.seek(SeekFrom::Start((4 * (HEADER + 100) + HEADER + 3) as u64)).unwrap();

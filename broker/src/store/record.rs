@@ -154,6 +154,18 @@ impl StoredMessage {
 #[error("undecodable store record")]
 pub struct RecordError;
 
+/// A message body to encode, borrowed (from a [`StoredMessage`] or a live
+/// message).
+struct MsgView<'a> {
+    topic: &'a str,
+    payload: &'a [u8],
+    qos: QoS,
+    retain: bool,
+    origin: SessionKey,
+    received_ms: u64,
+    props: Option<&'a PublishProps>,
+}
+
 struct W(Vec<u8>);
 
 impl W {
@@ -183,13 +195,37 @@ impl W {
             self.bytes(b);
         }
     }
+    /// How a queue entry is delivered: QoS, RETAIN, Subscription
+    /// Identifiers, shared subscription.
+    fn entry(&mut self, qos: QoS, retain: bool, sub_ids: &[u32], shared: Option<&str>) {
+        self.u8(qos as u8 | u8::from(retain) << 2);
+        self.u32(sub_ids.len() as u32);
+        for id in sub_ids {
+            self.u32(*id);
+        }
+        self.opt_bytes(shared.map(str::as_bytes));
+    }
+
     fn msg(&mut self, m: &StoredMessage) {
+        let view = MsgView {
+            topic: &m.topic,
+            payload: &m.payload,
+            qos: m.qos,
+            retain: m.retain,
+            origin: m.origin,
+            received_ms: m.received_ms,
+            props: m.props.as_deref(),
+        };
+        self.msg_view(&view);
+    }
+
+    fn msg_view(&mut self, m: &MsgView<'_>) {
         self.bytes(m.topic.as_bytes());
-        self.bytes(&m.payload);
+        self.bytes(m.payload);
         self.u8(m.qos as u8 | (u8::from(m.retain) << 2));
         self.u64(m.origin);
         self.u64(m.received_ms);
-        match &m.props {
+        match m.props {
             None => self.u8(0),
             Some(p) => {
                 self.u8(1);
@@ -257,6 +293,19 @@ impl R<'_> {
     fn qos(v: u8) -> Result<QoS, RecordError> {
         QoS::from_u8(v & 3).ok_or(RecordError)
     }
+    /// What [`W::entry`] wrote.
+    #[allow(clippy::type_complexity)]
+    fn entry(&mut self) -> Result<(QoS, bool, Vec<u32>, Option<String>), RecordError> {
+        let flags = self.u8()?;
+        let n = self.u32()?;
+        let mut sub_ids = Vec::with_capacity(n.min(16) as usize);
+        for _ in 0..n {
+            sub_ids.push(self.u32()?);
+        }
+        let shared = self.opt_string()?;
+        Ok((Self::qos(flags)?, flags & 4 != 0, sub_ids, shared))
+    }
+
     fn msg(&mut self) -> Result<StoredMessage, RecordError> {
         let topic = self.string()?;
         let payload = Bytes::copy_from_slice(self.bytes()?);
@@ -349,12 +398,7 @@ impl Record {
                 w.u64(*key);
                 w.u64(*seq);
                 w.u64(*mid);
-                w.u8(*qos as u8 | u8::from(*retain) << 2);
-                w.u32(sub_ids.len() as u32);
-                for id in sub_ids {
-                    w.u32(*id);
-                }
-                w.opt_bytes(shared.as_deref().map(str::as_bytes));
+                w.entry(*qos, *retain, sub_ids, shared.as_deref());
             }
             Record::Pop { key, seq, pkid } => {
                 w.u8(8);
@@ -412,14 +456,8 @@ impl Record {
             6 => Record::Msg { mid: r.u64()?, msg: r.msg()? },
             7 => {
                 let (key, seq, mid) = (r.u64()?, r.u64()?, r.u64()?);
-                let flags = r.u8()?;
-                let n = r.u32()?;
-                let mut sub_ids = Vec::new();
-                for _ in 0..n {
-                    sub_ids.push(r.u32()?);
-                }
-                let shared = r.opt_string()?;
-                Record::Enq { key, seq, mid, qos: R::qos(flags)?, retain: flags & 4 != 0, sub_ids, shared }
+                let (qos, retain, sub_ids, shared) = r.entry()?;
+                Record::Enq { key, seq, mid, qos, retain, sub_ids, shared }
             }
             8 => Record::Pop { key: r.u64()?, seq: r.u64()?, pkid: r.u16()? },
             9 => Record::Ack { key: r.u64()?, pkid: r.u16()? },
@@ -453,25 +491,20 @@ pub fn encode_spilled(d: &Delivery, epoch: Instant, out: &mut Vec<u8>) {
         None => -(epoch.duration_since(d.msg.received).as_millis() as i64),
     };
     let m = &d.msg;
-    let stored = StoredMessage {
-        topic: m.topic.clone(),
-        payload: m.payload.clone(),
+    let view = MsgView {
+        topic: &m.topic,
+        payload: &m.payload,
         qos: m.qos,
         retain: m.retain,
-        props: m.props.clone(),
         origin: m.origin,
         received_ms: offset_ms as u64,
+        props: m.props.as_deref(),
     };
     let mut w = W(std::mem::take(out));
     w.u64(d.mid);
     w.u64(d.seq);
-    w.u8(d.qos as u8 | u8::from(d.retain) << 2);
-    w.u32(d.sub_ids.len() as u32);
-    for id in &d.sub_ids {
-        w.u32(*id);
-    }
-    w.opt_bytes(d.shared.as_deref().map(str::as_bytes));
-    w.msg(&stored);
+    w.entry(d.qos, d.retain, &d.sub_ids, d.shared.as_deref());
+    w.msg_view(&view);
     *out = w.0;
 }
 
@@ -479,13 +512,7 @@ pub fn encode_spilled(d: &Delivery, epoch: Instant, out: &mut Vec<u8>) {
 pub fn decode_spilled(b: &[u8], epoch: Instant) -> Result<Delivery, RecordError> {
     let mut r = R(b);
     let (mid, seq) = (r.u64()?, r.u64()?);
-    let flags = r.u8()?;
-    let n = r.u32()?;
-    let mut sub_ids = Vec::with_capacity(n.min(16) as usize);
-    for _ in 0..n {
-        sub_ids.push(r.u32()?);
-    }
-    let shared = r.opt_string()?.map(Arc::from);
+    let (qos, retain, sub_ids, shared) = r.entry()?;
     let m = r.msg()?;
     if !r.0.is_empty() {
         return Err(RecordError);
@@ -505,7 +532,7 @@ pub fn decode_spilled(b: &[u8], epoch: Instant) -> Result<Delivery, RecordError>
         origin: m.origin,
         received,
     };
-    Ok(Delivery { msg: Arc::new(msg), qos: R::qos(flags)?, retain: flags & 4 != 0, sub_ids, shared, mid, seq })
+    Ok(Delivery { msg: Arc::new(msg), qos, retain, sub_ids, shared: shared.map(Arc::from), mid, seq })
 }
 
 #[cfg(test)]
