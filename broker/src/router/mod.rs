@@ -432,7 +432,7 @@ impl Router {
                 let (r, dropped) = offer(&shared, d);
                 self.enqueued(key, r, dropped);
             }
-            self.touched.push(shared.clone());
+            touch(&mut self.touched, &shared);
         }
     }
 
@@ -528,7 +528,7 @@ impl Router {
         sub_ids: Vec<u32>,
         shared: Option<Arc<str>>,
     ) -> bool {
-        let Some(journaled) = self.sessions.get(&key).map(|e| e.shared.lock().is_journaled()) else {
+        let Some(e) = self.sessions.get(&key) else {
             return false;
         };
         let d = Delivery {
@@ -541,13 +541,31 @@ impl Router {
             mid: 0,
             seq: 0,
         };
-        let d = self.stored(d, journaled);
-        let Some(e) = self.sessions.get(&key) else {
-            return false;
+        // One lock per delivery on the common path; a stored session's
+        // QoS 1/2 delivery has its body recorded first, outside the lock.
+        let offered = {
+            let mut st = e.shared.lock();
+            if st.is_journaled() && d.qos != crate::protocol::QoS::AtMostOnce {
+                Err(d)
+            } else {
+                let before = st.dropped;
+                let r = st.enqueue(d);
+                Ok((r, st.dropped.saturating_sub(before)))
+            }
         };
-        let (r, dropped) = offer(&e.shared, d);
+        let (r, dropped, e) = match offered {
+            Ok((r, dropped)) => (r, dropped, e),
+            Err(d) => {
+                let d = self.stored(d, true);
+                let Some(e) = self.sessions.get(&key) else {
+                    return false;
+                };
+                let (r, dropped) = offer(&e.shared, d);
+                (r, dropped, e)
+            }
+        };
         if r == Enqueued::Queued && e.conn.is_some() {
-            self.touched.push(e.shared.clone());
+            touch(&mut self.touched, &e.shared);
         }
         self.enqueued(key, r, dropped);
         r == Enqueued::Queued
@@ -569,6 +587,9 @@ impl Router {
     /// Sessions that were given messages since the last call; the caller
     /// wakes their connections (once per batch, not once per message).
     pub fn take_touched(&mut self) -> Vec<Arc<SharedSession>> {
+        for s in &self.touched {
+            s.wake_pending.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         std::mem::take(&mut self.touched)
     }
 
@@ -606,6 +627,14 @@ impl Router {
 
     pub fn retained_count(&self) -> usize {
         self.retained.len()
+    }
+}
+
+/// Notes that `shared`'s connection must be woken after this batch (listed
+/// once, however many deliveries it got).
+fn touch(touched: &mut Vec<Arc<SharedSession>>, shared: &Arc<SharedSession>) {
+    if !shared.wake_pending.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        touched.push(shared.clone());
     }
 }
 
@@ -676,10 +705,7 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
 }
 
 fn wake(router: &mut Router) {
-    let mut touched = router.take_touched();
-    touched.sort_by_key(|s| Arc::as_ptr(s) as usize);
-    touched.dedup_by_key(|s| Arc::as_ptr(s) as usize);
-    for s in touched {
+    for s in router.take_touched() {
         s.notify.notify_one();
     }
 }

@@ -477,3 +477,24 @@ fn a_session_made_persistent_by_takeover_keeps_what_was_already_queued() {
         assert!(m.msgs.get(e.mid).is_some(), "queued message has its body");
     }
 }
+
+#[test]
+fn a_batch_wakes_each_connected_session_once() {
+    let mut r = Router::new(limits());
+    let a = connect(&mut r, "a", true, 1);
+    let b = connect(&mut r, "b", true, 2);
+    sub(&mut r, a.key, "t/#", QoS::AtMostOnce);
+    sub(&mut r, b.key, "t/#", QoS::AtLeastOnce);
+    let _ = r.take_touched();
+    for _ in 0..10 {
+        r.publish(msg("t/x", QoS::AtLeastOnce, false, b"m"));
+    }
+    let woken: Vec<*const SharedSession> = r.take_touched().iter().map(Arc::as_ptr).collect();
+    assert_eq!(woken, vec![Arc::as_ptr(&a.session), Arc::as_ptr(&b.session)], "each once, in delivery order");
+    // The next batch lists them again.
+    r.publish(msg("t/y", QoS::AtMostOnce, false, b"n"));
+    assert_eq!(r.take_touched().len(), 2);
+    assert!(r.take_touched().is_empty());
+    assert_eq!(drain(&a.session).len(), 11);
+    assert_eq!(drain(&b.session).len(), 11);
+}

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{decode, encode_owned, Decoded, Packet};
+use crate::protocol::{decode, encode_owned, Decoded, Packet, Version};
 use crate::router::{ConnHandle, RouterMsg, Ticket};
 use crate::session::state::SharedSession;
 use crate::session::{Action, Close, Machine, MachineConfig};
@@ -39,6 +39,8 @@ use crate::store::{Journal, Lsn};
 const DELIVERY_BUDGET: usize = 128;
 /// Read buffer reserved while idle; grows with traffic.
 const IDLE_READ: usize = 256;
+/// The largest read a busy stream is given room for at once.
+const MAX_READ: usize = 64 * 1024;
 /// How long a closing connection waits for the client to close its side.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Buffers above this are released once empty.
@@ -194,6 +196,57 @@ impl HeldAcks {
     fn waiting(&self) -> bool {
         !self.held.is_empty() || !self.publishes.is_empty()
     }
+}
+
+/// The held acknowledgements of a connection, made on first use if the
+/// broker has a store.
+fn held_acks<'a>(acks: &'a mut Option<Box<HeldAcks>>, journal: Option<&Arc<Journal>>) -> Option<&'a mut HeldAcks> {
+    if acks.is_none() {
+        // Held in every sync mode: with "never" the log is at least written
+        // (to the page cache) before an acknowledgement, so a crash of the
+        // broker alone loses nothing acknowledged.
+        *acks = journal.map(|j| Box::new(HeldAcks::new(j)));
+    }
+    acks.as_deref_mut()
+}
+
+/// Writes an outgoing PUBLISH or PUBREL, or, with a store, holds it: a
+/// QoS 2 PUBLISH (its packet identifier) and a PUBREL (the PUBREC it
+/// answers) go out only once recorded durably, and later PUBLISH packets
+/// keep their order behind them.
+fn send_publish(
+    acks: &mut Option<Box<HeldAcks>>,
+    journal: Option<&Arc<Journal>>,
+    wbuf: &mut BytesMut,
+    version: Version,
+    peer: &SocketAddr,
+    p: Packet,
+) {
+    if let Some(a) = held_acks(acks, journal) {
+        let qos2 = matches!(&p, Packet::PubRel(_)) || p.publish_qos() == Some(crate::protocol::QoS::ExactlyOnce);
+        let need = if qos2 { a.journal.appended() } else { 0 };
+        if !a.publishes.is_empty() || *a.durable.borrow() < need {
+            a.publishes.push_back((need, p));
+            return;
+        }
+    }
+    write(wbuf, version, peer, p);
+}
+
+/// Encodes `p` into the write buffer; a packet that cannot be encoded is
+/// logged and skipped.
+fn write(wbuf: &mut BytesMut, version: Version, peer: &SocketAddr, p: Packet) {
+    if let Err(e) = encode_owned(p, version, wbuf) {
+        tracing::warn!(%peer, "packet not sent: {e}");
+    }
+}
+
+/// Free space the read buffer needs after a turn that decoded `consumed`
+/// bytes of whole packets and left `buffered` bytes of a packet whose whole
+/// size is `frame_len` (if its header is known).
+fn read_room(frame_len: Option<usize>, buffered: usize, consumed: usize) -> usize {
+    let rest = frame_len.map_or(0, |n| n.saturating_sub(buffered));
+    rest.max((2 * consumed).clamp(IDLE_READ, MAX_READ))
 }
 
 /// Serves one client connection until it closes. `listener_full`: the
@@ -390,20 +443,19 @@ impl<S: Transport> Driver<S> {
 
     /// Decodes and handles every whole packet in the read buffer.
     async fn on_readable(&mut self) -> Result<(), RouterGone> {
+        // Bytes of whole packets decoded in this call: how busy the stream is.
+        let mut consumed = 0;
         loop {
             if self.closing.is_some() || self.machine.is_closed() {
                 return Ok(());
             }
             match decode(&mut self.rbuf, self.machine.version(), self.ctx.machine.max_packet_size) {
-                Ok(Decoded::Packet(p, _)) => self.machine.handle(p, now()),
+                Ok(Decoded::Packet(p, len)) => {
+                    consumed += len;
+                    self.machine.handle(p, now());
+                }
                 Ok(Decoded::Incomplete { frame_len }) => {
-                    if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {
-                        self.rbuf = BytesMut::new();
-                    } else if let Some(n) = frame_len {
-                        self.rbuf.reserve(n.saturating_sub(self.rbuf.len()));
-                    } else if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
-                        self.rbuf.reserve(self.rbuf.capacity().clamp(IDLE_READ, 64 * 1024));
-                    }
+                    self.make_read_room(frame_len, consumed);
                     return Ok(());
                 }
                 Err(e) => {
@@ -414,6 +466,22 @@ impl<S: Transport> Driver<S> {
             }
             // Run CONNECT's router round trip before the next packet.
             self.execute().await?;
+        }
+    }
+
+    /// Leaves room in the read buffer for the rest of a partial packet and,
+    /// on a busy stream, for twice what the last read brought (at most
+    /// `MAX_READ`): a stream of small packets is then read in large chunks,
+    /// not a few packets per system call. (The decoded packets share the
+    /// buffer's memory, so a full buffer cannot be reused in place and a
+    /// small reservation would make a small new one.) An empty buffer much
+    /// larger than that is released.
+    fn make_read_room(&mut self, frame_len: Option<usize>, consumed: usize) {
+        let want = read_room(frame_len, self.rbuf.len(), consumed);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER.max(2 * want) {
+            self.rbuf = BytesMut::new();
+        } else if self.rbuf.capacity() - self.rbuf.len() < want {
+            self.rbuf.reserve(want);
         }
     }
 
@@ -458,13 +526,7 @@ impl<S: Transport> Driver<S> {
 
     /// The held acknowledgements, made on first use if the broker has a store.
     fn held_acks(&mut self) -> Option<&mut HeldAcks> {
-        if self.acks.is_none() {
-            // Held in every sync mode: with "never" the log is at least written
-            // (to the page cache) before an acknowledgement, so a crash of the
-            // broker alone loses nothing acknowledged.
-            self.acks = self.ctx.journal.as_ref().map(|j| Box::new(HeldAcks::new(j)));
-        }
-        self.acks.as_deref_mut()
+        held_acks(&mut self.acks, self.ctx.journal.as_ref())
     }
 
     /// Sends to the router; with held acknowledgements, with the ticket.
@@ -507,16 +569,8 @@ impl<S: Transport> Driver<S> {
             Action::Send(p @ (Packet::Publish(_) | Packet::Forward(_) | Packet::PubRel(_)))
                 if self.ctx.journal.is_some() =>
             {
-                if let Some(a) = self.held_acks() {
-                    let qos2 =
-                        matches!(&p, Packet::PubRel(_)) || p.publish_qos() == Some(crate::protocol::QoS::ExactlyOnce);
-                    let need = if qos2 { a.journal.appended() } else { 0 };
-                    if !a.publishes.is_empty() || *a.durable.borrow() < need {
-                        a.publishes.push_back((need, p));
-                        return Ok(None);
-                    }
-                }
-                self.write(p);
+                let Some(version) = self.machine.version() else { return Ok(None) };
+                send_publish(&mut self.acks, self.ctx.journal.as_ref(), &mut self.wbuf, version, &self.peer, p);
             }
             Action::Send(p) => self.write(p),
             Action::Route(m) => return self.send_router(RouterMsg::Publish(m)),
@@ -561,7 +615,19 @@ impl<S: Transport> Driver<S> {
     fn deliver(&mut self) -> bool {
         let suback_held =
             self.acks.as_ref().is_some_and(|a| a.held.iter().any(|(_, _, p)| matches!(p, Packet::SubAck(_))));
-        !suback_held && self.machine.deliver(now(), DELIVERY_BUDGET)
+        if suback_held {
+            return false;
+        }
+        if self.machine.has_actions() {
+            // Deliveries are written straight into the write buffer: what
+            // the machine emitted before them (CONNACK, resent PUBLISH)
+            // goes first, at the top of the driver's loop.
+            return true;
+        }
+        let Some(version) = self.machine.version() else { return false };
+        let Driver { machine, acks, ctx, wbuf, peer, .. } = self;
+        let journal = ctx.journal.as_ref();
+        machine.deliver(now(), DELIVERY_BUDGET, |p| send_publish(acks, journal, wbuf, version, peer, p))
     }
 
     /// Writes the held acknowledgements that may go now.
@@ -577,9 +643,7 @@ impl<S: Transport> Driver<S> {
 
     fn write(&mut self, p: Packet) {
         let Some(version) = self.machine.version() else { return };
-        if let Err(e) = encode_owned(p, version, &mut self.wbuf) {
-            tracing::warn!(client_id = self.machine.client_id().unwrap_or("-"), "packet not sent: {e}");
-        }
+        write(&mut self.wbuf, version, &self.peer, p);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -596,5 +660,23 @@ impl<S: Transport> Driver<S> {
         }
         r?;
         self.stream.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_room_follows_the_traffic() {
+        // Idle or a lone small packet: the smallest read.
+        assert_eq!(read_room(None, 0, 0), IDLE_READ);
+        assert_eq!(read_room(Some(40), 10, 2), IDLE_READ);
+        // A busy stream of small packets: room for twice the last turn, so
+        // thousands of packets are not read a few at a time.
+        assert_eq!(read_room(Some(80), 30, 8_000), 16_000);
+        assert_eq!(read_room(None, 0, 1 << 20), MAX_READ);
+        // A large packet gets room for all of its rest at once.
+        assert_eq!(read_room(Some(1_000_000), 1_000, 100), 999_000);
     }
 }

@@ -221,8 +221,13 @@ impl Machine {
         self.out.drain(..)
     }
 
+    /// Whether actions are waiting for [`Machine::actions`].
+    pub fn has_actions(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// The actions emitted since the last call, with their storage: a
-    /// machine between turns holds none (an `Action` is 120 bytes).
+    /// machine between turns holds none (an `Action` is 176 bytes).
     pub fn actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.out)
     }

@@ -100,12 +100,12 @@ impl Harness {
                 }
             }
         }
-        c.m.deliver(self.now, 100);
-        sent.extend(c.m.take_actions().filter_map(|a| match a {
-            Action::Send(Packet::Forward(f)) => Some(Packet::Publish(f.to_publish())),
-            Action::Send(p) => Some(p),
-            _ => None,
-        }));
+        c.m.deliver(self.now, 100, |p| {
+            sent.push(match p {
+                Packet::Forward(f) => Packet::Publish(f.to_publish()),
+                p => p,
+            })
+        });
         (sent, closed)
     }
 

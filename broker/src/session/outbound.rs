@@ -107,9 +107,11 @@ fn forward_props(msg: &Message, sub_ids: &[u32], now: Instant) -> Option<Box<Pub
 
 impl Machine {
     /// Moves queued deliveries into packets, as far as the in-flight window
-    /// allows, at most `budget` of them. Returns whether it stopped because
-    /// of the budget with more waiting.
-    pub fn deliver(&mut self, now: Instant, budget: usize) -> bool {
+    /// allows, at most `budget` of them, handing each to `emit` in order (the
+    /// driver encodes it straight into its write buffer: no action vector,
+    /// no copy of the packet per delivery). Returns whether it stopped
+    /// because of the budget with more waiting.
+    pub fn deliver(&mut self, now: Instant, budget: usize, mut emit: impl FnMut(Packet)) -> bool {
         if self.closing.is_some() {
             return false;
         }
@@ -123,20 +125,12 @@ impl Machine {
             let Some((d, pkid)) = st.next_to_send(window, now) else {
                 return false;
             };
-            let packet = if c.version.is_v5() {
-                c.out.publish(&d, pkid, false, now)
-            } else {
-                Some(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }))
-            };
-            match packet {
-                Some(p) => {
-                    if self.out.len() == self.out.capacity() {
-                        // One allocation for the turn, not a series of
-                        // doublings (the driver takes the vector each turn).
-                        self.out.reserve(budget.min(st.queued() + 1));
-                    }
-                    self.out.push(Action::Send(p));
-                }
+            if !c.version.is_v5() {
+                emit(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }));
+                continue;
+            }
+            match c.out.publish(&d, pkid, false, now) {
+                Some(p) => emit(p),
                 None => {
                     if pkid != 0 {
                         st.complete(pkid);

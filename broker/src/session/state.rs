@@ -152,11 +152,18 @@ pub struct SharedSession {
     pub state: Mutex<SessionState>,
     /// Wakes the owning connection when deliveries are queued.
     pub notify: Notify,
+    /// The router has this session on its list to wake after the current
+    /// batch (so it is listed once, not once per delivery).
+    pub wake_pending: std::sync::atomic::AtomicBool,
 }
 
 impl SharedSession {
     pub fn new(limits: QueueLimits) -> SharedSession {
-        SharedSession { state: Mutex::new(SessionState::new(limits)), notify: Notify::new() }
+        SharedSession {
+            state: Mutex::new(SessionState::new(limits)),
+            notify: Notify::new(),
+            wake_pending: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Locks the state. A poisoned lock (a panic while holding it) still
