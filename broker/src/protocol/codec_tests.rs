@@ -181,8 +181,14 @@ fn acks_and_server_only_packets() {
 fn encode_acks_and_connack() {
     let mut buf = BytesMut::new();
     encode(&Packet::PubAck(Ack::ok(3)), Version::V311, &mut buf).unwrap();
-    encode(&Packet::ConnAck(ConnAck { session_present: true, ..ConnAck::default() }), Version::V311, &mut buf).unwrap();
-    encode(&Packet::ConnAck(ConnAck { session_present: true, ..ConnAck::default() }), Version::V31, &mut buf).unwrap();
+    encode(
+        &Packet::ConnAck(Box::new(ConnAck { session_present: true, ..ConnAck::default() })),
+        Version::V311,
+        &mut buf,
+    )
+    .unwrap();
+    encode(&Packet::ConnAck(Box::new(ConnAck { session_present: true, ..ConnAck::default() })), Version::V31, &mut buf)
+        .unwrap();
     encode(&Packet::SubAck(SubAck { pkid: 1, codes: vec![0, 0x80], reason_string: None }), Version::V311, &mut buf)
         .unwrap();
     assert_eq!(&buf[..], &[0x40, 2, 0, 3, 0x20, 2, 1, 0, 0x20, 2, 0, 0, 0x90, 4, 0, 1, 0, 0x80]);

@@ -293,7 +293,9 @@ pub struct Auth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     Connect(Box<Connect>),
-    ConnAck(ConnAck),
+    /// Boxed: 176 bytes of MQTT 5 properties, sent once per connection,
+    /// would make every packet (and every action) that large.
+    ConnAck(Box<ConnAck>),
     Publish(Publish),
     /// Sent only: see [`Forward`].
     Forward(Forward),

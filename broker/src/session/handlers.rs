@@ -17,7 +17,7 @@ impl Machine {
     /// CONNACK with the error `code`, then close.
     pub(super) fn refuse(&mut self, code: u8) {
         let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
-        self.send(Packet::ConnAck(ConnAck { code, props, ..ConnAck::default() }));
+        self.send(Packet::ConnAck(Box::new(ConnAck { code, props, ..ConnAck::default() })));
         self.close(Close::Refused);
     }
 
@@ -126,7 +126,11 @@ impl Machine {
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
-        self.send(Packet::ConnAck(ConnAck { session_present: reply.session_present, code: reason::SUCCESS, props }));
+        self.send(Packet::ConnAck(Box::new(ConnAck {
+            session_present: reply.session_present,
+            code: reason::SUCCESS,
+            props,
+        })));
         let session = reply.session;
         self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {

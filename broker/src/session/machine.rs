@@ -314,7 +314,10 @@ impl Machine {
             // [MQTT-3.1.2-2] CONNACK 0x01 (0x84 in 5.0), then close.
             let v = if level == 5 { Version::V5 } else { Version::V311 };
             self.version = Some(v);
-            self.send(Packet::ConnAck(ConnAck { code: reason::UNSUPPORTED_PROTOCOL_VERSION, ..ConnAck::default() }));
+            self.send(Packet::ConnAck(Box::new(ConnAck {
+                code: reason::UNSUPPORTED_PROTOCOL_VERSION,
+                ..ConnAck::default()
+            })));
             self.close(Close::Refused);
             return;
         }
