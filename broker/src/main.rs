@@ -61,25 +61,44 @@ async fn run(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Handlers before the startup line: whoever reads the line may signal
+    // at once (a signal before them would kill the process uncleanly).
+    let signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("edgemq: cannot wait for signals: {e}");
+            broker.shutdown().await;
+            return ExitCode::FAILURE;
+        }
+    };
     let listeners: Vec<String> = broker.local_addrs().iter().map(|a| format!("tcp://{a}")).collect();
     println!(
         "edgemq {} listening on {}; data dir {data_dir}; config {config_file}",
         env!("CARGO_PKG_VERSION"),
         listeners.join(", ")
     );
-    if let Err(e) = wait_for_signal().await {
-        eprintln!("edgemq: cannot wait for signals: {e}");
-    }
+    signals.wait().await;
     tracing::info!("shutting down");
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
+/// SIGINT and SIGTERM, registered when made.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
     }
 }
