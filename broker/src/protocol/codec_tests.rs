@@ -98,6 +98,21 @@ fn publish_flags_and_topic() {
 }
 
 #[test]
+fn a_publish_payload_does_not_share_the_read_buffer() {
+    // Two PUBLISH packets in one read: the first message's payload is its
+    // own copy, so keeping it (retained, queued) pins nothing else.
+    let one = [0x30, 5, 0, 1, b'a', b'h', b'i'];
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&one);
+    buf.extend_from_slice(&one);
+    let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.capacity();
+    let Ok(Decoded::Packet(Packet::Publish(p), 7)) = decode(&mut buf, Some(Version::V311), MAX) else { panic!() };
+    assert_eq!(&p.payload[..], b"hi");
+    assert!(!range.contains(&(p.payload.as_ptr() as usize)), "payload points into the read buffer");
+    assert_eq!(buf.len(), 7, "the second packet is still buffered");
+}
+
+#[test]
 fn v5_publish_properties_guarded() {
     // User property passes through.
     let ok = [0x30, 12, 0, 1, b'a', 7, 38, 0, 1, b'k', 0, 1, b'v', b'!'];

@@ -6,7 +6,7 @@
 //! current state, MQTT 5 property sections; only then is `mqttbytes` asked
 //! to read CONNECT, PUBLISH, SUBSCRIBE and 3.1.1 UNSUBSCRIBE bodies.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use mqttbytes::{v4, v5, FixedHeader};
 
 use super::props::{self, read_varint, Section};
@@ -40,7 +40,19 @@ pub fn decode(buf: &mut BytesMut, version: Option<Version>, max_packet_size: usi
     if buf.len() < total {
         return Ok(Decoded::Incomplete { frame_len: Some(total) });
     }
-    let frame = buf.split_to(total).freeze();
+    // A PUBLISH (its payload) or CONNECT (will payload, password) keeps
+    // parts of its frame for as long as the message lives, so it gets its
+    // own copy instead of sharing the read buffer: a retained or queued
+    // message then pins its own bytes, not a whole read chunk (up to
+    // 64 KiB), and the read buffer is reused in place. Other packets are
+    // parsed into owned values at once.
+    let frame = if matches!(buf[0] >> 4, 1 | 3) {
+        let frame = Bytes::copy_from_slice(&buf[..total]);
+        buf.advance(total);
+        frame
+    } else {
+        buf.split_to(total).freeze()
+    };
     let header = FixedHeader::new(frame[0], len_len, remaining as usize);
     let packet = decode_frame(frame, header, 1 + len_len, version)?;
     Ok(Decoded::Packet(packet, total))

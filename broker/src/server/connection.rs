@@ -604,9 +604,9 @@ impl<S: Transport> Driver<S> {
             tracing::info!(peer = %self.peer, client_id, session_present = reply.session_present, "client connected");
         }
         self.session = Some(reply.session.clone());
-        // CONNACK, resent in-flight messages, then queued ones.
+        // CONNACK and resent in-flight messages now; queued ones follow
+        // once those are written (deliver defers while actions wait).
         self.machine.connected(reply, now());
-        self.deliver();
         Ok(())
     }
 

@@ -227,7 +227,7 @@ impl Machine {
     }
 
     /// The actions emitted since the last call, with their storage: a
-    /// machine between turns holds none (an `Action` is 176 bytes).
+    /// machine between turns holds none (an `Action` is 96 bytes).
     pub fn actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.out)
     }

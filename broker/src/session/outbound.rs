@@ -109,9 +109,13 @@ impl Machine {
     /// Moves queued deliveries into packets, as far as the in-flight window
     /// allows, at most `budget` of them, handing each to `emit` in order (the
     /// driver encodes it straight into its write buffer: no action vector,
-    /// no copy of the packet per delivery). Returns whether it stopped
-    /// because of the budget with more waiting.
+    /// no copy of the packet per delivery). Deliveries are taken from the
+    /// session a few at a time and encoded after its lock is released, so
+    /// the router never waits for a connection's encoding. Returns whether
+    /// it stopped because of the budget with more waiting.
     pub fn deliver(&mut self, now: Instant, budget: usize, mut emit: impl FnMut(Packet)) -> bool {
+        /// Deliveries taken per lock.
+        const CHUNK: usize = 32;
         if self.closing.is_some() {
             return false;
         }
@@ -120,32 +124,51 @@ impl Machine {
         };
         let window = usize::from(c.window);
         let session = c.session.clone();
-        let mut st = session.lock();
-        for _ in 0..budget {
-            let Some((d, pkid)) = st.next_to_send(window, now) else {
-                return false;
+        let mut left = budget;
+        while left > 0 {
+            let want = left.min(CHUNK);
+            let mut taken: [Option<(Delivery, u16)>; CHUNK] = std::array::from_fn(|_| None);
+            let (n, waiting) = {
+                let mut st = session.lock();
+                let mut n = 0;
+                while n < want {
+                    let Some(next) = st.next_to_send(window, now) else { break };
+                    taken[n] = Some(next);
+                    n += 1;
+                }
+                (n, st.queued() > 0)
             };
-            if !c.version.is_v5() {
-                emit(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }));
-                continue;
-            }
-            match c.out.publish(&d, pkid, false, now) {
-                Some(p) => emit(p),
-                None => {
-                    if pkid != 0 {
-                        st.complete(pkid);
-                    }
-                    if c.out.dropped_too_large == 1 {
-                        // Once per connection; the count goes on.
-                        tracing::warn!(
-                            client_id = &*c.client_id,
-                            "message larger than the client's Maximum Packet Size dropped [MQTT-3.1.2-25]"
-                        );
+            left -= n;
+            for (d, pkid) in taken.into_iter().flatten() {
+                if !c.version.is_v5() {
+                    emit(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }));
+                    continue;
+                }
+                match c.out.publish(&d, pkid, false, now) {
+                    Some(p) => emit(p),
+                    None => {
+                        if pkid != 0 {
+                            session.lock().complete(pkid);
+                        }
+                        if c.out.dropped_too_large == 1 {
+                            // Once per connection; the count goes on.
+                            tracing::warn!(
+                                client_id = &*c.client_id,
+                                "message larger than the client's Maximum Packet Size dropped [MQTT-3.1.2-25]"
+                            );
+                        }
                     }
                 }
             }
+            if n < want {
+                // The queue is empty or the window full.
+                return false;
+            }
+            if left == 0 {
+                return waiting;
+            }
         }
-        st.queued() > 0
+        false
     }
 
     /// Resends what was in flight when the session was last connected,
