@@ -34,8 +34,9 @@ def host_triple():
 
 
 HOST = host_triple()
-# The broker as deployed (.cargo/static.toml: glibc linked statically).
-BUILD_EDGEMQ = f"cargo build --release -p edgemq --target {HOST} --config .cargo/static.toml"
+# The broker as deployed: a static musl binary (README.md, "Deploying").
+MUSL = HOST.replace("-gnu", "-musl")
+BUILD_EDGEMQ = f"cargo build --release -p edgemq --target {MUSL}"
 
 # name -> (loadgen arguments, quick-mode arguments, figures: (key, unit, higher_is_better))
 SCENARIOS = {
@@ -221,7 +222,7 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--brokers", default="edgemq,mosquitto,rumqttd")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of the script)")
-    ap.add_argument("--edgemq", default=os.path.join(TARGET, HOST, "release", "edgemq"),
+    ap.add_argument("--edgemq", default=os.path.join(TARGET, MUSL, "release", "edgemq"),
                     help=f"default: the static build, `{BUILD_EDGEMQ}`")
     ap.add_argument("--loadgen", default=os.path.join(TARGET, "release", "edgemq-loadgen"))
     ap.add_argument("--mosquitto", default=None, help="default: mosquitto on PATH or /usr/sbin/mosquitto")

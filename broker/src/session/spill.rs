@@ -133,7 +133,12 @@ impl SpillQueue {
 
     /// Moves up to `max` entries from the file to the head.
     fn refill_from_file(&mut self, max: usize) {
-        let buf = match read_chunk(&self.path, self.read_at, self.written) {
+        // Read about what `max` entries take (their average size, plus one
+        // entry), not a whole chunk of which most would be read again.
+        let entries = self.file_entries.max(1) as u64;
+        let average = (self.written - self.read_at).div_ceil(entries);
+        let want = average.saturating_mul(max.min(self.file_entries) as u64 + 1).max(256);
+        let buf = match read_chunk(&self.path, self.read_at, self.written, want) {
             Ok(b) => b,
             Err(e) => {
                 if !self.in_memory {
@@ -177,7 +182,7 @@ impl SpillQueue {
     fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
         let (mut read_at, mut left) = (self.read_at, self.file_entries);
         while left > 0 {
-            let buf = match read_chunk(&self.path, read_at, self.written) {
+            let buf = match read_chunk(&self.path, read_at, self.written, READ_CHUNK as u64) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
@@ -197,10 +202,10 @@ impl SpillQueue {
 
 /// Reads the entries from `read_at` on, a chunk at a time (at least one
 /// whole entry).
-fn read_chunk(path: &std::path::Path, read_at: u64, written: u64) -> io::Result<Vec<u8>> {
+fn read_chunk(path: &std::path::Path, read_at: u64, written: u64, want: u64) -> io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(read_at))?;
-    let want = (written - read_at).min(READ_CHUNK as u64) as usize;
+    let want = (written - read_at).min(want).min(READ_CHUNK as u64) as usize;
     let mut buf = vec![0; want];
     f.read_exact(&mut buf)?;
     if let Some(len) = buf.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
