@@ -29,7 +29,7 @@ pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::protocol::{reason, RetainHandling, SubOptions};
-use crate::session::state::{Enqueued, QueueLimits, SharedSession};
+use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
 use crate::store::{Record, StoredMessage};
 
 /// How the router reaches a connection it must close (session takeover
@@ -429,7 +429,7 @@ impl Router {
                     seq: 0,
                 };
                 let d = self.stored(d, journaled);
-                let (r, dropped) = offer(&shared, d);
+                let (r, dropped) = offer(&mut shared.lock(), d);
                 self.enqueued(key, r, dropped);
             }
             touch(&mut self.touched, &shared);
@@ -548,9 +548,7 @@ impl Router {
             if st.is_journaled() && d.qos != crate::protocol::QoS::AtMostOnce {
                 Err(d)
             } else {
-                let before = st.dropped;
-                let r = st.enqueue(d);
-                Ok((r, st.dropped.saturating_sub(before)))
+                Ok(offer(&mut st, d))
             }
         };
         let (r, dropped, e) = match offered {
@@ -560,7 +558,7 @@ impl Router {
                 let Some(e) = self.sessions.get(&key) else {
                     return false;
                 };
-                let (r, dropped) = offer(&e.shared, d);
+                let (r, dropped) = offer(&mut e.shared.lock(), d);
                 (r, dropped, e)
             }
         };
@@ -588,7 +586,7 @@ impl Router {
     /// wakes their connections (once per batch, not once per message).
     pub fn take_touched(&mut self) -> Vec<Arc<SharedSession>> {
         for s in &self.touched {
-            s.wake_pending.store(false, std::sync::atomic::Ordering::Relaxed);
+            s.wake_pending.store(false, Ordering::Relaxed);
         }
         std::mem::take(&mut self.touched)
     }
@@ -633,15 +631,14 @@ impl Router {
 /// Notes that `shared`'s connection must be woken after this batch (listed
 /// once, however many deliveries it got).
 fn touch(touched: &mut Vec<Arc<SharedSession>>, shared: &Arc<SharedSession>) {
-    if !shared.wake_pending.swap(true, std::sync::atomic::Ordering::Relaxed) {
+    if !shared.wake_pending.swap(true, Ordering::Relaxed) {
         touched.push(shared.clone());
     }
 }
 
 /// Offers `d` to a session's queue; returns the outcome and how many
 /// messages the queue dropped for lack of room.
-fn offer(shared: &SharedSession, d: Delivery) -> (Enqueued, u64) {
-    let mut st = shared.lock();
+fn offer(st: &mut SessionState, d: Delivery) -> (Enqueued, u64) {
     let before = st.dropped;
     let r = st.enqueue(d);
     (r, st.dropped.saturating_sub(before))

@@ -309,6 +309,14 @@ fn retained_message_expiry_applies_on_subscribe() {
 }
 
 // ---- persistence: found by review ----
+/// A router recording to a store in `dir`, and its journal.
+fn stored_router(dir: &std::path::Path) -> (Router, Arc<crate::store::Journal>) {
+    let (j, m) = open_store(dir);
+    let mut r = Router::new(limits());
+    r.enable_persistence(j.clone(), m, (Instant::now(), std::time::SystemTime::now()));
+    (r, j)
+}
+
 fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Model) {
     let cfg = crate::store::StoreConfig {
         dir: dir.to_owned(),
@@ -332,9 +340,7 @@ fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
 fn stored_body_is_not_confused_with_a_freed_message() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (j, m) = open_store(dir.path());
-        let mut r = Router::new(limits());
-        r.enable_persistence(j.clone(), m, (Instant::now(), std::time::SystemTime::now()));
+        let (mut r, j) = stored_router(dir.path());
         let s = persistent(&mut r, "s", 1);
         sub(&mut r, s.key, "t", QoS::AtLeastOnce);
         let payloads: Vec<&'static [u8]> = vec![b"A", b"B", b"C", b"D", b"E", b"F", b"G", b"H"];
@@ -450,9 +456,7 @@ fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
 fn a_session_made_persistent_by_takeover_keeps_what_was_already_queued() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (j, m) = open_store(dir.path());
-        let mut r = Router::new(limits());
-        r.enable_persistence(j.clone(), m, (Instant::now(), std::time::SystemTime::now()));
+        let (mut r, j) = stored_router(dir.path());
         let c = connect(&mut r, "late", true, 1);
         sub(&mut r, c.key, "t", QoS::AtLeastOnce);
         for p in [b"1", b"2", b"3"] {

@@ -472,10 +472,8 @@ impl<S: Transport> Driver<S> {
     /// Leaves room in the read buffer for the rest of a partial packet and,
     /// on a busy stream, for twice what the last read brought (at most
     /// `MAX_READ`): a stream of small packets is then read in large chunks,
-    /// not a few packets per system call. (The decoded packets share the
-    /// buffer's memory, so a full buffer cannot be reused in place and a
-    /// small reservation would make a small new one.) An empty buffer much
-    /// larger than that is released.
+    /// not a few packets per system call. An empty buffer much larger than
+    /// that is released.
     fn make_read_room(&mut self, frame_len: Option<usize>, consumed: usize) {
         let want = read_room(frame_len, self.rbuf.len(), consumed);
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER.max(2 * want) {

@@ -200,8 +200,8 @@ impl SpillQueue {
     }
 }
 
-/// Reads the entries from `read_at` on, a chunk at a time (at least one
-/// whole entry).
+/// Reads about `want` bytes of entries from `read_at` on (at most
+/// `READ_CHUNK`, and at least one whole entry).
 fn read_chunk(path: &std::path::Path, read_at: u64, written: u64, want: u64) -> io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(read_at))?;
