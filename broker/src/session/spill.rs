@@ -14,7 +14,8 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,6 +46,10 @@ pub struct SpillQueue {
     online: bool,
     /// The file failed: everything stays in memory.
     in_memory: bool,
+    /// The file, open for reading while the session is connected (it is
+    /// then drained a chunk at a time); closed when it goes offline or the
+    /// file is deleted, so an offline session holds no descriptor.
+    reader: Option<File>,
 }
 
 impl SpillQueue {
@@ -61,6 +66,7 @@ impl SpillQueue {
             tail_entries: 0,
             online: false,
             in_memory: false,
+            reader: None,
         }
     }
 
@@ -116,6 +122,7 @@ impl SpillQueue {
     fn fail(&mut self, e: &io::Error) {
         tracing::error!(file = %self.path.display(), "queue spill file failed, keeping this queue in memory: {e}");
         self.in_memory = true;
+        self.reader = None;
         while self.file_entries > 0 {
             let before = self.file_entries;
             self.refill_from_file(usize::MAX);
@@ -128,6 +135,7 @@ impl SpillQueue {
             }
         }
         self.refill_from_tail();
+        self.reader = None;
         let _ = std::fs::remove_file(&self.path);
     }
 
@@ -138,7 +146,9 @@ impl SpillQueue {
         let entries = self.file_entries.max(1) as u64;
         let average = (self.written - self.read_at).div_ceil(entries);
         let want = average.saturating_mul(max.min(self.file_entries) as u64 + 1).max(256);
-        let buf = match read_chunk(&self.path, self.read_at, self.written, want) {
+        let (read_at, written) = (self.read_at, self.written);
+        let read = self.reader().and_then(|f| read_chunk(f, read_at, written, want));
+        let buf = match read {
             Ok(b) => b,
             Err(e) => {
                 if !self.in_memory {
@@ -155,9 +165,20 @@ impl SpillQueue {
             return;
         }
         if self.file_entries == 0 {
+            self.reader = None;
             let _ = std::fs::remove_file(&self.path);
             self.read_at = 0;
             self.written = 0;
+        } else if !self.online {
+            self.reader = None;
+        }
+    }
+
+    /// The file, opened for reading if it is not already.
+    fn reader(&mut self) -> io::Result<&File> {
+        match &mut self.reader {
+            Some(f) => Ok(f),
+            r @ None => Ok(r.insert(File::open(&self.path)?)),
         }
     }
 
@@ -181,20 +202,29 @@ impl SpillQueue {
     /// Calls `f` on every spilled entry, in order, without consuming them.
     fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
         let (mut read_at, mut left) = (self.read_at, self.file_entries);
-        while left > 0 {
-            let buf = match read_chunk(&self.path, read_at, self.written, READ_CHUNK as u64) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
-                    break;
+        let file = if left > 0 { File::open(&self.path).map(Some) } else { Ok(None) };
+        let unreadable =
+            |e: io::Error| tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
+        match file {
+            Ok(Some(file)) => {
+                while left > 0 {
+                    let buf = match read_chunk(&file, read_at, self.written, READ_CHUNK as u64) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            unreadable(e);
+                            break;
+                        }
+                    };
+                    let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
+                    if n == 0 {
+                        break;
+                    }
+                    left -= n;
+                    read_at += at as u64;
                 }
-            };
-            let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
-            if n == 0 {
-                break;
             }
-            left -= n;
-            read_at += at as u64;
+            Ok(None) => {}
+            Err(e) => unreadable(e),
         }
         decode_entries(&self.tail, usize::MAX, &self.dir, &mut |d| f(&d, true));
     }
@@ -202,16 +232,14 @@ impl SpillQueue {
 
 /// Reads about `want` bytes of entries from `read_at` on (at most
 /// `READ_CHUNK`, and at least one whole entry).
-fn read_chunk(path: &std::path::Path, read_at: u64, written: u64, want: u64) -> io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(read_at))?;
+fn read_chunk(f: &File, read_at: u64, written: u64, want: u64) -> io::Result<Vec<u8>> {
     let want = (written - read_at).min(want).min(READ_CHUNK as u64) as usize;
     let mut buf = vec![0; want];
-    f.read_exact(&mut buf)?;
+    f.read_exact_at(&mut buf, read_at)?;
     if let Some(len) = buf.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
         if len + 4 > buf.len() {
             let mut rest = vec![0; len + 4 - buf.len()];
-            f.read_exact(&mut rest)?;
+            f.read_exact_at(&mut rest, read_at + buf.len() as u64)?;
             buf.extend_from_slice(&rest);
         }
     }
@@ -294,6 +322,9 @@ impl MessageQueue for SpillQueue {
 
     fn set_online(&mut self, online: bool) {
         self.online = online;
+        if !online {
+            self.reader = None;
+        }
         if !online && !self.in_memory && self.spilled() == 0 && !self.head.is_empty() {
             // Going offline: what is left goes out of memory.
             for d in std::mem::take(&mut self.head) {

@@ -211,3 +211,25 @@ fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     assert!(order.len() < 2_000);
     assert_eq!(q.len(), 0);
 }
+
+#[test]
+fn only_a_connected_queue_holds_its_file_open() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1);
+    for n in 0..5_000 {
+        q.push_back(delivery(n));
+    }
+    assert!(q.reader.is_none());
+    q.set_online(true);
+    assert_eq!(q.pop_front().map(|d| number(&d)), Some(0));
+    assert!(q.reader.is_some(), "draining reads through one open file");
+    // Offline: the descriptor is closed; back online, reading resumes
+    // where it stopped.
+    q.set_online(false);
+    assert!(q.reader.is_none());
+    q.set_online(true);
+    let rest: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(rest, (1..5_000).collect::<Vec<_>>());
+    assert!(q.reader.is_none(), "closed with the drained file");
+    assert_eq!(files(&dir), 0);
+}

@@ -156,3 +156,19 @@ fn pkids_skip_identifiers_in_use() {
         assert!(s.inflight().filter(|f| f.pkid == 1).count() == 1);
     }
 }
+
+#[test]
+fn the_pkid_set_holds_every_identifier_and_spreads_neighbours() {
+    use std::hash::BuildHasher;
+    let mut set = PkidSet::default();
+    for id in 1..=u16::MAX {
+        assert!(set.insert(id));
+    }
+    assert_eq!(set.len(), 65_535);
+    assert!((1..=u16::MAX).step_by(7).all(|id| set.contains(&id)));
+    // hashbrown takes its control byte from the top 7 bits: neighbours
+    // must not share them all.
+    let build = std::hash::BuildHasherDefault::<PkidHasher>::default();
+    let tops: HashSet<u64> = (1..=128u16).map(|id| build.hash_one(id) >> 57).collect();
+    assert!(tops.len() > 64, "{} distinct top bits", tops.len());
+}

@@ -10,13 +10,14 @@
 //! after it, which can no longer be trusted to follow on) aside as
 //! `*.corrupt`, never deleting it. Everything before the damage is kept.
 //!
-//! Durability: appenders get an LSN at once; the writer thread writes
-//! everything pending, and goes on writing while more keeps arriving (up
-//! to 4 MiB), then (by [`SyncMode`]) calls `fdatasync` once for the whole
-//! burst and publishes the durable LSN, which acknowledgements wait for.
-//! With `Always`, every record gets its own `fdatasync`.
+//! Durability: appenders get an LSN at once and frame their record in
+//! place in one pending buffer; the writer thread swaps it out, fills in
+//! the checksums and writes everything pending, and goes on writing while
+//! more keeps arriving (up to 4 MiB), then (by [`SyncMode`]) calls
+//! `fdatasync` once for the whole burst and publishes the durable LSN,
+//! which acknowledgements wait for. With `Always`, every record gets its
+//! own `fdatasync`.
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -74,18 +75,18 @@ pub struct LogStats {
     pub syncs: AtomicU64,
 }
 
-/// Records waiting for the writer; appenders wait when this many are
-/// pending, so a slow disk slows producers instead of growing memory.
-const PENDING_RECORDS: usize = 4_096;
+/// Bytes of framed records waiting for the writer; appenders wait while
+/// this many are pending, so a slow disk slows producers instead of
+/// growing memory.
+const PENDING_BYTES: usize = 1024 * 1024;
 
-struct Appender {
-    next: Lsn,
-}
+/// A buffer the writer keeps between bursts is released above this size,
+/// so a quiet log holds no burst-sized buffers.
+const KEEP_BUFFER: usize = 64 * 1024;
 
-/// Records appended and not yet taken by the writer, oldest first, at most
-/// `PENDING_RECORDS`. (A `sync_channel` did this, but allocates and touches
-/// all its slots up front: 160 KiB of idle RSS for 4,096. This queue grows
-/// with the backlog and shrinks back once drained.)
+/// Records appended and not yet taken by the writer, framed in place in
+/// one byte buffer, oldest first: an append allocates nothing and the
+/// writer swaps the whole buffer for its empty one.
 #[derive(Default)]
 struct Pending {
     state: Mutex<PendingState>,
@@ -97,62 +98,131 @@ struct Pending {
 
 #[derive(Default)]
 struct PendingState {
-    records: VecDeque<(Lsn, Vec<u8>)>,
+    /// The LSN the next append gets.
+    next: Lsn,
+    /// Framed records with consecutive LSNs, `first` to `last`.
+    buf: Vec<u8>,
+    first: Lsn,
+    last: Lsn,
     /// No more records will come ([`Log::close`]).
     closed: bool,
     /// The writer stopped: appenders must not wait for it.
     writer_gone: bool,
+    /// The writer is waiting for records: the next append wakes it (and
+    /// only then, as a wake-up is a system call).
+    writer_waiting: bool,
+}
+
+/// Records the writer took: their LSNs run from `first` to `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Taken {
+    first: Lsn,
+    last: Lsn,
 }
 
 impl Pending {
+    fn new(next: Lsn) -> Pending {
+        let p = Pending::default();
+        p.lock().next = next;
+        p
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a record, first waiting while `PENDING_RECORDS` are pending.
-    /// After close, or with the writer gone, the record is lost, exactly as
-    /// in a crash at this moment.
-    fn push(&self, lsn: Lsn, payload: Vec<u8>) {
+    /// Gives the next LSN to a record that `fill` encodes, framed in place,
+    /// first waiting while `PENDING_BYTES` are pending. After close, or
+    /// with the writer gone, the record is lost (its LSN still used),
+    /// exactly as in a crash at this moment.
+    fn push(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Lsn {
         let mut st = self.lock();
-        while st.records.len() >= PENDING_RECORDS && !st.writer_gone {
+        while st.buf.len() >= PENDING_BYTES && !st.writer_gone {
             st = self.taken.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+        let lsn = st.next;
+        st.next += 1;
         if st.closed || st.writer_gone {
-            return;
+            return lsn;
         }
-        st.records.push_back((lsn, payload));
-        if st.records.len() == 1 {
+        if st.buf.is_empty() {
+            st.first = lsn;
+        }
+        st.last = lsn;
+        let at = st.buf.len();
+        st.buf.extend_from_slice(&[0; HEADER]);
+        st.buf[at + 8..at + HEADER].copy_from_slice(&lsn.to_le_bytes());
+        // Encoding does not fail or panic (it only appends), so no partial
+        // frame is ever left in the buffer.
+        fill(&mut st.buf);
+        // The checksum is left to the writer ([`seal`]), off the appenders' path.
+        let len = (st.buf.len() - at - HEADER) as u32;
+        st.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        if st.writer_waiting {
+            st.writer_waiting = false;
             self.added.notify_one();
         }
+        lsn
     }
 
-    /// Moves up to `max` records, oldest first, into `batch`; if none are
-    /// pending, waits for them when `wait` is set. Returns whether it took
-    /// any: `false` when waiting means closed and drained, otherwise that
-    /// the queue ran dry.
-    fn take(&self, max: usize, wait: bool, batch: &mut Vec<(Lsn, Vec<u8>)>) -> bool {
+    fn next(&self) -> Lsn {
+        self.lock().next
+    }
+
+    /// Takes the pending records into `out` (which must be empty): all of
+    /// them, or with `one` only the oldest. If none are pending, waits for
+    /// them when `wait` is set. `None` when waiting means closed and
+    /// drained, otherwise that the queue ran dry.
+    fn take(&self, one: bool, wait: bool, out: &mut Vec<u8>) -> Option<Taken> {
         let mut st = self.lock();
-        while st.records.is_empty() {
+        while st.buf.is_empty() {
             if st.closed || !wait {
-                return false;
+                return None;
             }
+            st.writer_waiting = true;
             st = self.added.wait(st).unwrap_or_else(|e| e.into_inner());
         }
-        let was_full = st.records.len() >= PENDING_RECORDS;
-        let n = st.records.len().min(max);
-        batch.extend(st.records.drain(..n));
-        if st.records.is_empty() && st.records.capacity() > 256 {
-            st.records = VecDeque::new();
-        }
+        st.writer_waiting = false;
+        let was_full = st.buf.len() >= PENDING_BYTES;
+        let first = st.first;
+        let taken = if one {
+            let n = HEADER + frame_len(&st.buf);
+            out.extend_from_slice(&st.buf[..n]);
+            st.buf.drain(..n);
+            st.first += 1;
+            Taken { first, last: first }
+        } else {
+            std::mem::swap(out, &mut st.buf);
+            Taken { first, last: st.last }
+        };
         if was_full {
             self.taken.notify_all();
         }
-        true
+        Some(taken)
     }
 
     fn close(&self) {
-        self.lock().closed = true;
+        let mut st = self.lock();
+        st.closed = true;
+        st.writer_waiting = false;
         self.added.notify_all();
+    }
+}
+
+/// The payload length in the frame header at the start of `b`.
+fn frame_len(b: &[u8]) -> usize {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// Fills in the checksum of every frame in `buf`: it covers the LSN and
+/// the payload, which follow each other.
+fn seal(buf: &mut [u8]) {
+    let mut at = 0;
+    while at < buf.len() {
+        let end = at + HEADER + frame_len(&buf[at..]);
+        let sum = crc32fast::hash(&buf[at + 8..end]);
+        buf[at + 4..at + 8].copy_from_slice(&sum.to_le_bytes());
+        at = end;
     }
 }
 
@@ -169,7 +239,6 @@ impl Drop for WriterGone {
 
 /// A handle to the log; cheap to share behind an `Arc`.
 pub struct Log {
-    appender: Mutex<Appender>,
     pending: Arc<Pending>,
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
@@ -200,13 +269,6 @@ fn crc(lsn: Lsn, payload: &[u8]) -> u32 {
     h.update(&lsn.to_le_bytes());
     h.update(payload);
     h.finalize()
-}
-
-fn frame(lsn: Lsn, payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc(lsn, payload).to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(payload);
 }
 
 /// Reads one segment, calling `f` per valid record. Returns the offset of
@@ -298,36 +360,32 @@ impl Log {
         sync_dir(&cfg.dir);
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
-        let pending = Arc::new(Pending::default());
+        let pending = Arc::new(Pending::new(expect));
         let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone(), pending: pending.clone() };
         let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
-        let log = Log {
-            appender: Mutex::new(Appender { next: expect }),
-            pending,
-            durable,
-            stats,
-            dir: cfg.dir,
-            writer: Mutex::new(Some(handle)),
-        };
+        let log = Log { pending, durable, stats, dir: cfg.dir, writer: Mutex::new(Some(handle)) };
         Ok((log, rec))
     }
 
     /// Appends a record; returns its LSN. Does no I/O; waits only if the
-    /// writer is `PENDING_RECORDS` behind.
-    pub fn append(&self, payload: Vec<u8>) -> Lsn {
-        let mut a = self.appender.lock().unwrap_or_else(|e| e.into_inner());
-        let lsn = a.next;
-        a.next += 1;
-        // Under the appender lock, so records are queued in LSN order. If
-        // the writer thread is gone the broker is stopping; the record is
-        // lost exactly as it would be in a crash at this moment.
-        self.pending.push(lsn, payload);
-        lsn
+    /// writer is `PENDING_BYTES` behind.
+    pub fn append(&self, payload: impl AsRef<[u8]>) -> Lsn {
+        self.append_with(|out| out.extend_from_slice(payload.as_ref()))
+    }
+
+    /// Appends the record `fill` encodes (it appends to the buffer it is
+    /// given, in place, under the queue's lock); returns its LSN.
+    pub fn append_with(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Lsn {
+        // LSNs are given out under the lock that queues the records, so
+        // they are queued in LSN order. If the writer thread is gone the
+        // broker is stopping; the record is lost exactly as it would be in
+        // a crash at this moment.
+        self.pending.push(fill)
     }
 
     /// The LSN the next append will get.
     pub fn next_lsn(&self) -> Lsn {
-        self.appender.lock().unwrap_or_else(|e| e.into_inner()).next
+        self.pending.next()
     }
 
     /// Watches the highest durable LSN.
@@ -399,47 +457,33 @@ const SYNC_BYTES: u64 = 4 * 1024 * 1024;
 impl Writer {
     fn run(mut self, durable: watch::Sender<Lsn>) {
         let _gone = WriterGone(self.pending.clone());
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut batch = Vec::new();
+        let mut buf = Vec::new();
         // One record per fdatasync with `Always`; else everything pending.
-        let max = if self.cfg.sync == SyncMode::Always { 1 } else { 1 + 4096 };
-        while self.pending.take(max, true, &mut batch) {
-            let mut last = 0;
+        let one = self.cfg.sync == SyncMode::Always;
+        while let Some(mut taken) = self.pending.take(one, true, &mut buf) {
+            let mut last = taken.last;
             let mut unsynced = 0u64;
-            let mut result = Ok(());
             // Writes on while records keep arriving: one sync per
             // `SYNC_BYTES`, or when the queue runs dry.
-            loop {
+            let mut result = loop {
+                let records = taken.last - taken.first + 1;
+                self.stats.records_written.fetch_add(records, Ordering::Relaxed);
+                unsynced += buf.len() as u64;
+                seal(&mut buf);
+                let written = self.write_records(&buf, taken.first);
                 buf.clear();
-                self.stats.records_written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (lsn, payload) in batch.drain(..) {
-                    frame(lsn, &payload, &mut buf);
-                    last = lsn;
-                    if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
-                        // Segment full: finish it and start the next at lsn + 1.
-                        unsynced += buf.len() as u64;
-                        result = self.write(&buf).and_then(|()| self.rotate(lsn + 1));
-                        buf.clear();
-                        if result.is_err() {
-                            break;
-                        }
-                    }
+                if written.is_err() || one || unsynced >= SYNC_BYTES {
+                    break written;
                 }
-                if result.is_ok() && !buf.is_empty() {
-                    unsynced += buf.len() as u64;
-                    result = self.write(&buf);
+                match self.pending.take(false, false, &mut buf) {
+                    Some(t) => taken = t,
+                    None => break written,
                 }
-                if result.is_err() || self.cfg.sync == SyncMode::Always || unsynced >= SYNC_BYTES {
-                    break;
-                }
-                if !self.pending.take(max, false, &mut batch) {
-                    break;
-                }
-            }
-            batch.clear();
-            if batch.capacity() > 256 {
-                // A burst's batch is not kept while the log is quiet.
-                batch = Vec::new();
+                last = taken.last;
+            };
+            if buf.capacity() > KEEP_BUFFER {
+                // A burst's buffer is not kept while the log is quiet.
+                buf = Vec::new();
             }
             if result.is_ok() {
                 result = self.sync();
@@ -453,6 +497,29 @@ impl Writer {
             let _ = durable.send(last);
         }
         let _ = self.sync();
+    }
+
+    /// Writes framed records whose first LSN is `first`, starting a new
+    /// segment after the record that fills the current one.
+    fn write_records(&mut self, buf: &[u8], first: Lsn) -> io::Result<()> {
+        let mut from = 0;
+        if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
+            let (mut at, mut lsn) = (0, first);
+            while at < buf.len() {
+                at += HEADER + frame_len(&buf[at..]);
+                if self.size + (at - from) as u64 >= self.cfg.segment_bytes {
+                    // Segment full: finish it and start the next at lsn + 1.
+                    self.write(&buf[from..at])?;
+                    self.rotate(lsn + 1)?;
+                    from = at;
+                }
+                lsn += 1;
+            }
+        }
+        if from < buf.len() {
+            self.write(&buf[from..])?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<()> {

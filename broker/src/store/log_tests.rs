@@ -27,7 +27,7 @@ fn records_survive_reopen_in_order() {
     let (log, rec, got) = open(dir.path(), 1 << 20);
     assert_eq!((rec.records, got.len()), (0, 0));
     for i in 0..1000u32 {
-        assert_eq!(log.append(i.to_le_bytes().to_vec()), u64::from(i) + 1);
+        assert_eq!(log.append(i.to_le_bytes()), u64::from(i) + 1);
     }
     wait_durable(&log, 1000);
     drop(log);
@@ -142,18 +142,18 @@ fn sync_modes_make_records_durable_and_count_syncs() {
 fn appends_past_the_backlog_bound_neither_lose_nor_hang() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _, _) = open(dir.path(), 1 << 20);
-    // More than PENDING_RECORDS at once: appenders wait for the writer
+    // More than PENDING_BYTES at once: appenders wait for the writer
     // instead of failing, and every record is written.
-    let n = PENDING_RECORDS as u64 * 3;
+    let n = (PENDING_BYTES / (HEADER + 8)) as u64 * 3;
     for i in 0..n {
-        log.append(i.to_le_bytes().to_vec());
+        log.append(i.to_le_bytes());
     }
     wait_durable(&log, n);
     // With the writer gone, appends return (the records are lost, as in a
     // crash at that moment) rather than wait for it forever.
     log.close();
     for i in 0..n {
-        log.append(i.to_le_bytes().to_vec());
+        log.append(i.to_le_bytes());
     }
     drop(log);
     let (_, rec, _) = open(dir.path(), 1 << 20);
@@ -162,21 +162,44 @@ fn appends_past_the_backlog_bound_neither_lose_nor_hang() {
 
 #[test]
 fn pending_queue_takes_in_order_and_tells_a_dry_queue_from_a_closed_one() {
-    let p = Pending::default();
-    let mut batch = Vec::new();
+    let p = Pending::new(1);
+    let mut buf = Vec::new();
     // Without waiting, an empty queue says so at once (the writer then
     // syncs what it wrote).
-    assert!(!p.take(10, false, &mut batch));
-    for lsn in 1..=5 {
-        p.push(lsn, vec![lsn as u8]);
+    assert_eq!(p.take(false, false, &mut buf), None);
+    for lsn in 1..=5u8 {
+        assert_eq!(p.push(|b| b.push(lsn)), u64::from(lsn));
     }
-    assert!(p.take(3, false, &mut batch));
-    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
-    batch.clear();
-    // Closed: what was queued is still taken, then waiting ends.
+    // `one` takes only the oldest record (sync = always).
+    assert_eq!(p.take(true, false, &mut buf), Some(Taken { first: 1, last: 1 }));
+    assert_eq!(payloads(&mut buf), [(1, vec![1])]);
+    buf.clear();
+    assert_eq!(p.take(false, false, &mut buf), Some(Taken { first: 2, last: 5 }));
+    assert_eq!(payloads(&mut buf), [(2, vec![2]), (3, vec![3]), (4, vec![4]), (5, vec![5])]);
+    buf.clear();
+    // Closed: what was queued is still taken, then waiting ends; a record
+    // appended after close is lost but its LSN is used.
+    p.push(|b| b.push(6));
     p.close();
-    assert!(p.take(10, true, &mut batch));
-    assert_eq!(batch.iter().map(|r| r.0).collect::<Vec<_>>(), [4, 5]);
-    batch.clear();
-    assert!(!p.take(10, true, &mut batch));
+    assert_eq!(p.push(|b| b.push(7)), 7);
+    assert_eq!(p.take(false, true, &mut buf), Some(Taken { first: 6, last: 6 }));
+    assert_eq!(payloads(&mut buf), [(6, vec![6])]);
+    buf.clear();
+    assert_eq!(p.take(false, true, &mut buf), None);
+}
+
+/// Seals and splits framed records, checking each one's checksum.
+fn payloads(b: &mut [u8]) -> Vec<(Lsn, Vec<u8>)> {
+    seal(b);
+    let mut b = &*b;
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let n = frame_len(b);
+        let lsn = u64::from_le_bytes(b[8..16].try_into().unwrap());
+        let payload = b[HEADER..HEADER + n].to_vec();
+        assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), crc(lsn, &payload));
+        out.push((lsn, payload));
+        b = &b[HEADER + n..];
+    }
+    out
 }

@@ -98,7 +98,7 @@ impl SpillDir {
 
 impl Journal {
     pub fn append(&self, r: &Record) -> Lsn {
-        self.log.append(r.encode())
+        self.log.append_with(|out| r.encode_into(out))
     }
 
     /// The LSN of the last record appended so far.

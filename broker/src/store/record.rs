@@ -359,7 +359,14 @@ fn options_from(b: u8) -> Result<SubOptions, RecordError> {
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = W(Vec::with_capacity(64));
+        let mut out = Vec::with_capacity(64);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the record's encoding to `out` (the log frames it in place).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = W(std::mem::take(out));
         match self {
             Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
                 w.u8(1);
@@ -429,10 +436,10 @@ impl Record {
             }
             Record::Snap(inner) => {
                 w.u8(15);
-                w.0.extend_from_slice(&inner.encode());
+                inner.encode_into(&mut w.0);
             }
         }
-        w.0
+        *out = w.0;
     }
 
     pub fn decode(b: &[u8]) -> Result<Record, RecordError> {
