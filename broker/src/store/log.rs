@@ -80,8 +80,8 @@ pub struct LogStats {
 /// growing memory.
 const PENDING_BYTES: usize = 1024 * 1024;
 
-/// A buffer the writer keeps between bursts is released above this size,
-/// so a quiet log holds no burst-sized buffers.
+/// The pending buffer and the writer's are released above this size once
+/// the log is quiet, so it holds no burst-sized buffers.
 const KEEP_BUFFER: usize = 64 * 1024;
 
 /// Records appended and not yet taken by the writer, framed in place in
@@ -141,23 +141,25 @@ impl Pending {
             st = self.taken.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let lsn = st.next;
-        st.next += 1;
         if st.closed || st.writer_gone {
+            st.next += 1;
             return lsn;
         }
-        if st.buf.is_empty() {
+        let at = st.buf.len();
+        let frame = Unfinished { buf: &mut st.buf, at };
+        frame.buf.extend_from_slice(&[0; HEADER]);
+        frame.buf[at + 8..at + HEADER].copy_from_slice(&lsn.to_le_bytes());
+        fill(frame.buf);
+        // The checksum is left to the writer ([`seal`]), off the appenders' path.
+        let len = (frame.buf.len() - at - HEADER) as u32;
+        frame.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        std::mem::forget(frame);
+        // Only a complete frame takes the LSN.
+        st.next += 1;
+        if at == 0 {
             st.first = lsn;
         }
         st.last = lsn;
-        let at = st.buf.len();
-        st.buf.extend_from_slice(&[0; HEADER]);
-        st.buf[at + 8..at + HEADER].copy_from_slice(&lsn.to_le_bytes());
-        // Encoding does not fail or panic (it only appends), so no partial
-        // frame is ever left in the buffer.
-        fill(&mut st.buf);
-        // The checksum is left to the writer ([`seal`]), off the appenders' path.
-        let len = (st.buf.len() - at - HEADER) as u32;
-        st.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
         if st.writer_waiting {
             st.writer_waiting = false;
             self.added.notify_one();
@@ -175,6 +177,10 @@ impl Pending {
     /// drained, otherwise that the queue ran dry.
     fn take(&self, one: bool, wait: bool, out: &mut Vec<u8>) -> Option<Taken> {
         let mut st = self.lock();
+        if st.buf.is_empty() && st.buf.capacity() > KEEP_BUFFER {
+            // Quiet: a burst-sized buffer is not kept.
+            st.buf = Vec::new();
+        }
         while st.buf.is_empty() {
             if st.closed || !wait {
                 return None;
@@ -206,6 +212,20 @@ impl Pending {
         st.closed = true;
         st.writer_waiting = false;
         self.added.notify_all();
+    }
+}
+
+/// A frame being encoded at the end of the pending buffer: if encoding
+/// panicked, dropping this cuts it off, so neither the records before it
+/// nor the LSN sequence are damaged (the lock's poisoning is ignored).
+struct Unfinished<'a> {
+    buf: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.at);
     }
 }
 

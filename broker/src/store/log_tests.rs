@@ -188,6 +188,43 @@ fn pending_queue_takes_in_order_and_tells_a_dry_queue_from_a_closed_one() {
     assert_eq!(p.take(false, true, &mut buf), None);
 }
 
+#[test]
+fn a_panicking_encoder_leaves_earlier_records_and_the_lsn_sequence_whole() {
+    let p = Pending::new(1);
+    p.push(|b| b.push(1));
+    p.push(|b| b.push(2));
+    let hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.push(|b| {
+            b.extend_from_slice(&[3; 100]);
+            panic!("encoder bug");
+        })
+    }));
+    assert!(hit.is_err());
+    // The broken frame is cut off and its LSN not used.
+    assert_eq!(p.push(|b| b.push(4)), 3);
+    let mut buf = Vec::new();
+    assert_eq!(p.take(false, false, &mut buf), Some(Taken { first: 1, last: 3 }));
+    assert_eq!(payloads(&mut buf), [(1, vec![1]), (2, vec![2]), (3, vec![4])]);
+}
+
+#[test]
+fn a_quiet_log_keeps_no_burst_sized_buffer() {
+    let p = Pending::new(1);
+    let mut buf = Vec::new();
+    // Two bursts: the writer's buffer from the first becomes the pending one.
+    for _ in 0..2 {
+        for _ in 0..900 {
+            p.push(|b| b.extend_from_slice(&[7; 1000]));
+        }
+        assert!(p.take(false, false, &mut buf).is_some());
+        buf.clear();
+    }
+    assert!(p.lock().buf.capacity() > KEEP_BUFFER);
+    // The queue runs dry: the writer finds it empty and releases it.
+    assert_eq!(p.take(false, false, &mut buf), None);
+    assert!(p.lock().buf.capacity() <= KEEP_BUFFER);
+}
+
 /// Seals and splits framed records, checking each one's checksum.
 fn payloads(b: &mut [u8]) -> Vec<(Lsn, Vec<u8>)> {
     seal(b);

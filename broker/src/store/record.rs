@@ -106,9 +106,8 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 impl StoredMessage {
     /// Appends the body's encoding (as inside a `Msg` record).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let mut w = W(std::mem::take(out));
+        let mut w = W(out);
         w.msg(self);
-        *out = w.0;
     }
 
     /// Decodes what [`StoredMessage::encode_into`] wrote.
@@ -166,9 +165,11 @@ struct MsgView<'a> {
     props: Option<&'a PublishProps>,
 }
 
-struct W(Vec<u8>);
+/// Appends encodings to a buffer it borrows (never takes: a caller may be
+/// encoding into a buffer shared with other records).
+struct W<'a>(&'a mut Vec<u8>);
 
-impl W {
+impl W<'_> {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -366,7 +367,7 @@ impl Record {
 
     /// Appends the record's encoding to `out` (the log frames it in place).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let mut w = W(std::mem::take(out));
+        let mut w = W(out);
         match self {
             Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
                 w.u8(1);
@@ -436,10 +437,9 @@ impl Record {
             }
             Record::Snap(inner) => {
                 w.u8(15);
-                inner.encode_into(&mut w.0);
+                inner.encode_into(w.0);
             }
         }
-        *out = w.0;
     }
 
     pub fn decode(b: &[u8]) -> Result<Record, RecordError> {
@@ -507,12 +507,11 @@ pub fn encode_spilled(d: &Delivery, epoch: Instant, out: &mut Vec<u8>) {
         received_ms: offset_ms as u64,
         props: m.props.as_deref(),
     };
-    let mut w = W(std::mem::take(out));
+    let mut w = W(out);
     w.u64(d.mid);
     w.u64(d.seq);
     w.entry(d.qos, d.retain, &d.sub_ids, d.shared.as_deref());
     w.msg_view(&view);
-    *out = w.0;
 }
 
 /// Decodes what [`encode_spilled`] wrote (with the same `epoch`).
