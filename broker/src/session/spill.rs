@@ -122,7 +122,6 @@ impl SpillQueue {
     fn fail(&mut self, e: &io::Error) {
         tracing::error!(file = %self.path.display(), "queue spill file failed, keeping this queue in memory: {e}");
         self.in_memory = true;
-        self.reader = None;
         while self.file_entries > 0 {
             let before = self.file_entries;
             self.refill_from_file(usize::MAX);
@@ -201,32 +200,31 @@ impl SpillQueue {
 
     /// Calls `f` on every spilled entry, in order, without consuming them.
     fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
-        let (mut read_at, mut left) = (self.read_at, self.file_entries);
-        let file = if left > 0 { File::open(&self.path).map(Some) } else { Ok(None) };
-        let unreadable =
-            |e: io::Error| tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
-        match file {
-            Ok(Some(file)) => {
-                while left > 0 {
-                    let buf = match read_chunk(&file, read_at, self.written, READ_CHUNK as u64) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            unreadable(e);
-                            break;
-                        }
-                    };
-                    let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
-                    if n == 0 {
-                        break;
-                    }
-                    left -= n;
-                    read_at += at as u64;
-                }
+        if self.file_entries > 0 {
+            let read = match &self.reader {
+                Some(file) => self.for_each_in_file(file, f),
+                None => File::open(&self.path).and_then(|file| self.for_each_in_file(&file, f)),
+            };
+            if let Err(e) = read {
+                tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
             }
-            Ok(None) => {}
-            Err(e) => unreadable(e),
         }
         decode_entries(&self.tail, usize::MAX, &self.dir, &mut |d| f(&d, true));
+    }
+
+    /// [`SpillQueue::for_each_spilled`]'s part in the file.
+    fn for_each_in_file(&self, file: &File, f: &mut dyn FnMut(&Delivery, bool)) -> io::Result<()> {
+        let (mut read_at, mut left) = (self.read_at, self.file_entries);
+        while left > 0 {
+            let buf = read_chunk(file, read_at, self.written, READ_CHUNK as u64)?;
+            let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
+            if n == 0 {
+                break;
+            }
+            left -= n;
+            read_at += at as u64;
+        }
+        Ok(())
     }
 }
 

@@ -177,10 +177,7 @@ impl Pending {
     /// drained, otherwise that the queue ran dry.
     fn take(&self, one: bool, wait: bool, out: &mut Vec<u8>) -> Option<Taken> {
         let mut st = self.lock();
-        if st.buf.is_empty() && st.buf.capacity() > KEEP_BUFFER {
-            // Quiet: a burst-sized buffer is not kept.
-            st.buf = Vec::new();
-        }
+        shed(&mut st.buf);
         while st.buf.is_empty() {
             if st.closed || !wait {
                 return None;
@@ -226,6 +223,14 @@ struct Unfinished<'a> {
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
         self.buf.truncate(self.at);
+    }
+}
+
+/// Releases an empty buffer above `KEEP_BUFFER`: the log is quiet, and a
+/// burst-sized buffer is not kept for the next burst.
+fn shed(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+        *buf = Vec::new();
     }
 }
 
@@ -481,7 +486,6 @@ impl Writer {
         // One record per fdatasync with `Always`; else everything pending.
         let one = self.cfg.sync == SyncMode::Always;
         while let Some(mut taken) = self.pending.take(one, true, &mut buf) {
-            let mut last = taken.last;
             let mut unsynced = 0u64;
             // Writes on while records keep arriving: one sync per
             // `SYNC_BYTES`, or when the queue runs dry.
@@ -499,12 +503,8 @@ impl Writer {
                     Some(t) => taken = t,
                     None => break written,
                 }
-                last = taken.last;
             };
-            if buf.capacity() > KEEP_BUFFER {
-                // A burst's buffer is not kept while the log is quiet.
-                buf = Vec::new();
-            }
+            shed(&mut buf);
             if result.is_ok() {
                 result = self.sync();
             }
@@ -514,7 +514,7 @@ impl Writer {
                 tracing::error!("log: write failed, durability stopped: {e}");
                 return;
             }
-            let _ = durable.send(last);
+            let _ = durable.send(taken.last);
         }
         let _ = self.sync();
     }
