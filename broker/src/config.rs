@@ -103,8 +103,13 @@ pub struct Config {
     /// Seconds after which a disconnected persistent session is discarded;
     /// 0 keeps it forever (3.1.1 clients; MQTT 5 clients set their own).
     pub session_expiry_secs: u64,
-    /// Seconds a new connection may take to send CONNECT.
+    /// Seconds a new connection may take to send CONNECT (1 to 3600).
     pub connect_timeout_secs: u64,
+    /// Levels a topic name or filter may have (`a/b` has two); beyond it a
+    /// SUBSCRIBE filter is refused (SUBACK 0x80 / 0x8F), a PUBLISH too
+    /// (MQTT 5 PUBACK/PUBREC 0x90; QoS 0 and 3.1.1: the connection is
+    /// closed) and a will's CONNECT. 1 to 65535.
+    pub max_topic_levels: u16,
     /// Log connections and subscriptions.
     pub verbose: bool,
     /// Largest keep-alive accepted (seconds); MQTT 5 clients asking for more
@@ -137,7 +142,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./edgemq-data"),
             config_file: None,
             allow_anonymous: true,
-            max_packet_size: 1024 * 1024,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_inflight_messages: 1000,
             max_queued_messages: 100_000,
             max_queued_bytes: 64 * 1024 * 1024,
@@ -146,6 +151,7 @@ impl Default for Config {
             queue_qos0_messages: false,
             session_expiry_secs: 0,
             connect_timeout_secs: 10,
+            max_topic_levels: 128,
             verbose: false,
             max_keepalive: u16::MAX,
             receive_maximum: u16::MAX,
@@ -159,6 +165,12 @@ impl Default for Config {
         }
     }
 }
+
+/// The default `max_packet_size`, 2 MiB: a packet counts its fixed header,
+/// topic and properties, so a 1 MiB payload (a firmware image chunk, a
+/// camera frame) with a topic of up to 65,535 bytes and properties still
+/// fits, while one client cannot make the broker buffer hundreds of MiB.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 2 * 1024 * 1024;
 
 /// The default listeners: local-only, like Mosquitto 2 without a configuration.
 fn default_binds(port: u16) -> [SocketAddr; 2] {
@@ -197,6 +209,7 @@ struct FileConfig {
     queue_qos0_messages: Option<bool>,
     session_expiry_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
+    max_topic_levels: Option<u16>,
     verbose: Option<bool>,
     max_keepalive: Option<u16>,
     receive_maximum: Option<u16>,
@@ -322,6 +335,7 @@ impl Origin<'_> {
 fn check_limit(key: &str, value: u64) -> Result<(), String> {
     match key {
         "max_packet_size" if !(16..=268_435_460).contains(&value) => Err("must be between 16 and 268435460".into()),
+        "connect_timeout_secs" if !(1..=3600).contains(&value) => Err("must be between 1 and 3600".into()),
         _ if value == 0 => Err("must be at least 1".into()),
         _ => Ok(()),
     }
@@ -404,6 +418,7 @@ impl Config {
                 queue_qos0_messages,
                 session_expiry_secs,
                 connect_timeout_secs,
+                max_topic_levels,
                 verbose,
                 max_keepalive,
                 receive_maximum,
@@ -456,6 +471,8 @@ impl Config {
             ("receive_maximum", u64::from(self.receive_maximum)),
             ("max_keepalive", u64::from(self.max_keepalive)),
             ("max_queued_messages", self.max_queued_messages as u64),
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("max_topic_levels", u64::from(self.max_topic_levels)),
         ];
         for (key, value) in limits {
             check_limit(key, value).map_err(|m| origin.error(key, None, m))?;
@@ -486,7 +503,7 @@ mod tests {
         assert!(c.listeners.iter().all(|l| *l == ListenerConfig::tcp(l.bind)), "global limits only");
         assert_eq!(c.data_dir, PathBuf::from("./edgemq-data"));
         assert!(c.allow_anonymous);
-        assert_eq!(c.max_packet_size, 1 << 20);
+        assert_eq!(c.max_packet_size, 2 << 20);
     }
 
     #[test]
@@ -517,6 +534,24 @@ mod tests {
         assert!(e.contains(":4: key `bind`") && e.contains("300.1.1.1"), "{e}");
         let e = with_file("max_inflight_messages = 0\n").unwrap_err().to_string();
         assert!(e.contains(":1: key `max_inflight_messages`"), "{e}");
+    }
+
+    #[test]
+    fn numeric_limits_are_range_checked() {
+        // A huge connect timeout once overflowed `now + timeout` in every
+        // connection task; 0 was silently taken as 1 s.
+        for (text, want) in [
+            ("connect_timeout_secs = 0\n", ":1: key `connect_timeout_secs`"),
+            ("\nconnect_timeout_secs = 18446744073709551615\n", ":2: key `connect_timeout_secs`"),
+            ("max_topic_levels = 0\n", ":1: key `max_topic_levels`"),
+            ("max_topic_levels = 65536\n", ":1: key `max_topic_levels`"),
+        ] {
+            let e = with_file(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        let c = with_file("connect_timeout_secs = 3600\nmax_topic_levels = 65535\n").unwrap();
+        assert_eq!((c.connect_timeout_secs, c.max_topic_levels), (3600, 65535));
+        assert_eq!(Config::default().max_topic_levels, 128);
     }
 
     const TWO_LISTENERS: &str = "\

@@ -198,7 +198,7 @@ async fn listener_limits_replace_the_global_ones() {
     assert_eq!(try_connect(limited, &anonymous).await.err(), Some(0x87), "allow_anonymous = false");
     assert!(try_connect(open, &anonymous).await.is_ok(), "anonymous clients are allowed by default");
     let big = publish_packet(true, "lim/t", 0, false, false, 0, &[7u8; 512]);
-    for (addr, max_packet, keep_alive, fits) in [(limited, 256, 30, false), (open, 1 << 20, 65535, true)] {
+    for (addr, max_packet, keep_alive, fits) in [(limited, 256, 30, false), (open, 2 << 20, 65535, true)] {
         let (mut c, ack) = try_connect(addr, &ConnectOpts::new(Proto::V5, "named").keep_alive(0).username("u"))
             .await
             .expect("a named client is accepted");
@@ -213,5 +213,50 @@ async fn listener_limits_replace_the_global_ones() {
             assert_v5_disconnect(&seen, 0x95, "packet above the listener's max_packet_size");
         }
     }
+    b.shutdown().await;
+}
+
+/// With the defaults, a payload of exactly 1 MiB (a firmware image chunk,
+/// a camera frame) with a long topic and MQTT 5 properties is accepted and
+/// delivered, for 3.1.1 and 5: the packet limit counts the whole packet.
+#[tokio::test]
+async fn default_limit_takes_a_one_mib_payload_with_a_long_topic() {
+    let b = TestBroker::start().await;
+    let topic = format!("fw/{}", "t".repeat(60_000));
+    let payload = vec![0xA5u8; 1 << 20];
+    for v5 in [false, true] {
+        let proto = if v5 { Proto::V5 } else { Proto::V311 };
+        let (mut sub, _) = Raw::connect(b.addr, &ConnectOpts::new(proto, &format!("mib-sub-{v5}"))).await;
+        assert_eq!(sub.subscribe(1, &[(&topic, 1)]).await, vec![1]);
+        let (mut publ, _) = Raw::connect(b.addr, &ConnectOpts::new(proto, &format!("mib-pub-{v5}"))).await;
+        let props = [user_prop("k", &"v".repeat(1000)), vec![0x03], mqtt_str("application/octet-stream")].concat();
+        let packet = if v5 {
+            publish_packet_props(true, &topic, 1, false, false, 1, &props, &payload)
+        } else {
+            publish_packet(false, &topic, 1, false, false, 1, &payload)
+        };
+        assert!(packet.len() > (1 << 20) + 60_000);
+        publ.send(&packet).await;
+        let ack = publ.expect_kind(PUBACK, "PUBACK of a 1 MiB payload").await;
+        assert_eq!(ack.pid(), 1);
+        let m = sub.receive_acked().await;
+        assert_eq!((m.topic.len(), m.payload.len()), (topic.len(), 1 << 20), "v5 = {v5}");
+    }
+    b.shutdown().await;
+}
+
+/// `persistence = false` writes nothing, so it needs no writable data
+/// directory (`/proc` cannot be written, even by root).
+#[tokio::test]
+async fn persistence_off_needs_no_data_directory() {
+    let b = TestBroker::start_with(|c| {
+        c.persistence = false;
+        c.data_dir = "/proc/edgemq-nowhere".into();
+    })
+    .await;
+    let mut c = Raw::v311(b.addr, "no-data-dir").await;
+    assert_eq!(c.subscribe(1, &[("nd/t", 1)]).await, vec![1]);
+    c.publish("nd/t", 1, false, 2, b"in memory").await;
+    assert_eq!(c.receive_acked().await.payload, b"in memory");
     b.shutdown().await;
 }

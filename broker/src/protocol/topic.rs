@@ -25,6 +25,14 @@ pub fn valid_filter(filter: &str) -> bool {
     true
 }
 
+/// Whether `topic` (a name, or a filter without its `$share/{group}/`
+/// prefix) has at most `max` levels: topics and filters of thousands of
+/// levels are refused before anything walks them.
+pub fn within_levels(topic: &str, max: u16) -> bool {
+    // `n` separators make `n + 1` levels.
+    topic.bytes().filter(|&b| b == b'/').take(usize::from(max)).count() < usize::from(max)
+}
+
 /// Splits a shared subscription `$share/{group}/{filter}` into its group
 /// and filter, if it is one (MQTT 5.0 section 4.8.2).
 pub fn shared(filter: &str) -> Option<(&str, &str)> {
@@ -82,6 +90,17 @@ mod tests {
         for bad in ["", "a#", "a/#/b", "a+", "a/b+/c", "#/a", "a\0"] {
             assert!(!valid_filter(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn level_limit() {
+        assert!(within_levels("a", 1));
+        assert!(!within_levels("a/b", 1));
+        assert!(within_levels("a/b", 2));
+        assert!(!within_levels("/", 1), "`/` is two empty levels");
+        assert!(within_levels(&"/".repeat(127), 128));
+        assert!(!within_levels(&"/".repeat(128), 128));
+        assert!(!within_levels(&"/".repeat(65_535), u16::MAX));
     }
 
     #[test]

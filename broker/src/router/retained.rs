@@ -5,11 +5,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::message::Message;
+use crate::router::tree::{drop_levels, prune, LevelNode};
 
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<Box<str>, Node>,
     msg: Option<Arc<Message>>,
+}
+
+impl LevelNode for Node {
+    fn children(&mut self) -> &mut HashMap<Box<str>, Node> {
+        &mut self.children
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        drop_levels(self);
+    }
 }
 
 /// Topic -> retained message.
@@ -37,23 +50,16 @@ impl RetainedStore {
     }
 
     fn remove(&mut self, topic: &str) {
-        fn walk<'a>(node: &mut Node, mut levels: impl Iterator<Item = &'a str>) -> bool {
-            match levels.next() {
-                None => node.msg.take().is_some(),
-                Some(level) => {
-                    let Some(child) = node.children.get_mut(level) else {
-                        return false;
-                    };
-                    let removed = walk(child, levels);
-                    if child.msg.is_none() && child.children.is_empty() {
-                        node.children.remove(level);
-                    }
-                    removed
-                }
+        let mut node = &mut self.root;
+        for level in topic.split('/') {
+            match node.children.get_mut(level) {
+                Some(child) => node = child,
+                None => return,
             }
         }
-        if walk(&mut self.root, topic.split('/')) {
+        if node.msg.take().is_some() {
             self.count -= 1;
+            prune(&mut self.root, topic, |n| n.msg.is_some());
         }
     }
 
@@ -63,13 +69,13 @@ impl RetainedStore {
 
     /// Calls `f` with every retained message.
     pub fn for_each(&self, mut f: impl FnMut(&Arc<Message>)) {
-        fn walk(node: &Node, f: &mut impl FnMut(&Arc<Message>)) {
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
             if let Some(m) = &node.msg {
                 f(m);
             }
-            node.children.values().for_each(|c| walk(c, f));
+            stack.extend(node.children.values());
         }
-        walk(&self.root, &mut f);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,53 +83,55 @@ impl RetainedStore {
     }
 
     /// Calls `f` with every retained message whose topic matches `filter`.
+    /// Walks with a stack of its own, not recursion: topics and filters
+    /// may have thousands of levels.
     pub fn matching(&self, filter: &str, mut f: impl FnMut(&Arc<Message>)) {
         let levels: Vec<&str> = filter.split('/').collect();
-        Self::walk(&self.root, &levels, true, &mut f);
-    }
-
-    fn walk(node: &Node, levels: &[&str], first: bool, f: &mut impl FnMut(&Arc<Message>)) {
-        let Some((level, rest)) = levels.split_first() else {
-            if let Some(m) = &node.msg {
-                f(m);
-            }
-            return;
-        };
-        match *level {
-            "#" => {
-                // Matches this node (the parent level) and all below.
-                if !first {
-                    if let Some(m) = &node.msg {
-                        f(m);
+        // (node, depth in the filter)
+        let mut stack = vec![(&self.root, 0usize)];
+        while let Some((node, depth)) = stack.pop() {
+            // [MQTT-4.7.2-1] no `$` topics under a leading wildcard.
+            let first = depth == 0;
+            let Some(level) = levels.get(depth) else {
+                if let Some(m) = &node.msg {
+                    f(m);
+                }
+                continue;
+            };
+            match *level {
+                "#" => {
+                    // Matches this node (the parent level) and all below.
+                    if !first {
+                        if let Some(m) = &node.msg {
+                            f(m);
+                        }
+                    }
+                    Self::all_below(node, first, &mut f);
+                }
+                "+" => {
+                    for (name, child) in &node.children {
+                        if !(first && name.starts_with('$')) {
+                            stack.push((child, depth + 1));
+                        }
                     }
                 }
-                Self::all_below(node, first, f);
-            }
-            "+" => {
-                for (name, child) in &node.children {
-                    // [MQTT-4.7.2-1] no `$` topics under a leading wildcard.
-                    if !(first && name.starts_with('$')) {
-                        Self::walk(child, rest, false, f);
+                exact => {
+                    if let Some(child) = node.children.get(exact) {
+                        stack.push((child, depth + 1));
                     }
-                }
-            }
-            exact => {
-                if let Some(child) = node.children.get(exact) {
-                    Self::walk(child, rest, false, f);
                 }
             }
         }
     }
 
     fn all_below(node: &Node, first: bool, f: &mut impl FnMut(&Arc<Message>)) {
-        for (name, child) in &node.children {
-            if first && name.starts_with('$') {
-                continue;
-            }
-            if let Some(m) = &child.msg {
+        let mut stack: Vec<&Node> =
+            node.children.iter().filter(|(name, _)| !(first && name.starts_with('$'))).map(|(_, c)| c).collect();
+        while let Some(n) = stack.pop() {
+            if let Some(m) = &n.msg {
                 f(m);
             }
-            Self::all_below(child, false, f);
+            stack.extend(n.children.values());
         }
     }
 }
@@ -181,6 +189,26 @@ mod tests {
         assert_eq!(topics(&s, "+"), vec!["a"]);
         assert_eq!(topics(&s, "$SYS/#"), vec!["$SYS/up"]);
         assert_eq!(topics(&s, "+/up"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn topics_of_65536_levels_are_walked_without_recursion() {
+        let deep = "/".repeat(65_535);
+        let mut s = RetainedStore::default();
+        s.set(msg(&deep, b"v"));
+        s.set(msg(&format!("{deep}a"), b"v"));
+        assert_eq!(topics(&s, "#").len(), 2);
+        assert_eq!(topics(&s, &format!("{deep}+")).len(), 2);
+        assert_eq!(topics(&s, &deep).len(), 1);
+        let mut n = 0;
+        s.for_each(|_| n += 1);
+        assert_eq!(n, 2);
+        s.set(msg(&deep, b""));
+        assert_eq!(s.len(), 1);
+        s.set(msg(&format!("{deep}a"), b""));
+        assert!(s.is_empty() && s.root.children.is_empty(), "the chain is pruned");
+        s.set(msg(&deep, b"v"));
+        drop(s);
     }
 
     #[test]

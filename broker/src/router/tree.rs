@@ -42,6 +42,7 @@ struct Node {
 }
 
 impl Node {
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.children.is_empty() && self.subs.is_empty() && self.shared.is_empty()
     }
@@ -85,46 +86,37 @@ impl SubscriptionTree {
         new
     }
 
-    /// Removes a subscription. Returns whether it existed.
+    /// Removes a subscription. Returns whether it existed. Walks and
+    /// prunes without recursion: a filter may have thousands of levels.
     pub fn remove(&mut self, filter: &str, key: SessionKey) -> bool {
-        fn walk<'a>(
-            node: &mut Node,
-            mut levels: impl Iterator<Item = &'a str>,
-            group: Option<&str>,
-            key: SessionKey,
-        ) -> bool {
-            match levels.next() {
-                None => match group {
-                    None => node.subs.remove(&key).is_some(),
-                    Some(g) => {
-                        let Some((_, grp)) = node.shared.get_mut(g) else { return false };
-                        let before = grp.members.len();
-                        grp.members.retain(|m| m.0 != key);
-                        let removed = grp.members.len() != before;
-                        if grp.members.is_empty() {
-                            node.shared.remove(g);
-                        }
-                        removed
-                    }
-                },
-                Some(level) => {
-                    let Some(child) = node.children.get_mut(level) else {
-                        return false;
-                    };
-                    let removed = walk(child, levels, group, key);
-                    if child.is_empty() {
-                        node.children.remove(level);
-                    }
-                    removed
-                }
-            }
-        }
         let (group, real) = match shared(filter) {
             Some((g, f)) => (Some(g), f),
             None => (None, filter),
         };
-        let removed = walk(&mut self.root, real.split('/'), group, key);
-        self.count -= usize::from(removed);
+        let mut node = &mut self.root;
+        for level in real.split('/') {
+            match node.children.get_mut(level) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        let removed = match group {
+            None => node.subs.remove(&key).is_some(),
+            Some(g) => {
+                let Some((_, grp)) = node.shared.get_mut(g) else { return false };
+                let before = grp.members.len();
+                grp.members.retain(|m| m.0 != key);
+                let removed = grp.members.len() != before;
+                if grp.members.is_empty() {
+                    node.shared.remove(g);
+                }
+                removed
+            }
+        };
+        if removed {
+            self.count -= 1;
+            prune(&mut self.root, real, |n| !n.subs.is_empty() || !n.shared.is_empty());
+        }
         removed
     }
 
@@ -149,39 +141,94 @@ impl SubscriptionTree {
 
     /// Calls `f` for every subscription and shared group whose filter
     /// matches `topic` (a session with overlapping filters is reported once
-    /// per filter).
+    /// per filter). Depth first, `+` before the exact level, with a stack
+    /// of its own instead of recursion: a topic may have thousands of levels.
     pub fn matches<'a>(&'a self, topic: &str, mut f: impl FnMut(Target<'a>)) {
         let levels: Vec<&str> = topic.split('/').collect();
         // [MQTT-4.7.2-1] wildcards at the first level do not match `$` topics.
         let dollar = topic.starts_with('$');
-        Self::walk(&self.root, &levels, dollar, &mut f);
+        // (node, depth, no wildcards at this node)
+        let mut stack = vec![(&self.root, 0usize, dollar)];
+        while let Some((node, depth, no_wild)) = stack.pop() {
+            if !no_wild {
+                if let Some(hash) = node.children.get("#") {
+                    // `#` matches this level and everything below, parent included.
+                    Self::report(hash, &mut f);
+                }
+            }
+            let Some(level) = levels.get(depth) else {
+                Self::report(node, &mut f);
+                continue;
+            };
+            if let Some(child) = node.children.get(*level) {
+                stack.push((child, depth + 1, false));
+            }
+            if !no_wild {
+                if let Some(plus) = node.children.get("+") {
+                    stack.push((plus, depth + 1, false));
+                }
+            }
+        }
     }
 
     fn report<'a>(node: &'a Node, f: &mut impl FnMut(Target<'a>)) {
         node.subs.iter().for_each(|(k, s)| f(Target::One(*k, s)));
         node.shared.values().for_each(|(filter, g)| f(Target::Group(filter, g)));
     }
+}
 
-    fn walk<'a>(node: &'a Node, levels: &[&str], no_wild: bool, f: &mut impl FnMut(Target<'a>)) {
-        if !no_wild {
-            if let Some(hash) = node.children.get("#") {
-                // `#` matches this level and everything below, parent included.
-                Self::report(hash, f);
-            }
-        }
-        let Some((first, rest)) = levels.split_first() else {
-            Self::report(node, f);
-            return;
-        };
-        if !no_wild {
-            if let Some(plus) = node.children.get("+") {
-                Self::walk(plus, rest, false, f);
-            }
-        }
-        if let Some(child) = node.children.get(*first) {
-            Self::walk(child, rest, false, f);
-        }
+/// A tree keyed by topic level whose nodes can be pruned and dropped
+/// without recursion (the subscription index and the retained store).
+pub(crate) trait LevelNode: Sized {
+    fn children(&mut self) -> &mut HashMap<Box<str>, Self>;
+}
+
+impl LevelNode for Node {
+    fn children(&mut self) -> &mut HashMap<Box<str>, Node> {
+        &mut self.children
     }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        drop_levels(self);
+    }
+}
+
+/// Empties `node`'s subtree one node at a time, so dropping a chain of
+/// 65,536 levels does not overflow the stack. For `Drop` implementations.
+pub(crate) fn drop_levels<N: LevelNode>(node: &mut N) {
+    let mut stack: Vec<N> = node.children().drain().map(|(_, n)| n).collect();
+    while let Some(mut n) = stack.pop() {
+        stack.extend(n.children().drain().map(|(_, c)| c));
+    }
+}
+
+/// After a removal at `path`, removes the nodes on it left with neither
+/// content (`keeps`) nor other children, deepest first, without recursion.
+pub(crate) fn prune<N: LevelNode>(root: &mut N, path: &str, keeps: impl Fn(&mut N) -> bool) {
+    let levels: Vec<&str> = path.split('/').collect();
+    // The depth of the deepest node on the path that stays; its child on
+    // the path heads a chain of empty nodes.
+    let mut cut = 0;
+    let mut node = &mut *root;
+    for (depth, level) in levels.iter().enumerate() {
+        let last = depth + 1 == levels.len();
+        let Some(child) = node.children().get_mut(*level) else { return };
+        if keeps(child) || child.children().len() > usize::from(!last) {
+            cut = depth + 1;
+        }
+        node = child;
+    }
+    if cut == levels.len() {
+        return;
+    }
+    let mut node = root;
+    for level in &levels[..cut] {
+        let Some(child) = node.children().get_mut(*level) else { return };
+        node = child;
+    }
+    node.children().remove(levels[cut]);
 }
 
 #[cfg(test)]
@@ -243,6 +290,45 @@ mod tests {
         assert!(t.remove("$share/g/a/+", 2));
         assert!(t.group("$share/g/a/+").is_none());
         assert!(t.remove("$share/h/a/+", 3));
+        assert!(t.root.is_empty());
+    }
+
+    #[test]
+    fn a_filter_of_65536_empty_levels_is_walked_without_recursion() {
+        // 65,535 `/`: a legal 3.1.1 filter that once overflowed the stack
+        // when matched, removed or dropped.
+        let deep = "/".repeat(65_535);
+        let mut t = SubscriptionTree::default();
+        assert!(t.insert(&deep, 1, sub()));
+        assert!(t.insert(&format!("{deep}#"), 2, sub()));
+        assert!(t.insert(&format!("$share/g/{deep}+"), 3, sub()));
+        assert_eq!(keys(&t, &deep), vec![1, 2, 1003]);
+        assert_eq!(keys(&t, &format!("{deep}x/y")), vec![2]);
+        assert!(t.remove(&deep, 1));
+        assert_eq!(keys(&t, &deep), vec![2, 1003]);
+        assert!(t.remove(&format!("$share/g/{deep}+"), 3));
+        assert!(t.remove(&format!("{deep}#"), 2));
+        assert!(t.root.is_empty(), "the whole chain is pruned");
+        // Dropping a deep tree does not recurse either.
+        let mut t = SubscriptionTree::default();
+        t.insert(&deep, 1, sub());
+        drop(t);
+    }
+
+    #[test]
+    fn prune_keeps_what_other_filters_need() {
+        let mut t = SubscriptionTree::default();
+        t.insert("a/b/c/d", 1, sub());
+        t.insert("a/b", 2, sub());
+        t.insert("a/x/c/d", 3, sub());
+        assert!(t.remove("a/b/c/d", 1));
+        assert_eq!(keys(&t, "a/b"), vec![2]);
+        assert_eq!(keys(&t, "a/x/c/d"), vec![3]);
+        let b = &t.root.children["a"].children["b"];
+        assert!(b.children.is_empty(), "c/d below a/b pruned");
+        assert!(t.remove("a/x/c/d", 3));
+        assert_eq!(t.root.children["a"].children.len(), 1, "only a/b left under a");
+        assert!(t.remove("a/b", 2));
         assert!(t.root.is_empty());
     }
 

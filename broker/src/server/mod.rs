@@ -57,7 +57,8 @@ fn machine_config(cfg: &Config, l: &ListenerConfig, authenticator: Arc<dyn Authe
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
         max_inflight: cfg.max_inflight_messages,
-        connect_timeout: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+        connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
+        max_topic_levels: cfg.max_topic_levels,
         session_expiry: (cfg.session_expiry_secs > 0).then(|| Duration::from_secs(cfg.session_expiry_secs)),
         allow_anonymous: l.allow_anonymous.unwrap_or(cfg.allow_anonymous),
         receive_maximum: cfg.receive_maximum,
@@ -82,8 +83,12 @@ impl Broker {
         cfg: Config,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Broker, StartError> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|source| StartError::DataDir { dir: cfg.data_dir.display().to_string(), source })?;
+        if cfg.persistence {
+            // Without persistence nothing is written: the data directory
+            // may be missing or read-only.
+            std::fs::create_dir_all(&cfg.data_dir)
+                .map_err(|source| StartError::DataDir { dir: cfg.data_dir.display().to_string(), source })?;
+        }
         let mut listeners = Vec::new();
         for l in &cfg.listeners {
             let addr = l.bind;

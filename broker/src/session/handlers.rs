@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::machine::{Accepted, Action, Close, Connected, EnhancedAuth, Machine, State};
 use super::outbound::Outbound;
 use crate::message::Message;
-use crate::protocol::topic::{valid_filter, valid_shared};
+use crate::protocol::topic::{shared, valid_filter, valid_shared, within_levels};
 use crate::protocol::{
     reason, Ack, ConnAck, ConnAckProps, Connect, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
     Unsubscribe, Version,
@@ -36,6 +36,14 @@ impl Machine {
         self.conn.set_v5(c.version.is_v5());
         if let Some(code) = self.refusal {
             return self.refuse(code);
+        }
+        if c.will.as_ref().is_some_and(|w| !within_levels(&w.topic, self.cfg.max_topic_levels)) {
+            // A will topic beyond `max_topic_levels`: MQTT 5 CONNACK 0x90;
+            // 3.1.1 has no code for it, so the connection is closed.
+            if c.version.is_v5() {
+                return self.refuse(reason::TOPIC_NAME_INVALID);
+            }
+            return self.close(Close::Error(reason::TOPIC_NAME_INVALID));
         }
         let mut assigned = false;
         if c.client_id.is_empty() {
@@ -173,6 +181,10 @@ impl Machine {
     }
 
     pub(super) fn on_publish(&mut self, mut p: Publish, now: Instant) {
+        // An aliased topic was checked when its alias was set.
+        if !within_levels(&p.topic, self.cfg.max_topic_levels) {
+            return self.refuse_publish(&p);
+        }
         if let Err(code) = self.resolve_alias(&mut p) {
             return self.close(Close::Error(code));
         }
@@ -214,6 +226,18 @@ impl Machine {
         }
     }
 
+    /// A PUBLISH whose topic has more levels than `max_topic_levels`: not
+    /// routed; MQTT 5 QoS 1/2 get PUBACK/PUBREC 0x90 Topic Name invalid,
+    /// QoS 0 and MQTT 3.1/3.1.1 (which cannot refuse a message) a close.
+    fn refuse_publish(&mut self, p: &Publish) {
+        let v5 = self.version.is_some_and(Version::is_v5);
+        match p.qos {
+            QoS::AtLeastOnce if v5 => self.send(Packet::PubAck(Ack::new(p.pkid, reason::TOPIC_NAME_INVALID))),
+            QoS::ExactlyOnce if v5 => self.send(Packet::PubRec(Ack::new(p.pkid, reason::TOPIC_NAME_INVALID))),
+            _ => self.close(Close::Error(reason::TOPIC_NAME_INVALID)),
+        }
+    }
+
     pub(super) fn on_puback(&mut self, a: Ack) {
         let Some(c) = self.connected_mut() else { return };
         if !c.session.lock().puback(a.pkid) {
@@ -252,6 +276,7 @@ impl Machine {
     }
 
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
+        let max_levels = self.cfg.max_topic_levels;
         let Some(c) = self.connected_mut() else { return };
         let version = c.version;
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -260,7 +285,8 @@ impl Machine {
         for f in s.filters {
             let is_shared = f.filter.starts_with("$share/");
             let valid = if is_shared { valid_shared(&f.filter) } else { valid_filter(&f.filter) };
-            if !valid {
+            let real = shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real);
+            if !valid || !within_levels(real, max_levels) {
                 // [MQTT-4.8.2-1], [MQTT-4.8.2-2] for shared ones.
                 codes.push(if version.is_v5() { reason::TOPIC_FILTER_INVALID } else { 0x80 });
                 continue;

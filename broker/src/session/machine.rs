@@ -22,6 +22,8 @@ pub struct MachineConfig {
     pub max_packet_size: usize,
     pub max_inflight: u16,
     pub connect_timeout: Duration,
+    /// Levels a topic name or filter may have (see `Config::max_topic_levels`).
+    pub max_topic_levels: u16,
     /// Expiry of 3.1.1 persistent sessions; `None` = never.
     pub session_expiry: Option<Duration>,
     pub allow_anonymous: bool,

@@ -20,6 +20,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         max_packet_size: 1 << 20,
         max_inflight: 2,
         connect_timeout: Duration::from_secs(10),
+        max_topic_levels: 8,
         session_expiry: None,
         allow_anonymous: true,
         receive_maximum: 3,
