@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use mqttbytes::{v4, v5, FixedHeader};
 
 use super::props::{self, read_varint, Section};
-use super::topic::valid_name;
+use super::topic::{valid_name, valid_string};
 use super::*;
 
 /// What one call to [`decode`] produced.
@@ -83,6 +83,9 @@ fn decode_frame(
     // [MQTT-2.2.2-2] fixed flags; [MQTT-3.6.1-1], [MQTT-3.8.1-1], [MQTT-3.10.1-1].
     let expected_flags = match ptype {
         3 => flags,
+        // MQTT 3.1 (section 3.6 of 3.1) sets DUP on a resent PUBREL,
+        // SUBSCRIBE or UNSUBSCRIBE, whose QoS is 1.
+        6 | 8 | 10 if version == Version::V31 && flags == 0b1010 => flags,
         6 | 8 | 10 => 0b0010,
         _ => 0,
     };
@@ -131,8 +134,7 @@ fn skip_field(buf: &[u8], at: usize) -> Result<usize, DecodeError> {
 fn read_str(buf: &[u8], at: usize) -> Result<(String, usize), DecodeError> {
     let end = skip_field(buf, at)?;
     match std::str::from_utf8(&buf[at + 2..end]) {
-        // [MQTT-1.5.3-2] no U+0000 in UTF-8 strings.
-        Ok(s) if !s.contains('\0') => Ok((s.to_owned(), end)),
+        Ok(s) if valid_string(s.as_bytes()) => Ok((s.to_owned(), end)),
         _ => malformed("invalid UTF-8 string"),
     }
 }
@@ -180,6 +182,7 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
         return malformed("password flag without user name flag");
     }
     let after_keepalive = name_end + 4;
+    check_connect_layout(body, after_keepalive, flags, version.is_v5())?;
     let connect = match version {
         Version::V5 => {
             let props_len = props::validate(body.get(after_keepalive..).unwrap_or(&[]), Section::Connect)?;
@@ -209,8 +212,12 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
             from_v4_connect(v4::Connect::read(header, rewritten.freeze()).map_err(map_err)?, version)?
         }
     };
-    if connect.client_id.contains('\0') {
-        return malformed("client identifier contains U+0000");
+    let strings =
+        [Some(connect.client_id.as_str()), connect.username.as_deref(), connect.will.as_ref().map(|w| &*w.topic)];
+    if strings.into_iter().flatten().any(|s| !valid_string(s.as_bytes())) {
+        // [MQTT-1.5.3-2], [MQTT-1.5.4-2]: U+0000 in the client identifier,
+        // user name or will topic.
+        return malformed("string contains U+0000");
     }
     if let Some(w) = &connect.will {
         if !valid_name(&w.topic) {
@@ -219,6 +226,34 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
         }
     }
     Ok(connect)
+}
+
+/// Walks CONNECT's payload by its flags: exactly the fields they announce,
+/// nothing after them. A user name or password the flags do not announce
+/// is a malformed packet [MQTT-3.1.4-1] (`mqttbytes` ignores such bytes).
+fn check_connect_layout(body: &[u8], after_keepalive: usize, flags: u8, v5: bool) -> Result<(), DecodeError> {
+    let mut at = after_keepalive;
+    if v5 {
+        at += props::validate(body.get(at..).unwrap_or(&[]), Section::Connect)?;
+    }
+    at = skip_field(body, at)?; // client identifier
+    if flags & 0x04 != 0 {
+        if v5 {
+            at += props::validate(body.get(at..).unwrap_or(&[]), Section::Will)?;
+        }
+        at = skip_field(body, at)?; // will topic
+        at = skip_field(body, at)?; // will payload
+    }
+    for flag in [0x80, 0x40] {
+        // user name, password
+        if flags & flag != 0 {
+            at = skip_field(body, at)?;
+        }
+    }
+    if at != body.len() {
+        return malformed("bytes after the fields CONNECT's flags announce");
+    }
+    Ok(())
 }
 
 fn from_v4_connect(c: v4::Connect, version: Version) -> Result<Connect, DecodeError> {
@@ -375,6 +410,11 @@ fn decode_publish(frame: &Bytes, header: FixedHeader, hlen: usize, v5: bool) -> 
             props: None,
         }
     };
+    if !valid_string(publish.topic.as_bytes()) {
+        // [MQTT-1.5.4-2], [MQTT-4.7.3-2]: malformed (0x81), not a topic
+        // the server refuses (0x90).
+        return malformed("topic name contains U+0000");
+    }
     let aliased = publish.topic.is_empty() && publish.props.as_ref().is_some_and(|p| p.topic_alias.is_some());
     if !aliased && !valid_name(&publish.topic) {
         // [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty.
@@ -408,7 +448,12 @@ fn check_subscribe_payload(body: &[u8], mut at: usize, v5: bool) -> Result<(), D
         return Err(DecodeError::Protocol("SUBSCRIBE without topic filters"));
     }
     while at < body.len() {
-        at = skip_field(body, at)?;
+        let end = skip_field(body, at)?;
+        if !valid_string(&body[at + 2..end]) {
+            // [MQTT-4.7.3-2], [MQTT-1.5.3-2]: U+0000 in a filter closes the connection.
+            return malformed("topic filter is not valid UTF-8 or contains U+0000");
+        }
+        at = end;
         let options = *body.get(at).ok_or(DecodeError::Malformed("SUBSCRIBE ends early"))?;
         // [MQTT-3.8.3-4] (3.1.1: upper six bits), [MQTT-3.8.3-5] (5.0: bits 6 and 7).
         let reserved = if v5 { 0xC0 } else { 0xFC };
@@ -494,7 +539,12 @@ fn decode_unsubscribe(frame: &Bytes, header: FixedHeader, hlen: usize, v5: bool)
         }
         filters
     } else {
-        v4::Unsubscribe::read(header, frame.clone()).map_err(map_err)?.topics
+        let topics = v4::Unsubscribe::read(header, frame.clone()).map_err(map_err)?.topics;
+        if topics.iter().any(|t| !valid_string(t.as_bytes())) {
+            // [MQTT-4.7.3-2], [MQTT-1.5.3-2]
+            return malformed("topic filter contains U+0000");
+        }
+        topics
     };
     Ok(Unsubscribe { pkid, filters, user_properties })
 }

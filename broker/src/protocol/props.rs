@@ -7,6 +7,7 @@
 //! against the rules of the MQTT 5.0 standard (section 2.2.2) and tells the
 //! caller where the section ends.
 
+use super::topic::valid_string;
 use super::DecodeError;
 
 /// Which packet a property section belongs to: decides which ids are allowed.
@@ -155,8 +156,17 @@ pub(crate) fn validate(buf: &[u8], section: Section) -> Result<usize, DecodeErro
         if at + size > body.len() {
             return Err(DecodeError::Malformed("property runs past its section"));
         }
-        if matches!(kind, Kind::Str) && std::str::from_utf8(&body[at + 2..at + size]).is_err() {
-            return Err(DecodeError::Malformed("property string is not UTF-8"));
+        let strings_ok = match kind {
+            Kind::Str => valid_string(&body[at + 2..at + size]),
+            Kind::Pair => {
+                let first = 2 + usize::from(be_u16(body, at)?);
+                valid_string(&body[at + 2..at + first]) && valid_string(&body[at + first + 2..at + size])
+            }
+            _ => true,
+        };
+        if !strings_ok {
+            // [MQTT-1.5.4-1], [MQTT-1.5.4-2]
+            return Err(DecodeError::Malformed("property string is not valid UTF-8 or contains U+0000"));
         }
         at += size;
     }

@@ -1,6 +1,17 @@
 //! Topic names and topic filters: validation and matching (MQTT 3.1.1
 //! section 4.7, MQTT 5.0 section 4.7).
 
+/// A valid UTF-8 string of the protocol (MQTT 3.1.1 section 1.5.3, 5.0
+/// section 1.5.4): well-formed UTF-8, which excludes the surrogates
+/// U+D800..U+DFFF ([MQTT-1.5.4-1], [MQTT-1.5.3-1]), and no U+0000
+/// ([MQTT-1.5.4-2], [MQTT-1.5.3-2]). A packet carrying any other string is
+/// malformed and closes the connection. Control characters and
+/// non-characters are allowed (the specification says a receiver MAY
+/// refuse them, [MQTT-1.5.4-3]; it does not have to).
+pub fn valid_string(s: &[u8]) -> bool {
+    std::str::from_utf8(s).is_ok_and(|s| !s.contains('\0'))
+}
+
 /// A valid topic name: non-empty, no wildcards, no U+0000
 /// ([MQTT-4.7.1-1], [MQTT-4.7.3-1], [MQTT-4.7.3-2], [MQTT-3.3.2-2]).
 pub fn valid_name(topic: &str) -> bool {
@@ -71,6 +82,17 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings() {
+        assert!(valid_string(b""));
+        assert!(valid_string("a/\u{1}\u{7f}\u{feff}\u{10ffff}".as_bytes()), "allowed, if discouraged");
+        assert!(!valid_string(b"a\0b"), "[MQTT-1.5.4-2] U+0000");
+        assert!(!valid_string(&[0xED, 0xA0, 0x80]), "[MQTT-1.5.4-1] a surrogate (U+D800)");
+        assert!(!valid_string(&[0xC0, 0x80]), "[MQTT-1.5.4-1] overlong U+0000");
+        assert!(!valid_string(&[0xFF]), "[MQTT-1.5.4-1] not UTF-8");
+        assert!(!valid_string(&[b'a', 0xE2, 0x82]), "[MQTT-1.5.4-1] truncated sequence");
+    }
 
     #[test]
     fn names() {

@@ -11,6 +11,7 @@
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
 mod retained;
+mod takeover;
 mod tree;
 
 mod durable;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use retained::RetainedStore;
+pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
 use crate::config::SharedStrategy;
@@ -207,6 +209,9 @@ pub struct Router {
     pub stats: RouterStats,
     /// Persistence, if on (see `durable.rs`).
     durable: Option<durable::Durable>,
+    /// CONNECTs waiting for the old connection of their session
+    /// (`takeover.rs`), by session.
+    takeovers: HashMap<SessionKey, takeover::Parked>,
 }
 
 impl Router {
@@ -225,6 +230,7 @@ impl Router {
             touched: Vec::new(),
             stats: RouterStats::default(),
             durable: None,
+            takeovers: HashMap::new(),
         }
     }
 
@@ -248,11 +254,7 @@ impl Router {
                 ticket.processed.fetch_add(1, Ordering::AcqRel);
                 ticket.notify.notify_one();
             }
-            RouterMsg::Connect(req, reply) => {
-                let r = self.connect(req, now);
-                // The connection may have gone away meanwhile; nothing to do then.
-                let _ = reply.send(r);
-            }
+            RouterMsg::Connect(req, reply) => self.connect_or_wait(req, reply, now),
             RouterMsg::Publish(m) => self.publish(m),
             RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries, now),
             RouterMsg::Unsubscribe { key, filters } => {
@@ -265,12 +267,15 @@ impl Router {
                 }
             }
             RouterMsg::Disconnected { key, conn_id, will, will_delay, expiry } => {
-                self.disconnected(key, conn_id, will.map(|w| (w, will_delay)), expiry, now)
+                self.disconnected(key, conn_id, will.map(|w| (w, will_delay)), expiry, now);
+                self.resume_takeover(key, now);
             }
         }
     }
 
-    /// Opens, resumes or takes over the session of `req.client_id`.
+    /// Opens, resumes or takes over the session of `req.client_id` at once
+    /// (an open connection of it is closed and replaced without waiting
+    /// for it: `RouterMsg::Connect` waits, see `takeover.rs`).
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
@@ -594,6 +599,7 @@ impl Router {
     /// Publishes delayed wills that are due and discards disconnected
     /// sessions whose expiry has passed.
     pub fn expire(&mut self, now: Instant) {
+        self.force_takeovers(now);
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.0 <= now);
         self.delayed_wills = later;

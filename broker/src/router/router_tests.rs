@@ -505,3 +505,69 @@ fn a_batch_wakes_each_connected_session_once() {
     assert_eq!(drain(&a.session).len(), 11);
     assert_eq!(drain(&b.session).len(), 11);
 }
+
+/// Sends `RouterMsg::Connect` as a connection does; the reply, if any yet.
+fn connect_msg(r: &mut Router, client: &str, expiry: Option<Duration>, id: u64) -> oneshot::Receiver<ConnectReply> {
+    let (tx, rx) = oneshot::channel();
+    let req = ConnectRequest { client_id: client.into(), clean_start: false, expiry, conn: conn(id) };
+    r.handle(RouterMsg::Connect(req, tx), Instant::now());
+    rx
+}
+
+fn gone(r: &mut Router, key: SessionKey, conn_id: u64, will: Option<Message>) {
+    r.handle(RouterMsg::Disconnected { key, conn_id, will, will_delay: Duration::ZERO, expiry: None }, Instant::now());
+}
+
+/// A takeover waits for the old connection to report: a DISCONNECT it had
+/// read first discards its will [MQTT-3.1.2-10], and a session that ended
+/// with it is not resumed [MQTT-3.1.2-6] (session present 0).
+#[test]
+fn takeover_waits_for_the_old_connection() {
+    let mut r = Router::new(limits());
+    let watch = connect(&mut r, "watch", true, 1);
+    sub(&mut r, watch.key, "will/#", QoS::AtLeastOnce);
+    // A clean session (expiry 0) taken over by a persistent CONNECT.
+    let first = connect_msg(&mut r, "dev", Some(Duration::ZERO), 2).try_recv().expect("no old connection: at once");
+    sub(&mut r, first.key, "dev/cmd", QoS::AtLeastOnce);
+    let mut second = connect_msg(&mut r, "dev", None, 3);
+    assert!(second.try_recv().is_err(), "waits for the old connection");
+    assert_eq!(first.session.lock().subscriptions.len(), 1);
+    assert_eq!(r.takeovers_waiting(), 1);
+    // The old connection had read DISCONNECT: no will.
+    gone(&mut r, first.key, 2, None);
+    let second = second.try_recv().expect("resumed once the old connection reported");
+    assert!(!second.session_present, "the clean session ended with its connection [MQTT-3.1.2-6]");
+    assert_ne!(second.key, first.key);
+    assert!(second.session.lock().subscriptions.is_empty());
+    assert!(drain(&watch.session).is_empty(), "no will after a DISCONNECT [MQTT-3.1.2-10]");
+    // A persistent session taken over without DISCONNECT: the will is
+    // published, the session resumed.
+    let mut third = connect_msg(&mut r, "dev", None, 4);
+    assert!(third.try_recv().is_err());
+    gone(&mut r, second.key, 3, Some(msg("will/dev", QoS::AtLeastOnce, false, b"gone")));
+    let third = third.try_recv().expect("resumed");
+    assert!(third.session_present);
+    assert_eq!(third.key, second.key);
+    assert_eq!(drain(&watch.session), vec![("gone".into(), QoS::AtLeastOnce, false)]);
+}
+
+/// An old connection that never reports is taken over after the grace;
+/// a newer CONNECT lets a waiting one go ahead (it gets its CONNACK).
+#[test]
+fn takeover_goes_ahead_after_the_grace_or_a_newer_connect() {
+    let mut r = Router::new(limits());
+    let first = connect_msg(&mut r, "dev", None, 1).try_recv().expect("at once");
+    let mut second = connect_msg(&mut r, "dev", None, 2);
+    let mut third = connect_msg(&mut r, "dev", None, 3);
+    let second = second.try_recv().expect("answered when the third arrived");
+    assert!(second.session_present && second.key == first.key);
+    assert!(third.try_recv().is_err(), "the third waits for the second");
+    r.expire(Instant::now() + TAKEOVER_GRACE);
+    let third = third.try_recv().expect("taken over after the grace");
+    assert!(third.session_present);
+    assert_eq!(r.takeovers_waiting(), 0);
+    // The late reports of replaced connections change nothing.
+    gone(&mut r, first.key, 1, None);
+    gone(&mut r, first.key, 2, None);
+    assert_eq!(r.session_count(), 1);
+}

@@ -393,7 +393,13 @@ impl<S: Transport> Driver<S> {
             tokio::select! {
                 biased;
                 _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
-                    Some(code) => self.machine.closed_by_router(code),
+                    Some(code) => {
+                        if code == crate::protocol::reason::SESSION_TAKEN_OVER && self.finish_input().await.is_err() {
+                            return Close::Shutdown;
+                        }
+                        // A no-op if what was read closed the connection.
+                        self.machine.closed_by_router(code)
+                    }
                     // Cancelled without a reason: by its parent, the shutdown.
                     None => self.machine.shutdown(),
                 },
@@ -467,6 +473,28 @@ impl<S: Transport> Driver<S> {
             // Run CONNECT's router round trip before the next packet.
             self.execute().await?;
         }
+    }
+
+    /// Taken over: handles the packets the client sent before, what is
+    /// buffered and what has arrived, without waiting for more. A
+    /// DISCONNECT among them decides the will and the session
+    /// [MQTT-3.1.2-10], as if it had been read before the new CONNECT.
+    async fn finish_input(&mut self) -> Result<(), RouterGone> {
+        // Bounded: a client that keeps sending cannot hold the takeover.
+        for _ in 0..16 {
+            self.on_readable().await?;
+            if self.closing.is_some() || self.machine.is_closed() {
+                break;
+            }
+            let arrived = std::future::poll_fn(|cx| {
+                Poll::Ready(matches!(poll_read_some(&mut self.stream, &mut self.rbuf, cx), Poll::Ready(Ok(n)) if n > 0))
+            })
+            .await;
+            if !arrived {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Leaves room in the read buffer for the rest of a partial packet and,

@@ -13,6 +13,42 @@ use crate::protocol::{
 };
 use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
 
+/// Shrinks an MQTT 5 CONNACK to the client's Maximum Packet Size
+/// [MQTT-3.1.2-24] by leaving out what only informs (Reason String,
+/// Response Information) and properties whose absence means the same to
+/// the client (the `*_available` flags, all true; Topic Alias Maximum,
+/// absent = 0: the client then sends no aliases; Receive Maximum 65,535,
+/// the value of its absence). Whether it fits then.
+fn fit_connack(p: &mut Packet, max: u32) -> bool {
+    let fits = |p: &Packet| {
+        let mut b = bytes::BytesMut::new();
+        crate::protocol::encode(p, Version::V5, &mut b).is_ok() && b.len() <= max as usize
+    };
+    let steps: [fn(&mut ConnAckProps); 4] = [
+        |p| {
+            p.reason_string = None;
+            p.response_information = None;
+        },
+        |p| {
+            p.retain_available = None;
+            p.wildcard_subscription_available = None;
+            p.subscription_identifiers_available = None;
+            p.shared_subscription_available = None;
+        },
+        |p| p.topic_alias_maximum = None,
+        |p| p.receive_maximum = p.receive_maximum.filter(|&r| r != u16::MAX),
+    ];
+    for step in steps {
+        if fits(p) {
+            return true;
+        }
+        if let Packet::ConnAck(a) = p {
+            step(&mut a.props);
+        }
+    }
+    fits(p)
+}
+
 impl Machine {
     /// CONNACK with the error `code`, then close.
     pub(super) fn refuse(&mut self, code: u8) {
@@ -134,11 +170,12 @@ impl Machine {
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
-        self.send(Packet::ConnAck(Box::new(ConnAck {
-            session_present: reply.session_present,
-            code: reason::SUCCESS,
-            props,
-        })));
+        let mut connack =
+            Packet::ConnAck(Box::new(ConnAck { session_present: reply.session_present, code: reason::SUCCESS, props }));
+        let fits = c.maximum_packet_size.filter(|_| v5).is_none_or(|max| fit_connack(&mut connack, max));
+        if fits {
+            self.send(connack);
+        }
         let session = reply.session;
         self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {
@@ -158,6 +195,13 @@ impl Machine {
                 .authentication_method
                 .map(|method| Box::new(EnhancedAuth { method, username: c.username, exchange: None })),
         }));
+        if !fits {
+            // Not even the smallest CONNACK fits the client's Maximum
+            // Packet Size [MQTT-3.1.2-24]: nothing can be sent to it. The
+            // session is released as for any closed connection.
+            tracing::debug!("CONNACK exceeds the client's Maximum Packet Size: closing");
+            self.close(Close::Refused);
+        }
     }
 
     /// Resolves an MQTT 5 Topic Alias on an inbound PUBLISH, or says why not.

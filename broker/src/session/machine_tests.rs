@@ -336,8 +336,8 @@ fn no_reason_string_when_problem_information_is_off_or_it_would_not_fit() {
     let (mut c, _, _) = h.client(quiet);
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
     assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
-    // A Maximum Packet Size of 8 bytes leaves no room for the text [MQTT-3.4.2-2].
-    let small = Connect { maximum_packet_size: Some(8), ..connect_packet(Version::V5, "small", true) };
+    // A Maximum Packet Size of 16 bytes leaves no room for the text [MQTT-3.4.2-2].
+    let small = Connect { maximum_packet_size: Some(16), ..connect_packet(Version::V5, "small", true) };
     let (mut c, _, _) = h.client(small);
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
     assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
