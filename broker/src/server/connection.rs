@@ -107,9 +107,9 @@ struct Driver<S> {
     ctx: Arc<ConnCtx>,
     /// Set once the machine asked to close.
     closing: Option<Close>,
-    /// Acknowledgements held until what they acknowledge is durable; made
-    /// on first use when the broker has a store.
-    acks: Option<Box<HeldAcks>>,
+    /// What the machine's durability gate waits for; made on first use
+    /// when the broker has a store.
+    gate: Option<Box<GateWatch>>,
     /// The machine's deadline (CONNECT timeout, keep-alive), reset in place.
     timer: Option<Pin<Box<Sleep>>>,
 }
@@ -119,45 +119,25 @@ type WakeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Stands in for the session's notification before CONNECT (never polled).
 static NO_SESSION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
-/// PUBACK, PUBREC, SUBACK and UNSUBACK wait (in order) until the router
-/// has processed the message they answer and the log is durable that far.
-struct HeldAcks {
+/// How the driver follows what the machine's durability gate
+/// (`session/gate.rs`) waits for: the router's progress on this
+/// connection's messages (its ticket) and the log's durable position.
+/// Made on first use when the broker has a store.
+struct GateWatch {
     ticket: Arc<Ticket>,
-    journal: Arc<Journal>,
     durable: tokio::sync::watch::Receiver<Lsn>,
-    /// Messages sent to the router with the ticket.
-    sent: u64,
-    /// (router messages that must be processed first, log position that
-    /// must be durable, the acknowledgement).
-    held: std::collections::VecDeque<(u64, Lsn, Packet)>,
-    /// Outgoing PUBLISH packets waiting for the log to reach an LSN: a
-    /// QoS 2 PUBLISH goes out only once its packet identifier is on disk
-    /// (so a resend after a crash reuses it), and later ones keep order.
-    publishes: std::collections::VecDeque<(Lsn, Packet)>,
-    /// Waits for the router's ticket or the durable position to move; kept
-    /// across turns while something is held.
+    /// Waits for the ticket or the durable position to move; kept across
+    /// turns while the gate holds something.
     wake: Option<WakeFuture>,
 }
 
-impl HeldAcks {
-    fn new(journal: &Arc<Journal>) -> HeldAcks {
-        HeldAcks {
-            ticket: Arc::new(Ticket::default()),
-            journal: journal.clone(),
-            durable: journal.durable(),
-            sent: 0,
-            held: std::collections::VecDeque::new(),
-            publishes: std::collections::VecDeque::new(),
-            wake: None,
-        }
+impl GateWatch {
+    fn new(journal: &Journal) -> GateWatch {
+        GateWatch { ticket: Arc::new(Ticket::default()), durable: journal.durable(), wake: None }
     }
 
-    /// Ready when something held may have become releasable.
+    /// Ready when the ticket or the durable position may have moved.
     fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.waiting() {
-            self.wake = None;
-            return Poll::Pending;
-        }
         let wake = self.wake.get_or_insert_with(|| {
             let ticket = self.ticket.clone();
             let mut durable = self.durable.clone();
@@ -175,62 +155,14 @@ impl HeldAcks {
         r
     }
 
-    /// Takes the acknowledgements that may go now.
-    fn ready(&mut self, out: &mut Vec<Packet>) {
+    /// Feeds what is known now to the machine's gate.
+    fn feed(&mut self, machine: &mut Machine) {
         use std::sync::atomic::Ordering;
         let processed = self.ticket.processed.load(Ordering::Acquire);
         let lsn = self.ticket.lsn.load(Ordering::Acquire);
-        let durable = *self.durable.borrow_and_update();
-        while self.held.front().is_some_and(|(op, need, _)| *op <= processed && durable >= lsn.max(*need)) {
-            if let Some((_, _, p)) = self.held.pop_front() {
-                out.push(p);
-            }
-        }
-        while self.publishes.front().is_some_and(|(need, _)| durable >= *need) {
-            if let Some((_, p)) = self.publishes.pop_front() {
-                out.push(p);
-            }
-        }
+        machine.handle_processed(processed, lsn);
+        machine.handle_durable(*self.durable.borrow_and_update());
     }
-
-    fn waiting(&self) -> bool {
-        !self.held.is_empty() || !self.publishes.is_empty()
-    }
-}
-
-/// The held acknowledgements of a connection, made on first use if the
-/// broker has a store.
-fn held_acks<'a>(acks: &'a mut Option<Box<HeldAcks>>, journal: Option<&Arc<Journal>>) -> Option<&'a mut HeldAcks> {
-    if acks.is_none() {
-        // Held in every sync mode: with "never" the log is at least written
-        // (to the page cache) before an acknowledgement, so a crash of the
-        // broker alone loses nothing acknowledged.
-        *acks = journal.map(|j| Box::new(HeldAcks::new(j)));
-    }
-    acks.as_deref_mut()
-}
-
-/// Writes an outgoing PUBLISH or PUBREL, or, with a store, holds it: a
-/// QoS 2 PUBLISH (its packet identifier) and a PUBREL (the PUBREC it
-/// answers) go out only once recorded durably, and later PUBLISH packets
-/// keep their order behind them.
-fn send_publish(
-    acks: &mut Option<Box<HeldAcks>>,
-    journal: Option<&Arc<Journal>>,
-    wbuf: &mut BytesMut,
-    version: Version,
-    peer: &SocketAddr,
-    p: Packet,
-) {
-    if let Some(a) = held_acks(acks, journal) {
-        let qos2 = matches!(&p, Packet::PubRel(_)) || p.publish_qos() == Some(crate::protocol::QoS::ExactlyOnce);
-        let need = if qos2 { a.journal.appended() } else { 0 };
-        if !a.publishes.is_empty() || *a.durable.borrow() < need {
-            a.publishes.push_back((need, p));
-            return;
-        }
-    }
-    write(wbuf, version, peer, p);
 }
 
 /// Encodes `p` into the write buffer; a packet that cannot be encoded is
@@ -292,7 +224,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
         session: None,
         ctx,
         closing: None,
-        acks: None,
+        gate: None,
         timer: None,
     };
     // The body is here rather than in an `async fn` taking `&mut self`, whose
@@ -390,6 +322,18 @@ impl<S: Transport> Driver<S> {
             self.arm_timer();
             // Before CONNECT there is no session; its branch is disabled.
             let notify = self.session.as_ref().map_or(&NO_SESSION, |s| &s.notify);
+            let gate_waiting = self.machine.gate_waiting();
+            if gate_waiting && self.gate.is_none() {
+                if let Some(journal) = &self.ctx.journal {
+                    // Held before this connection sent the router anything
+                    // (a resumed session's QoS 2 resend): start watching,
+                    // with what is known now.
+                    let mut gate = Box::new(GateWatch::new(journal));
+                    gate.feed(&mut self.machine);
+                    self.gate = Some(gate);
+                    continue;
+                }
+            }
             tokio::select! {
                 biased;
                 _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
@@ -415,11 +359,13 @@ impl<S: Transport> Driver<S> {
                 _ = notify.notified(), if self.session.is_some() => {
                     more = self.deliver();
                 }
-                _ = std::future::poll_fn(|cx| match &mut self.acks {
-                    Some(a) => a.poll_wake(cx),
+                _ = std::future::poll_fn(|cx| match &mut self.gate {
+                    Some(g) => g.poll_wake(cx),
                     None => Poll::Pending,
-                }) => {
-                    self.release_acks();
+                }), if gate_waiting => {
+                    if let Some(g) = &mut self.gate {
+                        g.feed(&mut self.machine);
+                    }
                     more = self.deliver();
                 }
                 _ = std::future::ready(()), if more => {
@@ -550,18 +496,14 @@ impl<S: Transport> Driver<S> {
         }
     }
 
-    /// The held acknowledgements, made on first use if the broker has a store.
-    fn held_acks(&mut self) -> Option<&mut HeldAcks> {
-        held_acks(&mut self.acks, self.ctx.journal.as_ref())
-    }
-
-    /// Sends to the router; with held acknowledgements, with the ticket.
-    /// A full channel is waited for by the caller.
+    /// Sends to the router; with a store, with this connection's ticket
+    /// (the gate counts the messages the machine emitted). A full channel
+    /// is waited for by the caller.
     fn send_router(&mut self, msg: RouterMsg) -> Result<Option<Wait>, RouterGone> {
-        let msg = match self.held_acks() {
-            Some(a) => {
-                a.sent += 1;
-                RouterMsg::Ticketed(Box::new(msg), a.ticket.clone())
+        let msg = match &self.ctx.journal {
+            Some(journal) => {
+                let gate = self.gate.get_or_insert_with(|| Box::new(GateWatch::new(journal)));
+                RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone())
             }
             None => msg,
         };
@@ -574,30 +516,7 @@ impl<S: Transport> Driver<S> {
 
     fn act(&mut self, action: Action) -> Result<Option<Wait>, RouterGone> {
         match action {
-            // Acknowledgements wait for the router to have processed what
-            // they answer and for every record made so far (this
-            // connection's, e.g. inbound QoS 2 state) to be durable.
-            Action::Send(
-                p @ (Packet::PubAck(_)
-                | Packet::PubRec(_)
-                | Packet::PubComp(_)
-                | Packet::SubAck(_)
-                | Packet::UnsubAck(_)),
-            ) if self.ctx.journal.is_some() => {
-                if let Some(a) = self.held_acks() {
-                    a.held.push_back((a.sent, a.journal.appended(), p));
-                }
-                self.release_acks();
-            }
-            // A QoS 2 PUBLISH (its packet identifier) and a PUBREL (the
-            // PUBREC it answers) go out only once recorded durably; later
-            // PUBLISH packets keep their order behind them.
-            Action::Send(p @ (Packet::Publish(_) | Packet::Forward(_) | Packet::PubRel(_)))
-                if self.ctx.journal.is_some() =>
-            {
-                let Some(version) = self.machine.version() else { return Ok(None) };
-                send_publish(&mut self.acks, self.ctx.journal.as_ref(), &mut self.wbuf, version, &self.peer, p);
-            }
+            // The machine's gate already held what must wait.
             Action::Send(p) => self.write(p),
             Action::Route(m) => return self.send_router(RouterMsg::Publish(m)),
             Action::Subscribe(entries) => {
@@ -636,14 +555,9 @@ impl<S: Transport> Driver<S> {
         Ok(())
     }
 
-    /// Turns queued deliveries into packets, unless a SUBACK is still held:
-    /// retained messages for a subscription follow its SUBACK.
+    /// Turns queued deliveries into packets (the machine's gate holds
+    /// what must wait).
     fn deliver(&mut self) -> bool {
-        let suback_held =
-            self.acks.as_ref().is_some_and(|a| a.held.iter().any(|(_, _, p)| matches!(p, Packet::SubAck(_))));
-        if suback_held {
-            return false;
-        }
         if self.machine.has_actions() {
             // Deliveries are written straight into the write buffer: what
             // the machine emitted before them (CONNACK, resent PUBLISH)
@@ -651,20 +565,8 @@ impl<S: Transport> Driver<S> {
             return true;
         }
         let Some(version) = self.machine.version() else { return false };
-        let Driver { machine, acks, ctx, wbuf, peer, .. } = self;
-        let journal = ctx.journal.as_ref();
-        machine.deliver(now(), DELIVERY_BUDGET, |p| send_publish(acks, journal, wbuf, version, peer, p))
-    }
-
-    /// Writes the held acknowledgements that may go now.
-    fn release_acks(&mut self) {
-        let mut ready = Vec::new();
-        if let Some(a) = &mut self.acks {
-            a.ready(&mut ready);
-        }
-        for p in ready {
-            self.write(p);
-        }
+        let Driver { machine, wbuf, peer, .. } = self;
+        machine.deliver(now(), DELIVERY_BUDGET, |p| write(wbuf, version, peer, p))
     }
 
     fn write(&mut self, p: Packet) {

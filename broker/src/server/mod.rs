@@ -53,7 +53,12 @@ pub struct Broker {
 
 /// The settings of the connections of listener `l`: its limits, or else
 /// the global ones.
-fn machine_config(cfg: &Config, l: &ListenerConfig, authenticator: Arc<dyn Authenticator>) -> MachineConfig {
+fn machine_config(
+    cfg: &Config,
+    l: &ListenerConfig,
+    authenticator: Arc<dyn Authenticator>,
+    journal: Option<&Arc<Journal>>,
+) -> MachineConfig {
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
         max_inflight: cfg.max_inflight_messages,
@@ -67,6 +72,7 @@ fn machine_config(cfg: &Config, l: &ListenerConfig, authenticator: Arc<dyn Authe
         server_topic_aliases: cfg.server_topic_aliases,
         response_information: cfg.response_information.clone(),
         authenticator,
+        log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
     }
 }
 
@@ -124,7 +130,7 @@ impl Broker {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
-                machine: Arc::new(machine_config(&cfg, l, authenticator.clone())),
+                machine: Arc::new(machine_config(&cfg, l, authenticator.clone(), journal.as_ref())),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
                 journal: journal.clone(),

@@ -233,12 +233,23 @@ impl Machine {
             return self.close(Close::Error(code));
         }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
+        // Inbound QoS 1 whose PUBACK is held until durable count too (MQTT
+        // 5 section 3.3.4: PUBLISH not yet answered by PUBACK or PUBCOMP).
+        let held_pubacks = self.held_pubacks();
         let Some(c) = self.connected_mut() else { return };
         let key = c.key;
+        let v5 = c.version.is_v5();
         let mut route = true;
+        if p.qos == QoS::AtLeastOnce && v5 {
+            let pending = c.session.lock().inbound_qos2_pending();
+            if pending + held_pubacks >= receive_maximum {
+                // [MQTT-3.3.4-7], [MQTT-3.3.4-8]
+                return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+        }
         if p.qos == QoS::ExactlyOnce {
             let mut st = c.session.lock();
-            let pending = st.inbound_qos2_pending();
+            let pending = st.inbound_qos2_pending() + if v5 { held_pubacks } else { 0 };
             if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
                 drop(st);
                 // [MQTT-3.3.4-7] more unacknowledged QoS 2 than Receive Maximum.
@@ -251,7 +262,7 @@ impl Machine {
         let (qos, pkid) = (p.qos, p.pkid);
         if route {
             let props = p.props.filter(|pp| **pp != Default::default());
-            self.out.push(Action::Route(Message {
+            self.emit_routed(Action::Route(Message {
                 topic: p.topic,
                 payload: p.payload,
                 qos: p.qos,
@@ -355,7 +366,7 @@ impl Machine {
             return self.close(Close::Error(reason::TOPIC_FILTER_INVALID));
         }
         if !entries.is_empty() {
-            self.out.push(Action::Subscribe(entries));
+            self.emit_routed(Action::Subscribe(entries));
         }
         // [MQTT-3.8.4-1] SUBACK with the same packet identifier.
         self.send(Packet::SubAck(SubAck { pkid: s.pkid, codes, reason_string: None }));
@@ -376,7 +387,7 @@ impl Machine {
                 })
                 .collect();
         drop(st);
-        self.out.push(Action::Unsubscribe(u.filters));
+        self.emit_routed(Action::Unsubscribe(u.filters));
         // [MQTT-3.10.4-4] UNSUBACK with the same packet identifier.
         self.send(Packet::UnsubAck(UnsubAck { pkid: u.pkid, codes, reason_string: None }));
     }

@@ -14,6 +14,7 @@ use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
 use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
+use crate::session::gate::{Gate, LogPosition};
 use crate::session::state::SharedSession;
 
 /// Settings of the machine, taken from the broker configuration.
@@ -39,6 +40,9 @@ pub struct MachineConfig {
     pub response_information: Option<String>,
     /// Enhanced authentication methods (MQTT 5 AUTH), see `crate::auth`.
     pub authenticator: Arc<dyn Authenticator>,
+    /// The store's log, if the broker has one: acknowledgements and
+    /// outgoing QoS 2 packets then pass the durability gate (`gate.rs`).
+    pub log: Option<Arc<dyn LogPosition>>,
 }
 
 /// Why a connection is closing.
@@ -158,13 +162,18 @@ pub struct Machine {
     /// The code CONNECT is refused with whatever it holds (listener full).
     pub(super) refusal: Option<u8>,
     pub(super) closing: Option<Close>,
+    /// What waits for the router or the disk (`gate.rs`); made on first
+    /// use when the broker has a store.
+    pub(super) gate: Option<Box<Gate>>,
 }
 
 impl Machine {
     /// A machine for a new connection; `cfg` is shared by all of them.
     pub fn new(cfg: impl Into<Arc<MachineConfig>>, conn: ConnHandle, now: Instant) -> Machine {
         let cfg = cfg.into();
-        let deadline = now + cfg.connect_timeout;
+        // The configuration bounds the timeout; a library caller's huge one
+        // must not overflow the clock.
+        let deadline = now.checked_add(cfg.connect_timeout).unwrap_or(now + Duration::from_secs(3600));
         Machine {
             state: State::AwaitConnect { deadline },
             cfg,
@@ -174,6 +183,7 @@ impl Machine {
             out: Vec::new(),
             refusal: None,
             closing: None,
+            gate: None,
         }
     }
 
@@ -247,7 +257,13 @@ impl Machine {
                 }
             }
         }
-        self.out.push(Action::Send(p));
+        self.gated_send(p);
+    }
+
+    /// Emits a message for the router (the gate counts them).
+    pub(super) fn emit_routed(&mut self, a: Action) {
+        self.note_routed();
+        self.out.push(a);
     }
 
     /// Closes with `why`; for MQTT 5 clients a DISCONNECT with the reason

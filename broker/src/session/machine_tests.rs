@@ -29,6 +29,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         server_topic_aliases: true,
         response_information: None,
         authenticator: std::sync::Arc::new(crate::auth::NoEnhancedAuth),
+        log: None,
     }
 }
 
@@ -72,7 +73,7 @@ impl Harness {
     }
 
     /// Runs the machine's actions against the router; returns the packets sent and whether it closed.
-    fn run(&mut self, c: &mut Client) -> (Vec<Packet>, Option<Close>) {
+    pub(in crate::session) fn run(&mut self, c: &mut Client) -> (Vec<Packet>, Option<Close>) {
         let mut sent = Vec::new();
         let mut closed = None;
         loop {
@@ -110,7 +111,7 @@ impl Harness {
         (sent, closed)
     }
 
-    fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
+    pub(in crate::session) fn client(&mut self, connect: Connect) -> (Client, Vec<Packet>, Option<Close>) {
         self.client_with(cfg(), connect)
     }
 
@@ -141,7 +142,7 @@ impl Harness {
     }
 }
 
-fn publish(topic: &str, qos: QoS, pkid: u16, payload: &'static [u8]) -> Packet {
+pub(in crate::session) fn publish(topic: &str, qos: QoS, pkid: u16, payload: &'static [u8]) -> Packet {
     Packet::Publish(Publish {
         dup: false,
         qos,
@@ -153,7 +154,7 @@ fn publish(topic: &str, qos: QoS, pkid: u16, payload: &'static [u8]) -> Packet {
     })
 }
 
-fn subscribe(filter: &str, qos: QoS) -> Packet {
+pub(in crate::session) fn subscribe(filter: &str, qos: QoS) -> Packet {
     Packet::Subscribe(Subscribe {
         pkid: 1,
         filters: vec![SubscribeFilter { filter: filter.into(), options: SubOptions { qos, ..SubOptions::default() } }],

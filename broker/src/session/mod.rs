@@ -2,10 +2,12 @@
 //! the state that outlives connections ([`state`]).
 
 mod auth_flow;
+pub mod gate;
 mod handlers;
 mod machine;
 mod outbound;
 pub mod spill;
 pub mod state;
 
+pub use gate::LogPosition;
 pub use machine::{Action, Close, Machine, MachineConfig};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::machine::{Action, Machine, State};
+use super::machine::{Machine, State};
 use crate::message::{Delivery, Message};
 use crate::protocol::{encode, publish_size_bound, Ack, Forward, Packet, Publish, PublishProps, Version};
 use crate::session::state::{SessionState, Stage};
@@ -116,9 +116,17 @@ impl Machine {
     pub fn deliver(&mut self, now: Instant, budget: usize, mut emit: impl FnMut(Packet)) -> bool {
         /// Deliveries taken per lock.
         const CHUNK: usize = 32;
-        if self.closing.is_some() {
+        if self.closing.is_some() || self.suback_held() {
+            // Rule 3 of the gate: retained messages follow their SUBACK.
             return false;
         }
+        let log = self.cfg.log.as_ref();
+        let gate = &mut self.gate;
+        let mut emit = |p| {
+            if let Some(p) = Machine::gate_delivery(gate, log, p) {
+                emit(p);
+            }
+        };
         let State::Connected(c) = &mut self.state else {
             return false;
         };
@@ -186,7 +194,7 @@ impl Machine {
                 },
                 Stage::Released => Packet::PubRel(Ack::ok(f.pkid)),
             };
-            self.out.push(Action::Send(p));
+            self.gated_send(p);
         }
         for pkid in too_large {
             st.complete(pkid);

@@ -96,6 +96,26 @@ impl SpillDir {
     }
 }
 
+/// How far a log has given out positions (LSNs): what the durability gate
+/// of a connection (`session/gate.rs`) reads when it holds a packet, since
+/// every record appended before it must be durable first. [`Journal`] is
+/// one; tests use a counter.
+pub trait LogPosition: Send + Sync + std::fmt::Debug {
+    fn appended(&self) -> Lsn;
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("appended", &self.appended()).finish_non_exhaustive()
+    }
+}
+
+impl LogPosition for Journal {
+    fn appended(&self) -> Lsn {
+        Journal::appended(self)
+    }
+}
+
 impl Journal {
     pub fn append(&self, r: &Record) -> Lsn {
         self.log.append_with(|out| r.encode_into(out))
