@@ -142,3 +142,63 @@ fn bad_flag_value_fails() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-an-address"));
 }
+
+/// Out of file descriptors (`prlimit --nofile`): accepting fails with
+/// EMFILE while the connections are open. The broker backs off (no busy
+/// loop: a handful of log lines, not thousands), keeps serving the clients
+/// it has, and accepts again once descriptors are free.
+#[test]
+fn accept_errors_back_off_and_recover() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("prlimit (util-linux) not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=48:48", BIN, "-p", "0", "--bind", "127.0.0.1", "--data-dir", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let running = Running { child, line };
+    let addr = first_addr(&running.line);
+    let connect = || {
+        let mut s = TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        // A 3.1.1 CONNECT, clean session, client id "x".
+        s.write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'x']).ok()?;
+        let mut ack = [0u8; 4];
+        s.read_exact(&mut ack).ok()?;
+        (ack[0] == 0x20).then_some(s)
+    };
+    let first = connect().expect("a first client is served");
+    // Fill the descriptor table: the kernel completes these handshakes, the
+    // broker cannot accept them.
+    let flood: Vec<TcpStream> = (0..80).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // The first client is still served: PINGREQ, PINGRESP.
+    let mut first = first;
+    first.write_all(&[0xC0, 0]).unwrap();
+    let mut resp = [0u8; 2];
+    first.read_exact(&mut resp).unwrap();
+    assert_eq!(resp, [0xD0, 0], "a connected client keeps being served while accept fails");
+    drop(flood);
+    // Descriptors come back: new clients are accepted again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connect().is_none() {
+        assert!(Instant::now() < deadline, "no client accepted after the descriptors were freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut running = running;
+    signal(&running.child, "-TERM");
+    wait_exit(&mut running.child);
+    let mut log = String::new();
+    running.child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let lines = log.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        (1..=3).contains(&lines),
+        "accept errors logged {lines} times (rate-limited: at most one per 10 s):\n{log}"
+    );
+}

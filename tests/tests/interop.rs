@@ -207,10 +207,14 @@ async fn mosquitto_protocol_versions() {
     // Across versions: a 3.1 publisher to a v5 subscriber and back.
     let mut sub = Sub::spawn(&b, &["-V", "mqttv5", "-q", "2", "-t", "it/x/#", "-F", FMT]);
     sub.wait_subscribed(&b, "it/x/probe", "it/x/probe|0|0|probe").await;
+    // One at a time: libmosquitto hands a QoS 2 message to the application
+    // only when its PUBREL arrives, so a QoS 1 message sent to the client
+    // before that PUBREL is printed first (ARCHITECTURE.md, "QoS and
+    // ordering"); the order on the wire is tested elsewhere.
     mosquitto_pub(&b, &["-V", "mqttv31", "-q", "2", "-t", "it/x/a", "-m", "from31"], None).await;
+    assert_eq!(sub.collect(1, |l| l.ends_with("|probe")).await, vec!["it/x/a|2|0|from31"]);
     mosquitto_pub(&b, &["-V", "mqttv311", "-q", "1", "-t", "it/x/b", "-m", "from311"], None).await;
-    let got = sub.collect(2, |l| l.ends_with("|probe")).await;
-    assert_eq!(got, vec!["it/x/a|2|0|from31", "it/x/b|1|0|from311"]);
+    assert_eq!(sub.collect(1, |l| l.ends_with("|probe")).await, vec!["it/x/b|1|0|from311"]);
     b.shutdown().await;
 }
 

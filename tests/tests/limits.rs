@@ -179,6 +179,49 @@ async fn listener_max_connections() {
     b.shutdown().await;
 }
 
+/// A flood of connections over `max_connections`: at most
+/// `MAX_REFUSING` of them are served (to tell them CONNACK 0x97); the rest
+/// are closed as soon as they are accepted, before any task or buffer is
+/// made for them. Connected clients are not disturbed.
+#[tokio::test]
+async fn a_flood_over_max_connections_costs_no_tasks() {
+    use edgemq::server::MAX_REFUSING;
+    let (b, limited, open) = two_listeners(|l| l.max_connections = Some(1)).await;
+    let mut by = Bystander::new(open, "flood-bystander").await;
+    let _inside = try_connect(limited, &ConnectOpts::new(Proto::V311, "flood-in")).await.expect("the one place");
+    // Silent connections over the limit: the first MAX_REFUSING wait for
+    // their CONNECT, the others are closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..MAX_REFUSING + 50 {
+        silent.push(Raw::open(limited).await);
+    }
+    let mut closed = 0;
+    for c in silent.iter_mut() {
+        if matches!(c.recv_within(std::time::Duration::from_millis(20)).await, Recv::Closed) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 50, "only {closed} of the {} over the refusal places were closed at once", MAX_REFUSING + 50);
+    assert!(closed <= 50 + 2, "{closed} closed: the refusal places were not used");
+    by.check("a flood over max_connections").await;
+    // Once the flood is gone a refused client is told why again.
+    drop(silent);
+    let refused = within("a refusal place", async {
+        loop {
+            let mut c = Raw::open(limited).await;
+            c.send(&connect_packet(&ConnectOpts::new(Proto::V5, "flood-late"))).await;
+            match c.recv_within(TIMEOUT).await {
+                Recv::Packet(p) => return p.connack().1,
+                // The flood's places are still being given back.
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(refused, 0x97);
+    b.shutdown().await;
+}
+
 /// A listener's `max_packet_size`, `max_keepalive` and `allow_anonymous`
 /// replace the global keys for its clients: an anonymous client is refused
 /// with 0x87 Not authorized; CONNACK gives the listener's Maximum Packet

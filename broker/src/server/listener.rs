@@ -4,7 +4,11 @@
 //! A connection beyond the limit is still served until its CONNECT, so the
 //! client learns why it is refused (CONNACK 0x97 Quota exceeded; 3.1/3.1.1:
 //! 0x03 Server unavailable) instead of seeing a bare close; it is bounded by
-//! the connect timeout and does not count against the limit.
+//! the connect timeout and does not count against the limit. At most
+//! [`MAX_REFUSING`] such connections are served at once: beyond them a
+//! connection is closed as soon as it is accepted, before any task or
+//! buffer exists for it, so a flood costs no memory. Refusals and accept
+//! errors are logged at most once per [`LOG_EVERY`], with a count.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,10 +21,41 @@ use tokio_util::task::TaskTracker;
 
 use super::connection::{serve_holding, ConnCtx};
 
+/// Connections over the limit served at once, only to refuse their CONNECT.
+pub const MAX_REFUSING: usize = 64;
+/// At most one log line per this for refusals and for accept errors.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Backoff after an accept error (out of file descriptors and the like),
+/// doubled per error in a row up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
 /// How many connections a listener has open, against its maximum.
 pub(super) struct ConnLimit {
     open: Arc<AtomicUsize>,
     max: Option<usize>,
+    /// Connections over the limit being refused (their CONNACK).
+    refusing: Arc<AtomicUsize>,
+}
+
+/// A log line at most once per [`LOG_EVERY`], saying how many events it
+/// stands for.
+struct RateLimited {
+    last: Option<tokio::time::Instant>,
+    count: u64,
+}
+
+impl RateLimited {
+    /// Counts an event; `Some(n)` when a line for the last `n` is due.
+    fn event(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = tokio::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
 }
 
 /// A counted connection; dropping it frees its place.
@@ -34,7 +69,15 @@ impl Drop for Slot {
 
 impl ConnLimit {
     pub(super) fn new(max: Option<usize>) -> ConnLimit {
-        ConnLimit { open: Arc::new(AtomicUsize::new(0)), max }
+        ConnLimit { open: Arc::new(AtomicUsize::new(0)), max, refusing: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// A place among the connections served only to be refused.
+    fn refuse(&self) -> Option<Slot> {
+        self.refusing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_REFUSING).then_some(n + 1))
+            .ok()?;
+        Some(Slot(self.refusing.clone()))
     }
 
     /// A place for a new connection, or `None` if the listener is full.
@@ -52,6 +95,8 @@ pub(super) async fn accept_loop(
     tracker: TaskTracker,
     ids: Arc<AtomicU64>,
 ) {
+    let (mut refusals, mut errors) = (RateLimited { last: None, count: 0 }, RateLimited { last: None, count: 0 });
+    let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -59,24 +104,39 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                backoff = MIN_BACKOFF;
                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                let slot = limit.admit();
-                if slot.is_none() {
-                    tracing::info!(%peer, max_connections = limit.max, "listener full: refusing the connection");
+                if let Some(slot) = limit.admit() {
+                    tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), false, slot));
+                    continue;
                 }
-                tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), slot));
+                if let Some(n) = refusals.event() {
+                    tracing::info!(%peer, max_connections = limit.max, refused = n, "listener full: refusing connections");
+                }
+                match limit.refuse() {
+                    // Served until its CONNECT, to be told why.
+                    Some(place) => {
+                        tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), true, place));
+                    }
+                    // A flood: closed at once, nothing allocated for it.
+                    None => drop(stream),
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(n) = errors.event() {
+                    tracing::warn!(errors = n, "accept failed: {e}; backing off");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 }
 
-/// Serves one TCP connection; `slot` is its place under the listener's
-/// limit, `None` if over it (CONNECT is then refused).
+/// Serves one TCP connection, holding `slot` until it closes: its place
+/// under the listener's limit, or, if `full`, among the connections served
+/// only to refuse their CONNECT.
 ///
 /// Not an `async fn`: the connection's future is `serve`'s alone, without
 /// a wrapper holding a second copy of the arguments.
@@ -85,10 +145,10 @@ fn serve_tcp(
     peer: SocketAddr,
     id: u64,
     ctx: Arc<ConnCtx>,
-    slot: Option<Slot>,
+    full: bool,
+    slot: Slot,
 ) -> impl Future<Output = ()> {
     // Small MQTT packets must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    let full = slot.is_none();
     serve_holding(stream, peer, id, ctx, full, slot)
 }

@@ -16,6 +16,8 @@
 //!    is durable, a PUBREL once the PUBREC it answers (the Rel record) is:
 //!    after a crash the same identifier is resent, so the receiver does not
 //!    deliver twice. Other PUBLISH packets keep their order behind a held one.
+//!    A session that is not recorded (clean, or expiry 0) has nothing in the
+//!    log to wait for: its QoS 2 packets go at once, as with Mosquitto.
 //! 3. Deliveries wait while a SUBACK is held: retained messages for a
 //!    subscription follow its SUBACK.
 //!
@@ -31,8 +33,12 @@ use crate::store::Lsn;
 pub use crate::store::LogPosition;
 
 /// What is held, and what is known of the router and the disk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Gate {
+    /// The session is recorded in the log (persistent). A session that is
+    /// not has no packet identifier there to wait for: its QoS 2 PUBLISH
+    /// and PUBREL go at once (rule 2 does not apply).
+    recorded: bool,
     /// Router messages emitted (Route, Subscribe, Unsubscribe); the driver
     /// hands each to the router with this connection's ticket.
     sent: u64,
@@ -48,6 +54,21 @@ pub(super) struct Gate {
     /// PUBACKs among `acks`: inbound QoS 1 not yet acknowledged, which
     /// count against the Receive Maximum.
     pubacks: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            recorded: true,
+            sent: 0,
+            processed: 0,
+            processed_lsn: 0,
+            durable: 0,
+            acks: VecDeque::new(),
+            publishes: VecDeque::new(),
+            pubacks: 0,
+        }
+    }
 }
 
 /// Whether `p` is an acknowledgement that waits (rule 1).
@@ -68,7 +89,7 @@ impl Gate {
         if !is_publish {
             return Some(p);
         }
-        let need = if qos2 { appended } else { 0 };
+        let need = if qos2 && self.recorded { appended } else { 0 };
         if self.publishes.is_empty() && self.durable >= need {
             return Some(p);
         }
@@ -133,6 +154,14 @@ impl Machine {
         match log {
             Some(log) => gate.get_or_insert_with(Box::default).offer(log.appended(), p),
             None => Some(p),
+        }
+    }
+
+    /// Whether the connected session is recorded in the log (rule 2
+    /// applies only then).
+    pub(super) fn set_session_recorded(&mut self, recorded: bool) {
+        if let Some((gate, _)) = self.gate() {
+            gate.recorded = recorded;
         }
     }
 

@@ -92,6 +92,8 @@ fn acknowledgements_wait_for_earlier_records_and_keep_their_order() {
 fn qos2_delivery_waits_for_its_record_and_later_ones_keep_order() {
     let (mut h, log) = (Harness::new(), Arc::new(Log::default()));
     let mut s = client(&mut h, &log, Version::V311, "sub");
+    // As for a persistent session (the harness's router has no store).
+    s.m.set_session_recorded(true);
     h.feed(&mut s, subscribe("d/#", QoS::ExactlyOnce));
     s.m.handle_processed(1, 0);
     assert_eq!(kinds(&h.run(&mut s).0), ["SUBACK"]);
@@ -178,4 +180,23 @@ fn an_acknowledgement_with_nothing_to_wait_for_leaves_at_once() {
     let (sent, _) = h.feed(&mut c, subscribe("a/#/b", QoS::AtMostOnce));
     assert_eq!(kinds(&sent), ["SUBACK"]);
     assert!(!c.m.gate_waiting());
+}
+
+/// Rule 2 applies to recorded sessions only: a clean session's QoS 2
+/// PUBLISH and PUBREL have no record to wait for and go at once.
+#[test]
+fn a_clean_sessions_qos2_packets_do_not_wait_for_the_disk() {
+    let (mut h, log) = (Harness::new(), Arc::new(Log::default()));
+    let mut s = client(&mut h, &log, Version::V311, "clean-sub");
+    h.feed(&mut s, subscribe("c/#", QoS::ExactlyOnce));
+    s.m.handle_processed(1, 0);
+    assert_eq!(kinds(&h.run(&mut s).0), ["SUBACK"]);
+    let mut p = client(&mut h, &log, Version::V311, "clean-pub");
+    log.0.store(50, Ordering::Relaxed);
+    h.feed(&mut p, publish("c/t", QoS::ExactlyOnce, 1, b"x"));
+    let sent = h.run(&mut s).0;
+    assert_eq!(kinds(&sent), ["PUBLISH"], "not held for position 50");
+    let Packet::Publish(d) = &sent[0] else { unreachable!() };
+    let (sent, _) = h.feed(&mut s, Packet::PubRec(Ack::ok(d.pkid)));
+    assert_eq!(kinds(&sent), ["PUBREL"]);
 }

@@ -177,6 +177,8 @@ impl Machine {
             self.send(connack);
         }
         let session = reply.session;
+        let recorded = session.lock().is_journaled();
+        self.set_session_recorded(recorded);
         self.resend_inflight(&mut session.lock(), &mut out, now);
         self.state = State::Connected(Box::new(Connected {
             version: c.version,
