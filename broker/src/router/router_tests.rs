@@ -324,6 +324,7 @@ fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::stor
         sync: crate::store::SyncMode::Batch,
         segment_bytes: 1 << 20,
         compact_bytes: 1 << 30,
+        fs: Arc::new(crate::store::fs::RealFs),
     };
     let (j, m, _) = crate::store::open(&cfg).unwrap();
     (Arc::new(j), m)

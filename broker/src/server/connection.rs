@@ -95,6 +95,9 @@ enum Wait {
     Router(RouterMsg),
     /// CONNECT's round trip to the router.
     Connect(crate::router::ConnectRequest),
+    /// The log has no room for what this QoS 1/2 message will record:
+    /// wait for it (only this connection waits), then hand it over.
+    Room(RouterMsg),
 }
 
 struct Driver<S> {
@@ -493,6 +496,12 @@ impl<S: Transport> Driver<S> {
         match wait {
             Wait::Router(msg) => self.ctx.router.send(msg).await.map_err(|_| RouterGone),
             Wait::Connect(req) => self.connect(req).await,
+            Wait::Room(msg) => {
+                if let Some(journal) = self.ctx.journal.clone() {
+                    journal.room().await;
+                }
+                self.ctx.router.send(msg).await.map_err(|_| RouterGone)
+            }
         }
     }
 
@@ -500,13 +509,7 @@ impl<S: Transport> Driver<S> {
     /// (the gate counts the messages the machine emitted). A full channel
     /// is waited for by the caller.
     fn send_router(&mut self, msg: RouterMsg) -> Result<Option<Wait>, RouterGone> {
-        let msg = match &self.ctx.journal {
-            Some(journal) => {
-                let gate = self.gate.get_or_insert_with(|| Box::new(GateWatch::new(journal)));
-                RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone())
-            }
-            None => msg,
-        };
+        let msg = self.ticketed(msg);
         match self.ctx.router.try_send(msg) {
             Ok(()) => Ok(None),
             Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(Wait::Router(msg))),
@@ -514,11 +517,33 @@ impl<S: Transport> Driver<S> {
         }
     }
 
+    /// `msg` with this connection's ticket, if the broker has a store.
+    fn ticketed(&mut self, msg: RouterMsg) -> RouterMsg {
+        match &self.ctx.journal {
+            Some(journal) => {
+                let gate = self.gate.get_or_insert_with(|| Box::new(GateWatch::new(journal)));
+                RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone())
+            }
+            None => msg,
+        }
+    }
+
     fn act(&mut self, action: Action) -> Result<Option<Wait>, RouterGone> {
         match action {
             // The machine's gate already held what must wait.
             Action::Send(p) => self.write(p),
-            Action::Route(m) => return self.send_router(RouterMsg::Publish(m)),
+            Action::Route(m) => {
+                // A QoS 1/2 message is recorded if it reaches a persistent
+                // session: with the log behind (a slow disk) its publisher
+                // waits here, asynchronously; QoS 0 traffic never does.
+                let full = m.qos != crate::protocol::QoS::AtMostOnce
+                    && self.ctx.journal.as_ref().is_some_and(|j| !j.has_room());
+                if full {
+                    let msg = self.ticketed(RouterMsg::Publish(m));
+                    return Ok(Some(Wait::Room(msg)));
+                }
+                return self.send_router(RouterMsg::Publish(m));
+            }
             Action::Subscribe(entries) => {
                 if self.ctx.verbose {
                     let client_id = self.machine.client_id().unwrap_or("-");

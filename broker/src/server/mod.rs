@@ -77,11 +77,26 @@ fn machine_config(
     }
 }
 
+/// What a broker is built on that tests (and later the simulation) may
+/// replace: the enhanced authentication methods and the file system the
+/// store's log writes through.
+#[derive(Debug, Clone)]
+pub struct Seams {
+    pub authenticator: Arc<dyn Authenticator>,
+    pub fs: Arc<dyn crate::store::fs::Fs>,
+}
+
+impl Default for Seams {
+    fn default() -> Seams {
+        Seams { authenticator: Arc::new(NoEnhancedAuth), fs: Arc::new(crate::store::fs::RealFs) }
+    }
+}
+
 impl Broker {
     /// Binds every listener and starts serving, with no enhanced
     /// authentication method (MQTT 5 AUTH).
     pub async fn start(cfg: Config) -> Result<Broker, StartError> {
-        Self::start_with_authenticator(cfg, Arc::new(NoEnhancedAuth)).await
+        Self::start_with_seams(cfg, Seams::default()).await
     }
 
     /// [`Broker::start`] with the enhanced authentication methods of
@@ -90,6 +105,12 @@ impl Broker {
         cfg: Config,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<Broker, StartError> {
+        Self::start_with_seams(cfg, Seams { authenticator, ..Seams::default() }).await
+    }
+
+    /// [`Broker::start`] on the given [`Seams`].
+    pub async fn start_with_seams(cfg: Config, seams: Seams) -> Result<Broker, StartError> {
+        let Seams { authenticator, fs } = seams;
         if cfg.persistence {
             // Without persistence nothing is written: the data directory
             // may be missing or read-only.
@@ -122,7 +143,7 @@ impl Broker {
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
         r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
-        let journal = if cfg.persistence { Some(open_store(&cfg, &mut r)?) } else { None };
+        let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -168,7 +189,11 @@ impl Broker {
 }
 
 /// Opens the store in the data directory and restores its state into `router`.
-fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartError> {
+fn open_store(
+    cfg: &Config,
+    fs: Arc<dyn crate::store::fs::Fs>,
+    router: &mut Router,
+) -> Result<Arc<Journal>, StartError> {
     let dir = cfg.data_dir.join("store");
     let store_cfg = StoreConfig {
         dir: dir.clone(),
@@ -176,6 +201,7 @@ fn open_store(cfg: &Config, router: &mut Router) -> Result<Arc<Journal>, StartEr
         sync: cfg.sync,
         segment_bytes: 16 * 1024 * 1024,
         compact_bytes: cfg.compact_bytes,
+        fs,
     };
     let (journal, model, rec) =
         store::open(&store_cfg).map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;

@@ -19,13 +19,15 @@
 //! own `fdatasync`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
+
+use super::fs::{Fs, SegmentFile};
 
 /// A record's sequence number; 0 means "nothing".
 pub type Lsn = u64;
@@ -54,6 +56,8 @@ pub struct LogConfig {
     pub dir: PathBuf,
     pub segment_bytes: u64,
     pub sync: SyncMode,
+    /// What the writer writes through (`RealFs`; a slow or failing disk in tests).
+    pub fs: Arc<dyn Fs>,
 }
 
 /// What opening the log found.
@@ -75,9 +79,12 @@ pub struct LogStats {
     pub syncs: AtomicU64,
 }
 
-/// Bytes of framed records waiting for the writer; appenders wait while
-/// this many are pending, so a slow disk slows producers instead of
-/// growing memory.
+/// Bytes of framed records waiting for the writer beyond which the log has
+/// no room ([`Log::has_room`]): publishers then wait (asynchronously, in
+/// their connection's task) before handing the router more QoS 1/2
+/// messages, so a slow disk slows producers instead of growing memory.
+/// Appends themselves never wait: a thread that appends (the router, a
+/// connection holding its session's lock) never blocks on the disk.
 const PENDING_BYTES: usize = 1024 * 1024;
 
 /// The pending buffer and the writer's are released above this size once
@@ -92,8 +99,11 @@ struct Pending {
     state: Mutex<PendingState>,
     /// Records were added (the writer waits for this).
     added: Condvar,
-    /// Records were taken, or the writer stopped (appenders wait for this).
-    taken: Condvar,
+    /// There is room again, or the writer stopped (publishers wait for
+    /// this, asynchronously).
+    room: Notify,
+    /// The pending buffer's length, readable without the lock.
+    len: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -131,15 +141,11 @@ impl Pending {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Gives the next LSN to a record that `fill` encodes, framed in place,
-    /// first waiting while `PENDING_BYTES` are pending. After close, or
-    /// with the writer gone, the record is lost (its LSN still used),
-    /// exactly as in a crash at this moment.
+    /// Gives the next LSN to a record that `fill` encodes, framed in place;
+    /// never waits. After close, or with the writer gone, the record is
+    /// lost (its LSN still used), exactly as in a crash at this moment.
     fn push(&self, fill: impl FnOnce(&mut Vec<u8>)) -> Lsn {
         let mut st = self.lock();
-        while st.buf.len() >= PENDING_BYTES && !st.writer_gone {
-            st = self.taken.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
         let lsn = st.next;
         if st.closed || st.writer_gone {
             st.next += 1;
@@ -160,6 +166,7 @@ impl Pending {
             st.first = lsn;
         }
         st.last = lsn;
+        self.len.store(st.buf.len(), Ordering::Relaxed);
         if st.writer_waiting {
             st.writer_waiting = false;
             self.added.notify_one();
@@ -198,8 +205,9 @@ impl Pending {
             std::mem::swap(out, &mut st.buf);
             Taken { first, last: st.last }
         };
+        self.len.store(st.buf.len(), Ordering::Relaxed);
         if was_full {
-            self.taken.notify_all();
+            self.room.notify_waiters();
         }
         Some(taken)
     }
@@ -258,7 +266,8 @@ struct WriterGone(Arc<Pending>);
 impl Drop for WriterGone {
     fn drop(&mut self) {
         self.0.lock().writer_gone = true;
-        self.0.taken.notify_all();
+        self.0.len.store(0, Ordering::Relaxed);
+        self.0.room.notify_waiters();
     }
 }
 
@@ -269,6 +278,10 @@ pub struct Log {
     pub stats: Arc<LogStats>,
     dir: PathBuf,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Bytes of the segments at open, and bytes of the segments deleted
+    /// since: with the bytes written, the log's size without a `stat`.
+    at_open: u64,
+    deleted: AtomicU64,
 }
 
 fn segment_name(first: Lsn) -> String {
@@ -326,14 +339,6 @@ fn scan(path: &Path, mut expect: Lsn, f: &mut dyn FnMut(Lsn, &[u8])) -> io::Resu
     }
 }
 
-fn sync_dir(dir: &Path) {
-    // Makes a new or renamed file's directory entry durable; best effort
-    // on file systems that do not support syncing directories.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 impl Log {
     /// Opens (or creates) the log, replaying every valid record into `f`
     /// in order, repairing damage as described in the module docs.
@@ -381,19 +386,27 @@ impl Log {
             Some(t) if rec.moved_aside.iter().all(|m| m != &t.0) => t,
             _ => (cfg.dir.join(segment_name(expect)), 0),
         };
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        sync_dir(&cfg.dir);
+        let file = cfg.fs.open_append(&path)?;
+        cfg.fs.sync_dir(&cfg.dir);
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
         let pending = Arc::new(Pending::new(expect));
         let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone(), pending: pending.clone() };
         let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
-        let log = Log { pending, durable, stats, dir: cfg.dir, writer: Mutex::new(Some(handle)) };
+        let at_open = segments(&cfg.dir)?.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let log = Log {
+            pending,
+            durable,
+            stats,
+            dir: cfg.dir,
+            writer: Mutex::new(Some(handle)),
+            at_open,
+            deleted: AtomicU64::new(0),
+        };
         Ok((log, rec))
     }
 
-    /// Appends a record; returns its LSN. Does no I/O; waits only if the
-    /// writer is `PENDING_BYTES` behind.
+    /// Appends a record; returns its LSN. Does no I/O and never waits.
     pub fn append(&self, payload: impl AsRef<[u8]>) -> Lsn {
         self.append_with(|out| out.extend_from_slice(payload.as_ref()))
     }
@@ -406,6 +419,25 @@ impl Log {
         // broker is stopping; the record is lost exactly as it would be in
         // a crash at this moment.
         self.pending.push(fill)
+    }
+
+    /// Whether fewer than `PENDING_BYTES` wait for the writer (or it is
+    /// gone): producers of records should wait for [`Log::room`] otherwise.
+    pub fn has_room(&self) -> bool {
+        self.pending.len.load(Ordering::Relaxed) < PENDING_BYTES
+    }
+
+    /// Completes once [`Log::has_room`].
+    pub async fn room(&self) {
+        loop {
+            let notified = self.pending.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// The LSN the next append will get.
@@ -424,16 +456,20 @@ impl Log {
         let mut deleted = 0;
         for w in segs.windows(2) {
             if w[1].0 <= lsn {
+                let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
                 fs::remove_file(&w[0].1)?;
+                self.deleted.fetch_add(len, Ordering::Relaxed);
                 deleted += 1;
             }
         }
         Ok(deleted)
     }
 
-    /// Total size of the segment files.
+    /// Total size of the segment files, from counters (no file-system
+    /// call: the router asks every second).
     pub fn disk_bytes(&self) -> u64 {
-        segments(&self.dir).map_or(0, |s| s.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum())
+        (self.at_open + self.stats.bytes_written.load(Ordering::Relaxed))
+            .saturating_sub(self.deleted.load(Ordering::Relaxed))
     }
 
     /// Stops the writer after it has written (and, unless `Never`, synced)
@@ -468,7 +504,7 @@ fn move_aside(p: &Path) -> io::Result<PathBuf> {
 
 struct Writer {
     cfg: LogConfig,
-    file: File,
+    file: Box<dyn SegmentFile>,
     size: u64,
     stats: Arc<LogStats>,
     pending: Arc<Pending>,
@@ -543,7 +579,7 @@ impl Writer {
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all(buf)?;
+        self.file.append(buf)?;
         self.size += buf.len() as u64;
         self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -551,7 +587,7 @@ impl Writer {
 
     fn sync(&mut self) -> io::Result<()> {
         if self.cfg.sync != SyncMode::Never {
-            self.file.sync_data()?;
+            self.file.sync()?;
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -562,10 +598,9 @@ impl Writer {
         // one can be reported durable.
         self.sync()?;
         let path = self.cfg.dir.join(segment_name(first));
-        self.file = OpenOptions::new().create(true).append(true).open(path)?;
-        self.file.seek(SeekFrom::End(0))?;
+        self.file = self.cfg.fs.open_append(&path)?;
         self.size = 0;
-        sync_dir(&self.cfg.dir);
+        self.cfg.fs.sync_dir(&self.cfg.dir);
         Ok(())
     }
 }

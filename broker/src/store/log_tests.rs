@@ -3,7 +3,7 @@ use std::io::{Seek, SeekFrom, Write};
 use super::*;
 
 fn cfg(dir: &Path, segment_bytes: u64) -> LogConfig {
-    LogConfig { dir: dir.to_owned(), segment_bytes, sync: SyncMode::Batch }
+    LogConfig { dir: dir.to_owned(), segment_bytes, sync: SyncMode::Batch, fs: Arc::new(crate::store::fs::RealFs) }
 }
 
 fn open(dir: &Path, segment_bytes: u64) -> (Log, Recovery, Vec<(Lsn, Vec<u8>)>) {
@@ -239,4 +239,48 @@ fn payloads(b: &mut [u8]) -> Vec<(Lsn, Vec<u8>)> {
         b = &b[HEADER + n..];
     }
     out
+}
+
+/// The log's size is counted, not listed and stat'ed (the router asks
+/// every second): it matches the segment files through writes, rotation,
+/// deletion and a reopen.
+#[test]
+fn disk_bytes_follow_the_segments_without_listing_them() {
+    let on_disk =
+        |dir: &Path| -> u64 { segments(dir).unwrap().iter().map(|(_, p)| fs::metadata(p).unwrap().len()).sum() };
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 4096);
+    for i in 0..200u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 200);
+    assert!(segments(dir.path()).unwrap().len() > 3, "rotated");
+    assert_eq!(log.disk_bytes(), on_disk(dir.path()));
+    assert!(log.delete_before(150).unwrap() > 0);
+    assert_eq!(log.disk_bytes(), on_disk(dir.path()));
+    drop(log);
+    let (log, _, _) = open(dir.path(), 4096);
+    assert_eq!(log.disk_bytes(), on_disk(dir.path()));
+}
+
+/// Appends never wait, however far the writer is behind (the slow-disk
+/// end-to-end test shows what waiting cost): `has_room` says when
+/// producers should wait, and `room` completes once it has caught up.
+#[test]
+fn appends_never_wait_and_room_reports_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = crate::store::fs::SlowSyncFs::new(std::time::Duration::from_millis(300));
+    let cfg = LogConfig { fs: slow.clone(), ..cfg(dir.path(), 64 << 20) };
+    let (log, _) = Log::open(cfg, &mut |_, _| {}).unwrap();
+    // One record, so the writer is inside a 300 ms sync; then 6 MiB at once.
+    log.append(vec![0; 16]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for _ in 0..6144 {
+        log.append(vec![7; 1024]);
+    }
+    assert!(!log.has_room(), "more than 1 MiB waits for the writer");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async { tokio::time::timeout(std::time::Duration::from_secs(20), log.room()).await }).unwrap();
+    assert!(log.has_room());
+    wait_durable(&log, 6145);
 }

@@ -13,6 +13,7 @@
 //! [`SpillDir`] (see `session::spill`): a copy for memory's sake, never a
 //! source of truth, emptied at every start.
 
+pub mod fs;
 pub mod log;
 pub mod record;
 pub mod recover;
@@ -40,6 +41,8 @@ pub struct StoreConfig {
     /// Take a snapshot when the log is larger than this and than twice the
     /// live state.
     pub compact_bytes: u64,
+    /// What the log writer writes through (`fs::RealFs` but in tests).
+    pub fs: Arc<dyn fs::Fs>,
 }
 
 /// The handle through which state changes are recorded.
@@ -131,6 +134,16 @@ impl Journal {
         self.log.durable()
     }
 
+    /// See [`Log::has_room`].
+    pub fn has_room(&self) -> bool {
+        self.log.has_room()
+    }
+
+    /// See [`Log::room`].
+    pub async fn room(&self) {
+        self.log.room().await
+    }
+
     pub fn disk_bytes(&self) -> u64 {
         self.log.disk_bytes()
     }
@@ -155,7 +168,8 @@ pub fn open(cfg: &StoreConfig) -> io::Result<(Journal, Model, Recovery)> {
     let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
     let mut replay = recover::Replay::with_scratch(cfg.spill_dir.clone());
     let mut undecodable = 0u64;
-    let log_cfg = LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync };
+    let log_cfg =
+        LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync, fs: cfg.fs.clone() };
     let (log, rec) = Log::open(log_cfg, &mut |_, bytes| match Record::decode(bytes) {
         Ok(r) => replay.apply(r),
         Err(_) => undecodable += 1,

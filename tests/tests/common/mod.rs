@@ -58,6 +58,11 @@ impl TestBroker {
         authenticator: std::sync::Arc<dyn edgemq::auth::Authenticator>,
         tweak: impl FnOnce(&mut edgemq::Config),
     ) -> TestBroker {
+        Self::start_with_seams(edgemq::server::Seams { authenticator, ..Default::default() }, tweak).await
+    }
+
+    /// A broker on the given seams (a slow or failing disk, say).
+    pub async fn start_with_seams(seams: edgemq::server::Seams, tweak: impl FnOnce(&mut edgemq::Config)) -> TestBroker {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = edgemq::Config {
             listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().expect("addr"))],
@@ -65,7 +70,7 @@ impl TestBroker {
             ..edgemq::Config::default()
         };
         tweak(&mut cfg);
-        let start = edgemq::Broker::start_with_authenticator(cfg, authenticator);
+        let start = edgemq::Broker::start_with_seams(cfg, seams);
         let broker = within("broker start", start).await.expect("broker starts");
         let addr = broker.local_addrs()[0];
         TestBroker { broker, addr, _dir: dir }

@@ -1,0 +1,113 @@
+//! The file-system seam of the log writer: what it does to the disk
+//! (open a segment for appending, write, `fdatasync`, sync a directory),
+//! behind a trait so tests, benchmarks and the simulation can slow the
+//! disk down or make it fail. [`RealFs`] is the broker's; [`SlowSyncFs`]
+//! delays every `fdatasync` (an SD card under load). Recovery still reads
+//! segments through `std::fs` directly.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A segment file open for appending.
+pub trait SegmentFile: Send {
+    /// Writes all of `buf` at the end.
+    fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// `fdatasync`: what was written is on the medium when this returns.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// What the log writer asks of the file system.
+pub trait Fs: Send + Sync + std::fmt::Debug {
+    /// Opens (creating it if missing) a segment for appending at its end.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
+    /// Makes a directory's entries (a new segment) durable; best effort.
+    fn sync_dir(&self, dir: &Path);
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl SegmentFile for File {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write_all(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+impl Fs for RealFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.seek(SeekFrom::End(0))?;
+        Ok(Box::new(f))
+    }
+
+    fn sync_dir(&self, dir: &Path) {
+        // Without it a new segment's name may be lost in a power cut.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// The real file system with every `fdatasync` taking `delay` longer (a
+/// slow SD card): for tests and benchmarks of a broker on a slow disk.
+/// The delay can be changed while it runs.
+#[derive(Debug, Default)]
+pub struct SlowSyncFs {
+    delay_ms: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl SlowSyncFs {
+    pub fn new(delay: Duration) -> Arc<SlowSyncFs> {
+        let fs = SlowSyncFs::default();
+        fs.set_delay(delay);
+        Arc::new(fs)
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `fdatasync` calls so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+}
+
+struct SlowFile {
+    file: Box<dyn SegmentFile>,
+    delay_ms: Arc<AtomicU64>,
+    syncs: Arc<AtomicU64>,
+}
+
+impl SegmentFile for SlowFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.append(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
+        self.file.sync()
+    }
+}
+
+impl Fs for SlowSyncFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let (delay_ms, syncs) = (self.delay_ms.clone(), self.syncs.clone());
+        Ok(Box::new(SlowFile { file: RealFs.open_append(path)?, delay_ms, syncs }))
+    }
+
+    fn sync_dir(&self, dir: &Path) {
+        RealFs.sync_dir(dir)
+    }
+}
