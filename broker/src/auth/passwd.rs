@@ -30,6 +30,8 @@
 //!   undecodable hash, a user named twice) fails the load with `file:line`.
 //! - The password is all of CONNECT's Password bytes; Mosquitto stops at the
 //!   first NUL byte (a C string).
+//! - An indented `#` line is a comment; Mosquitto reads `  #a:HASH` as the
+//!   user `#a`.
 //!
 //! [`PasswordFile::check`] does the same work for an unknown user as for a
 //! wrong password: it verifies against a dummy hash with the parameters of
@@ -394,11 +396,12 @@ impl PasswordFile {
 
     fn parse_bytes(bytes: &[u8], origin: &str) -> Result<PasswordFile, PasswdError> {
         let mut file = PasswordFile::empty(origin);
-        let mut first_line = HashMap::new();
-        let raw_lines = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         if bytes.is_empty() {
             return Ok(file);
         }
+        let mut first_line = HashMap::new();
+        // A final line break ends the last line; it does not start another.
+        let raw_lines = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         for (i, raw) in raw_lines.split(|&b| b == b'\n').enumerate() {
             let number = i + 1;
             let error = |problem| PasswdError::Parse { origin: origin.to_owned(), line: number, problem };
