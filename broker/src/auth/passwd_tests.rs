@@ -430,3 +430,89 @@ fn interop_with_mosquitto_passwd() {
     assert!(after.check("dave", b"d"));
     assert!(after.check("alice", b"s3cret: with spaces"));
 }
+
+/// A Mosquitto broker started for one test, ended (by its handle) on drop.
+struct Broker(std::process::Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CONNECT (MQTT 3.1.1) with a user name and password; the CONNACK code.
+fn connect_code(port: u16, user: &str, password: &[u8]) -> std::io::Result<u8> {
+    use std::io::{Read as _, Write as _};
+    let field = |bytes: &[u8], out: &mut Vec<u8>| {
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60];
+    field(b"edgemq-interop", &mut body);
+    field(user.as_bytes(), &mut body);
+    field(password, &mut body);
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend_from_slice(&body);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    stream.write_all(&packet)?;
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack)?;
+    assert_eq!(connack[..2], [0x20, 2], "a CONNACK");
+    Ok(connack[3])
+}
+
+/// The other direction: a file written here is accepted by the real
+/// Mosquitto 2.0 broker (`$7$` and `$6$`; 2.0 cannot read `$argon2id$`).
+/// Skipped (with a note) when `mosquitto` is absent, unless
+/// `EDGEMQ_REQUIRE_INTEROP=1`.
+#[test]
+fn interop_with_the_mosquitto_broker() {
+    let required = std::env::var("EDGEMQ_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let mut file = PasswordFile::empty("passwd");
+    file.set_password("seven", b"pw 7", HashScheme::default()).unwrap();
+    file.set_password("many", b"pw 7k", HashScheme::Pbkdf2Sha512 { iterations: 7000 }).unwrap();
+    file.set_password("six", b"pw 6", HashScheme::Sha512).unwrap();
+    file.save(&passwd).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = dir.path().join("mosquitto.conf");
+    let conf_text = format!(
+        "user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\n",
+        passwd.display()
+    );
+    std::fs::write(&conf, conf_text).unwrap();
+    let child = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let _broker = match child {
+        Ok(child) => Broker(child),
+        Err(e) => {
+            assert!(!required, "EDGEMQ_REQUIRE_INTEROP=1 but mosquitto cannot run: {e}");
+            eprintln!("note: skipping the Mosquitto broker interop test: {e}");
+            return;
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let first = loop {
+        match connect_code(port, "seven", b"pw 7") {
+            Ok(code) => break code,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("the broker did not answer on port {port}: {e}"),
+        }
+    };
+    assert_eq!(first, 0, "$7$ of 101 iterations accepted");
+    assert_eq!(connect_code(port, "many", b"pw 7k").unwrap(), 0, "$7$ of 7000 iterations accepted");
+    assert_eq!(connect_code(port, "six", b"pw 6").unwrap(), 0, "$6$ accepted");
+    assert_ne!(connect_code(port, "seven", b"pw 6").unwrap(), 0, "a wrong password refused");
+    assert_ne!(connect_code(port, "nobody", b"pw 7").unwrap(), 0, "an unknown user refused");
+}
