@@ -433,20 +433,23 @@ fn covers(acl: &str, sub: &str) -> bool {
     if sub.starts_with('$') && acl.starts_with(['+', '#']) {
         return false;
     }
-    if sub == "#" && acl == "+/#" {
-        // Every topic has a first level: both match all but `$` topics.
-        // (Further in, `x/#` matches `x` itself and `x/+/#` does not.)
-        return true;
-    }
     let (mut a, mut s) = (acl.split('/'), sub.split('/'));
+    // Whether the subscription's levels so far join to "": then the parent
+    // a `#` matches (`x/#` matches `x`) is the empty topic, which is not a
+    // topic name, so `+/#` there covers `#` (`+/#` covers `#`, `/+/#`
+    // covers `/#`; `x/+/#` does not cover `x/#`, which matches `x`).
+    let (mut empty_prefix, mut first) = (true, true);
     loop {
-        match (a.next(), s.next()) {
+        let level = match (a.next(), s.next()) {
             (Some("#"), _) | (None, None) => return true,
+            (Some("+"), Some("#")) if empty_prefix => return a.next() == Some("#") && a.next().is_none(),
             (Some(_), Some("#")) => return false,
-            (Some("+"), Some(_)) => {}
-            (Some(al), Some(sl)) if al == sl && sl != "+" => {}
+            (Some("+"), Some(sl)) => sl,
+            (Some(al), Some(sl)) if al == sl && sl != "+" => sl,
             _ => return false,
-        }
+        };
+        empty_prefix = first && level.is_empty();
+        first = false;
     }
 }
 

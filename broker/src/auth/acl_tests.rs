@@ -305,6 +305,15 @@ fn plus_hash_covers_hash() {
     let file = acl("topic read x/+/#\n");
     assert!(!file.check(None, "c", "x/#", Subscribe));
     assert!(file.check(None, "c", "x/+/#", Subscribe));
+    // Found next: `/#` matches `/` and `/x/...` but no topic "" (not a
+    // topic name), so `/+/#` covers it; `//#` matches `/`, which `//+/#`
+    // does not.
+    let file = acl("topic read /+/#\n");
+    assert!(file.check(None, "c", "/#", Subscribe));
+    assert!(file.check(None, "c", "//#", Subscribe));
+    assert!(!file.check(None, "c", "+/#", Subscribe));
+    let file = acl("topic read //+/#\n");
+    assert!(!file.check(None, "c", "//#", Subscribe));
 }
 
 #[test]
