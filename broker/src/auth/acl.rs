@@ -456,3 +456,7 @@ fn covers(acl: &str, sub: &str) -> bool {
 #[cfg(test)]
 #[path = "acl_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "acl_interop_tests.rs"]
+mod interop_tests;
