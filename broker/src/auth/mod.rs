@@ -25,6 +25,9 @@
 //! exchange runs on its connection's task, between packets: it must not
 //! block (no I/O, no waiting).
 
+pub mod acl;
+pub mod passwd;
+
 use std::fmt;
 
 use bytes::Bytes;
