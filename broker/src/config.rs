@@ -60,6 +60,10 @@ pub struct ListenerConfig {
     pub max_packet_size: Option<usize>,
     pub max_keepalive: Option<u16>,
     pub allow_anonymous: Option<bool>,
+    /// Mosquitto password file for this listener (else the global one).
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file for this listener (else the global one).
+    pub acl_file: Option<PathBuf>,
 }
 
 impl ListenerConfig {
@@ -72,6 +76,8 @@ impl ListenerConfig {
             max_packet_size: None,
             max_keepalive: None,
             allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
         }
     }
 }
@@ -85,6 +91,12 @@ pub struct Config {
     /// The file this configuration came from, if any.
     pub config_file: Option<PathBuf>,
     pub allow_anonymous: bool,
+    /// Mosquitto password file: user names and password hashes (`$7$`,
+    /// `$6$`, argon2id). With it, a client that gives a user name must give
+    /// its password; without it, `allow_anonymous = false` admits no one.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file: who may publish and subscribe to what.
+    pub acl_file: Option<PathBuf>,
     /// Largest accepted packet, fixed header included (bytes).
     pub max_packet_size: usize,
     /// Unacknowledged QoS 1/2 messages in flight to one client.
@@ -142,6 +154,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./edgemq-data"),
             config_file: None,
             allow_anonymous: true,
+            password_file: None,
+            acl_file: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_inflight_messages: 1000,
             max_queued_messages: 100_000,
@@ -189,6 +203,8 @@ struct FileListener {
     max_packet_size: Option<Spanned<usize>>,
     max_keepalive: Option<Spanned<u16>>,
     allow_anonymous: Option<bool>,
+    password_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
 }
 
 /// The config file, as written. Every key is optional.
@@ -200,6 +216,8 @@ struct FileConfig {
     port: Option<u16>,
     data_dir: Option<PathBuf>,
     allow_anonymous: Option<bool>,
+    password_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
     max_packet_size: Option<usize>,
     max_inflight_messages: Option<u16>,
     max_queued_messages: Option<usize>,
@@ -377,6 +395,8 @@ impl FileListener {
             max_packet_size: self.max_packet_size.map(Spanned::into_inner),
             max_keepalive: self.max_keepalive.map(Spanned::into_inner),
             allow_anonymous: self.allow_anonymous,
+            password_file: self.password_file,
+            acl_file: self.acl_file,
         })
     }
 }
@@ -432,6 +452,8 @@ impl Config {
             if f.response_information.is_some() {
                 cfg.response_information = f.response_information;
             }
+            cfg.password_file = f.password_file.or(cfg.password_file);
+            cfg.acl_file = f.acl_file.or(cfg.acl_file);
         }
         let from_file = Origin { file };
         if args.port.is_some() {
@@ -582,6 +604,8 @@ protocol = \"tcp\"
             max_packet_size: Some(65536),
             max_keepalive: Some(600),
             allow_anonymous: Some(false),
+            password_file: None,
+            acl_file: None,
         };
         assert_eq!(c.listeners, vec![first, ListenerConfig::tcp("127.0.0.1:2000".parse().unwrap())]);
         // Unset listener limits take the global keys at start; those stay as written.

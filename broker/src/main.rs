@@ -56,6 +56,11 @@ async fn run(cfg: Config) -> ExitCode {
     let config_file = cfg.config_file.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
     let broker = match Broker::start(cfg).await {
         Ok(b) => b,
+        // A password or ACL file that does not load is a configuration error.
+        Err(e @ edgemq::server::StartError::AuthFile(_)) => {
+            eprintln!("edgemq: configuration error: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("edgemq: {e}");
             return ExitCode::FAILURE;

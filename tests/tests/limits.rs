@@ -231,10 +231,17 @@ async fn a_flood_over_max_connections_costs_no_tasks() {
 /// listener applies the global values to the same client and packet.
 #[tokio::test]
 async fn listener_limits_replace_the_global_ones() {
+    // The user name is verified by the listener's password file (without
+    // one, `allow_anonymous = false` admits no one).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let passwd = dir.path().join("passwd");
+    let hash = edgemq::auth::passwd::hash_password_7(b"p", 101).expect("hash");
+    std::fs::write(&passwd, format!("u:{hash}\n")).expect("write passwd");
     let (b, limited, open) = two_listeners(|l| {
         l.max_packet_size = Some(256);
         l.max_keepalive = Some(30);
         l.allow_anonymous = Some(false);
+        l.password_file = Some(passwd);
     })
     .await;
     let anonymous = ConnectOpts::new(Proto::V5, "anon").keep_alive(0);
@@ -242,9 +249,10 @@ async fn listener_limits_replace_the_global_ones() {
     assert!(try_connect(open, &anonymous).await.is_ok(), "anonymous clients are allowed by default");
     let big = publish_packet(true, "lim/t", 0, false, false, 0, &[7u8; 512]);
     for (addr, max_packet, keep_alive, fits) in [(limited, 256, 30, false), (open, 2 << 20, 65535, true)] {
-        let (mut c, ack) = try_connect(addr, &ConnectOpts::new(Proto::V5, "named").keep_alive(0).username("u"))
-            .await
-            .expect("a named client is accepted");
+        let (mut c, ack) =
+            try_connect(addr, &ConnectOpts::new(Proto::V5, "named").keep_alive(0).username("u").password(b"p"))
+                .await
+                .expect("a named client is accepted");
         let props = ack.connack_props();
         assert_eq!((int_prop(&props, 0x27), int_prop(&props, 0x13)), (Some(max_packet), Some(keep_alive)));
         c.subscribe(1, &[("lim/t", 0)]).await;

@@ -26,6 +26,7 @@
 //! block (no I/O, no waiting).
 
 pub mod acl;
+pub mod files;
 pub mod passwd;
 
 use std::fmt;

@@ -79,6 +79,8 @@ pub struct ConnCtx {
     pub verbose: bool,
     /// The store, when acknowledgements must wait for durability.
     pub journal: Option<Arc<Journal>>,
+    /// Password hashes verified at once, over all listeners (one per core).
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 fn now() -> Instant {
@@ -95,6 +97,8 @@ enum Wait {
     Router(RouterMsg),
     /// CONNECT's round trip to the router.
     Connect(crate::router::ConnectRequest),
+    /// A user name and password to verify (CPU work, off the workers).
+    Password { username: String, password: bytes::Bytes },
     /// The log has no room for what this QoS 1/2 message will record:
     /// wait for it (only this connection waits), then hand it over.
     Room(RouterMsg),
@@ -496,6 +500,22 @@ impl<S: Transport> Driver<S> {
         match wait {
             Wait::Router(msg) => self.ctx.router.send(msg).await.map_err(|_| RouterGone),
             Wait::Connect(req) => self.connect(req).await,
+            Wait::Password { username, password } => {
+                let ok = match self.ctx.machine.files.clone() {
+                    Some(files) => {
+                        // At most one hash per core at a time: a flood of
+                        // wrong passwords queues here, it does not take
+                        // every worker (or 46 MiB per argon2id hash each).
+                        let _permit = self.ctx.hashing.acquire().await;
+                        tokio::task::spawn_blocking(move || files.check_password(&username, &password))
+                            .await
+                            .unwrap_or(false)
+                    }
+                    None => false,
+                };
+                self.machine.password_checked(ok);
+                Ok(())
+            }
             Wait::Room(msg) => {
                 if let Some(journal) = self.ctx.journal.clone() {
                     journal.room().await;
@@ -559,6 +579,7 @@ impl<S: Transport> Driver<S> {
                 return self.send_router(RouterMsg::Unsubscribe { key, filters });
             }
             Action::Connect(req) => return Ok(Some(Wait::Connect(req))),
+            Action::CheckPassword { username, password } => return Ok(Some(Wait::Password { username, password })),
             Action::Close(why) => self.closing = Some(why),
         }
         Ok(None)

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 pub use connection::{serve, ConnCtx, Transport};
 pub use listener::MAX_REFUSING;
 
+use crate::auth::files::FileAuth;
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use crate::router::{self, Router, RouterStats};
@@ -41,6 +42,9 @@ pub enum StartError {
     DataDir { dir: String, source: io::Error },
     #[error("cannot open the store in {dir}: {source}")]
     Store { dir: String, source: io::Error },
+    /// A password or ACL file that does not load (file and line named).
+    #[error("{0}")]
+    AuthFile(#[from] crate::auth::files::FileAuthError),
 }
 
 /// A running broker.
@@ -59,6 +63,7 @@ fn machine_config(
     l: &ListenerConfig,
     authenticator: Arc<dyn Authenticator>,
     journal: Option<&Arc<Journal>>,
+    files: Option<Arc<FileAuth>>,
 ) -> MachineConfig {
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
@@ -74,6 +79,7 @@ fn machine_config(
         response_information: cfg.response_information.clone(),
         authenticator,
         log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
+        files,
     }
 }
 
@@ -119,12 +125,18 @@ impl Broker {
         }
         let mut listeners = Vec::new();
         for l in &cfg.listeners {
+            // Before anything is bound or opened: a bad file stops the start.
+            let files = FileAuth::load(
+                l.password_file.as_deref().or(cfg.password_file.as_deref()),
+                l.acl_file.as_deref().or(cfg.acl_file.as_deref()),
+            )?
+            .map(Arc::new);
             let addr = l.bind;
             let bound = match l.protocol {
                 ListenerProtocol::Tcp => TcpListener::bind(addr).await,
             };
             match bound {
-                Ok(socket) => listeners.push((socket, l)),
+                Ok(socket) => listeners.push((socket, l, files)),
                 // A host without IPv6 loopback still serves IPv4 by default.
                 Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable && cfg.listeners.len() > 1 => {
                     tracing::warn!(%addr, "skipping listener: {e}");
@@ -132,7 +144,7 @@ impl Broker {
                 Err(source) => return Err(StartError::Bind { addr, source }),
             }
         }
-        let addrs = listeners.iter().filter_map(|(socket, _)| socket.local_addr().ok()).collect();
+        let addrs = listeners.iter().filter_map(|(socket, _, _)| socket.local_addr().ok()).collect();
         let limits = QueueLimits {
             max_messages: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
@@ -148,14 +160,17 @@ impl Broker {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ids = Arc::new(AtomicU64::new(1));
-        for (socket, l) in listeners {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
+        for (socket, l, files) in listeners {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
-                machine: Arc::new(machine_config(&cfg, l, authenticator.clone(), journal.as_ref())),
+                machine: Arc::new(machine_config(&cfg, l, authenticator.clone(), journal.as_ref(), files)),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
                 journal: journal.clone(),
+                hashing: hashing.clone(),
             });
             let limit = listener::ConnLimit::new(l.max_connections);
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));

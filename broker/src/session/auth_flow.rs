@@ -81,18 +81,18 @@ impl Machine {
         let authenticator = self.cfg.authenticator.clone();
         let Some(c) = self.connected_mut() else { return };
         let client_id = &c.client_id;
-        let Some(auth) = c.auth.as_mut() else {
+        let Some((auth, connect_method)) = c.auth.as_mut().and_then(|a| a.method.clone().map(|m| (a, m))) else {
             // [MQTT-4.12.0-7] a client that named no method must not send AUTH.
             return self.close(Close::Error(reason::PROTOCOL_ERROR));
         };
-        if a.method.as_deref() != Some(auth.method.as_str()) {
+        if a.method.as_deref() != Some(connect_method.as_str()) {
             // [MQTT-4.12.1-1] re-authentication uses the method of CONNECT.
             return self.close(Close::Error(reason::PROTOCOL_ERROR));
         }
         let step = match (a.reason, &mut auth.exchange) {
             (reason::RE_AUTHENTICATE, None) => {
                 let client = AuthClient { client_id, username: auth.username.as_deref() };
-                auth.exchange = authenticator.start(&auth.method, client);
+                auth.exchange = authenticator.start(&connect_method, client);
                 match &mut auth.exchange {
                     Some(exchange) => exchange.step(a.data.as_deref()),
                     None => AuthStep::Fail(reason::BAD_AUTHENTICATION_METHOD),
@@ -102,7 +102,7 @@ impl Machine {
             // 0x00 from a client, 0x18 out of an exchange, 0x19 within one.
             _ => return self.close(Close::Error(reason::PROTOCOL_ERROR)),
         };
-        let method = Some(auth.method.clone());
+        let method = Some(connect_method);
         let reply = match step {
             AuthStep::Success(data) => {
                 auth.exchange = None;

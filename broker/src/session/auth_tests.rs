@@ -137,9 +137,11 @@ fn wrong_auth_packets_are_protocol_errors() {
 
 #[test]
 fn auth_without_a_method_in_connect_is_a_protocol_error() {
-    let mut c = connect(None, None);
-    c.username = Some("u".into());
-    let (mut one, sent, _) = One::connect(Arc::new(Echo), c);
+    // A client admitted without a method (the listener allows anonymous clients).
+    let mut h = Harness::new();
+    let cfg = MachineConfig { allow_anonymous: true, ..cfg(Arc::new(Echo)) };
+    let (c, sent, _) = h.client_with(cfg, connect(None, None));
+    let mut one = One { h, c };
     assert_eq!(connack(&sent).code, reason::SUCCESS);
     let (sent, closed) = one.feed(auth(reason::RE_AUTHENTICATE, "echo", b""));
     // [MQTT-4.12.0-7]: DISCONNECT 0x82.

@@ -3,8 +3,9 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use super::machine::{Accepted, Action, Close, Connected, EnhancedAuth, Machine, State};
+use super::machine::{Accepted, Action, Close, Connected, Identity, Machine, State};
 use super::outbound::Outbound;
+use crate::auth::acl::Access;
 use crate::message::Message;
 use crate::protocol::topic::{shared, valid_filter, valid_shared, within_levels};
 use crate::protocol::{
@@ -109,12 +110,46 @@ impl Machine {
         if !self.cfg.allow_anonymous && accepted.connect.username.is_none() {
             return self.refuse(reason::NOT_AUTHORIZED);
         }
+        let passwords = self.cfg.files.as_ref().is_some_and(|f| f.has_passwords());
+        match &accepted.connect.username {
+            Some(username) if passwords => {
+                // Verified off the async workers (a hash costs milliseconds);
+                // the answer comes back in `password_checked`.
+                let password = accepted.connect.password.clone().unwrap_or_default();
+                self.out.push(Action::CheckPassword { username: username.clone(), password });
+                self.state = State::Verifying(Box::new(accepted));
+                return;
+            }
+            // Nothing can verify a user name: with anonymous clients not
+            // allowed, no one is admitted (as Mosquitto without a password file).
+            Some(_) if !self.cfg.allow_anonymous => return self.refuse(reason::BAD_USERNAME_OR_PASSWORD),
+            _ => {}
+        }
         self.request_session(accepted);
     }
 
-    /// Asks the router to open or resume the session of an accepted CONNECT.
+    /// The password of a CONNECT in [`State::Verifying`] was checked.
+    pub fn password_checked(&mut self, ok: bool) {
+        let State::Verifying(a) = std::mem::replace(&mut self.state, State::Closed) else {
+            return;
+        };
+        if !ok {
+            // 3.1.1: 0x04 Bad user name or password.
+            return self.refuse(reason::BAD_USERNAME_OR_PASSWORD);
+        }
+        self.request_session(*a);
+    }
+
+    /// Asks the router to open or resume the session of an accepted CONNECT
+    /// (its will, if any, must be one the ACL lets it publish).
     pub(super) fn request_session(&mut self, a: Accepted) {
         let c = &a.connect;
+        if let (Some(files), Some(w)) = (&self.cfg.files, &c.will) {
+            if !files.allows(c.username.as_deref(), &c.client_id, &w.topic, Access::Write) {
+                tracing::debug!(client_id = %c.client_id, topic = %w.topic, "will topic denied by the ACL");
+                return self.refuse(reason::NOT_AUTHORIZED);
+            }
+        }
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
                 u32::MAX => None,
@@ -193,9 +228,8 @@ impl Machine {
             expiry_update: None,
             out,
             aliases_in: None,
-            auth: c
-                .authentication_method
-                .map(|method| Box::new(EnhancedAuth { method, username: c.username, exchange: None })),
+            auth: (c.authentication_method.is_some() || self.cfg.files.as_ref().is_some_and(|f| f.acl.is_some()))
+                .then(|| Box::new(Identity { method: c.authentication_method, username: c.username, exchange: None })),
         }));
         if !fits {
             // Not even the smallest CONNACK fits the client's Maximum
@@ -233,6 +267,9 @@ impl Machine {
         }
         if let Err(code) = self.resolve_alias(&mut p) {
             return self.close(Close::Error(code));
+        }
+        if !self.acl_allows(&p.topic, Access::Write) {
+            return self.deny_publish(&p);
         }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
         // Inbound QoS 1 whose PUBACK is held until durable count too (MQTT
@@ -295,6 +332,28 @@ impl Machine {
         }
     }
 
+    /// A PUBLISH the ACL does not allow: not routed. MQTT 5 QoS 1/2 get
+    /// PUBACK/PUBREC 0x87 Not authorized; MQTT 3.1/3.1.1 (no way to refuse)
+    /// an ordinary acknowledgement, as Mosquitto does; QoS 0 nothing.
+    fn deny_publish(&mut self, p: &Publish) {
+        let v5 = self.version.is_some_and(Version::is_v5);
+        tracing::debug!(client_id = self.client_id().unwrap_or("-"), topic = %p.topic, "PUBLISH denied by the ACL");
+        let code = if v5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(Packet::PubAck(Ack::new(p.pkid, code))),
+            QoS::ExactlyOnce => self.send(Packet::PubRec(Ack::new(p.pkid, code))),
+        }
+    }
+
+    /// Whether the listener's ACL (if any) grants the connected client
+    /// `access` to `topic`.
+    pub(super) fn acl_allows(&self, topic: &str, access: Access) -> bool {
+        let (Some(files), State::Connected(c)) = (&self.cfg.files, &self.state) else { return true };
+        let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
+        files.allows(user, &c.client_id, topic, access)
+    }
+
     pub(super) fn on_puback(&mut self, a: Ack) {
         let Some(c) = self.connected_mut() else { return };
         if !c.session.lock().puback(a.pkid) {
@@ -334,12 +393,23 @@ impl Machine {
 
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
         let max_levels = self.cfg.max_topic_levels;
+        // `$share/{group}/` is checked as its filter.
+        let allowed: Vec<bool> = s
+            .filters
+            .iter()
+            .map(|f| self.acl_allows(shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real), Access::Subscribe))
+            .collect();
         let Some(c) = self.connected_mut() else { return };
         let version = c.version;
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut entries = Vec::with_capacity(s.filters.len());
         let mut st = c.session.lock();
-        for f in s.filters {
+        for (f, allowed) in s.filters.into_iter().zip(allowed) {
+            if !allowed {
+                tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE denied by the ACL");
+                codes.push(if version.is_v5() { reason::NOT_AUTHORIZED } else { 0x80 });
+                continue;
+            }
             let is_shared = f.filter.starts_with("$share/");
             let valid = if is_shared { valid_shared(&f.filter) } else { valid_filter(&f.filter) };
             let real = shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real);

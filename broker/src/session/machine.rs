@@ -43,6 +43,8 @@ pub struct MachineConfig {
     /// The store's log, if the broker has one: acknowledgements and
     /// outgoing QoS 2 packets then pass the durability gate (`gate.rs`).
     pub log: Option<Arc<dyn LogPosition>>,
+    /// The listener's password and ACL files, if it has any.
+    pub files: Option<Arc<crate::auth::files::FileAuth>>,
 }
 
 /// Why a connection is closing.
@@ -68,6 +70,12 @@ pub enum Action {
     Send(Packet),
     /// Ask the router to open the session; feed the reply to [`Machine::connected`].
     Connect(ConnectRequest),
+    /// Verify `username`'s password against the listener's password file,
+    /// off the async workers; feed the answer to [`Machine::password_checked`].
+    CheckPassword {
+        username: String,
+        password: bytes::Bytes,
+    },
     /// Hand a message to the router.
     Route(Message),
     Subscribe(Vec<SubscribeEntry>),
@@ -106,14 +114,17 @@ pub(super) struct Connected {
     // connections that never use it.
     #[allow(clippy::box_collection)]
     pub aliases_in: Option<Box<HashMap<u16, String>>>,
-    /// The enhanced authentication method the client connected with;
-    /// boxed, as most clients use none.
-    pub auth: Option<Box<EnhancedAuth>>,
+    /// Who the client is, where something needs it later: the enhanced
+    /// authentication method it connected with, the user name the ACL
+    /// checks. Boxed, and `None` for most clients (neither is in use).
+    pub auth: Option<Box<Identity>>,
 }
 
-/// Enhanced authentication of a connected client, for re-authentication.
-pub(super) struct EnhancedAuth {
-    pub method: String,
+/// The identity of a connected client: for re-authentication (MQTT 5
+/// AUTH) and for ACL checks after CONNECT.
+pub(super) struct Identity {
+    /// The enhanced authentication method of CONNECT, if any.
+    pub method: Option<String>,
     pub username: Option<String>,
     /// A re-authentication in progress.
     pub exchange: Option<Box<dyn AuthExchange>>,
@@ -147,6 +158,9 @@ pub(super) enum State {
     Authenticating(Box<Authenticating>),
     /// CONNECT accepted by the machine, waiting for the router.
     Connecting(Box<Accepted>),
+    /// The user name and password are being verified (off the async
+    /// workers: a hash costs milliseconds), see [`Action::CheckPassword`].
+    Verifying(Box<Accepted>),
     Connected(Box<Connected>),
     Closed,
 }
@@ -270,7 +284,10 @@ impl Machine {
     /// goes first when the server initiates it ([MQTT-4.13.1-1] for errors).
     /// The state is kept until [`Machine::finish`] so the will can be taken.
     pub(super) fn close(&mut self, why: Close) {
-        if self.is_closed() {
+        // Only a close already under way stops this one: a machine between
+        // states (`State::Closed` while a CONNECT is checked) must still
+        // tell the driver to close.
+        if self.closing.is_some() {
             return;
         }
         let code = match why {
@@ -365,6 +382,14 @@ impl Machine {
             Close::Shutdown | Close::Refused => None,
             Close::Normal | Close::Error(_) | Close::TakenOver | Close::Io => c.will,
         };
+        // Checked again when published: the permission may have gone since CONNECT.
+        let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
+        let will = will.filter(|w| {
+            self.cfg
+                .files
+                .as_ref()
+                .is_none_or(|f| f.allows(user, &c.client_id, &w.topic, crate::auth::acl::Access::Write))
+        });
         let will_delay = will.as_ref().map_or(0, |w| w.delay_interval);
         let will = will.map(|w| will_message(*w, c.key, now));
         Some(RouterMsg::Disconnected {

@@ -30,6 +30,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         response_information: None,
         authenticator: std::sync::Arc::new(crate::auth::NoEnhancedAuth),
         log: None,
+        files: None,
     }
 }
 
@@ -99,6 +100,10 @@ impl Harness {
                         self.router.handle(RouterMsg::Unsubscribe { key, filters }, self.now);
                     }
                     Action::Close(why) => closed = Some(why),
+                    Action::CheckPassword { username, password } => {
+                        let ok = c.m.cfg.files.as_ref().is_some_and(|f| f.check_password(&username, &password));
+                        c.m.password_checked(ok);
+                    }
                 }
             }
         }

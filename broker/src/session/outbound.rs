@@ -130,6 +130,9 @@ impl Machine {
         let State::Connected(c) = &mut self.state else {
             return false;
         };
+        // With an ACL, every delivery is checked for read access (retained
+        // messages on subscribe, messages queued before a permission went).
+        let acl = self.cfg.files.as_ref().filter(|f| f.acl.is_some());
         let window = usize::from(c.window);
         let session = c.session.clone();
         let mut left = budget;
@@ -148,6 +151,16 @@ impl Machine {
             };
             left -= n;
             for (d, pkid) in taken.into_iter().flatten() {
+                if let Some(files) = acl {
+                    let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
+                    if !files.allows(user, &c.client_id, &d.msg.topic, crate::auth::acl::Access::Read) {
+                        // Not delivered, as if acknowledged.
+                        if pkid != 0 {
+                            session.lock().complete(pkid);
+                        }
+                        continue;
+                    }
+                }
                 if !c.version.is_v5() {
                     emit(Packet::Forward(Forward { msg: d.msg, qos: d.qos, retain: d.retain, dup: false, pkid }));
                     continue;

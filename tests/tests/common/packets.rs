@@ -82,6 +82,7 @@ pub struct ConnectOpts {
     /// v5 only: the CONNECT properties, already encoded (without length).
     pub props: Vec<u8>,
     pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
 }
 
 impl ConnectOpts {
@@ -94,6 +95,7 @@ impl ConnectOpts {
             will: None,
             props: Vec::new(),
             username: None,
+            password: None,
         }
     }
     pub fn clean(mut self, clean: bool) -> Self {
@@ -114,6 +116,10 @@ impl ConnectOpts {
     }
     pub fn username(mut self, name: &str) -> Self {
         self.username = Some(name.into());
+        self
+    }
+    pub fn password(mut self, password: &[u8]) -> Self {
+        self.password = Some(password.into());
         self
     }
 }
@@ -141,6 +147,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     if o.username.is_some() {
         flags |= 0x80;
     }
+    if o.password.is_some() {
+        flags |= 0x40;
+    }
     if let Some(w) = &o.will {
         flags |= 0x04 | (w.qos << 3);
         if w.retain {
@@ -163,6 +172,9 @@ pub fn connect_packet(o: &ConnectOpts) -> Vec<u8> {
     }
     if let Some(u) = &o.username {
         body.extend(mqtt_str(u));
+    }
+    if let Some(p) = &o.password {
+        body.extend(mqtt_str(p));
     }
     packet(0x10, &body)
 }
