@@ -584,7 +584,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 _ => (0, Step::Borrowed),
             },
             Packet::PubRel(pid) if connected => {
-                self.inbound_q2.retain(|&p| p != pid);
+                release_inbound(&mut self.inbound_q2, pid);
                 (ack(7, pid), Step::Again)
             }
             Packet::PubAck(pid) if connected => (0, self.complete(pid, QoS::AtLeastOnce)),
@@ -713,6 +713,14 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             self.cursor += 1;
         }
         Step::Again
+    }
+}
+
+/// Forgets inbound QoS 2 packet id `pid` (PUBREL received). Order in the
+/// table does not matter; `swap_remove` keeps `memmove` out of firmware.
+pub(crate) fn release_inbound<const Q2: usize>(table: &mut heapless::Vec<u16, Q2>, pid: u16) {
+    if let Some(i) = table.iter().position(|&p| p == pid) {
+        table.swap_remove(i);
     }
 }
 

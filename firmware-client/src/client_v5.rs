@@ -308,7 +308,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 }
             }
             Packet::PubRel(a) if connected => {
-                self.inbound_q2.retain(|&p| p != a.pid);
+                crate::client::release_inbound(&mut self.inbound_q2, a.pid);
                 (ack(7, a.pid), Step::Again)
             }
             Packet::PubAck(a) if connected => (0, self.finish(a.pid, QoS::AtLeastOnce, a.reason)),

@@ -31,7 +31,14 @@ pub struct Buffers {
     pub rx: &'static mut [u8; BUF_LEN],
     /// The outbox.
     pub outbox: &'static mut RamOutbox<OUTBOX_LEN>,
+    /// MQTT 5 outbound topic alias table.
+    #[cfg(feature = "v5")]
+    pub aliases: &'static mut [u8; ALIAS_LEN],
 }
+
+/// Bytes for MQTT 5 outbound topic aliases (the demo uses one topic).
+#[cfg(feature = "v5")]
+pub const ALIAS_LEN: usize = 64;
 
 static BUFFERS_TAKEN: AtomicBool = AtomicBool::new(false);
 
@@ -40,6 +47,8 @@ pub fn take_buffers() -> Option<Buffers> {
     static mut TX: [u8; BUF_LEN] = [0; BUF_LEN];
     static mut RX: [u8; BUF_LEN] = [0; BUF_LEN];
     static mut OUTBOX: RamOutbox<OUTBOX_LEN> = RamOutbox::new();
+    #[cfg(feature = "v5")]
+    static mut ALIASES: [u8; ALIAS_LEN] = [0; ALIAS_LEN];
     if BUFFERS_TAKEN.swap(true, Ordering::Relaxed) {
         return None;
     }
@@ -50,6 +59,8 @@ pub fn take_buffers() -> Option<Buffers> {
             tx: &mut *core::ptr::addr_of_mut!(TX),
             rx: &mut *core::ptr::addr_of_mut!(RX),
             outbox: &mut *core::ptr::addr_of_mut!(OUTBOX),
+            #[cfg(feature = "v5")]
+            aliases: &mut *core::ptr::addr_of_mut!(ALIASES),
         })
     }
 }

@@ -6,6 +6,9 @@
 //! Readings are produced on a timer whether or not the broker is reachable;
 //! while it is not, they wait in the outbox and are sent, in order, when the
 //! link comes back.
+//!
+//! With feature `v5` it speaks MQTT 5: session expiry of one hour, readings
+//! with a content type and a topic alias for the reading topic.
 #![no_std]
 #![no_main]
 
@@ -43,9 +46,18 @@ fn main() -> ! {
     cfg.connect_timeout_ms = 2_000;
     cfg.ping_timeout_ms = 2_000;
     cfg.max_inflight = 8;
+    #[cfg(feature = "v5")]
+    {
+        let mut o = edgemq_client::v5::V5Options::new();
+        o.session_expiry_secs = 3600;
+        cfg.v5 = Some(o);
+    }
 
     let Some(bufs) = hw::take_buffers() else { console::exit(false) };
-    let client: Client<'_, _, 2> = Client::new(cfg, bufs.tx, bufs.rx, bufs.outbox);
+    #[allow(unused_mut)]
+    let mut client: Client<'_, _, 2> = Client::new(cfg, bufs.tx, bufs.rx, bufs.outbox);
+    #[cfg(feature = "v5")]
+    client.set_topic_alias_buffers(bufs.aliases, &mut []);
     let mut mqtt = BlockingClient::new(client, uart, Some(500));
 
     console::line(&[b"demo: client ", params::CLIENT_ID.as_bytes(), b" start"]);
@@ -66,7 +78,15 @@ fn main() -> ! {
             let _ = payload.extend_from_slice(console::num(produced, &mut nb));
             let _ = payload.extend_from_slice(b" temp=21.");
             let _ = payload.extend_from_slice(console::num(produced % 10, &mut nb));
-            match mqtt.client.publish(&topic, &payload, QoS::AtLeastOnce, false) {
+            #[cfg(feature = "v5")]
+            let r = {
+                let props =
+                    edgemq_client::v5::PublishProperties { content_type: Some("text/plain"), ..Default::default() };
+                mqtt.client.publish_with(&topic, &payload, QoS::AtLeastOnce, false, &props)
+            };
+            #[cfg(not(feature = "v5"))]
+            let r = mqtt.client.publish(&topic, &payload, QoS::AtLeastOnce, false);
+            match r {
                 Ok(_) => {
                     console::line(&[b"queued seq=", console::num(produced, &mut nb)]);
                     produced += 1;
