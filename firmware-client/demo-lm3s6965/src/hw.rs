@@ -1,15 +1,19 @@
-//! UART0 of the LM3S6965 (a PL011) as an `embedded-io` transport, and the
-//! statically allocated client buffers.
+//! The board's UART as an `embedded-io` transport, its core clock, and the
+//! statically allocated client buffers. Boards (cargo features): LM3S6965
+//! UART0, a PL011 (default; QEMU `lm3s6965evb`, Cortex-M3); `microbit`:
+//! the nRF51822 UART (QEMU `microbit`, Cortex-M0); `mps2-an386`: the CMSDK
+//! APB UART0 (QEMU `mps2-an386`, Cortex-M4F).
 //!
 //! UNSAFE CODE LIVES HERE AND ONLY HERE: the two volatile register accessors
 //! and the one-time hand-out of the static buffers. The register accesses are
-//! sound because the addresses are the documented, always-mapped UART0
-//! registers of this chip, accessed as aligned 32-bit words, and
+//! sound because the addresses are the documented, always-mapped UART
+//! registers of the selected chip, accessed as aligned 32-bit words, and
 //! [`Uart0::take`] hands out the only handle. The buffers are sound because
-//! [`take_buffers`] returns them at most once (guarded by an atomic flag).
+//! [`take_buffers`] returns them at most once (guarded by a flag set in a
+//! critical section; Cortex-M0 has no atomic swap).
 //!
-//! In QEMU the UART needs no clock gating or baud setup; on real silicon
-//! enable it in SYSCTL RCGC1 and set the baud divisors first.
+//! In QEMU the UARTs need no clock gating or pin setup; on real silicon
+//! enable and route them first.
 #![allow(unsafe_code)]
 
 use core::convert::Infallible;
@@ -22,6 +26,16 @@ use edgemq_client::RamOutbox;
 pub const BUF_LEN: usize = 256;
 /// Outbox bytes: room for ~60 readings while the broker is away.
 pub const OUTBOX_LEN: usize = 2048;
+
+/// The core clock out of reset in QEMU, which SysTick counts.
+#[cfg(not(any(feature = "microbit", feature = "mps2-an386")))]
+pub const CORE_HZ: u32 = 12_000_000;
+/// The core clock out of reset in QEMU, which SysTick counts.
+#[cfg(feature = "microbit")]
+pub const CORE_HZ: u32 = 16_000_000;
+/// The core clock out of reset in QEMU, which SysTick counts.
+#[cfg(feature = "mps2-an386")]
+pub const CORE_HZ: u32 = 25_000_000;
 
 /// The client's memory, in `.bss` so its size shows in `arm-none-eabi-size`.
 pub struct Buffers {
@@ -40,6 +54,16 @@ pub struct Buffers {
 #[cfg(feature = "v5")]
 pub const ALIAS_LEN: usize = 64;
 
+/// Sets `flag`; true if it was clear. A critical section instead of an
+/// atomic swap, which Cortex-M0 lacks.
+fn take_once(flag: &AtomicBool) -> bool {
+    cortex_m::interrupt::free(|_| {
+        let was = flag.load(Ordering::Relaxed);
+        flag.store(true, Ordering::Relaxed);
+        !was
+    })
+}
+
 static BUFFERS_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// The static client buffers; `None` after the first call.
@@ -49,7 +73,7 @@ pub fn take_buffers() -> Option<Buffers> {
     static mut OUTBOX: RamOutbox<OUTBOX_LEN> = RamOutbox::new();
     #[cfg(feature = "v5")]
     static mut ALIASES: [u8; ALIAS_LEN] = [0; ALIAS_LEN];
-    if BUFFERS_TAKEN.swap(true, Ordering::Relaxed) {
+    if !take_once(&BUFFERS_TAKEN) {
         return None;
     }
     // SAFETY: the flag above guarantees these exclusive references are
@@ -65,28 +89,110 @@ pub fn take_buffers() -> Option<Buffers> {
     }
 }
 
-const BASE: usize = 0x4000_C000;
-const DR: usize = BASE;
-const FR: usize = BASE + 0x18;
-const LCRH: usize = BASE + 0x2c;
-/// Receive FIFO empty.
-const FR_RXFE: u32 = 1 << 4;
-/// Transmit FIFO full.
-const FR_TXFF: u32 = 1 << 5;
-/// 8 data bits, FIFOs enabled.
-const LCRH_8N1_FIFO: u32 = 0x70;
-
 fn read(addr: usize) -> u32 {
-    // SAFETY: see module docs; `addr` is one of the UART0 register constants.
+    // SAFETY: see module docs; `addr` is one of the UART register constants.
     unsafe { read_volatile(addr as *const u32) }
 }
 
 fn write(addr: usize, v: u32) {
-    // SAFETY: see module docs; `addr` is one of the UART0 register constants.
+    // SAFETY: see module docs; `addr` is one of the UART register constants.
     unsafe { write_volatile(addr as *mut u32, v) }
 }
 
-/// The UART0 peripheral; at most one instance exists.
+/// LM3S6965 UART0, a PL011.
+#[cfg(not(any(feature = "microbit", feature = "mps2-an386")))]
+mod regs {
+    use super::{read, write};
+    const BASE: usize = 0x4000_C000;
+    const DR: usize = BASE;
+    const FR: usize = BASE + 0x18;
+    const LCRH: usize = BASE + 0x2c;
+    /// Receive FIFO empty.
+    const FR_RXFE: u32 = 1 << 4;
+    /// Transmit FIFO full.
+    const FR_TXFF: u32 = 1 << 5;
+    /// 8 data bits, FIFOs enabled.
+    const LCRH_8N1_FIFO: u32 = 0x70;
+
+    pub fn init() {
+        write(LCRH, LCRH_8N1_FIFO);
+    }
+    pub fn rx_ready() -> bool {
+        read(FR) & FR_RXFE == 0
+    }
+    pub fn rx_byte() -> u8 {
+        read(DR) as u8
+    }
+    pub fn tx_byte(b: u8) {
+        while read(FR) & FR_TXFF != 0 {}
+        write(DR, u32::from(b));
+    }
+}
+
+/// nRF51822 UART (QEMU `microbit`).
+#[cfg(feature = "microbit")]
+mod regs {
+    use super::{read, write};
+    const BASE: usize = 0x4000_2000;
+    const STARTRX: usize = BASE;
+    const STARTTX: usize = BASE + 0x008;
+    const RXDRDY: usize = BASE + 0x108;
+    const TXDRDY: usize = BASE + 0x11c;
+    const ENABLE: usize = BASE + 0x500;
+    const RXD: usize = BASE + 0x518;
+    const TXD: usize = BASE + 0x51c;
+
+    pub fn init() {
+        write(ENABLE, 4);
+        write(STARTRX, 1);
+        write(STARTTX, 1);
+    }
+    pub fn rx_ready() -> bool {
+        read(RXDRDY) != 0
+    }
+    pub fn rx_byte() -> u8 {
+        // Clear the event first: reading RXD raises it again if more bytes
+        // are waiting.
+        write(RXDRDY, 0);
+        read(RXD) as u8
+    }
+    pub fn tx_byte(b: u8) {
+        write(TXD, u32::from(b));
+        while read(TXDRDY) == 0 {}
+        write(TXDRDY, 0);
+    }
+}
+
+/// CMSDK APB UART0 (QEMU `mps2-an386`).
+#[cfg(feature = "mps2-an386")]
+mod regs {
+    use super::{read, write};
+    const BASE: usize = 0x4000_4000;
+    const DATA: usize = BASE;
+    const STATE: usize = BASE + 0x04;
+    const CTRL: usize = BASE + 0x08;
+    const BAUDDIV: usize = BASE + 0x10;
+    const STATE_TXFULL: u32 = 1;
+    const STATE_RXFULL: u32 = 2;
+
+    pub fn init() {
+        // QEMU moves no data while BAUDDIV is below 16.
+        write(BAUDDIV, 16);
+        write(CTRL, 0b11);
+    }
+    pub fn rx_ready() -> bool {
+        read(STATE) & STATE_RXFULL != 0
+    }
+    pub fn rx_byte() -> u8 {
+        read(DATA) as u8
+    }
+    pub fn tx_byte(b: u8) {
+        while read(STATE) & STATE_TXFULL != 0 {}
+        write(DATA, u32::from(b));
+    }
+}
+
+/// The board's UART; at most one instance exists.
 pub struct Uart0 {
     _private: (),
 }
@@ -94,28 +200,23 @@ pub struct Uart0 {
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
 impl Uart0 {
-    /// The UART, configured 8N1 with FIFOs; `None` if already taken.
+    /// The UART, configured 8N1; `None` if already taken.
     pub fn take() -> Option<Uart0> {
-        if TAKEN.swap(true, Ordering::Relaxed) {
+        if !take_once(&TAKEN) {
             return None;
         }
-        write(LCRH, LCRH_8N1_FIFO);
+        regs::init();
         Some(Uart0 { _private: () })
     }
 
     /// A received byte, if one is waiting.
     pub fn try_read(&mut self) -> Option<u8> {
-        if read(FR) & FR_RXFE != 0 {
-            None
-        } else {
-            Some(read(DR) as u8)
-        }
+        regs::rx_ready().then(regs::rx_byte)
     }
 
-    /// Sends one byte, waiting for FIFO space.
+    /// Sends one byte, waiting for room.
     pub fn write_byte(&mut self, b: u8) {
-        while read(FR) & FR_TXFF != 0 {}
-        write(DR, u32::from(b));
+        regs::tx_byte(b);
     }
 }
 
@@ -125,7 +226,7 @@ impl embedded_io::ErrorType for Uart0 {
 
 impl embedded_io::ReadReady for Uart0 {
     fn read_ready(&mut self) -> Result<bool, Infallible> {
-        Ok(read(FR) & FR_RXFE == 0)
+        Ok(regs::rx_ready())
     }
 }
 
