@@ -12,7 +12,9 @@
 //! and across disconnections: QoS 0 entries leave the outbox once written to
 //! the transmit buffer, QoS 1/2 entries once acknowledged (PUBACK / PUBCOMP).
 
-use crate::codec::{self, BufferTooSmall, Connect, Packet, Publish, QoS, Will};
+#[cfg(not(feature = "v5"))]
+use crate::codec::Packet;
+use crate::codec::{self, BufferTooSmall, Connect, Publish, QoS, Will};
 use crate::error::{ClientError, LinkError};
 use crate::outbox::{EntryMeta, OutboxStorage, StorageFull, FLAG_PUBREC, FLAG_SENT};
 
@@ -154,6 +156,7 @@ pub(crate) enum Step {
     Connected(bool),
     Delivered(u16),
     Dropped(u16),
+    #[cfg(not(feature = "v5"))]
     Unsubscribed(u16),
     #[cfg(feature = "v5")]
     Rejected(u16, crate::v5::ReasonCode),
@@ -423,9 +426,10 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             return Err(ClientError::InvalidTopic);
         }
         #[cfg(feature = "v5")]
-        if self.is_v5() {
-            return self.send_control(|pid, buf| crate::v5::codec::encode_subscribe(pid, topics, buf));
-        }
+        let v5 = self.is_v5();
+        #[cfg(feature = "v5")]
+        return self.send_control(|pid, buf| crate::v5::codec::encode_subscribe_as(v5, pid, topics, buf));
+        #[cfg(not(feature = "v5"))]
         self.send_control(|pid, buf| codec::encode_subscribe(pid, topics, buf))
     }
 
@@ -435,9 +439,10 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             return Err(ClientError::InvalidTopic);
         }
         #[cfg(feature = "v5")]
-        if self.is_v5() {
-            return self.send_control(|pid, buf| crate::v5::codec::encode_unsubscribe(pid, topics, buf));
-        }
+        let v5 = self.is_v5();
+        #[cfg(feature = "v5")]
+        return self.send_control(|pid, buf| crate::v5::codec::encode_unsubscribe_as(v5, pid, topics, buf));
+        #[cfg(not(feature = "v5"))]
         self.send_control(|pid, buf| codec::encode_unsubscribe(pid, topics, buf))
     }
 
@@ -486,6 +491,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 Step::Connected(session_present) => Event::Connected { session_present },
                 Step::Delivered(pid) => Event::Delivered { pid },
                 Step::Dropped(pid) => Event::Dropped { pid },
+                #[cfg(not(feature = "v5"))]
                 Step::Unsubscribed(pid) => Event::Unsubscribed { pid, codes: &[] },
                 #[cfg(feature = "v5")]
                 Step::Rejected(pid, reason) => Event::Rejected { pid, reason },
@@ -493,9 +499,8 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 Step::Expired(pid) => Event::Expired { pid },
                 Step::Borrowed => {
                     #[cfg(feature = "v5")]
-                    if self.is_v5() {
-                        return Ok(self.borrowed_event_v5());
-                    }
+                    return Ok(self.borrowed_event_v5());
+                    #[cfg(not(feature = "v5"))]
                     return Ok(match codec::decode_inbound(&self.rx[..self.rx_consumed]) {
                         Ok(Some((Packet::Publish(p), _))) => Some(Event::Message(p)),
                         Ok(Some((Packet::SubAck { pid, codes }, _))) => Some(Event::Subscribed { pid, codes }),
@@ -545,9 +550,13 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     /// Handles the next complete inbound packet, if any.
     fn process_inbound(&mut self) -> Result<Option<Step>, LinkError> {
         #[cfg(feature = "v5")]
-        if self.is_v5() {
-            return self.process_inbound_v5();
-        }
+        return self.process_inbound_v5();
+        #[cfg(not(feature = "v5"))]
+        self.process_inbound_v3()
+    }
+
+    #[cfg(not(feature = "v5"))]
+    fn process_inbound_v3(&mut self) -> Result<Option<Step>, LinkError> {
         let (packet, len) = match codec::decode_inbound(&self.rx[..self.rx_len])? {
             Some(x) => x,
             None => {

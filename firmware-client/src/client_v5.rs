@@ -80,7 +80,7 @@ pub(crate) fn encode_connect<S: OutboxStorage, const Q2: usize>(
     st.limits = V5State::new().limits;
     st.limits.keep_alive_secs = cl.cfg.keep_alive_secs;
     let Some(o) = cl.cfg.v5 else {
-        return codec::encode_connect(c, cl.tx);
+        return c5::encode_connect_as(false, c, &c5::ConnectProperties::default(), c.client_id.as_bytes(), cl.tx);
     };
     st.alias_max_in = if st.aliases_in.capacity() > 0 { o.topic_alias_maximum } else { 0 };
     let q2 = u16::try_from(Q2.max(1)).unwrap_or(u16::MAX);
@@ -96,7 +96,7 @@ pub(crate) fn encode_connect<S: OutboxStorage, const Q2: usize>(
     };
     // An empty client id resumes with the one the broker assigned.
     let id = if c.client_id.is_empty() { &st.assigned_id[..] } else { c.client_id.as_bytes() };
-    c5::encode_connect_id(c, &props, id, cl.tx)
+    c5::encode_connect_as(true, c, &props, id, cl.tx)
 }
 
 /// What [`encode_entry`] did with an outbox entry.
@@ -146,7 +146,7 @@ pub(crate) fn encode_entry(
         }
     }
     if !v5 {
-        return Encoded::Done(codec::encode_publish(&p, free));
+        return Encoded::Done(c5::encode_publish_as(false, &p, None, None, free));
     }
     let topic = p.topic.as_bytes();
     let mut alias = None;
@@ -165,11 +165,11 @@ pub(crate) fn encode_entry(
         // [MQTT-3.2.2-15]: never more than the broker's Maximum Packet Size.
         return Encoded::TooLarge;
     }
-    let r = c5::encode_publish(&p, expiry, alias, free);
+    let r = c5::encode_publish_as(true, &p, expiry, alias, free);
     if let (true, Ok(_), Some(a)) = (new_alias, &r, alias) {
         if !st.aliases_out.insert(a, topic) {
             // Cannot remember it: send this one without the alias.
-            return Encoded::Done(c5::encode_publish(&p, expiry, None, free));
+            return Encoded::Done(c5::encode_publish_as(true, &p, expiry, None, free));
         }
     }
     Encoded::Done(r)
@@ -256,9 +256,10 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         self.enqueue(topic, &parts[..4 + 4 * users.len()], qos, retain, true)
     }
 
-    /// MQTT 5 version of the inbound packet handling.
+    /// Inbound packet handling of a `v5` build, for both protocols.
     pub(crate) fn process_inbound_v5(&mut self) -> Result<Option<Step>, LinkError> {
-        let (packet, len) = match c5::decode_inbound(&self.rx[..self.rx_len])? {
+        let v5 = self.is_v5();
+        let (packet, len) = match c5::decode_inbound_as(v5, &self.rx[..self.rx_len])? {
             Some(x) => x,
             None => {
                 if self.rx_len == self.rx.len() {
@@ -274,6 +275,10 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         let mut ack = |kind: u8, pid: u16| codec::encode_ack(kind, pid, tx).unwrap_or(0);
         let (sent, step) = match packet {
             Packet::ConnAck { session_present, reason, properties } if !connected => {
+                if !v5 && reason != ReasonCode::Success {
+                    // A 3.1.1 CONNACK is 4 bytes; its return code is the last.
+                    return Err(LinkError::Refused(self.rx[3]));
+                }
                 if reason != ReasonCode::Success {
                     return Err(LinkError::Rejected(reason));
                 }
@@ -346,7 +351,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
 
     /// The event for the packet at the start of the receive buffer.
     pub(crate) fn borrowed_event_v5(&self) -> Option<Event<'_>> {
-        match c5::decode_inbound(&self.rx[..self.rx_consumed]) {
+        match c5::decode_inbound_as(self.is_v5(), &self.rx[..self.rx_consumed]) {
             Ok(Some((Packet::Publish(mut p), _))) => {
                 if p.topic.is_empty() {
                     let a = c5::topic_alias(&p.properties)?;

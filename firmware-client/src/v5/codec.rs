@@ -4,6 +4,11 @@
 //! for what a broker sends (CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL,
 //! PUBCOMP, SUBACK, UNSUBACK, PINGRESP, DISCONNECT).
 //!
+//! In a `v5` build the client also speaks MQTT 3.1.1 through these
+//! functions (their `_as` forms take the protocol as a flag, leaving out
+//! property sections for 3.1.1), so such a firmware links one codec, not
+//! two.
+//!
 //! Properties are checked when decoded (known identifier, value of the right
 //! type, UTF-8 strings) and kept as raw bytes in [`Properties`]; iterate them
 //! with [`Properties::iter`]. Decoding never panics.
@@ -216,6 +221,13 @@ pub enum Packet<'a> {
 /// if incomplete, else the packet and its length. CONNECT, SUBSCRIBE,
 /// UNSUBSCRIBE, PINGREQ and AUTH are rejected.
 pub fn decode_inbound(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeError> {
+    decode_inbound_as(true, buf)
+}
+
+/// [`decode_inbound`] for MQTT 5 (`v5`) or MQTT 3.1.1 (no property
+/// sections, no UNSUBACK reason codes, no DISCONNECT from the broker, acks
+/// of exactly two bytes, CONNACK return code as its raw value).
+pub(crate) fn decode_inbound_as(v5: bool, buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeError> {
     let Some((first, hlen, rlen)) = parse_header(buf)? else {
         return Ok(None);
     };
@@ -226,7 +238,7 @@ pub fn decode_inbound(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeE
     let mut r = Reader { buf: &buf[hlen..total] };
     let flags = first & 0x0f;
     let ptype = first >> 4;
-    if !matches!(ptype, 2..=7 | 9 | 11 | 13 | 14) {
+    if !(matches!(ptype, 2..=7 | 9 | 11 | 13) || (v5 && ptype == 14)) {
         return Err(DecodeError::InvalidPacketType);
     }
     if ptype != 3 && flags != if ptype == 6 { 0b0010 } else { 0 } {
@@ -241,12 +253,15 @@ pub fn decode_inbound(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeE
             let reason = ReasonCode::from(r.u8()?);
             // Leniency: some encoders (mqttbytes 0.6) leave out an empty
             // property section; read that as no properties.
-            let properties = if r.buf.is_empty() { Properties::NONE } else { r.properties()? };
+            let properties = if r.buf.is_empty() || !v5 { Properties::NONE } else { r.properties()? };
             Packet::ConnAck { session_present: ack_flags & 1 != 0, reason, properties }
         }
-        3 => Packet::Publish(decode_publish(flags, &mut r)?),
+        3 => Packet::Publish(decode_publish(v5, flags, &mut r)?),
         4..=7 => {
             let pid = r.pid()?;
+            if !v5 {
+                r.end()?;
+            }
             let reason = if r.buf.is_empty() { ReasonCode::Success } else { ReasonCode::from(r.u8()?) };
             let properties = if r.buf.is_empty() { Properties::NONE } else { r.properties()? };
             let a = Ack { pid, reason, properties };
@@ -259,9 +274,11 @@ pub fn decode_inbound(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeE
         }
         9 | 11 => {
             let pid = r.pid()?;
-            let properties = r.properties()?;
+            let properties = if v5 { r.properties()? } else { Properties::NONE };
             let codes = r.take(r.buf.len())?;
-            if codes.is_empty() {
+            // 3.1.1: SUBACK return codes 0..=2 or 0x80; UNSUBACK has none.
+            let bad_v3 = if ptype == 9 { codes.iter().any(|&c| c > 2 && c != 0x80) } else { !codes.is_empty() };
+            if (codes.is_empty() && (v5 || ptype == 9)) || (!v5 && bad_v3) {
                 return Err(DecodeError::InvalidPayload);
             }
             if ptype == 9 {
@@ -282,7 +299,7 @@ pub fn decode_inbound(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, DecodeE
     Ok(Some((packet, total)))
 }
 
-fn decode_publish<'a>(flags: u8, r: &mut Reader<'a>) -> Result<Publish<'a>, DecodeError> {
+fn decode_publish<'a>(v5: bool, flags: u8, r: &mut Reader<'a>) -> Result<Publish<'a>, DecodeError> {
     let qos = QoS::from_u8((flags >> 1) & 3).ok_or(DecodeError::InvalidQoS)?;
     let dup = flags & 0b1000 != 0;
     if dup && qos == QoS::AtMostOnce {
@@ -290,7 +307,7 @@ fn decode_publish<'a>(flags: u8, r: &mut Reader<'a>) -> Result<Publish<'a>, Deco
     }
     let topic = r.bytes()?;
     let pid = if qos == QoS::AtMostOnce { None } else { Some(r.pid()?) };
-    let properties = r.properties()?;
+    let properties = if v5 { r.properties()? } else { Properties::NONE };
     // An empty topic is allowed only with a Topic Alias (checked by the
     // client against its alias table); an alias of 0 is a protocol error.
     let alias = topic_alias(&properties);
@@ -374,24 +391,27 @@ impl ConnectProperties {
 /// Encodes an MQTT 5 CONNECT (protocol level 5) with `props`; the will, if
 /// any, has no properties.
 pub fn encode_connect(c: &Connect<'_>, props: &ConnectProperties, buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    encode_connect_id(c, props, c.client_id.as_bytes(), buf)
+    encode_connect_as(true, c, props, c.client_id.as_bytes(), buf)
 }
 
-/// [`encode_connect`] with the client id given as bytes.
-pub(crate) fn encode_connect_id(
+/// [`encode_connect`] for MQTT 5 or (`!v5`: protocol level 4, no property
+/// sections, `props` ignored) MQTT 3.1.1, with the client id as bytes.
+pub(crate) fn encode_connect_as(
+    v5: bool,
     c: &Connect<'_>,
     props: &ConnectProperties,
     client_id: &[u8],
     buf: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
-    let plen = props.len();
-    let mut len = 10 + varint_len(plen) + plen + 2 + client_id.len();
+    let plen = if v5 { props.len() } else { 0 };
+    let ps = if v5 { varint_len(plen) + plen } else { 0 };
+    let mut len = 10 + ps + 2 + client_id.len();
     let mut flags = 0u8;
     if c.clean_session {
         flags |= 0x02;
     }
     if let Some(w) = &c.will {
-        len += 1 + 4 + w.topic.len() + w.payload.len();
+        len += usize::from(v5) + 4 + w.topic.len() + w.payload.len();
         flags |= 0x04 | ((w.qos as u8) << 3) | if w.retain { 0x20 } else { 0 };
     }
     if let Some(u) = c.username {
@@ -404,24 +424,16 @@ pub(crate) fn encode_connect_id(
     }
     let mut w = Writer::new(buf);
     w.header(0x10, len)?;
-    w.put(&[0, 4, b'M', b'Q', b'T', b'T', 5, flags])?;
+    w.put(&[0, 4, b'M', b'Q', b'T', b'T', if v5 { 5 } else { 4 }, flags])?;
     w.u16(c.keep_alive)?;
-    w.varint(plen)?;
-    if props.session_expiry != 0 {
-        w.prop_u32(id::SESSION_EXPIRY, props.session_expiry)?;
-    }
-    if props.receive_maximum != 0 {
-        w.prop_u16(id::RECEIVE_MAXIMUM, props.receive_maximum)?;
-    }
-    if props.maximum_packet_size != 0 {
-        w.prop_u32(id::MAXIMUM_PACKET_SIZE, props.maximum_packet_size)?;
-    }
-    if props.topic_alias_maximum != 0 {
-        w.prop_u16(id::TOPIC_ALIAS_MAXIMUM, props.topic_alias_maximum)?;
+    if v5 {
+        w.connect_props(props, plen)?;
     }
     w.bytes(client_id)?;
     if let Some(will) = &c.will {
-        w.u8(0)?;
+        if v5 {
+            w.u8(0)?;
+        }
         w.bytes(will.topic.as_bytes())?;
         w.bytes(will.payload)?;
     }
@@ -432,6 +444,26 @@ pub(crate) fn encode_connect_id(
         w.bytes(p)?;
     }
     Ok(w.pos)
+}
+
+impl Writer<'_> {
+    fn connect_props(&mut self, props: &ConnectProperties, plen: usize) -> Result<(), BufferTooSmall> {
+        let w = self;
+        w.varint(plen)?;
+        if props.session_expiry != 0 {
+            w.prop_u32(id::SESSION_EXPIRY, props.session_expiry)?;
+        }
+        if props.receive_maximum != 0 {
+            w.prop_u16(id::RECEIVE_MAXIMUM, props.receive_maximum)?;
+        }
+        if props.maximum_packet_size != 0 {
+            w.prop_u32(id::MAXIMUM_PACKET_SIZE, props.maximum_packet_size)?;
+        }
+        if props.topic_alias_maximum != 0 {
+            w.prop_u16(id::TOPIC_ALIAS_MAXIMUM, props.topic_alias_maximum)?;
+        }
+        Ok(())
+    }
 }
 
 /// Length of an MQTT 5 PUBLISH with a `topic_len`-byte topic, `props_len`
@@ -451,9 +483,22 @@ pub fn encode_publish(
     alias: Option<u16>,
     buf: &mut [u8],
 ) -> Result<usize, BufferTooSmall> {
+    encode_publish_as(true, p, expiry, alias, buf)
+}
+
+/// [`encode_publish`] for MQTT 5 or (`!v5`: no property section, the
+/// other arguments ignored) MQTT 3.1.1.
+pub(crate) fn encode_publish_as(
+    v5: bool,
+    p: &Publish<'_>,
+    expiry: Option<u32>,
+    alias: Option<u16>,
+    buf: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
     let has_pid = p.qos != QoS::AtMostOnce;
     let plen = if expiry.is_some() { 5 } else { 0 } + if alias.is_some() { 3 } else { 0 } + p.properties.0.len();
-    let len = 2 + p.topic.len() + if has_pid { 2 } else { 0 } + varint_len(plen) + plen + p.payload.len();
+    let ps = if v5 { varint_len(plen) + plen } else { 0 };
+    let len = 2 + p.topic.len() + if has_pid { 2 } else { 0 } + ps + p.payload.len();
     let first = 0x30 | ((p.qos as u8) << 1) | if p.dup { 0x08 } else { 0 } | u8::from(p.retain);
     let mut w = Writer::new(buf);
     w.header(first, len)?;
@@ -461,14 +506,16 @@ pub fn encode_publish(
     if has_pid {
         w.u16(p.pid.unwrap_or(0))?;
     }
-    w.varint(plen)?;
-    if let Some(e) = expiry {
-        w.prop_u32(id::MESSAGE_EXPIRY, e)?;
+    if v5 {
+        w.varint(plen)?;
+        if let Some(e) = expiry {
+            w.prop_u32(id::MESSAGE_EXPIRY, e)?;
+        }
+        if let Some(a) = alias {
+            w.prop_u16(id::TOPIC_ALIAS, a)?;
+        }
+        w.put(p.properties.0)?;
     }
-    if let Some(a) = alias {
-        w.prop_u16(id::TOPIC_ALIAS, a)?;
-    }
-    w.put(p.properties.0)?;
     w.put(p.payload)?;
     Ok(w.pos)
 }
@@ -476,11 +523,23 @@ pub fn encode_publish(
 /// Encodes an MQTT 5 SUBSCRIBE (no properties; options byte = QoS, so No
 /// Local, Retain As Published and Retain Handling are 0).
 pub fn encode_subscribe(pid: u16, topics: &[(&str, QoS)], buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    let len = 3 + topics.iter().map(|(t, _)| 3 + t.len()).sum::<usize>();
+    encode_subscribe_as(true, pid, topics, buf)
+}
+
+/// [`encode_subscribe`] for MQTT 5 or (`!v5`) MQTT 3.1.1.
+pub(crate) fn encode_subscribe_as(
+    v5: bool,
+    pid: u16,
+    topics: &[(&str, QoS)],
+    buf: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
+    let len = 2 + usize::from(v5) + topics.iter().map(|(t, _)| 3 + t.len()).sum::<usize>();
     let mut w = Writer::new(buf);
     w.header(0x82, len)?;
     w.u16(pid)?;
-    w.u8(0)?;
+    if v5 {
+        w.u8(0)?;
+    }
     for (t, q) in topics {
         w.bytes(t.as_bytes())?;
         w.u8(*q as u8)?;
@@ -490,11 +549,23 @@ pub fn encode_subscribe(pid: u16, topics: &[(&str, QoS)], buf: &mut [u8]) -> Res
 
 /// Encodes an MQTT 5 UNSUBSCRIBE (no properties).
 pub fn encode_unsubscribe(pid: u16, topics: &[&str], buf: &mut [u8]) -> Result<usize, BufferTooSmall> {
-    let len = 3 + topics.iter().map(|t| 2 + t.len()).sum::<usize>();
+    encode_unsubscribe_as(true, pid, topics, buf)
+}
+
+/// [`encode_unsubscribe`] for MQTT 5 or (`!v5`) MQTT 3.1.1.
+pub(crate) fn encode_unsubscribe_as(
+    v5: bool,
+    pid: u16,
+    topics: &[&str],
+    buf: &mut [u8],
+) -> Result<usize, BufferTooSmall> {
+    let len = 2 + usize::from(v5) + topics.iter().map(|t| 2 + t.len()).sum::<usize>();
     let mut w = Writer::new(buf);
     w.header(0xa2, len)?;
     w.u16(pid)?;
-    w.u8(0)?;
+    if v5 {
+        w.u8(0)?;
+    }
     for t in topics {
         w.bytes(t.as_bytes())?;
     }
@@ -514,4 +585,109 @@ pub fn encode_disconnect(reason: ReasonCode, buf: &mut [u8]) -> Result<usize, Bu
 pub(crate) fn content_type_header(len: usize) -> Option<[u8; 3]> {
     let n = u16::try_from(len).ok()?.to_be_bytes();
     Some([id::CONTENT_TYPE, n[0], n[1]])
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::codec::{self, Packet as P3};
+
+    /// The 3.1.1 decoder's view of a packet, for comparison.
+    fn v3(p: &P3<'_>) -> String {
+        match p {
+            P3::ConnAck { session_present, code } => format!("connack {session_present} {code}"),
+            P3::Publish(p) => {
+                format!("publish {:?} {:?} {} {:?} {:?} {:?}", p.qos, p.dup, p.retain, p.topic, p.pid, p.payload)
+            }
+            P3::PubAck(x) => format!("ack 4 {x}"),
+            P3::PubRec(x) => format!("ack 5 {x}"),
+            P3::PubRel(x) => format!("ack 6 {x}"),
+            P3::PubComp(x) => format!("ack 7 {x}"),
+            P3::SubAck { pid, codes } => format!("suback {pid} {codes:?}"),
+            P3::UnsubAck(pid) => format!("unsuback {pid}"),
+            P3::PingResp => "pingresp".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The shared decoder's view in 3.1.1 mode (CONNACK code as raw byte,
+    /// as the client reads it).
+    fn shared(p: &Packet<'_>, raw: &[u8]) -> String {
+        match p {
+            Packet::ConnAck { session_present, .. } => format!("connack {session_present} {}", raw[3]),
+            Packet::Publish(p) => {
+                format!("publish {:?} {:?} {} {:?} {:?} {:?}", p.qos, p.dup, p.retain, p.topic, p.pid, p.payload)
+            }
+            Packet::PubAck(a) => format!("ack 4 {}", a.pid),
+            Packet::PubRec(a) => format!("ack 5 {}", a.pid),
+            Packet::PubRel(a) => format!("ack 6 {}", a.pid),
+            Packet::PubComp(a) => format!("ack 7 {}", a.pid),
+            Packet::SubAck { pid, codes, .. } => format!("suback {pid} {codes:?}"),
+            Packet::UnsubAck { pid, .. } => format!("unsuback {pid}"),
+            Packet::PingResp => "pingresp".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// In 3.1.1 mode the shared decoder (what a `v5` build uses for 3.1.1
+    /// brokers) accepts exactly what the 3.1.1 decoder accepts, with the
+    /// same result, over seeded mutations of every broker-to-client packet.
+    #[test]
+    fn v311_mode_agrees_with_the_311_decoder() {
+        let seeds: [&[u8]; 11] = [
+            &[0x20, 2, 1, 0],
+            &[0x20, 2, 0, 5],
+            &[0x32, 9, 0, 3, b'a', b'/', b'b', 0x12, 0x34, b'h', b'i'],
+            &[0x30, 4, 0, 1, b't', b'x'],
+            &[0x40, 2, 0, 1],
+            &[0x50, 2, 1, 0],
+            &[0x62, 2, 0, 9],
+            &[0x70, 2, 0xff, 0xff],
+            &[0x90, 4, 0, 7, 1, 0x80],
+            &[0xb0, 2, 0, 7],
+            &[0xd0, 0],
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut agree = 0;
+        for i in 0..50_000 {
+            let mut b: Vec<u8> = seeds[i % seeds.len()].to_vec();
+            for _ in 0..(rnd() % 3) {
+                let at = (rnd() as usize) % b.len();
+                match rnd() % 3 {
+                    0 => b[at] = rnd() as u8,
+                    1 => b.insert(at, rnd() as u8),
+                    _ => {
+                        b.remove(at);
+                        if b.is_empty() {
+                            b.push(0);
+                        }
+                    }
+                }
+            }
+            let a = codec::decode_inbound(&b).map(|o| o.map(|(p, n)| (v3(&p), n)));
+            let s = decode_inbound_as(false, &b).map(|o| o.map(|(p, n)| (shared(&p, &b), n)));
+            match (&a, &s) {
+                (Ok(a), Ok(s)) => assert_eq!(a, s, "{b:02x?}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{b:02x?}: 3.1.1 decoder {a:?}, shared decoder {s:?}"),
+            }
+            agree += 1;
+        }
+        assert_eq!(agree, 50_000);
+        // Nothing MQTT 5 only gets through in 3.1.1 mode.
+        assert!(decode_inbound_as(false, &[0xe0, 0]).is_err());
+        assert!(decode_inbound_as(false, &[0x40, 3, 0, 1, 0x10]).is_err());
+        assert!(decode_inbound_as(false, &[0xb0, 3, 0, 7, 0]).is_err());
+    }
 }
