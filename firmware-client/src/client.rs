@@ -207,6 +207,13 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     /// with, `rx` the largest packet the broker sends. Messages already in
     /// `outbox` (e.g. recovered from flash) are sent after connecting.
     pub fn new(cfg: Config<'b>, tx: &'b mut [u8], rx: &'b mut [u8], outbox: S) -> Self {
+        // Inbound QoS 2 ids the storage kept across a reboot.
+        let mut ids = [0u16; Q2];
+        let n = outbox.load_inbound_qos2(&mut ids).min(Q2);
+        let mut inbound_q2 = heapless::Vec::new();
+        for &pid in &ids[..n] {
+            let _ = inbound_q2.push(pid);
+        }
         Client {
             cfg,
             tx,
@@ -223,7 +230,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             last_rx: 0,
             ping_sent: None,
             next_pid: 1,
-            inbound_q2: heapless::Vec::new(),
+            inbound_q2,
             #[cfg(feature = "v5")]
             v5: crate::client_v5::V5State::new(),
         }
@@ -587,13 +594,18 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                         (n, Step::Again)
                     } else {
                         self.inbound_q2.push(pid).map_err(|_| LinkError::TooManyInboundQos2)?;
+                        // Kept before the message is reported, so a reboot
+                        // cannot deliver it twice.
+                        self.outbox.save_inbound_qos2(&self.inbound_q2);
                         (n, Step::Borrowed)
                     }
                 }
                 _ => (0, Step::Borrowed),
             },
             Packet::PubRel(pid) if connected => {
-                release_inbound(&mut self.inbound_q2, pid);
+                if release_inbound(&mut self.inbound_q2, pid) {
+                    self.outbox.save_inbound_qos2(&self.inbound_q2);
+                }
                 (ack(7, pid), Step::Again)
             }
             Packet::PubAck(pid) if connected => (0, self.complete(pid, QoS::AtLeastOnce)),
@@ -622,7 +634,10 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         if !session_present {
             // The broker forgot us: inbound QoS 2 state is void, and QoS 2
             // messages that already got PUBREC were delivered.
-            self.inbound_q2.clear();
+            if !self.inbound_q2.is_empty() {
+                self.inbound_q2.clear();
+                self.outbox.save_inbound_qos2(&[]);
+            }
             let mut i = 0;
             while let Some(e) = self.outbox.get(i) {
                 if e.meta.flags & FLAG_PUBREC != 0 {
@@ -727,10 +742,13 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
 
 /// Forgets inbound QoS 2 packet id `pid` (PUBREL received). Order in the
 /// table does not matter; `swap_remove` keeps `memmove` out of firmware.
-pub(crate) fn release_inbound<const Q2: usize>(table: &mut heapless::Vec<u16, Q2>, pid: u16) {
-    if let Some(i) = table.iter().position(|&p| p == pid) {
+/// True if it was there.
+pub(crate) fn release_inbound<const Q2: usize>(table: &mut heapless::Vec<u16, Q2>, pid: u16) -> bool {
+    let at = table.iter().position(|&p| p == pid);
+    if let Some(i) = at {
         table.swap_remove(i);
     }
+    at.is_some()
 }
 
 /// Index of the QoS 1/2 outbox entry with packet identifier `pid`.

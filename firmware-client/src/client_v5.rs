@@ -306,6 +306,9 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                             (n, Step::Again)
                         } else {
                             self.inbound_q2.push(pid).map_err(|_| LinkError::TooManyInboundQos2)?;
+                            // Kept before the message is reported, so a
+                            // reboot cannot deliver it twice.
+                            self.outbox.save_inbound_qos2(&self.inbound_q2);
                             (n, Step::Borrowed)
                         }
                     }
@@ -313,7 +316,9 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 }
             }
             Packet::PubRel(a) if connected => {
-                crate::client::release_inbound(&mut self.inbound_q2, a.pid);
+                if crate::client::release_inbound(&mut self.inbound_q2, a.pid) {
+                    self.outbox.save_inbound_qos2(&self.inbound_q2);
+                }
                 (ack(7, a.pid), Step::Again)
             }
             Packet::PubAck(a) if connected => (0, self.finish(a.pid, QoS::AtLeastOnce, a.reason)),

@@ -9,6 +9,8 @@
 //!   implementations.
 //! * [`blocking`]: a thin driver over `embedded_io::{Read, Write, ReadReady}`.
 //! * `asynch` (feature `async`): the same over `embedded-io-async`.
+//! * `flash` (feature `flash`): [`flash::FlashOutbox`], the outbox and the
+//!   inbound QoS 2 ids kept on NOR flash.
 //! * `v5` (feature `v5`): MQTT 5 codec, reason codes and options; the same
 //!   [`Client`] speaks MQTT 5 when [`Config`]'s `v5` field is set.
 //!
@@ -56,6 +58,8 @@ mod client;
 mod client_v5;
 pub mod codec;
 mod error;
+#[cfg(feature = "flash")]
+pub mod flash;
 pub mod outbox;
 mod topic;
 #[cfg(feature = "v5")]

@@ -78,6 +78,15 @@ pub trait OutboxStorage {
     /// Largest message (topic + payload bytes) this storage could ever hold
     /// when empty.
     fn max_message_len(&self) -> usize;
+    /// Persists the packet ids of inbound QoS 2 messages received and not
+    /// yet released (called whenever the set changes, before the message is
+    /// reported). Default: not persisted.
+    fn save_inbound_qos2(&mut self, _pids: &[u16]) {}
+    /// The ids saved by [`save_inbound_qos2`](Self::save_inbound_qos2)
+    /// before a reboot, copied into `out`; returns how many. Default: none.
+    fn load_inbound_qos2(&self, _out: &mut [u16]) -> usize {
+        0
+    }
 }
 
 /// A borrowed outbox works too, so the storage can live in a `static`.
@@ -99,6 +108,12 @@ impl<S: OutboxStorage + ?Sized> OutboxStorage for &mut S {
     }
     fn max_message_len(&self) -> usize {
         (**self).max_message_len()
+    }
+    fn save_inbound_qos2(&mut self, pids: &[u16]) {
+        (**self).save_inbound_qos2(pids)
+    }
+    fn load_inbound_qos2(&self, out: &mut [u16]) -> usize {
+        (**self).load_inbound_qos2(out)
     }
 }
 
@@ -136,7 +151,7 @@ fn record_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses the record starting at `buf[0]`; returns the entry and its length.
-fn parse_record(buf: &[u8]) -> Option<(Entry<'_>, usize)> {
+pub(crate) fn parse_record(buf: &[u8]) -> Option<(Entry<'_>, usize)> {
     let h = buf.get(..HDR)?;
     let tl = u16::from_le_bytes([h[4], h[5]]) as usize;
     let pl = u16::from_le_bytes([h[6], h[7]]) as usize;
@@ -175,6 +190,13 @@ impl<const N: usize> RamOutbox<N> {
     /// Bytes in use (headers included).
     pub fn used_bytes(&self) -> usize {
         self.used
+    }
+
+    /// The stored record (header, topic, payload) at `index`.
+    #[cfg(feature = "flash")]
+    pub(crate) fn raw(&self, index: usize) -> Option<&[u8]> {
+        let (off, len) = self.locate(index)?;
+        self.buf.get(off..off + len)
     }
 
     /// Byte offset and length of the record at `index`.
