@@ -34,7 +34,10 @@
 //!
 //! Matrix (both brokers each): all three scenarios on the Cortex-M3;
 //! scenario 2 on the Cortex-M0 and the Cortex-M4F; scenario 1 with the
-//! MQTT 5 firmware (feature `v5`) on the Cortex-M0.
+//! MQTT 5 firmware (feature `v5`) on the Cortex-M0; and
+//! 4. `reset_while_broker_down` with the flash-outbox firmware on the
+//!    Cortex-M3: readings queued while no broker is reachable, a reset
+//!    (SYSRESETREQ) halfway, every accepted reading delivered after boot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
 
@@ -106,24 +109,24 @@ fn broker_kind(which: Which) -> Option<BrokerKind> {
     }
 }
 
-/// Builds the demo firmware for `board` (MQTT 5 if `v5`) once per test
-/// run, in bounded time, and returns the ELF path.
-fn firmware(board: &Board, v5: bool) -> Option<PathBuf> {
+/// Builds the demo firmware for `board` with the demo's `features` (e.g.
+/// `v5`, `flash-outbox`) once per test run, in bounded time, and returns
+/// the ELF path.
+fn firmware(board: &Board, features: &str) -> Option<PathBuf> {
     static FW: Mutex<Option<HashMap<String, Result<PathBuf, String>>>> = Mutex::new(None);
-    let key = format!("{}{}", board.name, if v5 { "-v5" } else { "" });
+    let key = if features.is_empty() { board.name.to_string() } else { format!("{}-{features}", board.name) };
     let mut cache = FW.lock().unwrap_or_else(|e| e.into_inner());
-    let r = cache.get_or_insert_with(HashMap::new).entry(key.clone()).or_insert_with(|| build(board, v5, &key));
+    let r = cache.get_or_insert_with(HashMap::new).entry(key.clone()).or_insert_with(|| build(board, features, &key));
     match r {
         Ok(p) => Some(p.clone()),
         Err(e) => skip(e, env_is_1("EDGEMQ_REQUIRE_QEMU"), "EDGEMQ_REQUIRE_QEMU"),
     }
 }
 
-fn build(board: &Board, v5: bool, key: &str) -> Result<PathBuf, String> {
+fn build(board: &Board, extra: &str, key: &str) -> Result<PathBuf, String> {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo-lm3s6965");
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e");
-    let features: Vec<&str> =
-        [board.feature, if v5 { "v5" } else { "" }].into_iter().filter(|f| !f.is_empty()).collect();
+    let features: Vec<&str> = [board.feature, extra].into_iter().filter(|f| !f.is_empty()).collect();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(["build", "--release", "--bin", "demo", "--target", board.target]);
     if !features.is_empty() {
@@ -162,42 +165,85 @@ fn build(board: &Board, v5: bool, key: &str) -> Result<PathBuf, String> {
 }
 
 /// Runs `scenario` against `which` broker with the firmware for `board`.
-fn run(which: Which, board: &Board, v5: bool, scenario: fn(&BrokerKind, &Board, &Path)) {
+fn run(which: Which, board: &Board, features: &str, scenario: fn(&BrokerKind, &Board, &Path)) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if !have("qemu-system-arm", "--version") {
         skip::<()>("qemu-system-arm is not installed", env_is_1("EDGEMQ_REQUIRE_QEMU"), "EDGEMQ_REQUIRE_QEMU");
         return;
     }
     let Some(kind) = broker_kind(which) else { return };
-    let Some(fw) = firmware(board, v5) else { return };
-    println!("qemu_e2e: {which:?}, {} ({}), {}", board.name, board.machine, if v5 { "MQTT 5" } else { "MQTT 3.1.1" });
+    let Some(fw) = firmware(board, features) else { return };
+    println!("qemu_e2e: {which:?}, {} ({}), features [{features}]", board.name, board.machine);
     scenario(&kind, board, &fw);
 }
 
 macro_rules! matrix {
-    ($($name:ident: $which:ident, $board:ident, $v5:expr, $scenario:ident;)*) => {
+    ($($name:ident: $which:ident, $board:ident, $features:expr, $scenario:ident;)*) => {
         $(
             #[test]
             fn $name() {
-                run(Which::$which, &$board, $v5, $scenario);
+                run(Which::$which, &$board, $features, $scenario);
             }
         )*
     };
 }
 
 matrix! {
-    edgemq_m3_offline_receiver: Edgemq, LM3S6965, false, offline_receiver;
-    mosquitto_m3_offline_receiver: Mosquitto, LM3S6965, false, offline_receiver;
-    edgemq_m3_offline_broker_at_start: Edgemq, LM3S6965, false, offline_broker_at_start;
-    mosquitto_m3_offline_broker_at_start: Mosquitto, LM3S6965, false, offline_broker_at_start;
-    edgemq_m3_broker_restarts_mid_run: Edgemq, LM3S6965, false, broker_restarts_mid_run;
-    mosquitto_m3_broker_restarts_mid_run: Mosquitto, LM3S6965, false, broker_restarts_mid_run;
-    edgemq_m0_offline_broker_at_start: Edgemq, MICROBIT, false, offline_broker_at_start;
-    mosquitto_m0_offline_broker_at_start: Mosquitto, MICROBIT, false, offline_broker_at_start;
-    edgemq_m4f_offline_broker_at_start: Edgemq, MPS2_AN386, false, offline_broker_at_start;
-    mosquitto_m4f_offline_broker_at_start: Mosquitto, MPS2_AN386, false, offline_broker_at_start;
-    edgemq_m0_v5_offline_receiver: Edgemq, MICROBIT, true, offline_receiver;
-    mosquitto_m0_v5_offline_receiver: Mosquitto, MICROBIT, true, offline_receiver;
+    edgemq_m3_offline_receiver: Edgemq, LM3S6965, "", offline_receiver;
+    mosquitto_m3_offline_receiver: Mosquitto, LM3S6965, "", offline_receiver;
+    edgemq_m3_offline_broker_at_start: Edgemq, LM3S6965, "", offline_broker_at_start;
+    mosquitto_m3_offline_broker_at_start: Mosquitto, LM3S6965, "", offline_broker_at_start;
+    edgemq_m3_broker_restarts_mid_run: Edgemq, LM3S6965, "", broker_restarts_mid_run;
+    mosquitto_m3_broker_restarts_mid_run: Mosquitto, LM3S6965, "", broker_restarts_mid_run;
+    edgemq_m0_offline_broker_at_start: Edgemq, MICROBIT, "", offline_broker_at_start;
+    mosquitto_m0_offline_broker_at_start: Mosquitto, MICROBIT, "", offline_broker_at_start;
+    edgemq_m4f_offline_broker_at_start: Edgemq, MPS2_AN386, "", offline_broker_at_start;
+    mosquitto_m4f_offline_broker_at_start: Mosquitto, MPS2_AN386, "", offline_broker_at_start;
+    edgemq_m0_v5_offline_receiver: Edgemq, MICROBIT, "v5", offline_receiver;
+    mosquitto_m0_v5_offline_receiver: Mosquitto, MICROBIT, "v5", offline_receiver;
+    edgemq_m3_flash_reset_while_broker_down: Edgemq, LM3S6965, "flash-outbox", reset_while_broker_down;
+    mosquitto_m3_flash_reset_while_broker_down: Mosquitto, LM3S6965, "flash-outbox", reset_while_broker_down;
+}
+
+/// The flash outbox across a reset: with no broker reachable, the firmware
+/// queues readings in its `FlashOutbox` (RAM that survives a reset stands
+/// in for flash), resets itself (SYSRESETREQ) after half of them, boots,
+/// recovers them from the outbox, queues the rest; then the broker comes
+/// up and every reading accepted before and after the reset arrives, in
+/// order.
+fn reset_while_broker_down(kind: &BrokerKind, board: &Board, fw: &Path) {
+    let dir = data_dir("flash-reset");
+    let broker_port = free_port();
+    let gate = Gate::new(broker_port);
+    let mut qemu = Qemu::start(board, fw, gate.port, true);
+    let half = N / 2;
+    assert!(
+        qemu.wait_for(Duration::from_secs(30), |l| l == format!("resetting with {half} queued")),
+        "firmware did not reset:\n{}",
+        qemu.output()
+    );
+    assert!(
+        qemu.wait_for(Duration::from_secs(10), |l| l == format!("boot resets=1 recovered={half}")),
+        "firmware did not recover its {half} readings after the reset:\n{}",
+        qemu.output()
+    );
+    let broker = Broker::start(kind, broker_port, &dir);
+    let (mut sub, _) = TestClient::connect(broker.port, "e2e-sub-flash", true);
+    sub.subscribe("sensors/#");
+    gate.open();
+    let got = sub.collect(N, Duration::from_secs(60));
+    let status = qemu.wait_exit(Duration::from_secs(60));
+    let out = qemu.output();
+    assert!(status.is_some_and(|s| s.success()), "firmware did not finish ({status:?}):\n{out}");
+    assert_eq!(out.matches("boot resets=").count(), 2, "one reset expected:\n{out}");
+    let dups = check_delivery(&got, &out);
+    println!(
+        "reset_while_broker_down [{}]: {N} readings ({half} queued before the reset) delivered in order, {dups} duplicates",
+        board.name
+    );
+    assert!(dups <= allowed_dups(&out), "{dups} duplicates without link failures:\n{out}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Checks every reading arrived, first arrivals in order; returns the

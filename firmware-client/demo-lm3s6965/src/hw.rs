@@ -4,8 +4,9 @@
 //! the nRF51822 UART (QEMU `microbit`, Cortex-M0); `mps2-an386`: the CMSDK
 //! APB UART0 (QEMU `mps2-an386`, Cortex-M4F).
 //!
-//! UNSAFE CODE LIVES HERE AND ONLY HERE: the two volatile register accessors
-//! and the one-time hand-out of the static buffers. The register accesses are
+//! UNSAFE CODE LIVES HERE AND ONLY HERE: the two volatile register accessors,
+//! the one-time hand-out of the static buffers and (feature `flash-outbox`)
+//! of the state retained across a reset. The register accesses are
 //! sound because the addresses are the documented, always-mapped UART
 //! registers of the selected chip, accessed as aligned 32-bit words, and
 //! [`Uart0::take`] hands out the only handle. The buffers are sound because
@@ -87,6 +88,56 @@ pub fn take_buffers() -> Option<Buffers> {
             aliases: &mut *core::ptr::addr_of_mut!(ALIASES),
         })
     }
+}
+
+/// Bytes of the simulated flash (feature `flash-outbox`): 8 pages of 1 KB.
+#[cfg(feature = "flash-outbox")]
+pub const NV_LEN: usize = 8 * 1024;
+
+/// What survives a reset (not a power-off): a RAM region in `.uninit`,
+/// which cortex-m-rt neither zeroes nor initialises at start-up and QEMU
+/// keeps across a system reset. The `flash` bytes stand in for a flash
+/// range: see `ramflash`.
+#[cfg(feature = "flash-outbox")]
+#[repr(C)]
+pub struct Retained {
+    /// [`RETAINED_MAGIC`] once initialised.
+    pub magic: u32,
+    /// Readings accepted by `publish` so far, over all boots.
+    pub produced: u32,
+    /// Resets the firmware asked for.
+    pub resets: u32,
+    /// The simulated flash.
+    pub flash: [u8; NV_LEN],
+}
+
+/// Marks [`Retained`] as initialised.
+#[cfg(feature = "flash-outbox")]
+pub const RETAINED_MAGIC: u32 = 0x4544_474d;
+
+#[cfg(feature = "flash-outbox")]
+static RETAINED_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The retained state; `None` after the first call. Check `magic` before
+/// trusting it.
+#[cfg(feature = "flash-outbox")]
+pub fn take_retained() -> Option<&'static mut Retained> {
+    #[link_section = ".uninit.retained"]
+    static mut RETAINED: core::mem::MaybeUninit<Retained> = core::mem::MaybeUninit::uninit();
+    if !take_once(&RETAINED_TAKEN) {
+        return None;
+    }
+    // SAFETY: handed out once (flag above). `Retained` is plain integers
+    // and bytes, so every bit pattern of this RAM is a valid value (QEMU
+    // zero-fills RAM at power-on); the caller checks `magic` and
+    // initialises the contents on first boot.
+    unsafe { Some((*core::ptr::addr_of_mut!(RETAINED)).assume_init_mut()) }
+}
+
+/// Resets the chip (SYSRESETREQ); RAM in `.uninit` keeps its contents.
+#[cfg(feature = "flash-outbox")]
+pub fn reset() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
 }
 
 fn read(addr: usize) -> u32 {

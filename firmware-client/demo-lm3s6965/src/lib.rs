@@ -4,12 +4,15 @@
 //!
 //! * [`hw`]: the only module with `unsafe`: the board's UART registers
 //!   (LM3S6965 by default, `microbit` or `mps2-an386` by feature).
+//! * `ramflash` (feature `flash-outbox`): a NOR flash over retained RAM.
 //! * [`clock`]: a millisecond counter driven by SysTick.
 //! * [`console`]: semihosting output without `core::fmt`.
 //! * [`params`]: build-time parameters (`EDGEMQ_DEMO_*` env vars).
 #![no_std]
 
 pub mod hw;
+#[cfg(feature = "flash-outbox")]
+pub mod ramflash;
 
 /// Build-time parameters, read with `option_env!` when the firmware is
 /// compiled.
