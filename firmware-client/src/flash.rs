@@ -184,8 +184,11 @@ impl<F: MultiwriteNorFlash, const N: usize, const M: usize> OutboxStorage for Fl
     }
 
     fn max_message_len(&self) -> usize {
-        // The map item: a 4-byte key, the record, and flash overhead.
-        self.ram.max_message_len().saturating_sub(64)
+        // A map item (4-byte key, 8-byte record header, topic, payload) must
+        // fit one flash page besides the page states and the item header;
+        // 96 bytes covers those for word sizes up to 16 bytes.
+        let page = <F as embedded_storage_async::nor_flash::NorFlash>::ERASE_SIZE;
+        self.ram.max_message_len().saturating_sub(64).min(page.saturating_sub(96))
     }
 
     fn save_inbound_qos2(&mut self, pids: &[u16]) {

@@ -401,6 +401,34 @@ fn scenario(seed: u64, msgs: u32, max_cuts: u32, stats: &mut Stats) {
     stats.inbound_lost += (10_000..next_in).filter(|id| !seen.contains(id)).count() as u64;
 }
 
+/// A message that can never fit one flash page is the caller's error
+/// (`TooLarge`), not a full outbox; one that fits is stored and survives a
+/// reboot.
+#[test]
+fn message_size_is_bounded_by_the_flash_page() {
+    let nor = Nor(Rc::new(RefCell::new(NorState {
+        mem: vec![0xff; PAGE * PAGES],
+        ops: 0,
+        cut_at: None,
+        dead: false,
+        rng: Rng(1),
+    })));
+    let range = 0..(PAGE * PAGES) as u32;
+    let outbox = Outbox::open(nor.clone(), range.clone()).unwrap();
+    let max = outbox.max_message_len();
+    assert!(max > 0 && max < PAGE, "{max}");
+    let tx = Box::leak(vec![0u8; 512].into_boxed_slice());
+    let rx = Box::leak(vec![0u8; 512].into_boxed_slice());
+    let mut c: Client<'_, Outbox, 4> = Client::new(Config::new("dev-1"), tx, rx, outbox);
+    let big = vec![7u8; max];
+    assert_eq!(c.publish("t", &big, QoS::AtLeastOnce, false), Err(edgemq_client::ClientError::TooLarge));
+    let fits = vec![7u8; max - 1];
+    assert!(c.publish("t", &fits, QoS::AtLeastOnce, false).unwrap().is_some());
+    let again = Outbox::open(nor, range).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again.get(0).unwrap().payload, &fits[..]);
+}
+
 #[test]
 fn power_cuts_lose_nothing_accepted_and_duplicate_no_qos2() {
     let want: u64 = std::env::var("FLASH_CUTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
