@@ -4,12 +4,14 @@
 //! The core has no clock; this driver has none either. Run
 //! [`AsyncClient::read`] under your executor's timeout (e.g. embassy's
 //! `with_timeout`) so keep-alive and timeouts get their [`AsyncClient::poll`]
-//! calls even when the broker is silent.
+//! calls even when the broker is silent. Like the blocking driver it can
+//! reconnect by itself over the same transport
+//! ([`reconnect_delay_ms`](AsyncClient::reconnect_delay_ms)).
 
 use embedded_io_async::{Read, Write};
 
 use crate::blocking::Error;
-use crate::client::{Client, Event};
+use crate::client::{Client, Event, State};
 use crate::outbox::OutboxStorage;
 
 /// A [`Client`] bound to an async transport.
@@ -18,6 +20,11 @@ pub struct AsyncClient<'b, T, S: OutboxStorage, const Q2: usize = 4> {
     pub client: Client<'b, S, Q2>,
     /// The transport.
     pub transport: T,
+    /// If set, after a failure wait this many ms and send CONNECT again
+    /// (the first attempt at the first poll). `None` (default): call
+    /// `client.connect` yourself.
+    pub reconnect_delay_ms: Option<u32>,
+    last_attempt: Option<u32>,
 }
 
 impl<'b, T, S, const Q2: usize> AsyncClient<'b, T, S, Q2>
@@ -27,7 +34,7 @@ where
 {
     /// Binds `client` to `transport`.
     pub fn new(client: Client<'b, S, Q2>, transport: T) -> Self {
-        AsyncClient { client, transport }
+        AsyncClient { client, transport, reconnect_delay_ms: None, last_attempt: None }
     }
 
     /// Writes all pending transmit data.
@@ -62,10 +69,26 @@ where
     /// Flushes, then returns the next event from the core (timers run with
     /// `now` in ms). Call until it returns `Ok(None)`, then [`read`](Self::read).
     pub async fn poll(&mut self, now: u32) -> Result<Option<Event<'_>>, Error<T::Error>> {
+        if self.client.state() == State::Disconnected {
+            if let Some(delay) = self.reconnect_delay_ms {
+                if self.last_attempt.is_none_or(|t| now.wrapping_sub(t) >= delay) {
+                    self.last_attempt = Some(now);
+                    // Fails only if CONNECT cannot fit the transmit buffer.
+                    let _ = self.client.connect(now);
+                }
+            }
+        }
         if let Err(e) = self.flush().await {
             self.client.link_lost();
+            self.last_attempt = Some(now);
             return Err(Error::Io(e));
         }
-        self.client.poll(now).map_err(Error::Link)
+        match self.client.poll(now) {
+            Ok(ev) => Ok(ev),
+            Err(e) => {
+                self.last_attempt = Some(now);
+                Err(Error::Link(e))
+            }
+        }
     }
 }

@@ -12,7 +12,9 @@
 //! and across disconnections: QoS 0 entries leave the outbox once written to
 //! the transmit buffer, QoS 1/2 entries once acknowledged (PUBACK / PUBCOMP).
 
-use crate::codec::{self, BufferTooSmall, Connect, Packet, Publish, QoS, Will};
+#[cfg(not(feature = "v5"))]
+use crate::codec::Packet;
+use crate::codec::{self, BufferTooSmall, Connect, Publish, QoS, Will};
 use crate::error::{ClientError, LinkError};
 use crate::outbox::{EntryMeta, OutboxStorage, StorageFull, FLAG_PUBREC, FLAG_SENT};
 
@@ -51,6 +53,9 @@ pub struct Config<'a> {
     pub max_inflight: u16,
     /// Outbox full policy.
     pub outbox_policy: OutboxPolicy,
+    /// Speak MQTT 5 with these CONNECT options; `None` (default): MQTT 3.1.1.
+    #[cfg(feature = "v5")]
+    pub v5: Option<crate::v5::V5Options>,
 }
 
 impl<'a> Config<'a> {
@@ -68,6 +73,8 @@ impl<'a> Config<'a> {
             ping_timeout_ms: 5_000,
             max_inflight: 8,
             outbox_policy: OutboxPolicy::Reject,
+            #[cfg(feature = "v5")]
+            v5: None,
         }
     }
 }
@@ -111,6 +118,8 @@ pub enum Event<'a> {
     Unsubscribed {
         /// Packet identifier returned by `unsubscribe`.
         pid: u16,
+        /// MQTT 5 reason codes, one per filter (empty for MQTT 3.1.1).
+        codes: &'a [u8],
     },
     /// A stored message could not be sent because it no longer fits the
     /// transmit buffer (only possible after a reboot with smaller buffers);
@@ -119,10 +128,27 @@ pub enum Event<'a> {
         /// Its packet identifier (0 for QoS 0).
         pid: u16,
     },
+    /// MQTT 5: the broker answered a QoS 1/2 message with an error reason
+    /// code (PUBACK, PUBREC or PUBCOMP of 0x80 or more). The message left
+    /// the outbox; resending it would get the same answer.
+    #[cfg(feature = "v5")]
+    Rejected {
+        /// Packet identifier returned by `publish`.
+        pid: u16,
+        /// The broker's reason.
+        reason: crate::v5::ReasonCode,
+    },
+    /// MQTT 5: a queued message's Message Expiry Interval ran out before it
+    /// was sent; it left the outbox unsent.
+    #[cfg(feature = "v5")]
+    Expired {
+        /// Its packet identifier (0 for QoS 0).
+        pid: u16,
+    },
 }
 
 /// Non-borrowing result of one internal step.
-enum Step {
+pub(crate) enum Step {
     /// Nothing more to do now.
     Idle,
     /// Made progress, call again.
@@ -130,7 +156,12 @@ enum Step {
     Connected(bool),
     Delivered(u16),
     Dropped(u16),
+    #[cfg(not(feature = "v5"))]
     Unsubscribed(u16),
+    #[cfg(feature = "v5")]
+    Rejected(u16, crate::v5::ReasonCode),
+    #[cfg(feature = "v5")]
+    Expired(u16),
     /// The packet at the start of the receive buffer is the event
     /// (PUBLISH or SUBACK); it is re-decoded to borrow it.
     Borrowed,
@@ -140,28 +171,34 @@ enum Step {
 /// processed (enough for any acknowledgement).
 const ACK_ROOM: usize = 4;
 
+/// Largest MQTT 5 PUBLISH overhead over 3.1.1 for a message without
+/// caller properties: property length and a Topic Alias.
+const V5_OVERHEAD: usize = if cfg!(feature = "v5") { 4 } else { 0 };
+
 /// The MQTT client core. `Q2` bounds the number of inbound QoS 2 messages
 /// received but not yet released (PUBREL) by the broker.
 pub struct Client<'b, S: OutboxStorage, const Q2: usize = 4> {
-    cfg: Config<'b>,
-    tx: &'b mut [u8],
-    tx_len: usize,
-    rx: &'b mut [u8],
-    rx_len: usize,
+    pub(crate) cfg: Config<'b>,
+    pub(crate) tx: &'b mut [u8],
+    pub(crate) tx_len: usize,
+    pub(crate) rx: &'b mut [u8],
+    pub(crate) rx_len: usize,
     /// Bytes at the start of `rx` already handled, removed on next use.
-    rx_consumed: usize,
-    outbox: S,
+    pub(crate) rx_consumed: usize,
+    pub(crate) outbox: S,
     /// Leading outbox entries already sent on this connection.
-    cursor: usize,
-    state: State,
-    now: u32,
+    pub(crate) cursor: usize,
+    pub(crate) state: State,
+    pub(crate) now: u32,
     /// Start of the connect attempt.
-    connect_at: u32,
-    last_tx: u32,
-    last_rx: u32,
-    ping_sent: Option<u32>,
-    next_pid: u16,
-    inbound_q2: heapless::Vec<u16, Q2>,
+    pub(crate) connect_at: u32,
+    pub(crate) last_tx: u32,
+    pub(crate) last_rx: u32,
+    pub(crate) ping_sent: Option<u32>,
+    pub(crate) next_pid: u16,
+    pub(crate) inbound_q2: heapless::Vec<u16, Q2>,
+    #[cfg(feature = "v5")]
+    pub(crate) v5: crate::client_v5::V5State<'b>,
 }
 
 impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
@@ -170,6 +207,13 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     /// with, `rx` the largest packet the broker sends. Messages already in
     /// `outbox` (e.g. recovered from flash) are sent after connecting.
     pub fn new(cfg: Config<'b>, tx: &'b mut [u8], rx: &'b mut [u8], outbox: S) -> Self {
+        // Inbound QoS 2 ids the storage kept across a reboot.
+        let mut ids = [0u16; Q2];
+        let n = outbox.load_inbound_qos2(&mut ids).min(Q2);
+        let mut inbound_q2 = heapless::Vec::new();
+        for &pid in &ids[..n] {
+            let _ = inbound_q2.push(pid);
+        }
         Client {
             cfg,
             tx,
@@ -186,7 +230,9 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             last_rx: 0,
             ping_sent: None,
             next_pid: 1,
-            inbound_q2: heapless::Vec::new(),
+            inbound_q2,
+            #[cfg(feature = "v5")]
+            v5: crate::client_v5::V5State::new(),
         }
     }
 
@@ -222,7 +268,11 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             password: self.cfg.password,
             will: self.cfg.will,
         };
-        self.tx_len = codec::encode_connect(&c, self.tx).map_err(|_| ClientError::TooLarge)?;
+        #[cfg(feature = "v5")]
+        let r = crate::client_v5::encode_connect(self, &c);
+        #[cfg(not(feature = "v5"))]
+        let r = codec::encode_connect(&c, self.tx);
+        self.tx_len = r.map_err(|_| ClientError::TooLarge)?;
         self.state = State::Connecting;
         self.now = now;
         self.connect_at = now;
@@ -238,6 +288,12 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         let was_up = self.state != State::Disconnected;
         self.reset_link();
         if was_up {
+            #[cfg(feature = "v5")]
+            if self.is_v5() {
+                let r = crate::v5::codec::encode_disconnect(crate::v5::ReasonCode::Success, self.tx);
+                self.tx_len = r.unwrap_or(0);
+                return;
+            }
             self.tx_len = codec::encode_disconnect(self.tx).unwrap_or(0);
         }
     }
@@ -256,7 +312,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         self.ping_sent = None;
     }
 
-    fn fail(&mut self, e: LinkError) -> LinkError {
+    pub(crate) fn fail(&mut self, e: LinkError) -> LinkError {
         self.reset_link();
         e
     }
@@ -311,17 +367,33 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     /// Returns the packet identifier for QoS 1/2 (reported again in
     /// [`Event::Delivered`]).
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<Option<u16>, ClientError> {
+        self.enqueue(topic, &[payload], qos, retain, false)
+    }
+
+    /// Queues a message whose stored payload is `parts` concatenated
+    /// (`props`: it starts with the MQTT 5 extras block).
+    pub(crate) fn enqueue(
+        &mut self,
+        topic: &str,
+        parts: &[&[u8]],
+        qos: QoS,
+        retain: bool,
+        props: bool,
+    ) -> Result<Option<u16>, ClientError> {
         if !codec::valid_topic_name(topic) {
             return Err(ClientError::InvalidTopic);
         }
-        // Largest encoding: 5 header bytes, topic length, packet id.
-        let wire = 5 + 2 + topic.len() + 2 + payload.len();
-        if wire > self.tx.len() || topic.len() + payload.len() > self.outbox.max_message_len() {
+        let stored: usize = parts.iter().map(|p| p.len()).sum();
+        // Largest encoding: 5 header bytes, topic length, packet id (and
+        // the MQTT 5 overhead; the extras block is larger than the
+        // properties it becomes).
+        let wire = 5 + 2 + topic.len() + 2 + V5_OVERHEAD + stored;
+        if wire > self.tx.len() || topic.len() + stored > self.outbox.max_message_len() {
             return Err(ClientError::TooLarge);
         }
         let pid = if qos == QoS::AtMostOnce { 0 } else { self.alloc_pid() };
-        let meta = EntryMeta { qos, retain, pid, flags: 0 };
-        while let Err(StorageFull) = self.outbox.push(meta, topic, payload) {
+        let meta = EntryMeta { qos, retain, props, pid, flags: 0 };
+        while let Err(StorageFull) = self.outbox.push_parts(meta, topic, parts) {
             if self.cfg.outbox_policy == OutboxPolicy::Reject || !self.drop_oldest_qos0() {
                 return Err(ClientError::OutboxFull);
             }
@@ -360,6 +432,11 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         if topics.is_empty() || topics.iter().any(|(t, _)| !codec::valid_topic_filter(t)) {
             return Err(ClientError::InvalidTopic);
         }
+        #[cfg(feature = "v5")]
+        let v5 = self.is_v5();
+        #[cfg(feature = "v5")]
+        return self.send_control(|pid, buf| crate::v5::codec::encode_subscribe_as(v5, pid, topics, buf));
+        #[cfg(not(feature = "v5"))]
         self.send_control(|pid, buf| codec::encode_subscribe(pid, topics, buf))
     }
 
@@ -368,6 +445,11 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         if topics.is_empty() || topics.iter().any(|t| !codec::valid_topic_filter(t)) {
             return Err(ClientError::InvalidTopic);
         }
+        #[cfg(feature = "v5")]
+        let v5 = self.is_v5();
+        #[cfg(feature = "v5")]
+        return self.send_control(|pid, buf| crate::v5::codec::encode_unsubscribe_as(v5, pid, topics, buf));
+        #[cfg(not(feature = "v5"))]
         self.send_control(|pid, buf| codec::encode_unsubscribe(pid, topics, buf))
     }
 
@@ -386,6 +468,11 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 ClientError::Busy
             }
         })?;
+        #[cfg(feature = "v5")]
+        if n > self.v5.max_packet() {
+            // [MQTT-3.2.2-15]: never more than the broker's Maximum Packet Size.
+            return Err(ClientError::TooLarge);
+        }
         self.tx_len += n;
         Ok(pid)
     }
@@ -411,20 +498,28 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 Step::Connected(session_present) => Event::Connected { session_present },
                 Step::Delivered(pid) => Event::Delivered { pid },
                 Step::Dropped(pid) => Event::Dropped { pid },
-                Step::Unsubscribed(pid) => Event::Unsubscribed { pid },
+                #[cfg(not(feature = "v5"))]
+                Step::Unsubscribed(pid) => Event::Unsubscribed { pid, codes: &[] },
+                #[cfg(feature = "v5")]
+                Step::Rejected(pid, reason) => Event::Rejected { pid, reason },
+                #[cfg(feature = "v5")]
+                Step::Expired(pid) => Event::Expired { pid },
                 Step::Borrowed => {
+                    #[cfg(feature = "v5")]
+                    return Ok(self.borrowed_event_v5());
+                    #[cfg(not(feature = "v5"))]
                     return Ok(match codec::decode_inbound(&self.rx[..self.rx_consumed]) {
                         Ok(Some((Packet::Publish(p), _))) => Some(Event::Message(p)),
                         Ok(Some((Packet::SubAck { pid, codes }, _))) => Some(Event::Subscribed { pid, codes }),
                         _ => None,
-                    })
+                    });
                 }
             };
             return Ok(Some(ev));
         }
     }
 
-    fn elapsed(&self, since: u32) -> u32 {
+    pub(crate) fn elapsed(&self, since: u32) -> u32 {
         self.now.wrapping_sub(since)
     }
 
@@ -461,6 +556,14 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
 
     /// Handles the next complete inbound packet, if any.
     fn process_inbound(&mut self) -> Result<Option<Step>, LinkError> {
+        #[cfg(feature = "v5")]
+        return self.process_inbound_v5();
+        #[cfg(not(feature = "v5"))]
+        self.process_inbound_v3()
+    }
+
+    #[cfg(not(feature = "v5"))]
+    fn process_inbound_v3(&mut self) -> Result<Option<Step>, LinkError> {
         let (packet, len) = match codec::decode_inbound(&self.rx[..self.rx_len])? {
             Some(x) => x,
             None => {
@@ -491,13 +594,18 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                         (n, Step::Again)
                     } else {
                         self.inbound_q2.push(pid).map_err(|_| LinkError::TooManyInboundQos2)?;
+                        // Kept before the message is reported, so a reboot
+                        // cannot deliver it twice.
+                        self.outbox.save_inbound_qos2(&self.inbound_q2);
                         (n, Step::Borrowed)
                     }
                 }
                 _ => (0, Step::Borrowed),
             },
             Packet::PubRel(pid) if connected => {
-                self.inbound_q2.retain(|&p| p != pid);
+                if release_inbound(&mut self.inbound_q2, pid) {
+                    self.outbox.save_inbound_qos2(&self.inbound_q2);
+                }
                 (ack(7, pid), Step::Again)
             }
             Packet::PubAck(pid) if connected => (0, self.complete(pid, QoS::AtLeastOnce)),
@@ -520,13 +628,16 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
         Ok(Some(step))
     }
 
-    fn on_connack(&mut self, session_present: bool) {
+    pub(crate) fn on_connack(&mut self, session_present: bool) {
         self.state = State::Connected;
         self.cursor = 0;
         if !session_present {
             // The broker forgot us: inbound QoS 2 state is void, and QoS 2
             // messages that already got PUBREC were delivered.
-            self.inbound_q2.clear();
+            if !self.inbound_q2.is_empty() {
+                self.inbound_q2.clear();
+                self.outbox.save_inbound_qos2(&[]);
+            }
             let mut i = 0;
             while let Some(e) = self.outbox.get(i) {
                 if e.meta.flags & FLAG_PUBREC != 0 {
@@ -539,7 +650,7 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     }
 
     /// PUBACK / PUBCOMP for `pid`: remove the entry if it matches.
-    fn complete(&mut self, pid: u16, qos: QoS) -> Step {
+    pub(crate) fn complete(&mut self, pid: u16, qos: QoS) -> Step {
         match self.find(pid) {
             Some(i) if self.outbox.get(i).map(|e| e.meta.qos) == Some(qos) => {
                 self.outbox.remove(i);
@@ -554,6 +665,9 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
 
     /// Queues a PINGREQ when due, else the next outbox entry.
     fn fill_transmit(&mut self) -> Step {
+        #[cfg(feature = "v5")]
+        let ka = u32::from(self.v5.keep_alive(&self.cfg)) * 1000;
+        #[cfg(not(feature = "v5"))]
         let ka = u32::from(self.cfg.keep_alive_secs) * 1000;
         let ping_due = ka > 0
             && self.ping_sent.is_none()
@@ -567,7 +681,11 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
             }
             return Step::Idle;
         }
-        if self.cursor > 0 && self.cursor >= usize::from(self.cfg.max_inflight) {
+        #[cfg(feature = "v5")]
+        let window = self.cfg.max_inflight.min(self.v5.receive_maximum());
+        #[cfg(not(feature = "v5"))]
+        let window = self.cfg.max_inflight;
+        if self.cursor > 0 && self.cursor >= usize::from(window) {
             return Step::Idle;
         }
         let Some(e) = self.outbox.get(self.cursor) else {
@@ -584,8 +702,23 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
                 topic: e.topic,
                 pid: Some(m.pid),
                 payload: e.payload,
+                properties: codec::Properties::NONE,
             };
-            codec::encode_publish(&p, free)
+            #[cfg(feature = "v5")]
+            let r = match crate::client_v5::encode_entry(p, m, &mut self.v5, self.cfg.v5.is_some(), self.now, free) {
+                crate::client_v5::Encoded::Expired => {
+                    self.outbox.remove(self.cursor);
+                    return Step::Expired(m.pid);
+                }
+                crate::client_v5::Encoded::TooLarge => {
+                    self.outbox.remove(self.cursor);
+                    return Step::Dropped(m.pid);
+                }
+                crate::client_v5::Encoded::Done(r) => r,
+            };
+            #[cfg(not(feature = "v5"))]
+            let r = codec::encode_publish(&p, free);
+            r
         };
         let Ok(n) = res else {
             if self.tx_len == 0 {
@@ -607,7 +740,18 @@ impl<'b, S: OutboxStorage, const Q2: usize> Client<'b, S, Q2> {
     }
 }
 
+/// Forgets inbound QoS 2 packet id `pid` (PUBREL received). Order in the
+/// table does not matter; `swap_remove` keeps `memmove` out of firmware.
+/// True if it was there.
+pub(crate) fn release_inbound<const Q2: usize>(table: &mut heapless::Vec<u16, Q2>, pid: u16) -> bool {
+    let at = table.iter().position(|&p| p == pid);
+    if let Some(i) = at {
+        table.swap_remove(i);
+    }
+    at.is_some()
+}
+
 /// Index of the QoS 1/2 outbox entry with packet identifier `pid`.
-fn find<S: OutboxStorage>(outbox: &S, pid: u16) -> Option<usize> {
+pub(crate) fn find<S: OutboxStorage>(outbox: &S, pid: u16) -> Option<usize> {
     (0..outbox.len()).find(|&i| outbox.get(i).is_some_and(|e| e.meta.pid == pid && e.meta.qos != QoS::AtMostOnce))
 }

@@ -64,6 +64,8 @@ pub enum DecodeError {
     InvalidTopic,
     /// SUBSCRIBE / UNSUBSCRIBE / SUBACK with no entries, or a bad return code.
     InvalidPayload,
+    /// MQTT 5: unknown property identifier or malformed property value.
+    InvalidProperty,
 }
 
 impl fmt::Display for DecodeError {
@@ -80,6 +82,7 @@ impl fmt::Display for DecodeError {
             DecodeError::InvalidConnectFlags => "invalid CONNECT flags",
             DecodeError::InvalidTopic => "invalid topic name",
             DecodeError::InvalidPayload => "invalid packet payload",
+            DecodeError::InvalidProperty => "invalid MQTT 5 property",
         };
         f.write_str(s)
     }
@@ -140,6 +143,24 @@ pub struct Publish<'a> {
     pub pid: Option<u16>,
     /// Application payload.
     pub payload: &'a [u8],
+    /// MQTT 5 properties (always empty in MQTT 3.1.1).
+    pub properties: Properties<'a>,
+}
+
+/// The property section of an MQTT 5 packet, as raw wire bytes (without
+/// its length prefix), checked when decoded. Empty for MQTT 3.1.1; with the
+/// `v5` feature it can be iterated and queried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Properties<'a>(pub &'a [u8]);
+
+impl Properties<'_> {
+    /// No properties.
+    pub const NONE: Properties<'static> = Properties(&[]);
+
+    /// True if there are no properties.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The topic filters of a decoded SUBSCRIBE (already validated).
@@ -213,12 +234,13 @@ pub enum Packet<'a> {
     Disconnect,
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+#[derive(Clone, Debug)]
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.buf.len() {
             return Err(DecodeError::InvalidLength);
         }
@@ -226,24 +248,24 @@ impl<'a> Reader<'a> {
         self.buf = b;
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn pid(&mut self) -> Result<u16, DecodeError> {
+    pub(crate) fn pid(&mut self) -> Result<u16, DecodeError> {
         match self.u16()? {
             0 => Err(DecodeError::ZeroPacketId),
             p => Ok(p),
         }
     }
-    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.u16()? as usize;
         self.take(n)
     }
-    fn string(&mut self) -> Result<&'a str, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<&'a str, DecodeError> {
         let b = self.bytes()?;
         let s = core::str::from_utf8(b).map_err(|_| DecodeError::InvalidUtf8)?;
         // Not `contains`: that links `memchr`, which costs firmware flash.
@@ -253,7 +275,7 @@ impl<'a> Reader<'a> {
         }
         Ok(s)
     }
-    fn end(&self) -> Result<(), DecodeError> {
+    pub(crate) fn end(&self) -> Result<(), DecodeError> {
         if self.buf.is_empty() {
             Ok(())
         } else {
@@ -386,7 +408,7 @@ fn decode_publish<'a>(flags: u8, r: &mut Reader<'a>) -> Result<Publish<'a>, Deco
     let topic = Topic(topic);
     let pid = if qos == QoS::AtMostOnce { None } else { Some(r.pid()?) };
     let payload = r.take(r.buf.len())?;
-    Ok(Publish { dup, qos, retain: flags & 1 != 0, topic, pid, payload })
+    Ok(Publish { dup, qos, retain: flags & 1 != 0, topic, pid, payload, properties: Properties::NONE })
 }
 
 fn decode_connect<'a>(r: &mut Reader<'a>) -> Result<Connect<'a>, DecodeError> {
@@ -434,7 +456,7 @@ pub(crate) fn shift_left(buf: &mut [u8], from: usize, end: usize) {
 /// Cursor over an output buffer; every write is bounds-checked.
 pub(crate) struct Writer<'a> {
     buf: &'a mut [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Writer<'a> {
@@ -447,19 +469,19 @@ impl<'a> Writer<'a> {
         self.pos = end;
         Ok(())
     }
-    fn u8(&mut self, v: u8) -> Result<(), BufferTooSmall> {
+    pub(crate) fn u8(&mut self, v: u8) -> Result<(), BufferTooSmall> {
         self.put(&[v])
     }
-    fn u16(&mut self, v: u16) -> Result<(), BufferTooSmall> {
+    pub(crate) fn u16(&mut self, v: u16) -> Result<(), BufferTooSmall> {
         self.put(&v.to_be_bytes())
     }
-    fn bytes(&mut self, b: &[u8]) -> Result<(), BufferTooSmall> {
+    pub(crate) fn bytes(&mut self, b: &[u8]) -> Result<(), BufferTooSmall> {
         let n = u16::try_from(b.len()).map_err(|_| BufferTooSmall)?;
         self.u16(n)?;
         self.put(b)
     }
     /// Writes the fixed header for a body of `len` bytes.
-    fn header(&mut self, first: u8, mut len: usize) -> Result<(), BufferTooSmall> {
+    pub(crate) fn header(&mut self, first: u8, mut len: usize) -> Result<(), BufferTooSmall> {
         if len > 268_435_455 {
             return Err(BufferTooSmall);
         }
@@ -650,6 +672,7 @@ mod tests {
             topic: "a/b".into(),
             pid: Some(7),
             payload: &[1u8; 200],
+            properties: Properties::NONE,
         };
         let mut buf = [0u8; 300];
         let n = encode_publish(&p, &mut buf).unwrap();

@@ -28,6 +28,17 @@ pub enum LinkError {
     PingTimeout,
     /// The broker refused the connection with this CONNACK return code.
     Refused(u8),
+    /// MQTT 5: the broker refused the connection with this CONNACK reason.
+    #[cfg(feature = "v5")]
+    Rejected(crate::v5::ReasonCode),
+    /// MQTT 5: the broker closed the connection with DISCONNECT and this
+    /// reason.
+    #[cfg(feature = "v5")]
+    ServerDisconnect(crate::v5::ReasonCode),
+    /// MQTT 5: the broker used a Topic Alias that is unknown or above the
+    /// client's Topic Alias Maximum, or the inbound alias buffer is full.
+    #[cfg(feature = "v5")]
+    TopicAlias,
 }
 
 impl fmt::Display for LinkError {
@@ -40,6 +51,12 @@ impl fmt::Display for LinkError {
             LinkError::ConnectTimeout => f.write_str("no CONNACK within timeout"),
             LinkError::PingTimeout => f.write_str("no PINGRESP within timeout"),
             LinkError::Refused(c) => write!(f, "connection refused, return code {c}"),
+            #[cfg(feature = "v5")]
+            LinkError::Rejected(r) => write!(f, "connection refused: {r:?}"),
+            #[cfg(feature = "v5")]
+            LinkError::ServerDisconnect(r) => write!(f, "broker disconnected: {r:?}"),
+            #[cfg(feature = "v5")]
+            LinkError::TopicAlias => f.write_str("invalid or untracked topic alias from broker"),
         }
     }
 }
@@ -58,7 +75,8 @@ pub enum ClientError {
     TooLarge,
     /// The outbox has no room (see [`OutboxPolicy`](crate::OutboxPolicy)).
     OutboxFull,
-    /// Empty topic list, or similar invalid argument.
+    /// Empty topic list, too many user properties, a zero message expiry,
+    /// or similar invalid argument.
     InvalidArgument,
 }
 

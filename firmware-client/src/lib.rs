@@ -9,6 +9,10 @@
 //!   implementations.
 //! * [`blocking`]: a thin driver over `embedded_io::{Read, Write, ReadReady}`.
 //! * `asynch` (feature `async`): the same over `embedded-io-async`.
+//! * `flash` (feature `flash`): [`flash::FlashOutbox`], the outbox and the
+//!   inbound QoS 2 ids kept on NOR flash.
+//! * `v5` (feature `v5`): MQTT 5 codec, reason codes and options; the same
+//!   [`Client`] speaks MQTT 5 when [`Config`]'s `v5` field is set.
 //!
 //! All capacities are chosen by the caller: transmit and receive buffers are
 //! `&mut [u8]`, the outbox size and the inbound QoS 2 table are const
@@ -50,12 +54,18 @@
 pub mod asynch;
 pub mod blocking;
 mod client;
+#[cfg(feature = "v5")]
+mod client_v5;
 pub mod codec;
 mod error;
+#[cfg(feature = "flash")]
+pub mod flash;
 pub mod outbox;
 mod topic;
+#[cfg(feature = "v5")]
+pub mod v5;
 
 pub use client::{Client, Config, Event, OutboxPolicy, State};
-pub use codec::{Publish, QoS, Topic, Will};
+pub use codec::{Properties, Publish, QoS, Topic, Will};
 pub use error::{ClientError, LinkError};
 pub use outbox::{OutboxStorage, RamOutbox, SimFlashOutbox};

@@ -24,6 +24,9 @@ pub struct EntryMeta {
     pub retain: bool,
     /// Packet identifier (0 for QoS 0).
     pub pid: u16,
+    /// The stored payload starts with the client's MQTT 5 extras block
+    /// (queue time, message expiry, properties); set by `publish_with`.
+    pub props: bool,
     /// Delivery progress, a combination of [`FLAG_SENT`] and [`FLAG_PUBREC`].
     /// Flags are only ever added, never cleared, so flash implementations can
     /// update them in place by clearing bits.
@@ -60,7 +63,12 @@ pub trait OutboxStorage {
         self.len() == 0
     }
     /// Appends a message at the end.
-    fn push(&mut self, meta: EntryMeta, topic: &str, payload: &[u8]) -> Result<(), StorageFull>;
+    fn push(&mut self, meta: EntryMeta, topic: &str, payload: &[u8]) -> Result<(), StorageFull> {
+        self.push_parts(meta, topic, &[payload])
+    }
+    /// Appends a message whose stored payload is the concatenation of
+    /// `parts`.
+    fn push_parts(&mut self, meta: EntryMeta, topic: &str, parts: &[&[u8]]) -> Result<(), StorageFull>;
     /// The message at `index`, if any.
     fn get(&self, index: usize) -> Option<Entry<'_>>;
     /// ORs `flags` into the message's flags.
@@ -70,6 +78,15 @@ pub trait OutboxStorage {
     /// Largest message (topic + payload bytes) this storage could ever hold
     /// when empty.
     fn max_message_len(&self) -> usize;
+    /// Persists the packet ids of inbound QoS 2 messages received and not
+    /// yet released (called whenever the set changes, before the message is
+    /// reported). Default: not persisted.
+    fn save_inbound_qos2(&mut self, _pids: &[u16]) {}
+    /// The ids saved by [`save_inbound_qos2`](Self::save_inbound_qos2)
+    /// before a reboot, copied into `out`; returns how many. Default: none.
+    fn load_inbound_qos2(&self, _out: &mut [u16]) -> usize {
+        0
+    }
 }
 
 /// A borrowed outbox works too, so the storage can live in a `static`.
@@ -77,8 +94,8 @@ impl<S: OutboxStorage + ?Sized> OutboxStorage for &mut S {
     fn len(&self) -> usize {
         (**self).len()
     }
-    fn push(&mut self, meta: EntryMeta, topic: &str, payload: &[u8]) -> Result<(), StorageFull> {
-        (**self).push(meta, topic, payload)
+    fn push_parts(&mut self, meta: EntryMeta, topic: &str, parts: &[&[u8]]) -> Result<(), StorageFull> {
+        (**self).push_parts(meta, topic, parts)
     }
     fn get(&self, index: usize) -> Option<Entry<'_>> {
         (**self).get(index)
@@ -92,6 +109,12 @@ impl<S: OutboxStorage + ?Sized> OutboxStorage for &mut S {
     fn max_message_len(&self) -> usize {
         (**self).max_message_len()
     }
+    fn save_inbound_qos2(&mut self, pids: &[u16]) {
+        (**self).save_inbound_qos2(pids)
+    }
+    fn load_inbound_qos2(&self, out: &mut [u16]) -> usize {
+        (**self).load_inbound_qos2(out)
+    }
 }
 
 const HDR: usize = 8;
@@ -100,8 +123,23 @@ fn encode_hdr(meta: &EntryMeta, topic_len: usize, payload_len: usize) -> Option<
     let t = u16::try_from(topic_len).ok()?.to_le_bytes();
     let p = u16::try_from(payload_len).ok()?.to_le_bytes();
     let pid = meta.pid.to_le_bytes();
-    let q = meta.qos as u8 | if meta.retain { 4 } else { 0 };
+    let q = meta.qos as u8 | if meta.retain { 4 } else { 0 } | if meta.props { 8 } else { 0 };
     Some([q, meta.flags, pid[0], pid[1], t[0], t[1], p[0], p[1]])
+}
+
+fn parts_len(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
+/// Copies `parts` one after another into `dst` (exactly their total length).
+fn copy_parts(parts: &[&[u8]], dst: &mut [u8]) {
+    let mut off = 0;
+    for p in parts {
+        if let Some(d) = dst.get_mut(off..off + p.len()) {
+            d.copy_from_slice(p);
+        }
+        off += p.len();
+    }
 }
 
 /// Length of the record starting at `buf[0]`, if it is complete (cheap: no
@@ -113,7 +151,7 @@ fn record_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses the record starting at `buf[0]`; returns the entry and its length.
-fn parse_record(buf: &[u8]) -> Option<(Entry<'_>, usize)> {
+pub(crate) fn parse_record(buf: &[u8]) -> Option<(Entry<'_>, usize)> {
     let h = buf.get(..HDR)?;
     let tl = u16::from_le_bytes([h[4], h[5]]) as usize;
     let pl = u16::from_le_bytes([h[6], h[7]]) as usize;
@@ -122,6 +160,7 @@ fn parse_record(buf: &[u8]) -> Option<(Entry<'_>, usize)> {
     let meta = EntryMeta {
         qos: QoS::from_u8(h[0] & 3)?,
         retain: h[0] & 4 != 0,
+        props: h[0] & 8 != 0,
         pid: u16::from_le_bytes([h[2], h[3]]),
         flags: h[1],
     };
@@ -153,6 +192,13 @@ impl<const N: usize> RamOutbox<N> {
         self.used
     }
 
+    /// The stored record (header, topic, payload) at `index`.
+    #[cfg(feature = "flash")]
+    pub(crate) fn raw(&self, index: usize) -> Option<&[u8]> {
+        let (off, len) = self.locate(index)?;
+        self.buf.get(off..off + len)
+    }
+
     /// Byte offset and length of the record at `index`.
     fn locate(&self, index: usize) -> Option<(usize, usize)> {
         let mut off = 0;
@@ -172,15 +218,16 @@ impl<const N: usize> OutboxStorage for RamOutbox<N> {
         self.count
     }
 
-    fn push(&mut self, meta: EntryMeta, topic: &str, payload: &[u8]) -> Result<(), StorageFull> {
-        let hdr = encode_hdr(&meta, topic.len(), payload.len()).ok_or(StorageFull)?;
-        let end = self.used + HDR + topic.len() + payload.len();
+    fn push_parts(&mut self, meta: EntryMeta, topic: &str, parts: &[&[u8]]) -> Result<(), StorageFull> {
+        let len = parts_len(parts);
+        let hdr = encode_hdr(&meta, topic.len(), len).ok_or(StorageFull)?;
+        let end = self.used + HDR + topic.len() + len;
         let dst = self.buf.get_mut(self.used..end).ok_or(StorageFull)?;
         let (h, rest) = dst.split_at_mut(HDR);
         let (t, p) = rest.split_at_mut(topic.len());
         h.copy_from_slice(&hdr);
         t.copy_from_slice(topic.as_bytes());
-        p.copy_from_slice(payload);
+        copy_parts(parts, p);
         self.used = end;
         self.count += 1;
         Ok(())
@@ -323,9 +370,10 @@ impl<const N: usize> OutboxStorage for SimFlashOutbox<N> {
         self.live
     }
 
-    fn push(&mut self, meta: EntryMeta, topic: &str, payload: &[u8]) -> Result<(), StorageFull> {
-        let hdr = encode_hdr(&meta, topic.len(), payload.len()).ok_or(StorageFull)?;
-        let need = 1 + HDR + topic.len() + payload.len();
+    fn push_parts(&mut self, meta: EntryMeta, topic: &str, parts: &[&[u8]]) -> Result<(), StorageFull> {
+        let len = parts_len(parts);
+        let hdr = encode_hdr(&meta, topic.len(), len).ok_or(StorageFull)?;
+        let need = 1 + HDR + topic.len() + len;
         if self.head + need > N {
             self.compact();
         }
@@ -339,7 +387,7 @@ impl<const N: usize> OutboxStorage for SimFlashOutbox<N> {
         let t = off + 1 + HDR;
         self.image[t..t + topic.len()].copy_from_slice(topic.as_bytes());
         let p = t + topic.len();
-        self.image[p..p + payload.len()].copy_from_slice(payload);
+        copy_parts(parts, &mut self.image[p..p + len]);
         self.image[off] = SLOT_VALID;
         self.head += need;
         self.live += 1;
@@ -376,7 +424,7 @@ mod tests {
     use super::*;
 
     fn meta(pid: u16) -> EntryMeta {
-        EntryMeta { qos: QoS::AtLeastOnce, retain: false, pid, flags: 0 }
+        EntryMeta { qos: QoS::AtLeastOnce, retain: false, props: false, pid, flags: 0 }
     }
 
     fn exercise<S: OutboxStorage>(s: &mut S) {

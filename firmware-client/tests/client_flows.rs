@@ -33,8 +33,13 @@ fn own(e: Event<'_>) -> Ev {
             Ev::Message { topic: p.topic.as_str().into(), payload: p.payload.into(), qos: p.qos as u8, dup: p.dup }
         }
         Event::Subscribed { pid, codes } => Ev::Subscribed(pid, codes.into()),
-        Event::Unsubscribed { pid } => Ev::Unsubscribed(pid),
+        Event::Unsubscribed { pid, codes } => {
+            assert!(codes.is_empty(), "MQTT 3.1.1 UNSUBACK has no reason codes");
+            Ev::Unsubscribed(pid)
+        }
         Event::Dropped { pid } => Ev::Dropped(pid),
+        #[cfg(feature = "v5")]
+        other => panic!("MQTT 5 event from a 3.1.1 client: {other:?}"),
     }
 }
 
@@ -487,7 +492,7 @@ fn disconnect_sends_disconnect_and_keeps_outbox() {
 fn stored_message_that_no_longer_fits_is_dropped() {
     // Written by a firmware with bigger buffers, recovered after an update.
     let mut flash = SimFlashOutbox::<512>::new();
-    let meta = |pid| EntryMeta { qos: QoS::AtLeastOnce, retain: false, pid, flags: 0 };
+    let meta = |pid| EntryMeta { qos: QoS::AtLeastOnce, retain: false, props: false, pid, flags: 0 };
     flash.push(meta(5), "t", &[0; 300]).unwrap();
     flash.push(meta(6), "t", b"ok").unwrap();
     let mut h = H::with_tx(cfg(), flash, 128);

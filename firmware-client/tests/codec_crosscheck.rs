@@ -194,6 +194,7 @@ impl V {
                     topic: topic.as_str().into(),
                     pid: (*qos != QoS::AtMostOnce).then_some(*pid),
                     payload,
+                    properties: Default::default(),
                 };
                 codec::encode_publish(&p, &mut buf).unwrap()
             }

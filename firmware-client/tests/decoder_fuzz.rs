@@ -50,6 +50,7 @@ fn seeds() -> Vec<Vec<u8>> {
             topic: "sensors/dev1/t".into(),
             pid: Some(0x1234),
             payload: b"{\"t\":21.5}",
+            properties: Default::default(),
         }));
     }
     push(Packet::PubAck(1));

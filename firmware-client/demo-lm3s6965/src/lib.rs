@@ -2,13 +2,17 @@
 //! baseline firmware without the MQTT client (`src/bin/baseline.rs`), so the
 //! two differ only by the client and their size difference is its cost.
 //!
-//! * [`hw`]: the only module with `unsafe`: UART0 registers.
+//! * [`hw`]: the only module with `unsafe`: the board's UART registers
+//!   (LM3S6965 by default, `microbit` or `mps2-an386` by feature).
+//! * `ramflash` (feature `flash-outbox`): a NOR flash over retained RAM.
 //! * [`clock`]: a millisecond counter driven by SysTick.
 //! * [`console`]: semihosting output without `core::fmt`.
 //! * [`params`]: build-time parameters (`EDGEMQ_DEMO_*` env vars).
 #![no_std]
 
 pub mod hw;
+#[cfg(feature = "flash-outbox")]
+pub mod ramflash;
 
 /// Build-time parameters, read with `option_env!` when the firmware is
 /// compiled.
@@ -28,7 +32,8 @@ pub mod params {
         v
     }
 
-    /// MQTT client id (`EDGEMQ_DEMO_CLIENT_ID`, default `lm3s6965-demo`).
+    /// MQTT client id (`EDGEMQ_DEMO_CLIENT_ID`, default `lm3s6965-demo`, for
+    /// every board).
     pub const CLIENT_ID: &str = match option_env!("EDGEMQ_DEMO_CLIENT_ID") {
         Some(s) => s,
         None => "lm3s6965-demo",
@@ -46,9 +51,8 @@ pub mod clock {
     use cortex_m::peripheral::{syst::SystClkSource, SYST};
     use cortex_m_rt::exception;
 
-    /// SysTick reload for 1 ms. QEMU's lm3s6965evb runs the core clock at
-    /// 12 MHz out of reset.
-    const CYCLES_PER_MS: u32 = 12_000;
+    /// SysTick reload for 1 ms at the board's core clock.
+    const CYCLES_PER_MS: u32 = crate::hw::CORE_HZ / 1000;
 
     static MILLIS: AtomicU32 = AtomicU32::new(0);
 
@@ -68,7 +72,8 @@ pub mod clock {
 
     #[exception]
     fn SysTick() {
-        MILLIS.fetch_add(1, Ordering::Relaxed);
+        // The only writer, so load + store (Cortex-M0 has no fetch_add).
+        MILLIS.store(MILLIS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,14 @@
 //! Readings are produced on a timer whether or not the broker is reachable;
 //! while it is not, they wait in the outbox and are sent, in order, when the
 //! link comes back.
+//!
+//! With feature `flash-outbox` (LM3S6965) the outbox is a `FlashOutbox`
+//! over RAM that survives a reset: the firmware resets itself (SYSRESETREQ)
+//! after queueing half of the readings and, after the reset, sends every
+//! reading it had accepted.
+//!
+//! With feature `v5` it speaks MQTT 5: session expiry of one hour, readings
+//! with a content type and a topic alias for the reading topic.
 #![no_std]
 #![no_main]
 
@@ -43,9 +51,22 @@ fn main() -> ! {
     cfg.connect_timeout_ms = 2_000;
     cfg.ping_timeout_ms = 2_000;
     cfg.max_inflight = 8;
+    #[cfg(feature = "v5")]
+    {
+        let mut o = edgemq_client::v5::V5Options::new();
+        o.session_expiry_secs = 3600;
+        cfg.v5 = Some(o);
+    }
 
     let Some(bufs) = hw::take_buffers() else { console::exit(false) };
-    let client: Client<'_, _, 2> = Client::new(cfg, bufs.tx, bufs.rx, bufs.outbox);
+    #[cfg(not(feature = "flash-outbox"))]
+    let outbox = bufs.outbox;
+    #[cfg(feature = "flash-outbox")]
+    let (outbox, kept_produced, resets) = flash_outbox::open();
+    #[allow(unused_mut)]
+    let mut client: Client<'_, _, 2> = Client::new(cfg, bufs.tx, bufs.rx, outbox);
+    #[cfg(feature = "v5")]
+    client.set_topic_alias_buffers(bufs.aliases, &mut []);
     let mut mqtt = BlockingClient::new(client, uart, Some(500));
 
     console::line(&[b"demo: client ", params::CLIENT_ID.as_bytes(), b" start"]);
@@ -53,7 +74,17 @@ fn main() -> ! {
     // The client's state besides its buffers (lives on the stack).
     let state_bytes = core::mem::size_of_val(&mqtt) as u32;
     console::line(&[b"client state bytes=", console::num(state_bytes, &mut nb)]);
+    #[cfg(not(feature = "flash-outbox"))]
     let mut produced: u32 = 0;
+    #[cfg(feature = "flash-outbox")]
+    let mut produced: u32 = *kept_produced;
+    #[cfg(feature = "flash-outbox")]
+    {
+        use edgemq_client::OutboxStorage;
+        let n = mqtt.client.outbox().len() as u32;
+        let mut nb2 = [0u8; 10];
+        console::line(&[b"boot resets=", console::num(*resets, &mut nb), b" recovered=", console::num(n, &mut nb2)]);
+    }
     let mut acked: u32 = 0;
     let mut next_reading = clock::now();
     let mut done_at: Option<u32> = None;
@@ -66,11 +97,28 @@ fn main() -> ! {
             let _ = payload.extend_from_slice(console::num(produced, &mut nb));
             let _ = payload.extend_from_slice(b" temp=21.");
             let _ = payload.extend_from_slice(console::num(produced % 10, &mut nb));
-            match mqtt.client.publish(&topic, &payload, QoS::AtLeastOnce, false) {
+            #[cfg(feature = "v5")]
+            let r = {
+                let props =
+                    edgemq_client::v5::PublishProperties { content_type: Some("text/plain"), ..Default::default() };
+                mqtt.client.publish_with(&topic, &payload, QoS::AtLeastOnce, false, &props)
+            };
+            #[cfg(not(feature = "v5"))]
+            let r = mqtt.client.publish(&topic, &payload, QoS::AtLeastOnce, false);
+            match r {
                 Ok(_) => {
                     console::line(&[b"queued seq=", console::num(produced, &mut nb)]);
                     produced += 1;
                     next_reading = next_reading.wrapping_add(params::INTERVAL_MS);
+                    #[cfg(feature = "flash-outbox")]
+                    {
+                        *kept_produced = produced;
+                        if *resets == 0 && produced >= params::N / 2 {
+                            console::line(&[b"resetting with ", console::num(produced, &mut nb), b" queued"]);
+                            *resets = 1;
+                            hw::reset();
+                        }
+                    }
                 }
                 Err(_) => next_reading = now.wrapping_add(params::INTERVAL_MS),
             }
@@ -97,7 +145,15 @@ fn main() -> ! {
             Err(Error::Io(_)) => console::line(&[b"link down: io"]),
         }
 
-        if acked >= params::N && done_at.is_none() {
+        #[cfg(not(feature = "flash-outbox"))]
+        let all_acked = acked >= params::N;
+        // Acknowledgements before a reset were counted by an earlier boot.
+        #[cfg(feature = "flash-outbox")]
+        let all_acked = {
+            use edgemq_client::OutboxStorage;
+            produced >= params::N && mqtt.client.outbox().is_empty()
+        };
+        if all_acked && done_at.is_none() {
             done_at = Some(now);
         }
         if let Some(t) = done_at {
@@ -118,5 +174,36 @@ fn reason(e: LinkError) -> &'static [u8] {
         LinkError::Refused(_) => b"refused",
         LinkError::Malformed(_) => b"malformed input",
         _ => b"protocol error",
+    }
+}
+
+/// The outbox on (RAM-simulated) flash and the retained counters.
+#[cfg(feature = "flash-outbox")]
+mod flash_outbox {
+    use edgemq_client::flash::FlashOutbox;
+    use edgemq_demo_lm3s6965::ramflash::RamFlash;
+    use edgemq_demo_lm3s6965::{console, hw};
+
+    pub type Outbox = FlashOutbox<RamFlash, { hw::OUTBOX_LEN }, 64>;
+
+    /// Opens the outbox (erasing the region on first boot); also returns
+    /// the retained reading counter and reset count.
+    pub fn open() -> (Outbox, &'static mut u32, &'static mut u32) {
+        let Some(r) = hw::take_retained() else { console::exit(false) };
+        let hw::Retained { magic, produced, resets, flash } = r;
+        let mut f = RamFlash(flash);
+        if *magic != hw::RETAINED_MAGIC {
+            f.erase_all();
+            *produced = 0;
+            *resets = 0;
+            *magic = hw::RETAINED_MAGIC;
+        }
+        match Outbox::open(f, 0..hw::NV_LEN as u32) {
+            Ok(o) => (o, produced, resets),
+            Err(_) => {
+                console::line(&[b"flash outbox unreadable"]);
+                console::exit(false)
+            }
+        }
     }
 }
