@@ -14,7 +14,12 @@
 //! connection; time moving forward by fuzzer-chosen steps (keep-alive and
 //! connect timeouts, will delays, session expiry, message expiry);
 //! deliveries; network failures; router closes; shutdown. Every packet
-//! the machine sends is encoded. Checked: nothing panics.
+//! the machine sends is encoded. A quarter of the inputs run with
+//! persistence on (a store in a fresh directory, as `server` sets it up):
+//! sessions are then journaled and their queues spill to disk, and two
+//! more steps exist: snapshot and log maintenance, and a restart (every
+//! connection dropped, the store closed, recovered and given to a new
+//! router). Checked: nothing panics.
 //!
 //! Topics and filters are kept to a few levels: a topic with tens of
 //! thousands of levels overflows the stack in the router's trees, a known
@@ -23,7 +28,7 @@
 #![no_main]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use edgemq::auth::{AuthClient, AuthExchange, AuthStep, Authenticator};
@@ -32,6 +37,7 @@ use edgemq::protocol::{decode, encode_owned, Decoded, Packet, Version};
 use edgemq::router::{ConnHandle, Router, RouterMsg};
 use edgemq::session::state::QueueLimits;
 use edgemq::session::{Action, Close, Machine, MachineConfig};
+use edgemq::store::{Journal, StoreConfig, SyncMode};
 use edgemq_fuzz::wire::{self, ConnectSpec, Prop, PublishSpec, Ver, WillSpec};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -100,11 +106,55 @@ struct Conn {
     ver: Ver,
 }
 
+/// The router's settings, to make it again after a restart.
+#[derive(Clone, Copy)]
+struct RouterSettings {
+    limits: QueueLimits,
+    strategy: SharedStrategy,
+    quota_disconnect: bool,
+}
+
+impl RouterSettings {
+    fn router(&self) -> Router {
+        let mut r = Router::new(self.limits);
+        r.set_shared_strategy(self.strategy);
+        r.set_disconnect_on_queue_full(self.quota_disconnect);
+        r
+    }
+}
+
+/// Persistence: the store's directory (removed when dropped) and its journal.
+struct Store {
+    _dir: tempfile::TempDir,
+    cfg: StoreConfig,
+    journal: Arc<Journal>,
+}
+
+impl Store {
+    fn create(segment_bytes: u64, compact_bytes: u64) -> Option<Store> {
+        let base = std::path::Path::new("/dev/shm");
+        let dir = if base.is_dir() { tempfile::tempdir_in(base) } else { tempfile::tempdir() }.ok()?;
+        let cfg = StoreConfig {
+            dir: dir.path().join("data"),
+            spill_dir: dir.path().join("spill"),
+            sync: SyncMode::Never,
+            segment_bytes,
+            compact_bytes,
+        };
+        let (journal, _, _) = edgemq::store::open(&cfg).ok()?;
+        Some(Store { _dir: dir, cfg, journal: Arc::new(journal) })
+    }
+}
+
 struct World {
     cfg: Arc<MachineConfig>,
+    settings: RouterSettings,
     router: Router,
+    store: Option<Store>,
     conns: [Option<Conn>; SLOTS],
     now: Instant,
+    /// The wall-clock time that goes with `start`.
+    start: (Instant, SystemTime),
     next_id: u64,
     wbuf: BytesMut,
 }
@@ -126,6 +176,27 @@ fn deep(p: &Packet) -> bool {
 }
 
 impl World {
+    /// Wall-clock time at `now`, moving with it.
+    fn wall(&self) -> SystemTime {
+        self.start.1 + self.now.saturating_duration_since(self.start.0)
+    }
+
+    /// A router on the store's recovered state (at start, and after a
+    /// restart: the broker's start-up sequence).
+    fn recover(&mut self) {
+        let Some(store) = &mut self.store else { return };
+        store.journal.close();
+        let Ok((journal, model, _)) = edgemq::store::open(&store.cfg) else {
+            self.store = None;
+            self.router = self.settings.router();
+            return;
+        };
+        store.journal = Arc::new(journal);
+        let mut router = self.settings.router();
+        router.enable_persistence(store.journal.clone(), model, (self.now, self.wall()));
+        self.router = router;
+    }
+
     /// Carries out the machine's actions, as the driver's `execute`, then
     /// closes the connection if it asked to.
     fn pump(&mut self, slot: usize) {
@@ -238,7 +309,7 @@ impl World {
 
     fn step(&mut self, u: &mut Unstructured<'_>) -> Result<()> {
         let slot = usize::from(u.int_in_range(0..=(SLOTS as u8 - 1))?);
-        match u.int_in_range(0..=15u8)? {
+        match u.int_in_range(0..=17u8)? {
             0..=7 => {
                 if self.conns[slot].is_none() {
                     return self.open(u, slot);
@@ -307,6 +378,19 @@ impl World {
                     c.handle.close(code);
                 }
                 self.router_closes();
+            }
+            16 => {
+                if u.arbitrary()? {
+                    self.router.snapshot(self.now);
+                }
+                self.router.maintain_store(self.now);
+            }
+            17 if self.store.is_some() => {
+                // The broker stops and starts again on its store.
+                for s in 0..SLOTS {
+                    self.drop_conn(s, Close::Shutdown);
+                }
+                self.recover();
             }
             _ => {
                 if u.ratio(1, 4)? {
@@ -484,17 +568,26 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         policy: if u.arbitrary()? { QueueFullPolicy::DropNew } else { QueueFullPolicy::DropOldest },
         queue_qos0: u.arbitrary()?,
     };
-    let mut router = Router::new(limits);
-    router.set_shared_strategy(if u.arbitrary()? { SharedStrategy::RoundRobin } else { SharedStrategy::Random });
-    router.set_disconnect_on_queue_full(u.arbitrary()?);
+    let settings = RouterSettings {
+        limits,
+        strategy: if u.arbitrary()? { SharedStrategy::RoundRobin } else { SharedStrategy::Random },
+        quota_disconnect: u.arbitrary()?,
+    };
+    let store =
+        if u.ratio(1, 4)? { Store::create(*u.choose(&[4096, 1 << 20])?, *u.choose(&[2048, 1 << 30])?) } else { None };
+    let now = Instant::now();
     let mut w = World {
         cfg: Arc::new(cfg),
-        router,
+        settings,
+        router: settings.router(),
+        store,
         conns: [None, None, None],
-        now: Instant::now(),
+        now,
+        start: (now, SystemTime::now()),
         next_id: 0,
         wbuf: BytesMut::new(),
     };
+    w.recover();
     for _ in 0..MAX_STEPS {
         if u.is_empty() {
             break;
@@ -507,6 +600,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     }
     w.now += Duration::from_secs(1 << 20);
     w.router.expire(w.now);
+    if let Some(store) = &w.store {
+        store.journal.close();
+    }
     Ok(())
 }
 
