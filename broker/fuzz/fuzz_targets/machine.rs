@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use edgemq::auth::{AuthClient, AuthExchange, AuthStep, Authenticator};
 use edgemq::config::{QueueFullPolicy, SharedStrategy};
-use edgemq::protocol::{decode, encode_owned, Decoded, Packet, Version};
+use edgemq::protocol::{decode, encode, Decoded, EncodeError, Packet, Version};
 use edgemq::router::{ConnHandle, Router, RouterMsg};
 use edgemq::session::state::QueueLimits;
 use edgemq::session::{Action, Close, Machine, MachineConfig};
@@ -104,6 +104,41 @@ struct Conn {
     closing: Option<Close>,
     /// The version packets are built for before CONNECT is decoded.
     ver: Ver,
+    /// The Maximum Packet Size of the client's CONNECT (MQTT 5).
+    max_out: Option<u32>,
+}
+
+/// Encodes a packet the machine sent, as the driver does. The machine must
+/// not send what cannot be encoded (the driver would drop it: a lost
+/// acknowledgement); with `EDGEMQ_FUZZ_STRICT` set (see [`strict_level`]),
+/// nothing it sends to an MQTT 5 client may exceed the client's Maximum
+/// Packet Size ([MQTT-3.1.2-24]).
+fn encode_sent(p: Packet, v: Version, max_out: Option<u32>, wbuf: &mut BytesMut) {
+    wbuf.clear();
+    match encode(&p, v, wbuf) {
+        Ok(()) => {
+            // CONNACK (its properties) and DISCONNECT (its Reason String)
+            // are known to exceed a small limit.
+            let known = matches!(p, Packet::ConnAck(_) | Packet::Disconnect(_)) && strict_level() < 2;
+            if let (true, Some(max)) = (strict() && !known, max_out.filter(|_| v.is_v5())) {
+                assert!(wbuf.len() <= max as usize, "sent {} bytes to a client allowing {max}: {p:?}", wbuf.len());
+            }
+        }
+        // Only what a client's own long strings or payloads can cause.
+        Err(EncodeError::StringTooLong(_) | EncodeError::PacketTooLong) => {}
+        Err(e) => panic!("the machine sent a packet it cannot encode ({e}, {v:?}): {p:?}"),
+    }
+}
+
+fn strict() -> bool {
+    strict_level() > 0
+}
+
+/// `EDGEMQ_FUZZ_STRICT`: unset or 0, off; 1, on but for CONNACK and
+/// DISCONNECT (known excesses, see ROBUSTNESS.md); 2, on for every packet.
+fn strict_level() -> u8 {
+    static STRICT: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *STRICT.get_or_init(|| std::env::var("EDGEMQ_FUZZ_STRICT").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// The router's settings, to make it again after a restart.
@@ -210,7 +245,7 @@ impl World {
                 match a {
                     Action::Send(p) => {
                         if let Some(v) = c.m.version() {
-                            let _ = encode_owned(p, v, &mut self.wbuf);
+                            encode_sent(p, v, c.max_out, &mut self.wbuf);
                         }
                     }
                     Action::Connect(req) => {
@@ -273,6 +308,9 @@ impl World {
             }
             let failed = match decode(&mut c.rbuf, c.m.version(), max) {
                 Ok(Decoded::Packet(p, _)) => {
+                    if let Packet::Connect(connect) = &p {
+                        c.max_out = connect.maximum_packet_size;
+                    }
                     if !deep(&p) {
                         c.m.handle(p, self.now);
                     }
@@ -303,7 +341,7 @@ impl World {
             m.refuse_connect(0x97);
         }
         let ver = *u.choose(&[Ver::V31, Ver::V311, Ver::V5, Ver::V5])?;
-        self.conns[slot] = Some(Conn { m, handle, rbuf: BytesMut::new(), closing: None, ver });
+        self.conns[slot] = Some(Conn { m, handle, rbuf: BytesMut::new(), closing: None, ver, max_out: None });
         Ok(())
     }
 
@@ -357,10 +395,8 @@ impl World {
                 let budget = u.int_in_range(1..=64usize)?;
                 if let Some(c) = &mut self.conns[slot] {
                     if let Some(v) = c.m.version() {
-                        let wbuf = &mut self.wbuf;
-                        c.m.deliver(self.now, budget, |p| {
-                            let _ = encode_owned(p, v, wbuf);
-                        });
+                        let (wbuf, max_out) = (&mut self.wbuf, c.max_out);
+                        c.m.deliver(self.now, budget, |p| encode_sent(p, v, max_out, wbuf));
                         wbuf.clear();
                     }
                 }
