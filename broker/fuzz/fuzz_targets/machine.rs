@@ -175,6 +175,7 @@ impl Store {
             sync: SyncMode::Never,
             segment_bytes,
             compact_bytes,
+            fs: Arc::new(edgemq::store::fs::RealFs),
         };
         let (journal, _, _) = edgemq::store::open(&cfg).ok()?;
         Some(Store { _dir: dir, cfg, journal: Arc::new(journal) })
@@ -262,6 +263,8 @@ impl World {
                         self.router.handle(RouterMsg::Unsubscribe { key, filters }, self.now);
                     }
                     Action::Close(why) => c.closing = Some(why),
+                    // No password file is configured here.
+                    Action::CheckPassword { .. } => c.m.password_checked(false),
                 }
             }
         }
@@ -597,6 +600,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         server_topic_aliases: u.arbitrary()?,
         response_information: if u.arbitrary()? { Some("resp/".into()) } else { None },
         authenticator: Arc::new(FuzzAuth),
+        max_topic_levels: *u.choose(&[8, 128])?,
+        log: None,
+        files: None,
     };
     let limits = QueueLimits {
         max_messages: u.int_in_range(1..=8)?,

@@ -128,6 +128,7 @@ fn open(root: &Path) -> (edgemq::store::Recovery, Summary, Journal, Model) {
         sync: SyncMode::Never,
         segment_bytes: 1 << 20,
         compact_bytes: 1 << 30,
+        fs: std::sync::Arc::new(edgemq::store::fs::RealFs),
     };
     let (journal, model, rec) = match edgemq::store::open(&cfg) {
         Ok(x) => x,

@@ -550,7 +550,8 @@ impl SessionState {
         for (pkid, f) in stored.inflight {
             let stage = match f {
                 Flight::Published { seq, entry } => {
-                    max_seq = max_seq.max(seq + 1);
+                    // saturating: a damaged log's u64::MAX must not overflow (found by fuzzing).
+                    max_seq = max_seq.max(seq.saturating_add(1));
                     let Some(msg) = message(entry.mid) else { continue };
                     Stage::Published(delivery(seq, entry, msg))
                 }
@@ -561,7 +562,7 @@ impl SessionState {
             self.inflight.push_back(InFlight { pkid, stage });
         }
         for (seq, entry) in stored.queue {
-            max_seq = max_seq.max(seq + 1);
+            max_seq = max_seq.max(seq.saturating_add(1));
             let Some(msg) = message(entry.mid) else { continue };
             let d = delivery(seq, entry, msg);
             self.queued_bytes += d.msg.cost();
