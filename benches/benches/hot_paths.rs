@@ -79,7 +79,7 @@ fn retained_lookup(c: &mut Criterion) {
     let mut store = RetainedStore::default();
     let payload = Bytes::from_static(&[7u8; 64]);
     for i in 0..N {
-        store.set(Arc::new(message(&topic(i), payload.clone(), QoS::AtMostOnce, true)));
+        let _ = store.set(Arc::new(message(&topic(i), payload.clone(), QoS::AtMostOnce, true)));
     }
     let mut g = c.benchmark_group("retained_100k");
     for (name, filter, expect) in [

@@ -122,6 +122,20 @@ pub struct Config {
     /// (MQTT 5 PUBACK/PUBREC 0x90; QoS 0 and 3.1.1: the connection is
     /// closed) and a will's CONNECT. 1 to 65535.
     pub max_topic_levels: u16,
+    /// Sessions the broker keeps at once, connected and offline; beyond it a
+    /// CONNECT that would open a new session is refused (CONNACK 0x97
+    /// Quota exceeded; 3.1/3.1.1: 0x03 Server unavailable), while existing
+    /// sessions still resume.
+    pub max_sessions: usize,
+    /// Retained messages kept; beyond it a retained PUBLISH to a new topic
+    /// is delivered to subscribers but not retained (counted, logged).
+    pub max_retained_messages: usize,
+    /// Bytes of retained messages kept (topic plus payload); a retained
+    /// PUBLISH that would go beyond it is delivered but not retained.
+    pub max_retained_bytes: u64,
+    /// Subscriptions one session may hold; beyond it a new filter is
+    /// refused in SUBACK (0x97 Quota exceeded; 3.1.1: 0x80).
+    pub max_subscriptions_per_client: usize,
     /// Log connections and subscriptions.
     pub verbose: bool,
     /// Largest keep-alive accepted (seconds); MQTT 5 clients asking for more
@@ -166,6 +180,10 @@ impl Default for Config {
             session_expiry_secs: 0,
             connect_timeout_secs: 10,
             max_topic_levels: 128,
+            max_sessions: 100_000,
+            max_retained_messages: 1_000_000,
+            max_retained_bytes: 256 * 1024 * 1024,
+            max_subscriptions_per_client: 10_000,
             verbose: false,
             max_keepalive: u16::MAX,
             receive_maximum: u16::MAX,
@@ -228,6 +246,12 @@ struct FileConfig {
     session_expiry_secs: Option<u64>,
     connect_timeout_secs: Option<u64>,
     max_topic_levels: Option<u16>,
+    max_sessions: Option<usize>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<u64>,
+    max_subscriptions_per_client: Option<usize>,
+    /// Mosquitto's name and format for `session_expiry_secs` (`"14d"`).
+    persistent_client_expiration: Option<Spanned<String>>,
     verbose: Option<bool>,
     max_keepalive: Option<u16>,
     receive_maximum: Option<u16>,
@@ -359,6 +383,24 @@ fn check_limit(key: &str, value: u64) -> Result<(), String> {
     }
 }
 
+/// Seconds in a Mosquitto duration (`persistent_client_expiration`): a
+/// number followed by `h`, `d`, `w`, `m` (months of 30 days) or `y` (365
+/// days).
+fn mosquitto_duration(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let unit = v.chars().last()?;
+    let n: u64 = v[..v.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 7 * 86_400,
+        'm' => 30 * 86_400,
+        'y' => 365 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(secs).filter(|s| *s > 0)
+}
+
 fn bad_addr(b: &str) -> String {
     format!("`{b}` is not a valid address (expected IP or IP:PORT)")
 }
@@ -439,6 +481,10 @@ impl Config {
                 session_expiry_secs,
                 connect_timeout_secs,
                 max_topic_levels,
+                max_sessions,
+                max_retained_messages,
+                max_retained_bytes,
+                max_subscriptions_per_client,
                 verbose,
                 max_keepalive,
                 receive_maximum,
@@ -451,6 +497,17 @@ impl Config {
             );
             if f.response_information.is_some() {
                 cfg.response_information = f.response_information;
+            }
+            if let Some(e) = &f.persistent_client_expiration {
+                cfg.session_expiry_secs = mosquitto_duration(e.get_ref()).ok_or_else(|| ConfigError::Invalid {
+                    file: path.display().to_string(),
+                    line: line_of(text, e.span().start),
+                    key: "persistent_client_expiration".into(),
+                    message: format!(
+                        "`{}` is not a duration: a number and one of h, d, w, m, y (as Mosquitto: \"14d\")",
+                        e.get_ref()
+                    ),
+                })?;
             }
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);
@@ -495,6 +552,10 @@ impl Config {
             ("max_queued_messages", self.max_queued_messages as u64),
             ("connect_timeout_secs", self.connect_timeout_secs),
             ("max_topic_levels", u64::from(self.max_topic_levels)),
+            ("max_sessions", self.max_sessions as u64),
+            ("max_retained_messages", self.max_retained_messages as u64),
+            ("max_retained_bytes", self.max_retained_bytes),
+            ("max_subscriptions_per_client", self.max_subscriptions_per_client as u64),
         ];
         for (key, value) in limits {
             check_limit(key, value).map_err(|m| origin.error(key, None, m))?;
@@ -647,5 +708,42 @@ protocol = \"tcp\"
             let e = with_file(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn caps_and_mosquittos_expiration() {
+        let c = with_file(
+            "max_sessions = 5\nmax_retained_messages = 6\nmax_retained_bytes = 7\nmax_subscriptions_per_client = 8\n\
+             persistent_client_expiration = \"2w\"\n",
+        )
+        .unwrap();
+        assert_eq!((c.max_sessions, c.max_retained_messages, c.max_retained_bytes), (5, 6, 7));
+        assert_eq!((c.max_subscriptions_per_client, c.session_expiry_secs), (8, 14 * 86_400));
+        for (v, secs) in [("1h", 3600), ("3d", 3 * 86_400), ("1m", 30 * 86_400), ("2y", 2 * 365 * 86_400)] {
+            assert_eq!(mosquitto_duration(v), Some(secs), "{v}");
+        }
+        for v in ["", "h", "0d", "5", "5s", "-1d", "99999999999999999y"] {
+            assert_eq!(mosquitto_duration(v), None, "{v}");
+        }
+        let cases = [
+            ("max_sessions = 0\n", "key `max_sessions`"),
+            ("\nmax_retained_bytes = 0\n", ":2: key `max_retained_bytes`"),
+            ("max_subscriptions_per_client = 0\n", "key `max_subscriptions_per_client`"),
+            ("verbose = true\npersistent_client_expiration = \"2 days\"\n", ":2: key `persistent_client_expiration`"),
+        ];
+        for (text, want) in cases {
+            let e = with_file(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    /// The sample file documents every key with its default: it parses, and
+    /// gives the defaults (its listeners aside).
+    #[test]
+    fn the_sample_file_gives_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../edgemq.toml");
+        let c = Config::from_args(&Args { config: Some(path.clone()), ..Args::default() }).unwrap();
+        let d = Config { listeners: c.listeners.clone(), config_file: Some(path), ..Config::default() };
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
 }

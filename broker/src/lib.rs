@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod message;
 pub mod protocol;
+pub mod ratelimit;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -1,7 +1,8 @@
 //! Limits and what the broker says when one is reached: a session queue
 //! that overflows while its MQTT 5 client is connected (DISCONNECT 0x97),
-//! and per-listener limits from `[[listener]]` tables (connections, packet
-//! size, keep-alive, anonymous clients). Normative references use the
+//! per-listener limits from `[[listener]]` tables (connections, packet
+//! size, keep-alive, anonymous clients) and the broker's caps (sessions,
+//! retained messages, subscriptions per client). Normative references use the
 //! MQTT 5.0 numbering unless they say 3.1.1.
 
 mod common;
@@ -309,5 +310,80 @@ async fn persistence_off_needs_no_data_directory() {
     assert_eq!(c.subscribe(1, &[("nd/t", 1)]).await, vec![1]);
     c.publish("nd/t", 1, false, 2, b"in memory").await;
     assert_eq!(c.receive_acked().await.payload, b"in memory");
+    b.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Caps: sessions, retained messages, subscriptions per client
+// ---------------------------------------------------------------------------
+
+/// `max_sessions`: a CONNECT that would open a session beyond it is
+/// refused (CONNACK 0x97 Quota exceeded [MQTT-3.2.2-8]; 3.1.1 0x03 Server
+/// unavailable), then closed; a client whose session is kept (offline)
+/// still resumes it, and a session that ends makes room.
+#[tokio::test]
+async fn max_sessions_refuses_new_sessions_only() {
+    let b = TestBroker::start_with(|c| c.max_sessions = 2).await;
+    let persistent = |proto, id: &str| ConnectOpts::new(proto, id).clean(false);
+    let (kept, _) = try_connect(b.addr, &persistent(Proto::V311, "ms-kept")).await.expect("first session");
+    kept.disconnect().await;
+    let (clean, _) = try_connect(b.addr, &ConnectOpts::new(Proto::V311, "ms-clean")).await.expect("second");
+    assert_eq!(try_connect(b.addr, &persistent(Proto::V5, "ms-3")).await.err(), Some(0x97), "MQTT 5: Quota exceeded");
+    let v311 = persistent(Proto::V311, "ms-4");
+    assert_eq!(try_connect(b.addr, &v311).await.err(), Some(0x03), "3.1.1: Server unavailable");
+    let (_resumed, ack) = try_connect(b.addr, &persistent(Proto::V311, "ms-kept")).await.expect("resumes at the cap");
+    assert!(ack.connack().0, "session present");
+    // The clean session ends with its connection: room for one more.
+    clean.disconnect().await;
+    within("a freed session", async {
+        while try_connect(b.addr, &v311).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let stats = within("shutdown", b.broker.shutdown()).await;
+    assert!(stats.sessions_refused >= 2, "refusals counted: {stats:?}");
+}
+
+/// `max_retained_messages`: a retained PUBLISH to a new topic beyond it is
+/// delivered to the subscribers but not retained; the retained messages
+/// kept can still be replaced and deleted [MQTT-3.3.1-5], [MQTT-3.3.1-10].
+#[tokio::test]
+async fn retained_beyond_the_cap_is_delivered_not_kept() {
+    let b = TestBroker::start_with(|c| c.max_retained_messages = 2).await;
+    let mut watcher = Raw::v311(b.addr, "rc-watch").await;
+    watcher.subscribe(1, &[("rc/#", 0)]).await;
+    let mut publisher = Raw::v311(b.addr, "rc-pub").await;
+    for (i, t) in ["rc/a", "rc/b", "rc/c"].into_iter().enumerate() {
+        publisher.publish(t, 1, true, i as u16 + 1, b"v").await;
+        assert_eq!(watcher.expect_publish().await.topic, t, "delivered live");
+    }
+    let mut late = Raw::v311(b.addr, "rc-late").await;
+    late.subscribe(1, &[("rc/#", 0)]).await;
+    let mut kept = vec![late.expect_publish().await.topic, late.expect_publish().await.topic];
+    kept.sort();
+    assert_eq!(kept, ["rc/a", "rc/b"]);
+    late.expect_silence("rc/c was not retained").await;
+    publisher.publish("rc/a", 1, true, 4, b"").await;
+    publisher.publish("rc/c", 1, true, 5, b"w").await;
+    let mut later = Raw::v311(b.addr, "rc-later").await;
+    later.subscribe(1, &[("rc/#", 0)]).await;
+    let mut kept = vec![later.expect_publish().await.topic, later.expect_publish().await.topic];
+    kept.sort();
+    assert_eq!(kept, ["rc/b", "rc/c"], "a deletion made room");
+    let stats = within("shutdown", b.broker.shutdown()).await;
+    assert_eq!(stats.retained_refused, 1);
+}
+
+/// `max_subscriptions_per_client`: a new filter beyond it gets the SUBACK
+/// failure code (MQTT 5 0x97 Quota exceeded [MQTT-3.9.3-1]; 3.1.1 0x80
+/// [MQTT-3.9.3-2]); the others of the same SUBSCRIBE are granted.
+#[tokio::test]
+async fn subscriptions_beyond_the_cap_get_a_failure_code() {
+    let b = TestBroker::start_with(|c| c.max_subscriptions_per_client = 2).await;
+    let mut v5 = Raw::v5(b.addr, "sc-5").await;
+    assert_eq!(v5.subscribe(1, &[("a", 1), ("b", 0), ("c", 1), ("a", 0)]).await, vec![1, 0, 0x97, 0]);
+    let mut v311 = Raw::v311(b.addr, "sc-3").await;
+    assert_eq!(v311.subscribe(1, &[("a", 1), ("b", 0), ("c", 1)]).await, vec![1, 0, 0x80]);
     b.shutdown().await;
 }

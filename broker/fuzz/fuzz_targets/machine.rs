@@ -250,7 +250,7 @@ impl World {
                         }
                     }
                     Action::Connect(req) => {
-                        let reply = self.router.connect(req, self.now);
+                        let reply = self.router.open(req, self.now);
                         c.m.connected(reply, self.now);
                     }
                     Action::Route(m) => self.router.handle(RouterMsg::Publish(m), self.now),
@@ -601,6 +601,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         response_information: if u.arbitrary()? { Some("resp/".into()) } else { None },
         authenticator: Arc::new(FuzzAuth),
         max_topic_levels: *u.choose(&[8, 128])?,
+        max_subscriptions: *u.choose(&[2, 10_000])?,
         log: None,
         files: None,
     };

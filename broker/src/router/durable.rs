@@ -108,7 +108,7 @@ impl Router {
                 .insert(key, SessionEntry { client_id, shared, conn: None, expiry, disconnected_at: Some(since) });
         }
         for (_, m) in model.retained {
-            self.retained.set(Arc::new(m.into_message(now, wall_now)));
+            self.retain(&Arc::new(m.into_message(now, wall_now)));
         }
         self.snapshot(now);
     }

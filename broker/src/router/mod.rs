@@ -10,6 +10,7 @@
 //! wakes each touched session once per batch. Connections (and later the
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
+mod caps;
 mod retained;
 mod takeover;
 mod tree;
@@ -24,7 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-pub use retained::RetainedStore;
+pub use caps::{RouterCaps, SessionRefused};
+pub use retained::{RetainedFull, RetainedLimits, RetainedStore};
 pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
@@ -149,7 +151,7 @@ pub struct Ticket {
 pub enum RouterMsg {
     /// Another message, after which `Ticket` is updated.
     Ticketed(Box<RouterMsg>, Arc<Ticket>),
-    Connect(ConnectRequest, oneshot::Sender<ConnectReply>),
+    Connect(ConnectRequest, oneshot::Sender<Result<ConnectReply, SessionRefused>>),
     Publish(Message),
     Subscribe {
         key: SessionKey,
@@ -187,6 +189,10 @@ pub struct RouterStats {
     pub delivered: u64,
     pub dropped_queue_full: u64,
     pub sessions_expired: u64,
+    /// CONNECTs refused at `max_sessions`.
+    pub sessions_refused: u64,
+    /// Retained messages not kept at `max_retained_messages`/`_bytes`.
+    pub retained_refused: u64,
 }
 
 /// The router state.
@@ -212,6 +218,8 @@ pub struct Router {
     /// CONNECTs waiting for the old connection of their session
     /// (`takeover.rs`), by session.
     takeovers: HashMap<SessionKey, takeover::Parked>,
+    caps: RouterCaps,
+    cap_logs: caps::CapLogs,
 }
 
 impl Router {
@@ -231,6 +239,8 @@ impl Router {
             stats: RouterStats::default(),
             durable: None,
             takeovers: HashMap::new(),
+            caps: RouterCaps::default(),
+            cap_logs: caps::CapLogs::default(),
         }
     }
 
@@ -480,8 +490,7 @@ impl Router {
     pub fn publish(&mut self, msg: Message) {
         self.stats.published += 1;
         let msg = Arc::new(msg);
-        if msg.retain {
-            self.retained.set(msg.clone());
+        if msg.retain && self.retain(&msg) {
             if let Some(d) = &self.durable {
                 let stored = StoredMessage::from_message(&msg, d.base.0, d.base.1);
                 self.record(&Record::Retain(stored));

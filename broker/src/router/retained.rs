@@ -1,5 +1,7 @@
 //! Retained messages: one per topic, in a tree keyed by topic level so a
-//! wildcard subscribe walks only the matching branches.
+//! wildcard subscribe walks only the matching branches; and their caps
+//! (`max_retained_messages`, `max_retained_bytes`): a message that would go
+//! beyond them is not retained (the router still delivers it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,21 +27,66 @@ impl Drop for Node {
     }
 }
 
+/// How many retained messages, and how many bytes of them, may be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedLimits {
+    pub max_messages: usize,
+    pub max_bytes: u64,
+}
+
+impl Default for RetainedLimits {
+    fn default() -> Self {
+        RetainedLimits { max_messages: usize::MAX, max_bytes: u64::MAX }
+    }
+}
+
+/// A retained message that was not kept: the store is at a cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RetainedFull {
+    #[error("retained messages at max_retained_messages")]
+    Messages,
+    #[error("retained messages at max_retained_bytes")]
+    Bytes,
+}
+
 /// Topic -> retained message.
 #[derive(Debug, Default)]
 pub struct RetainedStore {
     root: Node,
     count: usize,
+    /// Topic and payload bytes of the retained messages.
+    bytes: u64,
+    limits: RetainedLimits,
+}
+
+/// What a retained message counts against `max_retained_bytes`.
+fn cost(m: &Message) -> u64 {
+    (m.topic.len() + m.payload.len()) as u64
 }
 
 impl RetainedStore {
+    pub fn set_limits(&mut self, limits: RetainedLimits) {
+        self.limits = limits;
+    }
+
     /// Stores `msg` for its topic, replacing the previous one; an empty
-    /// payload deletes it ([MQTT-3.3.1-10], [MQTT-3.3.1-11]).
-    pub fn set(&mut self, msg: Arc<Message>) {
+    /// payload deletes it ([MQTT-3.3.1-10], [MQTT-3.3.1-11]). Beyond a cap
+    /// the message is not stored and the previous one of its topic, if
+    /// any, stays.
+    pub fn set(&mut self, msg: Arc<Message>) -> Result<(), RetainedFull> {
         if msg.payload.is_empty() {
             self.remove(&msg.topic);
-            return;
+            return Ok(());
         }
+        let old = self.get(&msg.topic).map(|m| cost(m));
+        if old.is_none() && self.count >= self.limits.max_messages {
+            return Err(RetainedFull::Messages);
+        }
+        let bytes = self.bytes - old.unwrap_or(0) + cost(&msg);
+        if bytes > self.limits.max_bytes {
+            return Err(RetainedFull::Bytes);
+        }
+        self.bytes = bytes;
         let mut node = &mut self.root;
         for level in msg.topic.split('/') {
             node = node.children.entry(level.into()).or_default();
@@ -47,6 +94,16 @@ impl RetainedStore {
         if node.msg.replace(msg).is_none() {
             self.count += 1;
         }
+        Ok(())
+    }
+
+    /// The retained message of `topic`, if any.
+    fn get(&self, topic: &str) -> Option<&Arc<Message>> {
+        let mut node = &self.root;
+        for level in topic.split('/') {
+            node = node.children.get(level)?;
+        }
+        node.msg.as_ref()
     }
 
     fn remove(&mut self, topic: &str) {
@@ -57,10 +114,16 @@ impl RetainedStore {
                 None => return,
             }
         }
-        if node.msg.take().is_some() {
+        if let Some(m) = node.msg.take() {
             self.count -= 1;
+            self.bytes -= cost(&m);
             prune(&mut self.root, topic, |n| n.msg.is_some());
         }
+    }
+
+    /// Topic and payload bytes of the retained messages.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -167,12 +230,12 @@ mod tests {
     #[test]
     fn set_replace_delete() {
         let mut s = RetainedStore::default();
-        s.set(msg("a/b", b"1"));
-        s.set(msg("a/b", b"2"));
+        s.set(msg("a/b", b"1")).unwrap();
+        s.set(msg("a/b", b"2")).unwrap();
         let mut got = Vec::new();
         s.matching("a/b", |m| got.push(m.payload.clone()));
         assert_eq!(got, vec![Bytes::from_static(b"2")]);
-        s.set(msg("a/b", b""));
+        s.set(msg("a/b", b"")).unwrap();
         assert!(topics(&s, "#").is_empty());
         assert!(s.is_empty());
     }
@@ -181,7 +244,7 @@ mod tests {
     fn wildcard_lookup_and_dollar_rule() {
         let mut s = RetainedStore::default();
         for t in ["a", "a/b", "a/b/c", "x/b", "$SYS/up"] {
-            s.set(msg(t, b"v"));
+            s.set(msg(t, b"v")).unwrap();
         }
         assert_eq!(topics(&s, "#"), vec!["a", "a/b", "a/b/c", "x/b"]);
         assert_eq!(topics(&s, "a/#"), vec!["a", "a/b", "a/b/c"]);
@@ -195,19 +258,19 @@ mod tests {
     fn topics_of_65536_levels_are_walked_without_recursion() {
         let deep = "/".repeat(65_535);
         let mut s = RetainedStore::default();
-        s.set(msg(&deep, b"v"));
-        s.set(msg(&format!("{deep}a"), b"v"));
+        s.set(msg(&deep, b"v")).unwrap();
+        s.set(msg(&format!("{deep}a"), b"v")).unwrap();
         assert_eq!(topics(&s, "#").len(), 2);
         assert_eq!(topics(&s, &format!("{deep}+")).len(), 2);
         assert_eq!(topics(&s, &deep).len(), 1);
         let mut n = 0;
         s.for_each(|_| n += 1);
         assert_eq!(n, 2);
-        s.set(msg(&deep, b""));
+        s.set(msg(&deep, b"")).unwrap();
         assert_eq!(s.len(), 1);
-        s.set(msg(&format!("{deep}a"), b""));
+        s.set(msg(&format!("{deep}a"), b"")).unwrap();
         assert!(s.is_empty() && s.root.children.is_empty(), "the chain is pruned");
-        s.set(msg(&deep, b"v"));
+        s.set(msg(&deep, b"v")).unwrap();
         drop(s);
     }
 
@@ -215,10 +278,30 @@ mod tests {
     fn hundred_thousand_topics() {
         let mut s = RetainedStore::default();
         for i in 0..100_000 {
-            s.set(msg(&format!("site/{}/dev/{i}", i % 100), b"v"));
+            s.set(msg(&format!("site/{}/dev/{i}", i % 100), b"v")).unwrap();
         }
         assert_eq!(s.len(), 100_000);
         assert_eq!(topics(&s, "site/7/dev/+").len(), 1000);
         assert_eq!(topics(&s, "site/7/dev/507"), vec!["site/7/dev/507"]);
+    }
+
+    #[test]
+    fn caps_keep_the_old_message_and_count_replacements_by_their_bytes() {
+        let mut s = RetainedStore::default();
+        s.set_limits(RetainedLimits { max_messages: 2, max_bytes: 10 });
+        s.set(msg("a", b"1234")).unwrap(); // 5 bytes
+        s.set(msg("b", b"12")).unwrap(); // 3 bytes
+        assert_eq!(s.set(msg("c", b"1")), Err(RetainedFull::Messages));
+        assert_eq!(s.set(msg("a", b"12345678")), Err(RetainedFull::Bytes));
+        assert_eq!(topics(&s, "#"), vec!["a", "b"]);
+        let mut got = Vec::new();
+        s.matching("a", |m| got.push(m.payload.clone()));
+        assert_eq!(got, vec![Bytes::from_static(b"1234")], "the refused one did not replace it");
+        s.set(msg("a", b"123456")).unwrap(); // 7 + 3 = 10: fits
+        assert_eq!(s.bytes(), 10);
+        s.set(msg("b", b"")).unwrap();
+        assert_eq!((s.len(), s.bytes()), (1, 7));
+        s.set(msg("c", b"1")).unwrap();
+        assert_eq!((s.len(), s.bytes()), (2, 9));
     }
 }

@@ -508,7 +508,12 @@ fn a_batch_wakes_each_connected_session_once() {
 }
 
 /// Sends `RouterMsg::Connect` as a connection does; the reply, if any yet.
-fn connect_msg(r: &mut Router, client: &str, expiry: Option<Duration>, id: u64) -> oneshot::Receiver<ConnectReply> {
+fn connect_msg(
+    r: &mut Router,
+    client: &str,
+    expiry: Option<Duration>,
+    id: u64,
+) -> oneshot::Receiver<Result<ConnectReply, SessionRefused>> {
     let (tx, rx) = oneshot::channel();
     let req = ConnectRequest { client_id: client.into(), clean_start: false, expiry, conn: conn(id) };
     r.handle(RouterMsg::Connect(req, tx), Instant::now());
@@ -528,7 +533,10 @@ fn takeover_waits_for_the_old_connection() {
     let watch = connect(&mut r, "watch", true, 1);
     sub(&mut r, watch.key, "will/#", QoS::AtLeastOnce);
     // A clean session (expiry 0) taken over by a persistent CONNECT.
-    let first = connect_msg(&mut r, "dev", Some(Duration::ZERO), 2).try_recv().expect("no old connection: at once");
+    let first = connect_msg(&mut r, "dev", Some(Duration::ZERO), 2)
+        .try_recv()
+        .expect("no old connection: at once")
+        .expect("not refused");
     sub(&mut r, first.key, "dev/cmd", QoS::AtLeastOnce);
     let mut second = connect_msg(&mut r, "dev", None, 3);
     assert!(second.try_recv().is_err(), "waits for the old connection");
@@ -536,7 +544,7 @@ fn takeover_waits_for_the_old_connection() {
     assert_eq!(r.takeovers_waiting(), 1);
     // The old connection had read DISCONNECT: no will.
     gone(&mut r, first.key, 2, None);
-    let second = second.try_recv().expect("resumed once the old connection reported");
+    let second = second.try_recv().expect("resumed once the old connection reported").expect("not refused");
     assert!(!second.session_present, "the clean session ended with its connection [MQTT-3.1.2-6]");
     assert_ne!(second.key, first.key);
     assert!(second.session.lock().subscriptions.is_empty());
@@ -546,7 +554,7 @@ fn takeover_waits_for_the_old_connection() {
     let mut third = connect_msg(&mut r, "dev", None, 4);
     assert!(third.try_recv().is_err());
     gone(&mut r, second.key, 3, Some(msg("will/dev", QoS::AtLeastOnce, false, b"gone")));
-    let third = third.try_recv().expect("resumed");
+    let third = third.try_recv().expect("resumed").expect("not refused");
     assert!(third.session_present);
     assert_eq!(third.key, second.key);
     assert_eq!(drain(&watch.session), vec![("gone".into(), QoS::AtLeastOnce, false)]);
@@ -557,14 +565,14 @@ fn takeover_waits_for_the_old_connection() {
 #[test]
 fn takeover_goes_ahead_after_the_grace_or_a_newer_connect() {
     let mut r = Router::new(limits());
-    let first = connect_msg(&mut r, "dev", None, 1).try_recv().expect("at once");
+    let first = connect_msg(&mut r, "dev", None, 1).try_recv().expect("at once").expect("not refused");
     let mut second = connect_msg(&mut r, "dev", None, 2);
     let mut third = connect_msg(&mut r, "dev", None, 3);
-    let second = second.try_recv().expect("answered when the third arrived");
+    let second = second.try_recv().expect("answered when the third arrived").expect("not refused");
     assert!(second.session_present && second.key == first.key);
     assert!(third.try_recv().is_err(), "the third waits for the second");
     r.expire(Instant::now() + TAKEOVER_GRACE);
-    let third = third.try_recv().expect("taken over after the grace");
+    let third = third.try_recv().expect("taken over after the grace").expect("not refused");
     assert!(third.session_present);
     assert_eq!(r.takeovers_waiting(), 0);
     // The late reports of replaced connections change nothing.

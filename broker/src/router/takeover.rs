@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{ConnectReply, ConnectRequest, Router};
+use super::{ConnectReply, ConnectRequest, Router, SessionRefused};
 use crate::message::SessionKey;
 use crate::protocol::reason;
 
@@ -20,7 +20,7 @@ pub const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
 /// A CONNECT waiting for the old connection of its session.
 pub(super) struct Parked {
     req: ConnectRequest,
-    reply: oneshot::Sender<ConnectReply>,
+    reply: oneshot::Sender<Result<ConnectReply, SessionRefused>>,
     due: Instant,
 }
 
@@ -28,13 +28,22 @@ impl Router {
     /// Opens or resumes the session of `req` and replies, or, if the
     /// session's connection is still open, closes that one (0x8E,
     /// [MQTT-3.1.4-2]) and waits for it to report.
-    pub(super) fn connect_or_wait(&mut self, req: ConnectRequest, reply: oneshot::Sender<ConnectReply>, now: Instant) {
+    pub(super) fn connect_or_wait(
+        &mut self,
+        req: ConnectRequest,
+        reply: oneshot::Sender<Result<ConnectReply, SessionRefused>>,
+        now: Instant,
+    ) {
+        if let Err(e) = self.admit(&req.client_id, now) {
+            let _ = reply.send(Err(e));
+            return;
+        }
         let waiting = self.by_client.get(req.client_id.as_str()).and_then(|k| self.takeovers.remove(k));
         if let Some(earlier) = waiting {
             // A newer CONNECT for the same identifier: the one still
             // waiting goes ahead now (it gets its CONNACK) and is taken
             // over in turn below.
-            let _ = earlier.reply.send(self.connect(earlier.req, now));
+            let _ = earlier.reply.send(Ok(self.connect(earlier.req, now)));
         }
         let online = self.by_client.get(req.client_id.as_str()).and_then(|k| {
             let old = self.sessions.get(k)?.conn.as_ref()?;
@@ -43,7 +52,7 @@ impl Router {
         });
         let Some(key) = online else {
             // The connection may have gone away meanwhile; nothing to do then.
-            let _ = reply.send(self.connect(req, now));
+            let _ = reply.send(Ok(self.connect(req, now)));
             return;
         };
         self.takeovers.insert(key, Parked { req, reply, due: now + TAKEOVER_GRACE });
@@ -55,7 +64,7 @@ impl Router {
         let offline = self.sessions.get(&key).is_none_or(|e| e.conn.is_none());
         if offline {
             if let Some(p) = self.takeovers.remove(&key) {
-                let _ = p.reply.send(self.connect(p.req, now));
+                let _ = p.reply.send(Ok(self.connect(p.req, now)));
             }
         }
     }
@@ -68,7 +77,7 @@ impl Router {
         for key in due {
             if let Some(p) = self.takeovers.remove(&key) {
                 tracing::warn!(client_id = %p.req.client_id, "session takeover: the old connection did not finish in time");
-                let _ = p.reply.send(self.connect(p.req, now));
+                let _ = p.reply.send(Ok(self.connect(p.req, now)));
             }
         }
     }

@@ -591,10 +591,12 @@ impl<S: Transport> Driver<S> {
         let client_id = req.client_id.clone();
         self.ctx.router.send(RouterMsg::Connect(req, tx)).await.map_err(|_| RouterGone)?;
         let reply = rx.await.map_err(|_| RouterGone)?;
-        if self.ctx.verbose {
-            tracing::info!(peer = %self.peer, client_id, session_present = reply.session_present, "client connected");
+        if let Ok(r) = &reply {
+            if self.ctx.verbose {
+                tracing::info!(peer = %self.peer, client_id, session_present = r.session_present, "client connected");
+            }
+            self.session = Some(r.session.clone());
         }
-        self.session = Some(reply.session.clone());
         // CONNACK and resent in-flight messages now; queued ones follow
         // once those are written (deliver defers while actions wait).
         self.machine.connected(reply, now());

@@ -8,7 +8,8 @@
 //! [`MAX_REFUSING`] such connections are served at once: beyond them a
 //! connection is closed as soon as it is accepted, before any task or
 //! buffer exists for it, so a flood costs no memory. Refusals and accept
-//! errors are logged at most once per [`LOG_EVERY`], with a count.
+//! errors are logged at most once per [`crate::ratelimit::LOG_EVERY`], with
+//! a count.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,11 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 use super::connection::{serve_holding, ConnCtx};
+use crate::ratelimit::RateLimited;
 
 /// Connections over the limit served at once, only to refuse their CONNECT.
 pub const MAX_REFUSING: usize = 64;
-/// At most one log line per this for refusals and for accept errors.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Backoff after an accept error (out of file descriptors and the like),
 /// doubled per error in a row up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -36,26 +36,6 @@ pub(super) struct ConnLimit {
     max: Option<usize>,
     /// Connections over the limit being refused (their CONNACK).
     refusing: Arc<AtomicUsize>,
-}
-
-/// A log line at most once per [`LOG_EVERY`], saying how many events it
-/// stands for.
-struct RateLimited {
-    last: Option<tokio::time::Instant>,
-    count: u64,
-}
-
-impl RateLimited {
-    /// Counts an event; `Some(n)` when a line for the last `n` is due.
-    fn event(&mut self) -> Option<u64> {
-        self.count += 1;
-        let now = tokio::time::Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.count))
-    }
 }
 
 /// A counted connection; dropping it frees its place.
@@ -95,7 +75,7 @@ pub(super) async fn accept_loop(
     tracker: TaskTracker,
     ids: Arc<AtomicU64>,
 ) {
-    let (mut refusals, mut errors) = (RateLimited { last: None, count: 0 }, RateLimited { last: None, count: 0 });
+    let (mut refusals, mut errors) = (RateLimited::default(), RateLimited::default());
     let mut backoff = MIN_BACKOFF;
     loop {
         let accepted = tokio::select! {
@@ -110,7 +90,7 @@ pub(super) async fn accept_loop(
                     tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), false, slot));
                     continue;
                 }
-                if let Some(n) = refusals.event() {
+                if let Some(n) = refusals.event(tokio::time::Instant::now().into_std()) {
                     tracing::info!(%peer, max_connections = limit.max, refused = n, "listener full: refusing connections");
                 }
                 match limit.refuse() {
@@ -124,7 +104,7 @@ pub(super) async fn accept_loop(
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off, keep serving.
-                if let Some(n) = errors.event() {
+                if let Some(n) = errors.event(tokio::time::Instant::now().into_std()) {
                     tracing::warn!(errors = n, "accept failed: {e}; backing off");
                 }
                 tokio::time::sleep(backoff).await;

@@ -23,7 +23,7 @@ pub use listener::MAX_REFUSING;
 use crate::auth::files::FileAuth;
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
-use crate::router::{self, Router, RouterStats};
+use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
 use crate::store::{self, Journal, StoreConfig};
@@ -70,6 +70,7 @@ fn machine_config(
         max_inflight: cfg.max_inflight_messages,
         connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
         max_topic_levels: cfg.max_topic_levels,
+        max_subscriptions: cfg.max_subscriptions_per_client,
         session_expiry: (cfg.session_expiry_secs > 0).then(|| Duration::from_secs(cfg.session_expiry_secs)),
         allow_anonymous: l.allow_anonymous.unwrap_or(cfg.allow_anonymous),
         receive_maximum: cfg.receive_maximum,
@@ -155,6 +156,10 @@ impl Broker {
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
         r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
+        r.set_caps(RouterCaps {
+            max_sessions: cfg.max_sessions,
+            retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },
+        });
         let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();

@@ -392,7 +392,7 @@ impl Machine {
     }
 
     pub(super) fn on_subscribe(&mut self, s: Subscribe) {
-        let max_levels = self.cfg.max_topic_levels;
+        let (max_levels, max_subs) = (self.cfg.max_topic_levels, self.cfg.max_subscriptions);
         // `$share/{group}/` is checked as its filter.
         let allowed: Vec<bool> = s
             .filters
@@ -416,6 +416,11 @@ impl Machine {
             if !valid || !within_levels(real, max_levels) {
                 // [MQTT-4.8.2-1], [MQTT-4.8.2-2] for shared ones.
                 codes.push(if version.is_v5() { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                continue;
+            }
+            if st.subscriptions.len() >= max_subs && !st.subscriptions.contains_key(&f.filter) {
+                tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE beyond max_subscriptions_per_client");
+                codes.push(if version.is_v5() { reason::QUOTA_EXCEEDED } else { 0x80 });
                 continue;
             }
             if is_shared && f.options.no_local {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
 use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
-use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SubscribeEntry};
+use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SessionRefused, SubscribeEntry};
 use crate::session::gate::{Gate, LogPosition};
 use crate::session::state::SharedSession;
 
@@ -25,6 +25,8 @@ pub struct MachineConfig {
     pub connect_timeout: Duration,
     /// Levels a topic name or filter may have (see `Config::max_topic_levels`).
     pub max_topic_levels: u16,
+    /// Subscriptions one session may hold (see `Config::max_subscriptions_per_client`).
+    pub max_subscriptions: usize,
     /// Expiry of 3.1.1 persistent sessions; `None` = never.
     pub session_expiry: Option<Duration>,
     pub allow_anonymous: bool,
@@ -359,12 +361,16 @@ impl Machine {
         self.close(Close::Error(e.reason_code()));
     }
 
-    /// The router opened the session.
-    pub fn connected(&mut self, reply: ConnectReply, now: Instant) {
+    /// The router opened the session, or refused to open one
+    /// (`max_sessions`: CONNACK 0x97 Quota exceeded; 3.1/3.1.1: 0x03).
+    pub fn connected(&mut self, reply: Result<ConnectReply, SessionRefused>, now: Instant) {
         let State::Connecting(a) = std::mem::replace(&mut self.state, State::Closed) else {
             return;
         };
-        self.on_session(*a, reply, now);
+        match reply {
+            Ok(reply) => self.on_session(*a, reply, now),
+            Err(SessionRefused) => self.refuse(reason::QUOTA_EXCEEDED),
+        }
     }
 
     /// Takes what the router must hear when the connection is gone: the

@@ -21,6 +21,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         max_inflight: 2,
         connect_timeout: Duration::from_secs(10),
         max_topic_levels: 8,
+        max_subscriptions: 16,
         session_expiry: None,
         allow_anonymous: true,
         receive_maximum: 3,
@@ -87,7 +88,7 @@ impl Harness {
                     Action::Send(Packet::Forward(f)) => sent.push(Packet::Publish(f.to_publish())),
                     Action::Send(p) => sent.push(p),
                     Action::Connect(req) => {
-                        let reply = self.router.connect(req, self.now);
+                        let reply = self.router.open(req, self.now);
                         c.m.connected(reply, self.now);
                     }
                     Action::Route(m) => self.router.publish(m),
@@ -569,4 +570,57 @@ fn connect_timeout_closes_a_silent_connection() {
     let mut m = Machine::new(cfg(), ConnHandle::new(1), h.now);
     m.on_timer(h.now + Duration::from_secs(11));
     assert!(m.is_closed());
+}
+
+fn suback_codes(sent: &[Packet]) -> Vec<u8> {
+    match sent {
+        [Packet::SubAck(a)] => a.codes.clone(),
+        other => panic!("expected one SUBACK, got {other:?}"),
+    }
+}
+
+/// `max_subscriptions_per_client`: a new filter beyond it is refused in
+/// SUBACK (0x97 Quota exceeded; 3.1.1 0x80 failure [MQTT-3.9.3-2]); a
+/// filter the session holds may be subscribed again, and one freed by
+/// UNSUBSCRIBE makes room.
+#[test]
+fn subscriptions_beyond_the_cap_are_refused_per_filter() {
+    let mut h = Harness::new();
+    let cfg = MachineConfig { max_subscriptions: 2, ..cfg() };
+    let (mut c5, _, _) = h.client_with(cfg.clone(), connect_packet(Version::V5, "c5", true));
+    let many = |filters: &[&str]| {
+        Packet::Subscribe(Subscribe {
+            pkid: 1,
+            filters: filters
+                .iter()
+                .map(|f| SubscribeFilter { filter: (*f).into(), options: SubOptions::default() })
+                .collect(),
+            subscription_identifier: None,
+            user_properties: Vec::new(),
+        })
+    };
+    let (sent, _) = h.feed(&mut c5, many(&["a", "b", "c", "a"]));
+    assert_eq!(suback_codes(&sent), vec![0, 0, reason::QUOTA_EXCEEDED, 0]);
+    let unsub = Packet::Unsubscribe(Unsubscribe { pkid: 2, filters: vec!["b".into()], user_properties: Vec::new() });
+    h.feed(&mut c5, unsub);
+    let (sent, _) = h.feed(&mut c5, many(&["c", "d"]));
+    assert_eq!(suback_codes(&sent), vec![0, reason::QUOTA_EXCEEDED]);
+    let (mut c3, _, _) = h.client_with(cfg, connect_packet(Version::V311, "c3", true));
+    let (sent, closed) = h.feed(&mut c3, many(&["a", "b", "c"]));
+    assert_eq!((suback_codes(&sent), closed), (vec![0, 0, 0x80], None));
+}
+
+/// `max_sessions`: a CONNECT that would open a session beyond it gets
+/// CONNACK 0x97 Quota exceeded and the connection closes; the client whose
+/// session exists still resumes it.
+#[test]
+fn connect_beyond_max_sessions_is_refused() {
+    let mut h = Harness::new();
+    h.router.set_caps(crate::router::RouterCaps { max_sessions: 1, ..Default::default() });
+    let (_a, sent, _) = h.client(connect_packet(Version::V5, "a", false));
+    assert_eq!(connack(&sent).code, reason::SUCCESS);
+    let (_b, sent, closed) = h.client(connect_packet(Version::V5, "b", false));
+    assert_eq!((connack(&sent).code, closed), (reason::QUOTA_EXCEEDED, Some(Close::Refused)));
+    let (_a2, sent, closed) = h.client(connect_packet(Version::V311, "a", false));
+    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (reason::SUCCESS, true, None));
 }

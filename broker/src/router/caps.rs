@@ -1,0 +1,90 @@
+//! The router's caps and what happens at each (README, "Limits"):
+//! sessions in total (`max_sessions`: a CONNECT that would open a new
+//! session beyond it is refused, existing sessions still resume) and
+//! retained messages (`max_retained_messages`, `max_retained_bytes`: a
+//! retained message beyond them is delivered but not retained). Each
+//! refusal is counted in [`super::RouterStats`] and logged at most once per
+//! [`crate::ratelimit::LOG_EVERY`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::retained::RetainedLimits;
+use super::{ConnectReply, ConnectRequest, Router};
+use crate::message::Message;
+use crate::ratelimit::RateLimited;
+
+/// The caps the router enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterCaps {
+    pub max_sessions: usize,
+    pub retained: RetainedLimits,
+}
+
+impl Default for RouterCaps {
+    fn default() -> Self {
+        RouterCaps { max_sessions: usize::MAX, retained: RetainedLimits::default() }
+    }
+}
+
+/// A CONNECT refused because it would open a session beyond
+/// `max_sessions` (CONNACK 0x97 Quota exceeded; 3.1.1: 0x03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the broker is at max_sessions")]
+pub struct SessionRefused;
+
+/// Rate limits of the caps' log lines.
+#[derive(Debug, Default)]
+pub(super) struct CapLogs {
+    sessions: RateLimited,
+    retained: RateLimited,
+}
+
+impl Router {
+    pub fn set_caps(&mut self, caps: RouterCaps) {
+        self.caps = caps;
+        self.retained.set_limits(caps.retained);
+    }
+
+    /// Whether a CONNECT of `client_id` may go ahead: it resumes or
+    /// replaces a session, or there is room for a new one.
+    pub(super) fn admit(&mut self, client_id: &str, now: Instant) -> Result<(), SessionRefused> {
+        if self.by_client.contains_key(client_id) || self.sessions.len() < self.caps.max_sessions {
+            return Ok(());
+        }
+        self.stats.sessions_refused += 1;
+        if let Some(n) = self.cap_logs.sessions.event(now) {
+            tracing::warn!(
+                refused = n,
+                max_sessions = self.caps.max_sessions,
+                "new sessions refused: the broker is at max_sessions"
+            );
+        }
+        Err(SessionRefused)
+    }
+
+    /// Opens, resumes or takes over the session of `req` at once, as
+    /// [`Router::connect`], if the caps allow it (the router's own clients
+    /// and tests; connections go through [`super::RouterMsg::Connect`]).
+    pub fn open(&mut self, req: ConnectRequest, now: Instant) -> Result<ConnectReply, SessionRefused> {
+        self.admit(&req.client_id, now)?;
+        Ok(self.connect(req, now))
+    }
+
+    /// Keeps `msg` as its topic's retained message unless that would go
+    /// beyond a cap; returns whether it was kept (a deletion always is).
+    pub(super) fn retain(&mut self, msg: &Arc<Message>) -> bool {
+        let Err(full) = self.retained.set(msg.clone()) else {
+            return true;
+        };
+        self.stats.retained_refused += 1;
+        if let Some(n) = self.cap_logs.retained.event(msg.received) {
+            tracing::warn!(refused = n, topic = %msg.topic, "retained messages not kept: {full}");
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+#[path = "caps_tests.rs"]
+mod tests;

@@ -1,0 +1,92 @@
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::QueueFullPolicy;
+use crate::protocol::{QoS, SubOptions};
+use crate::router::{ConnHandle, RouterMsg, Sub, SubscribeEntry};
+use crate::session::state::QueueLimits;
+
+fn router(caps: RouterCaps) -> Router {
+    let limits =
+        QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
+    let mut r = Router::new(limits);
+    r.set_caps(caps);
+    r
+}
+
+fn open(r: &mut Router, client: &str, clean: bool, id: u64) -> Result<ConnectReply, SessionRefused> {
+    let expiry = if clean { Some(Duration::ZERO) } else { None };
+    let req = ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: ConnHandle::new(id) };
+    r.open(req, Instant::now())
+}
+
+fn retained(topic: &str, payload: &'static [u8]) -> Message {
+    Message {
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        qos: QoS::AtMostOnce,
+        retain: true,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    }
+}
+
+#[test]
+fn max_sessions_refuses_new_sessions_but_not_resumptions() {
+    let mut r = router(RouterCaps { max_sessions: 2, ..RouterCaps::default() });
+    let a = open(&mut r, "a", false, 1).unwrap();
+    open(&mut r, "b", false, 2).unwrap();
+    assert_eq!(open(&mut r, "c", false, 3).err(), Some(SessionRefused));
+    assert_eq!(r.stats.sessions_refused, 1);
+    // A session that exists resumes (or restarts clean) at the cap.
+    let again = open(&mut r, "a", false, 4).unwrap();
+    assert!(again.session_present && again.key == a.key);
+    assert!(!open(&mut r, "b", true, 5).unwrap().session_present);
+    assert_eq!(r.session_count(), 2);
+    // A session that ended makes room.
+    r.handle(
+        RouterMsg::Disconnected {
+            key: again.key,
+            conn_id: 4,
+            will: None,
+            will_delay: Duration::ZERO,
+            expiry: Some(Some(Duration::ZERO)),
+        },
+        Instant::now(),
+    );
+    assert_eq!(r.session_count(), 1);
+    open(&mut r, "c", false, 6).unwrap();
+    assert_eq!(r.stats.sessions_refused, 1);
+}
+
+#[test]
+fn retained_beyond_the_caps_is_delivered_but_not_kept() {
+    let retained_caps = RetainedLimits { max_messages: 2, max_bytes: 1000 };
+    let mut r = router(RouterCaps { retained: retained_caps, ..RouterCaps::default() });
+    let s = open(&mut r, "s", true, 1).unwrap();
+    let options = SubOptions { qos: QoS::AtMostOnce, ..SubOptions::default() };
+    s.session.lock().subscriptions.insert("#".into(), (options, None));
+    let sub = Sub { options, id: None };
+    r.handle(
+        RouterMsg::Subscribe { key: s.key, entries: vec![SubscribeEntry { filter: "#".into(), sub, existed: false }] },
+        Instant::now(),
+    );
+    for t in ["a", "b", "c"] {
+        r.publish(retained(t, b"v"));
+    }
+    assert_eq!(r.retained_count(), 2);
+    assert_eq!(r.stats.retained_refused, 1);
+    let mut got = Vec::new();
+    while let Some((d, _)) = s.session.lock().next_to_send(10, Instant::now()) {
+        got.push(d.msg.topic.clone());
+    }
+    assert_eq!(got, ["a", "b", "c"], "the one not retained was still delivered");
+    // Replacing a kept topic and deleting one stay possible at the cap.
+    r.publish(retained("a", b"w"));
+    r.publish(retained("b", b""));
+    r.publish(retained("c", b"v"));
+    assert_eq!((r.retained_count(), r.stats.retained_refused), (2, 1));
+}
