@@ -117,10 +117,7 @@ fn encode_sent(p: Packet, v: Version, max_out: Option<u32>, wbuf: &mut BytesMut)
     wbuf.clear();
     match encode(&p, v, wbuf) {
         Ok(()) => {
-            // CONNACK (its properties) and DISCONNECT (its Reason String)
-            // are known to exceed a small limit.
-            let known = matches!(p, Packet::ConnAck(_) | Packet::Disconnect(_)) && strict_level() < 2;
-            if let (true, Some(max)) = (strict() && !known, max_out.filter(|_| v.is_v5())) {
+            if let (true, Some(max)) = (strict(), max_out.filter(|_| v.is_v5())) {
                 assert!(wbuf.len() <= max as usize, "sent {} bytes to a client allowing {max}: {p:?}", wbuf.len());
             }
         }
@@ -134,8 +131,8 @@ fn strict() -> bool {
     strict_level() > 0
 }
 
-/// `EDGEMQ_FUZZ_STRICT`: unset or 0, off; 1, on but for CONNACK and
-/// DISCONNECT (known excesses, see ROBUSTNESS.md); 2, on for every packet.
+/// `EDGEMQ_FUZZ_STRICT`: unset or 0, off; else on for every packet
+/// (CONNACK and DISCONNECT included since they fit: ROBUSTNESS.md).
 fn strict_level() -> u8 {
     static STRICT: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
     *STRICT.get_or_init(|| std::env::var("EDGEMQ_FUZZ_STRICT").ok().and_then(|v| v.parse().ok()).unwrap_or(0))

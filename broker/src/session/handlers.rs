@@ -52,9 +52,14 @@ fn fit_connack(p: &mut Packet, max: u32) -> bool {
 
 impl Machine {
     /// CONNACK with the error `code`, then close.
+    /// The CONNACK fits the client's Maximum Packet Size without its
+    /// Reason String [MQTT-3.2.2-19], or is not sent.
     pub(super) fn refuse(&mut self, code: u8) {
         let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
-        self.send(Packet::ConnAck(Box::new(ConnAck { code, props, ..ConnAck::default() })));
+        let mut connack = Packet::ConnAck(Box::new(ConnAck { code, props, ..ConnAck::default() }));
+        if self.client_max.is_none_or(|max| fit_connack(&mut connack, max)) {
+            self.send(connack);
+        }
         self.close(Close::Refused);
     }
 
@@ -70,6 +75,7 @@ impl Machine {
     /// the session. `deadline` bounds the whole of it.
     pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
+        self.client_max = c.maximum_packet_size.filter(|_| c.version.is_v5());
         self.conn.set_v5(c.version.is_v5());
         if let Some(code) = self.refusal {
             return self.refuse(code);

@@ -49,6 +49,13 @@ pub struct MachineConfig {
     pub files: Option<Arc<crate::auth::files::FileAuth>>,
 }
 
+/// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
+fn fits_client(c: &Connected, p: &Packet) -> bool {
+    let Some(max) = c.out.max_packet_size else { return true };
+    let mut scratch = bytes::BytesMut::new();
+    crate::protocol::encode(p, c.version, &mut scratch).is_ok() && scratch.len() <= max as usize
+}
+
 /// Why a connection is closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Close {
@@ -177,6 +184,9 @@ pub struct Machine {
     pub(super) out: Vec<Action>,
     /// The code CONNECT is refused with whatever it holds (listener full).
     pub(super) refusal: Option<u8>,
+    /// The MQTT 5 client's Maximum Packet Size, once CONNECT is read: a
+    /// refusing CONNACK must fit it too [MQTT-3.2.2-19].
+    pub(super) client_max: Option<u32>,
     pub(super) closing: Option<Close>,
     /// What waits for the router or the disk (`gate.rs`); made on first
     /// use when the broker has a store.
@@ -198,6 +208,7 @@ impl Machine {
             last_seen: now,
             out: Vec::new(),
             refusal: None,
+            client_max: None,
             closing: None,
             gate: None,
         }
@@ -262,15 +273,10 @@ impl Machine {
 
     pub(super) fn send(&mut self, mut p: Packet) {
         if let State::Connected(c) = &self.state {
-            if c.problem_info && c.version.is_v5() && p.explain() {
+            if c.problem_info && c.version.is_v5() && p.explain() && !fits_client(c, &p) {
                 // Not at the price of exceeding the client's Maximum Packet
                 // Size ([MQTT-3.4.2-2] and the like for the other acks).
-                let mut scratch = bytes::BytesMut::new();
-                let fits = crate::protocol::encode(&p, c.version, &mut scratch).is_ok()
-                    && c.out.max_packet_size.is_none_or(|max| scratch.len() <= max as usize);
-                if !fits {
-                    p.unexplain();
-                }
+                p.unexplain();
             }
         }
         self.gated_send(p);
@@ -298,10 +304,20 @@ impl Machine {
             Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
             Close::Normal | Close::Io | Close::Refused => None,
         };
-        let connected_v5 = matches!(&self.state, State::Connected(c) if c.version.is_v5());
-        if let (Some(code), true) = (code, connected_v5) {
-            let reason_string = Some(reason::text(code).to_owned());
-            self.send(Packet::Disconnect(Disconnect { reason: code, reason_string, ..Disconnect::default() }));
+        if let (Some(code), State::Connected(c)) = (code, &self.state) {
+            if c.version.is_v5() {
+                let reason_string = Some(reason::text(code).to_owned());
+                let mut p = Packet::Disconnect(Disconnect { reason: code, reason_string, ..Disconnect::default() });
+                if !fits_client(c, &p) {
+                    // [MQTT-3.14.2-3] no Reason String beyond the client's
+                    // Maximum Packet Size; without it DISCONNECT is 3 bytes,
+                    // and a client allowing less gets only the close.
+                    p = Packet::Disconnect(Disconnect { reason: code, ..Disconnect::default() });
+                }
+                if fits_client(c, &p) {
+                    self.send(p);
+                }
+            }
         }
         self.out.push(Action::Close(why));
         self.closing = Some(why);

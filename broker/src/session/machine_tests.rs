@@ -624,3 +624,47 @@ fn connect_beyond_max_sessions_is_refused() {
     let (_a2, sent, closed) = h.client(connect_packet(Version::V311, "a", false));
     assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (reason::SUCCESS, true, None));
 }
+
+/// A server-initiated DISCONNECT fits the client's Maximum Packet Size
+/// [MQTT-3.1.2-24]: the Reason String is left out when it would not fit
+/// [MQTT-3.14.2-3].
+#[test]
+fn disconnect_fits_the_clients_maximum_packet_size() {
+    for (max, want) in [(1024, Some(true)), (16, Some(false))] {
+        let mut h = Harness::new();
+        let mut connect = connect_packet(Version::V5, "small", true);
+        connect.maximum_packet_size = Some(max);
+        let (mut c, sent, _) = h.client(connect.clone());
+        assert_eq!(connack(&sent).code, reason::SUCCESS, "max {max}");
+        // A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
+        let (sent, closed) = h.feed(&mut c, Packet::Connect(Box::new(connect)));
+        assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+        let explained = match &sent[..] {
+            [Packet::Disconnect(d)] => Some(d.reason_string.is_some()),
+            [] => None,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(explained, want, "max {max}");
+        for p in &sent {
+            let mut b = bytes::BytesMut::new();
+            crate::protocol::encode(p, Version::V5, &mut b).unwrap();
+            assert!(b.len() <= max as usize, "{} bytes sent to a client allowing {max}", b.len());
+        }
+    }
+}
+
+/// A refusing CONNACK fits the client's Maximum Packet Size too
+/// [MQTT-3.2.2-19]: its Reason String is left out when it would not fit.
+#[test]
+fn refusing_connack_fits_the_clients_maximum_packet_size() {
+    let mut h = Harness::new();
+    let cfg = MachineConfig { allow_anonymous: false, ..cfg() };
+    for (max, explained) in [(1024, true), (13, false)] {
+        let mut connect = connect_packet(Version::V5, "small", true);
+        connect.maximum_packet_size = Some(max);
+        let (_, sent, closed) = h.client_with(cfg.clone(), connect);
+        let ack = connack(&sent);
+        assert_eq!((ack.code, ack.props.reason_string.is_some()), (reason::NOT_AUTHORIZED, explained), "max {max}");
+        assert_eq!(closed, Some(Close::Refused));
+    }
+}
