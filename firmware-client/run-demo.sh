@@ -46,7 +46,7 @@ else
     "$broker" --port 0 --bind 127.0.0.1 --data-dir "$data/edgemq" > "$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-    port=$(sed -n 's/.*listening on [^t]*tcp:\/\/[^ ,;]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+    port=$(sed -n 's/.*listening on [^m]*mqtt:\/\/[^ ,;]*:\([0-9]*\).*/\1/p' "$log" | head -1)
     [ -n "$port" ] || { echo "edgemq did not report its port:"; cat "$log"; exit 1; }
 fi
 echo "== broker listening on 127.0.0.1:$port"

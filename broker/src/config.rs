@@ -39,14 +39,61 @@ pub enum SharedStrategy {
     Random,
 }
 
-/// The transport of a listener. Only plain TCP today; TLS and WebSocket
-/// listeners are further variants, served by the same connection driver.
+/// The transport of a listener, all served by the same connection driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ListenerProtocol {
-    /// MQTT over plain TCP.
+    /// MQTT over plain TCP (`"mqtt"`, or `"tcp"` as before).
     #[default]
-    Tcp,
+    #[serde(alias = "tcp")]
+    Mqtt,
+    /// MQTT over TLS (`"mqtts"`): needs `certfile` and `keyfile`.
+    Mqtts,
+}
+
+impl ListenerProtocol {
+    /// The URL scheme of the listener, for the start-up line.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerProtocol::Mqtt => "mqtt",
+            ListenerProtocol::Mqtts => "mqtts",
+        }
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerProtocol::Mqtts)
+    }
+}
+
+/// Which part of a client certificate becomes the user name (Mosquitto's
+/// `use_identity_as_username`, `use_subject_as_username`); the password
+/// is then not checked, the certificate being the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CertUsername {
+    /// The client's CONNECT says (and the password file checks).
+    #[default]
+    No,
+    /// The subject's Common Name.
+    CommonName,
+    /// The whole subject, as RFC 4514 writes it (last RDN first, as
+    /// Mosquitto: `CN=dev1,O=Plant,C=DE` for a subject C, O, CN).
+    Subject,
+}
+
+/// The TLS settings of an `mqtts` listener (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    /// The server's certificate chain, leaf first.
+    pub certfile: Option<PathBuf>,
+    /// Its private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub keyfile: Option<PathBuf>,
+    /// CA certificates client certificates are verified against.
+    pub cafile: Option<PathBuf>,
+    /// Revoked client certificates (needs `cafile`).
+    pub crlfile: Option<PathBuf>,
+    /// A client without a valid certificate fails the handshake (mTLS).
+    pub require_certificate: bool,
+    pub cert_username: CertUsername,
 }
 
 /// One listener: its address, transport and limits. A limit left `None`
@@ -64,6 +111,8 @@ pub struct ListenerConfig {
     pub password_file: Option<PathBuf>,
     /// Mosquitto ACL file for this listener (else the global one).
     pub acl_file: Option<PathBuf>,
+    /// Certificates and client authentication of a TLS listener.
+    pub tls: TlsConfig,
 }
 
 impl ListenerConfig {
@@ -71,13 +120,14 @@ impl ListenerConfig {
     pub fn tcp(bind: SocketAddr) -> ListenerConfig {
         ListenerConfig {
             bind,
-            protocol: ListenerProtocol::Tcp,
+            protocol: ListenerProtocol::Mqtt,
             max_connections: None,
             max_packet_size: None,
             max_keepalive: None,
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -223,6 +273,13 @@ struct FileListener {
     allow_anonymous: Option<bool>,
     password_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    cafile: Option<PathBuf>,
+    crlfile: Option<PathBuf>,
+    require_certificate: Option<bool>,
+    use_identity_as_username: Option<bool>,
+    use_subject_as_username: Option<bool>,
 }
 
 /// The config file, as written. Every key is optional.
@@ -430,17 +487,67 @@ impl FileListener {
                 check_limit(key, value).map_err(|m| origin.at(key, span.start, m))?;
             }
         }
+        let protocol = self.protocol.unwrap_or_default();
+        let tls = TlsConfig {
+            certfile: self.certfile,
+            keyfile: self.keyfile,
+            cafile: self.cafile,
+            crlfile: self.crlfile,
+            require_certificate: self.require_certificate.unwrap_or(false),
+            cert_username: match (self.use_identity_as_username, self.use_subject_as_username) {
+                (Some(true), Some(true)) => {
+                    let why = "use_identity_as_username and use_subject_as_username exclude each other";
+                    return Err(origin.at("use_subject_as_username", self.bind.span().start, why.into()));
+                }
+                (Some(true), _) => CertUsername::CommonName,
+                (_, Some(true)) => CertUsername::Subject,
+                _ => CertUsername::No,
+            },
+        };
+        check_tls(protocol, &tls).map_err(|(key, why)| origin.at(key, self.bind.span().start, why))?;
         Ok(ListenerConfig {
             bind,
-            protocol: self.protocol.unwrap_or_default(),
+            protocol,
             max_connections: self.max_connections.map(Spanned::into_inner),
             max_packet_size: self.max_packet_size.map(Spanned::into_inner),
             max_keepalive: self.max_keepalive.map(Spanned::into_inner),
             allow_anonymous: self.allow_anonymous,
             password_file: self.password_file,
             acl_file: self.acl_file,
+            tls,
         })
     }
+}
+
+/// Whether a listener's TLS settings make sense: a TLS listener has its
+/// certificate and key; client certificates need a CA to verify them
+/// against; a plain listener has no TLS settings. The key at fault, and why.
+fn check_tls(protocol: ListenerProtocol, tls: &TlsConfig) -> Result<(), (&'static str, String)> {
+    let client_auth = tls.require_certificate || tls.cert_username != CertUsername::No || tls.crlfile.is_some();
+    if !protocol.is_tls() {
+        let set = [
+            ("certfile", tls.certfile.is_some()),
+            ("keyfile", tls.keyfile.is_some()),
+            ("cafile", tls.cafile.is_some()),
+            ("crlfile", tls.crlfile.is_some()),
+            ("require_certificate", tls.require_certificate),
+            ("use_identity_as_username", tls.cert_username != CertUsername::No),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+            return Err((key, format!("only for TLS listeners (protocol = \"mqtts\"), not \"{}\"", protocol.scheme())));
+        }
+        return Ok(());
+    }
+    if tls.certfile.is_none() {
+        return Err(("certfile", "a TLS listener needs `certfile` (PEM certificate chain)".into()));
+    }
+    if tls.keyfile.is_none() {
+        return Err(("keyfile", "a TLS listener needs `keyfile` (PEM private key)".into()));
+    }
+    if client_auth && tls.cafile.is_none() {
+        return Err(("cafile", "client certificates need `cafile` to verify them against".into()));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -565,185 +672,5 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn with_file(text: &str) -> Result<Config, ConfigError> {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        Config::from_args(&Args { config: Some(f.path().to_owned()), ..Args::default() })
-    }
-
-    fn addrs(c: &Config) -> Vec<SocketAddr> {
-        c.listeners.iter().map(|l| l.bind).collect()
-    }
-
-    #[test]
-    fn defaults_are_local_only_on_1883() {
-        let c = Config::from_args(&Args::default()).unwrap();
-        assert_eq!(addrs(&c), vec!["127.0.0.1:1883".parse().unwrap(), "[::1]:1883".parse().unwrap()]);
-        assert!(c.listeners.iter().all(|l| *l == ListenerConfig::tcp(l.bind)), "global limits only");
-        assert_eq!(c.data_dir, PathBuf::from("./edgemq-data"));
-        assert!(c.allow_anonymous);
-        assert_eq!(c.max_packet_size, 2 << 20);
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let c = with_file("port = 1999\nmax_inflight_messages = 64\n").unwrap();
-        assert_eq!(c.listeners[0].bind.port(), 1999);
-        assert_eq!(c.max_inflight_messages, 64);
-        let args = Args { port: Some(0), bind: vec!["127.0.0.1".into(), "[::1]:7".into()], ..Args::default() };
-        let c = Config::from_args(&args).unwrap();
-        assert_eq!(addrs(&c), vec!["127.0.0.1:0".parse().unwrap(), "[::1]:7".parse().unwrap()]);
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_and_key() {
-        let e = with_file("port = 1883\n\nmax_inflite = 3\n").unwrap_err().to_string();
-        assert!(e.contains(":3: key `max_inflite`"), "{e}");
-    }
-
-    #[test]
-    fn wrong_type_names_line_and_key() {
-        let e = with_file("# comment\nport = \"abc\"\n").unwrap_err().to_string();
-        assert!(e.contains(":2: key `port`"), "{e}");
-    }
-
-    #[test]
-    fn bad_address_is_reported() {
-        let e = with_file("port = 1\nbind = [\n  \"127.0.0.1\",\n  \"300.1.1.1\",\n]\n").unwrap_err().to_string();
-        assert!(e.contains(":4: key `bind`") && e.contains("300.1.1.1"), "{e}");
-        let e = with_file("max_inflight_messages = 0\n").unwrap_err().to_string();
-        assert!(e.contains(":1: key `max_inflight_messages`"), "{e}");
-    }
-
-    #[test]
-    fn numeric_limits_are_range_checked() {
-        // A huge connect timeout once overflowed `now + timeout` in every
-        // connection task; 0 was silently taken as 1 s.
-        for (text, want) in [
-            ("connect_timeout_secs = 0\n", ":1: key `connect_timeout_secs`"),
-            ("\nconnect_timeout_secs = 18446744073709551615\n", ":2: key `connect_timeout_secs`"),
-            ("max_topic_levels = 0\n", ":1: key `max_topic_levels`"),
-            ("max_topic_levels = 65536\n", ":1: key `max_topic_levels`"),
-        ] {
-            let e = with_file(text).unwrap_err().to_string();
-            assert!(e.contains(want), "{text:?}: {e}");
-        }
-        let c = with_file("connect_timeout_secs = 3600\nmax_topic_levels = 65535\n").unwrap();
-        assert_eq!((c.connect_timeout_secs, c.max_topic_levels), (3600, 65535));
-        assert_eq!(Config::default().max_topic_levels, 128);
-    }
-
-    const TWO_LISTENERS: &str = "\
-port = 1999
-max_packet_size = 4096
-disconnect_on_queue_full = false
-
-[[listener]]
-bind = \"0.0.0.0\"
-max_connections = 100
-max_packet_size = 65536
-max_keepalive = 600
-allow_anonymous = false
-
-[[listener]]
-bind = \"127.0.0.1:2000\"
-protocol = \"tcp\"
-";
-
-    #[test]
-    fn listener_tables_with_their_limits() {
-        let c = with_file(TWO_LISTENERS).unwrap();
-        assert!(!c.disconnect_on_queue_full);
-        let first = ListenerConfig {
-            bind: "0.0.0.0:1999".parse().unwrap(),
-            protocol: ListenerProtocol::Tcp,
-            max_connections: Some(100),
-            max_packet_size: Some(65536),
-            max_keepalive: Some(600),
-            allow_anonymous: Some(false),
-            password_file: None,
-            acl_file: None,
-        };
-        assert_eq!(c.listeners, vec![first, ListenerConfig::tcp("127.0.0.1:2000".parse().unwrap())]);
-        // Unset listener limits take the global keys at start; those stay as written.
-        assert_eq!((c.max_packet_size, c.max_keepalive, c.allow_anonymous), (4096, u16::MAX, true));
-    }
-
-    #[test]
-    fn listener_ports_and_flags() {
-        let c = with_file("port = 5\n[[listener]]\nbind = \"::1\"\nport = 6\n[[listener]]\nbind = \"::1\"\n").unwrap();
-        assert_eq!(addrs(&c), vec!["[::1]:6".parse().unwrap(), "[::1]:5".parse().unwrap()]);
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(TWO_LISTENERS.as_bytes()).unwrap();
-        let config = Some(f.path().to_owned());
-        // -p replaces the port of addresses without one.
-        let c = Config::from_args(&Args { config: config.clone(), port: Some(0), ..Args::default() }).unwrap();
-        assert_eq!(addrs(&c), vec!["0.0.0.0:0".parse().unwrap(), "127.0.0.1:2000".parse().unwrap()]);
-        // --bind replaces the file's listeners, which take the global limits.
-        let c = Config::from_args(&Args { config, bind: vec!["127.0.0.1:9".into()], ..Args::default() }).unwrap();
-        assert_eq!(c.listeners, vec![ListenerConfig::tcp("127.0.0.1:9".parse().unwrap())]);
-    }
-
-    #[test]
-    fn listener_errors_name_file_line_and_key() {
-        let cases = [
-            ("[[listener]]\nbind = \"127.0.0.1\"\nmax_conections = 3\n", ":3: key `max_conections`"),
-            ("[[listener]]\nbind = \"127.0.0.1\"\nmax_connections = -1\n", ":3: key `max_connections`"),
-            ("[[listener]]\nbind = \"127.0.0.1\"\n\n[[listener]]\nbind = \"1.2.3\"\n", ":5: key `bind`"),
-            (
-                "[[listener]]\nbind = \"::1\"\n[[listener]]\nbind = \"::1\"\nmax_packet_size = 8\n",
-                ":5: key `max_packet_size`",
-            ),
-            ("[[listener]]\nbind = \"::1\"\nmax_keepalive = 0\n", ":3: key `max_keepalive`"),
-            ("[[listener]]\nbind = \"::1\"\nmax_connections = 0\n", ":3: key `max_connections`"),
-            ("[[listener]]\nbind = \"::1\"\nprotocol = \"quic\"\n", ":3: key `protocol`"),
-            ("[[listener]]\nport = 1\n", ":1: key `bind`"),
-            ("bind = [\"::1\"]\n[[listener]]\nbind = \"::1\"\n", ":1: key `bind`"),
-        ];
-        for (text, want) in cases {
-            let e = with_file(text).unwrap_err().to_string();
-            assert!(e.contains(want), "{text:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn caps_and_mosquittos_expiration() {
-        let c = with_file(
-            "max_sessions = 5\nmax_retained_messages = 6\nmax_retained_bytes = 7\nmax_subscriptions_per_client = 8\n\
-             persistent_client_expiration = \"2w\"\n",
-        )
-        .unwrap();
-        assert_eq!((c.max_sessions, c.max_retained_messages, c.max_retained_bytes), (5, 6, 7));
-        assert_eq!((c.max_subscriptions_per_client, c.session_expiry_secs), (8, 14 * 86_400));
-        for (v, secs) in [("1h", 3600), ("3d", 3 * 86_400), ("1m", 30 * 86_400), ("2y", 2 * 365 * 86_400)] {
-            assert_eq!(mosquitto_duration(v), Some(secs), "{v}");
-        }
-        for v in ["", "h", "0d", "5", "5s", "-1d", "99999999999999999y"] {
-            assert_eq!(mosquitto_duration(v), None, "{v}");
-        }
-        let cases = [
-            ("max_sessions = 0\n", "key `max_sessions`"),
-            ("\nmax_retained_bytes = 0\n", ":2: key `max_retained_bytes`"),
-            ("max_subscriptions_per_client = 0\n", "key `max_subscriptions_per_client`"),
-            ("verbose = true\npersistent_client_expiration = \"2 days\"\n", ":2: key `persistent_client_expiration`"),
-        ];
-        for (text, want) in cases {
-            let e = with_file(text).unwrap_err().to_string();
-            assert!(e.contains(want), "{text:?}: {e}");
-        }
-    }
-
-    /// The sample file documents every key with its default: it parses, and
-    /// gives the defaults (its listeners aside).
-    #[test]
-    fn the_sample_file_gives_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../edgemq.toml");
-        let c = Config::from_args(&Args { config: Some(path.clone()), ..Args::default() }).unwrap();
-        let d = Config { listeners: c.listeners.clone(), config_file: Some(path), ..Config::default() };
-        assert_eq!(format!("{c:?}"), format!("{d:?}"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

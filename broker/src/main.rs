@@ -56,8 +56,9 @@ async fn run(cfg: Config) -> ExitCode {
     let config_file = cfg.config_file.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
     let broker = match Broker::start(cfg).await {
         Ok(b) => b,
-        // A password or ACL file that does not load is a configuration error.
-        Err(e @ edgemq::server::StartError::AuthFile(_)) => {
+        // A password, ACL, certificate or key file that does not load is a
+        // configuration error.
+        Err(e @ (edgemq::server::StartError::AuthFile(_) | edgemq::server::StartError::Tls(_))) => {
             eprintln!("edgemq: configuration error: {e}");
             return ExitCode::from(2);
         }
@@ -76,7 +77,7 @@ async fn run(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listeners: Vec<String> = broker.local_addrs().iter().map(|a| format!("tcp://{a}")).collect();
+    let listeners = broker.urls();
     println!(
         "edgemq {} listening on {}; data dir {data_dir}; config {config_file}",
         env!("CARGO_PKG_VERSION"),

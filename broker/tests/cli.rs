@@ -30,7 +30,7 @@ fn start(args: &[&str]) -> Running {
 
 fn first_addr(line: &str) -> String {
     let rest = line.split("listening on ").nth(1).unwrap();
-    rest.split("tcp://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned()
+    rest.split("mqtt://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned()
 }
 
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
@@ -54,7 +54,7 @@ fn startup_line_names_version_listeners_data_dir_and_config() {
     let dir = tempfile::tempdir().unwrap();
     let r = start(&["-p", "0", "--bind", "127.0.0.1", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(
-        r.line.starts_with(&format!("edgemq {} listening on tcp://127.0.0.1:", env!("CARGO_PKG_VERSION"))),
+        r.line.starts_with(&format!("edgemq {} listening on mqtt://127.0.0.1:", env!("CARGO_PKG_VERSION"))),
         "{}",
         r.line
     );
@@ -95,7 +95,7 @@ fn config_file_is_used_and_named() {
     std::fs::write(&cfg, "bind = [\"127.0.0.1\"]\nport = 0\nmax_inflight_messages = 10\n").unwrap();
     let r = start(&["-c", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
     assert!(r.line.contains(&format!("config {}", cfg.display())), "{}", r.line);
-    assert!(r.line.contains("tcp://127.0.0.1:"), "{}", r.line);
+    assert!(r.line.contains("mqtt://127.0.0.1:"), "{}", r.line);
 }
 
 #[test]
@@ -106,7 +106,7 @@ fn listener_tables_are_listened_on() {
         "port = 0\n[[listener]]\nbind = \"127.0.0.1\"\nmax_connections = 5\n\n[[listener]]\nbind = \"127.0.0.1\"\n";
     std::fs::write(&cfg, text).unwrap();
     let r = start(&["-c", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
-    assert_eq!(r.line.matches("tcp://127.0.0.1:").count(), 2, "{}", r.line);
+    assert_eq!(r.line.matches("mqtt://127.0.0.1:").count(), 2, "{}", r.line);
 }
 
 fn config_error(text: &str) -> String {
@@ -201,4 +201,24 @@ fn accept_errors_back_off_and_recover() {
         (1..=3).contains(&lines),
         "accept errors logged {lines} times (rate-limited: at most one per 10 s):\n{log}"
     );
+}
+
+/// A TLS listener whose certificate file does not load: exit code 2, the
+/// file named, nothing listened on.
+#[test]
+fn unloadable_certificate_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server-cert.pem");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let text = format!(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nprotocol = \"mqtts\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+        cert.display(),
+        cert.display()
+    );
+    let cfg = dir.path().join("tls.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN).args(["-c", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8(out.stderr).unwrap();
+    assert!(e.contains("server-cert.pem") && e.contains("configuration error"), "{e}");
 }

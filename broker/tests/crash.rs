@@ -27,7 +27,7 @@ impl Broker {
         let mut child = Command::new(BIN).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("tcp://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned();
+        let addr = line.split("mqtt://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned();
         Broker { child, addr }
     }
 

@@ -245,7 +245,7 @@ async fn packet_ids_wrap_without_reusing_inflight_ids() {
 
     // Publisher: pipelined QoS 1 publishes; PUBACKs drained by a task.
     let p = Raw::v311(b.addr, "wrap-pub").await;
-    let (mut rd, mut wr) = p.stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(p.stream);
     let drain = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}

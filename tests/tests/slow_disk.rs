@@ -34,7 +34,7 @@ async fn a_slow_disk_stalls_only_what_waits_for_it() {
     // writer writes up to 4 MiB before it syncs, and 1 MiB more may wait
     // for it; beyond that the publisher must wait for the log.
     let (publisher, _) = Raw::connect(b.addr, &ConnectOpts::new(Proto::V311, "slow-q1-pub")).await;
-    let (mut rd, mut wr) = publisher.stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(publisher.stream);
     let flood = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut batch = Vec::new();

@@ -601,6 +601,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         max_subscriptions: *u.choose(&[2, 10_000])?,
         log: None,
         files: None,
+        cert_username: edgemq::config::CertUsername::No,
     };
     let limits = QueueLimits {
         max_messages: u.int_in_range(1..=8)?,

@@ -81,6 +81,8 @@ pub struct ConnCtx {
     pub journal: Option<Arc<Journal>>,
     /// Password hashes verified at once, over all listeners (one per core).
     pub hashing: Arc<tokio::sync::Semaphore>,
+    /// The listener's TLS, if it is a TLS listener.
+    pub tls: Option<super::tls::TlsLayer>,
 }
 
 fn now() -> Instant {
@@ -200,7 +202,7 @@ pub fn serve<S: Transport>(
     ctx: Arc<ConnCtx>,
     listener_full: bool,
 ) -> impl Future<Output = ()> {
-    serve_holding(stream, peer, conn_id, ctx, listener_full, ())
+    serve_holding(stream, peer, conn_id, ctx, listener_full, (), None)
 }
 
 /// [`serve`], holding `guard` until the connection is closed (a
@@ -214,6 +216,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     ctx: Arc<ConnCtx>,
     listener_full: bool,
     guard: G,
+    cert_username: Option<String>,
 ) -> impl Future<Output = ()> {
     // Closed by the router (session takeover, queue overflow) or, as a
     // child of the broker's shutdown token, by shutdown.
@@ -221,6 +224,9 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     let mut machine = Machine::new(ctx.machine.clone(), handle, now());
     if listener_full {
         machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
+    }
+    if cert_username.is_some() {
+        machine.set_cert_username(cert_username);
     }
     let mut d = Driver {
         stream,

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 use super::connection::{serve_holding, ConnCtx};
+use super::tls::cert_username;
 use crate::ratelimit::RateLimited;
 
 /// Connections over the limit served at once, only to refuse their CONNECT.
@@ -87,7 +88,7 @@ pub(super) async fn accept_loop(
                 backoff = MIN_BACKOFF;
                 let id = ids.fetch_add(1, Ordering::Relaxed);
                 if let Some(slot) = limit.admit() {
-                    tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), false, slot));
+                    spawn_conn(&tracker, stream, peer, id, ctx.clone(), false, slot);
                     continue;
                 }
                 if let Some(n) = refusals.event(tokio::time::Instant::now().into_std()) {
@@ -95,9 +96,7 @@ pub(super) async fn accept_loop(
                 }
                 match limit.refuse() {
                     // Served until its CONNECT, to be told why.
-                    Some(place) => {
-                        tracker.spawn(serve_tcp(stream, peer, id, ctx.clone(), true, place));
-                    }
+                    Some(place) => spawn_conn(&tracker, stream, peer, id, ctx.clone(), true, place),
                     // A flood: closed at once, nothing allocated for it.
                     None => drop(stream),
                 }
@@ -112,6 +111,46 @@ pub(super) async fn accept_loop(
             }
         }
     }
+}
+
+/// Spawns the task of an accepted connection: plain, or TLS first.
+fn spawn_conn(
+    tracker: &TaskTracker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: Arc<ConnCtx>,
+    full: bool,
+    slot: Slot,
+) {
+    if ctx.tls.is_some() {
+        tracker.spawn(serve_tls(stream, peer, id, ctx, full, slot));
+    } else {
+        tracker.spawn(serve_tcp(stream, peer, id, ctx, full, slot));
+    }
+}
+
+/// Serves one TLS connection: the handshake, bounded by the connect
+/// timeout (a client that opens TCP and never speaks TLS costs that long
+/// at most), then MQTT over it as [`serve_tcp`]. A failed handshake is
+/// counted and logged rate-limited, never per attempt.
+async fn serve_tls(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>, full: bool, slot: Slot) {
+    let Some(tls) = &ctx.tls else { return };
+    let _ = stream.set_nodelay(true);
+    let handshake = tls.acceptor.accept(stream);
+    let stream = tokio::select! {
+        _ = ctx.shutdown.cancelled() => return,
+        r = tokio::time::timeout(ctx.machine.connect_timeout, handshake) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return tls.failed(peer, &e),
+            Err(_) => return tls.failed(peer, &"no handshake within the connect timeout"),
+        },
+    };
+    let cert_username = match tls.cert_username {
+        crate::config::CertUsername::No => None,
+        how => stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| cert_username(c, how)),
+    };
+    serve_holding(stream, peer, id, ctx.clone(), full, slot, cert_username).await;
 }
 
 /// Serves one TCP connection, holding `slot` until it closes: its place
@@ -130,5 +169,5 @@ fn serve_tcp(
 ) -> impl Future<Output = ()> {
     // Small MQTT packets must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    serve_holding(stream, peer, id, ctx, full, slot)
+    serve_holding(stream, peer, id, ctx, full, slot, None)
 }

@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,11 +46,16 @@ pub enum StartError {
     /// A password or ACL file that does not load (file and line named).
     #[error("{0}")]
     AuthFile(#[from] crate::auth::files::FileAuthError),
+    /// A TLS listener's certificate, key, CA or CRL file that does not load.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A running broker.
 pub struct Broker {
     addrs: Vec<SocketAddr>,
+    /// Each listener's URL scheme, beside its address in `addrs`.
+    schemes: Vec<&'static str>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     router: JoinHandle<Router>,
@@ -81,6 +87,7 @@ fn machine_config(
         authenticator,
         log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
         files,
+        cert_username: if l.protocol.is_tls() { l.tls.cert_username } else { crate::config::CertUsername::No },
     }
 }
 
@@ -132,12 +139,13 @@ impl Broker {
                 l.acl_file.as_deref().or(cfg.acl_file.as_deref()),
             )?
             .map(Arc::new);
+            let tls = if l.protocol.is_tls() { Some(tls::TlsLayer::new(&l.tls)?) } else { None };
             let addr = l.bind;
             let bound = match l.protocol {
-                ListenerProtocol::Tcp => TcpListener::bind(addr).await,
+                ListenerProtocol::Mqtt | ListenerProtocol::Mqtts => TcpListener::bind(addr).await,
             };
             match bound {
-                Ok(socket) => listeners.push((socket, l, files)),
+                Ok(socket) => listeners.push((socket, l, files, tls)),
                 // A host without IPv6 loopback still serves IPv4 by default.
                 Err(e) if addr.is_ipv6() && e.kind() == io::ErrorKind::AddrNotAvailable && cfg.listeners.len() > 1 => {
                     tracing::warn!(%addr, "skipping listener: {e}");
@@ -145,7 +153,10 @@ impl Broker {
                 Err(source) => return Err(StartError::Bind { addr, source }),
             }
         }
-        let addrs = listeners.iter().filter_map(|(socket, _, _)| socket.local_addr().ok()).collect();
+        let (addrs, schemes) = listeners
+            .iter()
+            .filter_map(|(socket, l, _, _)| Some((socket.local_addr().ok()?, l.protocol.scheme())))
+            .unzip();
         let limits = QueueLimits {
             max_messages: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
@@ -167,7 +178,7 @@ impl Broker {
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
-        for (socket, l, files) in listeners {
+        for (socket, l, files, tls) in listeners {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
@@ -176,16 +187,22 @@ impl Broker {
                 verbose: cfg.verbose,
                 journal: journal.clone(),
                 hashing: hashing.clone(),
+                tls,
             });
             let limit = listener::ConnLimit::new(l.max_connections);
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
-        Ok(Broker { addrs, shutdown, tracker, router, journal })
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal })
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The listeners as URLs (`mqtt://127.0.0.1:1883`, `mqtts://…`).
+    pub fn urls(&self) -> Vec<String> {
+        self.schemes.iter().zip(&self.addrs).map(|(s, a)| format!("{s}://{a}")).collect()
     }
 
     /// Stops accepting, disconnects every client (MQTT 5 clients get

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::machine::{Accepted, Action, Close, Connected, Identity, Machine, State};
 use super::outbound::Outbound;
 use crate::auth::acl::Access;
+use crate::config::CertUsername;
 use crate::message::Message;
 use crate::protocol::topic::{shared, valid_filter, valid_shared, within_levels};
 use crate::protocol::{
@@ -106,6 +107,21 @@ impl Machine {
             h.write_u64(self.conn.id);
             c.client_id = format!("edgemq-{:016x}", h.finish());
             assigned = true;
+        }
+        if self.cfg.cert_username != CertUsername::No {
+            let cert = match &mut self.state {
+                State::AwaitConnect { cert_username, .. } => cert_username.take(),
+                _ => None,
+            };
+            let Some(name) = cert else {
+                // 3.1.1: 0x04 Bad user name or password.
+                return self.refuse(reason::BAD_USERNAME_OR_PASSWORD);
+            };
+            // The certificate is the credential: what CONNECT says is ignored.
+            c.username = Some(*name);
+            c.password = None;
+            let accepted = Accepted { connect: c, assigned, auth_data: None };
+            return self.request_session(accepted);
         }
         let enhanced = c.authentication_method.is_some() || c.authentication_data.is_some();
         let accepted = Accepted { connect: c, assigned, auth_data: None };

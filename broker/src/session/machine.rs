@@ -47,6 +47,10 @@ pub struct MachineConfig {
     pub log: Option<Arc<dyn LogPosition>>,
     /// The listener's password and ACL files, if it has any.
     pub files: Option<Arc<crate::auth::files::FileAuth>>,
+    /// Whether the client certificate's name is the user name (TLS
+    /// listeners): CONNECT's user name and password are then ignored, and a
+    /// client without such a certificate is refused (as Mosquitto).
+    pub cert_username: crate::config::CertUsername,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -160,6 +164,11 @@ pub(super) struct Authenticating {
 pub(super) enum State {
     AwaitConnect {
         deadline: Instant,
+        /// The user name the client's TLS certificate gives, when the
+        /// listener takes it as such (boxed: a thin pointer, 8 bytes in
+        /// the state of every connection rather than 16 or 24).
+        #[allow(clippy::box_collection)]
+        cert_username: Option<Box<String>>,
     },
     /// Enhanced authentication in progress (MQTT 5): waiting for AUTH.
     /// The states other than the first are boxed: the state of every
@@ -201,7 +210,7 @@ impl Machine {
         // must not overflow the clock.
         let deadline = now.checked_add(cfg.connect_timeout).unwrap_or(now + Duration::from_secs(3600));
         Machine {
-            state: State::AwaitConnect { deadline },
+            state: State::AwaitConnect { deadline, cert_username: None },
             cfg,
             conn,
             version: None,
@@ -228,6 +237,15 @@ impl Machine {
     /// 3.1.1 clients get 0x03 Server unavailable (the encoder maps it).
     pub fn refuse_connect(&mut self, code: u8) {
         self.refusal = Some(code);
+    }
+
+    /// The user name the client's TLS certificate gives (see
+    /// `MachineConfig::cert_username`), before CONNECT; `None`: no
+    /// certificate, or none that names the client.
+    pub fn set_cert_username(&mut self, name: Option<String>) {
+        if let State::AwaitConnect { cert_username, .. } = &mut self.state {
+            *cert_username = name.map(Box::new);
+        }
     }
 
     /// The protocol level, once CONNECT has been read.
@@ -330,7 +348,7 @@ impl Machine {
             return;
         }
         match (&self.state, packet) {
-            (State::AwaitConnect { deadline }, Packet::Connect(c)) => {
+            (State::AwaitConnect { deadline, .. }, Packet::Connect(c)) => {
                 let deadline = *deadline;
                 self.on_connect(*c, deadline)
             }
@@ -429,7 +447,7 @@ impl Machine {
             return None;
         }
         match &self.state {
-            State::AwaitConnect { deadline } => Some(*deadline),
+            State::AwaitConnect { deadline, .. } => Some(*deadline),
             State::Authenticating(a) => Some(a.deadline),
             // [MQTT-3.1.2-24] one and a half times the keep-alive.
             State::Connected(c) => {

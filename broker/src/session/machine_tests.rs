@@ -32,6 +32,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         authenticator: std::sync::Arc::new(crate::auth::NoEnhancedAuth),
         log: None,
         files: None,
+        cert_username: crate::config::CertUsername::No,
     }
 }
 

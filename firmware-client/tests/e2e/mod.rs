@@ -174,10 +174,10 @@ impl Drop for Broker {
     }
 }
 
-/// Port of the first `tcp://IP:PORT` after `listening on `.
+/// Port of the first `mqtt://IP:PORT` after `listening on `.
 pub fn parse_listening(line: &str) -> Option<u16> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let addr = &rest[rest.find("tcp://")? + "tcp://".len()..];
+    let addr = &rest[rest.find("mqtt://")? + "mqtt://".len()..];
     let end = addr.find(|c: char| c == ',' || c == ';' || c.is_whitespace()).unwrap_or(addr.len());
     addr[..end].rsplit(':').next()?.parse().ok()
 }

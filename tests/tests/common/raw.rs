@@ -24,9 +24,13 @@ pub enum Recv {
     TimedOut,
 }
 
-/// A byte-level MQTT client over TCP.
+/// What a [`Raw`] client talks over: TCP, or TLS over it.
+pub trait RawStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RawStream for S {}
+
+/// A byte-level MQTT client over TCP (or TLS: [`Raw::over`]).
 pub struct Raw {
-    pub stream: TcpStream,
+    pub stream: Box<dyn RawStream>,
     buf: Vec<u8>,
     /// Packets read ahead while waiting for a specific one (e.g. PUBLISHes
     /// that arrive between PUBREC and PUBREL); returned first by reads.
@@ -38,7 +42,12 @@ impl Raw {
     pub async fn open(addr: SocketAddr) -> Raw {
         let stream = within("tcp connect", TcpStream::connect(addr)).await.expect("tcp connect");
         stream.set_nodelay(true).expect("nodelay");
-        Raw { stream, buf: Vec::new(), stash: VecDeque::new(), v5: false }
+        Raw::over(stream)
+    }
+
+    /// A client over an open stream (a TLS session, say), before CONNECT.
+    pub fn over(stream: impl RawStream + 'static) -> Raw {
+        Raw { stream: Box::new(stream), buf: Vec::new(), stash: VecDeque::new(), v5: false }
     }
 
     /// Opens a connection, sends CONNECT, expects CONNACK accepted;
