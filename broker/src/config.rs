@@ -49,6 +49,10 @@ pub enum ListenerProtocol {
     Mqtt,
     /// MQTT over TLS (`"mqtts"`): needs `certfile` and `keyfile`.
     Mqtts,
+    /// MQTT over WebSocket (`"ws"`), subprotocol `mqtt`, any path.
+    Ws,
+    /// MQTT over WebSocket over TLS (`"wss"`): needs `certfile`, `keyfile`.
+    Wss,
 }
 
 impl ListenerProtocol {
@@ -57,11 +61,17 @@ impl ListenerProtocol {
         match self {
             ListenerProtocol::Mqtt => "mqtt",
             ListenerProtocol::Mqtts => "mqtts",
+            ListenerProtocol::Ws => "ws",
+            ListenerProtocol::Wss => "wss",
         }
     }
 
     pub fn is_tls(self) -> bool {
-        matches!(self, ListenerProtocol::Mqtts)
+        matches!(self, ListenerProtocol::Mqtts | ListenerProtocol::Wss)
+    }
+
+    pub fn is_ws(self) -> bool {
+        matches!(self, ListenerProtocol::Ws | ListenerProtocol::Wss)
     }
 }
 
@@ -534,7 +544,10 @@ fn check_tls(protocol: ListenerProtocol, tls: &TlsConfig) -> Result<(), (&'stati
             ("use_identity_as_username", tls.cert_username != CertUsername::No),
         ];
         if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
-            return Err((key, format!("only for TLS listeners (protocol = \"mqtts\"), not \"{}\"", protocol.scheme())));
+            return Err((
+                key,
+                format!("only for TLS listeners (protocol = \"mqtts\" or \"wss\"), not \"{}\"", protocol.scheme()),
+            ));
         }
         return Ok(());
     }

@@ -185,9 +185,13 @@ fn tls_listeners_and_their_errors() {
     let c = with_file(
         "[[listener]]\nbind = \"127.0.0.1:8883\"\nprotocol = \"mqtts\"\ncertfile = \"s.pem\"\nkeyfile = \"k.pem\"\n\
          cafile = \"ca.pem\"\nrequire_certificate = true\nuse_identity_as_username = true\n\
-         [[listener]]\nbind = \"127.0.0.1:1883\"\nprotocol = \"mqtt\"\n",
+         [[listener]]\nbind = \"127.0.0.1:1883\"\nprotocol = \"mqtt\"\n\
+         [[listener]]\nbind = \"127.0.0.1:8080\"\nprotocol = \"ws\"\n\
+         [[listener]]\nbind = \"127.0.0.1:8081\"\nprotocol = \"wss\"\ncertfile = \"s.pem\"\nkeyfile = \"k.pem\"\n",
     )
     .unwrap();
+    let protocols: Vec<_> = c.listeners.iter().map(|l| l.protocol.scheme()).collect();
+    assert_eq!(protocols, ["mqtts", "mqtt", "ws", "wss"]);
     let tls = &c.listeners[0].tls;
     assert_eq!(c.listeners[0].protocol, ListenerProtocol::Mqtts);
     assert_eq!(c.listeners[1].protocol, ListenerProtocol::Mqtt);
@@ -202,6 +206,8 @@ fn tls_listeners_and_their_errors() {
             ":2: key `cafile`",
         ),
         (format!("{l}certfile = \"c\"\n"), ":2: key `certfile`: only for TLS listeners"),
+        (format!("{l}protocol = \"ws\"\nkeyfile = \"k\"\n"), ":2: key `keyfile`: only for TLS listeners"),
+        (format!("{l}protocol = \"wss\"\nkeyfile = \"k\"\n"), ":2: key `certfile`"),
         (format!("{l}protocol = \"tcp\"\nuse_subject_as_username = true\n"), ":2: key `use_identity_as_username`"),
         (
             format!(

@@ -81,8 +81,12 @@ pub struct ConnCtx {
     pub journal: Option<Arc<Journal>>,
     /// Password hashes verified at once, over all listeners (one per core).
     pub hashing: Arc<tokio::sync::Semaphore>,
-    /// The listener's TLS, if it is a TLS listener.
+    /// The listener's TLS, if it is a TLS listener (`mqtts`, `wss`).
     pub tls: Option<super::tls::TlsLayer>,
+    /// Whether its connections are WebSockets (`ws`, `wss`).
+    pub ws: bool,
+    /// Its failed TLS handshakes and WebSocket upgrades.
+    pub handshakes: super::tls::Handshakes,
 }
 
 fn now() -> Instant {

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 use super::connection::{serve_holding, ConnCtx};
-use super::tls::cert_username;
+use super::ws::{self, WsStream};
 use crate::ratelimit::RateLimited;
 
 /// Connections over the limit served at once, only to refuse their CONNECT.
@@ -113,7 +113,8 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// Spawns the task of an accepted connection: plain, or TLS first.
+/// Spawns the task of an accepted connection: plain, or TLS and/or a
+/// WebSocket upgrade first.
 fn spawn_conn(
     tracker: &TaskTracker,
     stream: TcpStream,
@@ -123,34 +124,68 @@ fn spawn_conn(
     full: bool,
     slot: Slot,
 ) {
-    if ctx.tls.is_some() {
-        tracker.spawn(serve_tls(stream, peer, id, ctx, full, slot));
+    if ctx.tls.is_some() || ctx.ws {
+        tracker.spawn(serve_upgraded(stream, peer, id, ctx, full, slot));
     } else {
         tracker.spawn(serve_tcp(stream, peer, id, ctx, full, slot));
     }
 }
 
-/// Serves one TLS connection: the handshake, bounded by the connect
-/// timeout (a client that opens TCP and never speaks TLS costs that long
-/// at most), then MQTT over it as [`serve_tcp`]. A failed handshake is
-/// counted and logged rate-limited, never per attempt.
-async fn serve_tls(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>, full: bool, slot: Slot) {
-    let Some(tls) = &ctx.tls else { return };
+/// Serves one TLS or WebSocket connection: the TLS handshake and the
+/// WebSocket upgrade, bounded together by the connect timeout (a client
+/// that opens TCP and never speaks costs that long at most), then MQTT
+/// over the result as [`serve_tcp`]. A failure is counted and logged
+/// rate-limited, never per attempt.
+async fn serve_upgraded(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>, full: bool, slot: Slot) {
     let _ = stream.set_nodelay(true);
-    let handshake = tls.acceptor.accept(stream);
-    let stream = tokio::select! {
+    let (what, r) = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
-        r = tokio::time::timeout(ctx.machine.connect_timeout, handshake) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return tls.failed(peer, &e),
-            Err(_) => return tls.failed(peer, &"no handshake within the connect timeout"),
+        r = tokio::time::timeout(ctx.machine.connect_timeout, upgrade(stream, peer, id, &ctx, full, slot)) => match r {
+            Ok(Ok(run)) => return run.await,
+            Ok(Err((what, e))) => (what, e.to_string()),
+            Err(_) => ("handshake", "not done within the connect timeout".to_owned()),
         },
     };
-    let cert_username = match tls.cert_username {
-        crate::config::CertUsername::No => None,
-        how => stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| cert_username(c, how)),
+    ctx.handshakes.failed(peer, what, &r);
+}
+
+/// What a connection runs once its handshakes are done.
+type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The TLS handshake and WebSocket upgrade of a connection; on success
+/// the future that serves it. On failure, which step failed and why.
+async fn upgrade(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    ctx: &Arc<ConnCtx>,
+    full: bool,
+    slot: Slot,
+) -> Result<Serving, (&'static str, std::io::Error)> {
+    let max = ctx.machine.max_packet_size;
+    let Some(tls) = &ctx.tls else {
+        let ws = ws_accept(stream, max).await.map_err(|e| ("WebSocket upgrade", e))?;
+        return Ok(Box::pin(serve_holding(ws, peer, id, ctx.clone(), full, slot, None)));
     };
-    serve_holding(stream, peer, id, ctx.clone(), full, slot, cert_username).await;
+    let stream = tls.acceptor.accept(stream).await.map_err(|e| ("TLS handshake", e))?;
+    let name = tls.cert_username(&stream);
+    if !ctx.ws {
+        return Ok(Box::pin(serve_holding(stream, peer, id, ctx.clone(), full, slot, name)));
+    }
+    let ws = ws_accept(stream, max).await.map_err(|e| ("WebSocket upgrade", e))?;
+    Ok(Box::pin(serve_holding(ws, peer, id, ctx.clone(), full, slot, name)))
+}
+
+/// The WebSocket upgrade of `stream` (subprotocol `mqtt`, see `ws.rs`).
+async fn ws_accept<S>(stream: S, max_packet_size: usize) -> std::io::Result<WsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let cfg = Some(ws::config(max_packet_size));
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, ws::answer, cfg)
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(WsStream::new(ws))
 }
 
 /// Serves one TCP connection, holding `slot` until it closes: its place

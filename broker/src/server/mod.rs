@@ -5,6 +5,7 @@
 mod connection;
 mod listener;
 pub mod tls;
+pub mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -142,7 +143,9 @@ impl Broker {
             let tls = if l.protocol.is_tls() { Some(tls::TlsLayer::new(&l.tls)?) } else { None };
             let addr = l.bind;
             let bound = match l.protocol {
-                ListenerProtocol::Mqtt | ListenerProtocol::Mqtts => TcpListener::bind(addr).await,
+                ListenerProtocol::Mqtt | ListenerProtocol::Mqtts | ListenerProtocol::Ws | ListenerProtocol::Wss => {
+                    TcpListener::bind(addr).await
+                }
             };
             match bound {
                 Ok(socket) => listeners.push((socket, l, files, tls)),
@@ -188,6 +191,8 @@ impl Broker {
                 journal: journal.clone(),
                 hashing: hashing.clone(),
                 tls,
+                ws: l.protocol.is_ws(),
+                handshakes: tls::Handshakes::default(),
             });
             let limit = listener::ConnLimit::new(l.max_connections);
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));

@@ -21,35 +21,43 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{CertUsername, TlsConfig};
 use crate::ratelimit::RateLimited;
 
-/// A TLS listener's acceptor and what its handshakes share.
+/// A TLS listener's acceptor and what its handshakes need.
 pub struct TlsLayer {
     pub acceptor: TlsAcceptor,
     /// Which name of a client certificate is its user name.
     pub cert_username: CertUsername,
-    /// Handshakes that failed or timed out.
-    pub failures: AtomicU64,
-    /// Their log line, at most once per `LOG_EVERY` (a std lock held
-    /// only to count).
-    log: Mutex<RateLimited>,
 }
 
 impl TlsLayer {
     pub fn new(t: &TlsConfig) -> Result<TlsLayer, TlsError> {
-        Ok(TlsLayer {
-            acceptor: acceptor(t)?,
-            cert_username: t.cert_username,
-            failures: AtomicU64::new(0),
-            log: Mutex::new(RateLimited::default()),
-        })
+        Ok(TlsLayer { acceptor: acceptor(t)?, cert_username: t.cert_username })
     }
 
-    /// Counts a failed handshake; logs it with the count, rate-limited.
-    pub fn failed(&self, peer: std::net::SocketAddr, why: &dyn std::fmt::Display) {
+    /// The user name the certificate of the client of `stream` gives.
+    pub fn cert_username<S>(&self, stream: &tokio_rustls::server::TlsStream<S>) -> Option<String> {
+        match self.cert_username {
+            CertUsername::No => None,
+            how => stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| cert_username(c, how)),
+        }
+    }
+}
+
+/// A listener's failed handshakes (TLS, WebSocket upgrade): counted, and
+/// logged at most once per `LOG_EVERY` with the count, never per attempt.
+#[derive(Debug, Default)]
+pub struct Handshakes {
+    pub failures: AtomicU64,
+    /// A std lock held only to count.
+    log: Mutex<RateLimited>,
+}
+
+impl Handshakes {
+    pub fn failed(&self, peer: std::net::SocketAddr, what: &str, why: &dyn std::fmt::Display) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let now = tokio::time::Instant::now().into_std();
         let due = self.log.lock().map(|mut l| l.event(now)).unwrap_or(None);
         if let Some(n) = due {
-            tracing::info!(%peer, failed = n, "TLS handshake failed: {why}");
+            tracing::info!(%peer, failed = n, "{what} failed: {why}");
         }
     }
 }
@@ -161,4 +169,4 @@ fn atv_string(v: &x509_cert::der::Any) -> Option<String> {
 /// Over TLS the driver cannot wait on the socket's readiness (rustls may
 /// hold decrypted bytes already), so a TLS connection keeps its small read
 /// buffer while idle.
-impl super::Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> super::Transport for tokio_rustls::server::TlsStream<S> {}

@@ -75,7 +75,12 @@ impl Raw {
     /// Sends bytes. A write error (the broker already closed) is ignored:
     /// the test then observes the close on read.
     pub async fn send(&mut self, bytes: &[u8]) {
-        let _ = within("write", self.stream.write_all(bytes)).await;
+        // A TLS or WebSocket stream sends on flush.
+        let _ = within("write", async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await;
     }
 
     fn take_packet(&mut self) -> Option<Pkt> {
