@@ -15,7 +15,7 @@
 //! `In2Done`) leave no trace in the records after them; ARCHITECTURE.md
 //! ("Damage and exactly-once") says what their loss does.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::log::Lsn;
 use super::record::Record;
@@ -38,6 +38,9 @@ pub struct Tracker {
     pub effects: Vec<Effect>,
     /// Sessions whose queue was checked for skipped entries since the gap.
     checked: HashSet<SessionKey>,
+    /// The LSN of the record that last recorded each inbound QoS 2 packet
+    /// identifier.
+    in2: HashMap<(SessionKey, u16), Lsn>,
 }
 
 impl Tracker {
@@ -49,6 +52,9 @@ impl Tracker {
             self.checked.clear();
         }
         self.last = lsn;
+        if let Some((_, Record::In2 { key, pkid })) = target {
+            self.in2.insert((*key, *pkid), lsn);
+        }
         let (Some(effect), Some((model, r))) = (self.effects.last_mut(), target) else { return };
         let key = match r {
             Record::Sub { key, .. }
@@ -79,8 +85,29 @@ impl Tracker {
         }
     }
 
+    /// Forgets the inbound QoS 2 packet identifiers of `model` recorded
+    /// before `lost` (the last LSN lost): the record of their release
+    /// (PUBREL, `In2Done`) may have been lost, and a packet identifier
+    /// kept by mistake would make the broker drop the client's next QoS 2
+    /// message with that identifier as a redelivery. Forgotten, a
+    /// retransmitted PUBLISH is routed again: a possible duplicate, never a
+    /// loss. Returns how many were forgotten.
+    pub fn forget_uncertain_in2(&self, model: &mut Model, lost: Lsn) -> usize {
+        let mut forgotten = 0;
+        for (key, s) in &mut model.sessions {
+            let before = s.in2.len();
+            s.in2.retain(|pkid| self.in2.get(&(*key, *pkid)).is_some_and(|lsn| *lsn > lost));
+            forgotten += before - s.in2.len();
+        }
+        forgotten
+    }
+
     /// The effect of the gap that begins at `from`, if records followed it.
     pub fn of(&self, from: Lsn) -> Option<&Effect> {
         self.effects.iter().find(|e| e.from == from)
     }
 }
+
+#[cfg(test)]
+#[path = "losses_tests.rs"]
+mod tests;

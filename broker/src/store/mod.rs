@@ -201,7 +201,18 @@ pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError>
     for loss in rec.losses.iter().filter(|l| !l.known) {
         report(loss, tracker.of(loss.from));
     }
-    let model = replay.finish();
+    let mut model = replay.finish();
+    let lost = rec.losses.iter().filter(|l| !l.torn && l.records() > 0).map(|l| l.to).max();
+    if let Some(lost) = lost {
+        let forgotten = tracker.forget_uncertain_in2(&mut model, lost);
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "store: forgot inbound QoS 2 packet identifiers recorded before lost records (their release may \
+                 have been lost): a retransmitted PUBLISH is delivered again rather than dropped"
+            );
+        }
+    }
     Ok((Journal { log, sync: cfg.sync, compact_bytes: cfg.compact_bytes, spill }, model, rec))
 }
 
