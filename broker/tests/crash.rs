@@ -283,7 +283,7 @@ fn acknowledged_messages_survive_kill_9() {
 }
 
 #[test]
-fn damaged_log_keeps_every_record_before_the_damage() {
+fn damaged_log_keeps_every_intact_record() {
     let mut seed = 0x5EED_u64;
     for _ in 0..4 {
         let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::log::{segment_name, segments, Loss, Lsn, Recovery};
+use super::log::{segments, Loss, Lsn, Recovery};
 use super::segment::{self, Event, Held, Kind, Scanned, DAMAGED_DIR, FORMAT, HEADER_LEN};
 use super::StoreError;
 
@@ -145,7 +145,6 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
             }
         }
     };
-    debug_assert!(tail.is_some() || !dir.join(segment_name(next)).exists());
     Ok(Opened { rec, next, tail })
 }
 
