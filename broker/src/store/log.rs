@@ -79,6 +79,9 @@ pub struct Recovery {
     pub moved_aside: Vec<PathBuf>,
     /// Records lost, one entry per damaged range or gap in the LSNs.
     pub losses: Vec<Loss>,
+    /// The highest LSN lost to damage, found now or kept aside in
+    /// `damaged/` by an earlier recovery (0: none); torn tails aside.
+    pub lost_up_to: Lsn,
 }
 
 /// Records lost to one damaged range (or missing from the log).

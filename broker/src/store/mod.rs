@@ -202,9 +202,8 @@ pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError>
         report(loss, tracker.of(loss.from));
     }
     let mut model = replay.finish();
-    let lost = rec.losses.iter().filter(|l| !l.torn && l.records() > 0).map(|l| l.to).max();
-    if let Some(lost) = lost {
-        let forgotten = tracker.forget_uncertain_in2(&mut model, lost);
+    if rec.lost_up_to > 0 {
+        let forgotten = tracker.forget_uncertain_in2(&mut model, rec.lost_up_to);
         if forgotten > 0 {
             tracing::warn!(
                 forgotten,

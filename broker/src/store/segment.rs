@@ -277,6 +277,8 @@ pub fn damaged_name(segment: &Path, offset: u64, from: Lsn, to: Lsn) -> String {
 pub struct Held {
     pub from: Lsn,
     pub to: Lsn,
+    /// A whole segment an older release moved aside (its range a bound).
+    pub legacy: bool,
 }
 
 /// The LSN ranges held by what earlier recoveries kept aside: the files of
@@ -302,7 +304,7 @@ pub fn held(dir: &Path) -> io::Result<Vec<Held>> {
             } else if let Some((first, _)) = name.split_once(".log.corrupt-") {
                 if let Ok(first) = first.parse::<Lsn>() {
                     let len = entry.metadata()?.len();
-                    out.push(Held { from: first, to: first.saturating_add(max_records(len)) });
+                    out.push(Held { from: first, to: first.saturating_add(max_records(len)), legacy: true });
                 }
             }
         }
@@ -313,7 +315,7 @@ pub fn held(dir: &Path) -> io::Result<Vec<Held>> {
 fn parse_damaged(name: &str) -> Option<Held> {
     let range = name.strip_suffix(".bin")?.rsplit_once(".lsn-")?.1;
     let (from, to) = range.split_once('-')?;
-    Some(Held { from: from.parse().ok()?, to: to.parse().ok()? })
+    Some(Held { from: from.parse().ok()?, to: to.parse().ok()?, legacy: false })
 }
 
 /// Where damaged bytes of a segment in `dir` go.
