@@ -181,7 +181,8 @@ impl Journal {
 }
 
 /// Opens the store in `cfg.dir`, replaying it. A record that does not
-/// decode is damage, like a bad checksum (see `repair`); every loss is
+/// decode (or names a session key or message id the broker never writes,
+/// [`record::MAX_ID`]) is damage, like a bad checksum (see `repair`); every loss is
 /// logged with one warning naming the LSNs, the bytes and what they cost.
 pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError> {
     // Emptied first: recovery keeps its scratch files there too.
@@ -191,12 +192,12 @@ pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError>
     let log_cfg =
         LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync, fs: cfg.fs.clone() };
     let (log, rec) = Log::open(log_cfg, &mut |lsn, bytes| match Record::decode(bytes) {
-        Ok(r) => {
+        Ok(r) if r.ids_plausible() => {
             tracker.before(lsn, replay.target(&r));
             replay.apply(r);
             true
         }
-        Err(_) => false,
+        _ => false,
     })?;
     for loss in rec.losses.iter().filter(|l| !l.known) {
         report(loss, tracker.of(loss.from));
