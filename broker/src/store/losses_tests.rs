@@ -142,3 +142,18 @@ fn identifiers_whose_release_may_be_lost_are_forgotten_not_kept() {
     assert!(st.inbound_qos2_received(6), "a new PUBLISH with packet id 6 is routed, not dropped");
     assert!(!st.inbound_qos2_received(7), "7 was recorded after the loss: still awaiting PUBREL");
 }
+
+/// A record with a valid checksum that names an id the broker never
+/// writes is damage, like one that does not decode: the router's counters
+/// continue from the recovered maximum and must not overflow.
+#[test]
+fn a_record_with_an_impossible_id_is_damage() {
+    let impossible = match msg(1) {
+        Record::Msg { msg, .. } => Record::Msg { mid: u64::MAX, msg },
+        _ => unreachable!(),
+    };
+    let (model, rec) = recover_damaged(&[session(1), impossible, msg(2)], &[]);
+    assert_eq!((rec.losses[0].from, rec.losses[0].to), (2, 2));
+    assert_eq!(model.max_mid, 2);
+    assert_eq!(rec.moved_aside.len(), 1, "kept aside for inspection");
+}
