@@ -106,7 +106,7 @@ pub struct Loss {
 impl Loss {
     /// The number of records lost.
     pub fn records(&self) -> u64 {
-        (self.to + 1).saturating_sub(self.from)
+        self.to.saturating_add(1).saturating_sub(self.from)
     }
 }
 

@@ -309,6 +309,8 @@ pub fn held(dir: &Path) -> io::Result<Vec<Held>> {
             }
         }
     }
+    // Not ours (no recovery keeps aside LSNs the log cannot reach).
+    out.retain(|h| h.to <= MAX_LSN);
     Ok(out)
 }
 

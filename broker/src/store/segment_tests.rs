@@ -254,3 +254,14 @@ fn segments_moved_aside_by_an_older_release_keep_their_lsns() {
     let next = log.append(vec![0]);
     assert!(next > top, "next LSN {next} after everything moved aside (up to {top})");
 }
+
+#[test]
+fn kept_aside_names_beyond_the_lsn_range_reserve_nothing() {
+    let (dir, _) = written();
+    std::fs::create_dir_all(dir.path().join(DAMAGED_DIR)).unwrap();
+    let name = format!("x.log-0.lsn-1-{}.bin", u64::MAX);
+    std::fs::write(dir.path().join(DAMAGED_DIR).join(name), b"").unwrap();
+    std::fs::write(dir.path().join(format!("{}.log.corrupt-1-0", u64::MAX)), b"x").unwrap();
+    let (log, _, got) = open(dir.path());
+    assert_eq!((got.len(), log.append(vec![1])), (200, 201));
+}
