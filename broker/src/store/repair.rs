@@ -127,7 +127,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
     }
     let reserved = held.iter().map(|h| h.to).chain(losses.iter().map(|l| l.to)).max().unwrap_or(0);
     let lost = losses.iter().filter(|l| !l.torn && l.to >= l.from).map(|l| l.to);
-    rec.lost_up_to = held.iter().filter(|h| !h.legacy).map(|h| h.to).chain(lost).max().unwrap_or(0);
+    rec.lost_up_to = held.iter().filter(|h| !h.legacy && h.to >= h.from).map(|h| h.to).chain(lost).max().unwrap_or(0);
     let mut next = (last + 1).max(reserved.saturating_add(1));
     let tail = match segs.last() {
         None => None,
