@@ -155,6 +155,7 @@ pub fn scan(path: &Path, start: u64, mut expect: Lsn, visit: &mut dyn FnMut(Even
     let mut at = start.min(len);
     r.seek(SeekFrom::Start(at))?;
     let mut payload = Vec::new();
+    let mut window = Vec::new();
     while at < len {
         if let Some((lsn, n)) = frame(&mut r, at, len, expect, &mut payload)? {
             if visit(Event::Frame(lsn, &payload)) {
@@ -169,7 +170,7 @@ pub fn scan(path: &Path, start: u64, mut expect: Lsn, visit: &mut dyn FnMut(Even
             }
         }
         let torn = is_torn(&file, at, len, expect)?;
-        let resume = if torn { None } else { resync(&file, at, len, expect)? };
+        let resume = if torn { None } else { resync(&file, at, len, expect, &mut window)? };
         let end = resume.unwrap_or(len);
         match out.damage.last_mut() {
             Some(d) if d.1 == at => d.1 = end,
@@ -224,12 +225,19 @@ fn is_torn(file: &File, at: u64, len: u64, expect: Lsn) -> io::Result<bool> {
 /// The offset of the first valid frame after the damage at `damaged`: a
 /// valid CRC, an LSN from `expect` on, and no further past it than the
 /// frames the damaged bytes could have held (and [`MAX_JUMP`]).
-fn resync(file: &File, damaged: u64, len: u64, expect: Lsn) -> io::Result<Option<u64>> {
-    let mut window = vec![0u8; 1 << 20];
+///
+/// The window grows from 4 KiB to 1 MiB, so that many small damaged
+/// ranges cost what they span, not a megabyte each.
+fn resync(file: &File, damaged: u64, len: u64, expect: Lsn, window: &mut Vec<u8>) -> io::Result<Option<u64>> {
     let mut base = damaged + 1;
     let mut payload = Vec::new();
+    let mut size = 4096usize;
     while base + FRAME as u64 <= len {
-        let want = window.len().min((len - base) as usize);
+        let want = size.min((len - base) as usize);
+        size = (size * 2).min(1 << 20);
+        if window.len() < want {
+            window.resize(want, 0);
+        }
         file.read_exact_at(&mut window[..want], base)?;
         let mut i = 0;
         while i + FRAME <= want {
@@ -237,7 +245,7 @@ fn resync(file: &File, damaged: u64, len: u64, expect: Lsn) -> io::Result<Option
             let (n, sum, lsn) = fields(&window[i..i + FRAME]);
             let bound = expect.saturating_add((off - damaged) / FRAME as u64 + MAX_JUMP);
             if n <= MAX_RECORD && off + (FRAME + n) as u64 <= len && lsn >= expect && lsn <= bound.min(MAX_LSN) {
-                let p = match window.get(i + FRAME..i + FRAME + n) {
+                let p = match window[..want].get(i + FRAME..i + FRAME + n) {
                     Some(p) => p,
                     None => {
                         payload.resize(n, 0);

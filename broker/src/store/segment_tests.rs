@@ -265,3 +265,27 @@ fn kept_aside_names_beyond_the_lsn_range_reserve_nothing() {
     let (log, _, got) = open(dir.path());
     assert_eq!((got.len(), log.append(vec![1])), (200, 201));
 }
+
+#[test]
+fn every_other_record_damaged_keeps_the_others() {
+    let (dir, segs) = written();
+    let frame = (FRAME + 100) as u64;
+    let mut kept = Vec::new();
+    for (first, path) in &segs {
+        let len = std::fs::metadata(path).unwrap().len();
+        let records = (len - HEADER_LEN as u64) / frame;
+        for k in 0..records {
+            if k % 2 == 1 {
+                // Payload bytes are the record's number, below 200.
+                overwrite(path, HEADER_LEN as u64 + k * frame + FRAME as u64 + 7, &[0xFF]);
+            } else {
+                kept.push(first + k);
+            }
+        }
+    }
+    let (_, rec, got) = open(dir.path());
+    assert_eq!(got.keys().copied().collect::<Vec<_>>(), kept);
+    assert_eq!(rec.losses.len(), 200 - kept.len());
+    let (_, rec, _) = open(dir.path());
+    assert_eq!((rec.truncated_bytes, rec.moved_aside.len()), (0, 0));
+}
