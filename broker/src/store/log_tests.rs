@@ -65,6 +65,7 @@ fn torn_tail_is_cut_and_earlier_records_kept() {
     OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 50).unwrap();
     let (log, rec, got) = open(dir.path(), 1 << 20);
     assert_eq!((got.len(), rec.truncated_bytes), (9, (HEADER + 100 - 50) as u64));
+    assert!(rec.moved_aside.is_empty() && rec.losses[0].torn, "a torn write is only cut off");
     assert_eq!(log.append(vec![7]), 10, "the lost record's number is reused");
     wait_durable(&log, 10);
     drop(log);
