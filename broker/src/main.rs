@@ -62,6 +62,13 @@ async fn run(cfg: Config) -> ExitCode {
             eprintln!("edgemq: configuration error: {e}");
             return ExitCode::from(2);
         }
+        // A store of a newer format: this release must not run on it.
+        Err(edgemq::server::StartError::Store {
+            source: e @ edgemq::store::StoreError::NewerFormat { .. }, ..
+        }) => {
+            eprintln!("edgemq: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("edgemq: {e}");
             return ExitCode::FAILURE;

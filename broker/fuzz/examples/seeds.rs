@@ -194,8 +194,9 @@ fn records() -> Vec<Record> {
 fn store_seeds(dir: &Path) {
     // A segment as the broker writes it.
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let cfg = LogConfig { dir: tmp.path().to_owned(), segment_bytes: 1 << 20, sync: SyncMode::Never };
-    let (log, _) = Log::open(cfg, &mut |_, _| {}).unwrap_or_else(|e| panic!("log: {e}"));
+    let fs = std::sync::Arc::new(edgemq::store::fs::RealFs);
+    let cfg = LogConfig { dir: tmp.path().to_owned(), segment_bytes: 1 << 20, sync: SyncMode::Never, fs };
+    let (log, _) = Log::open(cfg, &mut |_, _| true).unwrap_or_else(|e| panic!("log: {e}"));
     for r in records() {
         log.append_with(|out| r.encode_into(out));
     }
@@ -216,6 +217,19 @@ fn store_seeds(dir: &Path) {
     let mut torn = framed.clone();
     torn.extend_from_slice(&[0x10, 0, 30, 0, 0, 0]);
     write(dir, "framed-torn", &torn);
+    // With segment headers (mode bit 4), and with a bad checksum in the
+    // middle that recovery must resynchronise past.
+    let mut headers = framed.clone();
+    headers[0] = 0x11;
+    write(dir, "framed-headers", &headers);
+    let mut damaged = headers.clone();
+    let mut at = 1;
+    for _ in 0..5 {
+        at += 2 + usize::from(damaged[at + 1]);
+    }
+    // The 6th record's `ctl`: a wrong checksum.
+    damaged[at] |= 1;
+    write(dir, "framed-headers-damaged", &damaged);
     // A single record of each type, for the decoders alone.
     for (i, r) in records().iter().enumerate() {
         write(dir, &format!("record-{i:02}"), &[[2u8].as_slice(), &r.encode()].concat());

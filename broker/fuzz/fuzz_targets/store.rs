@@ -10,6 +10,9 @@
 //! - `mode` bit 0 clear (raw): `body` is written as segment file(s) as is:
 //!   one, `00000000000000000001.log`, or with bit 1 two, cut at the offset
 //!   in the first two bytes, the second named after the LSN in the third.
+//! - `mode` bit 4 set: every segment starts with a segment header of the
+//!   current format (else they are headerless, format 0); raw bodies may
+//!   still hold any header, newer formats included.
 //! - `mode` bit 0 set (framed): `body` is a list of records, each
 //!   `[ctl, len, payload[len]]`, framed with a valid checksum and
 //!   consecutive LSNs so that the payloads reach the record decoder and the
@@ -17,12 +20,14 @@
 //!   a new segment starts here (named after the record's LSN, or with bit 3
 //!   one more); bit 4: stop, and the rest of `body` is a torn tail.
 //!   `mode` bits 2-3 pick the first LSN (1 to 4; the first segment is
-//!   always named 1, so a larger one is damage).
+//!   always named 1, so a larger one is a gap).
 //!
-//! Checked: no panic and no hang (libFuzzer's `-timeout`); recovery
-//! repairs what it finds once and for all: opening the repaired directory
-//! again truncates and moves aside nothing and recovers the same records
-//! into the same state. Queued message bodies are read back from the
+//! Checked: no panic and no hang (libFuzzer's `-timeout`); a segment of a
+//! newer format refuses the open and leaves every file as it was; recovery
+//! resynchronises past damage and repairs what it finds once and for all:
+//! opening the repaired directory again truncates and moves aside nothing,
+//! finds no damaged bytes, and recovers the same records into the same
+//! state. Queued message bodies are read back from the
 //! recovery's scratch file. The recovered state is then restored into a
 //! router, as at start-up (`Router::enable_persistence`: sessions, queues
 //! spilled to disk, in-flight messages, retained messages, a snapshot),
@@ -38,8 +43,8 @@ use edgemq::router::Router;
 use edgemq::session::state::QueueLimits;
 use edgemq::store::record::decode_spilled;
 use edgemq::store::recover::Flight;
-use edgemq::store::{Journal, Model, Record, StoreConfig, StoredMessage, SyncMode};
-use edgemq_fuzz::segment::{file_name, push_frame};
+use edgemq::store::{Journal, Model, Record, StoreConfig, StoreError, StoredMessage, SyncMode};
+use edgemq_fuzz::segment::{file_name, push_frame, push_header, FORMAT};
 use libfuzzer_sys::fuzz_target;
 
 fn decoders(body: &[u8]) {
@@ -60,7 +65,11 @@ fn decoders(body: &[u8]) {
 /// Segment files (first LSN in the name, bytes) for a framed input.
 fn framed(mode: u8, body: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut lsn = 1 + u64::from((mode >> 2) & 3);
-    let mut segs = vec![(1, Vec::new())];
+    let mut first = Vec::new();
+    if mode & 0x10 != 0 {
+        push_header(&mut first, FORMAT, 1);
+    }
+    let mut segs = vec![(1, first)];
     let mut at = 0;
     while at + 2 <= body.len() {
         let (ctl, len) = (body[at], usize::from(body[at + 1]));
@@ -74,7 +83,12 @@ fn framed(mode: u8, body: &[u8]) -> Vec<(u64, Vec<u8>)> {
             lsn += 1;
         }
         if ctl & 4 != 0 {
-            segs.push((lsn + u64::from(ctl >> 3 & 1), Vec::new()));
+            let first = lsn + u64::from(ctl >> 3 & 1);
+            let mut seg = Vec::new();
+            if mode & 0x10 != 0 {
+                push_header(&mut seg, FORMAT, first);
+            }
+            segs.push((first, seg));
         }
         let Some((_, seg)) = segs.last_mut() else { break };
         push_frame(seg, lsn, payload);
@@ -91,13 +105,21 @@ fn framed(mode: u8, body: &[u8]) -> Vec<(u64, Vec<u8>)> {
 }
 
 fn raw(mode: u8, body: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    match body {
+    let mut segs = match body {
         [a, b, n, rest @ ..] if mode & 2 != 0 => {
             let cut = usize::from(u16::from_le_bytes([*a, *b])) % (rest.len() + 1);
             vec![(1, rest[..cut].to_vec()), (u64::from(*n), rest[cut..].to_vec())]
         }
         _ => vec![(1, body.to_vec())],
+    };
+    if mode & 0x10 != 0 {
+        for (first, seg) in &mut segs {
+            let mut h = Vec::new();
+            push_header(&mut h, FORMAT, *first);
+            seg.splice(0..0, h);
+        }
     }
+    segs
 }
 
 /// What recovery made of the directory, for comparison across opens.
@@ -121,7 +143,7 @@ fn summary(records: u64, m: &Model) -> Summary {
     Summary { records, sessions, retained, bodies, max_key: m.max_key, max_mid: m.max_mid }
 }
 
-fn open(root: &Path) -> (edgemq::store::Recovery, Summary, Journal, Model) {
+fn open(root: &Path) -> Option<(edgemq::store::Recovery, Summary, Journal, Model)> {
     let cfg = StoreConfig {
         dir: root.join("data"),
         spill_dir: root.join("spill"),
@@ -132,10 +154,30 @@ fn open(root: &Path) -> (edgemq::store::Recovery, Summary, Journal, Model) {
     };
     let (journal, model, rec) = match edgemq::store::open(&cfg) {
         Ok(x) => x,
+        Err(StoreError::NewerFormat { .. }) => return None,
         Err(e) => panic!("recovery failed with an I/O error: {e}"),
     };
     let s = summary(rec.records, &model);
-    (rec, s, journal, model)
+    Some((rec, s, journal, model))
+}
+
+/// Every file under `dir` and its bytes.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// What the broker does next: the router restores the state (sessions
@@ -184,14 +226,21 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
-    let (_, first, journal, _) = open(tmp.path());
+    let before = files(&data_dir);
+    let Some((_, first, journal, _)) = open(tmp.path()) else {
+        assert_eq!(files(&data_dir), before, "a refused newer format was changed");
+        return;
+    };
     journal.close();
-    let (again, second, journal, model) = open(tmp.path());
+    let Some((again, second, journal, model)) = open(tmp.path()) else {
+        panic!("the repaired log is refused as a newer format")
+    };
     assert_eq!(again.truncated_bytes, 0, "the repaired log was cut again");
     assert!(again.moved_aside.is_empty(), "the repaired log had more moved aside: {:?}", again.moved_aside);
+    assert!(again.losses.iter().all(|l| l.bytes == 0), "damaged bytes left after repair: {:?}", again.losses);
     assert_eq!(first, second, "a second recovery recovered something else");
     restore(journal, model, *mode);
     // The log with the restored state's snapshot must open again.
-    let (_, _, journal, _) = open(tmp.path());
+    let Some((_, _, journal, _)) = open(tmp.path()) else { panic!("the restored log is refused") };
     journal.close();
 });

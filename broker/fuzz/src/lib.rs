@@ -286,10 +286,31 @@ pub mod wire {
 }
 
 pub mod segment {
-    //! The write-ahead log's frame (see `broker/src/store/log.rs`):
-    //! `len: u32 LE | crc: u32 LE | lsn: u64 LE | payload`, where the CRC-32
-    //! covers the LSN and the payload. Segment files are named after their
-    //! first LSN, zero-padded to 20 digits, with `.log`.
+    //! The write-ahead log's segment format (see
+    //! `broker/src/store/segment.rs`): a 48-byte header (`"EDGEMQ\x1aL"`,
+    //! format `u16 LE`, header length `u16 LE` = 48, first LSN `u64 LE`,
+    //! 24 bytes of creator name, CRC-32 of the 44 bytes before it), absent
+    //! in format 0; then frames `len: u32 LE | crc: u32 LE | lsn: u64 LE |
+    //! payload`, where the CRC-32 covers the LSN and the payload. Segment
+    //! files are named after their first LSN, zero-padded to 20 digits,
+    //! with `.log`.
+
+    /// The format the broker writes.
+    pub const FORMAT: u16 = 1;
+
+    /// Appends a segment header of `format` for a segment starting at `first`.
+    pub fn push_header(out: &mut Vec<u8>, format: u16, first: u64) {
+        let at = out.len();
+        out.extend_from_slice(b"EDGEMQ\x1aL");
+        out.extend_from_slice(&format.to_le_bytes());
+        out.extend_from_slice(&48u16.to_le_bytes());
+        out.extend_from_slice(&first.to_le_bytes());
+        let mut by = [0u8; 24];
+        by[..10].copy_from_slice(b"edgemq-fuz");
+        out.extend_from_slice(&by);
+        let sum = crc32fast::hash(&out[at..]);
+        out.extend_from_slice(&sum.to_le_bytes());
+    }
 
     /// Appends one framed record.
     pub fn push_frame(out: &mut Vec<u8>, lsn: u64, payload: &[u8]) {

@@ -43,7 +43,7 @@ pub enum StartError {
     #[error("cannot create data directory {dir}: {source}")]
     DataDir { dir: String, source: io::Error },
     #[error("cannot open the store in {dir}: {source}")]
-    Store { dir: String, source: io::Error },
+    Store { dir: String, source: crate::store::StoreError },
     /// A password or ACL file that does not load (file and line named).
     #[error("{0}")]
     AuthFile(#[from] crate::auth::files::FileAuthError),
@@ -248,7 +248,13 @@ fn open_store(
     let (journal, model, rec) =
         store::open(&store_cfg).map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
     if rec.truncated_bytes > 0 || !rec.moved_aside.is_empty() {
-        tracing::warn!(truncated_bytes = rec.truncated_bytes, moved_aside = ?rec.moved_aside, "store: repaired damage");
+        let lost_records: u64 = rec.losses.iter().filter(|l| !l.known).map(|l| l.records()).sum();
+        tracing::warn!(
+            truncated_bytes = rec.truncated_bytes,
+            lost_records,
+            moved_aside = ?rec.moved_aside,
+            "store: repaired damage"
+        );
     }
     tracing::info!(
         records = rec.records,

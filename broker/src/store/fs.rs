@@ -3,7 +3,7 @@
 //! behind a trait so tests, benchmarks and the simulation can slow the
 //! disk down or make it fail. [`RealFs`] is the broker's; [`SlowSyncFs`]
 //! delays every `fdatasync` (an SD card under load). Recovery still reads
-//! segments through `std::fs` directly.
+//! and repairs segments through `std::fs` directly.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};

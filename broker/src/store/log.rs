@@ -2,13 +2,16 @@
 //! files, each record framed with its length, a CRC-32 and its sequence
 //! number (LSN), written by one thread with group commit.
 //!
-//! Frame: `len: u32 LE | crc: u32 LE | lsn: u64 LE | payload[len]`, where
-//! `crc` covers `lsn` and `payload`. Segment files are named after the LSN
-//! of their first record. On open, every segment is verified; a torn or
-//! corrupt tail of the last segment is cut off with one warning; damage
-//! earlier than the last segment moves the damaged segment (and everything
-//! after it, which can no longer be trusted to follow on) aside as
-//! `*.corrupt`, never deleting it. Everything before the damage is kept.
+//! Segment file: a header (magic, format version, the release that
+//! created it; see `segment`), then frames `len: u32 LE | crc: u32 LE |
+//! lsn: u64 LE | payload[len]`, where `crc` covers `lsn` and `payload`.
+//! Segments are named after the LSN of their first record; LSNs grow
+//! through the log (gaps are records lost to damage). The header is
+//! written once per segment, so records cost what they did. On open,
+//! `repair` reads every segment and costs damage only what is damaged: it
+//! resynchronises on the next intact frame, keeps the damaged bytes in
+//! `damaged/` and repairs the segment; a segment of a newer format stops
+//! the open before anything is changed.
 //!
 //! Durability: appenders get an LSN at once and frame their record in
 //! place in one pending buffer; the writer thread swaps it out, fills in
@@ -18,8 +21,8 @@
 //! which acknowledgements wait for. With `Always`, every record gets its
 //! own `fdatasync`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,13 +31,15 @@ use std::thread::JoinHandle;
 use tokio::sync::{watch, Notify};
 
 use super::fs::{Fs, SegmentFile};
+use super::repair::{self, Opened};
+use super::segment::{self, HEADER_LEN};
+use super::StoreError;
 
 /// A record's sequence number; 0 means "nothing".
 pub type Lsn = u64;
 
-const HEADER: usize = 16;
-/// Larger records are treated as corruption.
-const MAX_RECORD: usize = 512 * 1024 * 1024;
+/// A frame's header.
+const HEADER: usize = segment::FRAME;
 
 /// When written records are made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -65,10 +70,44 @@ pub struct LogConfig {
 pub struct Recovery {
     pub records: u64,
     pub segments: usize,
-    /// Bytes cut from a torn or corrupt tail.
+    /// Segments of format 0 (no header) that were read.
+    pub headerless_segments: usize,
+    /// Bytes removed from the segments: torn tails cut off, damaged
+    /// ranges cut out (and kept in `moved_aside`).
     pub truncated_bytes: u64,
-    /// Files moved aside because of damage.
+    /// Files written aside with damaged bytes (`damaged/`).
     pub moved_aside: Vec<PathBuf>,
+    /// Records lost, one entry per damaged range or gap in the LSNs.
+    pub losses: Vec<Loss>,
+    /// The highest LSN lost to damage, found now or kept aside in
+    /// `damaged/` by an earlier recovery (0: none); torn tails aside.
+    pub lost_up_to: Lsn,
+}
+
+/// Records lost to one damaged range (or missing from the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// The LSNs lost, `from..=to` (none if `to < from`: damaged bytes
+    /// between two records that follow on).
+    pub from: Lsn,
+    pub to: Lsn,
+    /// Damaged bytes, and where they began (segment, offset); no bytes: a
+    /// gap in the LSNs (a missing segment, or an earlier repair).
+    pub bytes: u64,
+    pub at: Option<(PathBuf, u64)>,
+    /// An unfinished last frame (a write a crash interrupted), cut off.
+    pub torn: bool,
+    /// A gap an earlier recovery already reported and kept the bytes of.
+    pub known: bool,
+    /// Where the damaged bytes were kept.
+    pub kept: Vec<PathBuf>,
+}
+
+impl Loss {
+    /// The number of records lost.
+    pub fn records(&self) -> u64 {
+        self.to.saturating_add(1).saturating_sub(self.from)
+    }
 }
 
 /// Counters of the writer (for metrics and the write-amplification report).
@@ -284,17 +323,18 @@ pub struct Log {
     deleted: AtomicU64,
 }
 
-fn segment_name(first: Lsn) -> String {
+pub(super) fn segment_name(first: Lsn) -> String {
     format!("{first:020}.log")
 }
 
-fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
+pub(super) fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         // LSNs start at 1; anything else is not one of our segments.
-        if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<Lsn>().ok()).filter(|f| *f > 0) {
+        let first = name.strip_suffix(".log").and_then(|n| n.parse::<Lsn>().ok());
+        if let Some(first) = first.filter(|f| (1..=segment::MAX_LSN).contains(f)) {
             out.push((first, path));
         }
     }
@@ -302,91 +342,26 @@ fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     Ok(out)
 }
 
-fn crc(lsn: Lsn, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&lsn.to_le_bytes());
-    h.update(payload);
-    h.finalize()
-}
-
-/// Reads one segment, calling `f` per valid record. Returns the offset of
-/// the first invalid byte (the file length if all is well) and the LSN
-/// expected next.
-fn scan(path: &Path, mut expect: Lsn, f: &mut dyn FnMut(Lsn, &[u8])) -> io::Result<(u64, Lsn)> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(256 * 1024, file);
-    let mut at = 0u64;
-    let mut payload = Vec::new();
-    loop {
-        let mut h = [0u8; HEADER];
-        if at + HEADER as u64 > len || r.read_exact(&mut h).is_err() {
-            return Ok((at, expect));
-        }
-        let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
-        if n > MAX_RECORD || at + (HEADER + n) as u64 > len || lsn != expect {
-            return Ok((at, expect));
-        }
-        payload.resize(n, 0);
-        if r.read_exact(&mut payload).is_err() || crc(lsn, &payload) != sum {
-            return Ok((at, expect));
-        }
-        f(lsn, &payload);
-        at += (HEADER + n) as u64;
-        expect += 1;
-    }
-}
-
 impl Log {
-    /// Opens (or creates) the log, replaying every valid record into `f`
-    /// in order, repairing damage as described in the module docs.
-    pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8])) -> io::Result<(Log, Recovery)> {
+    /// Opens (or creates) the log, replaying every usable record into `f`
+    /// in order (`f` answers whether the record decodes: a record that
+    /// does not is damage), repairing damage as described in `repair`.
+    /// A segment of a newer format refuses the open before anything is
+    /// changed.
+    pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
-        let segs = segments(&cfg.dir)?;
-        let mut rec = Recovery { segments: segs.len(), ..Recovery::default() };
-        let mut expect: Lsn = segs.first().map_or(1, |s| s.0);
-        let mut tail: Option<(PathBuf, u64)> = None;
-        for (i, (first, path)) in segs.iter().enumerate() {
-            if *first != expect {
-                // A gap: this and later segments do not follow on.
-                for (_, p) in &segs[i..] {
-                    rec.moved_aside.push(move_aside(p)?);
-                }
-                break;
-            }
-            let len = fs::metadata(path)?.len();
-            let (valid, next) = scan(path, expect, &mut |lsn, p| {
-                rec.records += 1;
-                f(lsn, p)
-            })?;
-            expect = next;
-            if valid < len {
-                if i + 1 == segs.len() {
-                    tracing::warn!(file = %path.display(), dropped_bytes = len - valid, "log: cutting off a torn or corrupt tail");
-                    rec.truncated_bytes = len - valid;
-                    OpenOptions::new().write(true).open(path)?.set_len(valid)?;
-                } else {
-                    tracing::error!(file = %path.display(), "log: damaged segment; moving it and later ones aside");
-                    let keep = path.with_extension("log.partial");
-                    fs::copy(path, &keep)?;
-                    OpenOptions::new().write(true).open(&keep)?.set_len(valid)?;
-                    for (_, p) in &segs[i..] {
-                        rec.moved_aside.push(move_aside(p)?);
-                    }
-                    fs::rename(&keep, path)?;
-                    tail = Some((path.clone(), valid));
-                    break;
-                }
-            }
-            tail = Some((path.clone(), valid));
-        }
-        let (path, size) = match tail {
-            Some(t) if rec.moved_aside.iter().all(|m| m != &t.0) => t,
-            _ => (cfg.dir.join(segment_name(expect)), 0),
+        let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, f)?;
+        let (path, size, new) = match tail {
+            Some((p, size)) => (p, size, false),
+            None => (cfg.dir.join(segment_name(expect)), 0, true),
         };
-        let file = cfg.fs.open_append(&path)?;
+        let mut file = cfg.fs.open_append(&path)?;
+        let size = if new {
+            file.append(&segment::header(expect))?;
+            HEADER_LEN as u64
+        } else {
+            size
+        };
         cfg.fs.sync_dir(&cfg.dir);
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
@@ -488,20 +463,6 @@ impl Drop for Log {
     }
 }
 
-/// Renames a damaged file out of the way, never over an earlier one.
-fn move_aside(p: &Path) -> io::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut n = 0;
-    loop {
-        let to = PathBuf::from(format!("{}.corrupt-{stamp}-{n}", p.display()));
-        if !to.exists() {
-            fs::rename(p, &to)?;
-            return Ok(to);
-        }
-        n += 1;
-    }
-}
-
 struct Writer {
     cfg: LogConfig,
     file: Box<dyn SegmentFile>,
@@ -600,6 +561,7 @@ impl Writer {
         let path = self.cfg.dir.join(segment_name(first));
         self.file = self.cfg.fs.open_append(&path)?;
         self.size = 0;
+        self.write(&segment::header(first))?;
         self.cfg.fs.sync_dir(&self.cfg.dir);
         Ok(())
     }

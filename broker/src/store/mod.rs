@@ -15,8 +15,11 @@
 
 pub mod fs;
 pub mod log;
+pub mod losses;
 pub mod record;
 pub mod recover;
+mod repair;
+pub mod segment;
 
 use std::io;
 use std::path::PathBuf;
@@ -26,9 +29,24 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-pub use log::{Log, LogConfig, Lsn, Recovery, SyncMode};
+pub use log::{Log, LogConfig, Loss, Lsn, Recovery, SyncMode};
 pub use record::{Record, StoredMessage};
 pub use recover::Model;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A segment written by a newer release, in a format this one cannot
+    /// read: nothing was read or changed.
+    #[error(
+        "{dir} holds a store of a newer format than this release reads ({segment}: format {format}, \
+         created by {created_by}; this release reads formats 0 to {supported}); nothing was changed: \
+         run a release that reads it, or move the directory aside"
+    )]
+    NewerFormat { dir: String, segment: String, format: u16, created_by: String, supported: u16 },
+}
 
 /// Where and how to store.
 #[derive(Debug, Clone)]
@@ -162,21 +180,75 @@ impl Journal {
     }
 }
 
-/// Opens the store in `cfg.dir`, replaying it.
-pub fn open(cfg: &StoreConfig) -> io::Result<(Journal, Model, Recovery)> {
+/// Opens the store in `cfg.dir`, replaying it. A record that does not
+/// decode (or names a session key or message id the broker never writes,
+/// [`record::MAX_ID`]) is damage, like a bad checksum (see `repair`); every loss is
+/// logged with one warning naming the LSNs, the bytes and what they cost.
+pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError> {
     // Emptied first: recovery keeps its scratch files there too.
     let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
     let mut replay = recover::Replay::with_scratch(cfg.spill_dir.clone());
-    let mut undecodable = 0u64;
+    let mut tracker = losses::Tracker::default();
     let log_cfg =
         LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync, fs: cfg.fs.clone() };
-    let (log, rec) = Log::open(log_cfg, &mut |_, bytes| match Record::decode(bytes) {
-        Ok(r) => replay.apply(r),
-        Err(_) => undecodable += 1,
+    let (log, rec) = Log::open(log_cfg, &mut |lsn, bytes| match Record::decode(bytes) {
+        Ok(r) if r.ids_plausible() => {
+            tracker.before(lsn, replay.target(&r));
+            replay.apply(r);
+            true
+        }
+        _ => false,
     })?;
-    if undecodable > 0 {
-        tracing::error!(undecodable, "store: records with a valid checksum could not be decoded; skipped");
+    for loss in rec.losses.iter().filter(|l| !l.known) {
+        report(loss, tracker.of(loss.from));
     }
-    let model = replay.finish();
+    let mut model = replay.finish();
+    if rec.lost_up_to > 0 {
+        let forgotten = tracker.forget_uncertain_in2(&mut model, rec.lost_up_to);
+        if forgotten > 0 {
+            tracing::warn!(
+                forgotten,
+                "store: forgot inbound QoS 2 packet identifiers recorded before lost records (their release may \
+                 have been lost): a retransmitted PUBLISH is delivered again rather than dropped"
+            );
+        }
+    }
     Ok((Journal { log, sync: cfg.sync, compact_bytes: cfg.compact_bytes, spill }, model, rec))
+}
+
+/// The one warning of a loss.
+fn report(loss: &Loss, effect: Option<&losses::Effect>) {
+    let (segment, offset) = loss.at.as_ref().map_or((String::new(), 0), |(p, o)| (p.display().to_string(), *o));
+    let lost_lsns = if loss.records() == 0 { "none".to_owned() } else { format!("{}..={}", loss.from, loss.to) };
+    let queued_lost = effect.map_or(0, |e| e.queued_lost);
+    let sessions = effect.map_or(0, |e| e.sessions.len());
+    let kept: Vec<String> = loss.kept.iter().map(|p| p.display().to_string()).collect();
+    if loss.torn {
+        tracing::warn!(
+            segment,
+            offset,
+            bytes = loss.bytes,
+            "store: cut off an unfinished record at the end of the log"
+        );
+    } else if loss.bytes == 0 {
+        tracing::warn!(
+            lost_lsns,
+            lost_records = loss.records(),
+            queued_lost,
+            sessions,
+            "store: records missing from the log"
+        );
+    } else {
+        tracing::warn!(
+            segment,
+            offset,
+            bytes = loss.bytes,
+            lost_lsns,
+            lost_records = loss.records(),
+            queued_lost,
+            sessions,
+            kept = ?kept,
+            "store: damaged records lost; recovery went on at the next intact record"
+        );
+    }
 }

@@ -358,7 +358,33 @@ fn options_from(b: u8) -> Result<SubOptions, RecordError> {
     })
 }
 
+/// Session keys and message ids beyond this are never written (both count
+/// from 1): a record with one is damage, so the counters that continue
+/// from the recovered maximum cannot overflow.
+pub const MAX_ID: u64 = 1 << 62;
+
 impl Record {
+    /// Whether its session key and message id are ones the broker writes.
+    pub fn ids_plausible(&self) -> bool {
+        let (key, mid) = match self {
+            Record::Session { key, .. }
+            | Record::SessionEnd { key }
+            | Record::Sub { key, .. }
+            | Record::Unsub { key, .. }
+            | Record::Pop { key, .. }
+            | Record::Ack { key, .. }
+            | Record::Rel { key, .. }
+            | Record::In2 { key, .. }
+            | Record::In2Done { key, .. } => (*key, 0),
+            Record::Enq { key, mid, .. } => (*key, *mid),
+            Record::Msg { mid, msg } => (msg.origin, *mid),
+            Record::Retain(m) => (m.origin, 0),
+            Record::Snap(inner) => return inner.ids_plausible(),
+            Record::SnapshotBegin { .. } | Record::SnapshotEnd { .. } => (0, 0),
+        };
+        key <= MAX_ID && mid <= MAX_ID
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         self.encode_into(&mut out);

@@ -199,6 +199,11 @@ impl Entries {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The highest sequence number queued.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.0.back().map(|x| x.0)
+    }
 }
 
 impl IntoIterator for Entries {
@@ -280,6 +285,10 @@ impl Bodies {
         self.index.keys().copied()
     }
 
+    pub fn contains(&self, mid: u64) -> bool {
+        self.index.contains_key(&mid)
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -348,6 +357,15 @@ impl Replay {
                     m.apply(&other);
                 }
             }
+        }
+    }
+
+    /// The state `r` will change and the change: the snapshot being built
+    /// for a `Snap` record (`None` outside a snapshot), the state otherwise.
+    pub fn target<'a>(&'a self, r: &'a Record) -> Option<(&'a Model, &'a Record)> {
+        match r {
+            Record::Snap(inner) => self.building.as_ref().map(|(_, m)| (m, &**inner)),
+            other => Some((&self.model, other)),
         }
     }
 
