@@ -90,7 +90,7 @@ async fn run(cfg: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         listeners.join(", ")
     );
-    signals.wait().await;
+    signals.wait(&broker).await;
     tracing::info!("shutting down");
     broker.shutdown().await;
     ExitCode::SUCCESS
@@ -100,18 +100,31 @@ async fn run(cfg: Config) -> ExitCode {
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
 
-    async fn wait(mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+    /// Until SIGINT or SIGTERM; each SIGHUP reloads the password, ACL and
+    /// TLS files (connections stay open; a file that does not load keeps
+    /// the old material and is logged with its line).
+    async fn wait(mut self, broker: &Broker) {
+        loop {
+            tokio::select! {
+                _ = self.int.recv() => return,
+                _ = self.term.recv() => return,
+                _ = self.hup.recv() => {
+                    broker.reload();
+                }
+            }
         }
     }
 }

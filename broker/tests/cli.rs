@@ -222,3 +222,50 @@ fn unloadable_certificate_exits_2_naming_the_file() {
     let e = String::from_utf8(out.stderr).unwrap();
     assert!(e.contains("server-cert.pem") && e.contains("configuration error"), "{e}");
 }
+
+/// CONNACK's return code for a 3.1.1 CONNECT of `user` with `password`.
+fn connack(addr: &str, user: &str, password: &str) -> u8 {
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 30, 0, 2, b'c', b'1'];
+    for s in [user, password] {
+        body.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        body.extend_from_slice(s.as_bytes());
+    }
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&[0x10, body.len() as u8]).unwrap();
+    s.write_all(&body).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    ack[3]
+}
+
+/// SIGHUP reloads the password file: a user added afterwards is admitted,
+/// the broker keeps running.
+#[test]
+fn sighup_reloads_the_password_file() {
+    use edgemq::auth::passwd::{hash_password, HashScheme};
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let line = |u: &str, p: &[u8]| {
+        format!("{u}:{}\n", hash_password(p, HashScheme::Pbkdf2Sha512 { iterations: 101 }).unwrap())
+    };
+    std::fs::write(&passwd, line("first", b"one")).unwrap();
+    let cfg = dir.path().join("edgemq.toml");
+    std::fs::write(&cfg, format!("port = 0\nallow_anonymous = false\npassword_file = \"{}\"\n", passwd.display()))
+        .unwrap();
+    let mut r =
+        start(&["-c", cfg.to_str().unwrap(), "--bind", "127.0.0.1", "--data-dir", dir.path().to_str().unwrap()]);
+    let addr = first_addr(&r.line);
+    assert_eq!(connack(&addr, "first", "one"), 0);
+    assert_eq!(connack(&addr, "second", "two"), 4);
+    std::fs::write(&passwd, format!("{}{}", line("first", b"one"), line("second", b"two"))).unwrap();
+    signal(&r.child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connack(&addr, "second", "two") != 0 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the password file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(r.child.try_wait().unwrap().is_none(), "still running");
+    signal(&r.child, "-TERM");
+    assert!(wait_exit(&mut r.child).success());
+}

@@ -47,6 +47,33 @@ impl FileAuth {
         }))
     }
 
+    /// Loads the files named again (SIGHUP): a file that does not load
+    /// keeps what `old` had from it, and its error is returned to be
+    /// logged; a file no longer named is dropped.
+    pub fn reload(
+        old: Option<&FileAuth>,
+        passwords: Option<&Path>,
+        acl: Option<&Path>,
+    ) -> (Option<FileAuth>, Vec<FileAuthError>) {
+        let mut errors = Vec::new();
+        let passwords = passwords.and_then(|p| match PasswordFile::load(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errors.push(e.into());
+                old.and_then(|o| o.passwords.clone())
+            }
+        });
+        let acl = acl.and_then(|p| match AclFile::load(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                errors.push(e.into());
+                old.and_then(|o| o.acl.clone())
+            }
+        });
+        let files = (passwords.is_some() || acl.is_some()).then_some(FileAuth { passwords, acl });
+        (files, errors)
+    }
+
     /// Whether the ACL (if any) grants `access` to `topic`.
     pub fn allows(&self, user: Option<&str>, client_id: &str, topic: &str, access: Access) -> bool {
         self.acl.as_ref().is_none_or(|a| a.check(user, client_id, topic, access))

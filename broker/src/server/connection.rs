@@ -74,15 +74,18 @@ impl Transport for TcpStream {
 /// What every connection shares.
 pub struct ConnCtx {
     pub router: mpsc::Sender<RouterMsg>,
-    pub machine: Arc<MachineConfig>,
+    /// The listener's connection settings; replaced on reload (a
+    /// connection takes them once, when it starts).
+    pub machine: super::reload::Current<MachineConfig>,
     pub shutdown: CancellationToken,
     pub verbose: bool,
     /// The store, when acknowledgements must wait for durability.
     pub journal: Option<Arc<Journal>>,
     /// Password hashes verified at once, over all listeners (one per core).
     pub hashing: Arc<tokio::sync::Semaphore>,
-    /// The listener's TLS, if it is a TLS listener (`mqtts`, `wss`).
-    pub tls: Option<super::tls::TlsLayer>,
+    /// The listener's TLS, if it is a TLS listener (`mqtts`, `wss`);
+    /// replaced on reload.
+    pub tls: Option<super::reload::Current<super::tls::TlsLayer>>,
     /// Whether its connections are WebSockets (`ws`, `wss`).
     pub ws: bool,
     /// Its failed TLS handshakes and WebSocket upgrades.
@@ -225,7 +228,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     // Closed by the router (session takeover, queue overflow) or, as a
     // child of the broker's shutdown token, by shutdown.
     let handle = ConnHandle::with_parent(conn_id, &ctx.shutdown);
-    let mut machine = Machine::new(ctx.machine.clone(), handle, now());
+    let mut machine = Machine::new(ctx.machine.get(), handle, now());
     if listener_full {
         machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
     }
@@ -418,7 +421,7 @@ impl<S: Transport> Driver<S> {
             if self.closing.is_some() || self.machine.is_closed() {
                 return Ok(());
             }
-            match decode(&mut self.rbuf, self.machine.version(), self.ctx.machine.max_packet_size) {
+            match decode(&mut self.rbuf, self.machine.version(), self.machine.config().max_packet_size) {
                 Ok(Decoded::Packet(p, len)) => {
                     consumed += len;
                     self.machine.handle(p, now());
@@ -511,7 +514,7 @@ impl<S: Transport> Driver<S> {
             Wait::Router(msg) => self.ctx.router.send(msg).await.map_err(|_| RouterGone),
             Wait::Connect(req) => self.connect(req).await,
             Wait::Password { username, password } => {
-                let ok = match self.ctx.machine.files.clone() {
+                let ok = match self.machine.config().files.clone() {
                     Some(files) => {
                         // At most one hash per core at a time: a flood of
                         // wrong passwords queues here, it does not take

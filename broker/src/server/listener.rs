@@ -140,7 +140,7 @@ async fn serve_upgraded(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<C
     let _ = stream.set_nodelay(true);
     let (what, r) = tokio::select! {
         _ = ctx.shutdown.cancelled() => return,
-        r = tokio::time::timeout(ctx.machine.connect_timeout, upgrade(stream, peer, id, &ctx, full, slot)) => match r {
+        r = tokio::time::timeout(ctx.machine.get().connect_timeout, upgrade(stream, peer, id, &ctx, full, slot)) => match r {
             Ok(Ok(run)) => return run.await,
             Ok(Err((what, e))) => (what, e.to_string()),
             Err(_) => ("handshake", "not done within the connect timeout".to_owned()),
@@ -162,8 +162,8 @@ async fn upgrade(
     full: bool,
     slot: Slot,
 ) -> Result<Serving, (&'static str, std::io::Error)> {
-    let max = ctx.machine.max_packet_size;
-    let Some(tls) = &ctx.tls else {
+    let max = ctx.machine.get().max_packet_size;
+    let Some(tls) = ctx.tls.as_ref().map(|t| t.get()) else {
         let ws = ws_accept(stream, max).await.map_err(|e| ("WebSocket upgrade", e))?;
         return Ok(Box::pin(serve_holding(ws, peer, id, ctx.clone(), full, slot, None)));
     };

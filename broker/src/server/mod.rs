@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+mod reload;
 pub mod tls;
 pub mod ws;
 
@@ -25,6 +26,8 @@ pub use listener::MAX_REFUSING;
 use crate::auth::files::FileAuth;
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
+use reload::{Current, GlobalFiles, Reloadable};
+
 use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
@@ -57,6 +60,9 @@ pub struct Broker {
     addrs: Vec<SocketAddr>,
     /// Each listener's URL scheme, beside its address in `addrs`.
     schemes: Vec<&'static str>,
+    /// What `reload` reads again, per listener.
+    reloadable: Vec<Reloadable>,
+    global: GlobalFiles,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     router: JoinHandle<Router>,
@@ -181,28 +187,45 @@ impl Broker {
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
+        let mut reloadable = Vec::new();
         for (socket, l, files, tls) in listeners {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
-                machine: Arc::new(machine_config(&cfg, l, authenticator.clone(), journal.as_ref(), files)),
+                machine: Current::new(Arc::new(machine_config(
+                    &cfg,
+                    l,
+                    authenticator.clone(),
+                    journal.as_ref(),
+                    files,
+                ))),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
                 journal: journal.clone(),
                 hashing: hashing.clone(),
-                tls,
+                tls: tls.map(|t| Current::new(Arc::new(t))),
                 ws: l.protocol.is_ws(),
                 handshakes: tls::Handshakes::default(),
             });
             let limit = listener::ConnLimit::new(l.max_connections);
+            reloadable.push(Reloadable { ctx: ctx.clone(), listener: l.clone() });
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal })
+        let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global })
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Reads every listener's password, ACL and TLS files again (SIGHUP):
+    /// new handshakes and CONNECTs use them, open connections stay as
+    /// they are. A file that does not load keeps the old material; the
+    /// errors (file and line) are returned and logged.
+    pub fn reload(&self) -> Vec<String> {
+        reload::reload(&self.reloadable, &self.global)
     }
 
     /// The listeners as URLs (`mqtt://127.0.0.1:1883`, `mqtts://…`).
@@ -218,6 +241,9 @@ impl Broker {
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
         }
+        // The listeners' contexts hold router senders: the router stops
+        // once the last is gone.
+        drop(self.reloadable);
         let stats = match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
             Ok(Ok(r)) => r.stats,
             _ => RouterStats::default(),

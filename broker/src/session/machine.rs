@@ -248,6 +248,11 @@ impl Machine {
         }
     }
 
+    /// The settings this machine was made with.
+    pub fn config(&self) -> &MachineConfig {
+        &self.cfg
+    }
+
     /// The protocol level, once CONNECT has been read.
     pub fn version(&self) -> Option<Version> {
         self.version
