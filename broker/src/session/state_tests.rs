@@ -7,7 +7,7 @@ use crate::message::Message;
 use crate::protocol::PublishProps;
 
 fn limits(max_messages: usize, policy: QueueFullPolicy) -> QueueLimits {
-    QueueLimits { max_messages, max_bytes: 1 << 20, policy, queue_qos0: false }
+    QueueLimits { max_messages, max_bytes: 1 << 20, policy, queue_qos0: false, ..QueueLimits::default() }
 }
 
 fn delivery(n: u8, qos: QoS) -> Delivery {

@@ -1,0 +1,164 @@
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::QueueFullPolicy;
+use crate::message::{Delivery, Message};
+use crate::protocol::QoS;
+use crate::session::state::{Enqueued, QueueLimits, SessionState};
+use crate::store::{DiskLimit, SpillDir};
+
+fn delivery(n: u32, size: usize) -> Delivery {
+    let mut payload = vec![0; size.max(4)];
+    payload[..4].copy_from_slice(&n.to_le_bytes());
+    let msg = Message {
+        topic: "t".into(),
+        payload: Bytes::from(payload),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    };
+    Delivery {
+        msg: Arc::new(msg),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        sub_ids: Vec::new(),
+        shared: None,
+        mid: 0,
+        seq: 0,
+    }
+}
+
+fn number(d: &Delivery) -> u32 {
+    u32::from_le_bytes([d.msg.payload[0], d.msg.payload[1], d.msg.payload[2], d.msg.payload[3]])
+}
+
+fn session(pool: &Arc<QueuePool>, policy: QueueFullPolicy) -> SessionState {
+    let mut s = SessionState::new(QueueLimits { policy, pool: pool.clone(), ..QueueLimits::default() });
+    s.set_online(true);
+    s
+}
+
+fn drain(s: &mut SessionState) -> Vec<u32> {
+    std::iter::from_fn(|| {
+        let (d, pkid) = s.next_to_send(1, Instant::now())?;
+        assert!(s.puback(pkid));
+        Some(number(&d))
+    })
+    .collect()
+}
+
+#[test]
+fn a_charge_holds_a_share_of_the_budget_and_gives_it_back() {
+    let pool = QueuePool::new(4000);
+    assert_eq!(pool.share(), 1000);
+    let mut a = Charge::new(&pool);
+    let mut b = Charge::new(&pool);
+    assert!(a.has_room(1000) && !a.has_room(1001), "one queue: a quarter");
+    a.add(1000);
+    b.add(1000);
+    let mut c = Charge::new(&pool);
+    c.add(1000);
+    let d = Charge::new(&pool);
+    assert!(d.has_room(1000));
+    assert!(!d.has_room(1001), "the budget: what the others left");
+    a.sub(400);
+    assert_eq!((a.bytes(), pool.used()), (600, 2600));
+    drop(b);
+    drop(c);
+    assert_eq!(pool.used(), 600, "a dropped queue releases its charge");
+    a.sub(10_000);
+    assert_eq!((a.bytes(), pool.used()), (0, 0), "never below zero");
+}
+
+#[test]
+fn without_a_spill_directory_the_memory_share_drops_under_the_policy() {
+    let pool = QueuePool::new(4 << 20);
+    let mut s = session(&pool, QueueFullPolicy::DropNew);
+    let mut queued = 0;
+    for n in 0..100 {
+        if s.enqueue(delivery(n, 64 << 10)) == Enqueued::Queued {
+            queued += 1;
+        }
+    }
+    assert_eq!(queued, 16, "1 MiB share of 64 KiB messages");
+    assert_eq!((s.dropped, s.last_full), (84, Some(Full::Memory)));
+    assert_eq!(pool.used(), 1 << 20);
+    assert_eq!(drain(&mut s), (0..16).collect::<Vec<_>>());
+    assert_eq!(pool.used(), 0);
+}
+
+#[test]
+fn past_its_share_a_memory_queue_spills_and_comes_back_when_drained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let pool = QueuePool::new(4 << 20);
+    pool.set_spill(dir.clone());
+    let mut s = session(&pool, QueueFullPolicy::DropNew);
+    for n in 0..200 {
+        assert_eq!(s.enqueue(delivery(n, 64 << 10)), Enqueued::Queued, "message {n}");
+    }
+    assert_eq!(s.dropped, 0);
+    assert!(pool.used() <= pool.share(), "memory held to the share: {}", pool.used());
+    let spilled = dir.disk_used.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(spilled >= 184 * (64 << 10), "the rest on disk: {spilled}");
+    assert_eq!(drain(&mut s), (0..200).collect::<Vec<_>>(), "every message, in order");
+    assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (0, 0));
+    assert_eq!(std::fs::read_dir(&dir.path).unwrap().count(), 0, "the scratch file is deleted");
+    // Drained: a memory queue again, which keeps what fits in memory.
+    s.enqueue(delivery(7, 10));
+    assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (10, 0));
+}
+
+#[test]
+fn disk_quotas_of_one_queue_and_of_all_apply_the_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let pool = QueuePool::new(4 << 20);
+    pool.set_spill(dir.clone());
+    // One queue may spill 1 MiB, all together 1.5 MiB.
+    dir.set_quotas(3 << 19, 1 << 20);
+    let mut a = session(&pool, QueueFullPolicy::DropNew);
+    let mut b = session(&pool, QueueFullPolicy::DropOldest);
+    let (mut queued_a, mut queued_b) = (0, 0);
+    for n in 0..100 {
+        queued_a += u32::from(a.enqueue(delivery(n, 64 << 10)) == Enqueued::Queued);
+    }
+    assert_eq!(a.last_full, Some(Full::Disk(DiskLimit::Session)));
+    for n in 0..100 {
+        queued_b += u32::from(b.enqueue(delivery(n, 64 << 10)) == Enqueued::Queued);
+    }
+    assert_eq!(b.last_full, Some(Full::Disk(DiskLimit::Total)), "the total is reached first");
+    let used = dir.disk_used.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(used <= 3 << 19, "{used}");
+    assert_eq!(u64::from(queued_a) + a.dropped, 100);
+    // drop_oldest cannot make room against the total quota: it drops the
+    // new message and keeps its backlog.
+    assert_eq!(u64::from(queued_b) + b.dropped, 100);
+    let got_a = drain(&mut a);
+    assert_eq!(got_a, (0..queued_a).collect::<Vec<_>>(), "drop_new keeps the oldest");
+    assert_eq!(drain(&mut b), (0..queued_b).collect::<Vec<_>>());
+    assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (0, 0));
+}
+
+#[test]
+fn drop_oldest_makes_room_under_its_own_disk_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let pool = QueuePool::new(4 << 20);
+    pool.set_spill(dir.clone());
+    dir.set_quotas(u64::MAX, 1 << 20);
+    let mut s = session(&pool, QueueFullPolicy::DropOldest);
+    for n in 0..100 {
+        assert_eq!(s.enqueue(delivery(n, 64 << 10)), Enqueued::Queued);
+    }
+    assert!(s.dropped > 0);
+    let got = drain(&mut s);
+    assert_eq!(got.len() as u64 + s.dropped, 100);
+    assert_eq!(got.last(), Some(&99), "the newest are kept");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+}
