@@ -633,8 +633,20 @@ mod tests {
         let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../edgemq.toml");
         let c = Config::from_args(&Args { config: Some(sample.into()), ..Args::default() }).unwrap();
         assert_eq!(
-            (c.max_queued_messages, c.max_queued_bytes, c.queue_memory_bytes, c.max_queued_disk_bytes, c.queue_disk_quota),
-            (d.max_queued_messages, d.max_queued_bytes, d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota)
+            (
+                c.max_queued_messages,
+                c.max_queued_bytes,
+                c.queue_memory_bytes,
+                c.max_queued_disk_bytes,
+                c.queue_disk_quota
+            ),
+            (
+                d.max_queued_messages,
+                d.max_queued_bytes,
+                d.queue_memory_bytes,
+                d.max_queued_disk_bytes,
+                d.queue_disk_quota
+            )
         );
         assert_eq!((d.max_queued_messages, d.max_queued_bytes), (0, 0), "no count limit by default");
         assert_eq!((d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota), (128 << 20, 0, 0));

@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+pub mod reclaim;
 
 use std::io;
 use std::net::SocketAddr;
