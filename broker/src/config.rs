@@ -107,8 +107,8 @@ pub struct Config {
     pub max_queued_messages: usize,
     /// Payload bytes queued per session; 0 (the default): no limit of its own.
     pub max_queued_bytes: usize,
-    /// Payload bytes all queues together hold in memory; one session may
-    /// hold a quarter. Past it a queue spills to `data_dir` (persistence
+    /// Bytes all queues together hold in memory (payload, topic and the
+    /// records of each message); one session may hold a quarter. Past it a queue spills to `data_dir` (persistence
     /// on) or applies `queue_full_policy` (off).
     pub queue_memory_bytes: usize,
     /// Bytes one session's queue may spill to disk; 0: as `queue_disk_quota`.
@@ -194,10 +194,10 @@ impl Default for Config {
     }
 }
 
-/// The default `queue_memory_bytes`, 128 MiB: one slow subscriber may
-/// hold 32 MiB in memory before its queue spills (or, without persistence,
+/// The default `queue_memory_bytes`, 256 MiB: one slow subscriber may
+/// hold 64 MiB in memory before its queue spills (or, without persistence,
 /// drops).
-pub const DEFAULT_QUEUE_MEMORY_BYTES: usize = 128 * 1024 * 1024;
+pub const DEFAULT_QUEUE_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 
 /// The default `max_packet_size`, 2 MiB: a packet counts its fixed header,
 /// topic and properties, so a 1 MiB payload (a firmware image chunk, a
@@ -649,7 +649,7 @@ mod tests {
             )
         );
         assert_eq!((d.max_queued_messages, d.max_queued_bytes), (0, 0), "no count limit by default");
-        assert_eq!((d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota), (128 << 20, 0, 0));
+        assert_eq!((d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota), (256 << 20, 0, 0));
     }
 
     const TWO_LISTENERS: &str = "\

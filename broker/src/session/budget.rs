@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::message::{Delivery, Message};
 use crate::store::{DiskLimit, SpillDir};
 
 /// Why a queue has no room for a message.
@@ -41,10 +42,18 @@ impl std::fmt::Display for Full {
     }
 }
 
+/// What a queued delivery costs in memory: its payload and topic, and
+/// the delivery and message records (a message shared by several queues
+/// is charged to each: the budget errs on the safe side).
+pub fn memory_cost(d: &Delivery) -> usize {
+    const RECORDS: usize = std::mem::size_of::<Delivery>() + std::mem::size_of::<Message>() + 16;
+    d.msg.payload.len() + d.msg.topic.len() + RECORDS
+}
+
 /// What the queues of all sessions share.
 #[derive(Debug)]
 pub struct QueuePool {
-    /// Bytes (payload, as `Message::cost`) all queues may hold in memory.
+    /// Bytes ([`memory_cost`]) all queues may hold in memory.
     limit: usize,
     /// What one queue may hold in memory: a quarter of `limit`.
     share: usize,

@@ -79,16 +79,19 @@ fn a_charge_holds_a_share_of_the_budget_and_gives_it_back() {
 fn without_a_spill_directory_the_memory_share_drops_under_the_policy() {
     let pool = QueuePool::new(4 << 20);
     let mut s = session(&pool, QueueFullPolicy::DropNew);
-    let mut queued = 0;
+    let mut queued = 0usize;
     for n in 0..100 {
         if s.enqueue(delivery(n, 64 << 10)) == Enqueued::Queued {
             queued += 1;
         }
     }
-    assert_eq!(queued, 16, "1 MiB share of 64 KiB messages");
-    assert_eq!((s.dropped, s.last_full), (84, Some(Full::Memory)));
-    assert_eq!(pool.used(), 1 << 20);
-    assert_eq!(drain(&mut s), (0..16).collect::<Vec<_>>());
+    let each = memory_cost(&delivery(0, 64 << 10));
+    assert!(each > 64 << 10, "the records count too: {each}");
+    let fit = (1 << 20) / each;
+    assert_eq!(queued, fit, "1 MiB share of 64 KiB messages");
+    assert_eq!((s.dropped, s.last_full), (100 - fit as u64, Some(Full::Memory)));
+    assert_eq!(pool.used(), fit * each);
+    assert_eq!(drain(&mut s), (0..fit as u32).collect::<Vec<_>>());
     assert_eq!(pool.used(), 0);
 }
 
@@ -110,8 +113,9 @@ fn past_its_share_a_memory_queue_spills_and_comes_back_when_drained() {
     assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (0, 0));
     assert_eq!(std::fs::read_dir(&dir.path).unwrap().count(), 0, "the scratch file is deleted");
     // Drained: a memory queue again, which keeps what fits in memory.
-    s.enqueue(delivery(7, 10));
-    assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (10, 0));
+    let small = delivery(7, 10);
+    s.enqueue(small.clone());
+    assert_eq!((pool.used(), dir.disk_used.load(std::sync::atomic::Ordering::Relaxed)), (memory_cost(&small), 0));
 }
 
 #[test]
@@ -161,4 +165,11 @@ fn drop_oldest_makes_room_under_its_own_disk_quota() {
     assert_eq!(got.len() as u64 + s.dropped, 100);
     assert_eq!(got.last(), Some(&99), "the newest are kept");
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
+}
+
+#[test]
+fn memory_cost_counts_the_records_of_a_message() {
+    let d = delivery(1, 64);
+    let records = memory_cost(&d) - 64 - d.msg.topic.len();
+    assert!((100..=250).contains(&records), "{records}");
 }

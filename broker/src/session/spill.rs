@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::budget::{Charge, Full, QueuePool};
+use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::state::MessageQueue;
 use crate::message::{Delivery, SessionKey};
 use crate::store::record::{decode_spilled, encode_spilled};
@@ -90,7 +90,7 @@ impl SpillQueue {
     /// Puts `d` at the end of the head, whatever the limits (for the
     /// entries of a memory queue that starts spilling).
     pub fn push_head(&mut self, d: Delivery) {
-        self.charge.add(d.msg.cost());
+        self.charge.add(memory_cost(&d));
         self.head.push_back(d);
     }
 
@@ -112,7 +112,7 @@ impl SpillQueue {
 
     /// Whether a push of `d` goes to the head.
     fn to_head(&self, d: &Delivery) -> bool {
-        self.spilled() == 0 && self.head.len() < self.head_limit() && self.charge.has_room(d.msg.cost())
+        self.spilled() == 0 && self.head.len() < self.head_limit() && self.charge.has_room(memory_cost(d))
     }
 
     fn spilled(&self) -> usize {
@@ -204,7 +204,7 @@ impl SpillQueue {
             }
         };
         let (at, moved) = decode_entries(&buf, max.min(self.file_entries), &self.dir, &mut |d| {
-            self.charge.add(d.msg.cost());
+            self.charge.add(memory_cost(&d));
             self.head.push_back(d);
         });
         self.file_entries -= moved;
@@ -234,7 +234,7 @@ impl SpillQueue {
     fn refill_from_tail(&mut self) {
         let tail = self.take_tail();
         decode_entries(&tail, usize::MAX, &self.dir, &mut |d| {
-            self.charge.add(d.msg.cost());
+            self.charge.add(memory_cost(&d));
             self.head.push_back(d);
         });
     }
@@ -341,7 +341,7 @@ impl MessageQueue for SpillQueue {
         self.refill();
         self.sync_disk();
         let d = self.head.pop_front()?;
-        self.charge.sub(d.msg.cost());
+        self.charge.sub(memory_cost(&d));
         Some(d)
     }
 

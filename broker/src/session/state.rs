@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::budget::{Charge, Full, QueuePool};
+use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::spill::SpillQueue;
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, SessionKey};
@@ -60,12 +60,12 @@ impl MemQueue {
 
 impl MessageQueue for MemQueue {
     fn push_back(&mut self, d: Delivery) {
-        self.1.add(d.msg.cost());
+        self.1.add(memory_cost(&d));
         self.0.push_back(d);
     }
     fn pop_front(&mut self) -> Option<Delivery> {
         let d = self.0.pop_front()?;
-        self.1.sub(d.msg.cost());
+        self.1.sub(memory_cost(&d));
         if self.0.is_empty() && self.0.capacity() > 1024 {
             // A drained backlog gives its memory back.
             self.0 = VecDeque::new();
@@ -73,7 +73,7 @@ impl MessageQueue for MemQueue {
         Some(d)
     }
     fn room(&self, d: &Delivery) -> Result<(), Full> {
-        if self.1.has_room(d.msg.cost()) {
+        if self.1.has_room(memory_cost(d)) {
             Ok(())
         } else {
             Err(Full::Memory)
@@ -93,7 +93,7 @@ impl MessageQueue for MemQueue {
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
         let (taken, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.0).into_iter().partition(|d| pred(d));
         self.0 = kept;
-        self.1.sub(taken.iter().map(|d| d.msg.cost()).sum());
+        self.1.sub(taken.iter().map(memory_cost).sum());
         taken.into()
     }
 }
