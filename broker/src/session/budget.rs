@@ -91,15 +91,27 @@ impl QueuePool {
 }
 
 /// The bytes one queue holds in memory, charged to its pool.
+///
+/// The pool's counter is shared by the router and every connection, so a
+/// queue takes its bytes from it in [`CHUNK`]s: a queue that keeps up
+/// (one message in, one out) touches it only now and then, not twice per
+/// message. A queue keeps up to two chunks it does not use (8 KiB: 40 MiB
+/// for 5,000 sessions that have had messages queued), all of it released
+/// when the queue is dropped.
 #[derive(Debug)]
 pub struct Charge {
     pool: Arc<QueuePool>,
     bytes: usize,
+    /// Taken from the pool: `bytes` rounded up, plus at most two chunks.
+    reserved: usize,
 }
+
+/// What a queue takes from its pool at a time.
+pub const CHUNK: usize = 4096;
 
 impl Charge {
     pub fn new(pool: &Arc<QueuePool>) -> Charge {
-        Charge { pool: pool.clone(), bytes: 0 }
+        Charge { pool: pool.clone(), bytes: 0, reserved: 0 }
     }
 
     pub fn pool(&self) -> &Arc<QueuePool> {
@@ -108,20 +120,30 @@ impl Charge {
 
     /// Whether `cost` more bytes fit in this queue's share and the budget.
     pub fn has_room(&self, cost: usize) -> bool {
-        self.bytes + cost <= self.pool.share && self.pool.used() + cost <= self.pool.limit
+        let want = self.bytes + cost;
+        want <= self.pool.share
+            && (want <= self.reserved || self.pool.used() + (want - self.reserved) <= self.pool.limit)
     }
 
     pub fn add(&mut self, cost: usize) {
         self.bytes += cost;
-        self.pool.used.fetch_add(cost, Ordering::Relaxed);
+        if self.bytes > self.reserved {
+            let more = (self.bytes - self.reserved).next_multiple_of(CHUNK);
+            self.pool.used.fetch_add(more, Ordering::Relaxed);
+            self.reserved += more;
+        }
     }
 
     pub fn sub(&mut self, cost: usize) {
-        let cost = cost.min(self.bytes);
-        self.bytes -= cost;
-        self.pool.used.fetch_sub(cost, Ordering::Relaxed);
+        self.bytes -= cost.min(self.bytes);
+        let keep = self.bytes.next_multiple_of(CHUNK) + CHUNK;
+        if self.reserved > keep + CHUNK {
+            self.pool.used.fetch_sub(self.reserved - keep, Ordering::Relaxed);
+            self.reserved = keep;
+        }
     }
 
+    /// The bytes held (exact; the pool counts them in chunks).
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -129,7 +151,7 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.pool.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.pool.used.fetch_sub(self.reserved, Ordering::Relaxed);
     }
 }
 

@@ -66,8 +66,9 @@ impl MessageQueue for MemQueue {
     fn pop_front(&mut self) -> Option<Delivery> {
         let d = self.0.pop_front()?;
         self.1.sub(memory_cost(&d));
-        if self.0.is_empty() && self.0.capacity() > 1024 {
-            // A drained backlog gives its memory back.
+        if self.0.is_empty() && self.0.capacity() > 65_536 {
+            // A drained backlog gives its memory back (a small one is kept:
+            // queues that fill and drain often would regrow it each time).
             self.0 = VecDeque::new();
         }
         Some(d)
