@@ -55,7 +55,7 @@ pub fn memory_cost(d: &Delivery) -> usize {
 pub struct QueuePool {
     /// Bytes ([`memory_cost`]) all queues may hold in memory.
     limit: usize,
-    /// What one queue may hold in memory: a quarter of `limit`.
+    /// What one queue may hold in memory: a quarter of `limit`, at most 4 GiB.
     share: usize,
     used: AtomicUsize,
     /// Where queues spill once past their memory share (persistence on).
@@ -64,7 +64,10 @@ pub struct QueuePool {
 
 impl QueuePool {
     pub fn new(limit: usize) -> Arc<QueuePool> {
-        Arc::new(QueuePool { limit, share: limit / 4, used: AtomicUsize::new(0), spill: OnceLock::new() })
+        // A queue counts its bytes in a `u32` (its memory queue is then 48
+        // bytes, one connection's share of the allocator's 48-byte class).
+        let share = (limit / 4).min(u32::MAX as usize);
+        Arc::new(QueuePool { limit, share, used: AtomicUsize::new(0), spill: OnceLock::new() })
     }
 
     /// Lets queues spill to `dir` (once; later calls are ignored).
@@ -101,9 +104,9 @@ impl QueuePool {
 #[derive(Debug)]
 pub struct Charge {
     pool: Arc<QueuePool>,
-    bytes: usize,
+    bytes: u32,
     /// Taken from the pool: `bytes` rounded up, plus at most two chunks.
-    reserved: usize,
+    reserved: u32,
 }
 
 /// What a queue takes from its pool at a time.
@@ -120,38 +123,45 @@ impl Charge {
 
     /// Whether `cost` more bytes fit in this queue's share and the budget.
     pub fn has_room(&self, cost: usize) -> bool {
-        let want = self.bytes + cost;
-        want <= self.pool.share
-            && (want <= self.reserved || self.pool.used() + (want - self.reserved) <= self.pool.limit)
+        let (bytes, reserved) = (self.bytes as usize, self.reserved as usize);
+        let want = bytes + cost;
+        want <= self.pool.share && (want <= reserved || self.pool.used() + (want - reserved) <= self.pool.limit)
     }
 
+    /// Adds `cost` (saturating at 4 GiB: only a push past [`Self::has_room`]
+    /// gets there, and the pool still counts it).
     pub fn add(&mut self, cost: usize) {
-        self.bytes += cost;
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        self.bytes = self.bytes.saturating_add(cost);
         if self.bytes > self.reserved {
-            let more = (self.bytes - self.reserved).next_multiple_of(CHUNK);
-            self.pool.used.fetch_add(more, Ordering::Relaxed);
+            let chunk = CHUNK as u32;
+            let more = (self.bytes - self.reserved).div_ceil(chunk).saturating_mul(chunk);
+            let more = more.min(u32::MAX - self.reserved);
+            self.pool.used.fetch_add(more as usize, Ordering::Relaxed);
             self.reserved += more;
         }
     }
 
     pub fn sub(&mut self, cost: usize) {
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
         self.bytes -= cost.min(self.bytes);
-        let keep = self.bytes.next_multiple_of(CHUNK) + CHUNK;
-        if self.reserved > keep + CHUNK {
-            self.pool.used.fetch_sub(self.reserved - keep, Ordering::Relaxed);
+        let chunk = CHUNK as u32;
+        let keep = self.bytes.div_ceil(chunk).saturating_mul(chunk).saturating_add(chunk);
+        if self.reserved > keep.saturating_add(chunk) {
+            self.pool.used.fetch_sub((self.reserved - keep) as usize, Ordering::Relaxed);
             self.reserved = keep;
         }
     }
 
     /// The bytes held (exact; the pool counts them in chunks).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.pool.used.fetch_sub(self.reserved, Ordering::Relaxed);
+        self.pool.used.fetch_sub(self.reserved as usize, Ordering::Relaxed);
     }
 }
 
