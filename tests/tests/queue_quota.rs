@@ -119,6 +119,7 @@ async fn without_persistence_the_memory_share_applies_the_drop_policy() {
     assert_eq!(got[0], 0, "drop_new keeps the oldest");
     let stats = within("shutdown", b.broker.shutdown()).await;
     assert!(stats.dropped_queue_full > 0, "the share was exceeded");
+    assert_eq!(stats.dropped_disk_quota, 0, "memory, not disk");
     assert_eq!(got.len() as u64 + stats.dropped_queue_full, u64::from(N), "every message delivered or counted");
 }
 
@@ -165,5 +166,6 @@ async fn a_disk_quota_reached_drops_counted_and_disconnects_v5_with_0x97() {
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
     let stats = within("shutdown", b.broker.shutdown()).await;
     assert!(stats.dropped_queue_full > 0);
+    assert_eq!(stats.dropped_disk_quota, stats.dropped_queue_full, "counted as dropped at a disk quota");
     assert!(stats.dropped_queue_full < u64::from(N), "the quota held some: {}", stats.dropped_queue_full);
 }

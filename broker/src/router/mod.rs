@@ -187,6 +187,8 @@ pub struct RouterStats {
     pub published: u64,
     pub delivered: u64,
     pub dropped_queue_full: u64,
+    /// Of those, dropped at a disk quota or the free-space reserve.
+    pub dropped_disk_quota: u64,
     pub sessions_expired: u64,
 }
 
@@ -464,6 +466,9 @@ impl Router {
             return;
         }
         self.stats.dropped_queue_full += dropped;
+        if matches!(full, Some(Full::Disk(_))) {
+            self.stats.dropped_disk_quota += dropped;
+        }
         let Some(e) = self.sessions.get(&key) else { return };
         let client_id = &*e.client_id;
         if r != (Enqueued::DroppedFull { first: true }) {
