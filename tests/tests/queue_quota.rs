@@ -72,26 +72,32 @@ async fn read_acked(s: &mut Raw, n: usize) -> Vec<u32> {
     got
 }
 
-/// The case: a connected 3.1.1 subscriber stops reading while a
-/// publisher sends 64 KiB QoS 1 messages at full speed, 25 times its
-/// memory share; then it reads. Every message the publisher got PUBACK for
-/// arrives, in order, once: its queue spilled to disk instead of dropping.
+/// The case: connected 3.1.1 subscribers stop reading (one with a
+/// clean session, one with a persistent one) while a publisher sends 64
+/// KiB QoS 1 messages at full speed, 25 times their memory share; then
+/// they read. Every message the publisher got PUBACK for arrives, in
+/// order, once, at both: their queues spilled to disk instead of dropping.
 #[tokio::test]
-async fn a_stalled_311_subscriber_gets_every_acknowledged_message_in_order() {
+async fn stalled_311_subscribers_get_every_acknowledged_message_in_order() {
     // 100 MiB: more than the old per-session limit of 64 MiB, 25 times the
     // memory share (4 MiB) here.
     const N: u32 = 1_600;
     let b = TestBroker::start_with(|c| c.queue_memory_bytes = 16 << 20).await;
     let mut stalled = Raw::v311(b.addr, "stalled").await;
     stalled.subscribe(1, &[("behind/t", 1)]).await;
-    // A subscriber beside it that keeps up is not held back.
+    let (mut stalled_persistent, _) =
+        Raw::connect(b.addr, &ConnectOpts::new(Proto::V311, "stalled-persistent").clean(false)).await;
+    stalled_persistent.subscribe(1, &[("behind/t", 1)]).await;
+    // A subscriber beside them that keeps up is not held back.
     let mut keeping_up = Raw::v311(b.addr, "keeping-up").await;
     keeping_up.subscribe(1, &[("behind/t", 1)]).await;
     let reader = tokio::spawn(async move { read_acked(&mut keeping_up, N as usize).await });
     publish_acked(b.addr, "behind/t", N, 64 << 10).await;
     assert_eq!(within("the reader", reader).await.expect("reader"), (0..N).collect::<Vec<_>>());
     assert_eq!(read_acked(&mut stalled, N as usize).await, (0..N).collect::<Vec<_>>(), "nothing lost, in order");
+    assert_eq!(read_acked(&mut stalled_persistent, N as usize).await, (0..N).collect::<Vec<_>>(), "persistent too");
     stalled.expect_silence("each message once").await;
+    stalled_persistent.expect_silence("each message once").await;
     let stats = within("shutdown", b.broker.shutdown()).await;
     assert_eq!(stats.dropped_queue_full, 0);
 }
@@ -125,8 +131,8 @@ async fn without_persistence_the_memory_share_applies_the_drop_policy() {
 
 /// With the default configuration an offline persistent session keeps a
 /// backlog beyond the old `max_queued_messages` default of 100,000, and
-/// gets all of it, in order, on reconnect [MQTT-3.1.2-4] (3.1.1: the
-/// session's QoS 1 messages are kept while it is disconnected).
+/// gets all of it, in order, on reconnect ([MQTT-3.1.2-5], 3.1.1: QoS 1
+/// and 2 messages for a disconnected CleanSession 0 session are stored).
 #[tokio::test]
 async fn an_offline_persistent_session_keeps_more_than_100000_messages_by_default() {
     const N: u32 = 120_000;
