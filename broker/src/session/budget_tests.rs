@@ -190,3 +190,30 @@ fn memory_cost_counts_the_records_of_a_message() {
     let records = memory_cost(&d) - 64 - d.msg.topic.len();
     assert!((100..=250).contains(&records), "{records}");
 }
+
+#[test]
+fn below_the_free_space_reserve_nothing_spills_and_the_new_message_drops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let pool = QueuePool::new(4 << 20);
+    pool.set_spill(dir.clone());
+    let mut s = session(&pool, QueueFullPolicy::DropOldest);
+    for n in 0..20 {
+        assert_eq!(s.enqueue(delivery(n, 64 << 10)), Enqueued::Queued);
+    }
+    dir.set_low_space(true);
+    assert_eq!(s.enqueue(delivery(20, 64 << 10)), Enqueued::DroppedFull { first: true });
+    assert_eq!(s.last_full, Some(Full::Disk(DiskLimit::FreeSpace)));
+    assert_eq!(s.queued(), 20, "drop_oldest does not give up its backlog for a full disk");
+    dir.set_low_space(false);
+    assert_eq!(s.enqueue(delivery(21, 64 << 10)), Enqueued::Queued, "room again: spilling resumes");
+    let mut want: Vec<u32> = (0..20).collect();
+    want.push(21);
+    assert_eq!(drain(&mut s), want);
+}
+
+#[test]
+fn the_reserve_is_five_percent_at_most_one_gib() {
+    assert_eq!(crate::store::reserve(8 << 30), (8 << 30) / 20);
+    assert_eq!(crate::store::reserve(100 << 30), 1 << 30);
+}

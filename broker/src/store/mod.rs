@@ -152,6 +152,12 @@ impl SpillDir {
         }
     }
 
+    /// Sets what the last free-space check found (tests).
+    #[cfg(test)]
+    pub fn set_low_space(&self, low: bool) {
+        self.low_space.store(low, Ordering::Relaxed);
+    }
+
     /// Claims the next free-space check; `false` while one is running (so
     /// checks on a stalled disk do not pile up).
     pub fn start_space_check(&self) -> bool {
