@@ -105,9 +105,11 @@ class Broker:
         a = self.args
         if a.stock:
             return f'bind = ["127.0.0.1"]\nport = {port}\ndata_dir = "{d}/data"\n'
+        # No queue limit of its own by default (disk quotas decide for a
+        # backlog); queue_memory_bytes 4 GiB lets one subscriber hold 1 GiB
+        # in memory before it spills, as max_queued_bytes = 1 GiB did.
         return (f'bind = ["127.0.0.1"]\nport = {port}\ndata_dir = "{d}/data"\n'
-                f"max_inflight_messages = {a.inflight}\nmax_queued_messages = {a.queued}\n"
-                f"max_queued_bytes = {max(1 << 30, a.backlog_n * BACKLOG_MSG_BYTES)}\n")
+                f"max_inflight_messages = {a.inflight}\nqueue_memory_bytes = {4 << 30}\n")
 
     def mosquitto_conf(self, port):
         a = self.args

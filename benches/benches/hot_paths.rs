@@ -163,6 +163,7 @@ fn fanout(c: &mut Criterion) {
             max_bytes: 1 << 30,
             policy: QueueFullPolicy::DropNew,
             queue_qos0: true,
+            ..QueueLimits::default()
         };
         let mut router = Router::new(limits);
         let now = Instant::now();

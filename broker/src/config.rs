@@ -161,10 +161,21 @@ pub struct Config {
     pub max_packet_size: usize,
     /// Unacknowledged QoS 1/2 messages in flight to one client.
     pub max_inflight_messages: u16,
-    /// Messages queued per session beyond those in flight.
+    /// Messages queued per session beyond those in flight; 0 (the
+    /// default): no limit of its own, the memory budget and the disk
+    /// quotas decide.
     pub max_queued_messages: usize,
-    /// Payload bytes queued per session.
+    /// Payload bytes queued per session; 0 (the default): no limit of its own.
     pub max_queued_bytes: usize,
+    /// Bytes all queues together hold in memory (payload, topic and the
+    /// records of each message); one session may hold a quarter. Past it a queue spills to `data_dir` (persistence
+    /// on) or applies `queue_full_policy` (off).
+    pub queue_memory_bytes: usize,
+    /// Bytes one session's queue may spill to disk; 0: as `queue_disk_quota`.
+    pub max_queued_disk_bytes: u64,
+    /// Bytes all spilled queues together may take on disk; 0: a quarter of
+    /// the data directory's free space at start.
+    pub queue_disk_quota: u64,
     pub queue_full_policy: QueueFullPolicy,
     /// Disconnect an online MQTT 5 client whose queue starts overflowing
     /// under `drop_new`, with DISCONNECT 0x97 Quota exceeded (its session
@@ -232,8 +243,11 @@ impl Default for Config {
             acl_file: None,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_inflight_messages: 1000,
-            max_queued_messages: 100_000,
-            max_queued_bytes: 64 * 1024 * 1024,
+            max_queued_messages: 0,
+            max_queued_bytes: 0,
+            queue_memory_bytes: DEFAULT_QUEUE_MEMORY_BYTES,
+            max_queued_disk_bytes: 0,
+            queue_disk_quota: 0,
             queue_full_policy: QueueFullPolicy::DropNew,
             disconnect_on_queue_full: true,
             queue_qos0_messages: false,
@@ -257,6 +271,11 @@ impl Default for Config {
         }
     }
 }
+
+/// The default `queue_memory_bytes`, 256 MiB: one slow subscriber may
+/// hold 64 MiB in memory before its queue spills (or, without persistence,
+/// drops).
+pub const DEFAULT_QUEUE_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 
 /// The default `max_packet_size`, 2 MiB: a packet counts its fixed header,
 /// topic and properties, so a 1 MiB payload (a firmware image chunk, a
@@ -307,6 +326,9 @@ struct FileConfig {
     max_inflight_messages: Option<u16>,
     max_queued_messages: Option<usize>,
     max_queued_bytes: Option<usize>,
+    queue_memory_bytes: Option<usize>,
+    max_queued_disk_bytes: Option<u64>,
+    queue_disk_quota: Option<u64>,
     queue_full_policy: Option<QueueFullPolicy>,
     disconnect_on_queue_full: Option<bool>,
     queue_qos0_messages: Option<bool>,
@@ -445,6 +467,14 @@ fn check_limit(key: &str, value: u64) -> Result<(), String> {
     match key {
         "max_packet_size" if !(16..=268_435_460).contains(&value) => Err("must be between 16 and 268435460".into()),
         "connect_timeout_secs" if !(1..=3600).contains(&value) => Err("must be between 1 and 3600".into()),
+        // 0: no limit of its own (Mosquitto's meaning).
+        "max_queued_messages" | "max_queued_bytes" => Ok(()),
+        "queue_memory_bytes" if value < 1 << 20 => Err("must be at least 1048576 (1 MiB)".into()),
+        // 0: the default (a share of the free space).
+        "max_queued_disk_bytes" | "queue_disk_quota" if value != 0 && value < 1 << 16 => {
+            Err("must be 0 (the default) or at least 65536".into())
+        }
+        "max_queued_disk_bytes" | "queue_disk_quota" => Ok(()),
         _ if value == 0 => Err("must be at least 1".into()),
         _ => Ok(()),
     }
@@ -595,6 +625,9 @@ impl Config {
                 max_inflight_messages,
                 max_queued_messages,
                 max_queued_bytes,
+                queue_memory_bytes,
+                max_queued_disk_bytes,
+                queue_disk_quota,
                 queue_full_policy,
                 disconnect_on_queue_full,
                 queue_qos0_messages,
@@ -670,6 +703,10 @@ impl Config {
             ("receive_maximum", u64::from(self.receive_maximum)),
             ("max_keepalive", u64::from(self.max_keepalive)),
             ("max_queued_messages", self.max_queued_messages as u64),
+            ("max_queued_bytes", self.max_queued_bytes as u64),
+            ("queue_memory_bytes", self.queue_memory_bytes as u64),
+            ("max_queued_disk_bytes", self.max_queued_disk_bytes),
+            ("queue_disk_quota", self.queue_disk_quota),
             ("connect_timeout_secs", self.connect_timeout_secs),
             ("max_topic_levels", u64::from(self.max_topic_levels)),
             ("max_sessions", self.max_sessions as u64),

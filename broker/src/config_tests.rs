@@ -222,3 +222,30 @@ fn tls_listeners_and_their_errors() {
         assert!(e.contains(want), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn queue_budget_and_quotas_are_range_checked() {
+    for (text, want) in [
+        ("queue_memory_bytes = 1000\n", ":1: key `queue_memory_bytes`"),
+        ("\nmax_queued_disk_bytes = 100\n", ":2: key `max_queued_disk_bytes`"),
+        ("queue_disk_quota = 65535\n", ":1: key `queue_disk_quota`"),
+    ] {
+        let e = with_file(text).unwrap_err().to_string();
+        assert!(e.contains(want), "{text:?}: {e}");
+    }
+    let c = with_file(
+        "max_queued_messages = 0\nqueue_memory_bytes = 1048576\nmax_queued_disk_bytes = 65536\nqueue_disk_quota = 0\n",
+    )
+    .unwrap();
+    assert_eq!((c.max_queued_messages, c.queue_memory_bytes, c.max_queued_disk_bytes), (0, 1 << 20, 1 << 16));
+    let d = Config::default();
+    // The sample file documents the defaults.
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../edgemq.toml");
+    let c = Config::from_args(&Args { config: Some(sample.into()), ..Args::default() }).unwrap();
+    assert_eq!(
+        (c.max_queued_messages, c.max_queued_bytes, c.queue_memory_bytes, c.max_queued_disk_bytes, c.queue_disk_quota),
+        (d.max_queued_messages, d.max_queued_bytes, d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota)
+    );
+    assert_eq!((d.max_queued_messages, d.max_queued_bytes), (0, 0), "no count limit by default");
+    assert_eq!((d.queue_memory_bytes, d.max_queued_disk_bytes, d.queue_disk_quota), (256 << 20, 0, 0));
+}

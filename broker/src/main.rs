@@ -41,13 +41,20 @@ fn main() -> ExitCode {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(filter)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    // Memory a burst freed goes back to the system once the workers idle.
+    #[cfg(feature = "mimalloc")]
+    builder.on_thread_park(edgemq::server::reclaim::on_park);
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("edgemq: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
+    #[cfg(feature = "mimalloc")]
+    runtime.spawn(edgemq::server::reclaim::wake_workers(runtime.metrics().num_workers()));
     runtime.block_on(run(cfg))
 }
 

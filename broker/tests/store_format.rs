@@ -202,7 +202,6 @@ fn the_current_format_is_read_exactly_and_left_unchanged() {
 /// durable, the old segments are deleted and the state is the same.
 #[test]
 fn the_headerless_format_is_read_and_migrated_by_the_start_snapshot() {
-    use edgemq::config::QueueFullPolicy;
     use edgemq::session::state::QueueLimits;
     use std::time::{Duration, Instant, SystemTime};
     let tmp = copy_of("store-v0");
@@ -215,8 +214,7 @@ fn the_headerless_format_is_read_and_migrated_by_the_start_snapshot() {
     // What the broker does at start: restore, snapshot, and once the
     // snapshot is durable, delete the segments before it.
     let journal = Arc::new(journal);
-    let limits =
-        QueueLimits { max_messages: 1000, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
+    let limits = QueueLimits { max_messages: 1000, max_bytes: 1 << 20, ..QueueLimits::default() };
     let mut router = edgemq::router::Router::new(limits);
     let now = Instant::now();
     router.enable_persistence(journal.clone(), model, (now, SystemTime::now()));

@@ -139,7 +139,7 @@ fn strict_level() -> u8 {
 }
 
 /// The router's settings, to make it again after a restart.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct RouterSettings {
     limits: QueueLimits,
     strategy: SharedStrategy,
@@ -148,7 +148,7 @@ struct RouterSettings {
 
 impl RouterSettings {
     fn router(&self) -> Router {
-        let mut r = Router::new(self.limits);
+        let mut r = Router::new(self.limits.clone());
         r.set_shared_strategy(self.strategy);
         r.set_disconnect_on_queue_full(self.quota_disconnect);
         r
@@ -608,6 +608,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         max_bytes: *u.choose(&[16, 1 << 10, 1 << 20])?,
         policy: if u.arbitrary()? { QueueFullPolicy::DropNew } else { QueueFullPolicy::DropOldest },
         queue_qos0: u.arbitrary()?,
+        ..QueueLimits::default()
     };
     let settings = RouterSettings {
         limits,
@@ -617,10 +618,11 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     let store =
         if u.ratio(1, 4)? { Store::create(*u.choose(&[4096, 1 << 20])?, *u.choose(&[2048, 1 << 30])?) } else { None };
     let now = Instant::now();
+    let router = settings.router();
     let mut w = World {
         cfg: Arc::new(cfg),
         settings,
-        router: settings.router(),
+        router,
         store,
         conns: [None, None, None],
         now,

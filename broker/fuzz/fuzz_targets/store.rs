@@ -201,6 +201,7 @@ fn restore(journal: Journal, model: Model, mode: u8) {
         max_bytes: 1 << 20,
         policy: if mode & 0x80 != 0 { QueueFullPolicy::DropOldest } else { QueueFullPolicy::DropNew },
         queue_qos0: mode & 0x20 != 0,
+        ..QueueLimits::default()
     };
     let journal = Arc::new(journal);
     let mut router = Router::new(limits);

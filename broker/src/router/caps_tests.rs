@@ -3,14 +3,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::config::QueueFullPolicy;
 use crate::protocol::{QoS, SubOptions};
 use crate::router::{ConnHandle, RouterMsg, Sub, SubscribeEntry};
 use crate::session::state::QueueLimits;
 
 fn router(caps: RouterCaps) -> Router {
-    let limits =
-        QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
+    let limits = QueueLimits { max_messages: 100, max_bytes: 1 << 20, ..QueueLimits::default() };
     let mut r = Router::new(limits);
     r.set_caps(caps);
     r

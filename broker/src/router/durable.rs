@@ -72,6 +72,8 @@ impl Router {
             compacted_size: 0,
         });
         self.next_key = self.next_key.max(model.max_key + 1);
+        // Queues past their memory share spill there too.
+        self.limits.pool.set_spill(journal.spill.clone());
         let msgs = model.msgs;
         let mut cache: std::collections::HashMap<u64, Arc<Message>> = std::collections::HashMap::new();
         let mut message = |mid: u64| -> Option<Arc<Message>> {
@@ -88,7 +90,7 @@ impl Router {
             Some(m)
         };
         for (key, stored) in model.sessions {
-            let shared = Arc::new(SharedSession::new(self.limits));
+            let shared = Arc::new(SharedSession::new(self.limits.clone()));
             let client_id: Arc<str> = stored.client_id.as_str().into();
             let expiry = stored.expiry_secs.map(Duration::from_secs);
             // Offline since the recorded time, or since now if it was

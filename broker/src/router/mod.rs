@@ -33,6 +33,7 @@ pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::protocol::{reason, RetainHandling, SubOptions};
+use crate::session::budget::Full;
 use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
 use crate::store::{Record, StoredMessage};
 
@@ -188,6 +189,8 @@ pub struct RouterStats {
     pub published: u64,
     pub delivered: u64,
     pub dropped_queue_full: u64,
+    /// Of those, dropped at a disk quota or the free-space reserve.
+    pub dropped_disk_quota: u64,
     pub sessions_expired: u64,
     /// CONNECTs refused at `max_sessions`.
     pub sessions_refused: u64,
@@ -308,7 +311,7 @@ impl Router {
         }
         let key = self.next_key;
         self.next_key += 1;
-        let shared = Arc::new(SharedSession::new(self.limits));
+        let shared = Arc::new(SharedSession::new(self.limits.clone()));
         shared.lock().set_online(true);
         let client_id: Arc<str> = req.client_id.into();
         self.by_client.insert(client_id.clone(), key);
@@ -444,8 +447,8 @@ impl Router {
                     seq: 0,
                 };
                 let d = self.stored(d, journaled);
-                let (r, dropped) = offer(&mut shared.lock(), d);
-                self.enqueued(key, r, dropped);
+                let offered = offer(&mut shared.lock(), d);
+                self.enqueued(key, offered);
             }
             touch(&mut self.touched, &shared);
         }
@@ -465,7 +468,7 @@ impl Router {
     /// 3.1/3.1.1 have no way to say why, so their clients keep the
     /// connection; so do clients under `drop_oldest`, which keeps the newest
     /// messages flowing by design.
-    fn enqueued(&mut self, key: SessionKey, r: Enqueued, dropped: u64) {
+    fn enqueued(&mut self, key: SessionKey, (r, dropped, full): Offered) {
         if r == Enqueued::Queued {
             self.stats.delivered += 1;
         }
@@ -473,16 +476,20 @@ impl Router {
             return;
         }
         self.stats.dropped_queue_full += dropped;
+        if matches!(full, Some(Full::Disk(_))) {
+            self.stats.dropped_disk_quota += dropped;
+        }
         let Some(e) = self.sessions.get(&key) else { return };
         let client_id = &*e.client_id;
         if r != (Enqueued::DroppedFull { first: true }) {
             return;
         }
         let v5_conn = e.conn.as_ref().filter(|c| c.v5() && self.quota_disconnect);
+        let limit = full.map(|f| f.to_string()).unwrap_or_default();
         if v5_conn.is_some_and(|c| c.close(reason::QUOTA_EXCEEDED)) {
-            tracing::warn!(client_id, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
+            tracing::warn!(client_id, limit, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
         } else {
-            tracing::warn!(client_id, "session queue full: dropping messages until it drains");
+            tracing::warn!(client_id, limit, "session queue full: dropping messages until it drains");
         }
     }
 
@@ -565,22 +572,22 @@ impl Router {
                 Ok(offer(&mut st, d))
             }
         };
-        let (r, dropped, e) = match offered {
-            Ok((r, dropped)) => (r, dropped, e),
+        let (offered, e) = match offered {
+            Ok(offered) => (offered, e),
             Err(d) => {
                 let d = self.stored(d, true);
                 let Some(e) = self.sessions.get(&key) else {
                     return false;
                 };
-                let (r, dropped) = offer(&mut e.shared.lock(), d);
-                (r, dropped, e)
+                (offer(&mut e.shared.lock(), d), e)
             }
         };
-        if r == Enqueued::Queued && e.conn.is_some() {
+        let queued = offered.0 == Enqueued::Queued;
+        if queued && e.conn.is_some() {
             touch(&mut self.touched, &e.shared);
         }
-        self.enqueued(key, r, dropped);
-        r == Enqueued::Queued
+        self.enqueued(key, offered);
+        queued
     }
 
     /// Gives deliveries a leaving member of a shared group had not finished
@@ -651,12 +658,16 @@ fn touch(touched: &mut Vec<Arc<SharedSession>>, shared: &Arc<SharedSession>) {
     }
 }
 
-/// Offers `d` to a session's queue; returns the outcome and how many
-/// messages the queue dropped for lack of room.
-fn offer(st: &mut SessionState, d: Delivery) -> (Enqueued, u64) {
+/// What became of a message offered to a queue: the outcome, how many
+/// messages the queue dropped for lack of room, and the limit reached.
+type Offered = (Enqueued, u64, Option<Full>);
+
+/// Offers `d` to a session's queue.
+fn offer(st: &mut SessionState, d: Delivery) -> Offered {
     let before = st.dropped;
     let r = st.enqueue(d);
-    (r, st.dropped.saturating_sub(before))
+    let dropped = st.dropped.saturating_sub(before);
+    (r, dropped, if dropped > 0 { st.last_full } else { None })
 }
 
 /// Picks the member of `group` that gets the next message: online members
@@ -710,9 +721,22 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
                 let now = tokio::time::Instant::now().into_std();
                 router.expire(now);
                 router.maintain_store(now);
+                check_space(&router);
             }
         }
         wake(&mut router);
+    }
+}
+
+/// Re-checks the free space of the spill directory's file system, off
+/// the router (a stalled disk must not stall routing), at most one check at
+/// a time.
+fn check_space(router: &Router) {
+    if let Some(dir) = router.limits.pool.spill() {
+        if dir.start_space_check() {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || dir.check_space());
+        }
     }
 }
 

@@ -7,7 +7,13 @@ use crate::config::QueueFullPolicy;
 use crate::protocol::QoS;
 
 fn limits() -> QueueLimits {
-    QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false }
+    QueueLimits {
+        max_messages: 100,
+        max_bytes: 1 << 20,
+        policy: QueueFullPolicy::DropNew,
+        queue_qos0: false,
+        ..QueueLimits::default()
+    }
 }
 
 fn conn(id: u64) -> ConnHandle {

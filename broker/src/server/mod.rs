@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+pub mod reclaim;
 mod reload;
 pub mod tls;
 pub mod ws;
@@ -29,6 +30,7 @@ use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
 
 use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
+use crate::session::budget::QueuePool;
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
 use crate::store::{self, Journal, StoreConfig};
@@ -171,6 +173,7 @@ impl Broker {
             max_bytes: cfg.max_queued_bytes,
             policy: cfg.queue_full_policy,
             queue_qos0: cfg.queue_qos0_messages,
+            pool: QueuePool::new(cfg.queue_memory_bytes),
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
@@ -257,6 +260,29 @@ impl Broker {
 }
 
 /// Opens the store in the data directory and restores its state into `router`.
+/// Sets the disk quotas of spilled queues: as configured, or by default a
+/// quarter of the data directory's free space now for all queues together
+/// (a stored message is in the log as well as in its spill file), all of
+/// which one queue may use.
+fn disk_quotas(cfg: &Config, spill: &store::SpillDir) {
+    let total = match cfg.queue_disk_quota {
+        0 => match store::free_space(&cfg.data_dir) {
+            Ok((free, _)) => free / 4,
+            Err(e) => {
+                tracing::warn!(dir = %cfg.data_dir.display(), "cannot read the free space ({e}): queue_disk_quota 1 GiB");
+                1 << 30
+            }
+        },
+        q => q,
+    };
+    let session = if cfg.max_queued_disk_bytes == 0 { total } else { cfg.max_queued_disk_bytes };
+    spill.set_quotas(total, session);
+    if spill.start_space_check() {
+        spill.check_space();
+    }
+    tracing::info!(queue_disk_quota = total, max_queued_disk_bytes = session, "queues: disk quotas");
+}
+
 fn open_store(
     cfg: &Config,
     fs: Arc<dyn crate::store::fs::Fs>,
@@ -288,6 +314,7 @@ fn open_store(
         retained = model.retained.len(),
         "store: recovered"
     );
+    disk_quotas(cfg, &journal.spill);
     let journal = Arc::new(journal);
     let now = tokio::time::Instant::now().into_std();
     router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));

@@ -70,8 +70,13 @@ pub(in crate::session) struct Client {
 
 impl Harness {
     pub(in crate::session) fn new() -> Harness {
-        let limits =
-            QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false };
+        let limits = QueueLimits {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+            policy: QueueFullPolicy::DropNew,
+            queue_qos0: false,
+            ..QueueLimits::default()
+        };
         Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1 }
     }
 

@@ -2,6 +2,7 @@
 //! the state that outlives connections ([`state`]).
 
 mod auth_flow;
+pub mod budget;
 pub mod gate;
 mod handlers;
 mod machine;

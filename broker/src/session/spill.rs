@@ -11,6 +11,11 @@
 //!
 //! If the scratch file cannot be written or read, the queue logs it once and
 //! keeps everything in memory from then on: the log still has every entry.
+//!
+//! Accounting: the decoded head is charged to the memory budget (a push
+//! that does not fit there goes to disk even while nothing is spilled), and
+//! the spilled bytes (file and tail) to the disk quotas of [`SpillDir`];
+//! [`MessageQueue::room`] says whether the next push fits.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -20,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::state::MessageQueue;
 use crate::message::{Delivery, SessionKey};
 use crate::store::record::{decode_spilled, encode_spilled};
@@ -50,10 +56,19 @@ pub struct SpillQueue {
     /// then drained a chunk at a time); closed when it goes offline or the
     /// file is deleted, so an offline session holds no descriptor.
     reader: Option<File>,
+    /// The head's bytes, charged to the memory budget.
+    charge: Charge,
+    /// The spilled bytes last added to `dir.disk_used`.
+    disk_charged: u64,
+}
+
+/// Roughly what a delivery takes spilled (its entry and body encoded).
+fn spilled_size(d: &Delivery) -> u64 {
+    (d.msg.payload.len() + d.msg.topic.len() + 48) as u64
 }
 
 impl SpillQueue {
-    pub fn new(dir: Arc<SpillDir>, key: SessionKey) -> SpillQueue {
+    pub fn new(dir: Arc<SpillDir>, key: SessionKey, pool: &Arc<QueuePool>) -> SpillQueue {
         let path = dir.new_file(key);
         SpillQueue {
             head: VecDeque::new(),
@@ -67,7 +82,37 @@ impl SpillQueue {
             online: false,
             in_memory: false,
             reader: None,
+            charge: Charge::new(pool),
+            disk_charged: 0,
         }
+    }
+
+    /// Puts `d` at the end of the head, whatever the limits (for the
+    /// entries of a memory queue that starts spilling).
+    pub fn push_head(&mut self, d: Delivery) {
+        self.charge.add(memory_cost(&d));
+        self.head.push_back(d);
+    }
+
+    /// Bytes spilled: the file's unread part and the tail.
+    pub fn disk_bytes(&self) -> u64 {
+        self.written - self.read_at + self.tail.len() as u64
+    }
+
+    /// Brings the shared count of spilled bytes up to date.
+    fn sync_disk(&mut self) {
+        let now = self.disk_bytes();
+        if now > self.disk_charged {
+            self.dir.disk_used.fetch_add(now - self.disk_charged, Ordering::Relaxed);
+        } else {
+            self.dir.disk_used.fetch_sub(self.disk_charged - now, Ordering::Relaxed);
+        }
+        self.disk_charged = now;
+    }
+
+    /// Whether a push of `d` goes to the head.
+    fn to_head(&self, d: &Delivery) -> bool {
+        self.spilled() == 0 && self.head.len() < self.head_limit() && self.charge.has_room(memory_cost(d))
     }
 
     fn spilled(&self) -> usize {
@@ -136,6 +181,8 @@ impl SpillQueue {
         self.refill_from_tail();
         self.reader = None;
         let _ = std::fs::remove_file(&self.path);
+        self.read_at = 0;
+        self.written = 0;
     }
 
     /// Moves up to `max` entries from the file to the head.
@@ -156,7 +203,10 @@ impl SpillQueue {
                 return;
             }
         };
-        let (at, moved) = decode_entries(&buf, max.min(self.file_entries), &self.dir, &mut |d| self.head.push_back(d));
+        let (at, moved) = decode_entries(&buf, max.min(self.file_entries), &self.dir, &mut |d| {
+            self.charge.add(memory_cost(&d));
+            self.head.push_back(d);
+        });
         self.file_entries -= moved;
         self.read_at += at as u64;
         if moved == 0 && max > 0 && !self.in_memory {
@@ -183,7 +233,10 @@ impl SpillQueue {
 
     fn refill_from_tail(&mut self) {
         let tail = self.take_tail();
-        decode_entries(&tail, usize::MAX, &self.dir, &mut |d| self.head.push_back(d));
+        decode_entries(&tail, usize::MAX, &self.dir, &mut |d| {
+            self.charge.add(memory_cost(&d));
+            self.head.push_back(d);
+        });
     }
 
     /// Makes the head non-empty if anything is spilled.
@@ -273,24 +326,39 @@ fn decode_at(b: &[u8], dir: &SpillDir) -> Option<(Delivery, usize)> {
 
 impl MessageQueue for SpillQueue {
     fn push_back(&mut self, d: Delivery) {
-        if self.spilled() == 0 && self.head.len() < self.head_limit() {
-            self.head.push_back(d);
+        if self.in_memory || self.to_head(&d) {
+            self.push_head(d);
             return;
         }
         self.encode(&d);
         if self.tail.len() >= TAIL_CHUNK || self.dir.over_budget() {
             self.flush();
         }
+        self.sync_disk();
     }
 
     fn pop_front(&mut self) -> Option<Delivery> {
         self.refill();
-        self.head.pop_front()
+        self.sync_disk();
+        let d = self.head.pop_front()?;
+        self.charge.sub(memory_cost(&d));
+        Some(d)
     }
 
     fn front(&mut self) -> Option<&Delivery> {
         self.refill();
+        self.sync_disk();
         self.head.front()
+    }
+
+    fn room(&self, d: &Delivery) -> Result<(), Full> {
+        if self.to_head(d) {
+            Ok(())
+        } else if self.in_memory {
+            Err(Full::Memory)
+        } else {
+            self.dir.disk_room(self.disk_bytes(), spilled_size(d)).map_err(Full::Disk)
+        }
     }
 
     fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
@@ -328,14 +396,18 @@ impl MessageQueue for SpillQueue {
             for d in std::mem::take(&mut self.head) {
                 self.encode(&d);
             }
+            let held = self.charge.bytes();
+            self.charge.sub(held);
             self.flush();
         }
+        self.sync_disk();
     }
 }
 
 impl Drop for SpillQueue {
     fn drop(&mut self) {
         self.take_tail();
+        self.dir.disk_used.fetch_sub(self.disk_charged, Ordering::Relaxed);
         if self.written > 0 {
             let _ = std::fs::remove_file(&self.path);
         }

@@ -37,6 +37,10 @@ fn number(d: &Delivery) -> u32 {
     d.sub_ids[0]
 }
 
+fn pool() -> Arc<QueuePool> {
+    QueuePool::new(1 << 30)
+}
+
 fn files(dir: &SpillDir) -> usize {
     std::fs::read_dir(&dir.path).unwrap().count()
 }
@@ -44,7 +48,7 @@ fn files(dir: &SpillDir) -> usize {
 #[test]
 fn an_offline_queue_keeps_nothing_in_memory_and_drains_in_order() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1);
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
     for n in 0..20_000 {
         q.push_back(delivery(n));
     }
@@ -75,7 +79,7 @@ fn an_offline_queue_keeps_nothing_in_memory_and_drains_in_order() {
 #[test]
 fn message_age_survives_the_file() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1);
+    let mut q = SpillQueue::new(dir, 1, &pool());
     let d = delivery(7);
     let received = d.msg.received;
     q.push_back(d);
@@ -88,7 +92,7 @@ fn message_age_survives_the_file() {
 #[test]
 fn an_online_queue_that_keeps_up_stays_in_memory() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1);
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
     q.set_online(true);
     for n in 0..1_000 {
         q.push_back(delivery(n));
@@ -101,7 +105,7 @@ fn an_online_queue_that_keeps_up_stays_in_memory() {
 #[test]
 fn going_offline_moves_the_head_out_of_memory() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1);
+    let mut q = SpillQueue::new(dir, 1, &pool());
     q.set_online(true);
     for n in 0..10 {
         q.push_back(delivery(n));
@@ -118,7 +122,7 @@ fn going_offline_moves_the_head_out_of_memory() {
 #[test]
 fn for_each_sees_everything_in_order_without_consuming() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1);
+    let mut q = SpillQueue::new(dir, 1, &pool());
     q.set_online(true);
     for n in 0..5_000 {
         q.push_back(delivery(n));
@@ -138,7 +142,7 @@ fn for_each_sees_everything_in_order_without_consuming() {
 #[test]
 fn take_where_splits_and_keeps_both_orders() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1);
+    let mut q = SpillQueue::new(dir, 1, &pool());
     for n in 0..3_000 {
         q.push_back(delivery(n));
     }
@@ -151,7 +155,7 @@ fn take_where_splits_and_keeps_both_orders() {
 #[test]
 fn dropping_a_queue_deletes_its_file_and_budget() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1);
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
     for n in 0..2_000 {
         q.push_back(delivery(n));
     }
@@ -165,7 +169,7 @@ fn dropping_a_queue_deletes_its_file_and_budget() {
 #[test]
 fn many_queues_share_a_bounded_buffer() {
     let (_tmp, dir) = dir();
-    let mut queues: Vec<SpillQueue> = (0..300).map(|k| SpillQueue::new(dir.clone(), k)).collect();
+    let mut queues: Vec<SpillQueue> = (0..300).map(|k| SpillQueue::new(dir.clone(), k, &pool())).collect();
     for round in 0..200 {
         for q in &mut queues {
             q.push_back(delivery(round));
@@ -183,7 +187,7 @@ fn many_queues_share_a_bounded_buffer() {
 fn an_unwritable_directory_keeps_the_queue_in_memory() {
     let (_tmp, dir) = dir();
     std::fs::remove_dir(&dir.path).unwrap();
-    let mut q = SpillQueue::new(dir, 1);
+    let mut q = SpillQueue::new(dir, 1, &pool());
     for n in 0..5_000 {
         q.push_back(delivery(n));
     }
@@ -196,7 +200,7 @@ fn an_unwritable_directory_keeps_the_queue_in_memory() {
 #[test]
 fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1);
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
     for n in 0..2_000 {
         q.push_back(delivery(n));
     }
@@ -215,7 +219,7 @@ fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
 #[test]
 fn only_a_connected_queue_holds_its_file_open() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1);
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
     for n in 0..5_000 {
         q.push_back(delivery(n));
     }

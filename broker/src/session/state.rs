@@ -9,6 +9,10 @@
 //! session (never a global one). The queue itself sits behind
 //! [`MessageQueue`]: in memory ([`MemQueue`]) for sessions that are not
 //! stored, spilling to disk ([`super::spill::SpillQueue`]) for stored ones.
+//! A memory queue past its share of the memory budget becomes a spill
+//! queue too when the broker has a data directory (and a memory queue
+//! again once drained); only a queue that can neither stay in memory nor
+//! spill, or that reached a limit the user set, applies the drop policy.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,11 +20,12 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::spill::SpillQueue;
 use crate::config::QueueFullPolicy;
 use crate::message::{Delivery, SessionKey};
 use crate::protocol::{QoS, SubOptions};
-use crate::store::{Journal, Record};
+use crate::store::{DiskLimit, Journal, Record};
 
 /// Storage of a session's waiting messages, oldest first.
 pub trait MessageQueue: Send {
@@ -36,21 +41,44 @@ pub trait MessageQueue: Send {
     /// Whether a connection is draining the queue (a hint for what to keep
     /// in memory).
     fn set_online(&mut self, _online: bool) {}
+    /// Whether `d` fits (memory budget, disk quotas); the limit if not.
+    fn room(&self, d: &Delivery) -> Result<(), Full>;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// The in-memory queue.
-#[derive(Debug, Default)]
-pub struct MemQueue(VecDeque<Delivery>);
+/// The in-memory queue, its bytes charged to the memory budget.
+#[derive(Debug)]
+pub struct MemQueue(VecDeque<Delivery>, Charge);
+
+impl MemQueue {
+    pub fn new(pool: &Arc<QueuePool>) -> MemQueue {
+        MemQueue(VecDeque::new(), Charge::new(pool))
+    }
+}
 
 impl MessageQueue for MemQueue {
     fn push_back(&mut self, d: Delivery) {
+        self.1.add(memory_cost(&d));
         self.0.push_back(d);
     }
     fn pop_front(&mut self) -> Option<Delivery> {
-        self.0.pop_front()
+        let d = self.0.pop_front()?;
+        self.1.sub(memory_cost(&d));
+        if self.0.is_empty() && self.0.capacity() > 65_536 {
+            // A drained backlog gives its memory back (a small one is kept:
+            // queues that fill and drain often would regrow it each time).
+            self.0 = VecDeque::new();
+        }
+        Some(d)
+    }
+    fn room(&self, d: &Delivery) -> Result<(), Full> {
+        if self.1.has_room(memory_cost(d)) {
+            Ok(())
+        } else {
+            Err(Full::Memory)
+        }
     }
     fn front(&mut self) -> Option<&Delivery> {
         self.0.front()
@@ -66,18 +94,35 @@ impl MessageQueue for MemQueue {
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
         let (taken, kept): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.0).into_iter().partition(|d| pred(d));
         self.0 = kept;
+        self.1.sub(taken.iter().map(memory_cost).sum());
         taken.into()
     }
 }
 
 /// Queue limits of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct QueueLimits {
+    /// `max_queued_messages`; 0: no limit (the budget and quotas decide).
     pub max_messages: usize,
+    /// `max_queued_bytes` (payload bytes); 0: no limit.
     pub max_bytes: usize,
     pub policy: QueueFullPolicy,
     /// Queue QoS 0 messages while the session is offline.
     pub queue_qos0: bool,
+    /// The memory budget all queues share, and where they spill.
+    pub pool: Arc<QueuePool>,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            max_messages: 0,
+            max_bytes: 0,
+            policy: QueueFullPolicy::DropNew,
+            queue_qos0: false,
+            pool: QueuePool::new(crate::config::DEFAULT_QUEUE_MEMORY_BYTES),
+        }
+    }
 }
 
 /// Where an outgoing QoS 1/2 message is in its flow.
@@ -150,7 +195,13 @@ pub struct SessionState {
     online: bool,
     /// Messages dropped because the queue was full, ever.
     pub dropped: u64,
-    in_drop_episode: bool,
+    /// The queue's length when the current drop episode began.
+    drop_episode: Option<usize>,
+    /// The limit of the last drop.
+    pub last_full: Option<Full>,
+    /// The queue is a memory queue turned spill queue (not stored): it
+    /// turns back into a memory queue once drained.
+    spilled_over: bool,
     /// Where changes are recorded, for persistent sessions.
     journal: Option<Arc<Journal>>,
     key: SessionKey,
@@ -200,7 +251,7 @@ impl SharedSession {
 impl SessionState {
     pub fn new(limits: QueueLimits) -> SessionState {
         SessionState {
-            queue: Box::new(MemQueue::default()),
+            queue: Box::new(MemQueue::new(&limits.pool)),
             queued_bytes: 0,
             inflight: VecDeque::new(),
             inflight_ids: PkidSet::default(),
@@ -210,7 +261,9 @@ impl SessionState {
             limits,
             online: false,
             dropped: 0,
-            in_drop_episode: false,
+            drop_episode: None,
+            last_full: None,
+            spilled_over: false,
             journal: None,
             key: 0,
             next_seq: 0,
@@ -221,12 +274,13 @@ impl SessionState {
     /// queue moves out of memory.
     pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
         self.key = key;
-        let mut spill = SpillQueue::new(journal.spill.clone(), key);
+        let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool);
         spill.set_online(self.online);
         while let Some(d) = self.queue.pop_front() {
             spill.push_back(d);
         }
         self.queue = Box::new(spill);
+        self.spilled_over = false;
         self.journal = Some(journal);
     }
 
@@ -288,26 +342,61 @@ impl SessionState {
         }
     }
 
+    /// Whether `d` fits: the user's limits, then the queue's memory and
+    /// disk room; a memory queue out of room starts spilling if it can.
+    fn room(&mut self, d: &Delivery) -> Result<(), Full> {
+        let l = &self.limits;
+        if l.max_messages != 0 && self.queue.len() >= l.max_messages {
+            return Err(Full::Messages);
+        }
+        if l.max_bytes != 0 && self.queued_bytes + d.msg.cost() > l.max_bytes {
+            return Err(Full::Bytes);
+        }
+        match self.queue.room(d) {
+            Err(Full::Memory) if self.journal.is_none() && !self.spilled_over => match self.limits.pool.spill() {
+                Some(dir) => {
+                    // Past its memory share: what it holds stays in memory
+                    // as the head, what comes next goes to disk.
+                    let mut spill = SpillQueue::new(dir.clone(), self.key, &self.limits.pool);
+                    spill.set_online(self.online);
+                    while let Some(d) = self.queue.pop_front() {
+                        spill.push_head(d);
+                    }
+                    self.queue = Box::new(spill);
+                    self.spilled_over = true;
+                    self.queue.room(d)
+                }
+                None => Err(Full::Memory),
+            },
+            r => r,
+        }
+    }
+
     /// Offers a delivery to the queue, applying the limits.
     pub fn enqueue(&mut self, mut d: Delivery) -> Enqueued {
         if !self.online && d.qos == QoS::AtMostOnce && !self.limits.queue_qos0 {
             return Enqueued::DroppedOffline;
         }
         let cost = d.msg.cost();
-        let full = |s: &Self| s.queue.len() >= s.limits.max_messages || s.queued_bytes + cost > s.limits.max_bytes;
-        if full(self) {
-            let made_room = self.limits.policy == QueueFullPolicy::DropOldest && {
-                while full(self) {
+        if let Err(full) = self.room(&d) {
+            // Dropping older entries cannot help against the total quota
+            // or a full disk: those drop the new message.
+            let helps = !matches!(full, Full::Disk(DiskLimit::Total | DiskLimit::FreeSpace));
+            let made_room = self.limits.policy == QueueFullPolicy::DropOldest && helps && {
+                while self.room(&d).is_err() {
                     let Some(old) = self.pop_queued() else { break };
                     self.record_pop(&old, 0);
                     self.dropped += 1;
                 }
-                !full(self)
+                self.room(&d).is_ok()
             };
             if !made_room {
                 self.dropped += 1;
-                let first = !self.in_drop_episode;
-                self.in_drop_episode = true;
+                self.last_full = Some(full);
+                let first = self.drop_episode.is_none();
+                if first {
+                    self.drop_episode = Some(self.queue.len());
+                }
                 return Enqueued::DroppedFull { first };
             }
         }
@@ -324,10 +413,15 @@ impl SessionState {
     fn pop_queued(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
         self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
-        // A drop episode ends once the queue has drained to half its limit,
-        // so sustained overload logs once, not once per burst.
-        if self.in_drop_episode && self.queue.len() <= self.limits.max_messages / 2 {
-            self.in_drop_episode = false;
+        // A drop episode ends once the queue has drained to half what it
+        // held when it began, so sustained overload logs once, not once per burst.
+        if self.drop_episode.is_some_and(|n| self.queue.len() <= n / 2) {
+            self.drop_episode = None;
+        }
+        if self.spilled_over && self.queue.is_empty() {
+            self.queue = Box::new(MemQueue::new(&self.limits.pool));
+            self.queue.set_online(self.online);
+            self.spilled_over = false;
         }
         Some(d)
     }
@@ -574,7 +668,7 @@ impl SessionState {
 
     /// Drops everything (clean start).
     pub fn clear(&mut self) {
-        let limits = self.limits;
+        let limits = self.limits.clone();
         *self = SessionState::new(limits);
     }
 }

@@ -7,7 +7,7 @@ use crate::message::Message;
 use crate::protocol::PublishProps;
 
 fn limits(max_messages: usize, policy: QueueFullPolicy) -> QueueLimits {
-    QueueLimits { max_messages, max_bytes: 1 << 20, policy, queue_qos0: false }
+    QueueLimits { max_messages, max_bytes: 1 << 20, policy, queue_qos0: false, ..QueueLimits::default() }
 }
 
 fn delivery(n: u8, qos: QoS) -> Delivery {
@@ -171,4 +171,10 @@ fn the_pkid_set_holds_every_identifier_and_spreads_neighbours() {
     let build = std::hash::BuildHasherDefault::<PkidHasher>::default();
     let tops: HashSet<u64> = (1..=128u16).map(|id| build.hash_one(id) >> 57).collect();
     assert!(tops.len() > 64, "{} distinct top bits", tops.len());
+}
+#[test]
+fn a_memory_queue_fits_the_48_byte_class() {
+    // One per connection: 5,000 idle clients pay for every byte here.
+    assert!(std::mem::size_of::<MemQueue>() <= 48);
+    assert!(std::mem::size_of::<SharedSession>() + 16 <= 320, "the Arc's allocation stays in the 320-byte class");
 }

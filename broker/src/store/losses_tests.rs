@@ -3,7 +3,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::QueueFullPolicy;
 use crate::protocol::QoS;
 use crate::session::state::{QueueLimits, SessionState};
 use crate::store::record::{Record, StoredMessage};
@@ -68,7 +67,7 @@ fn recover_damaged(records: &[Record], damaged: &[u64]) -> (Model, Recovery) {
 }
 
 fn limits() -> QueueLimits {
-    QueueLimits { max_messages: 100, max_bytes: 1 << 20, policy: QueueFullPolicy::DropNew, queue_qos0: false }
+    QueueLimits { max_messages: 100, max_bytes: 1 << 20, ..QueueLimits::default() }
 }
 
 /// The session as the broker restores it.

@@ -22,8 +22,8 @@ mod repair;
 pub mod segment;
 
 use std::io;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,6 +82,39 @@ pub struct SpillDir {
     pub buffered: AtomicUsize,
     pub bytes_written: AtomicU64,
     next_file: AtomicU64,
+    /// Bytes of spilled entries (in files, or encoded and waiting to be
+    /// written), over all queues.
+    pub disk_used: AtomicU64,
+    /// Limits of spilled bytes: all queues together, and one queue.
+    quota: AtomicU64,
+    session_quota: AtomicU64,
+    /// The file system's free space was below [`reserve`] at the last check.
+    low_space: AtomicBool,
+    /// A free-space check is running.
+    checking: AtomicBool,
+}
+
+/// Which disk limit of spilled queues was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskLimit {
+    /// `max_queued_disk_bytes`: one queue's spilled bytes.
+    Session,
+    /// `queue_disk_quota`: all queues' spilled bytes.
+    Total,
+    /// The file system's free space fell below its reserve.
+    FreeSpace,
+}
+
+/// Free space the file system keeps for the log and everything else:
+/// spilling stops below it (5% of its size, at most 1 GiB).
+pub fn reserve(size: u64) -> u64 {
+    (size / 20).min(1 << 30)
+}
+
+/// Bytes available to us, and the size, of the file system holding `path`.
+pub fn free_space(path: &Path) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok((st.f_bavail.saturating_mul(st.f_frsize), st.f_blocks.saturating_mul(st.f_frsize)))
 }
 
 impl SpillDir {
@@ -103,7 +136,74 @@ impl SpillDir {
             buffered: AtomicUsize::new(0),
             bytes_written: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
+            disk_used: AtomicU64::new(0),
+            quota: AtomicU64::new(u64::MAX),
+            session_quota: AtomicU64::new(u64::MAX),
+            low_space: AtomicBool::new(false),
+            checking: AtomicBool::new(false),
         })
+    }
+
+    /// Sets the limits of spilled bytes: all queues together, and one queue.
+    pub fn set_quotas(&self, total: u64, session: u64) {
+        self.quota.store(total, Ordering::Relaxed);
+        self.session_quota.store(session, Ordering::Relaxed);
+    }
+
+    /// The limits of spilled bytes: all queues together, and one queue.
+    pub fn quotas(&self) -> (u64, u64) {
+        (self.quota.load(Ordering::Relaxed), self.session_quota.load(Ordering::Relaxed))
+    }
+
+    /// Whether a queue that has spilled `queue_bytes` may spill about
+    /// `more` bytes more; the limit reached if not.
+    pub fn disk_room(&self, queue_bytes: u64, more: u64) -> Result<(), DiskLimit> {
+        let (total, session) = self.quotas();
+        if queue_bytes.saturating_add(more) > session {
+            Err(DiskLimit::Session)
+        } else if self.disk_used.load(Ordering::Relaxed).saturating_add(more) > total {
+            Err(DiskLimit::Total)
+        } else if self.low_space.load(Ordering::Relaxed) {
+            Err(DiskLimit::FreeSpace)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sets what the last free-space check found (tests).
+    #[cfg(test)]
+    pub fn set_low_space(&self, low: bool) {
+        self.low_space.store(low, Ordering::Relaxed);
+    }
+
+    /// Claims the next free-space check; `false` while one is running (so
+    /// checks on a stalled disk do not pile up).
+    pub fn start_space_check(&self) -> bool {
+        !self.checking.swap(true, Ordering::AcqRel)
+    }
+
+    /// Checks the file system's free space against its [`reserve`]
+    /// (blocking: run it off the router and the connections), logging a
+    /// change; ends what [`SpillDir::start_space_check`] claimed.
+    pub fn check_space(&self) {
+        match free_space(&self.path) {
+            Ok((free, size)) => {
+                let low = free < reserve(size);
+                if self.low_space.swap(low, Ordering::Relaxed) != low {
+                    if low {
+                        tracing::warn!(
+                            free,
+                            reserve = reserve(size),
+                            "data directory nearly full: queues spill no more, the drop policy applies"
+                        );
+                    } else {
+                        tracing::info!(free, "data directory has room again: queues spill again");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(dir = %self.path.display(), "cannot read the free space: {e}"),
+        }
+        self.checking.store(false, Ordering::Release);
     }
 
     /// A new file name, never used before in this run.

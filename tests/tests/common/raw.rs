@@ -242,6 +242,13 @@ impl Raw {
         p
     }
 
+    /// The connection's stream, for a test that reads and writes it
+    /// itself (nothing read ahead is kept: call it right after CONNACK).
+    pub fn into_stream(self) -> Box<dyn RawStream> {
+        assert!(self.buf.is_empty() && self.stash.is_empty(), "bytes read ahead would be lost");
+        self.stream
+    }
+
     /// Sends DISCONNECT and waits for the broker to close.
     pub async fn disconnect(mut self) {
         self.send(&disconnect_packet()).await;
