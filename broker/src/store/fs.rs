@@ -2,8 +2,9 @@
 //! (open a segment for appending, write, `fdatasync`, sync a directory),
 //! behind a trait so tests, benchmarks and the simulation can slow the
 //! disk down or make it fail. [`RealFs`] is the broker's; [`SlowSyncFs`]
-//! delays every `fdatasync` (an SD card under load). Recovery still reads
-//! and repairs segments through `std::fs` directly.
+//! delays every `fdatasync` (an SD card under load); [`FailingFs`] fails
+//! writes and syncs while told to (a full or failing card). Recovery still
+//! reads and repairs segments through `std::fs` directly.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -18,6 +19,8 @@ pub trait SegmentFile: Send {
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     /// `fdatasync`: what was written is on the medium when this returns.
     fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes (the writer undoing a failed write).
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// What the log writer asks of the file system.
@@ -26,6 +29,10 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     /// Makes a directory's entries (a new segment) durable; best effort.
     fn sync_dir(&self, dir: &Path);
+    /// Removes a segment the writer made but could not fill.
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
 }
 
 /// The real file system.
@@ -39,6 +46,11 @@ impl SegmentFile for File {
 
     fn sync(&mut self) -> io::Result<()> {
         self.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        // Appends go to the (new) end: the file is open with O_APPEND.
+        self.set_len(len)
     }
 }
 
@@ -99,12 +111,88 @@ impl SegmentFile for SlowFile {
         std::thread::sleep(Duration::from_millis(self.delay_ms.load(Ordering::Relaxed)));
         self.file.sync()
     }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.truncate(len)
+    }
 }
 
 impl Fs for SlowSyncFs {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
         let (delay_ms, syncs) = (self.delay_ms.clone(), self.syncs.clone());
         Ok(Box::new(SlowFile { file: RealFs.open_append(path)?, delay_ms, syncs }))
+    }
+
+    fn sync_dir(&self, dir: &Path) {
+        RealFs.sync_dir(dir)
+    }
+}
+
+/// The real file system, with every write, sync and segment creation
+/// failing with "no space left on device" while [`FailingFs::set_failing`]
+/// says so: for tests of a broker whose disk fills up and frees again. A
+/// write that fails while failing writes half of its bytes first, as a
+/// full disk does.
+#[derive(Debug, Default)]
+pub struct FailingFs {
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    failures: Arc<AtomicU64>,
+}
+
+impl FailingFs {
+    pub fn new() -> Arc<FailingFs> {
+        Arc::new(FailingFs::default())
+    }
+
+    pub fn set_failing(&self, on: bool) {
+        self.failing.store(on, Ordering::Relaxed);
+    }
+
+    /// Operations failed so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+fn full(failures: &AtomicU64) -> io::Error {
+    failures.fetch_add(1, Ordering::Relaxed);
+    io::Error::new(io::ErrorKind::StorageFull, "no space left on device (FailingFs)")
+}
+
+struct FailingFile {
+    file: Box<dyn SegmentFile>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    failures: Arc<AtomicU64>,
+}
+
+impl SegmentFile for FailingFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.failing.load(Ordering::Relaxed) {
+            self.file.append(&buf[..buf.len() / 2])?;
+            return Err(full(&self.failures));
+        }
+        self.file.append(buf)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(full(&self.failures));
+        }
+        self.file.sync()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.truncate(len)
+    }
+}
+
+impl Fs for FailingFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(full(&self.failures));
+        }
+        let (failing, failures) = (self.failing.clone(), self.failures.clone());
+        Ok(Box::new(FailingFile { file: RealFs.open_append(path)?, failing, failures }))
     }
 
     fn sync_dir(&self, dir: &Path) {

@@ -116,6 +116,11 @@ pub struct LogStats {
     pub bytes_written: AtomicU64,
     pub records_written: AtomicU64,
     pub syncs: AtomicU64,
+    /// Whether writes are failing now (disk full or failing): nothing
+    /// becomes durable until they succeed again.
+    pub failing: std::sync::atomic::AtomicBool,
+    /// Failed attempts to write again.
+    pub write_errors: AtomicU64,
 }
 
 /// Bytes of framed records waiting for the writer beyond which the log has
@@ -251,6 +256,10 @@ impl Pending {
         Some(taken)
     }
 
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     fn close(&self) {
         let mut st = self.lock();
         st.closed = true;
@@ -366,7 +375,7 @@ impl Log {
         let (durable_tx, durable) = watch::channel(expect - 1);
         let stats = Arc::new(LogStats::default());
         let pending = Arc::new(Pending::new(expect));
-        let writer = Writer { cfg: cfg.clone(), file, size, stats: stats.clone(), pending: pending.clone() };
+        let writer = Writer { cfg: cfg.clone(), file, path, size, stats: stats.clone(), pending: pending.clone() };
         let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
         let at_open = segments(&cfg.dir)?.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum();
         let log = Log {
@@ -466,6 +475,8 @@ impl Drop for Log {
 struct Writer {
     cfg: LogConfig,
     file: Box<dyn SegmentFile>,
+    /// The segment being written, and its size.
+    path: PathBuf,
     size: u64,
     stats: Arc<LogStats>,
     pending: Arc<Pending>,
@@ -475,14 +486,25 @@ struct Writer {
 /// `fdatasync` then covers a whole burst (a snapshot, a flood of
 /// publishes) instead of one per batch of pending records.
 const SYNC_BYTES: u64 = 4 * 1024 * 1024;
+/// Backoff between attempts to write again after a failure.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Writer {
     fn run(mut self, durable: watch::Sender<Lsn>) {
         let _gone = WriterGone(self.pending.clone());
+        // Buffers for `Pending::take` to swap with its own: kept between
+        // rounds so that appenders find capacity.
+        let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut buf = Vec::new();
         // One record per fdatasync with `Always`; else everything pending.
         let one = self.cfg.sync == SyncMode::Always;
+        // The round's batches (first LSN, framed bytes), kept until they are
+        // durable: a failed write or sync writes them again.
+        let mut round: Vec<(Lsn, Vec<u8>)> = Vec::new();
         while let Some(mut taken) = self.pending.take(one, true, &mut buf) {
+            let start = (self.path.clone(), self.size);
+            let mut created = Vec::new();
             let mut unsynced = 0u64;
             // Writes on while records keep arriving: one sync per
             // `SYNC_BYTES`, or when the queue runs dry.
@@ -491,8 +513,8 @@ impl Writer {
                 self.stats.records_written.fetch_add(records, Ordering::Relaxed);
                 unsynced += buf.len() as u64;
                 seal(&mut buf);
-                let written = self.write_records(&buf, taken.first);
-                buf.clear();
+                let written = self.write_records(&buf, taken.first, &mut created);
+                round.push((taken.first, std::mem::replace(&mut buf, spare.pop().unwrap_or_default())));
                 if written.is_err() || one || unsynced >= SYNC_BYTES {
                     break written;
                 }
@@ -501,24 +523,95 @@ impl Writer {
                     None => break written,
                 }
             };
-            shed(&mut buf);
             if result.is_ok() {
                 result = self.sync();
             }
             if let Err(e) = result {
-                // Nothing more can be made durable: acknowledgements stop,
-                // so no client is told a message is safe when it is not.
-                tracing::error!("log: write failed, durability stopped: {e}");
-                return;
+                if !self.retry(e, &start, &round, &mut created) {
+                    // Closed while the disk failed: what was not written is
+                    // not durable and was never acknowledged.
+                    return;
+                }
             }
             let _ = durable.send(taken.last);
+            for (_, mut b) in round.drain(..) {
+                b.clear();
+                shed(&mut b);
+                if spare.len() < 2 {
+                    spare.push(b);
+                }
+            }
         }
         let _ = self.sync();
     }
 
+    /// A write or sync of the round from `start` (segment, size) failed:
+    /// the disk is full or failing. Nothing of the round is reported
+    /// durable, so no acknowledgement waiting for it leaves (clients
+    /// retry; publishers wait for room once `PENDING_BYTES` are pending,
+    /// QoS 0 traffic goes on); the writer logs it, then retries with
+    /// backoff: undoes the round (segments it made removed, the first cut
+    /// back) and writes it again. Returns false if the log was closed
+    /// while it failed.
+    fn retry(
+        &mut self,
+        e: io::Error,
+        start: &(PathBuf, u64),
+        round: &[(Lsn, Vec<u8>)],
+        created: &mut Vec<PathBuf>,
+    ) -> bool {
+        tracing::error!("log: write failed: {e}; acknowledgements wait until the disk takes writes again");
+        self.stats.failing.store(true, Ordering::Relaxed);
+        let mut errors = 1u64;
+        let mut backoff = RETRY_MIN;
+        loop {
+            let until = std::time::Instant::now() + backoff;
+            while std::time::Instant::now() < until {
+                if self.pending.is_closed() {
+                    return false;
+                }
+                std::thread::sleep(RETRY_MIN.min(until.saturating_duration_since(std::time::Instant::now())));
+            }
+            backoff = (backoff * 2).min(RETRY_MAX);
+            match self.redo(start, round, created) {
+                Ok(()) => {
+                    self.stats.failing.store(false, Ordering::Relaxed);
+                    tracing::warn!(failed_attempts = errors, "log: the disk takes writes again; durability resumed");
+                    return true;
+                }
+                Err(e) => {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    errors += 1;
+                    if errors.is_power_of_two() {
+                        tracing::error!(failed_attempts = errors, "log: writes still fail: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Undoes a failed round and writes it again, then syncs.
+    fn redo(&mut self, start: &(PathBuf, u64), round: &[(Lsn, Vec<u8>)], created: &mut Vec<PathBuf>) -> io::Result<()> {
+        while let Some(p) = created.last() {
+            match self.cfg.fs.remove(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            created.pop();
+        }
+        let mut file = self.cfg.fs.open_append(&start.0)?;
+        file.truncate(start.1)?;
+        (self.file, self.path, self.size) = (file, start.0.clone(), start.1);
+        for (first, b) in round {
+            self.write_records(b, *first, created)?;
+        }
+        self.sync()
+    }
+
     /// Writes framed records whose first LSN is `first`, starting a new
     /// segment after the record that fills the current one.
-    fn write_records(&mut self, buf: &[u8], first: Lsn) -> io::Result<()> {
+    fn write_records(&mut self, buf: &[u8], first: Lsn, created: &mut Vec<PathBuf>) -> io::Result<()> {
         let mut from = 0;
         if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
             let (mut at, mut lsn) = (0, first);
@@ -527,7 +620,7 @@ impl Writer {
                 if self.size + (at - from) as u64 >= self.cfg.segment_bytes {
                     // Segment full: finish it and start the next at lsn + 1.
                     self.write(&buf[from..at])?;
-                    self.rotate(lsn + 1)?;
+                    self.rotate(lsn + 1, created)?;
                     from = at;
                 }
                 lsn += 1;
@@ -554,12 +647,14 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self, first: Lsn) -> io::Result<()> {
+    fn rotate(&mut self, first: Lsn, created: &mut Vec<PathBuf>) -> io::Result<()> {
         // The finished segment is made durable before records in the next
         // one can be reported durable.
         self.sync()?;
         let path = self.cfg.dir.join(segment_name(first));
         self.file = self.cfg.fs.open_append(&path)?;
+        created.push(path.clone());
+        self.path = path;
         self.size = 0;
         self.write(&segment::header(first))?;
         self.cfg.fs.sync_dir(&self.cfg.dir);
