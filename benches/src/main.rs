@@ -135,6 +135,10 @@ enum Cmd {
     Serve {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Every fdatasync of the store takes this much longer (a slow SD
+        /// card): the slow-disk scenario (benches/slow_disk.py).
+        #[arg(long, default_value_t = 0)]
+        sync_delay_ms: u64,
     },
 }
 
@@ -226,20 +230,21 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
             timeout: Duration::from_secs(*timeout),
             settle: secs(*settle),
         })?,
-        Cmd::Serve { data_dir } => {
-            rt.block_on(serve(addr, data_dir.clone()))?;
+        Cmd::Serve { data_dir, sync_delay_ms } => {
+            rt.block_on(serve(addr, data_dir.clone(), Duration::from_millis(*sync_delay_ms)))?;
             return Ok(None);
         }
     };
     Ok(Some(report))
 }
 
-async fn serve(addr: SocketAddr, data_dir: Option<PathBuf>) -> Result<(), Error> {
+async fn serve(addr: SocketAddr, data_dir: Option<PathBuf>, sync_delay: Duration) -> Result<(), Error> {
     let data_dir =
         data_dir.unwrap_or_else(|| std::env::temp_dir().join(format!("edgemq-loadgen-{}", std::process::id())));
     let listeners = vec![edgemq::config::ListenerConfig::tcp(addr)];
     let cfg = edgemq::Config { listeners, data_dir, ..edgemq::Config::default() };
-    let broker = edgemq::Broker::start(cfg).await.map_err(|e| Error::Other(e.to_string()))?;
+    let seams = edgemq::server::Seams { fs: edgemq::store::fs::SlowSyncFs::new(sync_delay), ..Default::default() };
+    let broker = edgemq::Broker::start_with_seams(cfg, seams).await.map_err(|e| Error::Other(e.to_string()))?;
     let bound: Vec<String> = broker.local_addrs().iter().map(|a| a.to_string()).collect();
     println!("edgemq (in edgemq-loadgen) listening on {}", bound.join(", "));
     let _ = tokio::signal::ctrl_c().await;
