@@ -207,6 +207,9 @@ pub struct Config {
     /// Subscriptions one session may hold; beyond it a new filter is
     /// refused in SUBACK (0x97 Quota exceeded; 3.1.1: 0x80).
     pub max_subscriptions_per_client: usize,
+    /// Seconds between publications of the `$SYS/broker/...` topics
+    /// (Mosquitto's names); 0 turns them off. 0 to 86400.
+    pub sys_interval: u64,
     /// Log connections and subscriptions.
     pub verbose: bool,
     /// Largest keep-alive accepted (seconds); MQTT 5 clients asking for more
@@ -258,6 +261,7 @@ impl Default for Config {
             max_retained_messages: 1_000_000,
             max_retained_bytes: 256 * 1024 * 1024,
             max_subscriptions_per_client: 10_000,
+            sys_interval: 10,
             verbose: false,
             max_keepalive: u16::MAX,
             receive_maximum: u16::MAX,
@@ -339,6 +343,7 @@ struct FileConfig {
     max_retained_messages: Option<usize>,
     max_retained_bytes: Option<u64>,
     max_subscriptions_per_client: Option<usize>,
+    sys_interval: Option<u64>,
     /// Mosquitto's name and format for `session_expiry_secs` (`"14d"`).
     persistent_client_expiration: Option<Spanned<String>>,
     verbose: Option<bool>,
@@ -467,6 +472,8 @@ fn check_limit(key: &str, value: u64) -> Result<(), String> {
     match key {
         "max_packet_size" if !(16..=268_435_460).contains(&value) => Err("must be between 16 and 268435460".into()),
         "connect_timeout_secs" if !(1..=3600).contains(&value) => Err("must be between 1 and 3600".into()),
+        "sys_interval" if value > 86_400 => Err("must be between 0 (off) and 86400".into()),
+        "sys_interval" => Ok(()),
         // 0: no limit of its own (Mosquitto's meaning).
         "max_queued_messages" | "max_queued_bytes" => Ok(()),
         "queue_memory_bytes" if value < 1 << 20 => Err("must be at least 1048576 (1 MiB)".into()),
@@ -638,6 +645,7 @@ impl Config {
                 max_retained_messages,
                 max_retained_bytes,
                 max_subscriptions_per_client,
+                sys_interval,
                 verbose,
                 max_keepalive,
                 receive_maximum,
@@ -713,6 +721,7 @@ impl Config {
             ("max_retained_messages", self.max_retained_messages as u64),
             ("max_retained_bytes", self.max_retained_bytes),
             ("max_subscriptions_per_client", self.max_subscriptions_per_client as u64),
+            ("sys_interval", self.sys_interval),
         ];
         for (key, value) in limits {
             check_limit(key, value).map_err(|m| origin.error(key, None, m))?;

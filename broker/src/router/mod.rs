@@ -12,6 +12,7 @@
 
 mod caps;
 mod retained;
+mod sys;
 mod takeover;
 mod tree;
 
@@ -26,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use caps::{RouterCaps, SessionRefused};
-pub use retained::{RetainedFull, RetainedLimits, RetainedStore};
+pub use retained::{is_internal as is_internal_topic, RetainedFull, RetainedLimits, RetainedStore};
 pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
@@ -196,6 +197,8 @@ pub struct RouterStats {
     pub sessions_refused: u64,
     /// Retained messages not kept at `max_retained_messages`/`_bytes`.
     pub retained_refused: u64,
+    /// CONNECTs that opened, resumed or took over a session.
+    pub connects: u64,
 }
 
 /// The router state.
@@ -223,6 +226,7 @@ pub struct Router {
     takeovers: HashMap<SessionKey, takeover::Parked>,
     caps: RouterCaps,
     cap_logs: caps::CapLogs,
+    sys: sys::Sys,
 }
 
 impl Router {
@@ -244,6 +248,7 @@ impl Router {
             takeovers: HashMap::new(),
             caps: RouterCaps::default(),
             cap_logs: caps::CapLogs::default(),
+            sys: sys::Sys::default(),
         }
     }
 
@@ -290,6 +295,7 @@ impl Router {
     /// (an open connection of it is closed and replaced without waiting
     /// for it: `RouterMsg::Connect` waits, see `takeover.rs`).
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
+        self.stats.connects += 1;
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
@@ -496,8 +502,13 @@ impl Router {
     /// Routes one message: retained store, then every matching session.
     pub fn publish(&mut self, msg: Message) {
         self.stats.published += 1;
-        let msg = Arc::new(msg);
-        if msg.retain && self.retain(&msg) {
+        self.route(Arc::new(msg), true);
+    }
+
+    /// [`Router::publish`] without counting it; `record`: a retained
+    /// message is recorded in the store (not for the broker's own `$SYS`).
+    fn route(&mut self, msg: Arc<Message>, record: bool) {
+        if msg.retain && self.retain(&msg) && record {
             if let Some(d) = &self.durable {
                 let stored = StoredMessage::from_message(&msg, d.base.0, d.base.1);
                 self.record(&Record::Retain(stored));
@@ -635,6 +646,7 @@ impl Router {
             self.stats.sessions_expired += 1;
             self.end_session(key, now);
         }
+        self.publish_sys(now);
     }
 
     pub fn session_count(&self) -> usize {

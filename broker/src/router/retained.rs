@@ -54,13 +54,25 @@ pub enum RetainedFull {
 pub struct RetainedStore {
     root: Node,
     count: usize,
-    /// Topic and payload bytes of the retained messages.
+    /// Of `count`, the broker's own (`$SYS/broker/...`, see `sys.rs`):
+    /// not held against the caps.
+    internal: usize,
+    /// Topic and payload bytes of the retained messages but the broker's own.
     bytes: u64,
     limits: RetainedLimits,
 }
 
+/// Whether `topic` is one of the broker's own (`$SYS/broker/...`), which
+/// clients cannot publish (`session/handlers.rs`).
+pub fn is_internal(topic: &str) -> bool {
+    topic.starts_with("$SYS/broker/")
+}
+
 /// What a retained message counts against `max_retained_bytes`.
 fn cost(m: &Message) -> u64 {
+    if is_internal(&m.topic) {
+        return 0;
+    }
     (m.topic.len() + m.payload.len()) as u64
 }
 
@@ -79,7 +91,8 @@ impl RetainedStore {
             return Ok(());
         }
         let old = self.get(&msg.topic).map(|m| cost(m));
-        if old.is_none() && self.count >= self.limits.max_messages {
+        let internal = is_internal(&msg.topic);
+        if old.is_none() && !internal && self.count - self.internal >= self.limits.max_messages {
             return Err(RetainedFull::Messages);
         }
         let bytes = self.bytes - old.unwrap_or(0) + cost(&msg);
@@ -93,6 +106,7 @@ impl RetainedStore {
         }
         if node.msg.replace(msg).is_none() {
             self.count += 1;
+            self.internal += usize::from(internal);
         }
         Ok(())
     }
@@ -116,6 +130,7 @@ impl RetainedStore {
         }
         if let Some(m) = node.msg.take() {
             self.count -= 1;
+            self.internal -= usize::from(is_internal(&m.topic));
             self.bytes -= cost(&m);
             prune(&mut self.root, topic, |n| n.msg.is_some());
         }

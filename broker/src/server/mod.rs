@@ -179,6 +179,8 @@ impl Broker {
         let mut r = Router::new(limits);
         r.set_shared_strategy(cfg.shared_subscription_strategy);
         r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
+        let sys_interval = (cfg.sys_interval > 0).then(|| Duration::from_secs(cfg.sys_interval));
+        r.set_sys_interval(sys_interval, tokio::time::Instant::now().into_std());
         r.set_caps(RouterCaps {
             max_sessions: cfg.max_sessions,
             retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },

@@ -166,6 +166,9 @@ impl Machine {
     /// (its will, if any, must be one the ACL lets it publish).
     pub(super) fn request_session(&mut self, a: Accepted) {
         let c = &a.connect;
+        if c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic)) {
+            return self.refuse(reason::NOT_AUTHORIZED);
+        }
         if let (Some(files), Some(w)) = (&self.cfg.files, &c.will) {
             if !files.allows(c.username.as_deref(), &c.client_id, &w.topic, Access::Write) {
                 tracing::debug!(client_id = %c.client_id, topic = %w.topic, "will topic denied by the ACL");
@@ -290,7 +293,9 @@ impl Machine {
         if let Err(code) = self.resolve_alias(&mut p) {
             return self.close(Close::Error(code));
         }
-        if !self.acl_allows(&p.topic, Access::Write) {
+        // `$SYS/broker/...` is the broker's own (router/sys.rs): no client
+        // may publish there, whatever the ACL says.
+        if !self.acl_allows(&p.topic, Access::Write) || crate::router::is_internal_topic(&p.topic) {
             return self.deny_publish(&p);
         }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
