@@ -174,3 +174,48 @@ async fn mqtt_js_over_websocket() {
     }
     b.shutdown().await;
 }
+
+/// MQTT.js in headless Debian Chromium (the browser dashboard's case): a
+/// page loads the MQTT.js browser bundle, connects over `ws` with MQTT 5,
+/// subscribes, publishes and shows its own message, read back with
+/// `--dump-dom`. Skipped (with a line saying so) where `chromium` or the
+/// `mqtt` package is missing, unless `EDGEMQ_REQUIRE_INTEROP=1`.
+#[tokio::test]
+async fn mqtt_js_in_chromium() {
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("npm/node_modules/mqtt/dist/mqtt.min.js");
+    let chromium = std::process::Command::new("chromium").arg("--version").stdout(Stdio::null()).status().is_ok();
+    if !bundle.is_file() || !chromium {
+        assert!(std::env::var("EDGEMQ_REQUIRE_INTEROP").as_deref() != Ok("1"), "chromium or MQTT.js missing");
+        println!("SKIPPED: chromium or the mqtt npm package (tests/npm) not found");
+        return;
+    }
+    let b = TestBroker::start_with(|c| c.listeners = vec![ws_listener()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("page.html");
+    let html = format!(
+        r#"<!doctype html><html><body><div id="out">waiting</div>
+<script src="file://{bundle}"></script>
+<script>
+const out = document.getElementById("out");
+const c = mqtt.connect("ws://{addr}/mqtt", {{ clientId: "chromium", protocolVersion: 5 }});
+c.on("connect", () => c.subscribe("web/t", {{ qos: 1 }}, () => c.publish("web/t", "from chromium", {{ qos: 1 }})));
+c.on("message", (t, m) => {{ out.textContent = "got " + t + "|" + m; c.end(); }});
+c.on("error", (e) => {{ out.textContent = "error " + e; }});
+</script></body></html>"#,
+        bundle = bundle.display(),
+        addr = b.addr
+    );
+    std::fs::write(&page, html).unwrap();
+    let user_data = dir.path().join("profile");
+    let out = tokio::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", user_data.display()))
+        .arg(format!("file://{}", page.display()))
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out).await.expect("chromium in time").unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains(r#"<div id="out">got web/t|from chromium</div>"#), "the page showed: {dom}");
+    b.shutdown().await;
+}
