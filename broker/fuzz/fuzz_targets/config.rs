@@ -51,7 +51,13 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!c.listeners.is_empty(), "a configuration without listeners");
                 assert!((16..=268_435_460).contains(&c.max_packet_size), "max_packet_size {}", c.max_packet_size);
                 assert!(c.max_inflight_messages >= 1 && c.receive_maximum >= 1 && c.max_keepalive >= 1);
-                assert!(c.max_queued_messages >= 1);
+                // max_queued_messages 0 means no count limit (issue 13).
+                assert!((1..=3600).contains(&c.connect_timeout_secs) && c.max_topic_levels >= 1);
+                assert!(c.max_sessions >= 1 && c.max_subscriptions_per_client >= 1 && c.sys_interval <= 86_400);
+                for l in &c.listeners {
+                    let t = &l.tls;
+                    assert_eq!(l.protocol.is_tls(), t.certfile.is_some() && t.keyfile.is_some(), "{l:?}");
+                }
             }
             Err(e) => {
                 let _ = e.to_string();
