@@ -103,11 +103,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> super::Transport for WsStream<S> {}
 
 /// Limits of one WebSocket connection: a message and a frame are at most
-/// a packet of `max_packet_size` (and its WebSocket header).
+/// a packet of `max_packet_size` (and its WebSocket header). Buffers start
+/// small (tungstenite's defaults reserve 128 KiB for reading and as much
+/// for writing: 127 KiB per idle connection, measured) and grow with the
+/// traffic; a frame is written as soon as it is made (the driver writes
+/// once per turn already).
 pub fn config(max_packet_size: usize) -> WebSocketConfig {
     let max = max_packet_size.saturating_add(16);
-    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max.saturating_mul(2))
 }
+
+/// The read buffer a WebSocket connection reserves.
+const READ_BUFFER: usize = 4096;
 
 /// Answers the HTTP upgrade: any path; the first subprotocol of
 /// [`SUBPROTOCOLS`] the client offers is chosen. A client that offers
