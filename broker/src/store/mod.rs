@@ -20,6 +20,7 @@ pub mod record;
 pub mod recover;
 mod repair;
 pub mod segment;
+pub mod spool;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -10,9 +10,12 @@
 //! of millions of queued messages passes through here at start and the
 //! memory must go back to the system once the queues are on disk again.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 
 use super::record::{Record, StoredMessage};
+pub use super::spool::Entries;
 use crate::message::SessionKey;
 use crate::protocol::{QoS, SubOptions};
 
@@ -67,6 +70,8 @@ pub struct Model {
     pub retained: HashMap<String, StoredMessage>,
     pub max_key: SessionKey,
     pub max_mid: u64,
+    /// Where queues are spooled while replaying (memory without it).
+    scratch: Option<Arc<Path>>,
 }
 
 impl Model {
@@ -74,7 +79,11 @@ impl Model {
         match r {
             Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
                 self.max_key = self.max_key.max(*key);
-                let s = self.sessions.entry(*key).or_default();
+                let scratch = &self.scratch;
+                let s = self.sessions.entry(*key).or_insert_with(|| StoredSession {
+                    queue: scratch.clone().map_or_else(Entries::default, Entries::on_disk),
+                    ..StoredSession::default()
+                });
                 s.client_id.clone_from(client_id);
                 s.expiry_secs = *expiry_secs;
                 s.offline_since_ms = *offline_since_ms;
@@ -111,11 +120,11 @@ impl Model {
             }
             Record::Pop { key, seq, pkid } => {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    if let Some(entry) = s.queue.remove(*seq) {
-                        if *pkid != 0 {
-                            s.inflight.retain(|f| f.0 != *pkid);
-                            s.inflight.push((*pkid, Flight::Published { seq: *seq, entry }));
-                        }
+                    if *pkid == 0 {
+                        s.queue.discard(*seq);
+                    } else if let Some(entry) = s.queue.remove(*seq) {
+                        s.inflight.retain(|f| f.0 != *pkid);
+                        s.inflight.push((*pkid, Flight::Published { seq: *seq, entry }));
                     }
                 }
             }
@@ -157,60 +166,6 @@ impl Model {
             }));
         }
         self.msgs.retain(&live);
-    }
-}
-
-/// A session's queue entries by sequence number: a vector kept sorted,
-/// appended to at the back and popped mostly at the front.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Entries(VecDeque<(u64, Entry)>);
-
-impl Entries {
-    pub fn insert(&mut self, seq: u64, e: Entry) {
-        match self.0.back() {
-            Some((last, _)) if *last >= seq => match self.0.binary_search_by_key(&seq, |x| x.0) {
-                Ok(i) => self.0[i].1 = e,
-                Err(i) => self.0.insert(i, (seq, e)),
-            },
-            _ => self.0.push_back((seq, e)),
-        }
-    }
-
-    pub fn remove(&mut self, seq: u64) -> Option<Entry> {
-        if self.0.front().is_some_and(|x| x.0 == seq) {
-            return self.0.pop_front().map(|x| x.1);
-        }
-        let i = self.0.binary_search_by_key(&seq, |x| x.0).ok()?;
-        self.0.remove(i).map(|x| x.1)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &(u64, Entry)> {
-        self.0.iter()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().map(|x| x.0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The highest sequence number queued.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.0.back().map(|x| x.0)
-    }
-}
-
-impl IntoIterator for Entries {
-    type Item = (u64, Entry);
-    type IntoIter = std::collections::vec_deque::IntoIter<(u64, Entry)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
     }
 }
 
@@ -319,6 +274,7 @@ impl Replay {
     pub fn with_scratch(dir: std::path::PathBuf) -> Replay {
         let mut r = Replay { scratch: Some(dir), ..Replay::default() };
         r.model.msgs = r.bodies();
+        r.model.scratch = r.scratch.as_deref().map(Arc::from);
         r
     }
 
@@ -334,8 +290,13 @@ impl Replay {
         match r {
             Record::SnapshotBegin { id } => {
                 let msgs = self.bodies();
-                let fresh =
-                    Model { max_key: self.model.max_key, max_mid: self.model.max_mid, msgs, ..Model::default() };
+                let fresh = Model {
+                    max_key: self.model.max_key,
+                    max_mid: self.model.max_mid,
+                    msgs,
+                    scratch: self.model.scratch.clone(),
+                    ..Model::default()
+                };
                 self.building = Some((id, fresh));
             }
             Record::SnapshotEnd { id } => {
