@@ -13,6 +13,7 @@
 //! [`SpillDir`] (see `session::spill`): a copy for memory's sake, never a
 //! source of truth, emptied at every start.
 
+mod bodies;
 pub mod fs;
 pub mod log;
 pub mod losses;

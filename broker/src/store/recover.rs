@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+pub use super::bodies::Bodies;
 use super::record::{Record, StoredMessage};
 pub use super::spool::Entries;
 use crate::message::SessionKey;
@@ -155,105 +156,20 @@ impl Model {
         }
     }
 
-    /// Drops message bodies no queue refers to.
+    /// Drops message bodies no queue refers to (marking the live ones in
+    /// the index: no set of them all, which would be as large as the queues).
     pub fn prune(&mut self) {
-        let mut live = HashSet::new();
         for s in self.sessions.values() {
-            live.extend(s.queue.iter().map(|(_, e)| e.mid));
-            live.extend(s.inflight.iter().filter_map(|f| match &f.1 {
-                Flight::Published { entry, .. } => Some(entry.mid),
-                Flight::Released => None,
-            }));
-        }
-        self.msgs.retain(&live);
-    }
-}
-
-/// Message bodies by `mid`, encoded one after another: in memory, or in
-/// an unlinked scratch file with a small write buffer (recovery of a large
-/// backlog: the bodies then cost page cache, not RSS).
-#[derive(Debug, Default)]
-pub struct Bodies {
-    /// The bytes after `flushed` (all of them without a file).
-    buf: Vec<u8>,
-    file: Option<std::fs::File>,
-    /// Bytes written to the file.
-    flushed: u64,
-    index: HashMap<u64, (u64, u32)>,
-}
-
-/// Bodies buffered before they are written to the scratch file.
-const BODY_CHUNK: usize = 256 * 1024;
-
-impl Bodies {
-    /// Bodies kept in a scratch file in `dir`; in memory if it cannot be
-    /// created.
-    pub fn on_disk(dir: &std::path::Path, n: u64) -> Bodies {
-        let path = dir.join(format!("recovery-{n}.tmp"));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path);
-        let _ = std::fs::remove_file(&path);
-        match file {
-            Ok(f) => Bodies { file: Some(f), ..Bodies::default() },
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "store: recovery keeps message bodies in memory: {e}");
-                Bodies::default()
+            for (_, e) in s.queue.iter() {
+                self.msgs.mark(e.mid);
             }
-        }
-    }
-
-    pub fn insert(&mut self, mid: u64, m: &StoredMessage) {
-        let at = self.buf.len();
-        m.encode_into(&mut self.buf);
-        self.index.insert(mid, (self.flushed + at as u64, (self.buf.len() - at) as u32));
-        if self.buf.len() >= BODY_CHUNK {
-            if let Some(f) = &mut self.file {
-                use std::io::Write;
-                match f.write_all(&self.buf) {
-                    Ok(()) => {
-                        self.flushed += self.buf.len() as u64;
-                        self.buf.clear();
-                    }
-                    Err(e) => {
-                        // What was written stays readable; the rest stays here.
-                        tracing::warn!("store: recovery scratch file failed, bodies stay in memory: {e}");
-                        self.file = None;
-                    }
+            for f in &s.inflight {
+                if let Flight::Published { entry, .. } = &f.1 {
+                    self.msgs.mark(entry.mid);
                 }
             }
         }
-    }
-
-    pub fn get(&self, mid: u64) -> Option<StoredMessage> {
-        let (at, len) = *self.index.get(&mid)?;
-        let len = len as usize;
-        if at >= self.flushed {
-            let a = (at - self.flushed) as usize;
-            return StoredMessage::decode(self.buf.get(a..a + len)?).ok();
-        }
-        use std::os::unix::fs::FileExt;
-        let mut bytes = vec![0; len];
-        self.file.as_ref()?.read_exact_at(&mut bytes, at).ok()?;
-        StoredMessage::decode(&bytes).ok()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.index.keys().copied()
-    }
-
-    pub fn contains(&self, mid: u64) -> bool {
-        self.index.contains_key(&mid)
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    fn retain(&mut self, live: &HashSet<u64>) {
-        self.index.retain(|mid, _| live.contains(mid));
+        self.msgs.sweep();
     }
 }
 
