@@ -259,6 +259,11 @@ impl Journal {
         self.log.has_room()
     }
 
+    /// See [`Log::wait_room`].
+    pub fn wait_room(&self) {
+        self.log.wait_room()
+    }
+
     /// See [`Log::room`].
     pub async fn room(&self) {
         self.log.room().await
