@@ -44,6 +44,8 @@ pub struct Bodies {
     /// The bytes after `flushed` (all of them without a file).
     buf: Vec<u8>,
     file: Option<File>,
+    /// Writing to the file failed: it is only read from now on.
+    stuck: bool,
     /// Bytes written to the file.
     flushed: u64,
     /// In increasing `first`; every `mid` of a block is below the next's.
@@ -115,7 +117,7 @@ impl Bodies {
     }
 
     fn flush(&mut self) {
-        let Some(f) = &mut self.file else { return };
+        let Some(f) = self.file.as_mut().filter(|_| !self.stuck) else { return };
         match f.write_all(&self.buf) {
             Ok(()) => {
                 self.flushed += self.buf.len() as u64;
@@ -124,7 +126,7 @@ impl Bodies {
             Err(e) => {
                 // What was written stays readable; the rest stays here.
                 tracing::warn!("store: recovery scratch file failed, bodies stay in memory: {e}");
-                self.file = None;
+                self.stuck = true;
             }
         }
     }

@@ -84,6 +84,8 @@ impl Ranges {
 struct Spool {
     dir: Option<Arc<Path>>,
     file: Option<File>,
+    /// Writing to the file failed: it is only read from now on.
+    stuck: bool,
     flushed: u64,
     buf: Vec<u8>,
 }
@@ -95,7 +97,7 @@ impl Spool {
 
     fn append(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
-        if self.buf.len() < CHUNK {
+        if self.buf.len() < CHUNK || self.stuck {
             return;
         }
         if self.file.is_none() {
@@ -120,7 +122,7 @@ impl Spool {
                 Err(e) => {
                     // What was written stays readable; the rest stays here.
                     tracing::warn!("store: recovery scratch file failed, a queue stays in memory: {e}");
-                    self.file = None;
+                    self.stuck = true;
                 }
             }
         }
