@@ -5,10 +5,11 @@
 //! the snapshot is complete; other records in that window apply to both
 //! (to the fresh one only for sessions the snapshot already wrote).
 //!
-//! The state is held compactly and in few large allocations (queues as
-//! sorted vectors, message bodies encoded in one arena), because a backlog
-//! of millions of queued messages passes through here at start and the
-//! memory must go back to the system once the queues are on disk again.
+//! A backlog of millions of queued messages passes through here at start,
+//! so it does not stay in memory: queue entries are spooled to scratch
+//! files as they are folded ([`Entries`], `spool.rs`) and message bodies
+//! written to another ([`Bodies`], `bodies.rs`); what memory holds grows
+//! with the number of sessions and of runs of entries, not of entries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //!
 //! What stays in memory per queue is small whatever its length: the set
 //! of sequence numbers queued as ranges (a backlog is a few runs), every
-//! [`SAMPLE_EVERY`]th entry's file offset, a write buffer, and the rare
+//! 1024th (`SAMPLE_EVERY`) entry's file offset, a write buffer, and the rare
 //! entries that arrive out of order (`late`, kept decoded). The file holds
 //! entries in strictly increasing sequence number; an entry is live while
 //! its number is in the set and no later copy is in `late`. Removing an
