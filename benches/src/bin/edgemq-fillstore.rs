@@ -1,7 +1,7 @@
 //! `edgemq-fillstore DIR N`: writes a store in `DIR` (the broker's
 //! `data_dir`) holding one offline persistent session (client id
 //! `backlog-sub`, subscribed to `bench/#` at QoS 1) with `N` queued QoS 1
-//! messages of 64-byte payloads, through the broker's own store API: the
+//! messages of 64-byte payloads (each its number, zero-padded), through the broker's own store API: the
 //! log a broker leaves after queueing `N` messages for an absent
 //! subscriber, written in seconds. `benches/restart.sh` then measures the
 //! broker restarting on it.
@@ -52,12 +52,12 @@ fn main() -> ExitCode {
         retain_handling: RetainHandling::OnSubscribe,
     };
     journal.append(&Record::Sub { key, filter: "bench/#".into(), options, id: None });
-    let payload = Bytes::from(vec![b'x'; 64]);
     for i in 0..n {
         let mid = first_mid + i;
         let msg = StoredMessage {
             topic: format!("bench/{}", i % 8),
-            payload: payload.clone(),
+            // 64 bytes: the message's number, for checking the order.
+            payload: Bytes::from(format!("{i:064}")),
             qos: QoS::AtLeastOnce,
             retain: false,
             props: None,
