@@ -226,7 +226,10 @@ impl Router {
         let size = d.journal.disk_bytes();
         if size > d.journal.compact_bytes.max(2 * d.compacted_size) {
             tracing::info!(log_bytes = size, "store: compacting the log");
-            self.snapshot(now);
+            // Waits for the log writer as it goes: a large backlog's
+            // snapshot must not wait in memory all at once (the router
+            // stalls for as long as writing it takes instead).
+            self.snapshot_with(now, true);
         }
     }
 }
