@@ -145,7 +145,7 @@ fn assert_scenario(m: &edgemq::store::Model, restored: bool) {
     let a = &m.sessions[&1];
     assert_eq!((a.client_id.as_str(), a.expiry_secs), ("gw-a", Some(86_400)));
     assert_eq!(a.subs.iter().collect::<Vec<_>>(), [(&"sensors/#".to_owned(), &(opts(QoS::ExactlyOnce), Some(7)))]);
-    let q: Vec<_> = a.queue.iter().cloned().collect();
+    let q: Vec<_> = a.queue.iter().collect();
     assert_eq!(q, [(3, Entry::new(4, QoS::AtLeastOnce, false, vec![], None))]);
     let published = Flight::Published { seq: 2, entry: Entry::new(3, QoS::ExactlyOnce, false, vec![], None) };
     assert_eq!(a.inflight, [(11, Flight::Released), (12, published)]);
@@ -156,7 +156,7 @@ fn assert_scenario(m: &edgemq::store::Model, restored: bool) {
         assert_eq!((a.offline_since_ms, b.offline_since_ms), (0, 1_700_000_100_000));
     }
     assert_eq!(b.subs.iter().collect::<Vec<_>>(), [(&"sensors/+/temp".to_owned(), &(opts(QoS::AtLeastOnce), None))]);
-    let q: Vec<_> = b.queue.iter().map(|(seq, e)| (*seq, e.mid, e.qos)).collect();
+    let q: Vec<_> = b.queue.iter().map(|(seq, e)| (seq, e.mid, e.qos)).collect();
     assert_eq!(q, [(0, 1, QoS::AtLeastOnce), (1, 2, QoS::AtLeastOnce), (2, 4, QoS::AtLeastOnce)]);
     assert!(b.inflight.is_empty());
     assert_eq!(b.in2.iter().copied().collect::<Vec<_>>(), [5], "PUBREL still owed for packet 5");

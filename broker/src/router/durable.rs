@@ -112,7 +112,9 @@ impl Router {
         for (_, m) in model.retained {
             self.retain(&Arc::new(m.into_message(now, wall_now)));
         }
-        self.snapshot(now);
+        // Before listening: waiting for the log writer keeps a backlog's
+        // snapshot from waiting in memory all at once.
+        self.snapshot_with(now, true);
     }
 
     pub(super) fn record(&self, r: &Record) {
@@ -171,6 +173,12 @@ impl Router {
     /// Writes the live state as a snapshot; older log segments are deleted
     /// once it is durable (see [`Router::maintain_store`]).
     pub fn snapshot(&mut self, now: Instant) {
+        self.snapshot_with(now, false);
+    }
+
+    /// [`Router::snapshot`]; with `wait`, each record waits for room in the
+    /// log's buffer (blocking the thread).
+    fn snapshot_with(&mut self, now: Instant, wait: bool) {
         let Some(d) = &mut self.durable else { return };
         d.snapshot_id += 1;
         let id = d.snapshot_id;
@@ -187,6 +195,9 @@ impl Router {
             }
             j.append(&Record::Snap(Box::new(d.session_record(*key, e))));
             st.dump(&mut mids, now, wall, &mut |r| {
+                if wait {
+                    j.wait_room();
+                }
                 j.append(&Record::Snap(Box::new(r)));
             });
         }
@@ -215,7 +226,10 @@ impl Router {
         let size = d.journal.disk_bytes();
         if size > d.journal.compact_bytes.max(2 * d.compacted_size) {
             tracing::info!(log_bytes = size, "store: compacting the log");
-            self.snapshot(now);
+            // Waits for the log writer as it goes: a large backlog's
+            // snapshot must not wait in memory all at once (the router
+            // stalls for as long as writing it takes instead).
+            self.snapshot_with(now, true);
         }
     }
 }

@@ -655,7 +655,7 @@ impl SessionState {
             self.inflight_ids.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage });
         }
-        for (seq, entry) in stored.queue {
+        for (seq, entry) in stored.queue.iter() {
             max_seq = max_seq.max(seq.saturating_add(1));
             let Some(msg) = message(entry.mid) else { continue };
             let d = delivery(seq, entry, msg);

@@ -411,6 +411,21 @@ impl Log {
         self.pending.len.load(Ordering::Relaxed) < PENDING_BYTES
     }
 
+    /// Blocks the calling thread until [`Log::has_room`] (or the writer is
+    /// gone or closed): for an appender that cannot await, the snapshot
+    /// taken at start, whose records would otherwise all wait in memory.
+    pub fn wait_room(&self) {
+        while !self.has_room() {
+            {
+                let st = self.pending.lock();
+                if st.closed || st.writer_gone {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Completes once [`Log::has_room`].
     pub async fn room(&self) {
         loop {

@@ -13,6 +13,7 @@
 //! [`SpillDir`] (see `session::spill`): a copy for memory's sake, never a
 //! source of truth, emptied at every start.
 
+mod bodies;
 pub mod fs;
 pub mod log;
 pub mod losses;
@@ -20,6 +21,7 @@ pub mod record;
 pub mod recover;
 mod repair;
 pub mod segment;
+pub mod spool;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -255,6 +257,11 @@ impl Journal {
     /// See [`Log::has_room`].
     pub fn has_room(&self) -> bool {
         self.log.has_room()
+    }
+
+    /// See [`Log::wait_room`].
+    pub fn wait_room(&self) {
+        self.log.wait_room()
     }
 
     /// See [`Log::room`].

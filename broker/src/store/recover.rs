@@ -5,14 +5,19 @@
 //! the snapshot is complete; other records in that window apply to both
 //! (to the fresh one only for sessions the snapshot already wrote).
 //!
-//! The state is held compactly and in few large allocations (queues as
-//! sorted vectors, message bodies encoded in one arena), because a backlog
-//! of millions of queued messages passes through here at start and the
-//! memory must go back to the system once the queues are on disk again.
+//! A backlog of millions of queued messages passes through here at start,
+//! so it does not stay in memory: queue entries are spooled to scratch
+//! files as they are folded ([`Entries`], `spool.rs`) and message bodies
+//! written to another ([`Bodies`], `bodies.rs`); what memory holds grows
+//! with the number of sessions and of runs of entries, not of entries.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 
+pub use super::bodies::Bodies;
 use super::record::{Record, StoredMessage};
+pub use super::spool::Entries;
 use crate::message::SessionKey;
 use crate::protocol::{QoS, SubOptions};
 
@@ -67,6 +72,8 @@ pub struct Model {
     pub retained: HashMap<String, StoredMessage>,
     pub max_key: SessionKey,
     pub max_mid: u64,
+    /// Where queues are spooled while replaying (memory without it).
+    scratch: Option<Arc<Path>>,
 }
 
 impl Model {
@@ -74,7 +81,11 @@ impl Model {
         match r {
             Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
                 self.max_key = self.max_key.max(*key);
-                let s = self.sessions.entry(*key).or_default();
+                let scratch = &self.scratch;
+                let s = self.sessions.entry(*key).or_insert_with(|| StoredSession {
+                    queue: scratch.clone().map_or_else(Entries::default, Entries::on_disk),
+                    ..StoredSession::default()
+                });
                 s.client_id.clone_from(client_id);
                 s.expiry_secs = *expiry_secs;
                 s.offline_since_ms = *offline_since_ms;
@@ -111,11 +122,11 @@ impl Model {
             }
             Record::Pop { key, seq, pkid } => {
                 if let Some(s) = self.sessions.get_mut(key) {
-                    if let Some(entry) = s.queue.remove(*seq) {
-                        if *pkid != 0 {
-                            s.inflight.retain(|f| f.0 != *pkid);
-                            s.inflight.push((*pkid, Flight::Published { seq: *seq, entry }));
-                        }
+                    if *pkid == 0 {
+                        s.queue.discard(*seq);
+                    } else if let Some(entry) = s.queue.remove(*seq) {
+                        s.inflight.retain(|f| f.0 != *pkid);
+                        s.inflight.push((*pkid, Flight::Published { seq: *seq, entry }));
                     }
                 }
             }
@@ -146,159 +157,20 @@ impl Model {
         }
     }
 
-    /// Drops message bodies no queue refers to.
+    /// Drops message bodies no queue refers to (marking the live ones in
+    /// the index: no set of them all, which would be as large as the queues).
     pub fn prune(&mut self) {
-        let mut live = HashSet::new();
         for s in self.sessions.values() {
-            live.extend(s.queue.iter().map(|(_, e)| e.mid));
-            live.extend(s.inflight.iter().filter_map(|f| match &f.1 {
-                Flight::Published { entry, .. } => Some(entry.mid),
-                Flight::Released => None,
-            }));
-        }
-        self.msgs.retain(&live);
-    }
-}
-
-/// A session's queue entries by sequence number: a vector kept sorted,
-/// appended to at the back and popped mostly at the front.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Entries(VecDeque<(u64, Entry)>);
-
-impl Entries {
-    pub fn insert(&mut self, seq: u64, e: Entry) {
-        match self.0.back() {
-            Some((last, _)) if *last >= seq => match self.0.binary_search_by_key(&seq, |x| x.0) {
-                Ok(i) => self.0[i].1 = e,
-                Err(i) => self.0.insert(i, (seq, e)),
-            },
-            _ => self.0.push_back((seq, e)),
-        }
-    }
-
-    pub fn remove(&mut self, seq: u64) -> Option<Entry> {
-        if self.0.front().is_some_and(|x| x.0 == seq) {
-            return self.0.pop_front().map(|x| x.1);
-        }
-        let i = self.0.binary_search_by_key(&seq, |x| x.0).ok()?;
-        self.0.remove(i).map(|x| x.1)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &(u64, Entry)> {
-        self.0.iter()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().map(|x| x.0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The highest sequence number queued.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.0.back().map(|x| x.0)
-    }
-}
-
-impl IntoIterator for Entries {
-    type Item = (u64, Entry);
-    type IntoIter = std::collections::vec_deque::IntoIter<(u64, Entry)>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
-
-/// Message bodies by `mid`, encoded one after another: in memory, or in
-/// an unlinked scratch file with a small write buffer (recovery of a large
-/// backlog: the bodies then cost page cache, not RSS).
-#[derive(Debug, Default)]
-pub struct Bodies {
-    /// The bytes after `flushed` (all of them without a file).
-    buf: Vec<u8>,
-    file: Option<std::fs::File>,
-    /// Bytes written to the file.
-    flushed: u64,
-    index: HashMap<u64, (u64, u32)>,
-}
-
-/// Bodies buffered before they are written to the scratch file.
-const BODY_CHUNK: usize = 256 * 1024;
-
-impl Bodies {
-    /// Bodies kept in a scratch file in `dir`; in memory if it cannot be
-    /// created.
-    pub fn on_disk(dir: &std::path::Path, n: u64) -> Bodies {
-        let path = dir.join(format!("recovery-{n}.tmp"));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path);
-        let _ = std::fs::remove_file(&path);
-        match file {
-            Ok(f) => Bodies { file: Some(f), ..Bodies::default() },
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "store: recovery keeps message bodies in memory: {e}");
-                Bodies::default()
+            for (_, e) in s.queue.iter() {
+                self.msgs.mark(e.mid);
             }
-        }
-    }
-
-    pub fn insert(&mut self, mid: u64, m: &StoredMessage) {
-        let at = self.buf.len();
-        m.encode_into(&mut self.buf);
-        self.index.insert(mid, (self.flushed + at as u64, (self.buf.len() - at) as u32));
-        if self.buf.len() >= BODY_CHUNK {
-            if let Some(f) = &mut self.file {
-                use std::io::Write;
-                match f.write_all(&self.buf) {
-                    Ok(()) => {
-                        self.flushed += self.buf.len() as u64;
-                        self.buf.clear();
-                    }
-                    Err(e) => {
-                        // What was written stays readable; the rest stays here.
-                        tracing::warn!("store: recovery scratch file failed, bodies stay in memory: {e}");
-                        self.file = None;
-                    }
+            for f in &s.inflight {
+                if let Flight::Published { entry, .. } = &f.1 {
+                    self.msgs.mark(entry.mid);
                 }
             }
         }
-    }
-
-    pub fn get(&self, mid: u64) -> Option<StoredMessage> {
-        let (at, len) = *self.index.get(&mid)?;
-        let len = len as usize;
-        if at >= self.flushed {
-            let a = (at - self.flushed) as usize;
-            return StoredMessage::decode(self.buf.get(a..a + len)?).ok();
-        }
-        use std::os::unix::fs::FileExt;
-        let mut bytes = vec![0; len];
-        self.file.as_ref()?.read_exact_at(&mut bytes, at).ok()?;
-        StoredMessage::decode(&bytes).ok()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = u64> + '_ {
-        self.index.keys().copied()
-    }
-
-    pub fn contains(&self, mid: u64) -> bool {
-        self.index.contains_key(&mid)
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
-    fn retain(&mut self, live: &HashSet<u64>) {
-        self.index.retain(|mid, _| live.contains(mid));
+        self.msgs.sweep();
     }
 }
 
@@ -319,6 +191,7 @@ impl Replay {
     pub fn with_scratch(dir: std::path::PathBuf) -> Replay {
         let mut r = Replay { scratch: Some(dir), ..Replay::default() };
         r.model.msgs = r.bodies();
+        r.model.scratch = r.scratch.as_deref().map(Arc::from);
         r
     }
 
@@ -334,8 +207,13 @@ impl Replay {
         match r {
             Record::SnapshotBegin { id } => {
                 let msgs = self.bodies();
-                let fresh =
-                    Model { max_key: self.model.max_key, max_mid: self.model.max_mid, msgs, ..Model::default() };
+                let fresh = Model {
+                    max_key: self.model.max_key,
+                    max_mid: self.model.max_mid,
+                    msgs,
+                    scratch: self.model.scratch.clone(),
+                    ..Model::default()
+                };
                 self.building = Some((id, fresh));
             }
             Record::SnapshotEnd { id } => {

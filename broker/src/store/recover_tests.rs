@@ -148,3 +148,59 @@ fn bodies_in_a_scratch_file_read_back_across_chunks() {
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files are unlinked at once");
 }
+
+#[test]
+fn a_large_backlog_is_streamed_to_scratch_files_not_held_in_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Replay::with_scratch(dir.path().to_owned());
+    r.apply(session(1));
+    let n = 300_000u64;
+    let body = |mid: u64| StoredMessage { received_ms: mid, ..msg(b"sixty-four bytes, more or less") };
+    for mid in 1..=n {
+        r.apply(Record::Msg { mid, msg: body(mid) });
+        r.apply(enq(1, mid, mid));
+        // Delivered from the front while the backlog grows: in flight,
+        // acknowledged but the last few, and now and then one discarded.
+        if mid % 3 == 0 {
+            let seq = mid / 3;
+            let pkid = (seq % 100 + 1) as u16;
+            if seq % 1000 == 0 {
+                r.apply(Record::Pop { key: 1, seq, pkid: 0 });
+            } else {
+                r.apply(Record::Pop { key: 1, seq, pkid });
+                if seq < n / 3 - 10 {
+                    r.apply(Record::Ack { key: 1, pkid });
+                }
+            }
+        }
+    }
+    let m = r.finish();
+    let s = &m.sessions[&1];
+    assert!(s.queue.spooled_to_file(), "the queue went to a scratch file");
+    assert_eq!(s.queue.in_memory(), 0, "the model holds no queue entry");
+    assert_eq!(s.queue.len(), (n - n / 3) as usize);
+    let mut want = n / 3 + 1;
+    for (seq, e) in s.queue.iter() {
+        assert_eq!((seq, e.mid), (want, want), "every entry, in order");
+        want += 1;
+    }
+    assert_eq!(want, n + 1);
+    // The pops left unacknowledged are in flight, their entries read back.
+    let flying: Vec<u64> = s
+        .inflight
+        .iter()
+        .map(|f| match &f.1 {
+            Flight::Published { seq, entry } => {
+                assert_eq!(*seq, entry.mid);
+                *seq
+            }
+            Flight::Released => panic!("nothing was released"),
+        })
+        .collect();
+    assert_eq!(flying, (n / 3 - 10..n / 3).collect::<Vec<_>>(), "the last pop discarded its entry");
+    // Bodies of what left the queue are pruned; the rest read back.
+    assert_eq!(m.msgs.len(), s.queue.len() + flying.len());
+    assert_eq!(m.msgs.get(n).map(|b| b.received_ms), Some(n));
+    assert!(m.msgs.get(5).is_none());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files are unlinked at once");
+}
