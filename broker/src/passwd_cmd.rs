@@ -1,5 +1,6 @@
 //! `edgemq passwd`: manages a Mosquitto password file as `mosquitto_passwd`
-//! does (`-c` create, `-b` password on the command line, `-D` delete,
+//! does (`-c` create, `-b` password on the command line, `-D` delete, `-U`
+//! hash a plain-text file,
 //! `-H`/`-I` hash choice), through [`crate::auth::passwd::PasswordFile`],
 //! written atomically with mode 0600.
 //!
@@ -24,6 +25,9 @@ pub struct PasswdArgs {
     /// Delete the user.
     #[arg(short = 'D')]
     pub delete: bool,
+    /// Convert a file of `user:password` lines in plain text to hashes.
+    #[arg(short = 'U')]
+    pub upgrade: bool,
     /// Hash: sha512, sha512-pbkdf2 (default) or argon2id.
     #[arg(short = 'H', value_name = "HASH", default_value = "sha512-pbkdf2")]
     pub hash: String,
@@ -76,8 +80,30 @@ fn read_password() -> Result<String, PasswdCmdError> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
+/// `-U`: hashes every `user:password` line of a plain-text file in place.
+fn upgrade(args: &PasswdArgs) -> Result<(), PasswdCmdError> {
+    let text =
+        std::fs::read_to_string(&args.file).map_err(|source| PasswdError::Io { path: args.file.clone(), source })?;
+    let scheme = scheme(args)?;
+    let mut file = PasswordFile::empty(args.file.display().to_string());
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (user, password) = line.split_once(':').ok_or_else(|| {
+            PasswdCmdError::Usage(format!("{}:{}: no `:` between user and password", args.file.display(), n + 1))
+        })?;
+        file.set_password(user, password.as_bytes(), scheme)?;
+    }
+    file.save(&args.file)?;
+    Ok(())
+}
+
 /// Runs `edgemq passwd` with `args`.
 pub fn run(args: &PasswdArgs) -> Result<(), PasswdCmdError> {
+    if args.upgrade {
+        return upgrade(args);
+    }
     let user = args.user.as_deref().ok_or_else(|| PasswdCmdError::Usage("a user name is needed".into()))?;
     if args.batch != args.password.is_some() {
         return Err(PasswdCmdError::Usage("-b takes the password as the last argument, and only -b does".into()));

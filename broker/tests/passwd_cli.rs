@@ -86,6 +86,11 @@ fn file_written_by_edgemq_passwd_is_read_by_mosquitto() {
     assert!(passwd(&["-b", "-I", "1000", f, "carol", "c4rol"]).status.success());
     assert!(passwd(&["-b", f, "dave", "d"]).status.success());
     assert!(passwd(&["-D", f, "dave"]).status.success());
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "erin:e3\n").unwrap();
+    assert!(passwd(&["-U", plain.to_str().unwrap()]).status.success());
+    let erin = std::fs::read_to_string(&plain).unwrap();
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + &erin).unwrap();
     #[cfg(unix)]
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions()) & 0o777,
@@ -99,6 +104,7 @@ fn file_written_by_edgemq_passwd_is_read_by_mosquitto() {
     assert!(publish_ok(port, "carol", "c4rol"));
     assert!(!publish_ok(port, "alice", "wrong"));
     assert!(!publish_ok(port, "dave", "d"));
+    assert!(publish_ok(port, "erin", "e3"));
     let ours = PasswordFile::load(&file).unwrap();
     assert!(ours.check("alice", b"s3cret") && ours.check("bob", b"b0b") && !ours.contains("dave"));
 }
