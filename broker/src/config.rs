@@ -360,8 +360,16 @@ struct FileConfig {
 
 /// Command-line flags of the `edgemq` binary.
 #[derive(Debug, Default, Parser)]
-#[command(name = "edgemq", version, about = "An MQTT broker for IoT and edge gateways")]
+#[command(
+    name = "edgemq",
+    version,
+    about = "An MQTT broker for IoT and edge gateways",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// A tool to run instead of the broker.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Port to listen on, for addresses without one (0 picks a free port; the bound address is printed).
     #[arg(short, long)]
     pub port: Option<u16>,
@@ -377,6 +385,13 @@ pub struct Args {
     /// Log connections and subscriptions.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// The subcommands of the `edgemq` binary.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Manage a Mosquitto password file, as mosquitto_passwd does.
+    Passwd(crate::passwd_cmd::PasswdArgs),
 }
 
 /// A configuration error, with where it was found.

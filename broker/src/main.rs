@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use edgemq::config::{Args, Config};
+use edgemq::config::{Args, Command, Config};
 use edgemq::Broker;
 use tracing::Level;
 
@@ -22,6 +22,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Passwd(passwd)) = &args.command {
+        return match edgemq::passwd_cmd::run(passwd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("edgemq passwd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cfg = match Config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {
