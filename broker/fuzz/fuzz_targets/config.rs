@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
             config: Some(f.path().to_owned()),
             data_dir: None,
             verbose: false,
+            command: None,
         };
         match Config::from_args(&args) {
             Ok(c) => {
