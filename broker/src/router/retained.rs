@@ -90,34 +90,35 @@ impl RetainedStore {
             self.remove(&msg.topic);
             return Ok(());
         }
-        let old = self.get(&msg.topic).map(|m| cost(m));
+        // One walk: the path is made as it goes, and cut again (rare) if
+        // a cap refuses the message.
         let internal = is_internal(&msg.topic);
-        if old.is_none() && !internal && self.count - self.internal >= self.limits.max_messages {
-            return Err(RetainedFull::Messages);
-        }
-        let bytes = self.bytes - old.unwrap_or(0) + cost(&msg);
-        if bytes > self.limits.max_bytes {
-            return Err(RetainedFull::Bytes);
-        }
-        self.bytes = bytes;
+        let (count, held, limits) = (self.count - self.internal, self.bytes, self.limits);
         let mut node = &mut self.root;
         for level in msg.topic.split('/') {
             node = node.children.entry(level.into()).or_default();
+        }
+        let old = node.msg.as_ref().map(|m| cost(m));
+        let bytes = held - old.unwrap_or(0) + cost(&msg);
+        let refused = if old.is_none() && !internal && count >= limits.max_messages {
+            Some(RetainedFull::Messages)
+        } else if bytes > limits.max_bytes {
+            Some(RetainedFull::Bytes)
+        } else {
+            None
+        };
+        if let Some(full) = refused {
+            if old.is_none() {
+                prune(&mut self.root, &msg.topic, |n| n.msg.is_some());
+            }
+            return Err(full);
         }
         if node.msg.replace(msg).is_none() {
             self.count += 1;
             self.internal += usize::from(internal);
         }
+        self.bytes = bytes;
         Ok(())
-    }
-
-    /// The retained message of `topic`, if any.
-    fn get(&self, topic: &str) -> Option<&Arc<Message>> {
-        let mut node = &self.root;
-        for level in topic.split('/') {
-            node = node.children.get(level)?;
-        }
-        node.msg.as_ref()
     }
 
     fn remove(&mut self, topic: &str) {
@@ -307,6 +308,7 @@ mod tests {
         s.set(msg("a", b"1234")).unwrap(); // 5 bytes
         s.set(msg("b", b"12")).unwrap(); // 3 bytes
         assert_eq!(s.set(msg("c", b"1")), Err(RetainedFull::Messages));
+        assert!(!s.root.children.contains_key("c"), "a refused topic leaves no node behind");
         assert_eq!(s.set(msg("a", b"12345678")), Err(RetainedFull::Bytes));
         assert_eq!(topics(&s, "#"), vec!["a", "b"]);
         let mut got = Vec::new();

@@ -679,4 +679,4 @@ impl Writer {
 
 #[cfg(test)]
 #[path = "log_tests.rs"]
-mod tests;
+pub(in crate::store) mod tests;

@@ -19,7 +19,8 @@ fn open(dir: &Path, segment_bytes: u64) -> (Log, Recovery, Vec<(Lsn, Vec<u8>)>) 
     (log, rec, got)
 }
 
-fn wait_durable(log: &Log, lsn: Lsn) {
+/// Waits (bounded) until `log` is durable up to `lsn`.
+pub(in crate::store) fn wait_durable(log: &Log, lsn: Lsn) {
     let mut rx = log.durable();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while *rx.borrow_and_update() < lsn {

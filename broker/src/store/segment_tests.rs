@@ -45,14 +45,7 @@ fn open(dir: &Path) -> (Log, Recovery, BTreeMap<Lsn, Vec<u8>>) {
     (log, rec, got)
 }
 
-fn wait_durable(log: &Log, lsn: Lsn) {
-    let mut rx = log.durable();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while *rx.borrow_and_update() < lsn {
-        assert!(std::time::Instant::now() < deadline, "log never became durable");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
+use crate::store::log::tests::wait_durable;
 
 /// A closed log of 200 records of 100 bytes (record `i` holds byte `i`)
 /// in segments of about 4,000 bytes.
