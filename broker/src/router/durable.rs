@@ -23,6 +23,9 @@ pub(super) struct Durable {
     snapshot_id: u64,
     /// A finished snapshot's end and begin LSNs, waiting to be durable.
     pending_gc: Option<(Lsn, Lsn)>,
+    /// Old segments are being deleted by the log writer: the count of its
+    /// deletions done when it was asked (the log's size is read after).
+    deleting: Option<u64>,
     /// Log size right after the last compaction.
     compacted_size: u64,
 }
@@ -69,6 +72,7 @@ impl Router {
             last_mid: None,
             snapshot_id: 0,
             pending_gc: None,
+            deleting: None,
             compacted_size: 0,
         });
         self.next_key = self.next_key.max(model.max_key + 1);
@@ -213,13 +217,19 @@ impl Router {
     /// snapshot when the log has grown well past the live state.
     pub fn maintain_store(&mut self, now: Instant) {
         let Some(d) = &mut self.durable else { return };
+        if let Some(asked) = d.deleting {
+            if d.journal.stats().deletions_done.load(std::sync::atomic::Ordering::Acquire) == asked {
+                return;
+            }
+            d.deleting = None;
+            d.compacted_size = d.journal.disk_bytes();
+        }
         if let Some((end, begin)) = d.pending_gc {
             if *d.journal.durable().borrow() >= end {
-                if let Err(e) = d.journal.delete_before(begin) {
-                    tracing::warn!("store: cannot delete old log segments: {e}");
-                }
+                // The log writer deletes them (no file-system call here).
+                d.deleting = Some(d.journal.stats().deletions_done.load(std::sync::atomic::Ordering::Acquire));
+                d.journal.delete_before(begin);
                 d.pending_gc = None;
-                d.compacted_size = d.journal.disk_bytes();
             }
             return;
         }

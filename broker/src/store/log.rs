@@ -121,6 +121,11 @@ pub struct LogStats {
     pub failing: std::sync::atomic::AtomicBool,
     /// Failed attempts to write again.
     pub write_errors: AtomicU64,
+    /// Segments deleted (made obsolete by a snapshot), and their bytes.
+    pub segments_deleted: AtomicU64,
+    pub bytes_deleted: AtomicU64,
+    /// Requests of [`Log::delete_before`] the writer has carried out.
+    pub deletions_done: AtomicU64,
 }
 
 /// Bytes of framed records waiting for the writer beyond which the log has
@@ -165,6 +170,9 @@ struct PendingState {
     /// The writer is waiting for records: the next append wakes it (and
     /// only then, as a wake-up is a system call).
     writer_waiting: bool,
+    /// Segments whose records all precede this LSN are to be deleted by
+    /// the writer ([`Log::delete_before`]; 0: none asked).
+    delete_before: Lsn,
 }
 
 /// Records the writer took: their LSNs run from `first` to `last`.
@@ -225,12 +233,13 @@ impl Pending {
     /// Takes the pending records into `out` (which must be empty): all of
     /// them, or with `one` only the oldest. If none are pending, waits for
     /// them when `wait` is set. `None` when waiting means closed and
-    /// drained, otherwise that the queue ran dry.
+    /// drained or a deletion was asked for ([`Pending::take_delete`]),
+    /// otherwise that the queue ran dry.
     fn take(&self, one: bool, wait: bool, out: &mut Vec<u8>) -> Option<Taken> {
         let mut st = self.lock();
         shed(&mut st.buf);
         while st.buf.is_empty() {
-            if st.closed || !wait {
+            if st.closed || !wait || st.delete_before != 0 {
                 return None;
             }
             st.writer_waiting = true;
@@ -258,6 +267,22 @@ impl Pending {
 
     fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// The deletion asked for since the last call, if any.
+    fn take_delete(&self) -> Option<Lsn> {
+        let lsn = std::mem::take(&mut self.lock().delete_before);
+        (lsn != 0).then_some(lsn)
+    }
+
+    /// Asks the writer to delete the segments before `lsn`.
+    fn ask_delete(&self, lsn: Lsn) {
+        let mut st = self.lock();
+        st.delete_before = st.delete_before.max(lsn);
+        if st.writer_waiting {
+            st.writer_waiting = false;
+            self.added.notify_one();
+        }
     }
 
     fn close(&self) {
@@ -324,12 +349,10 @@ pub struct Log {
     pending: Arc<Pending>,
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
-    dir: PathBuf,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Bytes of the segments at open, and bytes of the segments deleted
-    /// since: with the bytes written, the log's size without a `stat`.
+    /// Bytes of the segments at open: with the bytes written and deleted
+    /// since ([`LogStats`]), the log's size without a `stat`.
     at_open: u64,
-    deleted: AtomicU64,
 }
 
 pub(super) fn segment_name(first: Lsn) -> String {
@@ -378,15 +401,7 @@ impl Log {
         let writer = Writer { cfg: cfg.clone(), file, path, size, stats: stats.clone(), pending: pending.clone() };
         let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
         let at_open = segments(&cfg.dir)?.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let log = Log {
-            pending,
-            durable,
-            stats,
-            dir: cfg.dir,
-            writer: Mutex::new(Some(handle)),
-            at_open,
-            deleted: AtomicU64::new(0),
-        };
+        let log = Log { pending, durable, stats, writer: Mutex::new(Some(handle)), at_open };
         Ok((log, rec))
     }
 
@@ -449,26 +464,20 @@ impl Log {
         self.durable.clone()
     }
 
-    /// Deletes every segment whose records all precede `lsn`.
-    pub fn delete_before(&self, lsn: Lsn) -> io::Result<usize> {
-        let segs = segments(&self.dir)?;
-        let mut deleted = 0;
-        for w in segs.windows(2) {
-            if w[1].0 <= lsn {
-                let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
-                fs::remove_file(&w[0].1)?;
-                self.deleted.fetch_add(len, Ordering::Relaxed);
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+    /// Asks the writer thread to delete every segment whose records all
+    /// precede `lsn` (the caller does no file-system call: the router asks
+    /// after a snapshot). Done before the writer's next round, or at once
+    /// if it is idle; counted in [`LogStats::segments_deleted`], an error
+    /// logged by the writer.
+    pub fn delete_before(&self, lsn: Lsn) {
+        self.pending.ask_delete(lsn);
     }
 
     /// Total size of the segment files, from counters (no file-system
     /// call: the router asks every second).
     pub fn disk_bytes(&self) -> u64 {
         (self.at_open + self.stats.bytes_written.load(Ordering::Relaxed))
-            .saturating_sub(self.deleted.load(Ordering::Relaxed))
+            .saturating_sub(self.stats.bytes_deleted.load(Ordering::Relaxed))
     }
 
     /// Stops the writer after it has written (and, unless `Never`, synced)
@@ -517,7 +526,21 @@ impl Writer {
         // The round's batches (first LSN, framed bytes), kept until they are
         // durable: a failed write or sync writes them again.
         let mut round: Vec<(Lsn, Vec<u8>)> = Vec::new();
-        while let Some(mut taken) = self.pending.take(one, true, &mut buf) {
+        loop {
+            if let Some(lsn) = self.pending.take_delete() {
+                self.delete_before(lsn);
+            }
+            let Some(mut taken) = self.pending.take(one, true, &mut buf) else {
+                // Woken to delete, or closed (a deletion asked before the
+                // close is still carried out).
+                if let Some(lsn) = self.pending.take_delete() {
+                    self.delete_before(lsn);
+                }
+                if self.pending.is_closed() {
+                    break;
+                }
+                continue;
+            };
             let start = (self.path.clone(), self.size);
             let mut created = Vec::new();
             let mut unsynced = 0u64;
@@ -645,6 +668,39 @@ impl Writer {
             self.write(&buf[from..])?;
         }
         Ok(())
+    }
+
+    /// Deletes every segment whose records all precede `lsn`, never the
+    /// one being written (the last).
+    fn delete_before(&mut self, lsn: Lsn) {
+        self.delete_segments(lsn);
+        self.stats.deletions_done.fetch_add(1, Ordering::Release);
+    }
+
+    fn delete_segments(&mut self, lsn: Lsn) {
+        let segs = match segments(&self.cfg.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("store: cannot list log segments to delete old ones: {e}");
+                return;
+            }
+        };
+        for w in segs.windows(2) {
+            if w[1].0 > lsn || w[0].1 == self.path {
+                continue;
+            }
+            let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
+            match self.cfg.fs.remove(&w[0].1) {
+                Ok(()) => {
+                    self.stats.bytes_deleted.fetch_add(len, Ordering::Relaxed);
+                    self.stats.segments_deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %w[0].1.display(), "store: cannot delete an old log segment: {e}");
+                    return;
+                }
+            }
+        }
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<()> {

@@ -20,6 +20,39 @@ fn open(dir: &Path, segment_bytes: u64) -> (Log, Recovery, Vec<(Lsn, Vec<u8>)>) 
 }
 
 /// Waits (bounded) until `log` is durable up to `lsn`.
+/// Asks the writer to delete the segments before `lsn` and waits until it
+/// did; returns how many it deleted.
+fn delete_before(log: &Log, lsn: Lsn) -> u64 {
+    let (done, deleted) =
+        (log.stats.deletions_done.load(Ordering::Acquire), log.stats.segments_deleted.load(Ordering::Relaxed));
+    log.delete_before(lsn);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.stats.deletions_done.load(Ordering::Acquire) == done {
+        assert!(std::time::Instant::now() < until, "the writer never deleted");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    log.stats.segments_deleted.load(Ordering::Relaxed) - deleted
+}
+
+/// Deletion is the writer's: asked while it is idle, it happens without a
+/// record to wake it, and never removes the segment being written.
+#[test]
+fn deletion_runs_on_the_writer_even_when_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), 1000);
+    for i in 0..100u8 {
+        log.append(vec![i; 100]);
+    }
+    wait_durable(&log, 100);
+    let before = segments(dir.path()).unwrap().len() as u64;
+    assert!(delete_before(&log, u64::MAX) == before - 1, "all but the one being written");
+    log.append(vec![1; 10]);
+    wait_durable(&log, 101);
+    drop(log);
+    let (_, _, got) = open(dir.path(), 1000);
+    assert_eq!(got.last().unwrap().0, 101);
+}
+
 pub(in crate::store) fn wait_durable(log: &Log, lsn: Lsn) {
     let mut rx = log.durable();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -107,8 +140,9 @@ fn rotation_and_space_reclaim() {
     }
     wait_durable(&log, 100);
     let before = segments(dir.path()).unwrap().len();
-    let deleted = log.delete_before(60).unwrap();
-    assert!(deleted > 0 && deleted < before);
+    let deleted = delete_before(&log, 60);
+    assert!(deleted > 0 && deleted < before as u64);
+    assert_eq!(segments(dir.path()).unwrap().len() as u64, before as u64 - deleted);
     drop(log);
     let (_, _, got) = open(dir.path(), 1000);
     assert!(got.first().unwrap().0 <= 60, "records from 60 on are kept");
@@ -251,7 +285,7 @@ fn disk_bytes_follow_the_segments_without_listing_them() {
     wait_durable(&log, 200);
     assert!(segments(dir.path()).unwrap().len() > 3, "rotated");
     assert_eq!(log.disk_bytes(), on_disk(dir.path()));
-    assert!(log.delete_before(150).unwrap() > 0);
+    assert!(delete_before(&log, 150) > 0);
     assert_eq!(log.disk_bytes(), on_disk(dir.path()));
     drop(log);
     let (log, _, _) = open(dir.path(), 4096);

@@ -273,7 +273,8 @@ impl Journal {
         self.log.disk_bytes()
     }
 
-    pub fn delete_before(&self, lsn: Lsn) -> io::Result<usize> {
+    /// See [`Log::delete_before`]: the writer thread deletes them.
+    pub fn delete_before(&self, lsn: Lsn) {
         self.log.delete_before(lsn)
     }
 
