@@ -19,6 +19,15 @@ fn payload(n: u32, size: usize) -> Vec<u8> {
     p
 }
 
+/// The bound of one step of a 100 MiB stream: it fsyncs that much, which
+/// a disk shared with other work can take well beyond `TIMEOUT` to do (a
+/// bound that says the broker is stuck, not a timing).
+const BULK: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn within_bulk<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BULK, fut).await.unwrap_or_else(|_| panic!("timed out after {BULK:?} waiting for {what}"))
+}
+
 fn number(p: &[u8]) -> u32 {
     u32::from_be_bytes([p[0], p[1], p[2], p[3]])
 }
@@ -35,7 +44,7 @@ async fn publish_acked(addr: SocketAddr, topic: &str, n: u32, size: usize) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut pending = 0usize;
         while acked < n {
-            let got = within("PUBACKs", rd.read(&mut buf[pending..])).await.expect("read PUBACKs");
+            let got = within_bulk("PUBACKs", rd.read(&mut buf[pending..])).await.expect("read PUBACKs");
             assert!(got > 0, "publisher closed after {acked} PUBACKs");
             pending += got;
             let whole = pending / 4 * 4;
@@ -56,10 +65,10 @@ async fn publish_acked(addr: SocketAddr, topic: &str, n: u32, size: usize) {
             let pid = (i % 65_535 + 1) as u16;
             bytes.extend(publish_packet(false, topic, 1, false, false, pid, &payload(i, size)));
         }
-        within("publish", wr.write_all(&bytes)).await.expect("write");
+        within_bulk("publish", wr.write_all(&bytes)).await.expect("write");
         sent += batch;
     }
-    let acked = within("all PUBACKs", reader).await.expect("reader");
+    let acked = within_bulk("all PUBACKs", reader).await.expect("reader");
     assert_eq!(acked, n);
 }
 
@@ -93,7 +102,7 @@ async fn stalled_311_subscribers_get_every_acknowledged_message_in_order() {
     keeping_up.subscribe(1, &[("behind/t", 1)]).await;
     let reader = tokio::spawn(async move { read_acked(&mut keeping_up, N as usize).await });
     publish_acked(b.addr, "behind/t", N, 64 << 10).await;
-    assert_eq!(within("the reader", reader).await.expect("reader"), (0..N).collect::<Vec<_>>());
+    assert_eq!(within_bulk("the reader", reader).await.expect("reader"), (0..N).collect::<Vec<_>>());
     assert_eq!(read_acked(&mut stalled, N as usize).await, (0..N).collect::<Vec<_>>(), "nothing lost, in order");
     assert_eq!(read_acked(&mut stalled_persistent, N as usize).await, (0..N).collect::<Vec<_>>(), "persistent too");
     stalled.expect_silence("each message once").await;

@@ -94,7 +94,7 @@ impl Router {
             Some(m)
         };
         for (key, stored) in model.sessions {
-            let shared = Arc::new(SharedSession::new(self.limits.clone()));
+            let shared = SharedSession::new(self.limits.clone());
             let client_id: Arc<str> = stored.client_id.as_str().into();
             let expiry = stored.expiry_secs.map(Duration::from_secs);
             // Offline since the recorded time, or since now if it was

@@ -317,7 +317,7 @@ impl Router {
         }
         let key = self.next_key;
         self.next_key += 1;
-        let shared = Arc::new(SharedSession::new(self.limits.clone()));
+        let shared = SharedSession::new(self.limits.clone());
         shared.lock().set_online(true);
         let client_id: Arc<str> = req.client_id.into();
         self.by_client.insert(client_id.clone(), key);

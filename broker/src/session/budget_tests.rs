@@ -110,7 +110,7 @@ fn without_a_spill_directory_the_memory_share_drops_under_the_policy() {
 #[test]
 fn past_its_share_a_memory_queue_spills_and_comes_back_when_drained() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let dir = Arc::new(SpillDir::create_inline(tmp.path().join("spill")).unwrap());
     let pool = QueuePool::new(4 << 20);
     pool.set_spill(dir.clone());
     let mut s = session(&pool, QueueFullPolicy::DropNew);
@@ -137,7 +137,7 @@ fn past_its_share_a_memory_queue_spills_and_comes_back_when_drained() {
 #[test]
 fn disk_quotas_of_one_queue_and_of_all_apply_the_policy() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let dir = Arc::new(SpillDir::create_inline(tmp.path().join("spill")).unwrap());
     let pool = QueuePool::new(4 << 20);
     pool.set_spill(dir.clone());
     // One queue may spill 1 MiB, all together 1.5 MiB.
@@ -169,7 +169,7 @@ fn disk_quotas_of_one_queue_and_of_all_apply_the_policy() {
 #[test]
 fn drop_oldest_makes_room_under_its_own_disk_quota() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let dir = Arc::new(SpillDir::create_inline(tmp.path().join("spill")).unwrap());
     let pool = QueuePool::new(4 << 20);
     pool.set_spill(dir.clone());
     dir.set_quotas(u64::MAX, 1 << 20);
@@ -194,7 +194,7 @@ fn memory_cost_counts_the_records_of_a_message() {
 #[test]
 fn below_the_free_space_reserve_nothing_spills_and_the_new_message_drops() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let dir = Arc::new(SpillDir::create_inline(tmp.path().join("spill")).unwrap());
     let pool = QueuePool::new(4 << 20);
     pool.set_spill(dir.clone());
     let mut s = session(&pool, QueueFullPolicy::DropOldest);

@@ -1,65 +1,91 @@
 //! A session queue that keeps only its head in memory and the rest in a
 //! scratch file, so a persistent session's backlog costs disk, not RAM.
 //!
-//! Order is: `head` (decoded, in memory), then the file's unread entries,
-//! then `tail` (encoded, not yet written). While nothing is spilled, pushes
-//! go to the head, up to a few entries for a connected session (the one
-//! that is draining) and none for an offline one. Entries are written out
-//! in chunks; the global budget in [`SpillDir`] bounds what all queues
+//! Order is: `head` (decoded, in memory), then the chunks handed to the
+//! spill thread (`front`, the one being decoded, then `runs`), then `tail`
+//! (encoded, not yet handed over). While nothing is spilled, pushes go to
+//! the head, up to a few entries for a connected session (the one that is
+//! draining) and none for an offline one. Entries are handed over in
+//! chunks; the global budget in [`SpillDir`] bounds what all queues
 //! together hold encoded in memory. The file is a copy of what the log
 //! already made durable, never synced, and deleted when drained or dropped.
 //!
-//! If the scratch file cannot be written or read, the queue logs it once and
-//! keeps everything in memory from then on: the log still has every entry.
+//! No file I/O happens here (the session's lock is held): the spill thread
+//! (`store::spill_io`) writes a chunk, keeping its bytes in memory until it
+//! has, and reads one back when asked; a queue whose next chunk is on disk
+//! has nothing to give until then (`front` is `None` although `len` is
+//! not 0), and the session is woken when the chunk is there. A connected
+//! queue asks for the next chunk as it starts decoding one, so a drain
+//! rarely waits. Only walks of the whole queue (a snapshot's `for_each`,
+//! `take_where`, `rotate`: rare) read chunks on disk themselves.
+//!
+//! If a chunk cannot be written, its entries stay in memory (within
+//! [`SpillDir::memory_full`]) and the queue begins a new file; if one
+//! cannot be read back, its entries are lost to this run and logged (the
+//! log still has those of persistent sessions).
 //!
 //! Accounting: the decoded head is charged to the memory budget (a push
 //! that does not fit there goes to disk even while nothing is spilled), and
-//! the spilled bytes (file and tail) to the disk quotas of [`SpillDir`];
+//! the spilled bytes (chunks and tail) to the disk quotas of [`SpillDir`];
 //! [`MessageQueue::room`] says whether the next push fits.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::budget::{memory_cost, Charge, Full, QueuePool};
-use super::state::MessageQueue;
+use super::state::{MessageQueue, SharedSession};
 use crate::message::{Delivery, SessionKey};
 use crate::store::record::{decode_spilled, encode_spilled};
+use crate::store::spill_io::{self, Chunk, ChunkState, SpillIo, SpillPath};
 use crate::store::SpillDir;
 
 /// Entries a connected session keeps decoded in memory.
 const HEAD_ONLINE: usize = 64;
 /// Encoded bytes a queue buffers before writing them out.
 const TAIL_CHUNK: usize = 32 * 1024;
-/// Bytes read from the file at a time.
-const READ_CHUNK: usize = 64 * 1024;
+
+/// A chunk handed to the spill thread, where it is in which file.
+struct Run {
+    chunk: Arc<Chunk>,
+    path: SpillPath,
+    at: u64,
+    len: usize,
+    entries: usize,
+}
+
+/// The chunk being decoded into the head.
+struct Front {
+    bytes: Arc<[u8]>,
+    path: SpillPath,
+    at: usize,
+    left: usize,
+}
 
 pub struct SpillQueue {
     head: VecDeque<Delivery>,
     dir: Arc<SpillDir>,
-    path: PathBuf,
-    /// File offset of the first unread entry, and the file's length.
-    read_at: u64,
+    key: SessionKey,
+    /// The file chunks are appended to, and its length so far (with the
+    /// chunks not yet written).
+    path: SpillPath,
     written: u64,
-    file_entries: usize,
-    /// Length-prefixed encoded entries after the file's.
+    /// The chunk being decoded, then the chunks handed over, oldest first.
+    front: Option<Front>,
+    runs: VecDeque<Run>,
+    /// Entries and bytes in `front` and `runs`.
+    run_entries: usize,
+    run_bytes: u64,
+    /// Length-prefixed encoded entries after the chunks'.
     tail: Vec<u8>,
     tail_entries: usize,
     online: bool,
-    /// The file failed: everything stays in memory.
-    in_memory: bool,
-    /// The file, open for reading while the session is connected (it is
-    /// then drained a chunk at a time); closed when it goes offline or the
-    /// file is deleted, so an offline session holds no descriptor.
-    reader: Option<File>,
     /// The head's bytes, charged to the memory budget.
     charge: Charge,
     /// The spilled bytes last added to `dir.disk_used`.
     disk_charged: u64,
+    /// Woken when a chunk it waits for has been read back.
+    waker: Weak<SharedSession>,
 }
 
 /// Roughly what a delivery takes spilled (its entry and body encoded).
@@ -68,22 +94,24 @@ fn spilled_size(d: &Delivery) -> u64 {
 }
 
 impl SpillQueue {
-    pub fn new(dir: Arc<SpillDir>, key: SessionKey, pool: &Arc<QueuePool>) -> SpillQueue {
-        let path = dir.new_file(key);
+    pub fn new(dir: Arc<SpillDir>, key: SessionKey, pool: &Arc<QueuePool>, waker: Weak<SharedSession>) -> SpillQueue {
+        let path: SpillPath = dir.new_file(key).into();
         SpillQueue {
             head: VecDeque::new(),
             dir,
+            key,
             path,
-            read_at: 0,
             written: 0,
-            file_entries: 0,
+            front: None,
+            runs: VecDeque::new(),
+            run_entries: 0,
+            run_bytes: 0,
             tail: Vec::new(),
             tail_entries: 0,
             online: false,
-            in_memory: false,
-            reader: None,
             charge: Charge::new(pool),
             disk_charged: 0,
+            waker,
         }
     }
 
@@ -94,9 +122,10 @@ impl SpillQueue {
         self.head.push_back(d);
     }
 
-    /// Bytes spilled: the file's unread part and the tail.
+    /// Bytes spilled: the chunks' (what is left of the one being decoded)
+    /// and the tail.
     pub fn disk_bytes(&self) -> u64 {
-        self.written - self.read_at + self.tail.len() as u64
+        self.run_bytes + self.tail.len() as u64
     }
 
     /// Brings the shared count of spilled bytes up to date.
@@ -116,13 +145,11 @@ impl SpillQueue {
     }
 
     fn spilled(&self) -> usize {
-        self.file_entries + self.tail_entries
+        self.run_entries + self.tail_entries
     }
 
     fn head_limit(&self) -> usize {
-        if self.in_memory {
-            usize::MAX
-        } else if self.online {
+        if self.online {
             HEAD_ONLINE
         } else {
             0
@@ -146,88 +173,131 @@ impl SpillQueue {
         std::mem::take(&mut self.tail)
     }
 
+    /// Hands the tail to the spill thread as a chunk (no I/O here). After
+    /// a failed write the file's length is unknown: a new file is begun.
     fn flush(&mut self) {
         if self.tail.is_empty() {
             return;
         }
-        let result =
-            OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| f.write_all(&self.tail));
-        match result {
-            Ok(()) => {
-                self.written += self.tail.len() as u64;
-                self.dir.bytes_written.fetch_add(self.tail.len() as u64, Ordering::Relaxed);
-                self.file_entries += self.tail_entries;
-                self.take_tail();
+        let failed =
+            self.runs.back().is_some_and(|r| r.path == self.path && r.chunk.get().1 == ChunkState::WriteFailed);
+        if failed {
+            self.path = self.dir.new_file(self.key).into();
+            self.written = 0;
+        }
+        let entries = std::mem::take(&mut self.tail_entries);
+        // The tail's bytes stay counted in `buffered` until written.
+        let bytes = std::mem::take(&mut self.tail);
+        let len = bytes.len();
+        let chunk = SpillIo::write(&self.dir, &self.path, bytes);
+        self.runs.push_back(Run { chunk, path: self.path.clone(), at: self.written, len, entries });
+        self.written += len as u64;
+        self.run_entries += entries;
+        self.run_bytes += len as u64;
+    }
+
+    /// What wakes the session's connection when a read is done.
+    fn wake(&self) -> Box<dyn FnOnce() + Send> {
+        let w = self.waker.clone();
+        Box::new(move || {
+            if let Some(s) = w.upgrade() {
+                s.notify.notify_one();
             }
-            Err(e) => self.fail(&e),
+        })
+    }
+
+    /// Asks for the next chunk to be read back before it is needed, while
+    /// a connection drains the queue.
+    fn prefetch(&self) {
+        if let Some(r) = self.runs.front().filter(|_| self.online) {
+            self.dir.io.read(&r.path, r.at, r.len, &r.chunk, self.wake());
         }
     }
 
-    /// Gives up on the file: reads back what it can and keeps it all here.
-    fn fail(&mut self, e: &io::Error) {
-        tracing::error!(file = %self.path.display(), "queue spill file failed, keeping this queue in memory: {e}");
-        self.in_memory = true;
-        while self.file_entries > 0 {
-            let before = self.file_entries;
-            self.refill_from_file(usize::MAX);
-            if self.file_entries == before {
-                tracing::error!(
-                    lost = self.file_entries,
-                    "queue spill file unreadable; these messages return only after a restart"
-                );
-                self.file_entries = 0;
+    /// Makes the head non-empty if anything spilled is in memory. Without
+    /// `blocking`, a chunk on disk is asked for and the call returns (the
+    /// session is woken when it is there); with it (whole-queue walks), it
+    /// is read here.
+    fn refill(&mut self, blocking: bool) {
+        while self.head.is_empty() {
+            if self.front.is_some() {
+                self.decode_front();
+                continue;
             }
-        }
-        self.refill_from_tail();
-        self.reader = None;
-        let _ = std::fs::remove_file(&self.path);
-        self.read_at = 0;
-        self.written = 0;
-    }
-
-    /// Moves up to `max` entries from the file to the head.
-    fn refill_from_file(&mut self, max: usize) {
-        // Read about what `max` entries take (their average size, plus one
-        // entry), not a whole chunk of which most would be read again.
-        let entries = self.file_entries.max(1) as u64;
-        let average = (self.written - self.read_at).div_ceil(entries);
-        let want = average.saturating_mul(max.min(self.file_entries) as u64 + 1).max(256);
-        let (read_at, written) = (self.read_at, self.written);
-        let read = self.reader().and_then(|f| read_chunk(f, read_at, written, want));
-        let buf = match read {
-            Ok(b) => b,
-            Err(e) => {
-                if !self.in_memory {
-                    self.fail(&e);
+            let Some(run) = self.runs.front() else { break };
+            let (bytes, state) = run.chunk.get();
+            let bytes = match bytes {
+                Some(b) => Some(b),
+                None if blocking => spill_io::read_now(&run.path, run.at, run.len).ok().map(Arc::from),
+                None if state == ChunkState::ReadFailed => None,
+                None => {
+                    self.dir.io.read(&run.path, run.at, run.len, &run.chunk, self.wake());
+                    match run.chunk.get() {
+                        // Read inline.
+                        (Some(b), _) => Some(b),
+                        (None, ChunkState::ReadFailed) => None,
+                        _ => return,
+                    }
                 }
-                return;
+            };
+            let Some(run) = self.runs.pop_front() else { break };
+            match bytes {
+                Some(bytes) => {
+                    self.front = Some(Front { bytes, path: run.path, at: 0, left: run.entries });
+                    self.prefetch();
+                }
+                None => {
+                    tracing::error!(
+                        lost = run.entries,
+                        "queue spill file unreadable; these messages return only after a restart"
+                    );
+                    self.run_entries -= run.entries;
+                    self.run_bytes -= run.len as u64;
+                    self.file_done(&run.path);
+                }
             }
-        };
-        let (at, moved) = decode_entries(&buf, max.min(self.file_entries), &self.dir, &mut |d| {
-            self.charge.add(memory_cost(&d));
-            self.head.push_back(d);
+        }
+        if self.head.is_empty() && self.front.is_none() && self.runs.is_empty() && self.tail_entries > 0 {
+            self.refill_from_tail();
+        }
+    }
+
+    /// Moves up to `HEAD_ONLINE` entries of the front chunk to the head.
+    fn decode_front(&mut self) {
+        let Some(f) = &mut self.front else { return };
+        let (head, charge) = (&mut self.head, &mut self.charge);
+        let (used, n) = decode_entries(&f.bytes[f.at..], f.left.min(HEAD_ONLINE), &self.dir, &mut |d| {
+            charge.add(memory_cost(&d));
+            head.push_back(d);
         });
-        self.file_entries -= moved;
-        self.read_at += at as u64;
-        if moved == 0 && max > 0 && !self.in_memory {
-            self.fail(&io::Error::new(io::ErrorKind::InvalidData, "an entry does not decode"));
+        f.at += used;
+        f.left -= n;
+        self.run_entries -= n;
+        self.run_bytes -= used as u64;
+        if n == 0 && f.left > 0 {
+            // Our own bytes do not decode (logged): the rest is lost.
+            let rest = (f.bytes.len() - f.at) as u64;
+            tracing::error!(lost = f.left, "queue spill chunk does not decode");
+            self.run_entries -= f.left;
+            self.run_bytes -= rest;
+            f.left = 0;
+        }
+        if f.left == 0 {
+            if let Some(f) = self.front.take() {
+                self.file_done(&f.path);
+            }
+        }
+    }
+
+    /// A chunk of `path` was consumed: the file is removed if no other
+    /// chunk of it is left.
+    fn file_done(&mut self, path: &SpillPath) {
+        if self.runs.front().is_some_and(|r| r.path == *path) {
             return;
         }
-        if self.file_entries == 0 {
-            self.reader = None;
-            let _ = std::fs::remove_file(&self.path);
-            self.read_at = 0;
+        self.dir.io.remove(path);
+        if *path == self.path {
             self.written = 0;
-        } else if !self.online {
-            self.reader = None;
-        }
-    }
-
-    /// The file, opened for reading if it is not already.
-    fn reader(&mut self) -> io::Result<&File> {
-        match &mut self.reader {
-            Some(f) => Ok(f),
-            r @ None => Ok(r.insert(File::open(&self.path)?)),
         }
     }
 
@@ -239,62 +309,35 @@ impl SpillQueue {
         });
     }
 
-    /// Makes the head non-empty if anything is spilled.
-    fn refill(&mut self) {
-        if !self.head.is_empty() {
-            return;
-        }
-        if self.file_entries > 0 {
-            self.refill_from_file(HEAD_ONLINE);
-        } else if self.tail_entries > 0 {
-            self.refill_from_tail();
-        }
-    }
-
-    /// Calls `f` on every spilled entry, in order, without consuming them.
+    /// Calls `f` on every spilled entry, in order, without consuming them;
+    /// chunks on disk are read here (blocking: snapshots).
     fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
-        if self.file_entries > 0 {
-            let read = match &self.reader {
-                Some(file) => self.for_each_in_file(file, f),
-                None => File::open(&self.path).and_then(|file| self.for_each_in_file(&file, f)),
+        if let Some(fr) = &self.front {
+            decode_entries(&fr.bytes[fr.at..], fr.left, &self.dir, &mut |d| f(&d, true));
+        }
+        for r in &self.runs {
+            let bytes = match r.chunk.get().0 {
+                Some(b) => b,
+                None => match spill_io::read_now(&r.path, r.at, r.len) {
+                    Ok(b) => b.into(),
+                    Err(e) => {
+                        tracing::error!(file = %r.path.display(), "queue spill file unreadable: {e}");
+                        continue;
+                    }
+                },
             };
-            if let Err(e) = read {
-                tracing::error!(file = %self.path.display(), "queue spill file unreadable: {e}");
-            }
+            decode_entries(&bytes, r.entries, &self.dir, &mut |d| f(&d, true));
         }
         decode_entries(&self.tail, usize::MAX, &self.dir, &mut |d| f(&d, true));
     }
 
-    /// [`SpillQueue::for_each_spilled`]'s part in the file.
-    fn for_each_in_file(&self, file: &File, f: &mut dyn FnMut(&Delivery, bool)) -> io::Result<()> {
-        let (mut read_at, mut left) = (self.read_at, self.file_entries);
-        while left > 0 {
-            let buf = read_chunk(file, read_at, self.written, READ_CHUNK as u64)?;
-            let (at, n) = decode_entries(&buf, left, &self.dir, &mut |d| f(&d, true));
-            if n == 0 {
-                break;
-            }
-            left -= n;
-            read_at += at as u64;
-        }
-        Ok(())
+    fn pop(&mut self, blocking: bool) -> Option<Delivery> {
+        self.refill(blocking);
+        self.sync_disk();
+        let d = self.head.pop_front()?;
+        self.charge.sub(memory_cost(&d));
+        Some(d)
     }
-}
-
-/// Reads about `want` bytes of entries from `read_at` on (at most
-/// `READ_CHUNK`, and at least one whole entry).
-fn read_chunk(f: &File, read_at: u64, written: u64, want: u64) -> io::Result<Vec<u8>> {
-    let want = (written - read_at).min(want).min(READ_CHUNK as u64) as usize;
-    let mut buf = vec![0; want];
-    f.read_exact_at(&mut buf, read_at)?;
-    if let Some(len) = buf.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) {
-        if len + 4 > buf.len() {
-            let mut rest = vec![0; len + 4 - buf.len()];
-            f.read_exact_at(&mut rest, read_at + buf.len() as u64)?;
-            buf.extend_from_slice(&rest);
-        }
-    }
-    Ok(buf)
 }
 
 /// Decodes up to `max` entries from the start of `b`, in order, into `f`;
@@ -326,7 +369,7 @@ fn decode_at(b: &[u8], dir: &SpillDir) -> Option<(Delivery, usize)> {
 
 impl MessageQueue for SpillQueue {
     fn push_back(&mut self, d: Delivery) {
-        if self.in_memory || self.to_head(&d) {
+        if self.to_head(&d) {
             self.push_head(d);
             return;
         }
@@ -338,15 +381,11 @@ impl MessageQueue for SpillQueue {
     }
 
     fn pop_front(&mut self) -> Option<Delivery> {
-        self.refill();
-        self.sync_disk();
-        let d = self.head.pop_front()?;
-        self.charge.sub(memory_cost(&d));
-        Some(d)
+        self.pop(false)
     }
 
     fn front(&mut self) -> Option<&Delivery> {
-        self.refill();
+        self.refill(false);
         self.sync_disk();
         self.head.front()
     }
@@ -354,7 +393,7 @@ impl MessageQueue for SpillQueue {
     fn room(&self, d: &Delivery) -> Result<(), Full> {
         if self.to_head(d) {
             Ok(())
-        } else if self.in_memory {
+        } else if self.dir.memory_full() {
             Err(Full::Memory)
         } else {
             self.dir.disk_room(self.disk_bytes(), spilled_size(d)).map_err(Full::Disk)
@@ -374,9 +413,10 @@ impl MessageQueue for SpillQueue {
 
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
         // Rotates the queue once: kept entries go to the back in order.
+        // Chunks on disk are read here (a rare walk of the whole queue).
         let mut taken = Vec::new();
         for _ in 0..self.len() {
-            let Some(d) = self.pop_front() else { break };
+            let Some(d) = self.pop(true) else { break };
             if pred(&d) {
                 taken.push(d);
             } else {
@@ -386,12 +426,17 @@ impl MessageQueue for SpillQueue {
         taken
     }
 
+    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery)) {
+        for _ in 0..self.len() {
+            let Some(mut d) = self.pop(true) else { break };
+            f(&mut d);
+            self.push_back(d);
+        }
+    }
+
     fn set_online(&mut self, online: bool) {
         self.online = online;
-        if !online {
-            self.reader = None;
-        }
-        if !online && !self.in_memory && self.spilled() == 0 && !self.head.is_empty() {
+        if !online && self.spilled() == 0 && !self.head.is_empty() {
             // Going offline: what is left goes out of memory.
             for d in std::mem::take(&mut self.head) {
                 self.encode(&d);
@@ -408,8 +453,15 @@ impl Drop for SpillQueue {
     fn drop(&mut self) {
         self.take_tail();
         self.dir.disk_used.fetch_sub(self.disk_charged, Ordering::Relaxed);
-        if self.written > 0 {
-            let _ = std::fs::remove_file(&self.path);
+        // Every file still holding chunks, once what was asked is done.
+        let mut paths: Vec<SpillPath> = self.front.take().map(|f| f.path).into_iter().collect();
+        for r in self.runs.drain(..) {
+            if paths.last() != Some(&r.path) {
+                paths.push(r.path);
+            }
+        }
+        for p in paths {
+            self.dir.io.remove(&p);
         }
     }
 }

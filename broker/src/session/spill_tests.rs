@@ -5,10 +5,13 @@ use bytes::Bytes;
 use super::*;
 use crate::message::Message;
 use crate::protocol::QoS;
+use crate::session::state::QueueLimits;
 
+/// A spill directory whose file operations run inline: each step of the
+/// queue can be checked as it happens.
 fn dir() -> (tempfile::TempDir, Arc<SpillDir>) {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let dir = Arc::new(SpillDir::create_inline(tmp.path().join("spill")).unwrap());
     (tmp, dir)
 }
 
@@ -48,7 +51,7 @@ fn files(dir: &SpillDir) -> usize {
 #[test]
 fn an_offline_queue_keeps_nothing_in_memory_and_drains_in_order() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
     for n in 0..20_000 {
         q.push_back(delivery(n));
     }
@@ -79,7 +82,7 @@ fn an_offline_queue_keeps_nothing_in_memory_and_drains_in_order() {
 #[test]
 fn message_age_survives_the_file() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1, &pool());
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
     let d = delivery(7);
     let received = d.msg.received;
     q.push_back(d);
@@ -92,7 +95,7 @@ fn message_age_survives_the_file() {
 #[test]
 fn an_online_queue_that_keeps_up_stays_in_memory() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
     q.set_online(true);
     for n in 0..1_000 {
         q.push_back(delivery(n));
@@ -105,7 +108,7 @@ fn an_online_queue_that_keeps_up_stays_in_memory() {
 #[test]
 fn going_offline_moves_the_head_out_of_memory() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1, &pool());
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
     q.set_online(true);
     for n in 0..10 {
         q.push_back(delivery(n));
@@ -122,7 +125,7 @@ fn going_offline_moves_the_head_out_of_memory() {
 #[test]
 fn for_each_sees_everything_in_order_without_consuming() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1, &pool());
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
     q.set_online(true);
     for n in 0..5_000 {
         q.push_back(delivery(n));
@@ -142,7 +145,7 @@ fn for_each_sees_everything_in_order_without_consuming() {
 #[test]
 fn take_where_splits_and_keeps_both_orders() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir, 1, &pool());
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
     for n in 0..3_000 {
         q.push_back(delivery(n));
     }
@@ -155,7 +158,7 @@ fn take_where_splits_and_keeps_both_orders() {
 #[test]
 fn dropping_a_queue_deletes_its_file_and_budget() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
     for n in 0..2_000 {
         q.push_back(delivery(n));
     }
@@ -169,7 +172,7 @@ fn dropping_a_queue_deletes_its_file_and_budget() {
 #[test]
 fn many_queues_share_a_bounded_buffer() {
     let (_tmp, dir) = dir();
-    let mut queues: Vec<SpillQueue> = (0..300).map(|k| SpillQueue::new(dir.clone(), k, &pool())).collect();
+    let mut queues: Vec<SpillQueue> = (0..300).map(|k| SpillQueue::new(dir.clone(), k, &pool(), Weak::new())).collect();
     for round in 0..200 {
         for q in &mut queues {
             q.push_back(delivery(round));
@@ -187,7 +190,7 @@ fn many_queues_share_a_bounded_buffer() {
 fn an_unwritable_directory_keeps_the_queue_in_memory() {
     let (_tmp, dir) = dir();
     std::fs::remove_dir(&dir.path).unwrap();
-    let mut q = SpillQueue::new(dir, 1, &pool());
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
     for n in 0..5_000 {
         q.push_back(delivery(n));
     }
@@ -200,7 +203,7 @@ fn an_unwritable_directory_keeps_the_queue_in_memory() {
 #[test]
 fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
     for n in 0..2_000 {
         q.push_back(delivery(n));
     }
@@ -216,24 +219,73 @@ fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     assert_eq!(q.len(), 0);
 }
 
+/// With the spill thread, pushes and pops never do file I/O: while the
+/// thread is held (a disk that does not answer), a connected queue hands
+/// out what it has in memory and then nothing, without waiting, and the
+/// session is woken once the chunk it waits for is read back.
 #[test]
-fn only_a_connected_queue_holds_its_file_open() {
-    let (_tmp, dir) = dir();
-    let mut q = SpillQueue::new(dir.clone(), 1, &pool());
-    for n in 0..5_000 {
+fn the_spill_thread_does_the_io_and_wakes_the_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    let session = SharedSession::new(QueueLimits::default());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Arc::downgrade(&session));
+    for n in 0..20_000 {
         q.push_back(delivery(n));
     }
-    assert!(q.reader.is_none());
+    let wait = |what: &str, done: &mut dyn FnMut() -> bool| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < until, "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    wait("every chunk written", &mut || dir.in_flight.load(Ordering::Relaxed) == 0);
+    assert!(dir.bytes_written.load(Ordering::Relaxed) > 0);
     q.set_online(true);
-    assert_eq!(q.pop_front().map(|d| number(&d)), Some(0));
-    assert!(q.reader.is_some(), "draining reads through one open file");
-    // Offline: the descriptor is closed; back online, reading resumes
-    // where it stopped.
-    q.set_online(false);
-    assert!(q.reader.is_none());
+    let mut got = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    while got.len() < 20_000 {
+        match q.pop_front() {
+            Some(d) => got.push(number(&d)),
+            None => {
+                // Nothing in memory: the session is woken when the next
+                // chunk is (a permit is stored if that already happened).
+                assert!(q.len() > 0);
+                rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), session.notify.notified()).await.expect("woken");
+                });
+            }
+        }
+    }
+    assert_eq!(got, (0..20_000).collect::<Vec<_>>());
+    assert_eq!(q.len(), 0);
+    wait("the drained file removed", &mut || files(&dir) == 0);
+    drop(q);
+    assert_eq!(dir.buffered.load(Ordering::Relaxed), 0);
+}
+
+/// A chunk whose write failed stays in memory (and counts as held), the
+/// queue begins a new file, and nothing is lost or reordered.
+#[test]
+fn a_failed_write_keeps_the_chunk_and_starts_a_new_file() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
+    std::fs::remove_dir(&dir.path).unwrap();
+    for n in 0..2_000 {
+        q.push_back(delivery(n));
+    }
+    let held = dir.held.load(Ordering::Relaxed);
+    assert!(held > 0, "failed chunks are held in memory");
+    let first = q.path.clone();
+    std::fs::create_dir(&dir.path).unwrap();
+    for n in 2_000..4_000 {
+        q.push_back(delivery(n));
+    }
+    assert_ne!(q.path, first, "a new file after the failure");
+    assert!(dir.bytes_written.load(Ordering::Relaxed) > 0, "the disk is used again");
     q.set_online(true);
-    let rest: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
-    assert_eq!(rest, (1..5_000).collect::<Vec<_>>());
-    assert!(q.reader.is_none(), "closed with the drained file");
+    let order: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(order, (0..4_000).collect::<Vec<_>>());
+    assert_eq!(dir.held.load(Ordering::Relaxed), 0);
     assert_eq!(files(&dir), 0);
 }

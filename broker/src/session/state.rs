@@ -38,6 +38,9 @@ pub trait MessageQueue: Send {
     fn len(&self) -> usize;
     /// Removes and returns, in order, the deliveries for which `pred` holds.
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
+    /// Passes every waiting delivery to `f` once, in order, to be changed
+    /// in place.
+    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery));
     /// Whether a connection is draining the queue (a hint for what to keep
     /// in memory).
     fn set_online(&mut self, _online: bool) {}
@@ -96,6 +99,14 @@ impl MessageQueue for MemQueue {
         self.0 = kept;
         self.1.sub(taken.iter().map(memory_cost).sum());
         taken.into()
+    }
+    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery)) {
+        for d in &mut self.0 {
+            // The cost is re-charged: `f` may change what it counts.
+            self.1.sub(memory_cost(d));
+            f(d);
+            self.1.add(memory_cost(d));
+        }
     }
 }
 
@@ -196,7 +207,8 @@ pub struct SessionState {
     /// Messages dropped because the queue was full, ever.
     pub dropped: u64,
     /// The queue's length when the current drop episode began.
-    drop_episode: Option<usize>,
+    /// (At most `u32::MAX`: the field is kept small, see `state_tests`.)
+    drop_episode: Option<u32>,
     /// The limit of the last drop.
     pub last_full: Option<Full>,
     /// The queue is a memory queue turned spill queue (not stored): it
@@ -206,6 +218,9 @@ pub struct SessionState {
     journal: Option<Arc<Journal>>,
     key: SessionKey,
     next_seq: u64,
+    /// The session this is the state of, woken by a spill queue when a
+    /// chunk it read back is there (none in tests of the state alone).
+    waker: std::sync::Weak<SharedSession>,
 }
 
 /// The record of a queue entry.
@@ -232,12 +247,17 @@ pub struct SharedSession {
 }
 
 impl SharedSession {
-    pub fn new(limits: QueueLimits) -> SharedSession {
-        SharedSession {
-            state: Mutex::new(SessionState::new(limits)),
-            notify: Notify::new(),
-            wake_pending: std::sync::atomic::AtomicBool::new(false),
-        }
+    /// A session whose spill queue can wake it (see [`SessionState`]).
+    pub fn new(limits: QueueLimits) -> Arc<SharedSession> {
+        Arc::new_cyclic(|weak| {
+            let mut state = SessionState::new(limits);
+            state.waker = weak.clone();
+            SharedSession {
+                state: Mutex::new(state),
+                notify: Notify::new(),
+                wake_pending: std::sync::atomic::AtomicBool::new(false),
+            }
+        })
     }
 
     /// Locks the state. A poisoned lock (a panic while holding it) still
@@ -267,6 +287,7 @@ impl SessionState {
             journal: None,
             key: 0,
             next_seq: 0,
+            waker: std::sync::Weak::new(),
         }
     }
 
@@ -274,7 +295,7 @@ impl SessionState {
     /// queue moves out of memory.
     pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
         self.key = key;
-        let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool);
+        let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool, self.waker.clone());
         spill.set_online(self.online);
         while let Some(d) = self.queue.pop_front() {
             spill.push_back(d);
@@ -306,13 +327,11 @@ impl SessionState {
                 }
             }
         }
-        for _ in 0..self.queue.len() {
-            let Some(mut d) = self.queue.pop_front() else { break };
-            if unstored(&d) {
-                d.mid = store(&d);
+        self.queue.rotate(&mut |d| {
+            if unstored(d) {
+                d.mid = store(d);
             }
-            self.queue.push_back(d);
-        }
+        });
     }
 
     /// Stops recording changes (the session is no longer persistent).
@@ -357,7 +376,7 @@ impl SessionState {
                 Some(dir) => {
                     // Past its memory share: what it holds stays in memory
                     // as the head, what comes next goes to disk.
-                    let mut spill = SpillQueue::new(dir.clone(), self.key, &self.limits.pool);
+                    let mut spill = SpillQueue::new(dir.clone(), self.key, &self.limits.pool, self.waker.clone());
                     spill.set_online(self.online);
                     while let Some(d) = self.queue.pop_front() {
                         spill.push_head(d);
@@ -395,7 +414,7 @@ impl SessionState {
                 self.last_full = Some(full);
                 let first = self.drop_episode.is_none();
                 if first {
-                    self.drop_episode = Some(self.queue.len());
+                    self.drop_episode = Some(u32::try_from(self.queue.len()).unwrap_or(u32::MAX));
                 }
                 return Enqueued::DroppedFull { first };
             }
@@ -415,7 +434,7 @@ impl SessionState {
         self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
         // A drop episode ends once the queue has drained to half what it
         // held when it began, so sustained overload logs once, not once per burst.
-        if self.drop_episode.is_some_and(|n| self.queue.len() <= n / 2) {
+        if self.drop_episode.is_some_and(|n| self.queue.len() <= n as usize / 2) {
             self.drop_episode = None;
         }
         if self.spilled_over && self.queue.is_empty() {
@@ -668,8 +687,9 @@ impl SessionState {
 
     /// Drops everything (clean start).
     pub fn clear(&mut self) {
-        let limits = self.limits.clone();
+        let (limits, waker) = (self.limits.clone(), self.waker.clone());
         *self = SessionState::new(limits);
+        self.waker = waker;
     }
 }
 

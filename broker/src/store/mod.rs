@@ -21,6 +21,7 @@ pub mod record;
 pub mod recover;
 mod repair;
 pub mod segment;
+pub mod spill_io;
 pub mod spool;
 
 use std::io;
@@ -94,6 +95,14 @@ pub struct SpillDir {
     low_space: AtomicBool,
     /// A free-space check is running.
     checking: AtomicBool,
+    /// The spill thread: every file operation of the queues.
+    pub io: spill_io::SpillIo,
+    /// Bytes handed to the spill thread and not yet written, and bytes kept
+    /// in memory after a failed write ([`spill_io`]).
+    pub in_flight: AtomicUsize,
+    pub held: AtomicUsize,
+    /// [`SpillDir::has_room`] may be true again.
+    pub room: tokio::sync::Notify,
 }
 
 /// Which disk limit of spilled queues was reached.
@@ -127,6 +136,16 @@ impl SpillDir {
     /// Creates `path` afresh: whatever an earlier run spilled is a copy of
     /// what the log holds, so it is deleted.
     pub fn create(path: PathBuf) -> io::Result<SpillDir> {
+        SpillDir::create_with(path, spill_io::SpillIo::start())
+    }
+
+    /// [`SpillDir::create`] with its file operations run inline, in the
+    /// caller (tests that check each step).
+    pub fn create_inline(path: PathBuf) -> io::Result<SpillDir> {
+        SpillDir::create_with(path, spill_io::SpillIo::inline())
+    }
+
+    fn create_with(path: PathBuf, io: spill_io::SpillIo) -> io::Result<SpillDir> {
         match std::fs::remove_dir_all(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -143,7 +162,36 @@ impl SpillDir {
             session_quota: AtomicU64::new(u64::MAX),
             low_space: AtomicBool::new(false),
             checking: AtomicBool::new(false),
+            io,
+            in_flight: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Whether the spill thread is keeping up: QoS 1/2 publishers wait for
+    /// [`SpillDir::room`] otherwise.
+    pub fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) < spill_io::IN_FLIGHT_ROOM
+    }
+
+    /// Completes once [`SpillDir::has_room`].
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether spilled bytes waiting in memory (written or kept after a
+    /// failed write) leave no room for more.
+    pub fn memory_full(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) + self.held.load(Ordering::Relaxed) > spill_io::IN_FLIGHT_MAX
     }
 
     /// Sets the limits of spilled bytes: all queues together, and one queue.
@@ -254,9 +302,10 @@ impl Journal {
         self.log.durable()
     }
 
-    /// See [`Log::has_room`].
+    /// Whether the log and the spill thread keep up ([`Log::has_room`],
+    /// [`SpillDir::has_room`]).
     pub fn has_room(&self) -> bool {
-        self.log.has_room()
+        self.log.has_room() && self.spill.has_room()
     }
 
     /// See [`Log::wait_room`].
@@ -264,9 +313,12 @@ impl Journal {
         self.log.wait_room()
     }
 
-    /// See [`Log::room`].
+    /// Completes once [`Journal::has_room`].
     pub async fn room(&self) {
-        self.log.room().await
+        while !self.has_room() {
+            self.log.room().await;
+            self.spill.room().await;
+        }
     }
 
     pub fn disk_bytes(&self) -> u64 {

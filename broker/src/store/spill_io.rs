@@ -1,0 +1,282 @@
+//! The spill queues' file I/O, done by one thread (`edgemq-spill`) so that
+//! neither the router nor a connection task ever waits for the disk while
+//! it holds a session's lock.
+//!
+//! A queue hands over a [`Chunk`] of encoded entries to be appended to its
+//! scratch file ([`SpillIo::write`]) and keeps the bytes until the thread
+//! has written them, so they can still be read back from memory; it asks
+//! for a written chunk to be read back ([`SpillIo::read`]) and is woken
+//! when the bytes are there; it removes a drained file ([`SpillIo::remove`]).
+//! Operations run in the order they were asked for, so a read or a removal
+//! follows the writes before it. The state of a chunk changes only under
+//! its own small lock, which no one holds over I/O.
+//!
+//! Memory: bytes handed over and not yet written count in
+//! [`SpillDir::in_flight`]; past [`IN_FLIGHT_ROOM`] QoS 1/2 publishers wait
+//! for the thread (as for the log, [`crate::store::Journal::room`]), past
+//! [`IN_FLIGHT_MAX`] (with chunks whose write failed, kept in memory) a
+//! queue has no room and its drop policy applies. A failed write is logged
+//! (rate-limited) and its chunk kept in memory; the queue starts a new file
+//! for what follows, so a disk that has room again is used again.
+//!
+//! Tests can run the operations inline, in the caller ([`SpillIo::inline`]).
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::SpillDir;
+use crate::ratelimit::RateLimited;
+
+/// Bytes handed to the thread and not yet written beyond which the
+/// journal has no room for more QoS 1/2 messages (publishers wait).
+pub const IN_FLIGHT_ROOM: usize = 8 * 1024 * 1024;
+/// Bytes in flight or kept after a failed write beyond which a spilling
+/// queue has no room (its drop policy applies).
+pub const IN_FLIGHT_MAX: usize = 32 * 1024 * 1024;
+
+/// Where a chunk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkState {
+    /// Handed to the thread; the bytes are in memory.
+    Writing,
+    /// On disk; the bytes are not in memory.
+    Written,
+    /// The write failed: the bytes stay in memory until consumed.
+    WriteFailed,
+    /// Being read back.
+    Reading,
+    /// Read back: the bytes are in memory.
+    Loaded,
+    /// Could not be read back: its entries are lost to this run (the log
+    /// still has those of persistent sessions).
+    ReadFailed,
+}
+
+#[derive(Debug)]
+struct ChunkInner {
+    bytes: Option<Arc<[u8]>>,
+    state: ChunkState,
+}
+
+/// A run of encoded entries of one queue, at a known place in its file.
+/// It keeps the shared counters of [`SpillDir`] true for its bytes: in
+/// `buffered` until written, in `in_flight` while being written, in `held`
+/// after a failed write; dropping it releases what it is counted in.
+#[derive(Debug)]
+pub struct Chunk {
+    dir: Arc<SpillDir>,
+    len: usize,
+    inner: Mutex<ChunkInner>,
+}
+
+impl Chunk {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChunkInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bytes if they are in memory, and the state.
+    pub fn get(&self) -> (Option<Arc<[u8]>>, ChunkState) {
+        let g = self.lock();
+        (g.bytes.clone(), g.state)
+    }
+
+    /// Claims the chunk for a read; false if it is in memory or being read.
+    fn start_read(&self) -> bool {
+        let mut g = self.lock();
+        match g.state {
+            ChunkState::Written | ChunkState::ReadFailed if g.bytes.is_none() => {
+                g.state = ChunkState::Reading;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The write is done (`ok`) or failed.
+    fn written(&self, ok: bool) {
+        let mut g = self.lock();
+        if g.state != ChunkState::Writing {
+            return;
+        }
+        self.dir.in_flight.fetch_sub(self.len, Ordering::Relaxed);
+        if ok {
+            g.bytes = None;
+            g.state = ChunkState::Written;
+            self.dir.buffered.fetch_sub(self.len, Ordering::Relaxed);
+            self.dir.bytes_written.fetch_add(self.len as u64, Ordering::Relaxed);
+        } else {
+            g.state = ChunkState::WriteFailed;
+            self.dir.held.fetch_add(self.len, Ordering::Relaxed);
+        }
+    }
+
+    fn read(&self, bytes: Option<Vec<u8>>) {
+        let mut g = self.lock();
+        match bytes {
+            Some(b) => (g.bytes, g.state) = (Some(b.into()), ChunkState::Loaded),
+            None => (g.bytes, g.state) = (None, ChunkState::ReadFailed),
+        }
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let state = self.lock().state;
+        match state {
+            ChunkState::Writing => {
+                self.dir.in_flight.fetch_sub(self.len, Ordering::Relaxed);
+                self.dir.buffered.fetch_sub(self.len, Ordering::Relaxed);
+            }
+            ChunkState::WriteFailed => {
+                self.dir.held.fetch_sub(self.len, Ordering::Relaxed);
+                self.dir.buffered.fetch_sub(self.len, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A file of a queue: its path, shared by its chunks and operations.
+pub type SpillPath = Arc<Path>;
+
+enum Op {
+    Write { path: SpillPath, chunk: Arc<Chunk> },
+    Read { path: SpillPath, at: u64, len: usize, chunk: Arc<Chunk>, wake: Box<dyn FnOnce() + Send> },
+    Remove { path: SpillPath },
+}
+
+/// What the I/O side remembers: failures to log, and files a write failed
+/// on (nothing more is appended to them: their length is unknown).
+#[derive(Debug, Default)]
+struct IoState {
+    failures: RateLimited,
+    poisoned: HashSet<SpillPath>,
+}
+
+/// The handle to the spill thread (or, for tests, inline I/O).
+#[derive(Debug)]
+pub struct SpillIo {
+    tx: Option<mpsc::Sender<Op>>,
+    /// The state of inline I/O (and of a thread that could not start).
+    inline: Mutex<IoState>,
+}
+
+impl SpillIo {
+    /// Starts the thread; it ends when the handle is dropped and what was
+    /// asked is done. If it cannot start, operations run inline.
+    pub fn start() -> SpillIo {
+        let (tx, rx) = mpsc::channel::<Op>();
+        let spawned = std::thread::Builder::new().name("edgemq-spill".into()).spawn(move || {
+            let mut st = IoState::default();
+            while let Ok(op) = rx.recv() {
+                run(op, &mut st);
+            }
+        });
+        match spawned {
+            Ok(_) => SpillIo { tx: Some(tx), inline: Mutex::default() },
+            Err(e) => {
+                tracing::warn!("cannot start the spill thread, spill files are written inline: {e}");
+                SpillIo::inline()
+            }
+        }
+    }
+
+    /// Runs every operation in the caller (tests: deterministic).
+    pub fn inline() -> SpillIo {
+        SpillIo { tx: None, inline: Mutex::default() }
+    }
+
+    fn submit(&self, op: Op) {
+        let op = match &self.tx {
+            Some(tx) => match tx.send(op) {
+                Ok(()) => return,
+                // The thread is gone (it panicked): do it here.
+                Err(mpsc::SendError(op)) => op,
+            },
+            None => op,
+        };
+        run(op, &mut self.inline.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Hands `bytes` (counted in `dir.buffered` by the caller) over to be
+    /// appended to `path`; the chunk keeps them until they are written.
+    pub fn write(dir: &Arc<SpillDir>, path: &SpillPath, bytes: Vec<u8>) -> Arc<Chunk> {
+        let len = bytes.len();
+        dir.in_flight.fetch_add(len, Ordering::Relaxed);
+        let chunk = Arc::new(Chunk {
+            dir: dir.clone(),
+            len,
+            inner: Mutex::new(ChunkInner { bytes: Some(bytes.into()), state: ChunkState::Writing }),
+        });
+        dir.io.submit(Op::Write { path: path.clone(), chunk: chunk.clone() });
+        chunk
+    }
+
+    /// Asks for `len` bytes at `at` of `path` to be read into `chunk`
+    /// (unless it is in memory or being read); `wake` is called when they
+    /// are (or the read failed). Inline, done when this returns.
+    pub fn read(&self, path: &SpillPath, at: u64, len: usize, chunk: &Arc<Chunk>, wake: Box<dyn FnOnce() + Send>) {
+        if chunk.start_read() {
+            self.submit(Op::Read { path: path.clone(), at, len, chunk: chunk.clone(), wake });
+        }
+    }
+
+    /// Removes a drained file, after everything asked before.
+    pub fn remove(&self, path: &SpillPath) {
+        self.submit(Op::Remove { path: path.clone() });
+    }
+}
+
+/// Reads `len` bytes at `at` of `path`, in the caller (the blocking paths:
+/// snapshots, rotations of a whole queue).
+pub fn read_now(path: &Path, at: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    std::fs::File::open(path)?.read_exact_at(&mut buf, at)?;
+    Ok(buf)
+}
+
+fn run(op: Op, st: &mut IoState) {
+    match op {
+        Op::Write { path, chunk } => {
+            let Some(bytes) = chunk.get().0 else { return };
+            let result = if st.poisoned.contains(&path) {
+                Err(io::Error::other("an earlier write to this file failed"))
+            } else {
+                OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(&bytes))
+            };
+            chunk.written(result.is_ok());
+            if let Err(e) = result {
+                st.poisoned.insert(path.clone());
+                if let Some(n) = st.failures.event(std::time::Instant::now()) {
+                    tracing::error!(
+                        file = %path.display(),
+                        failed_writes = n,
+                        "queue spill file cannot be written, keeping its entries in memory: {e}"
+                    );
+                }
+            }
+            if chunk.dir.has_room() {
+                chunk.dir.room.notify_waiters();
+            }
+        }
+        Op::Read { path, at, len, chunk, wake } => {
+            match read_now(&path, at, len) {
+                Ok(b) => chunk.read(Some(b)),
+                Err(e) => {
+                    tracing::error!(file = %path.display(), "queue spill file unreadable: {e}");
+                    chunk.read(None);
+                }
+            }
+            wake();
+        }
+        Op::Remove { path } => {
+            st.poisoned.remove(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
