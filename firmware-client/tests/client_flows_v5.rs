@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
 
 use bytes::BytesMut;
-use edgemq_client::v5::{PublishProperties, ReasonCode, V5Options};
+use edgemq_client::v5::{Fault, PublishProperties, ReasonCode, V5Options};
 use edgemq_client::{Client, ClientError, Config, Event, LinkError, OutboxStorage, QoS, RamOutbox};
 use mqttbytes::v5 as mb;
 
@@ -247,6 +247,43 @@ fn reason_codes_are_surfaced() {
     h.connect();
     let a = mb::ConnAck::new(mb::ConnectReturnCode::BadUserNamePassword, false);
     assert_eq!(h.deliver(mb::Packet::ConnAck(a)), Err(LinkError::Rejected(ReasonCode::BadUserNameOrPassword)));
+}
+
+/// The reason code says who is at fault: every failure code (0x80 and
+/// above) blames the client or the broker, every other defined code none;
+/// the byte survives the round trip through the enum.
+#[test]
+fn reason_codes_are_split_by_who_is_at_fault() {
+    for b in 0..=255u8 {
+        let r = ReasonCode::from(b);
+        if r == ReasonCode::Unknown {
+            assert_eq!(r.fault(), Fault::Server, "{b:#x}");
+            continue;
+        }
+        assert_eq!(r as u8, b);
+        assert_eq!(r.fault() == Fault::None, b < 0x80, "{r:?}");
+        assert_eq!(r.is_error(), b >= 0x80, "{r:?}");
+    }
+    for r in [
+        ReasonCode::BadUserNameOrPassword,
+        ReasonCode::NotAuthorized,
+        ReasonCode::TopicNameInvalid,
+        ReasonCode::PacketTooLarge,
+        ReasonCode::QuotaExceeded,
+        ReasonCode::QoSNotSupported,
+    ] {
+        assert_eq!(r.fault(), Fault::Client, "{r:?}");
+    }
+    for r in [
+        ReasonCode::ServerUnavailable,
+        ReasonCode::ServerBusy,
+        ReasonCode::ServerShuttingDown,
+        ReasonCode::UseAnotherServer,
+        ReasonCode::UnspecifiedError,
+    ] {
+        assert_eq!(r.fault(), Fault::Server, "{r:?}");
+    }
+    assert_eq!(std::mem::size_of::<ReasonCode>(), 1);
 }
 
 #[test]
