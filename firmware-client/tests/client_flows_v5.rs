@@ -223,6 +223,18 @@ fn reason_codes_are_surfaced() {
     assert_eq!(h.deliver(mb::Packet::PubRec(rec)).unwrap(), vec![Ev::Rejected(q2, ReasonCode::NotAuthorized)]);
     assert!(h.sent().is_empty());
     assert!(h.c.outbox().is_empty());
+    // A PUBCOMP with an error code surfaces it too (after PUBREC, PUBREL).
+    let q2 = h.c.publish("s/t", b"4", QoS::ExactlyOnce, false).unwrap().unwrap();
+    h.sent();
+    let rec = mb::PubRec { pkid: q2, reason: mb::PubRecReason::Success, properties: None };
+    assert!(h.deliver(mb::Packet::PubRec(rec)).unwrap().is_empty());
+    assert!(matches!(h.sent().as_slice(), [mb::Packet::PubRel(r)] if r.pkid == q2));
+    let comp = mb::PubComp { pkid: q2, reason: mb::PubCompReason::PacketIdentifierNotFound, properties: None };
+    assert_eq!(
+        h.deliver(mb::Packet::PubComp(comp)).unwrap(),
+        vec![Ev::Rejected(q2, ReasonCode::PacketIdentifierNotFound)]
+    );
+    assert!(h.c.outbox().is_empty());
 
     let s = h.c.subscribe(&[("a/#", QoS::AtLeastOnce), ("b", QoS::ExactlyOnce)]).unwrap();
     h.sent();
