@@ -4,13 +4,14 @@
 # no client), for thumbv7em, thumbv7m and thumbv6m (micro:bit board code) at
 # opt-level "z" and "s", for the
 # MQTT 3.1.1 demo and the MQTT 5 demo (feature `v5`, rows marked `v5`).
-# Prints a Markdown table; the difference is the client's own cost.
+# Prints a Markdown table (flash is text + data, static RAM data + bss);
+# the difference is the client's own cost.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 base=${CARGO_TARGET_DIR:-$root/target}/demo-footprint
 cd "$here/demo-lm3s6965"
-echo "| target | opt-level | demo text | baseline text | client flash | demo bss | baseline bss | client RAM (static) |"
+echo "| target | opt-level | demo flash | baseline flash | client flash | demo RAM | baseline RAM | client static RAM |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for v in 3.1.1 v5; do
     feat=()

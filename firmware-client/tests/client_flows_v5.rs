@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
 
 use bytes::BytesMut;
-use edgemq_client::v5::{PublishProperties, ReasonCode, V5Options};
+use edgemq_client::v5::{Fault, PublishProperties, ReasonCode, V5Options};
 use edgemq_client::{Client, ClientError, Config, Event, LinkError, OutboxStorage, QoS, RamOutbox};
 use mqttbytes::v5 as mb;
 
@@ -223,6 +223,18 @@ fn reason_codes_are_surfaced() {
     assert_eq!(h.deliver(mb::Packet::PubRec(rec)).unwrap(), vec![Ev::Rejected(q2, ReasonCode::NotAuthorized)]);
     assert!(h.sent().is_empty());
     assert!(h.c.outbox().is_empty());
+    // A PUBCOMP with an error code surfaces it too (after PUBREC, PUBREL).
+    let q2 = h.c.publish("s/t", b"4", QoS::ExactlyOnce, false).unwrap().unwrap();
+    h.sent();
+    let rec = mb::PubRec { pkid: q2, reason: mb::PubRecReason::Success, properties: None };
+    assert!(h.deliver(mb::Packet::PubRec(rec)).unwrap().is_empty());
+    assert!(matches!(h.sent().as_slice(), [mb::Packet::PubRel(r)] if r.pkid == q2));
+    let comp = mb::PubComp { pkid: q2, reason: mb::PubCompReason::PacketIdentifierNotFound, properties: None };
+    assert_eq!(
+        h.deliver(mb::Packet::PubComp(comp)).unwrap(),
+        vec![Ev::Rejected(q2, ReasonCode::PacketIdentifierNotFound)]
+    );
+    assert!(h.c.outbox().is_empty());
 
     let s = h.c.subscribe(&[("a/#", QoS::AtLeastOnce), ("b", QoS::ExactlyOnce)]).unwrap();
     h.sent();
@@ -247,6 +259,43 @@ fn reason_codes_are_surfaced() {
     h.connect();
     let a = mb::ConnAck::new(mb::ConnectReturnCode::BadUserNamePassword, false);
     assert_eq!(h.deliver(mb::Packet::ConnAck(a)), Err(LinkError::Rejected(ReasonCode::BadUserNameOrPassword)));
+}
+
+/// The reason code says who is at fault: every failure code (0x80 and
+/// above) blames the client or the broker, every other defined code none;
+/// the byte survives the round trip through the enum.
+#[test]
+fn reason_codes_are_split_by_who_is_at_fault() {
+    for b in 0..=255u8 {
+        let r = ReasonCode::from(b);
+        if r == ReasonCode::Unknown {
+            assert_eq!(r.fault(), Fault::Server, "{b:#x}");
+            continue;
+        }
+        assert_eq!(r as u8, b);
+        assert_eq!(r.fault() == Fault::None, b < 0x80, "{r:?}");
+        assert_eq!(r.is_error(), b >= 0x80, "{r:?}");
+    }
+    for r in [
+        ReasonCode::BadUserNameOrPassword,
+        ReasonCode::NotAuthorized,
+        ReasonCode::TopicNameInvalid,
+        ReasonCode::PacketTooLarge,
+        ReasonCode::QuotaExceeded,
+        ReasonCode::QoSNotSupported,
+    ] {
+        assert_eq!(r.fault(), Fault::Client, "{r:?}");
+    }
+    for r in [
+        ReasonCode::ServerUnavailable,
+        ReasonCode::ServerBusy,
+        ReasonCode::ServerShuttingDown,
+        ReasonCode::UseAnotherServer,
+        ReasonCode::UnspecifiedError,
+    ] {
+        assert_eq!(r.fault(), Fault::Server, "{r:?}");
+    }
+    assert_eq!(std::mem::size_of::<ReasonCode>(), 1);
 }
 
 #[test]

@@ -9,12 +9,15 @@
 //! Checked after every run, for `FLASH_CUTS` cuts in all (default 5000,
 //! seeds from `FLASH_SEED`):
 //! * opening the outbox never fails after a cut (never corrupt);
-//! * every message `publish` accepted reaches the broker;
+//! * every message `publish` accepted reaches the broker, first copies in
+//!   the order they were accepted;
 //! * a QoS 1 message the broker gets more than once has DUP set on every
 //!   copy but the first;
 //! * the broker never delivers a QoS 2 message twice (it tracks packet ids
 //!   until PUBREL, as [MQTT-4.3.3-10] requires of a receiver);
-//! * the application never sees an inbound QoS 2 message twice.
+//! * the application never sees an inbound QoS 2 message twice;
+//! * once everything is acknowledged and released, a boot finds no message
+//!   and no inbound QoS 2 id left on flash.
 //!
 //! The link also fails now and then, with or without the device's last
 //! bytes reaching the broker, so resends happen across reboots.
@@ -151,6 +154,19 @@ impl NorFlash for Nor {
 
 impl MultiwriteNorFlash for Nor {}
 
+impl Nor {
+    /// An erased flash; `seed` picks where cuts land when armed.
+    fn erased(seed: u64) -> Nor {
+        Nor(Rc::new(RefCell::new(NorState {
+            mem: vec![0xff; PAGE * PAGES],
+            ops: 0,
+            cut_at: None,
+            dead: false,
+            rng: Rng(seed),
+        })))
+    }
+}
+
 type Outbox = FlashOutbox<Nor, 1024, 32>;
 
 /// The broker's side: what it delivered, and its QoS 2 state both ways.
@@ -255,13 +271,7 @@ struct Stats {
 /// up to `max_cuts` power cuts; then runs to completion without cuts.
 fn scenario(seed: u64, msgs: u32, max_cuts: u32, stats: &mut Stats) {
     let mut rng = Rng(seed | 1);
-    let nor = Nor(Rc::new(RefCell::new(NorState {
-        mem: vec![0xff; PAGE * PAGES],
-        ops: 0,
-        cut_at: None,
-        dead: false,
-        rng: Rng(seed.rotate_left(17) | 1),
-    })));
+    let nor = Nor::erased(seed.rotate_left(17) | 1);
     let mut broker = Broker { next_out: 1, ..Default::default() };
     let mut accepted: HashMap<u32, u8> = HashMap::new();
     let mut app_seen: Vec<u32> = Vec::new();
@@ -379,6 +389,11 @@ fn scenario(seed: u64, msgs: u32, max_cuts: u32, stats: &mut Stats) {
         }
         assert!(boot < 399, "seed {seed}: did not finish");
     }
+    // Acknowledged messages and released QoS 2 ids are gone from flash too:
+    // the next boot finds nothing to send and no id to remember.
+    let after = Outbox::open(nor.clone(), 0..(PAGE * PAGES) as u32).unwrap();
+    assert_eq!(after.len(), 0, "seed {seed}: acknowledged messages still on flash");
+    assert_eq!(after.load_inbound_qos2(&mut [0u16; 8]), 0, "seed {seed}: released QoS 2 ids still on flash");
     // Every accepted message arrived; QoS 1 repeats carry DUP; QoS 2 once.
     let mut per: HashMap<u32, Vec<(u8, bool)>> = HashMap::new();
     for &(id, q, dup) in &broker.got {
@@ -393,6 +408,14 @@ fn scenario(seed: u64, msgs: u32, max_cuts: u32, stats: &mut Stats) {
             stats.qos1_dups += copies.len() as u64 - 1;
         }
     }
+    // Sent in the order accepted, across reboots: first arrivals ascend.
+    let mut firsts = Vec::new();
+    for &(id, _, _) in &broker.got {
+        if !firsts.contains(&id) {
+            firsts.push(id);
+        }
+    }
+    assert!(firsts.windows(2).all(|w| w[0] < w[1]), "seed {seed}: out of order: {:?}", broker.got);
     stats.unaccepted_delivered += per.keys().filter(|id| !accepted.contains_key(id)).count() as u64;
     let mut seen = HashSet::new();
     for id in &app_seen {
@@ -406,13 +429,7 @@ fn scenario(seed: u64, msgs: u32, max_cuts: u32, stats: &mut Stats) {
 /// reboot.
 #[test]
 fn message_size_is_bounded_by_the_flash_page() {
-    let nor = Nor(Rc::new(RefCell::new(NorState {
-        mem: vec![0xff; PAGE * PAGES],
-        ops: 0,
-        cut_at: None,
-        dead: false,
-        rng: Rng(1),
-    })));
+    let nor = Nor::erased(1);
     let range = 0..(PAGE * PAGES) as u32;
     let outbox = Outbox::open(nor.clone(), range.clone()).unwrap();
     let max = outbox.max_message_len();
@@ -452,4 +469,64 @@ fn power_cuts_lose_nothing_accepted_and_duplicate_no_qos2() {
         st.unaccepted_delivered,
         st.inbound_lost
     );
+}
+
+/// MQTT 5 properties and Message Expiry of a queued message are on flash
+/// with it: after a reboot the entry that outlived its interval (by the
+/// clock passed in, which here keeps counting across the reboot as an RTC
+/// would) is dropped unsent, the other one goes out with the rest of its
+/// interval, its content type and its user property.
+#[cfg(feature = "v5")]
+#[test]
+fn message_expiry_and_properties_survive_a_reboot() {
+    use edgemq_client::v5::{PublishProperties, V5Options};
+    use mqttbytes::v5 as m5;
+    let nor = Nor::erased(1);
+    let range = 0..(PAGE * PAGES) as u32;
+    let cfg = || {
+        let mut c = Config::new("dev-1");
+        c.v5 = Some(V5Options::new());
+        c
+    };
+    let (short, long) = {
+        let tx = Box::leak(vec![0u8; 512].into_boxed_slice());
+        let rx = Box::leak(vec![0u8; 512].into_boxed_slice());
+        let mut c: Client<'_, Outbox, 4> =
+            Client::new(cfg(), tx, rx, Outbox::open(nor.clone(), range.clone()).unwrap());
+        c.connect(1_000).unwrap(); // the link does not come up
+        let p = |secs| PublishProperties {
+            content_type: Some("text/plain"),
+            user_properties: &[("unit", "C")],
+            message_expiry_secs: Some(secs),
+        };
+        let short = c.publish_with("sensors/1/t", b"short", QoS::AtLeastOnce, false, &p(2)).unwrap().unwrap();
+        let long = c.publish_with("sensors/1/t", b"long", QoS::ExactlyOnce, false, &p(100)).unwrap().unwrap();
+        (short, long)
+    };
+    // Reboot: only the flash image is left.
+    let tx = Box::leak(vec![0u8; 512].into_boxed_slice());
+    let rx = Box::leak(vec![0u8; 512].into_boxed_slice());
+    let outbox = Outbox::open(nor, range).unwrap();
+    assert_eq!(outbox.len(), 2);
+    let mut c: Client<'_, Outbox, 4> = Client::new(cfg(), tx, rx, outbox);
+    c.connect(4_500).unwrap();
+    let mut b = BytesMut::new();
+    m5::ConnAck::new(m5::ConnectReturnCode::Success, false).write(&mut b).unwrap();
+    c.feed(&b);
+    let mut evs = Vec::new();
+    while let Some(e) = c.poll(4_500).unwrap() {
+        evs.push(format!("{e:?}"));
+    }
+    assert_eq!(evs, vec!["Connected { session_present: false }".to_string(), format!("Expired {{ pid: {short} }}")]);
+    let mut out = BytesMut::from(c.transmit_data());
+    assert!(matches!(m5::read(&mut out, 1 << 16).unwrap(), m5::Packet::Connect(_)));
+    let m5::Packet::Publish(p) = m5::read(&mut out, 1 << 16).unwrap() else { panic!("no PUBLISH") };
+    assert!(out.is_empty(), "only the long-lived message is sent");
+    assert_eq!((p.pkid, &p.payload[..], p.qos), (long, &b"long"[..], mqttbytes::QoS::ExactlyOnce));
+    let props = p.properties.unwrap();
+    // 3.5 s of its 100 s went by in the outbox (whole seconds counted).
+    assert_eq!(props.message_expiry_interval, Some(97));
+    assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(props.user_properties, vec![("unit".to_string(), "C".to_string())]);
+    assert_eq!(c.outbox().len(), 1);
 }

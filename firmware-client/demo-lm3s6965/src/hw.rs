@@ -21,11 +21,13 @@ use core::convert::Infallible;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(not(feature = "flash-outbox"))]
 use edgemq_client::RamOutbox;
 
 /// Transmit / receive buffer size: the largest MQTT packet either way.
 pub const BUF_LEN: usize = 256;
-/// Outbox bytes: room for ~60 readings while the broker is away.
+/// Outbox bytes: room for about 39 readings (52 bytes each with its
+/// header) while the broker is away.
 pub const OUTBOX_LEN: usize = 2048;
 
 /// The core clock out of reset in QEMU, which SysTick counts.
@@ -44,7 +46,8 @@ pub struct Buffers {
     pub tx: &'static mut [u8; BUF_LEN],
     /// Receive buffer.
     pub rx: &'static mut [u8; BUF_LEN],
-    /// The outbox.
+    /// The outbox (the flash outbox lives in the client instead).
+    #[cfg(not(feature = "flash-outbox"))]
     pub outbox: &'static mut RamOutbox<OUTBOX_LEN>,
     /// MQTT 5 outbound topic alias table.
     #[cfg(feature = "v5")]
@@ -71,6 +74,7 @@ static BUFFERS_TAKEN: AtomicBool = AtomicBool::new(false);
 pub fn take_buffers() -> Option<Buffers> {
     static mut TX: [u8; BUF_LEN] = [0; BUF_LEN];
     static mut RX: [u8; BUF_LEN] = [0; BUF_LEN];
+    #[cfg(not(feature = "flash-outbox"))]
     static mut OUTBOX: RamOutbox<OUTBOX_LEN> = RamOutbox::new();
     #[cfg(feature = "v5")]
     static mut ALIASES: [u8; ALIAS_LEN] = [0; ALIAS_LEN];
@@ -83,6 +87,7 @@ pub fn take_buffers() -> Option<Buffers> {
         Some(Buffers {
             tx: &mut *core::ptr::addr_of_mut!(TX),
             rx: &mut *core::ptr::addr_of_mut!(RX),
+            #[cfg(not(feature = "flash-outbox"))]
             outbox: &mut *core::ptr::addr_of_mut!(OUTBOX),
             #[cfg(feature = "v5")]
             aliases: &mut *core::ptr::addr_of_mut!(ALIASES),
@@ -91,8 +96,27 @@ pub fn take_buffers() -> Option<Buffers> {
 }
 
 /// Bytes of the simulated flash (feature `flash-outbox`): 8 pages of 1 KB.
-#[cfg(feature = "flash-outbox")]
+#[cfg(all(feature = "flash-outbox", not(feature = "microbit")))]
 pub const NV_LEN: usize = 8 * 1024;
+/// Message bytes of the flash outbox (its RAM copy): about 39 readings.
+#[cfg(all(feature = "flash-outbox", not(feature = "microbit")))]
+pub const FLASH_OUTBOX_LEN: usize = 2048;
+/// Most messages in the flash outbox.
+#[cfg(all(feature = "flash-outbox", not(feature = "microbit")))]
+pub const FLASH_OUTBOX_MSGS: usize = 64;
+/// Bytes of the simulated flash on the micro:bit: 4 pages of 1 KB. Its
+/// 16 KB of RAM also hold the flash outbox (`2 * FLASH_OUTBOX_LEN` bytes,
+/// moved a few times on the stack while the client is set up) and the
+/// buffers.
+#[cfg(all(feature = "flash-outbox", feature = "microbit"))]
+pub const NV_LEN: usize = 4 * 1024;
+/// Message bytes of the flash outbox on the micro:bit: 19 readings, so the
+/// demo resets when it is full.
+#[cfg(all(feature = "flash-outbox", feature = "microbit"))]
+pub const FLASH_OUTBOX_LEN: usize = 1024;
+/// Most messages in the flash outbox.
+#[cfg(all(feature = "flash-outbox", feature = "microbit"))]
+pub const FLASH_OUTBOX_MSGS: usize = 32;
 
 /// What survives a reset (not a power-off): a RAM region in `.uninit`,
 /// which cortex-m-rt neither zeroes nor initialises at start-up and QEMU

@@ -1,7 +1,8 @@
 //! A NOR flash over the RAM region retained across a reset
 //! ([`hw::Retained`](crate::hw::Retained)), for the QEMU demo of the flash
-//! outbox: QEMU's lm3s6965evb has no writable flash model, but its RAM
-//! outside `.bss`/`.data` keeps its contents across SYSRESETREQ.
+//! outbox on every board: QEMU's lm3s6965evb has no writable flash model
+//! (mps2-an386 has no flash), but RAM outside `.bss`/`.data` keeps its
+//! contents across SYSRESETREQ on all three machines.
 //!
 //! It stands for flash because it keeps what was written across the reset
 //! and it enforces the NOR rules the outbox code must live with: writes

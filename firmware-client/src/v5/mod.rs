@@ -199,4 +199,73 @@ impl ReasonCode {
     pub fn is_error(self) -> bool {
         self as u8 >= 0x80
     }
+
+    /// Who a failure blames, to decide what to do about it: fix the
+    /// request or configuration ([`Fault::Client`]) or try again later or
+    /// elsewhere ([`Fault::Server`]).
+    pub fn fault(self) -> Fault {
+        use ReasonCode as R;
+        match self {
+            R::Success
+            | R::GrantedQoS1
+            | R::GrantedQoS2
+            | R::DisconnectWithWill
+            | R::NoMatchingSubscribers
+            | R::NoSubscriptionExisted
+            | R::ContinueAuthentication
+            | R::ReAuthenticate => Fault::None,
+            R::MalformedPacket
+            | R::ProtocolError
+            | R::UnsupportedProtocolVersion
+            | R::ClientIdentifierNotValid
+            | R::BadUserNameOrPassword
+            | R::NotAuthorized
+            | R::Banned
+            | R::BadAuthenticationMethod
+            | R::KeepAliveTimeout
+            | R::TopicFilterInvalid
+            | R::TopicNameInvalid
+            | R::PacketIdentifierInUse
+            | R::PacketIdentifierNotFound
+            | R::ReceiveMaximumExceeded
+            | R::TopicAliasInvalid
+            | R::PacketTooLarge
+            | R::MessageRateTooHigh
+            | R::QuotaExceeded
+            | R::PayloadFormatInvalid
+            | R::RetainNotSupported
+            | R::QoSNotSupported
+            | R::SharedSubscriptionsNotSupported
+            | R::ConnectionRateExceeded
+            | R::SubscriptionIdentifiersNotSupported
+            | R::WildcardSubscriptionsNotSupported => Fault::Client,
+            R::UnspecifiedError
+            | R::ImplementationSpecificError
+            | R::ServerUnavailable
+            | R::ServerBusy
+            | R::ServerShuttingDown
+            | R::SessionTakenOver
+            | R::AdministrativeAction
+            | R::UseAnotherServer
+            | R::ServerMoved
+            | R::MaximumConnectTime
+            | R::Unknown => Fault::Server,
+        }
+    }
+}
+
+/// Who a [`ReasonCode`] blames ([`ReasonCode::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Not a failure (codes below 0x80).
+    None,
+    /// The client: what it sent, its configuration or its rate (malformed
+    /// or invalid packets, credentials, client id, topics, sizes, quotas,
+    /// features the broker does not support). The same request fails
+    /// again.
+    Client,
+    /// The broker or its operator (unavailable, busy, shutting down, moved,
+    /// administrative action, session taken over, unspecified or unknown
+    /// errors). The same request may succeed later or elsewhere.
+    Server,
 }

@@ -334,27 +334,35 @@ impl TestClient {
         }
     }
 
+    /// The next PUBLISH (acknowledged if QoS 1), skipping other packets;
+    /// `None` once `limit` passes with nothing.
+    pub fn next_publish(&mut self, limit: Duration) -> Option<mb::Publish> {
+        loop {
+            if let mb::Packet::Publish(p) = self.recv(limit)? {
+                if p.qos != mqttbytes::QoS::AtMostOnce {
+                    write_packet(&mut self.s, mb::Packet::PubAck(mb::PubAck::new(p.pkid)));
+                }
+                return Some(p);
+            }
+        }
+    }
+
     /// Collects readings (acking them) until all `0..n` were seen or `limit`
     /// passes with nothing new. Returns `(seq, dup flag)` in arrival order.
     pub fn collect(&mut self, n: u32, limit: Duration) -> Vec<(u32, bool)> {
         let mut got = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         while seen.len() < n as usize {
-            let Some(p) = self.recv(limit) else { break };
-            if let mb::Packet::Publish(p) = p {
-                if p.qos != mqttbytes::QoS::AtMostOnce {
-                    write_packet(&mut self.s, mb::Packet::PubAck(mb::PubAck::new(p.pkid)));
-                }
-                let text = String::from_utf8_lossy(&p.payload).to_string();
-                let seq: u32 = text
-                    .strip_prefix("seq=")
-                    .and_then(|r| r.split(' ').next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or_else(|| panic!("unexpected payload {text:?}"));
-                assert_eq!(p.topic, format!("sensors/{CLIENT_ID}/reading"));
-                seen.insert(seq);
-                got.push((seq, p.dup));
-            }
+            let Some(p) = self.next_publish(limit) else { break };
+            let text = String::from_utf8_lossy(&p.payload).to_string();
+            let seq: u32 = text
+                .strip_prefix("seq=")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected payload {text:?}"));
+            assert_eq!(p.topic, format!("sensors/{CLIENT_ID}/reading"));
+            seen.insert(seq);
+            got.push((seq, p.dup));
         }
         got
     }

@@ -7,10 +7,10 @@
 //! while it is not, they wait in the outbox and are sent, in order, when the
 //! link comes back.
 //!
-//! With feature `flash-outbox` (LM3S6965) the outbox is a `FlashOutbox`
+//! With feature `flash-outbox` (every board) the outbox is a `FlashOutbox`
 //! over RAM that survives a reset: the firmware resets itself (SYSRESETREQ)
-//! after queueing half of the readings and, after the reset, sends every
-//! reading it had accepted.
+//! after queueing half of the readings (or as many as the outbox holds, if
+//! fewer) and, after the reset, sends every reading it had accepted.
 //!
 //! With feature `v5` it speaks MQTT 5: session expiry of one hour, readings
 //! with a content type and a topic alias for the reading topic.
@@ -114,13 +114,21 @@ fn main() -> ! {
                     {
                         *kept_produced = produced;
                         if *resets == 0 && produced >= params::N / 2 {
-                            console::line(&[b"resetting with ", console::num(produced, &mut nb), b" queued"]);
-                            *resets = 1;
-                            hw::reset();
+                            flash_outbox::reset(produced, resets);
                         }
                     }
                 }
-                Err(_) => next_reading = now.wrapping_add(params::INTERVAL_MS),
+                Err(e) => {
+                    // Outbox full before the first reset: reset now (a
+                    // small board's outbox holds fewer than N / 2).
+                    #[cfg(feature = "flash-outbox")]
+                    if e == edgemq_client::ClientError::OutboxFull && *resets == 0 && produced > 0 {
+                        flash_outbox::reset(produced, resets);
+                    }
+                    #[cfg(not(feature = "flash-outbox"))]
+                    let _ = e;
+                    next_reading = now.wrapping_add(params::INTERVAL_MS)
+                }
             }
         }
 
@@ -184,7 +192,15 @@ mod flash_outbox {
     use edgemq_demo_lm3s6965::ramflash::RamFlash;
     use edgemq_demo_lm3s6965::{console, hw};
 
-    pub type Outbox = FlashOutbox<RamFlash, { hw::OUTBOX_LEN }, 64>;
+    pub type Outbox = FlashOutbox<RamFlash, { hw::FLASH_OUTBOX_LEN }, { hw::FLASH_OUTBOX_MSGS }>;
+
+    /// Resets the chip with `produced` readings queued, counting the reset.
+    pub fn reset(produced: u32, resets: &mut u32) -> ! {
+        let mut nb = [0u8; 10];
+        console::line(&[b"resetting with ", console::num(produced, &mut nb), b" queued"]);
+        *resets = 1;
+        hw::reset()
+    }
 
     /// Opens the outbox (erasing the region on first boot); also returns
     /// the retained reading counter and reset count.
