@@ -28,6 +28,22 @@ pub(super) struct Durable {
     deleting: Option<u64>,
     /// Log size right after the last compaction.
     compacted_size: u64,
+    /// A compaction's snapshot being written, a few sessions at a time.
+    running: Option<SnapshotRun>,
+}
+
+/// A snapshot in progress ([`Router::snapshot_step`]). Records other than
+/// the snapshot's apply, in replay, to the state it builds as well, to the
+/// sessions it has already written or that they create (`store::recover`):
+/// so each session is written whole, under its lock, at any point between
+/// the begin and end records, and what changed before is in what it writes.
+pub(super) struct SnapshotRun {
+    id: u64,
+    begin: Lsn,
+    /// The sessions still to write, last first.
+    keys: Vec<SessionKey>,
+    /// Message bodies written so far (bounded, see `SessionState::dump`).
+    mids: HashSet<u64>,
 }
 
 impl Durable {
@@ -74,6 +90,7 @@ impl Router {
             pending_gc: None,
             deleting: None,
             compacted_size: 0,
+            running: None,
         });
         self.next_key = self.next_key.max(model.max_key + 1);
         // Queues past their memory share spill there too.
@@ -174,34 +191,67 @@ impl Router {
         dl
     }
 
-    /// Writes the live state as a snapshot; older log segments are deleted
-    /// once it is durable (see [`Router::maintain_store`]).
+    /// Writes the live state as a snapshot, all of it now; older log
+    /// segments are deleted once it is durable (see
+    /// [`Router::maintain_store`]).
     pub fn snapshot(&mut self, now: Instant) {
         self.snapshot_with(now, false);
     }
 
     /// [`Router::snapshot`]; with `wait`, each record waits for room in the
-    /// log's buffer (blocking the thread).
+    /// log's buffer (blocking the thread: the snapshot at start, before the
+    /// listeners open).
     fn snapshot_with(&mut self, now: Instant, wait: bool) {
+        self.start_snapshot();
+        while !self.snapshot_step(now, wait, usize::MAX) {}
+    }
+
+    /// Begins a snapshot (ending one in progress first).
+    fn start_snapshot(&mut self) {
         let Some(d) = &mut self.durable else { return };
         d.snapshot_id += 1;
         let id = d.snapshot_id;
+        let begin = d.journal.append(&Record::SnapshotBegin { id });
+        let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        keys.reverse();
+        let old = d.running.replace(SnapshotRun { id, begin, keys, mids: HashSet::new() });
+        debug_assert!(old.is_none(), "one snapshot at a time");
+    }
+
+    /// Whether a compaction's snapshot is being written.
+    pub fn snapshot_running(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.running.is_some())
+    }
+
+    /// Writes the next sessions of the snapshot in progress, at most
+    /// `sessions` and (without `wait`) while the log has room; true once
+    /// it is complete (or none runs). One session is written whole: one
+    /// whose records overflow the log's buffer waits for room (blocking)
+    /// with `wait` or when it holds more than fits, so a large backlog's
+    /// snapshot does not wait in memory all at once.
+    pub fn snapshot_step(&mut self, now: Instant, wait: bool, sessions: usize) -> bool {
+        let Some(d) = &mut self.durable else { return true };
+        let Some(mut run) = d.running.take() else { return true };
         let j = d.journal.clone();
         let wall = d.wall(now);
-        let begin = j.append(&Record::SnapshotBegin { id });
-        let mut mids = HashSet::new();
-        for (key, e) in &self.sessions {
+        let mut written = 0;
+        while let Some(key) = run.keys.last().copied() {
+            if written >= sessions || (!wait && !j.has_room()) {
+                d.running = Some(run);
+                return false;
+            }
+            run.keys.pop();
+            let Some(e) = self.sessions.get(&key) else { continue };
             // Appended under the session's lock, so a change the session
             // records after this point follows its snapshot in the log.
             let st = e.shared.lock();
             if !st.is_journaled() {
                 continue;
             }
-            j.append(&Record::Snap(Box::new(d.session_record(*key, e))));
-            st.dump(&mut mids, now, wall, &mut |r| {
-                if wait {
-                    j.wait_room();
-                }
+            written += 1;
+            j.append(&Record::Snap(Box::new(d.session_record(key, e))));
+            st.dump(&mut run.mids, now, wall, &mut |r| {
+                j.wait_room();
                 j.append(&Record::Snap(Box::new(r)));
             });
         }
@@ -209,13 +259,14 @@ impl Router {
             let stored = StoredMessage::from_message(m, now, wall);
             j.append(&Record::Snap(Box::new(Record::Retain(stored))));
         });
-        let end = j.append(&Record::SnapshotEnd { id });
-        d.pending_gc = Some((end, begin));
+        let end = j.append(&Record::SnapshotEnd { id: run.id });
+        d.pending_gc = Some((end, run.begin));
+        true
     }
 
     /// Deletes segments a durable snapshot made obsolete, and starts a
     /// snapshot when the log has grown well past the live state.
-    pub fn maintain_store(&mut self, now: Instant) {
+    pub fn maintain_store(&mut self, _now: Instant) {
         let Some(d) = &mut self.durable else { return };
         if let Some(asked) = d.deleting {
             if d.journal.stats().deletions_done.load(std::sync::atomic::Ordering::Acquire) == asked {
@@ -233,13 +284,19 @@ impl Router {
             }
             return;
         }
+        if d.running.is_some() {
+            return;
+        }
         let size = d.journal.disk_bytes();
         if size > d.journal.compact_bytes.max(2 * d.compacted_size) {
             tracing::info!(log_bytes = size, "store: compacting the log");
-            // Waits for the log writer as it goes: a large backlog's
-            // snapshot must not wait in memory all at once (the router
-            // stalls for as long as writing it takes instead).
-            self.snapshot_with(now, true);
+            // Written by `snapshot_step` as the log has room, between
+            // batches of messages (the router's loop).
+            self.start_snapshot();
         }
     }
 }
+
+#[cfg(test)]
+#[path = "snapshot_tests.rs"]
+mod tests;

@@ -712,14 +712,27 @@ fn pick(
     Some(group.members[chosen])
 }
 
+/// Sessions a snapshot step writes at most before the router takes the
+/// next batch of messages.
+const SNAPSHOT_SESSIONS_PER_STEP: usize = 64;
+
 /// The router task: batches of messages from `rx` until every sender is
-/// gone; delayed wills and session expiry once a second.
+/// gone; delayed wills and session expiry once a second; a compaction's
+/// snapshot in steps between them.
 pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Router {
     let mut batch = Vec::with_capacity(256);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // A compaction's snapshot is written between batches, a few
+        // sessions at a time, when the log has room (never waiting for it
+        // here).
+        let snapshot = router.snapshot_running().then(|| router.durable.as_ref().map(|d| d.journal.clone())).flatten();
         tokio::select! {
+            _ = async { if let Some(j) = &snapshot { j.room().await } }, if snapshot.is_some() => {
+                let now = tokio::time::Instant::now().into_std();
+                router.snapshot_step(now, false, SNAPSHOT_SESSIONS_PER_STEP);
+            }
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     return router;

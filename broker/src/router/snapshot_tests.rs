@@ -1,0 +1,155 @@
+//! A compaction's snapshot written in steps, with the router changing
+//! sessions between them: what is recovered from the snapshot alone (the
+//! segments before it deleted) is the live state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::super::*;
+use crate::protocol::QoS;
+
+fn open(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Model) {
+    let cfg = crate::store::StoreConfig {
+        dir: dir.to_owned(),
+        spill_dir: dir.join("spill"),
+        sync: crate::store::SyncMode::Batch,
+        // Small segments: the snapshot makes the old ones obsolete.
+        segment_bytes: 4096,
+        compact_bytes: 1 << 30,
+        fs: Arc::new(crate::store::fs::RealFs),
+    };
+    let (j, m, _) = crate::store::open(&cfg).unwrap();
+    (Arc::new(j), m)
+}
+
+fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
+    let req = ConnectRequest { client_id: client.into(), clean_start: false, expiry: None, conn: ConnHandle::new(id) };
+    r.connect(req, Instant::now())
+}
+
+fn subscribe(r: &mut Router, key: SessionKey, filter: &str) {
+    let options = SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() };
+    r.sessions[&key].shared.lock().subscriptions.insert(filter.into(), (options, None));
+    let entry = SubscribeEntry { filter: filter.into(), sub: Sub { options, id: None }, existed: false };
+    r.subscribe(key, vec![entry], Instant::now());
+}
+
+fn publish(r: &mut Router, topic: &str, n: u32) {
+    r.publish(Message {
+        topic: topic.into(),
+        payload: Bytes::from(n.to_be_bytes().to_vec()),
+        qos: QoS::AtLeastOnce,
+        retain: n % 7 == 0,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    });
+}
+
+fn disconnect(r: &mut Router, key: SessionKey, conn_id: u64) {
+    let msg = RouterMsg::Disconnected { key, conn_id, will: None, will_delay: Duration::ZERO, expiry: None };
+    r.handle(msg, Instant::now());
+}
+
+/// Per client: subscriptions, queued and in-flight counts.
+type View = BTreeMap<String, (Vec<String>, usize, usize)>;
+
+fn live(r: &Router) -> View {
+    let mut v = View::new();
+    for e in r.sessions.values() {
+        let st = e.shared.lock();
+        if st.is_journaled() {
+            let mut subs: Vec<String> = st.subscriptions.keys().cloned().collect();
+            subs.sort();
+            v.insert(e.client_id.to_string(), (subs, st.queued(), st.inflight_len()));
+        }
+    }
+    v
+}
+
+fn recovered(m: &crate::store::Model) -> View {
+    m.sessions
+        .values()
+        .map(|s| (s.client_id.clone(), (s.subs.keys().cloned().collect(), s.queue.len(), s.inflight.len())))
+        .collect()
+}
+
+#[test]
+fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected;
+    {
+        let (j, m) = open(dir.path());
+        let mut r = Router::new(crate::session::state::QueueLimits::default());
+        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let mut clients = Vec::new();
+        for i in 0..200u64 {
+            let c = persistent(&mut r, &format!("c{i}"), i + 1);
+            subscribe(&mut r, c.key, &format!("t/{}", i % 10));
+            clients.push(c);
+        }
+        for n in 0..500 {
+            publish(&mut r, &format!("t/{}", n % 10), n);
+        }
+        for (i, c) in clients.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            disconnect(&mut r, c.key, i as u64 + 1);
+        }
+        r.start_snapshot();
+        let mut steps = 0u32;
+        let mut n = 500;
+        while !r.snapshot_step(Instant::now(), false, 7) {
+            steps += 1;
+            // Between steps: new messages, deliveries and acknowledgements,
+            // a new persistent session, one ended, a new subscription.
+            for _ in 0..5 {
+                publish(&mut r, &format!("t/{}", n % 10), n);
+                n += 1;
+            }
+            let c = &clients[steps as usize % clients.len()];
+            let mut st = c.session.lock();
+            if let Some((_, pkid)) = st.next_to_send(10, Instant::now()) {
+                if steps % 2 == 0 {
+                    st.puback(pkid);
+                }
+            }
+            drop(st);
+            let fresh = persistent(&mut r, &format!("new{steps}"), 10_000 + u64::from(steps));
+            subscribe(&mut r, fresh.key, "t/3");
+            if steps % 4 == 0 {
+                let gone = &clients[(steps as usize * 13) % clients.len()];
+                r.connect(
+                    ConnectRequest {
+                        client_id: gone.client_id.to_string(),
+                        clean_start: true,
+                        expiry: Some(Duration::ZERO),
+                        conn: ConnHandle::new(20_000 + u64::from(steps)),
+                    },
+                    Instant::now(),
+                );
+            }
+            subscribe(&mut r, clients[(steps as usize * 7) % clients.len()].key, "extra/#");
+        }
+        assert!(steps > 10, "written in steps ({steps})");
+        expected = live(&r);
+        let mut durable = j.durable();
+        let until = Instant::now() + Duration::from_secs(20);
+        while *durable.borrow_and_update() < j.appended() {
+            assert!(Instant::now() < until, "never durable");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Deletes the segments before the snapshot, then waits for that.
+        r.maintain_store(Instant::now());
+        while r.durable.as_ref().is_some_and(|d| d.deleting.is_some()) {
+            assert!(Instant::now() < until, "never deleted");
+            std::thread::sleep(Duration::from_millis(1));
+            r.maintain_store(Instant::now());
+        }
+        assert!(j.stats().segments_deleted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    assert_eq!(recovered(&m), expected);
+}
