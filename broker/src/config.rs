@@ -392,6 +392,8 @@ pub struct Args {
 pub enum Command {
     /// Manage a Mosquitto password file, as mosquitto_passwd does.
     Passwd(crate::passwd_cmd::PasswdArgs),
+    /// Write the edgemq.toml equivalent to a Mosquitto configuration.
+    ImportMosquitto(crate::import_cmd::ImportArgs),
 }
 
 /// A configuration error, with where it was found.
@@ -505,7 +507,7 @@ fn check_limit(key: &str, value: u64) -> Result<(), String> {
 /// Seconds in a Mosquitto duration (`persistent_client_expiration`): a
 /// number followed by `h`, `d`, `w`, `m` (months of 30 days) or `y` (365
 /// days).
-fn mosquitto_duration(v: &str) -> Option<u64> {
+pub(crate) fn mosquitto_duration(v: &str) -> Option<u64> {
     let v = v.trim();
     let unit = v.chars().last()?;
     let n: u64 = v[..v.len() - unit.len_utf8()].parse().ok()?;
