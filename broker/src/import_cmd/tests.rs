@@ -110,6 +110,13 @@ fn per_listener_settings_give_each_listener_its_own_security() {
     assert_eq!(l[1].acl_file.as_deref(), Some(std::path::Path::new("/a")));
     assert_eq!((c.password_file.as_deref(), c.acl_file.as_deref()), (None, None), "nothing global to fall back on");
     assert!(i.toml.contains("per_listener_settings true"));
+    let (c, _) = config(
+        "per_listener_settings true\nlistener 1883 127.0.0.1\nuse_username_as_clientid true\nlistener 1884 127.0.0.1\n",
+    );
+    let named: Vec<bool> = c.listeners.iter().map(|l| l.use_username_as_clientid).collect();
+    assert_eq!(named, [true, false]);
+    let (c, _) = config("listener 1883 127.0.0.1\nuse_username_as_clientid true\nlistener 1884 127.0.0.1\n");
+    assert!(c.listeners.iter().all(|l| l.use_username_as_clientid), "global without per_listener_settings");
     // Written last, it still applies to every line (as in Mosquitto).
     let (c, _) = config("listener 1883 127.0.0.1\nallow_anonymous true\nper_listener_settings true\n");
     assert_eq!(c.listeners[0].allow_anonymous, Some(true));

@@ -39,6 +39,8 @@ struct Security {
     allow_anonymous: Option<Entry>,
     password_file: Option<Entry>,
     acl_file: Option<Entry>,
+    /// A listener key in edgemq: a global one goes into every listener.
+    use_username_as_clientid: Option<Entry>,
 }
 
 impl Security {
@@ -172,7 +174,6 @@ const NOT_CARRIED: &[(&str, &str)] = &[
     ("log_facility", "not supported: edgemq logs to standard error"),
     ("log_timestamp", "not configurable: edgemq's log lines always carry a timestamp"),
     ("log_timestamp_format", "not configurable: edgemq's timestamps are RFC 3339"),
-    ("use_username_as_clientid", "not supported yet"),
 ];
 
 /// The state of a translation, key after key.
@@ -364,6 +365,12 @@ impl State {
                 if let Some(b) = self.bool(l) {
                     let e = Entry { key: "allow_anonymous", value: b.to_string(), from: from(l) };
                     self.security(l).allow_anonymous = Some(e);
+                }
+            }
+            "use_username_as_clientid" => {
+                if let Some(b) = self.bool(l) {
+                    let e = Entry { key: "use_username_as_clientid", value: b.to_string(), from: from(l) };
+                    self.security(l).use_username_as_clientid = Some(e);
                 }
             }
             "password_file" | "acl_file" => {
@@ -630,6 +637,8 @@ fn emit(origin: &str, mut s: State) -> Imported {
         if s.per_listener {
             write_entries(&mut tables, &l.security.entries(true));
         }
+        let by_name = if s.per_listener { &l.security } else { &s.security };
+        write_entries(&mut tables, by_name.use_username_as_clientid.as_slice());
     }
     let mut out = format!(
         "# edgemq configuration imported from the Mosquitto configuration {origin}\n\

@@ -118,6 +118,13 @@ pub struct ConnectRequest {
     /// How long the session outlives the connection; `None` = forever.
     pub expiry: Option<Duration>,
     pub conn: ConnHandle,
+    /// The authenticated user (`None`: anonymous); a new session records
+    /// it as its owner.
+    pub user: Option<Arc<str>>,
+    /// Refuse (`SessionRefused::NotOwner`) if the client identifier's
+    /// session belongs to another user (or to an anonymous client, or
+    /// an anonymous client's to a user): set where users authenticate.
+    pub check_owner: bool,
 }
 
 /// The router's answer to a [`ConnectRequest`].
@@ -182,6 +189,8 @@ struct SessionEntry {
     conn: Option<ConnHandle>,
     expiry: Option<Duration>,
     disconnected_at: Option<Instant>,
+    /// The user whose CONNECT created the session (`None`: anonymous).
+    owner: Option<Arc<str>>,
 }
 
 /// Counters kept where the events happen (for `$SYS` and metrics later).
@@ -199,6 +208,9 @@ pub struct RouterStats {
     pub retained_refused: u64,
     /// CONNECTs that opened, resumed or took over a session.
     pub connects: u64,
+    /// CONNECTs refused: the session of their client identifier belongs
+    /// to another user.
+    pub sessions_not_owner: u64,
 }
 
 /// The router state.
@@ -329,6 +341,7 @@ impl Router {
                 conn: Some(req.conn),
                 expiry: req.expiry,
                 disconnected_at: None,
+                owner: req.user,
             },
         );
         self.record_session(key, now);

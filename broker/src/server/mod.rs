@@ -97,6 +97,8 @@ fn machine_config(
         log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
         files,
         cert_username: if l.protocol.is_tls() { l.tls.cert_username } else { crate::config::CertUsername::No },
+        use_username_as_clientid: l.use_username_as_clientid,
+        check_session_owner: cfg.check_session_owner,
     }
 }
 

@@ -164,7 +164,14 @@ impl Machine {
 
     /// Asks the router to open or resume the session of an accepted CONNECT
     /// (its will, if any, must be one the ACL lets it publish).
-    pub(super) fn request_session(&mut self, a: Accepted) {
+    pub(super) fn request_session(&mut self, mut a: Accepted) {
+        if self.cfg.use_username_as_clientid {
+            let Some(user) = a.connect.username.clone() else {
+                return self.refuse(reason::NOT_AUTHORIZED);
+            };
+            a.assigned |= a.connect.client_id != user;
+            a.connect.client_id = user;
+        }
         let c = &a.connect;
         if c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic)) {
             return self.refuse(reason::NOT_AUTHORIZED);
@@ -190,6 +197,10 @@ impl Machine {
             clean_start: c.clean_start,
             expiry,
             conn: self.conn.clone(),
+            user: c.username.as_deref().map(Into::into),
+            check_owner: self.cfg.check_session_owner
+                && (self.cfg.files.as_ref().is_some_and(|f| f.has_passwords())
+                    || self.cfg.cert_username != CertUsername::No),
         }));
         self.state = State::Connecting(Box::new(a));
     }

@@ -51,6 +51,14 @@ pub struct MachineConfig {
     /// listeners): CONNECT's user name and password are then ignored, and a
     /// client without such a certificate is refused (as Mosquitto).
     pub cert_username: crate::config::CertUsername,
+    /// The authenticated user name replaces the client identifier
+    /// (Mosquitto's `use_username_as_clientid`; a client without one is
+    /// refused, 0x87 / 0x05).
+    pub use_username_as_clientid: bool,
+    /// A CONNECT may not resume, take over or clean a session created
+    /// by another user (`Config::check_session_owner`), where users
+    /// authenticate: a password file (as loaded now), certificate names.
+    pub check_session_owner: bool,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -408,7 +416,8 @@ impl Machine {
         };
         match reply {
             Ok(reply) => self.on_session(*a, reply, now),
-            Err(SessionRefused) => self.refuse(reason::QUOTA_EXCEEDED),
+            Err(SessionRefused::Quota) => self.refuse(reason::QUOTA_EXCEEDED),
+            Err(SessionRefused::NotOwner) => self.refuse(reason::NOT_AUTHORIZED),
         }
     }
 
