@@ -82,6 +82,7 @@ async fn another_user_cannot_take_a_persistent_session_even_after_a_restart() {
     let b = broker(dir.path(), |_| {}).await;
     alice_leaves_messages(b.addr).await;
     bob_is_refused(b.addr).await;
+    assert_eq!(b.broker.auth_counts().auth_failures, 4, "each refusal counted");
     // While alice is connected, bob cannot take her connection over either.
     let mut a = alice_resumes(b.addr).await;
     bob_is_refused(b.addr).await;

@@ -59,6 +59,8 @@ pub struct MachineConfig {
     /// by another user (`Config::check_session_owner`), where users
     /// authenticate: a password file (as loaded now), certificate names.
     pub check_session_owner: bool,
+    /// The broker's counters of refusals (`crate::auth::stats`).
+    pub auth_stats: Arc<crate::auth::stats::AuthStats>,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -417,7 +419,7 @@ impl Machine {
         match reply {
             Ok(reply) => self.on_session(*a, reply, now),
             Err(SessionRefused::Quota) => self.refuse(reason::QUOTA_EXCEEDED),
-            Err(SessionRefused::NotOwner) => self.refuse(reason::NOT_AUTHORIZED),
+            Err(SessionRefused::NotOwner) => self.refuse_auth(reason::NOT_AUTHORIZED),
         }
     }
 
@@ -439,10 +441,15 @@ impl Machine {
         // Checked again when published: the permission may have gone since CONNECT.
         let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
         let will = will.filter(|w| {
-            self.cfg
+            let ok = self
+                .cfg
                 .files
                 .as_ref()
-                .is_none_or(|f| f.allows(user, &c.client_id, &w.topic, crate::auth::acl::Access::Write))
+                .is_none_or(|f| f.allows(user, &c.client_id, &w.topic, crate::auth::acl::Access::Write));
+            if !ok {
+                self.cfg.auth_stats.count(crate::auth::stats::Denial::Will);
+            }
+            ok
         });
         let will_delay = will.as_ref().map_or(0, |w| w.delay_interval);
         let will = will.map(|w| will_message(*w, c.key, now));

@@ -35,6 +35,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         cert_username: crate::config::CertUsername::No,
         use_username_as_clientid: false,
         check_session_owner: false,
+        auth_stats: Default::default(),
     }
 }
 
