@@ -96,6 +96,22 @@ fn allow_anonymous_defaults_to_false_once_a_listener_is_configured() {
     assert_eq!(binds, ["127.0.0.1:1884", "127.0.0.1:1885", "[::]:1886"]);
 }
 
+/// Security keys before the first listener under `per_listener_settings
+/// true`, and listener keys there, make Mosquitto 2.0.11 open its default
+/// listener on port 1883 beside the others (checked by hand with Debian's
+/// mosquitto -v): so does the import.
+#[test]
+fn keys_before_the_first_listener_make_the_default_listener() {
+    let (c, i) = config("per_listener_settings true\nallow_anonymous true\nlistener 18997 127.0.0.1\n");
+    let l: Vec<(String, Option<bool>)> = c.listeners.iter().map(|l| (l.bind.to_string(), l.allow_anonymous)).collect();
+    assert_eq!(l, [("0.0.0.0:1883".to_owned(), Some(true)), ("127.0.0.1:18997".to_owned(), Some(false))]);
+    assert!(i.warnings.iter().any(|w| w.starts_with("m.conf: `persistence` is not set")), "{:?}", i.warnings);
+    let (c, _) = config("max_connections 5\nlistener 18996 127.0.0.1\nallow_anonymous true\n");
+    let l: Vec<(String, Option<usize>)> = c.listeners.iter().map(|l| (l.bind.to_string(), l.max_connections)).collect();
+    assert_eq!(l, [("0.0.0.0:1883".to_owned(), Some(5)), ("127.0.0.1:18996".to_owned(), None)]);
+    assert!(c.allow_anonymous, "global without per_listener_settings");
+}
+
 #[test]
 fn per_listener_settings_give_each_listener_its_own_security() {
     let (c, i) = config(

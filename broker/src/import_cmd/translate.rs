@@ -598,6 +598,13 @@ fn emit(origin: &str, mut s: State) -> Imported {
     let mut tables = String::new();
     let listeners: Vec<Listener> = s.default.take().into_iter().chain(std::mem::take(&mut s.listeners)).collect();
     let configured = !listeners.is_empty();
+    if !s.global.iter().any(|e| e.key == "persistence") {
+        s.warnings.push(format!(
+            "{origin}: `persistence` is not set: Mosquitto's default is false (nothing kept across a restart), \
+             edgemq's is true (sessions, queues and retained messages kept in `data_dir`); \
+             add `persistence = false` for Mosquitto's behaviour"
+        ));
+    }
     for l in &listeners {
         if l.port == 0 {
             s.warnings.push(format!("{}: port 0 (a Unix socket): not supported, listener not carried over", l.from));
