@@ -3,6 +3,7 @@
 //! user name is refused (MQTT 5 CONNACK 0x87 Not authorized, 3.1.1 0x05)
 //! and the session, its subscriptions and queued messages stay the
 //! owner's, across a broker restart too (the owner is in the store).
+//! A session made without authentication is claimed by its first user.
 //! `check_session_owner = false` allows it (Mosquitto's behaviour);
 //! `use_username_as_clientid` makes the user name the client identifier.
 
@@ -141,5 +142,23 @@ async fn use_username_as_clientid_names_the_session_by_the_user() {
     let anon = ConnectOpts::new(Proto::V5, "anon");
     assert_eq!(connack(b.addr, &anon).await, (false, 0x87));
     assert_eq!(connack(b.addr, &ConnectOpts::new(Proto::V311, "anon")).await, (false, 0x05));
+    b.shutdown().await;
+}
+
+/// Sessions made before users authenticated (no password file, as with
+/// a release before owners) have no owner: once a password file is
+/// configured, the first user to resume one owns it, and another user is
+/// then refused.
+#[tokio::test]
+async fn sessions_made_without_authentication_are_claimed_by_their_first_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let b = TestBroker::start_with(|c| c.data_dir = data.clone()).await;
+    alice_leaves_messages(b.addr).await;
+    b.shutdown().await;
+    let b = broker(dir.path(), |_| {}).await;
+    let a = alice_resumes(b.addr).await;
+    a.disconnect().await;
+    bob_is_refused(b.addr).await;
     b.shutdown().await;
 }

@@ -61,7 +61,10 @@ impl Router {
     pub(super) fn admit(&mut self, req: &ConnectRequest, now: Instant) -> Result<(), SessionRefused> {
         let client_id = req.client_id.as_str();
         if let Some(e) = self.by_client.get(client_id).and_then(|k| self.sessions.get(k)) {
-            if req.check_owner && e.owner != req.user {
+            // A session without owner (made where users did not
+            // authenticate, by an anonymous client, or by a release before
+            // owners) is claimed by whoever resumes it (`Router::connect`).
+            if req.check_owner && e.owner.is_some() && e.owner != req.user {
                 self.stats.sessions_not_owner += 1;
                 if let Some(n) = self.cap_logs.owners.event(now) {
                     tracing::warn!(

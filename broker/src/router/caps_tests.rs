@@ -62,6 +62,12 @@ fn a_session_is_refused_to_other_users_and_kept() {
     assert_eq!(again.key, a.key);
     // Unchecked (a listener without authentication): allowed.
     assert!(open(&mut r, "dev1", false, 4).unwrap().session_present);
+    // A session without owner (made unchecked) is claimed by the first
+    // user who resumes it where users authenticate; then it is theirs.
+    assert!(open(&mut r, "old", false, 5).is_ok());
+    assert!(open_as(&mut r, "old", Some("carol"), false, 6).unwrap().session_present);
+    assert_eq!(open_as(&mut r, "old", Some("bob"), false, 7).err(), Some(SessionRefused::NotOwner));
+    assert_eq!(open_as(&mut r, "old", None, false, 8).err(), Some(SessionRefused::NotOwner));
 }
 
 fn retained(topic: &str, payload: &'static [u8]) -> Message {

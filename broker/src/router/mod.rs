@@ -118,12 +118,13 @@ pub struct ConnectRequest {
     /// How long the session outlives the connection; `None` = forever.
     pub expiry: Option<Duration>,
     pub conn: ConnHandle,
-    /// The authenticated user (`None`: anonymous); a new session records
-    /// it as its owner.
+    /// The authenticated user (`None`: anonymous, or not checked); a new
+    /// session records it as its owner.
     pub user: Option<Arc<str>>,
     /// Refuse (`SessionRefused::NotOwner`) if the client identifier's
-    /// session belongs to another user (or to an anonymous client, or
-    /// an anonymous client's to a user): set where users authenticate.
+    /// session belongs to another user (an anonymous client included);
+    /// a session without owner becomes `user`'s when resumed. Set where
+    /// users authenticate.
     pub check_owner: bool,
 }
 
@@ -320,6 +321,9 @@ impl Router {
                 self.delayed_wills.retain(|w| w.1 != key);
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
+                if req.check_owner && e.owner.is_none() {
+                    e.owner = req.user;
+                }
                 e.disconnected_at = None;
                 e.shared.lock().set_online(true);
                 let (session, client_id) = (e.shared.clone(), e.client_id.clone());

@@ -199,15 +199,19 @@ impl Machine {
             _ if c.clean_start => Some(Duration::ZERO),
             _ => self.cfg.session_expiry,
         };
+        // Only where users authenticate does a session get an owner: a
+        // broker without authentication writes session records as the
+        // releases before owners did (an older release can read them).
+        let check_owner = self.cfg.check_session_owner
+            && (self.cfg.files.as_ref().is_some_and(|f| f.has_passwords())
+                || self.cfg.cert_username != CertUsername::No);
         self.out.push(Action::Connect(ConnectRequest {
             client_id: c.client_id.clone(),
             clean_start: c.clean_start,
             expiry,
             conn: self.conn.clone(),
-            user: c.username.as_deref().map(Into::into),
-            check_owner: self.cfg.check_session_owner
-                && (self.cfg.files.as_ref().is_some_and(|f| f.has_passwords())
-                    || self.cfg.cert_username != CertUsername::No),
+            user: c.username.as_deref().filter(|_| check_owner).map(Into::into),
+            check_owner,
         }));
         self.state = State::Connecting(Box::new(a));
     }
