@@ -170,6 +170,8 @@ fn fanout(c: &mut Criterion) {
         let mut sessions: Vec<Arc<SharedSession>> = Vec::new();
         for i in 0..SUBS {
             let req = ConnectRequest {
+                user: None,
+                check_owner: false,
                 client_id: format!("sub-{i}"),
                 clean_start: true,
                 expiry: Some(Duration::ZERO),

@@ -123,6 +123,8 @@ pub struct ListenerConfig {
     pub acl_file: Option<PathBuf>,
     /// Certificates and client authentication of a TLS listener.
     pub tls: TlsConfig,
+    /// The user name becomes the client identifier (Mosquitto's key).
+    pub use_username_as_clientid: bool,
 }
 
 impl ListenerConfig {
@@ -138,6 +140,7 @@ impl ListenerConfig {
             password_file: None,
             acl_file: None,
             tls: TlsConfig::default(),
+            use_username_as_clientid: false,
         }
     }
 }
@@ -157,6 +160,9 @@ pub struct Config {
     pub password_file: Option<PathBuf>,
     /// Mosquitto ACL file: who may publish and subscribe to what.
     pub acl_file: Option<PathBuf>,
+    /// Where users authenticate, a CONNECT may not resume, take over or
+    /// clean another user's session (0x87 / 0x05). Mosquitto allows it.
+    pub check_session_owner: bool,
     /// Largest accepted packet, fixed header included (bytes).
     pub max_packet_size: usize,
     /// Unacknowledged QoS 1/2 messages in flight to one client.
@@ -244,6 +250,7 @@ impl Default for Config {
             allow_anonymous: true,
             password_file: None,
             acl_file: None,
+            check_session_owner: true,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_inflight_messages: 1000,
             max_queued_messages: 0,
@@ -313,6 +320,7 @@ struct FileListener {
     require_certificate: Option<bool>,
     use_identity_as_username: Option<bool>,
     use_subject_as_username: Option<bool>,
+    use_username_as_clientid: Option<bool>,
 }
 
 /// The config file, as written. Every key is optional.
@@ -326,6 +334,7 @@ struct FileConfig {
     allow_anonymous: Option<bool>,
     password_file: Option<PathBuf>,
     acl_file: Option<PathBuf>,
+    check_session_owner: Option<bool>,
     max_packet_size: Option<usize>,
     max_inflight_messages: Option<u16>,
     max_queued_messages: Option<usize>,
@@ -392,6 +401,8 @@ pub struct Args {
 pub enum Command {
     /// Manage a Mosquitto password file, as mosquitto_passwd does.
     Passwd(crate::passwd_cmd::PasswdArgs),
+    /// Write the edgemq.toml equivalent to a Mosquitto configuration.
+    ImportMosquitto(crate::import_cmd::ImportArgs),
 }
 
 /// A configuration error, with where it was found.
@@ -505,7 +516,7 @@ fn check_limit(key: &str, value: u64) -> Result<(), String> {
 /// Seconds in a Mosquitto duration (`persistent_client_expiration`): a
 /// number followed by `h`, `d`, `w`, `m` (months of 30 days) or `y` (365
 /// days).
-fn mosquitto_duration(v: &str) -> Option<u64> {
+pub(crate) fn mosquitto_duration(v: &str) -> Option<u64> {
     let v = v.trim();
     let unit = v.chars().last()?;
     let n: u64 = v[..v.len() - unit.len_utf8()].parse().ok()?;
@@ -577,6 +588,7 @@ impl FileListener {
             password_file: self.password_file,
             acl_file: self.acl_file,
             tls,
+            use_username_as_clientid: self.use_username_as_clientid.unwrap_or(false),
         })
     }
 }
@@ -643,6 +655,7 @@ impl Config {
             take!(
                 data_dir,
                 allow_anonymous,
+                check_session_owner,
                 max_packet_size,
                 max_inflight_messages,
                 max_queued_messages,

@@ -100,6 +100,7 @@ fn listener_tables_with_their_limits() {
         password_file: None,
         acl_file: None,
         tls: TlsConfig::default(),
+        use_username_as_clientid: false,
     };
     assert_eq!(c.listeners, vec![first, ListenerConfig::tcp("127.0.0.1:2000".parse().unwrap())]);
     // Unset listener limits take the global keys at start; those stay as written.

@@ -22,14 +22,32 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Passwd(passwd)) = &args.command {
-        return match edgemq::passwd_cmd::run(passwd) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("edgemq passwd: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    match &args.command {
+        Some(Command::Passwd(passwd)) => {
+            return match edgemq::passwd_cmd::run(passwd) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("edgemq passwd: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::ImportMosquitto(import)) => {
+            return match edgemq::import_cmd::run(import) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A configuration Mosquitto would refuse too: exit code 2,
+                // as for a bad edgemq configuration.
+                Err(e @ edgemq::import_cmd::ImportError::Malformed(_)) => {
+                    eprintln!("edgemq import-mosquitto: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("edgemq import-mosquitto: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let cfg = match Config::from_args(&args) {
         Ok(c) => c,

@@ -51,11 +51,17 @@ fn scenario() -> Vec<Record> {
     vec![
         Record::SnapshotBegin { id: 1 },
         Record::SnapshotEnd { id: 1 },
-        Record::Session { key: 1, client_id: "gw-a".into(), expiry_secs: Some(86_400), offline_since_ms: 0 },
+        Record::Session {
+            key: 1,
+            client_id: "gw-a".into(),
+            expiry_secs: Some(86_400),
+            offline_since_ms: 0,
+            user: None,
+        },
         Record::Sub { key: 1, filter: "sensors/#".into(), options: opts(QoS::ExactlyOnce), id: Some(7) },
-        Record::Session { key: 2, client_id: "gw-b".into(), expiry_secs: None, offline_since_ms: 0 },
+        Record::Session { key: 2, client_id: "gw-b".into(), expiry_secs: None, offline_since_ms: 0, user: None },
         Record::Sub { key: 2, filter: "sensors/+/temp".into(), options: opts(QoS::AtLeastOnce), id: None },
-        Record::Session { key: 3, client_id: "gone".into(), expiry_secs: Some(10), offline_since_ms: 0 },
+        Record::Session { key: 3, client_id: "gone".into(), expiry_secs: Some(10), offline_since_ms: 0, user: None },
         Record::Retain(msg("status/gw-a", b"online", QoS::AtLeastOnce, true)),
         Record::Retain(msg("status/gw-b", b"online", QoS::AtMostOnce, true)),
         Record::Msg { mid: 1, msg: msg("sensors/a/temp", b"20.0", QoS::AtLeastOnce, false) },
@@ -84,7 +90,13 @@ fn scenario() -> Vec<Record> {
         Record::Unsub { key: 2, filter: "nothing/#".into() },
         Record::SessionEnd { key: 3 },
         Record::Retain(msg("status/gw-b", b"", QoS::AtMostOnce, true)),
-        Record::Session { key: 2, client_id: "gw-b".into(), expiry_secs: None, offline_since_ms: 1_700_000_100_000 },
+        Record::Session {
+            key: 2,
+            client_id: "gw-b".into(),
+            expiry_secs: None,
+            offline_since_ms: 1_700_000_100_000,
+            user: None,
+        },
     ]
 }
 

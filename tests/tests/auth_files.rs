@@ -109,6 +109,10 @@ async fn password_file_admits_exactly_the_right_users() {
         }
         assert_eq!(connack_code(b.addr, &ConnectOpts::new(proto, "anon")).await, no_user, "{proto:?} anonymous");
     }
+    // Each refusal counted (`Broker::auth_counts`): five bad credentials
+    // and one anonymous client, per protocol version.
+    let n = b.broker.auth_counts();
+    assert_eq!((n.auth_failures, n.publish_denied, n.subscribe_denied), (12, 0, 0));
     b.shutdown().await;
 }
 
@@ -156,6 +160,11 @@ async fn acl_subscriptions_and_deliveries() {
         assert!(live.iter().any(|(_, p)| p == b"live shown"), "{proto:?}: {live:?}");
         alice.disconnect().await;
     }
+    // Counted: four filters and the retained a/secret per version; the
+    // live a/secret through a/# (and the shared a/+) as deliveries.
+    let n = b.broker.auth_counts();
+    assert_eq!((n.subscribe_denied, n.retained_denied, n.auth_failures), (8, 2, 0));
+    assert!(n.delivery_denied >= 4, "{n:?}");
     b.shutdown().await;
 }
 
@@ -197,6 +206,10 @@ async fn acl_publishes_aliases_patterns_and_wills() {
         let o = login(proto, "alice-will2", "alice", b"wonderland").will("a/secret", b"w", 1, false);
         assert_eq!(connack_code(b.addr, &o).await, code, "{proto:?} will to a denied topic");
     }
+    // Counted: bob's six denied PUBLISHes (two through the alias, two
+    // spoofing d2) and the four wills.
+    let n = b.broker.auth_counts();
+    assert_eq!((n.publish_denied, n.will_denied, n.auth_failures), (6, 4, 0));
     b.shutdown().await;
 }
 

@@ -2,7 +2,8 @@
 //! command-line clients (OpenSSL) over TLS 1.2 and 1.3, client
 //! certificates (mTLS) with the certificate's Common Name as the user name
 //! under an ACL, handshakes that fail or never start, and certificate
-//! files that do not load. Certificates are made per test (rcgen).
+//! files that do not load, certificates (client and server) expired or not
+//! yet valid. Certificates are made per test (rcgen).
 
 mod certs;
 mod common;
@@ -230,4 +231,85 @@ async fn mosquitto_clients_over_tls() {
     let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     b.shutdown().await;
+}
+
+/// Whether a TLS error says the certificate is outside its validity
+/// (`Expired` or `NotValidYet`, with or without their context).
+fn is_validity_error(e: &std::io::Error, validity: Validity) -> bool {
+    let text = format!("{e:?}");
+    match validity {
+        Validity::Expired => text.contains("Expired"),
+        Validity::NotYetValid => text.contains("NotValidYet"),
+        Validity::Now => false,
+    }
+}
+
+/// mTLS: a client certificate of the listener's CA that has expired, or is
+/// not valid yet, fails the handshake with the alert certificate_expired
+/// (TLS 1.2 and 1.3), while one valid now is admitted.
+#[tokio::test]
+async fn expired_and_not_yet_valid_client_certificates_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    let l = tls_listener(&f, |t| {
+        t.cafile = Some(f.ca_file.clone());
+        t.require_certificate = true;
+    });
+    let b = TestBroker::start_with(|c| c.listeners = vec![l]).await;
+    for versions in [&[&rustls::version::TLS12][..], &[&rustls::version::TLS13][..]] {
+        for validity in [Validity::Expired, Validity::NotYetValid] {
+            let cert = f.ca.issue_valid(&[], "dev1", "plant", validity);
+            let r = tls_open(&b, client_config(&f.ca, Some(&cert), versions)).await;
+            let e = r.err().unwrap_or_else(|| panic!("{validity:?} client certificate admitted ({versions:?})"));
+            // The broker's alert: certificate_expired, "has expired or is
+            // not currently valid" (RFC 8446 section 6.2).
+            assert!(format!("{e:?}").contains("AlertReceived(CertificateExpired)"), "{validity:?}: {e:?}");
+        }
+        let now = f.ca.issue(&[], "dev1", "plant");
+        let mut c = tls_open(&b, client_config(&f.ca, Some(&now), versions)).await.expect("a valid certificate");
+        c.send(&connect_packet(&ConnectOpts::new(Proto::V311, "valid"))).await;
+        assert_eq!(c.expect("CONNACK").await.connack().1, 0);
+        c.disconnect().await;
+    }
+    b.shutdown().await;
+}
+
+/// A server certificate that has expired, or is not valid yet, is refused
+/// by clients that trust its CA: rustls (the error names the validity) and
+/// `mosquitto_pub --cafile` (OpenSSL; where installed).
+#[tokio::test]
+async fn expired_and_not_yet_valid_server_certificates_are_refused_by_clients() {
+    let mosquitto = std::process::Command::new("mosquitto_pub")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !mosquitto {
+        assert!(std::env::var("EDGEMQ_REQUIRE_INTEROP").as_deref() != Ok("1"), "mosquitto_pub not found");
+        println!("NOTE: mosquitto_pub not found: checked with rustls only");
+    }
+    for validity in [Validity::Expired, Validity::NotYetValid] {
+        let dir = tempfile::tempdir().unwrap();
+        let f = files_valid(dir.path(), validity);
+        let b = TestBroker::start_with(|c| c.listeners = vec![tls_listener(&f, |_| {})]).await;
+        for versions in [&[&rustls::version::TLS12][..], &[&rustls::version::TLS13][..]] {
+            match tls_open(&b, client_config(&f.ca, None, versions)).await {
+                Ok(_) => panic!("a {validity:?} server certificate accepted ({versions:?})"),
+                Err(e) => assert!(is_validity_error(&e, validity), "{validity:?}: {e:?}"),
+            }
+        }
+        if mosquitto {
+            let port = b.port().to_string();
+            let st = tokio::process::Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "--cafile", f.ca_file.to_str().unwrap()])
+                .args(["-t", "t", "-m", "x"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .status();
+            assert!(!within("mosquitto_pub", st).await.unwrap().success(), "{validity:?}: mosquitto_pub connected");
+        }
+        b.shutdown().await;
+    }
 }

@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         client_id: "backlog-sub".into(),
         expiry_secs: None,
         offline_since_ms: now_ms,
+        user: None,
     });
     let options = SubOptions {
         qos: QoS::AtLeastOnce,

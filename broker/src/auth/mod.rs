@@ -28,6 +28,7 @@
 pub mod acl;
 pub mod files;
 pub mod passwd;
+pub mod stats;
 
 use std::fmt;
 

@@ -2,7 +2,9 @@
 //! sessions in total (`max_sessions`: a CONNECT that would open a new
 //! session beyond it is refused, existing sessions still resume) and
 //! retained messages (`max_retained_messages`, `max_retained_bytes`: a
-//! retained message beyond them is delivered but not retained). Each
+//! retained message beyond them is delivered but not retained), and the
+//! owner of a session (a CONNECT that checks it may not resume or take
+//! over another user's session, nor clean it). Each
 //! refusal is counted in [`super::RouterStats`] and logged at most once per
 //! [`crate::ratelimit::LOG_EVERY`].
 
@@ -27,17 +29,25 @@ impl Default for RouterCaps {
     }
 }
 
-/// A CONNECT refused because it would open a session beyond
-/// `max_sessions` (CONNACK 0x97 Quota exceeded; 3.1.1: 0x03).
+/// Why the router refused a CONNECT's session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the broker is at max_sessions")]
-pub struct SessionRefused;
+pub enum SessionRefused {
+    /// It would open a session beyond `max_sessions` (CONNACK 0x97 Quota
+    /// exceeded; 3.1.1: 0x03).
+    #[error("the broker is at max_sessions")]
+    Quota,
+    /// The client identifier's session belongs to another user (CONNACK
+    /// 0x87 Not authorized; 3.1.1: 0x05); that session is left as it is.
+    #[error("the session belongs to another user")]
+    NotOwner,
+}
 
 /// Rate limits of the caps' log lines.
 #[derive(Debug, Default)]
 pub(super) struct CapLogs {
     sessions: RateLimited,
     retained: RateLimited,
+    owners: RateLimited,
 }
 
 impl Router {
@@ -48,8 +58,27 @@ impl Router {
 
     /// Whether a CONNECT of `client_id` may go ahead: it resumes or
     /// replaces a session, or there is room for a new one.
-    pub(super) fn admit(&mut self, client_id: &str, now: Instant) -> Result<(), SessionRefused> {
-        if self.by_client.contains_key(client_id) || self.sessions.len() < self.caps.max_sessions {
+    pub(super) fn admit(&mut self, req: &ConnectRequest, now: Instant) -> Result<(), SessionRefused> {
+        let client_id = req.client_id.as_str();
+        if let Some(e) = self.by_client.get(client_id).and_then(|k| self.sessions.get(k)) {
+            // A session without owner (made where users did not
+            // authenticate, by an anonymous client, or by a release before
+            // owners) is claimed by whoever resumes it (`Router::connect`).
+            if req.check_owner && e.owner.is_some() && e.owner != req.user {
+                self.stats.sessions_not_owner += 1;
+                if let Some(n) = self.cap_logs.owners.event(now) {
+                    tracing::warn!(
+                        refused = n,
+                        client_id,
+                        user = req.user.as_deref().unwrap_or("(anonymous)"),
+                        "CONNECTs refused: the client identifier's session belongs to another user"
+                    );
+                }
+                return Err(SessionRefused::NotOwner);
+            }
+            return Ok(());
+        }
+        if self.sessions.len() < self.caps.max_sessions {
             return Ok(());
         }
         self.stats.sessions_refused += 1;
@@ -60,14 +89,14 @@ impl Router {
                 "new sessions refused: the broker is at max_sessions"
             );
         }
-        Err(SessionRefused)
+        Err(SessionRefused::Quota)
     }
 
     /// Opens, resumes or takes over the session of `req` at once, as
     /// [`Router::connect`], if the caps allow it (the router's own clients
     /// and tests; connections go through [`super::RouterMsg::Connect`]).
     pub fn open(&mut self, req: ConnectRequest, now: Instant) -> Result<ConnectReply, SessionRefused> {
-        self.admit(&req.client_id, now)?;
+        self.admit(&req, now)?;
         Ok(self.connect(req, now))
     }
 

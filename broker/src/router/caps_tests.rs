@@ -16,8 +16,58 @@ fn router(caps: RouterCaps) -> Router {
 
 fn open(r: &mut Router, client: &str, clean: bool, id: u64) -> Result<ConnectReply, SessionRefused> {
     let expiry = if clean { Some(Duration::ZERO) } else { None };
-    let req = ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: ConnHandle::new(id) };
+    let req = ConnectRequest {
+        user: None,
+        check_owner: false,
+        client_id: client.into(),
+        clean_start: clean,
+        expiry,
+        conn: ConnHandle::new(id),
+    };
     r.open(req, Instant::now())
+}
+
+/// [`open`] as `user`, checking the session's owner.
+fn open_as(
+    r: &mut Router,
+    client: &str,
+    user: Option<&str>,
+    clean: bool,
+    id: u64,
+) -> Result<ConnectReply, SessionRefused> {
+    let expiry = if clean { Some(Duration::ZERO) } else { None };
+    let req = ConnectRequest {
+        user: user.map(Into::into),
+        check_owner: true,
+        client_id: client.into(),
+        clean_start: clean,
+        expiry,
+        conn: ConnHandle::new(id),
+    };
+    r.open(req, Instant::now())
+}
+
+#[test]
+fn a_session_is_refused_to_other_users_and_kept() {
+    let mut r = router(RouterCaps::default());
+    let a = open_as(&mut r, "dev1", Some("alice"), false, 1).unwrap();
+    assert!(!a.session_present);
+    for (user, clean) in [(Some("bob"), false), (Some("bob"), true), (None, false)] {
+        assert_eq!(open_as(&mut r, "dev1", user, clean, 2).err(), Some(SessionRefused::NotOwner), "{user:?} {clean}");
+    }
+    assert_eq!(r.stats.sessions_not_owner, 3);
+    // The session was kept: alice resumes it.
+    let again = open_as(&mut r, "dev1", Some("alice"), false, 3).unwrap();
+    assert!(again.session_present);
+    assert_eq!(again.key, a.key);
+    // Unchecked (a listener without authentication): allowed.
+    assert!(open(&mut r, "dev1", false, 4).unwrap().session_present);
+    // A session without owner (made unchecked) is claimed by the first
+    // user who resumes it where users authenticate; then it is theirs.
+    assert!(open(&mut r, "old", false, 5).is_ok());
+    assert!(open_as(&mut r, "old", Some("carol"), false, 6).unwrap().session_present);
+    assert_eq!(open_as(&mut r, "old", Some("bob"), false, 7).err(), Some(SessionRefused::NotOwner));
+    assert_eq!(open_as(&mut r, "old", None, false, 8).err(), Some(SessionRefused::NotOwner));
 }
 
 fn retained(topic: &str, payload: &'static [u8]) -> Message {
@@ -37,7 +87,7 @@ fn max_sessions_refuses_new_sessions_but_not_resumptions() {
     let mut r = router(RouterCaps { max_sessions: 2, ..RouterCaps::default() });
     let a = open(&mut r, "a", false, 1).unwrap();
     open(&mut r, "b", false, 2).unwrap();
-    assert_eq!(open(&mut r, "c", false, 3).err(), Some(SessionRefused));
+    assert_eq!(open(&mut r, "c", false, 3).err(), Some(SessionRefused::Quota));
     assert_eq!(r.stats.sessions_refused, 1);
     // A session that exists resumes (or restarts clean) at the cap.
     let again = open(&mut r, "a", false, 4).unwrap();

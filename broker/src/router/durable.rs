@@ -55,7 +55,8 @@ impl Durable {
             _ => 0,
         };
         let expiry_secs = e.expiry.map(|x| x.as_secs());
-        Record::Session { key, client_id: e.client_id.to_string(), expiry_secs, offline_since_ms }
+        let user = e.owner.as_deref().map(str::to_owned);
+        Record::Session { key, client_id: e.client_id.to_string(), expiry_secs, offline_since_ms, user }
     }
 
     /// Records a message body under a new id; returns the id.
@@ -113,6 +114,7 @@ impl Router {
         for (key, stored) in model.sessions {
             let shared = SharedSession::new(self.limits.clone());
             let client_id: Arc<str> = stored.client_id.as_str().into();
+            let owner: Option<Arc<str>> = stored.user.as_deref().map(Arc::from);
             let expiry = stored.expiry_secs.map(Duration::from_secs);
             // Offline since the recorded time, or since now if it was
             // connected when the broker stopped.
@@ -127,8 +129,10 @@ impl Router {
                 }
             }
             self.by_client.insert(client_id.clone(), key);
-            self.sessions
-                .insert(key, SessionEntry { client_id, shared, conn: None, expiry, disconnected_at: Some(since) });
+            self.sessions.insert(
+                key,
+                SessionEntry { client_id, shared, conn: None, expiry, disconnected_at: Some(since), owner },
+            );
         }
         for (_, m) in model.retained {
             self.retain(&Arc::new(m.into_message(now, wall_now)));

@@ -118,6 +118,14 @@ pub struct ConnectRequest {
     /// How long the session outlives the connection; `None` = forever.
     pub expiry: Option<Duration>,
     pub conn: ConnHandle,
+    /// The authenticated user (`None`: anonymous, or not checked); a new
+    /// session records it as its owner.
+    pub user: Option<Arc<str>>,
+    /// Refuse (`SessionRefused::NotOwner`) if the client identifier's
+    /// session belongs to another user (an anonymous client included);
+    /// a session without owner becomes `user`'s when resumed. Set where
+    /// users authenticate.
+    pub check_owner: bool,
 }
 
 /// The router's answer to a [`ConnectRequest`].
@@ -182,6 +190,8 @@ struct SessionEntry {
     conn: Option<ConnHandle>,
     expiry: Option<Duration>,
     disconnected_at: Option<Instant>,
+    /// The user whose CONNECT created the session (`None`: anonymous).
+    owner: Option<Arc<str>>,
 }
 
 /// Counters kept where the events happen (for `$SYS` and metrics later).
@@ -199,6 +209,9 @@ pub struct RouterStats {
     pub retained_refused: u64,
     /// CONNECTs that opened, resumed or took over a session.
     pub connects: u64,
+    /// CONNECTs refused: the session of their client identifier belongs
+    /// to another user.
+    pub sessions_not_owner: u64,
 }
 
 /// The router state.
@@ -308,6 +321,9 @@ impl Router {
                 self.delayed_wills.retain(|w| w.1 != key);
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
+                if req.check_owner && e.owner.is_none() {
+                    e.owner = req.user;
+                }
                 e.disconnected_at = None;
                 e.shared.lock().set_online(true);
                 let (session, client_id) = (e.shared.clone(), e.client_id.clone());
@@ -329,6 +345,7 @@ impl Router {
                 conn: Some(req.conn),
                 expiry: req.expiry,
                 disconnected_at: None,
+                owner: req.user,
             },
         );
         self.record_session(key, now);

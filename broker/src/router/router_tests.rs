@@ -20,10 +20,15 @@ fn conn(id: u64) -> ConnHandle {
     ConnHandle::new(id)
 }
 
+/// A CONNECT of `client` that does not check the session's owner.
+fn req(client: &str, clean_start: bool, expiry: Option<Duration>, conn: ConnHandle) -> ConnectRequest {
+    ConnectRequest { user: None, check_owner: false, client_id: client.into(), clean_start, expiry, conn }
+}
+
 fn connect(r: &mut Router, client: &str, clean: bool, id: u64) -> ConnectReply {
     // As the session machine does for 3.1.1: a clean session ends with its connection.
     let expiry = clean.then_some(Duration::ZERO);
-    r.connect(ConnectRequest { client_id: client.into(), clean_start: clean, expiry, conn: conn(id) }, Instant::now())
+    r.connect(req(client, clean, expiry, conn(id)), Instant::now())
 }
 
 fn msg(topic: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Message {
@@ -121,10 +126,7 @@ fn persistent_session_queues_while_offline_and_resumes() {
 fn clean_start_discards_the_old_session() {
     let mut r = Router::new(limits());
     let first = conn(1);
-    let c = r.connect(
-        ConnectRequest { client_id: "dev1".into(), clean_start: false, expiry: None, conn: first.clone() },
-        Instant::now(),
-    );
+    let c = r.connect(req("dev1", false, None, first.clone()), Instant::now());
     sub(&mut r, c.key, "t", QoS::AtLeastOnce);
     let again = connect(&mut r, "dev1", true, 2);
     assert!(!again.session_present);
@@ -138,10 +140,7 @@ fn clean_start_discards_the_old_session() {
 fn takeover_keeps_session_for_the_new_connection() {
     let mut r = Router::new(limits());
     let first = conn(1);
-    let c = r.connect(
-        ConnectRequest { client_id: "x".into(), clean_start: false, expiry: None, conn: first.clone() },
-        Instant::now(),
-    );
+    let c = r.connect(req("x", false, None, first.clone()), Instant::now());
     let again = connect(&mut r, "x", false, 2);
     assert_eq!(
         first.close_reason(),
@@ -174,15 +173,7 @@ fn will_is_published_on_disconnect_message() {
 #[test]
 fn sessions_expire() {
     let mut r = Router::new(limits());
-    let c = r.connect(
-        ConnectRequest {
-            client_id: "e".into(),
-            clean_start: false,
-            expiry: Some(Duration::from_secs(10)),
-            conn: conn(1),
-        },
-        Instant::now(),
-    );
+    let c = r.connect(req("e", false, Some(Duration::from_secs(10)), conn(1)), Instant::now());
     let t0 = Instant::now();
     r.handle(
         RouterMsg::Disconnected { key: c.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
@@ -260,7 +251,7 @@ fn will_delay_waits_and_is_cancelled_by_resume() {
     let w = connect(&mut r, "watcher", true, 1);
     sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
     let t0 = Instant::now();
-    let d = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(2) }, t0);
+    let d = r.connect(req("dev", false, None, conn(2)), t0);
     let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
     let delay = Duration::from_secs(5);
     r.handle(
@@ -276,12 +267,12 @@ fn will_delay_waits_and_is_cancelled_by_resume() {
         RouterMsg::Disconnected { key: d.key, conn_id: 2, will: None, will_delay: Duration::ZERO, expiry: None },
         t0,
     );
-    let d2 = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(3) }, t0);
+    let d2 = r.connect(req("dev", false, None, conn(3)), t0);
     r.handle(
         RouterMsg::Disconnected { key: d2.key, conn_id: 3, will: Some(will), will_delay: delay, expiry: None },
         t0,
     );
-    r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry: None, conn: conn(4) }, t0);
+    r.connect(req("dev", false, None, conn(4)), t0);
     r.expire(t0 + Duration::from_secs(10));
     assert!(drain(&w.session).is_empty());
 }
@@ -293,7 +284,7 @@ fn will_goes_when_the_session_expires_before_the_delay() {
     sub(&mut r, w.key, "wills/#", QoS::AtLeastOnce);
     let t0 = Instant::now();
     let expiry = Some(Duration::from_secs(2));
-    let d = r.connect(ConnectRequest { client_id: "dev".into(), clean_start: false, expiry, conn: conn(2) }, t0);
+    let d = r.connect(req("dev", false, expiry, conn(2)), t0);
     let will = msg("wills/dev", QoS::AtLeastOnce, false, b"gone");
     let delay = Duration::from_secs(60);
     r.handle(RouterMsg::Disconnected { key: d.key, conn_id: 2, will: Some(will), will_delay: delay, expiry: None }, t0);
@@ -337,10 +328,7 @@ fn open_store(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::stor
 }
 
 fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
-    r.connect(
-        ConnectRequest { client_id: client.into(), clean_start: false, expiry: None, conn: conn(id) },
-        Instant::now(),
-    )
+    r.connect(req(client, false, None, conn(id)), Instant::now())
 }
 
 #[test]
@@ -407,10 +395,7 @@ fn full_queue_setup(policy: QueueFullPolicy, v5: bool, disconnect: bool) -> (Rou
     r.set_disconnect_on_queue_full(disconnect);
     let handle = conn(1);
     handle.set_v5(v5);
-    let c = r.connect(
-        ConnectRequest { client_id: "c".into(), clean_start: false, expiry: None, conn: handle.clone() },
-        Instant::now(),
-    );
+    let c = r.connect(req("c", false, None, handle.clone()), Instant::now());
     sub(&mut r, c.key, "t", QoS::AtLeastOnce);
     for p in [&b"1"[..], b"2"] {
         r.publish(Message { payload: Bytes::from_static(p), ..msg("t", QoS::AtLeastOnce, false, b"") });
@@ -521,7 +506,7 @@ fn connect_msg(
     id: u64,
 ) -> oneshot::Receiver<Result<ConnectReply, SessionRefused>> {
     let (tx, rx) = oneshot::channel();
-    let req = ConnectRequest { client_id: client.into(), clean_start: false, expiry, conn: conn(id) };
+    let req = req(client, false, expiry, conn(id));
     r.handle(RouterMsg::Connect(req, tx), Instant::now());
     rx
 }

@@ -138,6 +138,8 @@ mod tests {
         let mut r = Router::new(QueueLimits::default());
         r.set_sys_interval(Some(Duration::from_secs(10)), t0);
         let req = |id: &str, n| ConnectRequest {
+            user: None,
+            check_owner: false,
             client_id: id.into(),
             clean_start: true,
             expiry: Some(Duration::ZERO),

@@ -34,7 +34,7 @@ impl Router {
         reply: oneshot::Sender<Result<ConnectReply, SessionRefused>>,
         now: Instant,
     ) {
-        if let Err(e) = self.admit(&req.client_id, now) {
+        if let Err(e) = self.admit(&req, now) {
             let _ = reply.send(Err(e));
             return;
         }

@@ -25,6 +25,7 @@ pub use connection::{serve, ConnCtx, Transport};
 pub use listener::MAX_REFUSING;
 
 use crate::auth::files::FileAuth;
+use crate::auth::stats::{AuthCounts, AuthStats};
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
@@ -69,6 +70,20 @@ pub struct Broker {
     tracker: TaskTracker,
     router: JoinHandle<Router>,
     journal: Option<Arc<Journal>>,
+    auth_stats: Arc<AuthStats>,
+}
+
+/// Logs the refusals counted since the last line, once per
+/// [`crate::ratelimit::LOG_EVERY`] at most, until shutdown.
+async fn log_refusals(stats: Arc<AuthStats>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(crate::ratelimit::LOG_EVERY) => {
+                stats.log_new();
+            }
+        }
+    }
 }
 
 /// The settings of the connections of listener `l`: its limits, or else
@@ -79,6 +94,7 @@ fn machine_config(
     authenticator: Arc<dyn Authenticator>,
     journal: Option<&Arc<Journal>>,
     files: Option<Arc<FileAuth>>,
+    auth_stats: Arc<AuthStats>,
 ) -> MachineConfig {
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
@@ -97,6 +113,9 @@ fn machine_config(
         log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
         files,
         cert_username: if l.protocol.is_tls() { l.tls.cert_username } else { crate::config::CertUsername::No },
+        use_username_as_clientid: l.use_username_as_clientid,
+        check_session_owner: cfg.check_session_owner,
+        auth_stats,
     }
 }
 
@@ -193,6 +212,8 @@ impl Broker {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
         let mut reloadable = Vec::new();
+        let auth_stats = Arc::new(AuthStats::default());
+        tracker.spawn(log_refusals(auth_stats.clone(), shutdown.clone()));
         for (socket, l, files, tls) in listeners {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
@@ -203,6 +224,7 @@ impl Broker {
                     authenticator.clone(),
                     journal.as_ref(),
                     files,
+                    auth_stats.clone(),
                 ))),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
@@ -217,7 +239,12 @@ impl Broker {
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
         let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global })
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global, auth_stats })
+    }
+
+    /// Refused CONNECTs and ACL denials so far, all listeners together.
+    pub fn auth_counts(&self) -> AuthCounts {
+        self.auth_stats.counts()
     }
 
     /// The addresses actually bound (port 0 resolved).

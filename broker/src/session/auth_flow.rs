@@ -28,7 +28,7 @@ impl Machine {
         let client = AuthClient { client_id: &c.client_id, username: c.username.as_deref() };
         let Some(mut exchange) = self.cfg.authenticator.start(method, client) else {
             // [MQTT-4.12.0-1] an unsupported method: CONNACK 0x8C, then close.
-            return self.refuse(reason::BAD_AUTHENTICATION_METHOD);
+            return self.refuse_auth(reason::BAD_AUTHENTICATION_METHOD);
         };
         let step = exchange.step(c.authentication_data.as_deref());
         self.state = State::Authenticating(Box::new(Authenticating { accepted, exchange, deadline }));
@@ -72,7 +72,7 @@ impl Machine {
                 self.send(Packet::Auth(Auth { reason: reason::CONTINUE_AUTHENTICATION, method, data }));
             }
             // [MQTT-4.12.0-4] CONNACK with the code, then close.
-            AuthStep::Fail(code) => self.refuse(fail_code(code)),
+            AuthStep::Fail(code) => self.refuse_auth(fail_code(code)),
         }
     }
 
@@ -110,7 +110,10 @@ impl Machine {
             }
             AuthStep::Continue(data) => Auth { reason: reason::CONTINUE_AUTHENTICATION, method, data },
             // [MQTT-4.12.1-2] a failed re-authentication: DISCONNECT, close.
-            AuthStep::Fail(code) => return self.close(Close::Error(fail_code(code))),
+            AuthStep::Fail(code) => {
+                self.cfg.auth_stats.count(crate::auth::stats::Denial::Authentication);
+                return self.close(Close::Error(fail_code(code)));
+            }
         };
         self.send(Packet::Auth(reply));
     }

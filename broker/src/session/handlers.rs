@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::machine::{Accepted, Action, Close, Connected, Identity, Machine, State};
 use super::outbound::Outbound;
 use crate::auth::acl::Access;
+use crate::auth::stats::Denial;
 use crate::config::CertUsername;
 use crate::message::Message;
 use crate::protocol::topic::{shared, valid_filter, valid_shared, within_levels};
@@ -55,6 +56,12 @@ impl Machine {
     /// CONNACK with the error `code`, then close.
     /// The CONNACK fits the client's Maximum Packet Size without its
     /// Reason String [MQTT-3.2.2-19], or is not sent.
+    /// [`Machine::refuse`] for the client's credentials (counted).
+    pub(super) fn refuse_auth(&mut self, code: u8) {
+        self.cfg.auth_stats.count(Denial::Authentication);
+        self.refuse(code);
+    }
+
     pub(super) fn refuse(&mut self, code: u8) {
         let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
         let mut connack = Packet::ConnAck(Box::new(ConnAck { code, props, ..ConnAck::default() }));
@@ -115,7 +122,7 @@ impl Machine {
             };
             let Some(name) = cert else {
                 // 3.1.1: 0x04 Bad user name or password.
-                return self.refuse(reason::BAD_USERNAME_OR_PASSWORD);
+                return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD);
             };
             // The certificate is the credential: what CONNECT says is ignored.
             c.username = Some(*name);
@@ -130,7 +137,7 @@ impl Machine {
             return self.start_auth(accepted, deadline);
         }
         if !self.cfg.allow_anonymous && accepted.connect.username.is_none() {
-            return self.refuse(reason::NOT_AUTHORIZED);
+            return self.refuse_auth(reason::NOT_AUTHORIZED);
         }
         let passwords = self.cfg.files.as_ref().is_some_and(|f| f.has_passwords());
         match &accepted.connect.username {
@@ -144,7 +151,7 @@ impl Machine {
             }
             // Nothing can verify a user name: with anonymous clients not
             // allowed, no one is admitted (as Mosquitto without a password file).
-            Some(_) if !self.cfg.allow_anonymous => return self.refuse(reason::BAD_USERNAME_OR_PASSWORD),
+            Some(_) if !self.cfg.allow_anonymous => return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD),
             _ => {}
         }
         self.request_session(accepted);
@@ -157,23 +164,30 @@ impl Machine {
         };
         if !ok {
             // 3.1.1: 0x04 Bad user name or password.
-            return self.refuse(reason::BAD_USERNAME_OR_PASSWORD);
+            return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD);
         }
         self.request_session(*a);
     }
 
     /// Asks the router to open or resume the session of an accepted CONNECT
     /// (its will, if any, must be one the ACL lets it publish).
-    pub(super) fn request_session(&mut self, a: Accepted) {
-        let c = &a.connect;
-        if c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic)) {
-            return self.refuse(reason::NOT_AUTHORIZED);
+    pub(super) fn request_session(&mut self, mut a: Accepted) {
+        if self.cfg.use_username_as_clientid {
+            let Some(user) = a.connect.username.clone() else {
+                return self.refuse_auth(reason::NOT_AUTHORIZED);
+            };
+            a.assigned |= a.connect.client_id != user;
+            a.connect.client_id = user;
         }
-        if let (Some(files), Some(w)) = (&self.cfg.files, &c.will) {
-            if !files.allows(c.username.as_deref(), &c.client_id, &w.topic, Access::Write) {
-                tracing::debug!(client_id = %c.client_id, topic = %w.topic, "will topic denied by the ACL");
-                return self.refuse(reason::NOT_AUTHORIZED);
-            }
+        let c = &a.connect;
+        let internal = c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic));
+        let denied = match (&self.cfg.files, &c.will) {
+            (Some(files), Some(w)) => !files.allows(c.username.as_deref(), &c.client_id, &w.topic, Access::Write),
+            _ => false,
+        };
+        if internal || denied {
+            self.cfg.auth_stats.count(Denial::Will);
+            return self.refuse(reason::NOT_AUTHORIZED);
         }
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
@@ -185,11 +199,19 @@ impl Machine {
             _ if c.clean_start => Some(Duration::ZERO),
             _ => self.cfg.session_expiry,
         };
+        // Only where users authenticate does a session get an owner: a
+        // broker without authentication writes session records as the
+        // releases before owners did (an older release can read them).
+        let check_owner = self.cfg.check_session_owner
+            && (self.cfg.files.as_ref().is_some_and(|f| f.has_passwords())
+                || self.cfg.cert_username != CertUsername::No);
         self.out.push(Action::Connect(ConnectRequest {
             client_id: c.client_id.clone(),
             clean_start: c.clean_start,
             expiry,
             conn: self.conn.clone(),
+            user: c.username.as_deref().filter(|_| check_owner).map(Into::into),
+            check_owner,
         }));
         self.state = State::Connecting(Box::new(a));
     }
@@ -364,7 +386,7 @@ impl Machine {
     /// an ordinary acknowledgement, as Mosquitto does; QoS 0 nothing.
     fn deny_publish(&mut self, p: &Publish) {
         let v5 = self.version.is_some_and(Version::is_v5);
-        tracing::debug!(client_id = self.client_id().unwrap_or("-"), topic = %p.topic, "PUBLISH denied by the ACL");
+        self.cfg.auth_stats.count(Denial::Publish);
         let code = if v5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
         match p.qos {
             QoS::AtMostOnce => {}
@@ -426,6 +448,7 @@ impl Machine {
             .iter()
             .map(|f| self.acl_allows(shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real), Access::Subscribe))
             .collect();
+        let stats = self.cfg.auth_stats.clone();
         let Some(c) = self.connected_mut() else { return };
         let version = c.version;
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -433,7 +456,7 @@ impl Machine {
         let mut st = c.session.lock();
         for (f, allowed) in s.filters.into_iter().zip(allowed) {
             if !allowed {
-                tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE denied by the ACL");
+                stats.count(Denial::Subscribe);
                 codes.push(if version.is_v5() { reason::NOT_AUTHORIZED } else { 0x80 });
                 continue;
             }

@@ -51,6 +51,16 @@ pub struct MachineConfig {
     /// listeners): CONNECT's user name and password are then ignored, and a
     /// client without such a certificate is refused (as Mosquitto).
     pub cert_username: crate::config::CertUsername,
+    /// The authenticated user name replaces the client identifier
+    /// (Mosquitto's `use_username_as_clientid`; a client without one is
+    /// refused, 0x87 / 0x05).
+    pub use_username_as_clientid: bool,
+    /// A CONNECT may not resume, take over or clean a session created
+    /// by another user (`Config::check_session_owner`), where users
+    /// authenticate: a password file (as loaded now), certificate names.
+    pub check_session_owner: bool,
+    /// The broker's counters of refusals (`crate::auth::stats`).
+    pub auth_stats: Arc<crate::auth::stats::AuthStats>,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -408,7 +418,8 @@ impl Machine {
         };
         match reply {
             Ok(reply) => self.on_session(*a, reply, now),
-            Err(SessionRefused) => self.refuse(reason::QUOTA_EXCEEDED),
+            Err(SessionRefused::Quota) => self.refuse(reason::QUOTA_EXCEEDED),
+            Err(SessionRefused::NotOwner) => self.refuse_auth(reason::NOT_AUTHORIZED),
         }
     }
 
@@ -430,10 +441,15 @@ impl Machine {
         // Checked again when published: the permission may have gone since CONNECT.
         let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
         let will = will.filter(|w| {
-            self.cfg
+            let ok = self
+                .cfg
                 .files
                 .as_ref()
-                .is_none_or(|f| f.allows(user, &c.client_id, &w.topic, crate::auth::acl::Access::Write))
+                .is_none_or(|f| f.allows(user, &c.client_id, &w.topic, crate::auth::acl::Access::Write));
+            if !ok {
+                self.cfg.auth_stats.count(crate::auth::stats::Denial::Will);
+            }
+            ok
         });
         let will_delay = will.as_ref().map_or(0, |w| w.delay_interval);
         let will = will.map(|w| will_message(*w, c.key, now));

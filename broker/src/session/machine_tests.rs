@@ -33,6 +33,9 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         log: None,
         files: None,
         cert_username: crate::config::CertUsername::No,
+        use_username_as_clientid: false,
+        check_session_owner: false,
+        auth_stats: Default::default(),
     }
 }
 

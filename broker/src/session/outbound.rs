@@ -133,6 +133,7 @@ impl Machine {
         // With an ACL, every delivery is checked for read access (retained
         // messages on subscribe, messages queued before a permission went).
         let acl = self.cfg.files.as_ref().filter(|f| f.acl.is_some());
+        let stats = &self.cfg.auth_stats;
         let window = usize::from(c.window);
         let session = c.session.clone();
         let mut left = budget;
@@ -154,6 +155,8 @@ impl Machine {
                 if let Some(files) = acl {
                     let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
                     if !files.allows(user, &c.client_id, &d.msg.topic, crate::auth::acl::Access::Read) {
+                        use crate::auth::stats::Denial;
+                        stats.count(if d.retain { Denial::Retained } else { Denial::Delivery });
                         // Not delivered, as if acknowledged.
                         if pkid != 0 {
                             session.lock().complete(pkid);

@@ -21,7 +21,7 @@ fn cfg(root: &Path) -> StoreConfig {
 }
 
 fn session(key: u64) -> Record {
-    Record::Session { key, client_id: format!("c{key}"), expiry_secs: None, offline_since_ms: 0 }
+    Record::Session { key, client_id: format!("c{key}"), expiry_secs: None, offline_since_ms: 0, user: None }
 }
 
 fn msg(mid: u64) -> Record {

@@ -21,6 +21,11 @@ pub enum Record {
         client_id: String,
         expiry_secs: Option<u64>,
         offline_since_ms: u64,
+        /// The user whose CONNECT created the session. Written after the
+        /// other fields only when set, so a session without one is
+        /// encoded as before owners existed, and such records (every
+        /// store of earlier releases) read as `None`.
+        user: Option<String>,
     },
     SessionEnd {
         key: SessionKey,
@@ -395,12 +400,15 @@ impl Record {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let mut w = W(out);
         match self {
-            Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
+            Record::Session { key, client_id, expiry_secs, offline_since_ms, user } => {
                 w.u8(1);
                 w.u64(*key);
                 w.bytes(client_id.as_bytes());
                 w.opt_u64(*expiry_secs);
                 w.u64(*offline_since_ms);
+                if let Some(u) = user {
+                    w.bytes(u.as_bytes());
+                }
             }
             Record::SessionEnd { key } => {
                 w.u8(2);
@@ -476,6 +484,7 @@ impl Record {
                 client_id: r.string()?,
                 expiry_secs: r.opt_u64()?,
                 offline_since_ms: r.u64()?,
+                user: if r.0.is_empty() { None } else { Some(r.string()?) },
             },
             2 => Record::SessionEnd { key: r.u64()? },
             3 => Record::Sub {
@@ -600,8 +609,21 @@ mod tests {
             retain_handling: RetainHandling::Never,
         };
         let records = vec![
-            Record::Session { key: 1, client_id: "dev1".into(), expiry_secs: None, offline_since_ms: 5 },
-            Record::Session { key: 1, client_id: "dev1".into(), expiry_secs: Some(60), offline_since_ms: 0 },
+            Record::Session { key: 1, client_id: "dev1".into(), expiry_secs: None, offline_since_ms: 5, user: None },
+            Record::Session {
+                key: 1,
+                client_id: "dev1".into(),
+                expiry_secs: Some(60),
+                offline_since_ms: 0,
+                user: None,
+            },
+            Record::Session {
+                key: 1,
+                client_id: "dev1".into(),
+                expiry_secs: Some(60),
+                offline_since_ms: 0,
+                user: Some("alice".into()),
+            },
             Record::SessionEnd { key: 1 },
             Record::Sub { key: 1, filter: "a/#".into(), options, id: Some(9) },
             Record::Unsub { key: 1, filter: "a/#".into() },

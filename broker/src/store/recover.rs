@@ -57,6 +57,9 @@ pub struct StoredSession {
     pub client_id: String,
     pub expiry_secs: Option<u64>,
     pub offline_since_ms: u64,
+    /// The user who created the session (`None`: anonymous, or a
+    /// record written before sessions had owners).
+    pub user: Option<String>,
     pub subs: BTreeMap<String, (SubOptions, Option<u32>)>,
     pub queue: Entries,
     /// In send order.
@@ -79,7 +82,7 @@ pub struct Model {
 impl Model {
     fn apply(&mut self, r: &Record) {
         match r {
-            Record::Session { key, client_id, expiry_secs, offline_since_ms } => {
+            Record::Session { key, client_id, expiry_secs, offline_since_ms, user } => {
                 self.max_key = self.max_key.max(*key);
                 let scratch = &self.scratch;
                 let s = self.sessions.entry(*key).or_insert_with(|| StoredSession {
@@ -89,6 +92,7 @@ impl Model {
                 s.client_id.clone_from(client_id);
                 s.expiry_secs = *expiry_secs;
                 s.offline_since_ms = *offline_since_ms;
+                s.user.clone_from(user);
             }
             Record::SessionEnd { key } => {
                 self.sessions.remove(key);

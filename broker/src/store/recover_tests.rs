@@ -20,7 +20,7 @@ fn enq(key: u64, seq: u64, mid: u64) -> Record {
 }
 
 fn session(key: u64) -> Record {
-    Record::Session { key, client_id: format!("c{key}"), expiry_secs: None, offline_since_ms: 0 }
+    Record::Session { key, client_id: format!("c{key}"), expiry_secs: None, offline_since_ms: 0, user: None }
 }
 
 fn replay(records: Vec<Record>) -> Model {

@@ -12,6 +12,17 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
+/// When an issued certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// From 1975 to 4096 (rcgen's default).
+    Now,
+    /// During the year 2000 only.
+    Expired,
+    /// From 2090 on.
+    NotYetValid,
+}
+
 /// A certificate authority that signs server and client certificates.
 pub struct Ca {
     pub cert: rcgen::Certificate,
@@ -38,7 +49,23 @@ impl Ca {
     /// A certificate for `names` (DNS names or IP addresses) with subject
     /// `CN=cn, O=org`.
     pub fn issue(&self, names: &[&str], cn: &str, org: &str) -> Issued {
+        self.issue_valid(names, cn, org, Validity::Now)
+    }
+
+    /// [`Ca::issue`] with the given validity.
+    pub fn issue_valid(&self, names: &[&str], cn: &str, org: &str, validity: Validity) -> Issued {
         let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        match validity {
+            Validity::Now => {}
+            Validity::Expired => {
+                p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2000, 12, 31);
+            }
+            Validity::NotYetValid => {
+                p.not_before = rcgen::date_time_ymd(2090, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2091, 1, 1);
+            }
+        }
         p.distinguished_name.push(DnType::CommonName, cn);
         p.distinguished_name.push(DnType::OrganizationName, org);
         let key = KeyPair::generate().unwrap();
@@ -61,8 +88,13 @@ pub struct Files {
 }
 
 pub fn files(dir: &Path) -> Files {
+    files_valid(dir, Validity::Now)
+}
+
+/// [`files`] with a server certificate of the given validity.
+pub fn files_valid(dir: &Path, validity: Validity) -> Files {
     let ca = Ca::new("edgemq test CA");
-    let server = ca.issue(&["127.0.0.1", "localhost"], "edgemq test server", "edgemq");
+    let server = ca.issue_valid(&["127.0.0.1", "localhost"], "edgemq test server", "edgemq", validity);
     let (ca_file, cert_file, key_file) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
     std::fs::write(&ca_file, ca.cert.pem()).unwrap();
     std::fs::write(&cert_file, &server.cert_pem).unwrap();
