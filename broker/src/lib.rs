@@ -12,6 +12,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod systemd;
 
 pub use config::Config;
 pub use server::Broker;

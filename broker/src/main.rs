@@ -106,8 +106,16 @@ async fn run(cfg: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         listeners.join(", ")
     );
-    signals.wait(&broker).await;
+    // Listeners bound, store recovered: systemd may start what depends on us.
+    let status = format!("listening on {}", listeners.join(", "));
+    edgemq::systemd::ready(&status);
+    let watchdog = edgemq::systemd::spawn_watchdog(broker.probe());
+    signals.wait(&broker, &status).await;
     tracing::info!("shutting down");
+    edgemq::systemd::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
@@ -132,13 +140,15 @@ impl Signals {
     /// Until SIGINT or SIGTERM; each SIGHUP reloads the password, ACL and
     /// TLS files (connections stay open; a file that does not load keeps
     /// the old material and is logged with its line).
-    async fn wait(mut self, broker: &Broker) {
+    async fn wait(mut self, broker: &Broker, status: &str) {
         loop {
             tokio::select! {
                 _ = self.int.recv() => return,
                 _ = self.term.recv() => return,
                 _ = self.hup.recv() => {
+                    edgemq::systemd::reloading();
                     broker.reload();
+                    edgemq::systemd::ready(status);
                 }
             }
         }

@@ -4,6 +4,7 @@
 
 mod connection;
 mod listener;
+mod live;
 pub mod reclaim;
 mod reload;
 pub mod tls;
@@ -23,13 +24,14 @@ use tokio_util::task::TaskTracker;
 
 pub use connection::{serve, ConnCtx, Transport};
 pub use listener::MAX_REFUSING;
+pub use live::RouterProbe;
 
 use crate::auth::files::FileAuth;
 use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
 
-use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
+use crate::router::{self, Router, RouterMsg, RouterStats};
 use crate::session::budget::QueuePool;
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
@@ -68,6 +70,8 @@ pub struct Broker {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     router: JoinHandle<Router>,
+    /// For probes and live settings; weak, so shutdown still ends the router.
+    control: mpsc::WeakSender<RouterMsg>,
     journal: Option<Arc<Journal>>,
 }
 
@@ -177,16 +181,13 @@ impl Broker {
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
-        r.set_shared_strategy(cfg.shared_subscription_strategy);
-        r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
-        let sys_interval = (cfg.sys_interval > 0).then(|| Duration::from_secs(cfg.sys_interval));
-        r.set_sys_interval(sys_interval, tokio::time::Instant::now().into_std());
-        r.set_caps(RouterCaps {
-            max_sessions: cfg.max_sessions,
-            retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },
-        });
+        let live = live::live_settings(&cfg);
+        let now = tokio::time::Instant::now().into_std();
+        r.set_sys_interval(live.sys_interval, now);
+        r.apply_live(live, now);
         let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
+        let control = tx.downgrade();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ids = Arc::new(AtomicU64::new(1));
@@ -217,7 +218,7 @@ impl Broker {
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
         let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global })
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, control, journal, reloadable, global })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -231,6 +232,11 @@ impl Broker {
     /// errors (file and line) are returned and logged.
     pub fn reload(&self) -> Vec<String> {
         reload::reload(&self.reloadable, &self.global)
+    }
+
+    /// A probe of the router's liveness (the systemd watchdog's).
+    pub fn probe(&self) -> RouterProbe {
+        RouterProbe(self.control.clone())
     }
 
     /// The listeners as URLs (`mqtt://127.0.0.1:1883`, `mqtts://…`).
