@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod logging;
 pub mod message;
 pub mod passwd_cmd;
 pub mod protocol;

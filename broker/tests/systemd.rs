@@ -9,19 +9,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgemq");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{mqtt_addr, signal, Killed, BIN};
 
 /// The next notification, within 10 s.
 fn next(sock: &UnixDatagram) -> String {
@@ -52,10 +44,6 @@ fn mqtt_connack(addr: &str) -> [u8; 4] {
     let mut ack = [0u8; 4];
     s.read_exact(&mut ack).unwrap();
     ack
-}
-
-fn signal(child: &Child, sig: &str) {
-    assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
 }
 
 /// The broker on port 0 with a 300 ms watchdog, notifying `notify` if given.
@@ -90,7 +78,7 @@ fn ready_after_the_port_answers_then_watchdog_reload_and_stopping() {
     assert!(first.lines().any(|l| l.starts_with("STATUS=listening on mqtt://127.0.0.1:")), "{first:?}");
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line.split("mqtt://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned();
+    let addr = mqtt_addr(&line);
     assert_eq!(mqtt_connack(&addr), [0x20, 2, 0, 0], "the port answers once READY=1 is sent");
 
     // Watchdog pings: the router answered a probe before each.
@@ -115,6 +103,6 @@ fn without_notify_socket_nothing_changes() {
     let (_child, stdout) = spawn(dir.path(), None);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line.split("mqtt://").nth(1).unwrap().split([',', ';']).next().unwrap().to_owned();
+    let addr = mqtt_addr(&line);
     assert_eq!(mqtt_connack(&addr), [0x20, 2, 0, 0]);
 }

@@ -38,6 +38,8 @@ pub struct SessionRefused;
 pub(super) struct CapLogs {
     sessions: RateLimited,
     retained: RateLimited,
+    /// Takeovers that went ahead without the old connection (`takeover.rs`).
+    pub(super) takeover: RateLimited,
 }
 
 impl Router {
