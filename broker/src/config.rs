@@ -218,6 +218,8 @@ pub struct Config {
     pub sys_interval: u64,
     /// Log connections and subscriptions.
     pub verbose: bool,
+    /// Where, how and what to log (`log_dest`, `log_file`, `log_format`, `log_level`).
+    pub log: crate::logging::LogConfig,
     /// Largest keep-alive accepted (seconds); MQTT 5 clients asking for more
     /// (or for none) are told this value as Server Keep Alive.
     pub max_keepalive: u16,
@@ -270,6 +272,7 @@ impl Default for Config {
             max_subscriptions_per_client: 10_000,
             sys_interval: 10,
             verbose: false,
+            log: crate::logging::LogConfig::default(),
             max_keepalive: u16::MAX,
             receive_maximum: u16::MAX,
             topic_alias_maximum: 10,
@@ -356,6 +359,10 @@ struct FileConfig {
     /// Mosquitto's name and format for `session_expiry_secs` (`"14d"`).
     persistent_client_expiration: Option<Spanned<String>>,
     verbose: Option<bool>,
+    log_dest: Option<crate::logging::LogDest>,
+    log_file: Option<PathBuf>,
+    log_format: Option<crate::logging::LogFormat>,
+    log_level: Option<String>,
     max_keepalive: Option<u16>,
     receive_maximum: Option<u16>,
     topic_alias_maximum: Option<u16>,
@@ -698,6 +705,8 @@ impl Config {
                     ),
                 })?;
             }
+            let (dest, format) = (f.log_dest.unwrap_or_default(), f.log_format.unwrap_or_default());
+            cfg.log = crate::logging::LogConfig { dest, file: f.log_file, format, level: f.log_level };
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);
         }
@@ -754,7 +763,7 @@ impl Config {
         for (key, value) in limits {
             check_limit(key, value).map_err(|m| origin.error(key, None, m))?;
         }
-        Ok(())
+        self.log.check().map_err(|(key, m)| origin.error(key, None, m))
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod import_cmd;
+pub mod logging;
 pub mod message;
 pub mod passwd_cmd;
 pub mod protocol;
@@ -13,6 +14,7 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod systemd;
 
 pub use config::Config;
 pub use server::Broker;

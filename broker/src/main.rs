@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use edgemq::config::{Args, Command, Config};
 use edgemq::Broker;
-use tracing::Level;
 
 /// mimalloc frees a block on the thread that allocated it without a lock:
 /// a message is allocated where it is read and freed where its last
@@ -16,9 +15,6 @@ use tracing::Level;
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -56,18 +52,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // RUST_LOG in `Targets` syntax (`debug`, `edgemq=debug,tokio=info`):
-    // EnvFilter's span and regex filters would add its regex engine, about
-    // 300 KB of code, to every broker.
-    let default_level = if cfg.verbose { Level::INFO } else { Level::WARN };
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|s| s.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(default_level));
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(filter)
-        .init();
+    let logger = match edgemq::logging::Logger::init(&cfg.log, cfg.verbose) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("edgemq: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // Memory a burst freed goes back to the system once the workers idle.
@@ -82,10 +73,10 @@ fn main() -> ExitCode {
     };
     #[cfg(feature = "mimalloc")]
     runtime.spawn(edgemq::server::reclaim::wake_workers(runtime.metrics().num_workers()));
-    runtime.block_on(run(cfg))
+    runtime.block_on(run(cfg, Reload { args, logger }))
 }
 
-async fn run(cfg: Config) -> ExitCode {
+async fn run(cfg: Config, reload: Reload) -> ExitCode {
     let data_dir = cfg.data_dir.display().to_string();
     let config_file = cfg.config_file.as_ref().map_or("(none)".to_owned(), |p| p.display().to_string());
     let broker = match Broker::start(cfg).await {
@@ -124,13 +115,48 @@ async fn run(cfg: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         listeners.join(", ")
     );
-    signals.wait(&broker).await;
+    // Listeners bound, store recovered: systemd may start what depends on us.
+    let status = format!("listening on {}", listeners.join(", "));
+    edgemq::systemd::ready(&status);
+    let watchdog = edgemq::systemd::spawn_watchdog(broker.probe());
+    signals.wait(&broker, &reload, &status).await;
     tracing::info!("shutting down");
+    edgemq::systemd::stopping();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     broker.shutdown().await;
     ExitCode::SUCCESS
 }
 
-/// SIGINT and SIGTERM, registered when made.
+/// What a SIGHUP needs: the flags, to read the configuration again, and
+/// the logger, to change its level.
+struct Reload {
+    args: edgemq::config::Args,
+    logger: edgemq::logging::Logger,
+}
+
+impl Reload {
+    /// Reads the configuration again and applies it; a configuration that
+    /// does not parse keeps the running one (the files are still reloaded).
+    async fn run(&self, broker: &Broker) {
+        match Config::from_args(&self.args) {
+            Ok(new) => {
+                let (log, verbose) = (new.log.clone(), new.verbose);
+                let r = broker.reload_config(new).await;
+                if r.applied.iter().any(|k| matches!(*k, "log_level" | "verbose")) {
+                    self.logger.set_level(&log, verbose);
+                }
+            }
+            Err(e) => {
+                tracing::error!("reload: configuration error: {e}; the running configuration stays");
+                broker.reload();
+            }
+        }
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, registered when made.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
@@ -150,13 +176,15 @@ impl Signals {
     /// Until SIGINT or SIGTERM; each SIGHUP reloads the password, ACL and
     /// TLS files (connections stay open; a file that does not load keeps
     /// the old material and is logged with its line).
-    async fn wait(mut self, broker: &Broker) {
+    async fn wait(mut self, broker: &Broker, reload: &Reload, status: &str) {
         loop {
             tokio::select! {
                 _ = self.int.recv() => return,
                 _ = self.term.recv() => return,
                 _ = self.hup.recv() => {
-                    broker.reload();
+                    edgemq::systemd::reloading();
+                    reload.run(broker).await;
+                    edgemq::systemd::ready(status);
                 }
             }
         }

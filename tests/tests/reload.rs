@@ -108,3 +108,38 @@ async fn tls_connect(b: &TestBroker, config: Arc<rustls::ClientConfig>) -> std::
         .map_err(|_| std::io::Error::other("handshake timed out"))??;
     Ok(Raw::over(tls))
 }
+
+/// `Broker::reload_config` (SIGHUP with the file read again): `sys_interval`
+/// and `max_subscriptions_per_client` change live, for new connections,
+/// `data_dir` is reported as needing a restart and keeps its value.
+#[tokio::test]
+async fn reload_config_applies_sys_interval_and_limits_live() {
+    let b = TestBroker::start_with(|c| {
+        c.sys_interval = 0;
+        c.max_subscriptions_per_client = 1;
+    })
+    .await;
+    let mut sys = Raw::v311(b.addr, "rl-sys").await;
+    assert_eq!(sys.subscribe(1, &[("$SYS/broker/uptime", 0)]).await, vec![0]);
+    sys.expect_silence("$SYS is off").await;
+
+    let mut new = b.broker.config();
+    let old_dir = new.data_dir.clone();
+    new.sys_interval = 1;
+    new.max_subscriptions_per_client = 2;
+    new.data_dir = old_dir.join("elsewhere");
+    let r = b.broker.reload_config(new).await;
+    assert_eq!(r.applied, vec!["max_subscriptions_per_client", "sys_interval"], "{r:?}");
+    assert_eq!(r.restart, vec!["data_dir"], "{r:?}");
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(b.broker.config().data_dir, old_dir, "restart-only keys keep their running value");
+    assert_eq!(b.broker.config().sys_interval, 1);
+
+    // $SYS now comes every second, to the subscription made before.
+    let p = sys.expect_publish().await;
+    assert_eq!(p.topic, "$SYS/broker/uptime");
+    // A new connection may hold two subscriptions; the old one keeps its one.
+    let mut c = Raw::v311(b.addr, "rl-new").await;
+    assert_eq!(c.subscribe(1, &[("a", 0), ("b", 0)]).await, vec![0, 0]);
+    b.shutdown().await;
+}

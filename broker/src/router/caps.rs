@@ -48,6 +48,8 @@ pub(super) struct CapLogs {
     sessions: RateLimited,
     retained: RateLimited,
     owners: RateLimited,
+    /// Takeovers that went ahead without the old connection (`takeover.rs`).
+    pub(super) takeover: RateLimited,
 }
 
 impl Router {

@@ -11,6 +11,7 @@
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
 mod caps;
+mod control;
 mod retained;
 mod sys;
 mod takeover;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use caps::{RouterCaps, SessionRefused};
+pub use control::{Control, LiveSettings};
 pub use retained::{is_internal as is_internal_topic, RetainedFull, RetainedLimits, RetainedStore};
 pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
@@ -181,6 +183,8 @@ pub enum RouterMsg {
         will_delay: Duration,
         expiry: Option<Option<Duration>>,
     },
+    /// From the broker itself: a liveness probe, live settings.
+    Control(Control),
 }
 
 struct SessionEntry {
@@ -301,6 +305,7 @@ impl Router {
                 self.disconnected(key, conn_id, will.map(|w| (w, will_delay)), expiry, now);
                 self.resume_takeover(key, now);
             }
+            RouterMsg::Control(c) => self.control(c, now),
         }
     }
 

@@ -26,7 +26,14 @@ fn open(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate::store::Mod
 }
 
 fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
-    let req = ConnectRequest { client_id: client.into(), clean_start: false, expiry: None, conn: ConnHandle::new(id) };
+    let req = ConnectRequest {
+        client_id: client.into(),
+        clean_start: false,
+        expiry: None,
+        conn: ConnHandle::new(id),
+        user: None,
+        check_owner: false,
+    };
     r.connect(req, Instant::now())
 }
 
@@ -126,6 +133,8 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
                         clean_start: true,
                         expiry: Some(Duration::ZERO),
                         conn: ConnHandle::new(20_000 + u64::from(steps)),
+                        user: None,
+                        check_owner: false,
                     },
                     Instant::now(),
                 );

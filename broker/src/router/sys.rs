@@ -54,6 +54,13 @@ impl Router {
         self.sys.started = Some(now);
     }
 
+    /// Changes the interval of a running broker (uptime goes on counting);
+    /// a shorter one takes effect from the next tick.
+    pub(super) fn change_sys_interval(&mut self, interval: Option<Duration>, now: Instant) {
+        self.sys.interval = interval.filter(|i| !i.is_zero());
+        self.sys.started.get_or_insert(now);
+    }
+
     /// On the router's tick: publishes the `$SYS` topics when due.
     pub(super) fn publish_sys(&mut self, now: Instant) {
         let Some(interval) = self.sys.interval else { return };

@@ -76,7 +76,13 @@ impl Router {
         let due: Vec<SessionKey> = self.takeovers.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| *k).collect();
         for key in due {
             if let Some(p) = self.takeovers.remove(&key) {
-                tracing::warn!(client_id = %p.req.client_id, "session takeover: the old connection did not finish in time");
+                if let Some(n) = self.cap_logs.takeover.event(now) {
+                    tracing::warn!(
+                        client_id = %p.req.client_id,
+                        takeovers = n,
+                        "session takeover: the old connection did not finish in time (one line per 10 s at most)"
+                    );
+                }
                 let _ = p.reply.send(Ok(self.connect(p.req, now)));
             }
         }

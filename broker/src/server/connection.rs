@@ -78,7 +78,8 @@ pub struct ConnCtx {
     /// connection takes them once, when it starts).
     pub machine: super::reload::Current<MachineConfig>,
     pub shutdown: CancellationToken,
-    pub verbose: bool,
+    /// `verbose`: log connections and subscriptions; changed on reload.
+    pub verbose: std::sync::atomic::AtomicBool,
     /// The store, when acknowledgements must wait for durability.
     pub journal: Option<Arc<Journal>>,
     /// Password hashes verified at once, over all listeners (one per core).
@@ -90,6 +91,8 @@ pub struct ConnCtx {
     pub ws: bool,
     /// Its failed TLS handshakes and WebSocket upgrades.
     pub handshakes: super::tls::Handshakes,
+    /// Its refused CONNECTs and malformed packets, logged rate-limited.
+    pub logs: super::connlog::ConnLogs,
 }
 
 fn now() -> Instant {
@@ -285,7 +288,7 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll
 impl<S: Transport> Driver<S> {
     /// After the session loop: tells the router, then closes the stream.
     async fn close(&mut self, why: Close) {
-        if self.ctx.verbose {
+        if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(client_id) = self.machine.client_id() {
                 tracing::info!(peer = %self.peer, client_id, reason = ?why, "client disconnected");
             }
@@ -431,7 +434,7 @@ impl<S: Transport> Driver<S> {
                     return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(peer = %self.peer, client_id = self.machine.client_id().unwrap_or("-"), "closing connection: {e}");
+                    self.ctx.logs.malformed(&self.peer, self.machine.client_id().unwrap_or("-"), &e);
                     self.machine.decode_error(e);
                     return Ok(());
                 }
@@ -578,7 +581,7 @@ impl<S: Transport> Driver<S> {
                 return self.send_router(RouterMsg::Publish(m));
             }
             Action::Subscribe(entries) => {
-                if self.ctx.verbose {
+                if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {
                     let client_id = self.machine.client_id().unwrap_or("-");
                     for e in &entries {
                         tracing::info!(client_id, filter = %e.filter, qos = e.sub.options.qos as u8, "subscribe");
@@ -605,7 +608,7 @@ impl<S: Transport> Driver<S> {
         self.ctx.router.send(RouterMsg::Connect(req, tx)).await.map_err(|_| RouterGone)?;
         let reply = rx.await.map_err(|_| RouterGone)?;
         if let Ok(r) = &reply {
-            if self.ctx.verbose {
+            if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!(peer = %self.peer, client_id, session_present = r.session_present, "client connected");
             }
             self.session = Some(r.session.clone());
@@ -632,6 +635,11 @@ impl<S: Transport> Driver<S> {
 
     fn write(&mut self, p: Packet) {
         let Some(version) = self.machine.version() else { return };
+        if let Packet::ConnAck(c) = &p {
+            if c.code >= 0x80 {
+                self.ctx.logs.refused(&self.peer, c.code);
+            }
+        }
         write(&mut self.wbuf, version, &self.peer, p);
     }
 

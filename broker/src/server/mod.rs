@@ -3,7 +3,9 @@
 //! connection task to finish, bounded in time).
 
 mod connection;
+mod connlog;
 mod listener;
+mod live;
 pub mod reclaim;
 mod reload;
 pub mod tls;
@@ -23,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub use connection::{serve, ConnCtx, Transport};
 pub use listener::MAX_REFUSING;
+pub use live::{Reloaded, RouterProbe};
 
 use crate::auth::files::FileAuth;
 use crate::auth::stats::{AuthCounts, AuthStats};
@@ -30,7 +33,7 @@ use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
 
-use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
+use crate::router::{self, Router, RouterMsg, RouterStats};
 use crate::session::budget::QueuePool;
 use crate::session::state::QueueLimits;
 use crate::session::MachineConfig;
@@ -65,10 +68,14 @@ pub struct Broker {
     schemes: Vec<&'static str>,
     /// What `reload` reads again, per listener.
     reloadable: Vec<Reloadable>,
-    global: GlobalFiles,
+    /// The configuration running, replaced by `reload_config` (a lock held
+    /// only to clone or swap it).
+    cfg: std::sync::Mutex<Config>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     router: JoinHandle<Router>,
+    /// For probes and live settings; weak, so shutdown still ends the router.
+    control: mpsc::WeakSender<RouterMsg>,
     journal: Option<Arc<Journal>>,
     auth_stats: Arc<AuthStats>,
 }
@@ -196,16 +203,13 @@ impl Broker {
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
-        r.set_shared_strategy(cfg.shared_subscription_strategy);
-        r.set_disconnect_on_queue_full(cfg.disconnect_on_queue_full);
-        let sys_interval = (cfg.sys_interval > 0).then(|| Duration::from_secs(cfg.sys_interval));
-        r.set_sys_interval(sys_interval, tokio::time::Instant::now().into_std());
-        r.set_caps(RouterCaps {
-            max_sessions: cfg.max_sessions,
-            retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },
-        });
+        let live = live::live_settings(&cfg);
+        let now = tokio::time::Instant::now().into_std();
+        r.set_sys_interval(live.sys_interval, now);
+        r.apply_live(live, now);
         let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
         let router = tokio::spawn(router::run(r, rx));
+        let control = tx.downgrade();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ids = Arc::new(AtomicU64::new(1));
@@ -227,19 +231,20 @@ impl Broker {
                     auth_stats.clone(),
                 ))),
                 shutdown: shutdown.clone(),
-                verbose: cfg.verbose,
+                verbose: cfg.verbose.into(),
                 journal: journal.clone(),
                 hashing: hashing.clone(),
                 tls: tls.map(|t| Current::new(Arc::new(t))),
                 ws: l.protocol.is_ws(),
                 handshakes: tls::Handshakes::default(),
+                logs: connlog::ConnLogs::default(),
             });
             let limit = listener::ConnLimit::new(l.max_connections);
             reloadable.push(Reloadable { ctx: ctx.clone(), listener: l.clone() });
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
-        let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global, auth_stats })
+        let cfg = std::sync::Mutex::new(cfg);
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, control, journal, reloadable, cfg, auth_stats })
     }
 
     /// Refused CONNECTs and ACL denials so far, all listeners together.
@@ -257,7 +262,64 @@ impl Broker {
     /// they are. A file that does not load keeps the old material; the
     /// errors (file and line) are returned and logged.
     pub fn reload(&self) -> Vec<String> {
-        reload::reload(&self.reloadable, &self.global)
+        let cfg = self.config();
+        let global = GlobalFiles { password_file: cfg.password_file, acl_file: cfg.acl_file };
+        reload::reload(&self.reloadable, &global)
+    }
+
+    /// The configuration running (as last reloaded).
+    pub fn config(&self) -> Config {
+        match self.cfg.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// SIGHUP with a configuration read again: applies the keys that can
+    /// change live (limits of new connections, the router's caps and
+    /// `$SYS` interval, the global password and ACL files), reloads every
+    /// password, ACL and TLS file, and logs which changed keys need a
+    /// restart (those keep their running values). The log level is the
+    /// caller's (`logging::Logger`).
+    pub async fn reload_config(&self, new: Config) -> Reloaded {
+        let old = self.config();
+        // Restart-only keys keep their running values; the live ones are new.
+        let live::Changed { live: applied, restart, running } = live::changed_keys(&old, &new);
+        for r in &self.reloadable {
+            let cur = r.ctx.machine.get();
+            let mut m = machine_config(
+                &running,
+                &r.listener,
+                cur.authenticator.clone(),
+                None,
+                cur.files.clone(),
+                cur.auth_stats.clone(),
+            );
+            m.log = cur.log.clone();
+            r.ctx.machine.set(Arc::new(m));
+            r.ctx.verbose.store(running.verbose, std::sync::atomic::Ordering::Relaxed);
+        }
+        let settings = live::live_settings(&running);
+        if let Some(tx) = self.control.upgrade() {
+            let _ = tx.send(RouterMsg::Control(router::Control::Settings(settings))).await;
+        }
+        match self.cfg.lock() {
+            Ok(mut c) => *c = running,
+            Err(poisoned) => *poisoned.into_inner() = running,
+        }
+        let errors = self.reload();
+        if !applied.is_empty() {
+            tracing::warn!(keys = ?applied, "reload: applied (new connections get the new limits)");
+        }
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "reload: changed, but these need a restart (running values kept)");
+        }
+        Reloaded { applied, restart, errors }
+    }
+
+    /// A probe of the router's liveness (the systemd watchdog's).
+    pub fn probe(&self) -> RouterProbe {
+        RouterProbe(self.control.clone())
     }
 
     /// The listeners as URLs (`mqtt://127.0.0.1:1883`, `mqtts://…`).

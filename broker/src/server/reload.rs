@@ -32,7 +32,7 @@ impl<T> Current<T> {
         }
     }
 
-    fn set(&self, v: Arc<T>) {
+    pub(super) fn set(&self, v: Arc<T>) {
         match self.0.lock() {
             Ok(mut cur) => *cur = v,
             Err(poisoned) => *poisoned.into_inner() = v,
