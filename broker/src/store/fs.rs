@@ -3,8 +3,11 @@
 //! behind a trait so tests, benchmarks and the simulation can slow the
 //! disk down or make it fail. [`RealFs`] is the broker's; [`SlowSyncFs`]
 //! delays every `fdatasync` (an SD card under load); [`FailingFs`] fails
-//! writes and syncs while told to (a full or failing card). Recovery still
-//! reads and repairs segments through `std::fs` directly.
+//! writes and syncs while told to (a full or failing card);
+//! [`PowerLossFs`](super::powerloss::PowerLossFs) records everything to
+//! cut the power at any point (the power-loss tests). Segments deleted
+//! after a snapshot go through [`Fs::remove`] too. Recovery still reads
+//! and repairs segments through `std::fs` directly.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -29,7 +32,8 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     /// Makes a directory's entries (a new segment) durable; best effort.
     fn sync_dir(&self, dir: &Path);
-    /// Removes a segment the writer made but could not fill.
+    /// Removes a segment: one the writer made but could not fill, or one a
+    /// snapshot made obsolete.
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
     }

@@ -80,7 +80,9 @@ pub struct Recovery {
     /// Records lost, one entry per damaged range or gap in the LSNs.
     pub losses: Vec<Loss>,
     /// The highest LSN lost to damage, found now or kept aside in
-    /// `damaged/` by an earlier recovery (0: none); torn tails aside.
+    /// `damaged/` by an earlier recovery (0: none); torn tails, and damage
+    /// confined to the end of the last segment (what a power cut leaves of
+    /// unsynced writes), aside.
     pub lost_up_to: Lsn,
 }
 
@@ -325,6 +327,8 @@ pub struct Log {
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
     dir: PathBuf,
+    /// What segments are removed through (compaction).
+    fs: Arc<dyn Fs>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Bytes of the segments at open, and bytes of the segments deleted
     /// since: with the bytes written, the log's size without a `stat`.
@@ -383,6 +387,7 @@ impl Log {
             durable,
             stats,
             dir: cfg.dir,
+            fs: cfg.fs,
             writer: Mutex::new(Some(handle)),
             at_open,
             deleted: AtomicU64::new(0),
@@ -456,7 +461,7 @@ impl Log {
         for w in segs.windows(2) {
             if w[1].0 <= lsn {
                 let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
-                fs::remove_file(&w[0].1)?;
+                self.fs.remove(&w[0].1)?;
                 self.deleted.fetch_add(len, Ordering::Relaxed);
                 deleted += 1;
             }

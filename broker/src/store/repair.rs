@@ -4,7 +4,9 @@
 //! damaged bytes in `damaged/`, and repairs the segments so that the next
 //! open finds nothing more to repair:
 //!
-//! - a torn tail of the last segment (an unfinished frame) is cut off;
+//! - a torn tail of the last segment (an unfinished frame) is cut off; a
+//!   torn header of the last segment (a crash while a new segment was
+//!   begun) is written again whole;
 //! - other damage reaching the end of a segment is cut off after its bytes
 //!   were kept aside;
 //! - damage with intact frames after it makes the segment be rewritten
@@ -42,6 +44,9 @@ struct Pending {
     to: Lsn,
     pieces: Vec<Piece>,
     torn: bool,
+    /// Damage (not torn) in the last segment running to its end: see
+    /// [`Held::tail`].
+    tail: bool,
 }
 
 /// Reads (replaying every usable record into `f`, which answers whether
@@ -84,7 +89,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
                 }
                 if lsn > last + 1 || !pieces.is_empty() {
                     let pieces = std::mem::take(&mut pieces);
-                    losses.push(Pending { from: last + 1, to: lsn - 1, pieces, torn: false });
+                    losses.push(Pending { from: last + 1, to: lsn - 1, pieces, torn: false, tail: false });
                 }
                 last = lsn;
                 rec.records += 1;
@@ -103,12 +108,22 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
     if !pieces.is_empty() {
         // Damage up to the end of the log: no record after it tells how
         // many were lost, so as many as the bytes could hold are reserved;
-        // but an unfinished last frame is only a torn write.
+        // but an unfinished last frame, or the unfinished header of a new
+        // last segment, is only a torn write.
         let last_seg = segs.len() - 1;
-        let torn = pieces.len() == 1 && pieces[0].0 == last_seg && scans[last_seg].torn;
+        let torn_header =
+            kinds[last_seg] == Kind::DamagedHeader && segment::is_torn_header(&segs[last_seg].1, segs[last_seg].0)?;
+        let torn = pieces.len() == 1 && pieces[0].0 == last_seg && (scans[last_seg].torn || torn_header);
+        // Other damage there is kept aside and its LSNs reserved, but it is
+        // most likely writes a power cut interrupted too (pages of the
+        // last, unsynced writes lost): records never durable, so never
+        // acknowledged, and no reason to doubt the inbound QoS 2 packet
+        // identifiers recorded before it (`lost_up_to`). Media damage of
+        // durable records at the very end of the log is the rare case.
+        let tail = !torn && pieces.iter().all(|p| p.0 == last_seg);
         let bytes: u64 = pieces.iter().map(|p| p.2).sum();
         let to = if torn { last } else { last.saturating_add(segment::max_records(bytes)) };
-        losses.push(Pending { from: last + 1, to, pieces, torn });
+        losses.push(Pending { from: last + 1, to, pieces, torn, tail });
     }
     let mut rewritten = vec![false; segs.len()];
     apply(dir, &segs, &kinds, &scans, &losses, &mut rewritten, &mut rec)?;
@@ -126,8 +141,13 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
         }
     }
     let reserved = held.iter().map(|h| h.to).chain(losses.iter().map(|l| l.to)).max().unwrap_or(0);
-    let lost = losses.iter().filter(|l| !l.torn && l.to >= l.from).map(|l| l.to);
-    rec.lost_up_to = held.iter().filter(|h| !h.legacy && h.to >= h.from).map(|h| h.to).chain(lost).max().unwrap_or(0);
+    // A gap that an earlier recovery kept aside as damage at the end of
+    // the log counts as that did.
+    let tail_held =
+        |l: &Pending| l.pieces.is_empty() && held.iter().any(|h| h.tail && h.from <= l.from && l.to <= h.to);
+    let lost = losses.iter().filter(|l| !l.torn && !l.tail && !tail_held(l) && l.to >= l.from).map(|l| l.to);
+    let held_lost = held.iter().filter(|h| !h.legacy && !h.tail && h.to >= h.from).map(|h| h.to);
+    rec.lost_up_to = held_lost.chain(lost).max().unwrap_or(0);
     let mut next = (last + 1).max(reserved.saturating_add(1));
     let tail = match segs.last() {
         None => None,
@@ -168,7 +188,7 @@ fn apply(
             if l.torn {
                 continue;
             }
-            let to = segment::damaged_path(dir, &segs[i].1, offset, l.from, l.to);
+            let to = segment::damaged_path(dir, &segs[i].1, offset, l.from, l.to, l.tail);
             fs::create_dir_all(dir.join(DAMAGED_DIR))?;
             copy_range(&segs[i].1, offset, len, &to)?;
             rec.moved_aside.push(to);
