@@ -363,7 +363,7 @@ impl Log {
     /// changed.
     pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
-        let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, f)?;
+        let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, cfg.fs.as_ref(), f)?;
         let (path, size, new) = match tail {
             Some((p, size)) => (p, size, false),
             None => (cfg.dir.join(segment_name(expect)), 0, true),

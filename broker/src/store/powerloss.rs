@@ -8,11 +8,14 @@
 //! of its directory, either the old or the new state. Recovery then reads
 //! the directory through `std::fs`, as in the broker.
 //!
-//! Only what goes through the [`Fs`] seam is modelled: files recovery
-//! rewrites itself (`repair`) count as durable when first touched here.
+//! Everything the log writes goes through the [`Fs`] seam, recovery's
+//! repairs too (so the power may also go while recovery repairs); files
+//! count as durable when first touched here (written by an earlier boot's
+//! record, or before the test). Directories themselves (`damaged/`) are
+//! not modelled: their creation is durable.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -117,6 +120,13 @@ impl Inner {
         if !self.crashed {
             self.crashed = true;
             self.at_crash = self.probe.as_ref().map(|p| p());
+        }
+    }
+
+    /// Points a (tracked) name at a file now.
+    fn name(&mut self, path: &Path, id: Option<usize>) {
+        if let Some(e) = self.names.get_mut(path) {
+            e.0 = id;
         }
     }
 
@@ -321,9 +331,7 @@ impl Fs for PowerLossFs {
             None => {
                 st.files.push(FileState::default());
                 let id = st.files.len() - 1;
-                if let Some(e) = st.names.get_mut(path) {
-                    e.0 = Some(id);
-                }
+                st.name(path, Some(id));
                 id
             }
         };
@@ -349,10 +357,55 @@ impl Fs for PowerLossFs {
             return Ok(());
         }
         st.track(path);
-        if let Some(e) = st.names.get_mut(path) {
-            e.0 = None;
-        }
+        st.name(path, None);
         std::fs::remove_file(path)
+    }
+
+    fn write_synced(&self, path: &Path, fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.tick() {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        fill(&mut bytes)?;
+        std::fs::write(path, &bytes)?;
+        // The same file if the name exists (emptied and written), synced;
+        // a new name is durable only with its directory.
+        let f = FileState { synced: bytes.clone(), current: bytes, unsynced: Vec::new() };
+        match st.track(path) {
+            Some(id) => st.files[id] = f,
+            None => {
+                st.files.push(f);
+                let id = st.files.len() - 1;
+                st.name(path, Some(id));
+            }
+        }
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.tick() {
+            return Ok(());
+        }
+        let id = st.track(from);
+        st.track(to);
+        st.name(to, id);
+        st.name(from, None);
+        std::fs::rename(from, to)
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        if !st.tick() {
+            return Ok(());
+        }
+        if let Some(id) = st.track(path) {
+            let f = &mut st.files[id];
+            f.current.truncate(len as usize);
+            f.unsynced.push(Op::Truncate(len));
+        }
+        std::fs::OpenOptions::new().write(true).open(path)?.set_len(len)
     }
 }
 

@@ -17,10 +17,11 @@
 //! after the highest LSN it may hold, so a new segment never takes the
 //! name or LSNs of what was moved aside.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::fs::Fs;
 use super::log::{segments, Loss, Lsn, Recovery};
 use super::segment::{self, Event, Held, Kind, Scanned, DAMAGED_DIR, FORMAT, HEADER_LEN};
 use super::StoreError;
@@ -51,7 +52,7 @@ struct Pending {
 
 /// Reads (replaying every usable record into `f`, which answers whether
 /// the record decodes) and repairs the segments in `dir`.
-pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<Opened, StoreError> {
+pub(super) fn recover(dir: &Path, fs_: &dyn Fs, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<Opened, StoreError> {
     let segs = segments(dir)?;
     let mut kinds = Vec::with_capacity(segs.len());
     for (_, path) in &segs {
@@ -126,7 +127,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
         losses.push(Pending { from: last + 1, to, pieces, torn, tail });
     }
     let mut rewritten = vec![false; segs.len()];
-    apply(dir, &segs, &kinds, &scans, &losses, &mut rewritten, &mut rec)?;
+    apply(dir, fs_, &segs, &kinds, &scans, &losses, &mut rewritten, &mut rec)?;
     for l in &losses {
         let known = l.pieces.is_empty() && held.iter().any(|h: &Held| h.from <= l.from && l.to <= h.to);
         let bytes = l.pieces.iter().map(|p| p.2).sum();
@@ -159,7 +160,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
                 Some((path.clone(), size))
             } else {
                 if size == 0 {
-                    fs::remove_file(path)?;
+                    fs_.remove(path)?;
                 }
                 // A headerless segment with records is only read; the
                 // snapshot at start rewrites its state in the new format.
@@ -171,8 +172,10 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
 }
 
 /// Keeps the damaged bytes aside and repairs the damaged segments.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     dir: &Path,
+    fs_: &dyn Fs,
     segs: &[(Lsn, PathBuf)],
     kinds: &[Kind],
     scans: &[Scanned],
@@ -190,7 +193,7 @@ fn apply(
             }
             let to = segment::damaged_path(dir, &segs[i].1, offset, l.from, l.to, l.tail);
             fs::create_dir_all(dir.join(DAMAGED_DIR))?;
-            copy_range(&segs[i].1, offset, len, &to)?;
+            copy_range(fs_, &segs[i].1, offset, len, &to)?;
             rec.moved_aside.push(to);
         }
     }
@@ -200,46 +203,39 @@ fn apply(
         let header_ok = kinds[i] != Kind::DamagedHeader;
         if header_ok && pieces.len() == 1 && pieces[0].0 + pieces[0].1 == scans[i].len {
             // Only the end is damaged: cut it off.
-            OpenOptions::new().write(true).open(path)?.set_len(offset)?;
+            fs_.set_len(path, offset)?;
         } else {
-            rewrite(path, segs[i].0, &scans[i].runs)?;
+            rewrite(fs_, path, segs[i].0, &scans[i].runs)?;
             rewritten[i] = true;
         }
     }
     if rec.truncated_bytes > 0 {
-        sync_dir(dir);
-        sync_dir(&dir.join(DAMAGED_DIR));
+        // What was kept aside first: a repair that lasts has its damaged
+        // bytes (and the LSNs they reserve) kept.
+        fs_.sync_dir(&dir.join(DAMAGED_DIR));
+        fs_.sync_dir(dir);
     }
     Ok(())
 }
 
 /// Copies `len` bytes at `offset` of `from` into a new file `to`, synced.
-fn copy_range(from: &Path, offset: u64, len: u64, to: &Path) -> io::Result<()> {
+fn copy_range(fs_: &dyn Fs, from: &Path, offset: u64, len: u64, to: &Path) -> io::Result<()> {
     let mut src = File::open(from)?;
     src.seek(SeekFrom::Start(offset))?;
-    let mut dst = OpenOptions::new().write(true).create(true).truncate(true).open(to)?;
-    io::copy(&mut src.take(len), &mut dst)?;
-    dst.sync_all()
+    fs_.write_synced(to, &mut |dst| io::copy(&mut (&mut src).take(len), dst).map(drop))
 }
 
 /// Rewrites the segment at `path` as a header and its intact frames.
-fn rewrite(path: &Path, first: Lsn, runs: &[(u64, u64)]) -> io::Result<()> {
+fn rewrite(fs_: &dyn Fs, path: &Path, first: Lsn, runs: &[(u64, u64)]) -> io::Result<()> {
     let tmp = PathBuf::from(format!("{}.repair", path.display()));
-    {
-        let mut src = File::open(path)?;
-        let mut dst = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    let mut src = File::open(path)?;
+    fs_.write_synced(&tmp, &mut |dst| {
         dst.write_all(&segment::header(first))?;
         for &(start, end) in runs {
             src.seek(SeekFrom::Start(start))?;
-            io::copy(&mut (&mut src).take(end - start), &mut dst)?;
+            io::copy(&mut (&mut src).take(end - start), dst)?;
         }
-        dst.sync_all()?;
-    }
-    fs::rename(&tmp, path)
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+        Ok(())
+    })?;
+    fs_.rename(&tmp, path)
 }
