@@ -761,3 +761,7 @@ fn wake(router: &mut Router) {
 #[cfg(test)]
 #[path = "router_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "powerloss_tests.rs"]
+mod powerloss_tests;
