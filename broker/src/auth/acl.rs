@@ -455,7 +455,7 @@ fn covers(acl: &str, sub: &str) -> bool {
 
 #[cfg(test)]
 #[path = "acl_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "acl_interop_tests.rs"]

@@ -351,8 +351,9 @@ fn subscription_patterns() {
 // Properties: the decisions on concrete topics agree with a naive reference.
 
 /// The reference matcher: recursive, on whole levels, with MQTT's rule for
-/// topics starting with `$`.
-fn ref_matches(filter: &str, topic: &str) -> bool {
+/// topics starting with `$` (also the reference of the subscription
+/// tree's property tests, `router/tree_props.rs`).
+pub(crate) fn ref_matches(filter: &str, topic: &str) -> bool {
     fn go(f: &[&str], t: &[&str]) -> bool {
         match (f.first(), t.first()) {
             (Some(&"#"), _) => true,

@@ -32,6 +32,18 @@ pub(super) struct Durable {
     running: Option<SnapshotRun>,
 }
 
+/// How a snapshot step waits for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Stops between sessions when the log has no room (the router's loop
+    /// comes back when it has).
+    Room,
+    /// Waits for room (blocking) before each record: the snapshot at start.
+    Wait,
+    /// Never waits: everything is appended now.
+    Never,
+}
+
 /// A snapshot in progress ([`Router::snapshot_step`]). Records other than
 /// the snapshot's apply, in replay, to the state it builds as well, to the
 /// sessions it has already written or that they create (`store::recover`):
@@ -139,7 +151,7 @@ impl Router {
         }
         // Before listening: waiting for the log writer keeps a backlog's
         // snapshot from waiting in memory all at once.
-        self.snapshot_with(now, true);
+        self.snapshot_with(now, Pace::Wait);
     }
 
     pub(super) fn record(&self, r: &Record) {
@@ -195,31 +207,33 @@ impl Router {
         dl
     }
 
-    /// Writes the live state as a snapshot, all of it now; older log
+    /// Writes the live state as a snapshot, all of it now (after the one
+    /// in progress, if any), without waiting for the log; older log
     /// segments are deleted once it is durable (see
     /// [`Router::maintain_store`]).
     pub fn snapshot(&mut self, now: Instant) {
-        self.snapshot_with(now, false);
+        self.snapshot_with(now, Pace::Never);
     }
 
-    /// [`Router::snapshot`]; with `wait`, each record waits for room in the
-    /// log's buffer (blocking the thread: the snapshot at start, before the
-    /// listeners open).
-    fn snapshot_with(&mut self, now: Instant, wait: bool) {
+    /// [`Router::snapshot`] at `pace`.
+    fn snapshot_with(&mut self, now: Instant, pace: Pace) {
+        while !self.snapshot_step(now, pace, usize::MAX) {}
         self.start_snapshot();
-        while !self.snapshot_step(now, wait, usize::MAX) {}
+        while !self.snapshot_step(now, pace, usize::MAX) {}
     }
 
-    /// Begins a snapshot (ending one in progress first).
+    /// Begins a snapshot (none may be in progress).
     fn start_snapshot(&mut self) {
         let Some(d) = &mut self.durable else { return };
+        if d.running.is_some() {
+            return;
+        }
         d.snapshot_id += 1;
         let id = d.snapshot_id;
         let begin = d.journal.append(&Record::SnapshotBegin { id });
         let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
         keys.reverse();
-        let old = d.running.replace(SnapshotRun { id, begin, keys, mids: HashSet::new() });
-        debug_assert!(old.is_none(), "one snapshot at a time");
+        d.running = Some(SnapshotRun { id, begin, keys, mids: HashSet::new() });
     }
 
     /// Whether a compaction's snapshot is being written.
@@ -228,19 +242,19 @@ impl Router {
     }
 
     /// Writes the next sessions of the snapshot in progress, at most
-    /// `sessions` and (without `wait`) while the log has room; true once
-    /// it is complete (or none runs). One session is written whole: one
-    /// whose records overflow the log's buffer waits for room (blocking)
-    /// with `wait` or when it holds more than fits, so a large backlog's
-    /// snapshot does not wait in memory all at once.
-    pub fn snapshot_step(&mut self, now: Instant, wait: bool, sessions: usize) -> bool {
+    /// `sessions`, at `pace`; true once it is complete (or none runs). One
+    /// session is written whole: with [`Pace::Room`] and [`Pace::Wait`],
+    /// one whose records overflow the log's buffer waits for room
+    /// (blocking), so a large backlog's snapshot does not wait in memory
+    /// all at once.
+    pub fn snapshot_step(&mut self, now: Instant, pace: Pace, sessions: usize) -> bool {
         let Some(d) = &mut self.durable else { return true };
         let Some(mut run) = d.running.take() else { return true };
         let j = d.journal.clone();
         let wall = d.wall(now);
         let mut written = 0;
         while let Some(key) = run.keys.last().copied() {
-            if written >= sessions || (!wait && !j.has_room()) {
+            if written >= sessions || (pace == Pace::Room && !j.has_room()) {
                 d.running = Some(run);
                 return false;
             }
@@ -255,7 +269,9 @@ impl Router {
             written += 1;
             j.append(&Record::Snap(Box::new(d.session_record(key, e))));
             st.dump(&mut run.mids, now, wall, &mut |r| {
-                j.wait_room();
+                if pace != Pace::Never {
+                    j.wait_room();
+                }
                 j.append(&Record::Snap(Box::new(r)));
             });
         }

@@ -753,7 +753,7 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
         tokio::select! {
             _ = async { if let Some(j) = &snapshot { j.room().await } }, if snapshot.is_some() => {
                 let now = tokio::time::Instant::now().into_std();
-                router.snapshot_step(now, false, SNAPSHOT_SESSIONS_PER_STEP);
+                router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);
             }
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
@@ -796,3 +796,7 @@ fn wake(router: &mut Router) {
 #[cfg(test)]
 #[path = "router_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "powerloss_tests.rs"]
+mod powerloss_tests;

@@ -107,7 +107,7 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
         r.start_snapshot();
         let mut steps = 0u32;
         let mut n = 500;
-        while !r.snapshot_step(Instant::now(), false, 7) {
+        while !r.snapshot_step(Instant::now(), super::Pace::Room, 7) {
             steps += 1;
             // Between steps: new messages, deliveries and acknowledgements,
             // a new persistent session, one ended, a new subscription.

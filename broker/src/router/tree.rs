@@ -342,3 +342,7 @@ mod tests {
         assert_eq!(keys(&t, "dev/42/temp"), vec![42, 1_000_000]);
     }
 }
+
+#[cfg(test)]
+#[path = "tree_props.rs"]
+mod props;

@@ -12,3 +12,6 @@ pub mod state;
 
 pub use gate::LogPosition;
 pub use machine::{Action, Close, Machine, MachineConfig};
+
+#[cfg(test)]
+mod spill_props;

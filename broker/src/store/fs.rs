@@ -3,8 +3,12 @@
 //! behind a trait so tests, benchmarks and the simulation can slow the
 //! disk down or make it fail. [`RealFs`] is the broker's; [`SlowSyncFs`]
 //! delays every `fdatasync` (an SD card under load); [`FailingFs`] fails
-//! writes and syncs while told to (a full or failing card). Recovery still
-//! reads and repairs segments through `std::fs` directly.
+//! writes and syncs while told to (a full or failing card);
+//! [`PowerLossFs`](super::powerloss::PowerLossFs) records everything to
+//! cut the power at any point (the power-loss tests). Segments deleted
+//! after a snapshot go through [`Fs::remove`] too, and so do recovery's
+//! repairs (cuts, rewrites, renames, damaged bytes kept aside); recovery
+//! reads segments through `std::fs` directly.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -29,9 +33,27 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>>;
     /// Makes a directory's entries (a new segment) durable; best effort.
     fn sync_dir(&self, dir: &Path);
-    /// Removes a segment the writer made but could not fill.
+    /// Removes a segment: one the writer made but could not fill, one a
+    /// snapshot made obsolete, or an empty one recovery found.
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+    /// Writes a file anew (created, or emptied) with what `fill` writes,
+    /// and syncs it (recovery: damaged bytes kept aside, a segment
+    /// rewritten without its damage).
+    fn write_synced(&self, path: &Path, fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        fill(&mut f)?;
+        f.sync_all()
+    }
+    /// Renames a file (recovery: a rewritten segment over the damaged one).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    /// Cuts a file to `len` bytes, without a sync (recovery: a torn or
+    /// damaged end cut off; the writer's next sync makes it durable).
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
     }
 }
 

@@ -80,7 +80,9 @@ pub struct Recovery {
     /// Records lost, one entry per damaged range or gap in the LSNs.
     pub losses: Vec<Loss>,
     /// The highest LSN lost to damage, found now or kept aside in
-    /// `damaged/` by an earlier recovery (0: none); torn tails aside.
+    /// `damaged/` by an earlier recovery (0: none); torn tails, and damage
+    /// confined to the end of the last segment (what a power cut leaves of
+    /// unsynced writes), aside.
     pub lost_up_to: Lsn,
 }
 
@@ -382,7 +384,7 @@ impl Log {
     /// changed.
     pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
-        let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, f)?;
+        let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, cfg.fs.as_ref(), f)?;
         let (path, size, new) = match tail {
             Some((p, size)) => (p, size, false),
             None => (cfg.dir.join(segment_name(expect)), 0, true),

@@ -156,3 +156,67 @@ fn a_record_with_an_impossible_id_is_damage() {
     assert_eq!(model.max_mid, 2);
     assert_eq!(rec.moved_aside.len(), 1, "kept aside for inspection");
 }
+
+/// Writes `records` into a fresh store and closes it; the directory.
+fn written(records: &[Record]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let (journal, _, _) = crate::store::open(&cfg(tmp.path())).unwrap();
+    for r in records {
+        journal.append(r);
+    }
+    journal.close();
+    tmp
+}
+
+/// A power cut while the writer began a new segment leaves the start of
+/// its header: a torn write like an unfinished last frame, not damage, so
+/// the inbound QoS 2 packet identifiers recorded before it are kept (they
+/// were forgotten, and a retransmitted PUBLISH was delivered twice).
+/// Found by the power-loss test (`store/powerloss_tests.rs`, seed 23).
+#[test]
+fn a_torn_header_of_a_new_segment_is_a_torn_write() {
+    let tmp = written(&[session(1), Record::In2 { key: 1, pkid: 5 }]);
+    let seg = tmp.path().join("store").join(crate::store::log::segment_name(3));
+    std::fs::write(&seg, &crate::store::segment::header(3)[..21]).unwrap();
+    let (journal, model, rec) = crate::store::open(&cfg(tmp.path())).unwrap();
+    assert!(rec.losses.iter().all(|l| l.torn) && rec.moved_aside.is_empty(), "{:?}", rec.losses);
+    assert_eq!(rec.lost_up_to, 0);
+    assert!(model.sessions[&1].in2.contains(&5), "the PUBREC'd identifier is kept");
+    assert_eq!(journal.append(&msg(1)), 3, "the segment is written again and used");
+    journal.close();
+    let (journal, model, rec) = crate::store::open(&cfg(tmp.path())).unwrap();
+    journal.close();
+    assert_eq!((rec.records, rec.truncated_bytes, rec.losses.len()), (3, 0, 0));
+    assert!(model.sessions[&1].in2.contains(&5));
+}
+
+/// A power cut can also lose unsynced pages while the file's size grew:
+/// damage (zeros) after the last record, at the end of the log. Its bytes
+/// are kept aside and its LSNs reserved as for any damage, but the records
+/// there were never durable, so never acknowledged: the inbound QoS 2
+/// identifiers recorded before them are kept, now and at every later open
+/// (they were forgotten: a retransmitted PUBLISH was delivered twice).
+/// Found by the power-loss test (`store/powerloss_tests.rs`, seed 10).
+/// Damage followed by intact records still makes them forgotten
+/// (`identifiers_whose_release_may_be_lost_are_forgotten_not_kept`).
+#[test]
+fn lost_pages_at_the_end_of_the_log_keep_inbound_qos2_identifiers() {
+    let tmp = written(&[session(1), Record::In2 { key: 1, pkid: 5 }, msg(1)]);
+    let seg = tmp.path().join("store/00000000000000000001.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.extend_from_slice(&[0; 100]);
+    std::fs::write(&seg, bytes).unwrap();
+    let (journal, model, rec) = crate::store::open(&cfg(tmp.path())).unwrap();
+    assert_eq!(rec.losses.len(), 1);
+    let loss = &rec.losses[0];
+    assert!(!loss.torn && loss.from == 4 && loss.to > 4 && loss.kept.len() == 1, "kept aside, LSNs reserved: {loss:?}");
+    assert_eq!(rec.lost_up_to, 0);
+    assert!(model.sessions[&1].in2.contains(&5), "the PUBREC'd identifier is kept");
+    assert!(journal.append(&msg(2)) > loss.to, "new records after the reserved LSNs");
+    journal.close();
+    let (journal, model, rec) = crate::store::open(&cfg(tmp.path())).unwrap();
+    journal.close();
+    assert!(rec.losses.iter().all(|l| l.known && l.bytes == 0), "only the known gap: {:?}", rec.losses);
+    assert_eq!(rec.lost_up_to, 0, "a later open agrees");
+    assert!(model.sessions[&1].in2.contains(&5));
+}

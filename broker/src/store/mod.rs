@@ -17,6 +17,7 @@ mod bodies;
 pub mod fs;
 pub mod log;
 pub mod losses;
+pub mod powerloss;
 pub mod record;
 pub mod recover;
 mod repair;

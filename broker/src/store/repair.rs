@@ -4,7 +4,9 @@
 //! damaged bytes in `damaged/`, and repairs the segments so that the next
 //! open finds nothing more to repair:
 //!
-//! - a torn tail of the last segment (an unfinished frame) is cut off;
+//! - a torn tail of the last segment (an unfinished frame) is cut off; a
+//!   torn header of the last segment (a crash while a new segment was
+//!   begun) is written again whole;
 //! - other damage reaching the end of a segment is cut off after its bytes
 //!   were kept aside;
 //! - damage with intact frames after it makes the segment be rewritten
@@ -15,10 +17,11 @@
 //! after the highest LSN it may hold, so a new segment never takes the
 //! name or LSNs of what was moved aside.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::fs::Fs;
 use super::log::{segments, Loss, Lsn, Recovery};
 use super::segment::{self, Event, Held, Kind, Scanned, DAMAGED_DIR, FORMAT, HEADER_LEN};
 use super::StoreError;
@@ -42,11 +45,14 @@ struct Pending {
     to: Lsn,
     pieces: Vec<Piece>,
     torn: bool,
+    /// Damage (not torn) in the last segment running to its end: see
+    /// [`Held::tail`].
+    tail: bool,
 }
 
 /// Reads (replaying every usable record into `f`, which answers whether
 /// the record decodes) and repairs the segments in `dir`.
-pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<Opened, StoreError> {
+pub(super) fn recover(dir: &Path, fs_: &dyn Fs, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<Opened, StoreError> {
     let segs = segments(dir)?;
     let mut kinds = Vec::with_capacity(segs.len());
     for (_, path) in &segs {
@@ -84,7 +90,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
                 }
                 if lsn > last + 1 || !pieces.is_empty() {
                     let pieces = std::mem::take(&mut pieces);
-                    losses.push(Pending { from: last + 1, to: lsn - 1, pieces, torn: false });
+                    losses.push(Pending { from: last + 1, to: lsn - 1, pieces, torn: false, tail: false });
                 }
                 last = lsn;
                 rec.records += 1;
@@ -103,15 +109,25 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
     if !pieces.is_empty() {
         // Damage up to the end of the log: no record after it tells how
         // many were lost, so as many as the bytes could hold are reserved;
-        // but an unfinished last frame is only a torn write.
+        // but an unfinished last frame, or the unfinished header of a new
+        // last segment, is only a torn write.
         let last_seg = segs.len() - 1;
-        let torn = pieces.len() == 1 && pieces[0].0 == last_seg && scans[last_seg].torn;
+        let torn_header =
+            kinds[last_seg] == Kind::DamagedHeader && segment::is_torn_header(&segs[last_seg].1, segs[last_seg].0)?;
+        let torn = pieces.len() == 1 && pieces[0].0 == last_seg && (scans[last_seg].torn || torn_header);
+        // Other damage there is kept aside and its LSNs reserved, but it is
+        // most likely writes a power cut interrupted too (pages of the
+        // last, unsynced writes lost): records never durable, so never
+        // acknowledged, and no reason to doubt the inbound QoS 2 packet
+        // identifiers recorded before it (`lost_up_to`). Media damage of
+        // durable records at the very end of the log is the rare case.
+        let tail = !torn && pieces.iter().all(|p| p.0 == last_seg);
         let bytes: u64 = pieces.iter().map(|p| p.2).sum();
         let to = if torn { last } else { last.saturating_add(segment::max_records(bytes)) };
-        losses.push(Pending { from: last + 1, to, pieces, torn });
+        losses.push(Pending { from: last + 1, to, pieces, torn, tail });
     }
     let mut rewritten = vec![false; segs.len()];
-    apply(dir, &segs, &kinds, &scans, &losses, &mut rewritten, &mut rec)?;
+    apply(dir, fs_, &segs, &kinds, &scans, &losses, &mut rewritten, &mut rec)?;
     for l in &losses {
         let known = l.pieces.is_empty() && held.iter().any(|h: &Held| h.from <= l.from && l.to <= h.to);
         let bytes = l.pieces.iter().map(|p| p.2).sum();
@@ -126,8 +142,13 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
         }
     }
     let reserved = held.iter().map(|h| h.to).chain(losses.iter().map(|l| l.to)).max().unwrap_or(0);
-    let lost = losses.iter().filter(|l| !l.torn && l.to >= l.from).map(|l| l.to);
-    rec.lost_up_to = held.iter().filter(|h| !h.legacy && h.to >= h.from).map(|h| h.to).chain(lost).max().unwrap_or(0);
+    // A gap that an earlier recovery kept aside as damage at the end of
+    // the log counts as that did.
+    let tail_held =
+        |l: &Pending| l.pieces.is_empty() && held.iter().any(|h| h.tail && h.from <= l.from && l.to <= h.to);
+    let lost = losses.iter().filter(|l| !l.torn && !l.tail && !tail_held(l) && l.to >= l.from).map(|l| l.to);
+    let held_lost = held.iter().filter(|h| !h.legacy && !h.tail && h.to >= h.from).map(|h| h.to);
+    rec.lost_up_to = held_lost.chain(lost).max().unwrap_or(0);
     let mut next = (last + 1).max(reserved.saturating_add(1));
     let tail = match segs.last() {
         None => None,
@@ -139,7 +160,7 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
                 Some((path.clone(), size))
             } else {
                 if size == 0 {
-                    fs::remove_file(path)?;
+                    fs_.remove(path)?;
                 }
                 // A headerless segment with records is only read; the
                 // snapshot at start rewrites its state in the new format.
@@ -151,8 +172,10 @@ pub(super) fn recover(dir: &Path, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Resu
 }
 
 /// Keeps the damaged bytes aside and repairs the damaged segments.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     dir: &Path,
+    fs_: &dyn Fs,
     segs: &[(Lsn, PathBuf)],
     kinds: &[Kind],
     scans: &[Scanned],
@@ -168,9 +191,9 @@ fn apply(
             if l.torn {
                 continue;
             }
-            let to = segment::damaged_path(dir, &segs[i].1, offset, l.from, l.to);
+            let to = segment::damaged_path(dir, &segs[i].1, offset, l.from, l.to, l.tail);
             fs::create_dir_all(dir.join(DAMAGED_DIR))?;
-            copy_range(&segs[i].1, offset, len, &to)?;
+            copy_range(fs_, &segs[i].1, offset, len, &to)?;
             rec.moved_aside.push(to);
         }
     }
@@ -180,46 +203,39 @@ fn apply(
         let header_ok = kinds[i] != Kind::DamagedHeader;
         if header_ok && pieces.len() == 1 && pieces[0].0 + pieces[0].1 == scans[i].len {
             // Only the end is damaged: cut it off.
-            OpenOptions::new().write(true).open(path)?.set_len(offset)?;
+            fs_.set_len(path, offset)?;
         } else {
-            rewrite(path, segs[i].0, &scans[i].runs)?;
+            rewrite(fs_, path, segs[i].0, &scans[i].runs)?;
             rewritten[i] = true;
         }
     }
     if rec.truncated_bytes > 0 {
-        sync_dir(dir);
-        sync_dir(&dir.join(DAMAGED_DIR));
+        // What was kept aside first: a repair that lasts has its damaged
+        // bytes (and the LSNs they reserve) kept.
+        fs_.sync_dir(&dir.join(DAMAGED_DIR));
+        fs_.sync_dir(dir);
     }
     Ok(())
 }
 
 /// Copies `len` bytes at `offset` of `from` into a new file `to`, synced.
-fn copy_range(from: &Path, offset: u64, len: u64, to: &Path) -> io::Result<()> {
+fn copy_range(fs_: &dyn Fs, from: &Path, offset: u64, len: u64, to: &Path) -> io::Result<()> {
     let mut src = File::open(from)?;
     src.seek(SeekFrom::Start(offset))?;
-    let mut dst = OpenOptions::new().write(true).create(true).truncate(true).open(to)?;
-    io::copy(&mut src.take(len), &mut dst)?;
-    dst.sync_all()
+    fs_.write_synced(to, &mut |dst| io::copy(&mut (&mut src).take(len), dst).map(drop))
 }
 
 /// Rewrites the segment at `path` as a header and its intact frames.
-fn rewrite(path: &Path, first: Lsn, runs: &[(u64, u64)]) -> io::Result<()> {
+fn rewrite(fs_: &dyn Fs, path: &Path, first: Lsn, runs: &[(u64, u64)]) -> io::Result<()> {
     let tmp = PathBuf::from(format!("{}.repair", path.display()));
-    {
-        let mut src = File::open(path)?;
-        let mut dst = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+    let mut src = File::open(path)?;
+    fs_.write_synced(&tmp, &mut |dst| {
         dst.write_all(&segment::header(first))?;
         for &(start, end) in runs {
             src.seek(SeekFrom::Start(start))?;
-            io::copy(&mut (&mut src).take(end - start), &mut dst)?;
+            io::copy(&mut (&mut src).take(end - start), dst)?;
         }
-        dst.sync_all()?;
-    }
-    fs::rename(&tmp, path)
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+        Ok(())
+    })?;
+    fs_.rename(&tmp, path)
 }

@@ -87,6 +87,18 @@ pub fn kind(path: &Path) -> io::Result<Kind> {
     Ok(parse(&h))
 }
 
+/// Whether the segment at `path`, named after `first`, is shorter than a
+/// header and holds the beginning of the header the writer writes: a new
+/// segment whose header write a crash interrupted (nothing can follow it,
+/// as the header is written whole before any record). The release that
+/// created it (the bytes from 20 on) is not compared.
+pub fn is_torn_header(path: &Path, first: Lsn) -> io::Result<bool> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    File::open(path)?.take(HEADER_LEN as u64).read_to_end(&mut h)?;
+    let n = h.len().min(20);
+    Ok(h.len() < HEADER_LEN && h[..n] == header(first)[..n])
+}
+
 /// [`kind`] of the segment's first bytes (at most [`HEADER_LEN`]).
 pub fn parse(h: &[u8]) -> Kind {
     if h.len() < 10 || h[..8] != MAGIC {
@@ -273,10 +285,12 @@ pub fn max_records(bytes: u64) -> u64 {
 }
 
 /// The name of the file keeping damaged bytes of `segment` at `offset`,
-/// whose lost records are `from..=to` (`to < from`: none).
-pub fn damaged_name(segment: &Path, offset: u64, from: Lsn, to: Lsn) -> String {
+/// whose lost records are `from..=to` (`to < from`: none); `tail`: the
+/// damage ran to the end of the log (see [`Held::tail`]).
+pub fn damaged_name(segment: &Path, offset: u64, from: Lsn, to: Lsn, tail: bool) -> String {
     let seg = segment.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
-    format!("{seg}-{offset}.lsn-{from}-{to}.bin")
+    let tail = if tail { ".tail" } else { "" };
+    format!("{seg}-{offset}.lsn-{from}-{to}{tail}.bin")
 }
 
 /// A range of LSNs that files kept aside may hold, and whether the file is
@@ -287,6 +301,10 @@ pub struct Held {
     pub to: Lsn,
     /// A whole segment an older release moved aside (its range a bound).
     pub legacy: bool,
+    /// Damage that ran to the end of the log when it was found: most
+    /// likely writes a power cut interrupted (never durable, so never
+    /// acknowledged); its LSNs are reserved all the same.
+    pub tail: bool,
 }
 
 /// The LSN ranges held by what earlier recoveries kept aside: the files of
@@ -312,7 +330,8 @@ pub fn held(dir: &Path) -> io::Result<Vec<Held>> {
             } else if let Some((first, _)) = name.split_once(".log.corrupt-") {
                 if let Ok(first) = first.parse::<Lsn>() {
                     let len = entry.metadata()?.len();
-                    out.push(Held { from: first, to: first.saturating_add(max_records(len)), legacy: true });
+                    let to = first.saturating_add(max_records(len));
+                    out.push(Held { from: first, to, legacy: true, tail: false });
                 }
             }
         }
@@ -323,14 +342,19 @@ pub fn held(dir: &Path) -> io::Result<Vec<Held>> {
 }
 
 fn parse_damaged(name: &str) -> Option<Held> {
-    let range = name.strip_suffix(".bin")?.rsplit_once(".lsn-")?.1;
+    let name = name.strip_suffix(".bin")?;
+    let (name, tail) = match name.strip_suffix(".tail") {
+        Some(n) => (n, true),
+        None => (name, false),
+    };
+    let range = name.rsplit_once(".lsn-")?.1;
     let (from, to) = range.split_once('-')?;
-    Some(Held { from: from.parse().ok()?, to: to.parse().ok()?, legacy: false })
+    Some(Held { from: from.parse().ok()?, to: to.parse().ok()?, legacy: false, tail })
 }
 
 /// Where damaged bytes of a segment in `dir` go.
-pub fn damaged_path(dir: &Path, segment: &Path, offset: u64, from: Lsn, to: Lsn) -> PathBuf {
-    dir.join(DAMAGED_DIR).join(damaged_name(segment, offset, from, to))
+pub fn damaged_path(dir: &Path, segment: &Path, offset: u64, from: Lsn, to: Lsn, tail: bool) -> PathBuf {
+    dir.join(DAMAGED_DIR).join(damaged_name(segment, offset, from, to, tail))
 }
 
 #[cfg(test)]
