@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod message;
+pub mod metrics;
 pub mod passwd_cmd;
 pub mod protocol;
 pub mod ratelimit;

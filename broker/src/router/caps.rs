@@ -3,7 +3,7 @@
 //! session beyond it is refused, existing sessions still resume) and
 //! retained messages (`max_retained_messages`, `max_retained_bytes`: a
 //! retained message beyond them is delivered but not retained). Each
-//! refusal is counted in [`super::RouterStats`] and logged at most once per
+//! refusal is counted in the broker's registry ([`crate::metrics::Metrics`]) and logged at most once per
 //! [`crate::ratelimit::LOG_EVERY`].
 
 use std::sync::Arc;
@@ -52,7 +52,7 @@ impl Router {
         if self.by_client.contains_key(client_id) || self.sessions.len() < self.caps.max_sessions {
             return Ok(());
         }
-        self.stats.sessions_refused += 1;
+        self.metrics.sessions_refused.inc();
         if let Some(n) = self.cap_logs.sessions.event(now) {
             tracing::warn!(
                 refused = n,
@@ -77,7 +77,7 @@ impl Router {
         let Err(full) = self.retained.set(msg.clone()) else {
             return true;
         };
-        self.stats.retained_refused += 1;
+        self.metrics.retained_refused.inc();
         if let Some(n) = self.cap_logs.retained.event(msg.received) {
             tracing::warn!(refused = n, topic = %msg.topic, "retained messages not kept: {full}");
         }

@@ -38,7 +38,7 @@ fn max_sessions_refuses_new_sessions_but_not_resumptions() {
     let a = open(&mut r, "a", false, 1).unwrap();
     open(&mut r, "b", false, 2).unwrap();
     assert_eq!(open(&mut r, "c", false, 3).err(), Some(SessionRefused));
-    assert_eq!(r.stats.sessions_refused, 1);
+    assert_eq!(r.stats().sessions_refused, 1);
     // A session that exists resumes (or restarts clean) at the cap.
     let again = open(&mut r, "a", false, 4).unwrap();
     assert!(again.session_present && again.key == a.key);
@@ -57,7 +57,7 @@ fn max_sessions_refuses_new_sessions_but_not_resumptions() {
     );
     assert_eq!(r.session_count(), 1);
     open(&mut r, "c", false, 6).unwrap();
-    assert_eq!(r.stats.sessions_refused, 1);
+    assert_eq!(r.stats().sessions_refused, 1);
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn retained_beyond_the_caps_is_delivered_but_not_kept() {
         r.publish(retained(t, b"v"));
     }
     assert_eq!(r.retained_count(), 2);
-    assert_eq!(r.stats.retained_refused, 1);
+    assert_eq!(r.stats().retained_refused, 1);
     let mut got = Vec::new();
     while let Some((d, _)) = s.session.lock().next_to_send(10, Instant::now()) {
         got.push(d.msg.topic.clone());
@@ -86,5 +86,5 @@ fn retained_beyond_the_caps_is_delivered_but_not_kept() {
     r.publish(retained("a", b"w"));
     r.publish(retained("b", b""));
     r.publish(retained("c", b"v"));
-    assert_eq!((r.retained_count(), r.stats.retained_refused), (2, 1));
+    assert_eq!((r.retained_count(), r.stats().retained_refused), (2, 1));
 }

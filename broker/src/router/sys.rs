@@ -61,11 +61,11 @@ impl Router {
             return;
         }
         // Sampled when due: `maximum` is the most seen at a publication.
-        let connected = self.sessions.values().filter(|e| e.conn.is_some()).count();
+        let connected = self.metrics.sessions_online.get() as usize;
         self.sys.max_connected = self.sys.max_connected.max(connected);
         let elapsed = self.sys.last.map_or(interval, |t| now.saturating_duration_since(t));
         self.sys.last = Some(now);
-        let s = self.stats;
+        let s = self.stats();
         let counts = [s.published, s.delivered, s.connects];
         let mut values: Vec<(&'static str, String)> = Vec::with_capacity(32);
         for (i, count) in counts.into_iter().enumerate() {

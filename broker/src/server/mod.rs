@@ -29,6 +29,7 @@ use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
 
+use crate::metrics::Metrics;
 use crate::router::{self, RetainedLimits, Router, RouterCaps, RouterStats};
 use crate::session::budget::QueuePool;
 use crate::session::state::QueueLimits;
@@ -79,6 +80,7 @@ fn machine_config(
     authenticator: Arc<dyn Authenticator>,
     journal: Option<&Arc<Journal>>,
     files: Option<Arc<FileAuth>>,
+    metrics: &Arc<Metrics>,
 ) -> MachineConfig {
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
@@ -97,6 +99,7 @@ fn machine_config(
         log: journal.map(|j| j.clone() as Arc<dyn crate::store::LogPosition>),
         files,
         cert_username: if l.protocol.is_tls() { l.tls.cert_username } else { crate::config::CertUsername::No },
+        metrics: metrics.clone(),
     }
 }
 
@@ -164,16 +167,17 @@ impl Broker {
                 Err(source) => return Err(StartError::Bind { addr, source }),
             }
         }
-        let (addrs, schemes) = listeners
+        let metrics = Metrics::new();
+        let (addrs, schemes): (Vec<SocketAddr>, Vec<&'static str>) = listeners
             .iter()
-            .filter_map(|(socket, l, _, _)| Some((socket.local_addr().ok()?, l.protocol.scheme())))
+            .map(|(socket, l, _, _)| (socket.local_addr().unwrap_or(l.bind), l.protocol.scheme()))
             .unzip();
         let limits = QueueLimits {
             max_messages: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
             policy: cfg.queue_full_policy,
             queue_qos0: cfg.queue_qos0_messages,
-            pool: QueuePool::new(cfg.queue_memory_bytes),
+            pool: QueuePool::with_metrics(cfg.queue_memory_bytes, metrics.clone()),
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
@@ -193,7 +197,8 @@ impl Broker {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
         let mut reloadable = Vec::new();
-        for (socket, l, files, tls) in listeners {
+        for ((socket, l, files, tls), (addr, scheme)) in listeners.into_iter().zip(addrs.iter().zip(&schemes)) {
+            let url: Arc<str> = format!("{scheme}://{addr}").into();
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
@@ -203,6 +208,7 @@ impl Broker {
                     authenticator.clone(),
                     journal.as_ref(),
                     files,
+                    &metrics,
                 ))),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose,
@@ -211,8 +217,11 @@ impl Broker {
                 tls: tls.map(|t| Current::new(Arc::new(t))),
                 ws: l.protocol.is_ws(),
                 handshakes: tls::Handshakes::default(),
+                listener: metrics.listener(url.to_string()),
+                metrics: metrics.clone(),
+                url,
             });
-            let limit = listener::ConnLimit::new(l.max_connections);
+            let limit = listener::ConnLimit::new(l.max_connections, ctx.listener.open.clone());
             reloadable.push(Reloadable { ctx: ctx.clone(), listener: l.clone() });
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
@@ -250,7 +259,7 @@ impl Broker {
         // once the last is gone.
         drop(self.reloadable);
         let stats = match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
-            Ok(Ok(r)) => r.stats,
+            Ok(Ok(r)) => r.stats(),
             _ => RouterStats::default(),
         };
         if let Some(j) = self.journal {
@@ -319,6 +328,11 @@ fn open_store(
     disk_quotas(cfg, &journal.spill);
     let journal = Arc::new(journal);
     let now = tokio::time::Instant::now().into_std();
+    let began = std::time::Instant::now();
     router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));
+    // Its start-up snapshot's duration.
+    router.metrics().snapshot_micros.set(began.elapsed().as_micros() as i64);
+    router.metrics().snapshots.inc();
+    router.metrics().set_store(journal.clone());
     Ok(journal)
 }

@@ -51,6 +51,8 @@ pub struct MachineConfig {
     /// listeners): CONNECT's user name and password are then ignored, and a
     /// client without such a certificate is refused (as Mosquitto).
     pub cert_username: crate::config::CertUsername,
+    /// The broker's registry (drops counted here: too large, ACL).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -262,6 +264,15 @@ impl Machine {
     pub fn client_id(&self) -> Option<&str> {
         match &self.state {
             State::Connected(c) => Some(&c.client_id),
+            _ => None,
+        }
+    }
+
+    /// Once connected: the protocol, the keep-alive granted (seconds) and
+    /// the user name (for the admin API).
+    pub fn client_info(&self) -> Option<(Version, u16, Option<&str>)> {
+        match &self.state {
+            State::Connected(c) => Some((c.version, c.keep_alive, c.auth.as_ref().and_then(|a| a.username.as_deref()))),
             _ => None,
         }
     }

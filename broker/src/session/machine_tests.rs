@@ -33,6 +33,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         log: None,
         files: None,
         cert_username: crate::config::CertUsername::No,
+        metrics: crate::metrics::Metrics::new(),
     }
 }
 

@@ -155,6 +155,7 @@ impl Machine {
                     let user = c.auth.as_ref().and_then(|a| a.username.as_deref());
                     if !files.allows(user, &c.client_id, &d.msg.topic, crate::auth::acl::Access::Read) {
                         // Not delivered, as if acknowledged.
+                        self.cfg.metrics.drops.acl.inc();
                         if pkid != 0 {
                             session.lock().complete(pkid);
                         }
@@ -168,6 +169,8 @@ impl Machine {
                 match c.out.publish(&d, pkid, false, now) {
                     Some(p) => emit(p),
                     None => {
+                        // Counted in the registry too: it outlives the connection.
+                        self.cfg.metrics.drops.too_large.inc();
                         if pkid != 0 {
                             session.lock().complete(pkid);
                         }
@@ -210,6 +213,7 @@ impl Machine {
             self.gated_send(p);
         }
         for pkid in too_large {
+            self.cfg.metrics.drops.too_large.inc();
             st.complete(pkid);
         }
     }
