@@ -233,6 +233,8 @@ pub struct Config {
     /// Compact the store's log once it exceeds this many bytes (and twice
     /// its size after the previous compaction).
     pub compact_bytes: u64,
+    /// The HTTP listener (`/metrics`, admin API); `None`: off.
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 impl Default for Config {
@@ -272,6 +274,7 @@ impl Default for Config {
             persistence: true,
             sync: crate::store::SyncMode::Batch,
             compact_bytes: 64 * 1024 * 1024,
+            http: None,
         }
     }
 }
@@ -356,6 +359,7 @@ struct FileConfig {
     persistence: Option<bool>,
     sync: Option<crate::store::SyncMode>,
     compact_bytes: Option<u64>,
+    http: Option<crate::http::config::FileHttp>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -418,7 +422,7 @@ fn parse_addr(value: &str, port: u16) -> Option<SocketAddr> {
 }
 
 /// 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
+pub(crate) fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
@@ -685,6 +689,7 @@ impl Config {
                     ),
                 })?;
             }
+            cfg.http = f.http.map(|h| h.resolve(path, text)).transpose()?;
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);
         }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod message;
 pub mod metrics;
 pub mod passwd_cmd;

@@ -226,6 +226,7 @@ pub struct Metrics {
     pub sessions: Gauge,
     pub sessions_online: Gauge,
     pub subscriptions: Gauge,
+    /// Retained messages of clients (the broker's own `$SYS` not counted).
     pub retained_messages: Gauge,
     pub retained_bytes: Gauge,
     /// Retained messages not kept at `max_retained_messages`/`_bytes`.

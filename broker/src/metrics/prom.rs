@@ -22,7 +22,7 @@ pub fn encode(metrics: &Arc<Metrics>) -> Result<String, std::fmt::Error> {
         registry.register_collector(Box::new(Group(g)));
     }
     let mut out = String::with_capacity(8 * 1024);
-    prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
     Ok(out)
 }
 

@@ -10,6 +10,7 @@
 //! wakes each touched session once per batch. Connections (and later the
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
+pub mod admin;
 mod caps;
 mod retained;
 mod sys;
@@ -200,6 +201,8 @@ pub enum RouterMsg {
         will_delay: Duration,
         expiry: Option<Option<Duration>>,
     },
+    /// A request of the admin API (`admin.rs`): one page, or an action.
+    Admin(admin::Admin),
 }
 
 struct SessionEntry {
@@ -248,7 +251,8 @@ impl RouterStats {
 /// The router state.
 pub struct Router {
     sessions: HashMap<SessionKey, SessionEntry>,
-    by_client: HashMap<Arc<str>, SessionKey>,
+    /// Ordered, so that the admin API pages through it (`admin.rs`).
+    by_client: std::collections::BTreeMap<Arc<str>, SessionKey>,
     subs: SubscriptionTree,
     retained: RetainedStore,
     next_key: SessionKey,
@@ -279,7 +283,7 @@ impl Router {
         Router {
             metrics: limits.pool.metrics().clone(),
             sessions: HashMap::new(),
-            by_client: HashMap::new(),
+            by_client: std::collections::BTreeMap::new(),
             subs: SubscriptionTree::default(),
             retained: RetainedStore::default(),
             next_key: 1,
@@ -333,6 +337,7 @@ impl Router {
                 self.disconnected(key, conn_id, will.map(|w| (w, will_delay)), expiry, now);
                 self.resume_takeover(key, now);
             }
+            RouterMsg::Admin(req) => self.admin(req, now),
         }
     }
 
@@ -725,7 +730,7 @@ impl Router {
         let m = &self.metrics;
         m.sessions.set(self.sessions.len() as i64);
         m.subscriptions.set(self.subs.len() as i64);
-        m.retained_messages.set(self.retained.len() as i64);
+        m.retained_messages.set(self.retained.clients_len() as i64);
         m.retained_bytes.set(self.retained.bytes() as i64);
     }
 

@@ -70,6 +70,9 @@ pub struct Broker {
     tracker: TaskTracker,
     router: JoinHandle<Router>,
     journal: Option<Arc<Journal>>,
+    /// The HTTP listener's address, if `[http]` is on.
+    http: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
 }
 
 /// The settings of the connections of listener `l`: its limits, or else
@@ -190,6 +193,13 @@ impl Broker {
             retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },
         });
         let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
+        // Bound before the router starts: a taken port stops the start.
+        let http_socket = match &cfg.http {
+            Some(h) => {
+                Some(TcpListener::bind(h.bind).await.map_err(|source| StartError::Bind { addr: h.bind, source })?)
+            }
+            None => None,
+        };
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -225,13 +235,34 @@ impl Broker {
             reloadable.push(Reloadable { ctx: ctx.clone(), listener: l.clone() });
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
+        let mut http = None;
+        if let (Some(socket), Some(h)) = (http_socket, &cfg.http) {
+            http = Some(socket.local_addr().unwrap_or(h.bind));
+            let state = Arc::new(crate::http::Http {
+                cfg: h.clone(),
+                router: tx.clone(),
+                metrics: metrics.clone(),
+                persistence: cfg.persistence,
+            });
+            tracker.spawn(crate::http::serve(socket, state, shutdown.clone(), tracker.clone()));
+        }
         let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global })
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global, http, metrics })
     }
 
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The HTTP listener's address (port 0 resolved), if `[http]` is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The broker's registry of counters and gauges.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Reads every listener's password, ACL and TLS files again (SIGHUP):
