@@ -89,6 +89,21 @@ async fn requests_without_the_token_are_refused() {
 }
 
 #[tokio::test]
+async fn basic_authentication_is_checked() {
+    let b = TestBroker::start_with(|c| {
+        let basic = Some(("admin".into(), "pw".into()));
+        c.http = Some(HttpConfig { basic, ..HttpConfig::local("127.0.0.1:0".parse().unwrap()) });
+    })
+    .await;
+    let http = b.broker.http_addr().unwrap();
+    // base64("admin:pw"), base64("admin:px")
+    assert_eq!(request(http, "GET", "/api/store", Some("Basic YWRtaW46cHc=".into())).await.0, 200);
+    assert_eq!(request(http, "GET", "/api/store", Some("Basic YWRtaW46cHg=".into())).await.0, 401);
+    assert_eq!(request(http, "GET", "/api/store", None).await.0, 401);
+    b.shutdown().await;
+}
+
+#[tokio::test]
 async fn metrics_are_scraped_in_the_prometheus_format() {
     let (b, http) = broker().await;
     let mut sub = Raw::v5(b.addr, "sub").await;
