@@ -99,3 +99,23 @@ fn actions_disconnect_delete_session_and_retained() {
     assert_eq!(r.session_count(), 0);
     assert!(!ask(&mut r, |tx| Admin::DeleteSession("a".into(), tx)));
 }
+
+#[test]
+fn a_page_of_100_000_sessions_holds_one_page() {
+    let mut r = Router::new(QueueLimits::default());
+    for i in 0..100_000u64 {
+        let req = ConnectRequest {
+            client_id: format!("d{i:06}"),
+            clean_start: false,
+            expiry: None,
+            conn: ConnHandle::new(i),
+        };
+        r.open(req, Instant::now()).unwrap();
+    }
+    let page = ask(&mut r, |tx| Admin::Sessions(PageReq { after: Some("d049999".into()), limit: MAX_LIMIT + 1 }, tx));
+    assert_eq!(page.items.len(), MAX_LIMIT, "the limit is capped");
+    assert_eq!(&*page.items[0].client_id, "d050000");
+    assert_eq!(page.next.as_deref(), Some("d050999"));
+    let last = ask(&mut r, |tx| Admin::Sessions(PageReq { after: Some("d099998".into()), limit: 10 }, tx));
+    assert_eq!((last.items.len(), last.next), (1, None));
+}
