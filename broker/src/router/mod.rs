@@ -13,6 +13,7 @@
 pub mod admin;
 mod caps;
 mod retained;
+mod stats;
 mod sys;
 mod takeover;
 mod tree;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use caps::{RouterCaps, SessionRefused};
 pub use retained::{is_internal as is_internal_topic, RetainedFull, RetainedLimits, RetainedStore};
+pub use stats::RouterStats;
 pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
@@ -212,40 +214,6 @@ struct SessionEntry {
     conn: Option<ConnHandle>,
     expiry: Option<Duration>,
     disconnected_at: Option<Instant>,
-}
-
-/// The router's counters at one moment, read from the broker's registry
-/// ([`crate::metrics::Metrics`], where they are kept as they happen).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RouterStats {
-    pub published: u64,
-    pub delivered: u64,
-    pub dropped_queue_full: u64,
-    /// Of those, dropped at a disk quota or the free-space reserve.
-    pub dropped_disk_quota: u64,
-    pub sessions_expired: u64,
-    /// CONNECTs refused at `max_sessions`.
-    pub sessions_refused: u64,
-    /// Retained messages not kept at `max_retained_messages`/`_bytes`.
-    pub retained_refused: u64,
-    /// CONNECTs that opened, resumed or took over a session.
-    pub connects: u64,
-}
-
-impl RouterStats {
-    /// The router's counters in `m` now.
-    pub fn of(m: &Metrics) -> RouterStats {
-        RouterStats {
-            published: m.received.total(),
-            delivered: m.delivered.get(),
-            dropped_queue_full: m.drops.queue_full.get(),
-            dropped_disk_quota: m.drops.disk_quota.get(),
-            sessions_expired: m.sessions_expired.get(),
-            sessions_refused: m.sessions_refused.get(),
-            retained_refused: m.retained_refused.get(),
-            connects: m.connects.get(),
-        }
-    }
 }
 
 /// The router state.
@@ -712,26 +680,6 @@ impl Router {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
-    }
-
-    /// The router's counters now (they live in the broker's registry).
-    pub fn stats(&self) -> RouterStats {
-        RouterStats::of(&self.metrics)
-    }
-
-    /// The broker's registry.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Sets the registry's gauges of what the router holds (after each
-    /// batch: four relaxed stores).
-    fn update_gauges(&self) {
-        let m = &self.metrics;
-        m.sessions.set(self.sessions.len() as i64);
-        m.subscriptions.set(self.subs.len() as i64);
-        m.retained_messages.set(self.retained.clients_len() as i64);
-        m.retained_bytes.set(self.retained.bytes() as i64);
     }
 
     pub fn subscription_count(&self) -> usize {
