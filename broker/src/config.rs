@@ -241,6 +241,8 @@ pub struct Config {
     /// Compact the store's log once it exceeds this many bytes (and twice
     /// its size after the previous compaction).
     pub compact_bytes: u64,
+    /// The HTTP listener (`/metrics`, admin API); `None`: off.
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 impl Default for Config {
@@ -282,6 +284,7 @@ impl Default for Config {
             persistence: true,
             sync: crate::store::SyncMode::Batch,
             compact_bytes: 64 * 1024 * 1024,
+            http: None,
         }
     }
 }
@@ -372,6 +375,7 @@ struct FileConfig {
     persistence: Option<bool>,
     sync: Option<crate::store::SyncMode>,
     compact_bytes: Option<u64>,
+    http: Option<crate::http::config::FileHttp>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -436,7 +440,7 @@ fn parse_addr(value: &str, port: u16) -> Option<SocketAddr> {
 }
 
 /// 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
+pub(crate) fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
@@ -707,6 +711,7 @@ impl Config {
             }
             let (dest, format) = (f.log_dest.unwrap_or_default(), f.log_format.unwrap_or_default());
             cfg.log = crate::logging::LogConfig { dest, file: f.log_file, format, level: f.log_level };
+            cfg.http = f.http.map(|h| h.resolve(path, text)).transpose()?;
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);
         }

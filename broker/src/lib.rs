@@ -4,9 +4,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod import_cmd;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod passwd_cmd;
 pub mod protocol;
 pub mod ratelimit;

@@ -109,7 +109,8 @@ async fn run(cfg: Config, reload: Reload) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let listeners = broker.urls();
+    let mut listeners = broker.urls();
+    listeners.extend(broker.http_addr().map(|a| format!("http://{a} (metrics, admin API)")));
     println!(
         "edgemq {} listening on {}; data dir {data_dir}; config {config_file}",
         env!("CARGO_PKG_VERSION"),

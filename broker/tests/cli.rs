@@ -130,6 +130,21 @@ fn config_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn a_public_http_listener_without_a_token_is_refused_at_start() {
+    let e = config_error("port = 0\n[http]\nbind = \"0.0.0.0:0\"\n");
+    assert!(e.contains("bad.toml:3: key `http.bind`: 0.0.0.0:0 is not a loopback address"), "{e}");
+}
+
+#[test]
+fn the_startup_line_names_the_http_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edgemq.toml");
+    std::fs::write(&cfg, "bind = [\"127.0.0.1:0\"]\n[http]\nbind = \"127.0.0.1:0\"\ntoken = \"t\"\n").unwrap();
+    let r = start(&["-c", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(r.line.contains(", http://127.0.0.1:"), "{}", r.line);
+}
+
+#[test]
 fn version_flag() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());

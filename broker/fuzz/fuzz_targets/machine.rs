@@ -602,6 +602,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         log: None,
         files: None,
         cert_username: edgemq::config::CertUsername::No,
+        metrics: edgemq::metrics::Metrics::new(),
     };
     let limits = QueueLimits {
         max_messages: u.int_in_range(1..=8)?,

@@ -392,6 +392,7 @@ pub mod reason {
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
     pub const PACKET_TOO_LARGE: u8 = 0x95;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
     pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
 
     /// A short human-readable text for a reason code (MQTT 5 Reason String).

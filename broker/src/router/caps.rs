@@ -4,8 +4,8 @@
 //! retained messages (`max_retained_messages`, `max_retained_bytes`: a
 //! retained message beyond them is delivered but not retained), and the
 //! owner of a session (a CONNECT that checks it may not resume or take
-//! over another user's session, nor clean it). Each
-//! refusal is counted in [`super::RouterStats`] and logged at most once per
+//! over another user's session, nor clean it). Each refusal is counted in
+//! the broker's registry ([`crate::metrics::Metrics`]) and logged at most once per
 //! [`crate::ratelimit::LOG_EVERY`].
 
 use std::sync::Arc;
@@ -67,7 +67,7 @@ impl Router {
             // authenticate, by an anonymous client, or by a release before
             // owners) is claimed by whoever resumes it (`Router::connect`).
             if req.check_owner && e.owner.is_some() && e.owner != req.user {
-                self.stats.sessions_not_owner += 1;
+                self.metrics.sessions_not_owner.inc();
                 if let Some(n) = self.cap_logs.owners.event(now) {
                     tracing::warn!(
                         refused = n,
@@ -83,7 +83,7 @@ impl Router {
         if self.sessions.len() < self.caps.max_sessions {
             return Ok(());
         }
-        self.stats.sessions_refused += 1;
+        self.metrics.sessions_refused.inc();
         if let Some(n) = self.cap_logs.sessions.event(now) {
             tracing::warn!(
                 refused = n,
@@ -108,7 +108,7 @@ impl Router {
         let Err(full) = self.retained.set(msg.clone()) else {
             return true;
         };
-        self.stats.retained_refused += 1;
+        self.metrics.retained_refused.inc();
         if let Some(n) = self.cap_logs.retained.event(msg.received) {
             tracing::warn!(refused = n, topic = %msg.topic, "retained messages not kept: {full}");
         }

@@ -55,7 +55,7 @@ fn a_session_is_refused_to_other_users_and_kept() {
     for (user, clean) in [(Some("bob"), false), (Some("bob"), true), (None, false)] {
         assert_eq!(open_as(&mut r, "dev1", user, clean, 2).err(), Some(SessionRefused::NotOwner), "{user:?} {clean}");
     }
-    assert_eq!(r.stats.sessions_not_owner, 3);
+    assert_eq!(r.stats().sessions_not_owner, 3);
     // The session was kept: alice resumes it.
     let again = open_as(&mut r, "dev1", Some("alice"), false, 3).unwrap();
     assert!(again.session_present);
@@ -88,7 +88,7 @@ fn max_sessions_refuses_new_sessions_but_not_resumptions() {
     let a = open(&mut r, "a", false, 1).unwrap();
     open(&mut r, "b", false, 2).unwrap();
     assert_eq!(open(&mut r, "c", false, 3).err(), Some(SessionRefused::Quota));
-    assert_eq!(r.stats.sessions_refused, 1);
+    assert_eq!(r.stats().sessions_refused, 1);
     // A session that exists resumes (or restarts clean) at the cap.
     let again = open(&mut r, "a", false, 4).unwrap();
     assert!(again.session_present && again.key == a.key);
@@ -107,7 +107,7 @@ fn max_sessions_refuses_new_sessions_but_not_resumptions() {
     );
     assert_eq!(r.session_count(), 1);
     open(&mut r, "c", false, 6).unwrap();
-    assert_eq!(r.stats.sessions_refused, 1);
+    assert_eq!(r.stats().sessions_refused, 1);
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn retained_beyond_the_caps_is_delivered_but_not_kept() {
         r.publish(retained(t, b"v"));
     }
     assert_eq!(r.retained_count(), 2);
-    assert_eq!(r.stats.retained_refused, 1);
+    assert_eq!(r.stats().retained_refused, 1);
     let mut got = Vec::new();
     while let Some((d, _)) = s.session.lock().next_to_send(10, Instant::now()) {
         got.push(d.msg.topic.clone());
@@ -136,5 +136,5 @@ fn retained_beyond_the_caps_is_delivered_but_not_kept() {
     r.publish(retained("a", b"w"));
     r.publish(retained("b", b""));
     r.publish(retained("c", b"v"));
-    assert_eq!((r.retained_count(), r.stats.retained_refused), (2, 1));
+    assert_eq!((r.retained_count(), r.stats().retained_refused), (2, 1));
 }

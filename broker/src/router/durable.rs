@@ -286,6 +286,11 @@ impl Router {
 
     /// Deletes segments a durable snapshot made obsolete, and starts a
     /// snapshot when the log has grown well past the live state.
+    /// Snapshots taken since the store was opened (the start-up one too).
+    pub fn snapshot_count(&self) -> u64 {
+        self.durable.as_ref().map_or(0, |d| d.snapshot_id)
+    }
+
     pub fn maintain_store(&mut self, _now: Instant) {
         let Some(d) = &mut self.durable else { return };
         if let Some(asked) = d.deleting {

@@ -10,9 +10,11 @@
 //! wakes each touched session once per batch. Connections (and later the
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
+pub mod admin;
 mod caps;
 mod control;
 mod retained;
+mod stats;
 mod sys;
 mod takeover;
 mod tree;
@@ -30,11 +32,13 @@ use tokio_util::sync::CancellationToken;
 pub use caps::{RouterCaps, SessionRefused};
 pub use control::{Control, LiveSettings};
 pub use retained::{is_internal as is_internal_topic, RetainedFull, RetainedLimits, RetainedStore};
+pub use stats::RouterStats;
 pub use takeover::TAKEOVER_GRACE;
 pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
+use crate::metrics::Metrics;
 use crate::protocol::{reason, RetainHandling, SubOptions};
 use crate::session::budget::Full;
 use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
@@ -61,6 +65,22 @@ struct ConnSignal {
     reason: AtomicU8,
     /// Whether the client speaks MQTT 5 (set once CONNECT is read).
     v5: AtomicBool,
+    /// Who is connected, for the admin API (set once CONNACK is sent).
+    info: std::sync::OnceLock<Box<ConnInfo>>,
+}
+
+/// What the admin API tells of a connection (`GET /api/clients`).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub user: Option<String>,
+    pub address: std::net::SocketAddr,
+    /// The listener's URL (`mqtt://127.0.0.1:1883`).
+    pub listener: Arc<str>,
+    /// `"3.1"`, `"3.1.1"` or `"5.0"`.
+    pub protocol: &'static str,
+    /// Keep-alive granted, in seconds (0: none).
+    pub keep_alive: u16,
+    pub connected_at: std::time::SystemTime,
 }
 
 impl ConnHandle {
@@ -74,8 +94,18 @@ impl ConnHandle {
     }
 
     fn with_token(id: u64, kill: CancellationToken) -> ConnHandle {
-        let signal = ConnSignal { kill, reason: AtomicU8::new(0), v5: AtomicBool::new(false) };
+        let signal =
+            ConnSignal { kill, reason: AtomicU8::new(0), v5: AtomicBool::new(false), info: Default::default() };
         ConnHandle { id, signal: Arc::new(signal) }
+    }
+
+    /// Records who is connected (once; later calls are ignored).
+    pub fn set_info(&self, info: ConnInfo) {
+        let _ = self.signal.info.set(Box::new(info));
+    }
+
+    pub fn info(&self) -> Option<&ConnInfo> {
+        self.signal.info.get().map(|b| &**b)
     }
 
     /// Whether the client speaks MQTT 5.
@@ -185,6 +215,8 @@ pub enum RouterMsg {
     },
     /// From the broker itself: a liveness probe, live settings.
     Control(Control),
+    /// A request of the admin API (`admin.rs`): one page, or an action.
+    Admin(admin::Admin),
 }
 
 struct SessionEntry {
@@ -198,30 +230,11 @@ struct SessionEntry {
     owner: Option<Arc<str>>,
 }
 
-/// Counters kept where the events happen (for `$SYS` and metrics later).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RouterStats {
-    pub published: u64,
-    pub delivered: u64,
-    pub dropped_queue_full: u64,
-    /// Of those, dropped at a disk quota or the free-space reserve.
-    pub dropped_disk_quota: u64,
-    pub sessions_expired: u64,
-    /// CONNECTs refused at `max_sessions`.
-    pub sessions_refused: u64,
-    /// Retained messages not kept at `max_retained_messages`/`_bytes`.
-    pub retained_refused: u64,
-    /// CONNECTs that opened, resumed or took over a session.
-    pub connects: u64,
-    /// CONNECTs refused: the session of their client identifier belongs
-    /// to another user.
-    pub sessions_not_owner: u64,
-}
-
 /// The router state.
 pub struct Router {
     sessions: HashMap<SessionKey, SessionEntry>,
-    by_client: HashMap<Arc<str>, SessionKey>,
+    /// Ordered, so that the admin API pages through it (`admin.rs`).
+    by_client: std::collections::BTreeMap<Arc<str>, SessionKey>,
     subs: SubscriptionTree,
     retained: RetainedStore,
     next_key: SessionKey,
@@ -235,7 +248,8 @@ pub struct Router {
     delayed_wills: Vec<(Instant, SessionKey, Message)>,
     /// Sessions given deliveries since the last [`Router::take_touched`].
     touched: Vec<Arc<SharedSession>>,
-    pub stats: RouterStats,
+    /// The broker's registry (the queue pool's): counted as events happen.
+    metrics: Arc<Metrics>,
     /// Persistence, if on (see `durable.rs`).
     durable: Option<durable::Durable>,
     /// CONNECTs waiting for the old connection of their session
@@ -249,8 +263,9 @@ pub struct Router {
 impl Router {
     pub fn new(limits: QueueLimits) -> Router {
         Router {
+            metrics: limits.pool.metrics().clone(),
             sessions: HashMap::new(),
-            by_client: HashMap::new(),
+            by_client: std::collections::BTreeMap::new(),
             subs: SubscriptionTree::default(),
             retained: RetainedStore::default(),
             next_key: 1,
@@ -260,7 +275,6 @@ impl Router {
             rng: 0x9E37_79B9_7F4A_7C15,
             delayed_wills: Vec::new(),
             touched: Vec::new(),
-            stats: RouterStats::default(),
             durable: None,
             takeovers: HashMap::new(),
             caps: RouterCaps::default(),
@@ -306,6 +320,7 @@ impl Router {
                 self.resume_takeover(key, now);
             }
             RouterMsg::Control(c) => self.control(c, now),
+            RouterMsg::Admin(req) => self.admin(req, now),
         }
     }
 
@@ -313,7 +328,7 @@ impl Router {
     /// (an open connection of it is closed and replaced without waiting
     /// for it: `RouterMsg::Connect` waits, see `takeover.rs`).
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
-        self.stats.connects += 1;
+        self.metrics.connects.inc();
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
@@ -324,6 +339,9 @@ impl Router {
             } else if let Some(e) = self.sessions.get_mut(&key) {
                 // [MQTT-3.1.3-9] (5.0) a resumed session cancels a delayed will.
                 self.delayed_wills.retain(|w| w.1 != key);
+                if e.conn.is_none() {
+                    self.metrics.sessions_online.add(1);
+                }
                 e.conn = Some(req.conn);
                 e.expiry = req.expiry;
                 if req.check_owner && e.owner.is_none() {
@@ -340,6 +358,7 @@ impl Router {
         self.next_key += 1;
         let shared = SharedSession::new(self.limits.clone());
         shared.lock().set_online(true);
+        self.metrics.sessions_online.add(1);
         let client_id: Arc<str> = req.client_id.into();
         self.by_client.insert(client_id.clone(), key);
         self.sessions.insert(
@@ -362,6 +381,9 @@ impl Router {
         let Some(e) = self.sessions.remove(&key) else {
             return;
         };
+        if e.conn.is_some() {
+            self.metrics.sessions_online.add(-1);
+        }
         self.by_client.remove(&e.client_id);
         let filters: Vec<String> = e.shared.lock().subscriptions.keys().cloned().collect();
         for f in filters {
@@ -405,6 +427,7 @@ impl Router {
             return;
         }
         e.conn = None;
+        self.metrics.sessions_online.add(-1);
         e.disconnected_at = Some(now);
         if let Some(x) = expiry {
             e.expiry = x;
@@ -497,15 +520,17 @@ impl Router {
     /// connection; so do clients under `drop_oldest`, which keeps the newest
     /// messages flowing by design.
     fn enqueued(&mut self, key: SessionKey, (r, dropped, full): Offered) {
-        if r == Enqueued::Queued {
-            self.stats.delivered += 1;
+        match r {
+            Enqueued::Queued => self.metrics.delivered.inc(),
+            Enqueued::DroppedOffline => self.metrics.drops.offline_qos0.inc(),
+            _ => {}
         }
         if dropped == 0 {
             return;
         }
-        self.stats.dropped_queue_full += dropped;
+        self.metrics.drops.queue_full.add(dropped);
         if matches!(full, Some(Full::Disk(_))) {
-            self.stats.dropped_disk_quota += dropped;
+            self.metrics.drops.disk_quota.add(dropped);
         }
         let Some(e) = self.sessions.get(&key) else { return };
         let client_id = &*e.client_id;
@@ -523,7 +548,8 @@ impl Router {
 
     /// Routes one message: retained store, then every matching session.
     pub fn publish(&mut self, msg: Message) {
-        self.stats.published += 1;
+        self.metrics.received.add(msg.qos, 1);
+        self.metrics.received_bytes.add(msg.qos, msg.payload.len() as u64);
         self.route(Arc::new(msg), true);
     }
 
@@ -665,7 +691,7 @@ impl Router {
             .map(|(k, _)| *k)
             .collect();
         for key in expired {
-            self.stats.sessions_expired += 1;
+            self.metrics.sessions_expired.inc();
             self.end_session(key, now);
         }
         self.publish_sys(now);
@@ -767,7 +793,12 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
             _ = tick.tick() => {
                 let now = tokio::time::Instant::now().into_std();
                 router.expire(now);
+                let (began, before) = (std::time::Instant::now(), router.snapshot_count());
                 router.maintain_store(now);
+                if router.snapshot_count() != before {
+                    router.metrics.snapshot_micros.set(began.elapsed().as_micros() as i64);
+                    router.metrics.snapshots.inc();
+                }
                 check_space(&router);
             }
         }
@@ -788,6 +819,7 @@ fn check_space(router: &Router) {
 }
 
 fn wake(router: &mut Router) {
+    router.update_gauges();
     for s in router.take_touched() {
         s.notify.notify_one();
     }

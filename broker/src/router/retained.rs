@@ -142,6 +142,11 @@ impl RetainedStore {
         self.bytes
     }
 
+    /// Retained messages but the broker's own (`$SYS/broker/...`).
+    pub fn clients_len(&self) -> usize {
+        self.count - self.internal
+    }
+
     pub fn len(&self) -> usize {
         self.count
     }

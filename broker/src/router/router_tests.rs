@@ -420,14 +420,14 @@ fn overflowing_queue_disconnects_an_mqtt5_client_with_0x97_and_keeps_the_session
     let (mut r, c, handle) = full_queue_setup(QueueFullPolicy::DropNew, true, true);
     r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
     assert_eq!(handle.close_reason(), Some(reason::QUOTA_EXCEEDED));
-    assert_eq!(r.stats.dropped_queue_full, 1);
+    assert_eq!(r.stats().dropped_queue_full, 1);
     // Resumed while the episode lasts: the client may drain its queue.
     let again = resume_after_disconnect(&mut r, &c);
     r.publish(msg("t", QoS::AtLeastOnce, false, b"4"));
     assert_eq!(r.sessions[&c.key].conn.as_ref().and_then(ConnHandle::close_reason), None);
     let got: Vec<String> = drain(&again.session).into_iter().map(|x| x.0).collect();
     assert_eq!(got, vec!["1", "2"]);
-    assert_eq!(r.stats.dropped_queue_full, 2);
+    assert_eq!(r.stats().dropped_queue_full, 2);
 }
 
 #[test]
@@ -437,7 +437,7 @@ fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
         let (mut r, c, handle) = full_queue_setup(policy, v5, disconnect);
         r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
         assert_eq!(handle.close_reason(), None, "{policy:?}, v5 {v5}, disconnect_on_queue_full {disconnect}");
-        assert_eq!(r.stats.dropped_queue_full, 1, "drop_oldest drops are counted too");
+        assert_eq!(r.stats().dropped_queue_full, 1, "drop_oldest drops are counted too");
         let want: Vec<&str> = if policy == QueueFullPolicy::DropNew { vec!["1", "2"] } else { vec!["2", "3"] };
         let got: Vec<String> = drain(&c.session).into_iter().map(|x| x.0).collect();
         assert_eq!(got, want);
@@ -570,4 +570,43 @@ fn takeover_goes_ahead_after_the_grace_or_a_newer_connect() {
     gone(&mut r, first.key, 1, None);
     gone(&mut r, first.key, 2, None);
     assert_eq!(r.session_count(), 1);
+}
+
+#[test]
+fn the_registry_follows_messages_queues_and_sessions() {
+    let mut r = Router::new(limits());
+    let m = r.metrics().clone();
+    let a = connect(&mut r, "a", false, 1);
+    sub(&mut r, a.key, "t/#", QoS::AtLeastOnce);
+    r.publish(msg("t/1", QoS::AtLeastOnce, true, b"12345"));
+    r.publish(msg("t/2", QoS::AtMostOnce, false, b"x"));
+    r.update_gauges();
+    assert_eq!((m.received.0[1].get(), m.received.0[0].get()), (1, 1));
+    assert_eq!(m.received_bytes.total(), 6);
+    assert_eq!(m.delivered.get(), 2);
+    assert_eq!((m.sessions.get(), m.sessions_online.get(), m.subscriptions.get()), (1, 1, 1));
+    assert_eq!((m.retained_messages.get(), m.retained_bytes.get()), (1, 8));
+    assert_eq!(m.queued_messages.get(), 2);
+    assert!(m.queued_bytes.get() >= 6);
+    let mut st = a.session.lock();
+    let (_, pkid) = st.next_to_send(10, Instant::now()).unwrap();
+    assert_eq!((m.queued_messages.get(), m.inflight.get()), (1, 1));
+    st.puback(pkid);
+    assert_eq!(m.inflight.get(), 0);
+    drop(st);
+    r.handle(
+        RouterMsg::Disconnected { key: a.key, conn_id: 1, will: None, will_delay: Duration::ZERO, expiry: None },
+        Instant::now(),
+    );
+    assert_eq!(m.sessions_online.get(), 0);
+    // Offline, a QoS 0 message is not queued (counted as such).
+    r.publish(msg("t/3", QoS::AtMostOnce, false, b"y"));
+    assert_eq!(m.drops.offline_qos0.get(), 1);
+    // A session that ends takes what it held out of the gauges.
+    let _ = connect(&mut r, "a", true, 2);
+    drop((a, r.take_touched()));
+    r.update_gauges();
+    assert_eq!((m.queued_messages.get(), m.queued_bytes.get(), m.inflight.get()), (0, 0, 0));
+    assert_eq!((m.sessions.get(), m.sessions_online.get()), (1, 1));
+    assert_eq!(r.stats().connects, 2);
 }

@@ -68,11 +68,12 @@ impl Router {
             return;
         }
         // Sampled when due: `maximum` is the most seen at a publication.
-        let connected = self.sessions.values().filter(|e| e.conn.is_some()).count();
+        let connected = self.metrics.sessions_online.get() as usize;
         self.sys.max_connected = self.sys.max_connected.max(connected);
         let elapsed = self.sys.last.map_or(interval, |t| now.saturating_duration_since(t));
         self.sys.last = Some(now);
-        let s = self.stats;
+        let s = self.stats();
+        let m = self.metrics.clone();
         let counts = [s.published, s.delivered, s.connects];
         let mut values: Vec<(&'static str, String)> = Vec::with_capacity(32);
         for (i, count) in counts.into_iter().enumerate() {
@@ -104,6 +105,11 @@ impl Router {
             ("$SYS/broker/store/retained/bytes", self.retained.bytes().to_string()),
             ("$SYS/broker/store/sessions/refused", s.sessions_refused.to_string()),
             ("$SYS/broker/queues/dropped/disk_quota", s.dropped_disk_quota.to_string()),
+            ("$SYS/broker/queues/messages", m.queued_messages.get().to_string()),
+            ("$SYS/broker/queues/bytes", m.queued_bytes.get().to_string()),
+            ("$SYS/broker/queues/inflight", m.inflight.get().to_string()),
+            ("$SYS/broker/publish/messages/dropped/too_large", m.drops.too_large.get().to_string()),
+            ("$SYS/broker/publish/messages/dropped/expired", m.drops.expired.get().to_string()),
         ]);
         for (topic, value) in values {
             if self.sys.published.get(topic) == Some(&value) {
@@ -168,6 +174,7 @@ mod tests {
         assert_eq!(v["$SYS/broker/subscriptions/count"], "1");
         assert_eq!(v["$SYS/broker/version"], format!("edgemq version {}", env!("CARGO_PKG_VERSION")));
         assert_eq!(v["$SYS/broker/messages/received"], "0", "$SYS messages are not counted as received");
+        assert_eq!(v["$SYS/broker/queues/messages"], "0", "read from the registry");
         // The subscriber to x/# does not get $SYS ([MQTT-4.7.2-1]).
         assert!(a.session.lock().next_to_send(10, t0).is_none());
         r.publish(Message {

@@ -93,6 +93,11 @@ pub struct ConnCtx {
     pub handshakes: super::tls::Handshakes,
     /// Its refused CONNECTs and malformed packets, logged rate-limited.
     pub logs: super::connlog::ConnLogs,
+    /// The broker's registry, and this listener's part of it.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub listener: Arc<crate::metrics::ListenerMetrics>,
+    /// The listener's URL, shared by its connections' [`crate::router::ConnInfo`].
+    pub url: Arc<str>,
 }
 
 fn now() -> Instant {
@@ -185,10 +190,23 @@ impl GateWatch {
 }
 
 /// Encodes `p` into the write buffer; a packet that cannot be encoded is
-/// logged and skipped.
-fn write(wbuf: &mut BytesMut, version: Version, peer: &SocketAddr, p: Packet) {
+/// logged and skipped. Counts what is sent: PUBLISH by QoS and bytes,
+/// refused CONNECTs by reason.
+fn write(wbuf: &mut BytesMut, version: Version, peer: &SocketAddr, p: Packet, metrics: &crate::metrics::Metrics) {
+    let counted = match &p {
+        Packet::Publish(p) => Some((p.qos, p.payload.len())),
+        Packet::Forward(f) => Some((f.qos, f.msg.payload.len())),
+        Packet::ConnAck(c) if c.code >= 0x80 => {
+            metrics.refused(c.code);
+            None
+        }
+        _ => None,
+    };
     if let Err(e) = encode_owned(p, version, wbuf) {
         tracing::warn!(%peer, "packet not sent: {e}");
+    } else if let Some((qos, len)) = counted {
+        metrics.sent.add(qos, 1);
+        metrics.sent_bytes.add(qos, len as u64);
     }
 }
 
@@ -616,6 +634,20 @@ impl<S: Transport> Driver<S> {
         // CONNACK and resent in-flight messages now; queued ones follow
         // once those are written (deliver defers while actions wait).
         self.machine.connected(reply, now());
+        if let Some((version, keep_alive, user)) = self.machine.client_info() {
+            self.machine.conn().set_info(crate::router::ConnInfo {
+                user: user.map(str::to_owned),
+                address: self.peer,
+                listener: self.ctx.url.clone(),
+                protocol: match version {
+                    Version::V31 => "3.1",
+                    Version::V311 => "3.1.1",
+                    Version::V5 => "5.0",
+                },
+                keep_alive,
+                connected_at: std::time::SystemTime::now(),
+            });
+        }
         Ok(())
     }
 
@@ -629,8 +661,8 @@ impl<S: Transport> Driver<S> {
             return true;
         }
         let Some(version) = self.machine.version() else { return false };
-        let Driver { machine, wbuf, peer, .. } = self;
-        machine.deliver(now(), DELIVERY_BUDGET, |p| write(wbuf, version, peer, p))
+        let Driver { machine, wbuf, peer, ctx, .. } = self;
+        machine.deliver(now(), DELIVERY_BUDGET, |p| write(wbuf, version, peer, p, &ctx.metrics))
     }
 
     fn write(&mut self, p: Packet) {
@@ -640,7 +672,7 @@ impl<S: Transport> Driver<S> {
                 self.ctx.logs.refused(&self.peer, c.code);
             }
         }
-        write(&mut self.wbuf, version, &self.peer, p);
+        write(&mut self.wbuf, version, &self.peer, p, &self.ctx.metrics);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

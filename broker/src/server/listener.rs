@@ -49,8 +49,9 @@ impl Drop for Slot {
 }
 
 impl ConnLimit {
-    pub(super) fn new(max: Option<usize>) -> ConnLimit {
-        ConnLimit { open: Arc::new(AtomicUsize::new(0)), max, refusing: Arc::new(AtomicUsize::new(0)) }
+    /// A limit of `max` connections, counted in `open` (the listener's gauge).
+    pub(super) fn new(max: Option<usize>, open: Arc<AtomicUsize>) -> ConnLimit {
+        ConnLimit { open, max, refusing: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// A place among the connections served only to be refused.
@@ -86,11 +87,13 @@ pub(super) async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = MIN_BACKOFF;
+                ctx.listener.accepted.inc();
                 let id = ids.fetch_add(1, Ordering::Relaxed);
                 if let Some(slot) = limit.admit() {
                     spawn_conn(&tracker, stream, peer, id, ctx.clone(), false, slot);
                     continue;
                 }
+                ctx.listener.refused_full.inc();
                 if let Some(n) = refusals.event(tokio::time::Instant::now().into_std()) {
                     tracing::info!(%peer, max_connections = limit.max, refused = n, "listener full: refusing connections");
                 }
@@ -146,6 +149,7 @@ async fn serve_upgraded(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<C
             Err(_) => ("handshake", "not done within the connect timeout".to_owned()),
         },
     };
+    ctx.listener.handshake_failures.inc();
     ctx.handshakes.failed(peer, what, &r);
 }
 

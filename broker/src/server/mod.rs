@@ -33,6 +33,7 @@ use crate::auth::{Authenticator, NoEnhancedAuth};
 use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use reload::{Current, GlobalFiles, Reloadable};
 
+use crate::metrics::Metrics;
 use crate::router::{self, Router, RouterMsg, RouterStats};
 use crate::session::budget::QueuePool;
 use crate::session::state::QueueLimits;
@@ -78,6 +79,9 @@ pub struct Broker {
     control: mpsc::WeakSender<RouterMsg>,
     journal: Option<Arc<Journal>>,
     auth_stats: Arc<AuthStats>,
+    /// The HTTP listener's address, if `[http]` is on.
+    http: Option<SocketAddr>,
+    metrics: Arc<Metrics>,
 }
 
 /// Logs the refusals counted since the last line, once per
@@ -102,6 +106,7 @@ fn machine_config(
     journal: Option<&Arc<Journal>>,
     files: Option<Arc<FileAuth>>,
     auth_stats: Arc<AuthStats>,
+    metrics: &Arc<Metrics>,
 ) -> MachineConfig {
     MachineConfig {
         max_packet_size: l.max_packet_size.unwrap_or(cfg.max_packet_size),
@@ -123,6 +128,7 @@ fn machine_config(
         use_username_as_clientid: l.use_username_as_clientid,
         check_session_owner: cfg.check_session_owner,
         auth_stats,
+        metrics: metrics.clone(),
     }
 }
 
@@ -190,16 +196,17 @@ impl Broker {
                 Err(source) => return Err(StartError::Bind { addr, source }),
             }
         }
-        let (addrs, schemes) = listeners
+        let metrics = Metrics::new();
+        let (addrs, schemes): (Vec<SocketAddr>, Vec<&'static str>) = listeners
             .iter()
-            .filter_map(|(socket, l, _, _)| Some((socket.local_addr().ok()?, l.protocol.scheme())))
+            .map(|(socket, l, _, _)| (socket.local_addr().unwrap_or(l.bind), l.protocol.scheme()))
             .unzip();
         let limits = QueueLimits {
             max_messages: cfg.max_queued_messages,
             max_bytes: cfg.max_queued_bytes,
             policy: cfg.queue_full_policy,
             queue_qos0: cfg.queue_qos0_messages,
-            pool: QueuePool::new(cfg.queue_memory_bytes),
+            pool: QueuePool::with_metrics(cfg.queue_memory_bytes, metrics.clone()),
         };
         let (tx, rx) = mpsc::channel(ROUTER_CHANNEL);
         let mut r = Router::new(limits);
@@ -208,6 +215,13 @@ impl Broker {
         r.set_sys_interval(live.sys_interval, now);
         r.apply_live(live, now);
         let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
+        // Bound before the router starts: a taken port stops the start.
+        let http_socket = match &cfg.http {
+            Some(h) => {
+                Some(TcpListener::bind(h.bind).await.map_err(|source| StartError::Bind { addr: h.bind, source })?)
+            }
+            None => None,
+        };
         let router = tokio::spawn(router::run(r, rx));
         let control = tx.downgrade();
         let shutdown = CancellationToken::new();
@@ -217,8 +231,10 @@ impl Broker {
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
         let mut reloadable = Vec::new();
         let auth_stats = Arc::new(AuthStats::default());
+        metrics.register_group(Arc::new(crate::metrics::AuthCollector(auth_stats.clone())));
         tracker.spawn(log_refusals(auth_stats.clone(), shutdown.clone()));
-        for (socket, l, files, tls) in listeners {
+        for ((socket, l, files, tls), (addr, scheme)) in listeners.into_iter().zip(addrs.iter().zip(&schemes)) {
+            let url: Arc<str> = format!("{scheme}://{addr}").into();
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
@@ -229,6 +245,7 @@ impl Broker {
                     journal.as_ref(),
                     files,
                     auth_stats.clone(),
+                    &metrics,
                 ))),
                 shutdown: shutdown.clone(),
                 verbose: cfg.verbose.into(),
@@ -238,13 +255,40 @@ impl Broker {
                 ws: l.protocol.is_ws(),
                 handshakes: tls::Handshakes::default(),
                 logs: connlog::ConnLogs::default(),
+                listener: metrics.listener(url.to_string()),
+                metrics: metrics.clone(),
+                url,
             });
-            let limit = listener::ConnLimit::new(l.max_connections);
+            let limit = listener::ConnLimit::new(l.max_connections, ctx.listener.open.clone());
             reloadable.push(Reloadable { ctx: ctx.clone(), listener: l.clone() });
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
+        let mut http = None;
+        if let (Some(socket), Some(h)) = (http_socket, &cfg.http) {
+            http = Some(socket.local_addr().unwrap_or(h.bind));
+            let state = Arc::new(crate::http::Http {
+                cfg: h.clone(),
+                router: tx.clone(),
+                metrics: metrics.clone(),
+                persistence: cfg.persistence,
+            });
+            tracker.spawn(crate::http::serve(socket, state, shutdown.clone(), tracker.clone()));
+        }
         let cfg = std::sync::Mutex::new(cfg);
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, control, journal, reloadable, cfg, auth_stats })
+        Ok(Broker {
+            addrs,
+            schemes,
+            shutdown,
+            tracker,
+            router,
+            control,
+            journal,
+            reloadable,
+            cfg,
+            auth_stats,
+            http,
+            metrics,
+        })
     }
 
     /// Refused CONNECTs and ACL denials so far, all listeners together.
@@ -255,6 +299,16 @@ impl Broker {
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The HTTP listener's address (port 0 resolved), if `[http]` is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The broker's registry of counters and gauges.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Reads every listener's password, ACL and TLS files again (SIGHUP):
@@ -294,6 +348,7 @@ impl Broker {
                 None,
                 cur.files.clone(),
                 cur.auth_stats.clone(),
+                &cur.metrics,
             );
             m.log = cur.log.clone();
             r.ctx.machine.set(Arc::new(m));
@@ -339,7 +394,7 @@ impl Broker {
         // once the last is gone.
         drop(self.reloadable);
         let stats = match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
-            Ok(Ok(r)) => r.stats,
+            Ok(Ok(r)) => r.stats(),
             _ => RouterStats::default(),
         };
         if let Some(j) = self.journal {
@@ -408,6 +463,11 @@ fn open_store(
     disk_quotas(cfg, &journal.spill);
     let journal = Arc::new(journal);
     let now = tokio::time::Instant::now().into_std();
+    let began = std::time::Instant::now();
     router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));
+    // Its start-up snapshot's duration.
+    router.metrics().snapshot_micros.set(began.elapsed().as_micros() as i64);
+    router.metrics().snapshots.inc();
+    router.metrics().set_store(journal.clone());
     Ok(journal)
 }

@@ -60,14 +60,26 @@ pub struct QueuePool {
     used: AtomicUsize,
     /// Where queues spill once past their memory share (persistence on).
     spill: OnceLock<Arc<SpillDir>>,
+    /// The broker's registry, where queues count what they hold and drop.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl QueuePool {
     pub fn new(limit: usize) -> Arc<QueuePool> {
+        Self::with_metrics(limit, crate::metrics::Metrics::new())
+    }
+
+    /// A pool whose queues count into `metrics` (the broker's registry).
+    pub fn with_metrics(limit: usize, metrics: Arc<crate::metrics::Metrics>) -> Arc<QueuePool> {
         // A queue counts its bytes in a `u32` (its memory queue is then 48
         // bytes, one connection's share of the allocator's 48-byte class).
         let share = (limit / 4).min(u32::MAX as usize);
-        Arc::new(QueuePool { limit, share, used: AtomicUsize::new(0), spill: OnceLock::new() })
+        Arc::new(QueuePool { limit, share, used: AtomicUsize::new(0), spill: OnceLock::new(), metrics })
+    }
+
+    /// The broker's registry (the router's too: it takes it from here).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Lets queues spill to `dir` (once; later calls are ignored).

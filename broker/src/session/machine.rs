@@ -61,6 +61,8 @@ pub struct MachineConfig {
     pub check_session_owner: bool,
     /// The broker's counters of refusals (`crate::auth::stats`).
     pub auth_stats: Arc<crate::auth::stats::AuthStats>,
+    /// The broker's registry (drops counted here: too large, ACL).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Whether `p` fits the client's Maximum Packet Size [MQTT-3.1.2-24].
@@ -272,6 +274,15 @@ impl Machine {
     pub fn client_id(&self) -> Option<&str> {
         match &self.state {
             State::Connected(c) => Some(&c.client_id),
+            _ => None,
+        }
+    }
+
+    /// Once connected: the protocol, the keep-alive granted (seconds) and
+    /// the user name (for the admin API).
+    pub fn client_info(&self) -> Option<(Version, u16, Option<&str>)> {
+        match &self.state {
+            State::Connected(c) => Some((c.version, c.keep_alive, c.auth.as_ref().and_then(|a| a.username.as_deref()))),
             _ => None,
         }
     }

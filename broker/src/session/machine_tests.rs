@@ -36,6 +36,7 @@ pub(in crate::session) fn cfg() -> MachineConfig {
         use_username_as_clientid: false,
         check_session_owner: false,
         auth_stats: Default::default(),
+        metrics: crate::metrics::Metrics::new(),
     }
 }
 
@@ -557,6 +558,10 @@ fn publish_larger_than_the_clients_maximum_packet_size_is_dropped() {
     let payloads: Vec<&[u8]> =
         sent.iter().filter_map(|p| if let Packet::Publish(p) = p { Some(&p.payload[..]) } else { None }).collect();
     assert_eq!(payloads, vec![&b"ok"[..]]);
+    // Counted in the broker's registry, which outlives the connection.
+    let metrics = s.m.config().metrics.clone();
+    drop(s);
+    assert_eq!(metrics.drops.too_large.get(), 1);
 }
 
 #[test]

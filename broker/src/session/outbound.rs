@@ -158,6 +158,7 @@ impl Machine {
                         use crate::auth::stats::Denial;
                         stats.count(if d.retain { Denial::Retained } else { Denial::Delivery });
                         // Not delivered, as if acknowledged.
+                        self.cfg.metrics.drops.acl.inc();
                         if pkid != 0 {
                             session.lock().complete(pkid);
                         }
@@ -171,6 +172,8 @@ impl Machine {
                 match c.out.publish(&d, pkid, false, now) {
                     Some(p) => emit(p),
                     None => {
+                        // Counted in the registry too: it outlives the connection.
+                        self.cfg.metrics.drops.too_large.inc();
                         if pkid != 0 {
                             session.lock().complete(pkid);
                         }
@@ -213,6 +216,7 @@ impl Machine {
             self.gated_send(p);
         }
         for pkid in too_large {
+            self.cfg.metrics.drops.too_large.inc();
             st.complete(pkid);
         }
     }

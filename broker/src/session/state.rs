@@ -49,6 +49,11 @@ pub trait MessageQueue: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The oldest waiting delivery if it is in memory, without I/O (the
+    /// admin API's oldest message age); `None` if it is not, or none waits.
+    fn front_in_memory(&self) -> Option<&Delivery> {
+        None
+    }
 }
 
 /// The in-memory queue, its bytes charged to the memory budget.
@@ -84,6 +89,9 @@ impl MessageQueue for MemQueue {
         }
     }
     fn front(&mut self) -> Option<&Delivery> {
+        self.0.front()
+    }
+    fn front_in_memory(&self) -> Option<&Delivery> {
         self.0.front()
     }
     fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
@@ -221,6 +229,14 @@ pub struct SessionState {
     /// The session this is the state of, woken by a spill queue when a
     /// chunk it read back is there (none in tests of the state alone).
     waker: std::sync::Weak<SharedSession>,
+}
+
+/// What a session leaves in the registry's queue gauges goes with it
+/// (each change was counted where it happened: [`SessionState::count`]).
+impl Drop for SessionState {
+    fn drop(&mut self) {
+        self.count(-(self.queue.len() as i64), -(self.queued_bytes as i64), -(self.inflight.len() as i64));
+    }
 }
 
 /// The record of a queue entry.
@@ -420,6 +436,7 @@ impl SessionState {
             }
         }
         self.queued_bytes += cost;
+        self.count(1, cost as i64, 0);
         d.seq = self.next_seq;
         self.next_seq += 1;
         if self.stored(&d) {
@@ -429,9 +446,34 @@ impl SessionState {
         Enqueued::Queued
     }
 
+    /// Counts a change of this session's queue (messages, bytes) and
+    /// in-flight window in the registry's gauges: a relaxed add for each
+    /// that changed. (Counted as they happen, not kept per session: the
+    /// session's allocation has no room left in its size class.)
+    fn count(&self, messages: i64, bytes: i64, inflight: i64) {
+        let m = self.limits.pool.metrics();
+        for (g, n) in [(&m.queued_messages, messages), (&m.queued_bytes, bytes), (&m.inflight, inflight)] {
+            if n != 0 {
+                g.add(n);
+            }
+        }
+    }
+
+    /// The payload and topic bytes of the queued messages.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// When the oldest queued message was received, if the queue holds it
+    /// in memory (a spilled queue's head may be on disk: `None`).
+    pub fn oldest_queued(&self) -> Option<Instant> {
+        self.queue.front_in_memory().map(|d| d.msg.received)
+    }
+
     fn pop_queued(&mut self) -> Option<Delivery> {
         let d = self.queue.pop_front()?;
         self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+        self.count(-1, -(d.msg.cost() as i64), 0);
         // A drop episode ends once the queue has drained to half what it
         // held when it began, so sustained overload logs once, not once per burst.
         if self.drop_episode.is_some_and(|n| self.queue.len() <= n as usize / 2) {
@@ -465,6 +507,7 @@ impl SessionState {
             let d = self.pop_queued()?;
             if d.msg.expired(now) {
                 self.record_pop(&d, 0);
+                self.limits.pool.metrics().drops.expired.inc();
                 continue;
             }
             if d.qos == QoS::AtMostOnce {
@@ -474,6 +517,7 @@ impl SessionState {
             self.record_pop(&d, pkid);
             self.inflight_ids.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
+            self.count(0, 0, 1);
             return Some((d, pkid));
         }
     }
@@ -497,6 +541,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
                 self.inflight.remove(i);
+                self.count(0, 0, -1);
                 self.inflight_ids.remove(&pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
@@ -523,6 +568,7 @@ impl SessionState {
         match self.position(pkid) {
             Some(i) => {
                 self.inflight.remove(i);
+                self.count(0, 0, -1);
                 self.inflight_ids.remove(&pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
@@ -583,6 +629,7 @@ impl SessionState {
             }
             _ => true,
         });
+        self.count(0, 0, -(acked.len() as i64));
         for pkid in acked {
             self.inflight_ids.remove(&pkid);
             if self.journal.is_some() {
@@ -592,6 +639,7 @@ impl SessionState {
         let taken = self.queue.take_where(&mut |d| d.shared.is_some());
         for d in &taken {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
+            self.count(-1, -(d.msg.cost() as i64), 0);
             if self.stored(d) {
                 records.push(Record::Pop { key: self.key, seq: d.seq, pkid: 0 });
             }
@@ -673,12 +721,14 @@ impl SessionState {
             self.next_pkid = pkid.checked_add(1).unwrap_or(1).max(1);
             self.inflight_ids.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage });
+            self.count(0, 0, 1);
         }
         for (seq, entry) in stored.queue.iter() {
             max_seq = max_seq.max(seq.saturating_add(1));
             let Some(msg) = message(entry.mid) else { continue };
             let d = delivery(seq, entry, msg);
             self.queued_bytes += d.msg.cost();
+            self.count(1, d.msg.cost() as i64, 0);
             self.queue.push_back(d);
         }
         self.next_seq = max_seq;

@@ -128,6 +128,20 @@ pub struct LogStats {
     pub bytes_deleted: AtomicU64,
     /// Requests of [`Log::delete_before`] the writer has carried out.
     pub deletions_done: AtomicU64,
+    /// Records appended (by the router and the sessions).
+    pub appends: AtomicU64,
+    /// How long each `fdatasync` took.
+    pub sync_latency: crate::metrics::Histogram,
+    /// The last write or sync error and when (written by the log thread
+    /// only when one happens, read by the admin API).
+    pub last_error: std::sync::Mutex<Option<(std::time::SystemTime, String)>>,
+}
+
+impl LogStats {
+    fn error(&self, e: &io::Error) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some((std::time::SystemTime::now(), e.to_string()));
+    }
 }
 
 /// Bytes of framed records waiting for the writer beyond which the log has
@@ -419,6 +433,7 @@ impl Log {
         // they are queued in LSN order. If the writer thread is gone the
         // broker is stopping; the record is lost exactly as it would be in
         // a crash at this moment.
+        self.stats.appends.fetch_add(1, Ordering::Relaxed);
         self.pending.push(fill)
     }
 
@@ -601,6 +616,7 @@ impl Writer {
         created: &mut Vec<PathBuf>,
     ) -> bool {
         tracing::error!("log: write failed: {e}; acknowledgements wait until the disk takes writes again");
+        self.stats.error(&e);
         self.stats.failing.store(true, Ordering::Relaxed);
         let mut errors = 1u64;
         let mut backoff = RETRY_MIN;
@@ -621,6 +637,7 @@ impl Writer {
                 }
                 Err(e) => {
                     self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.error(&e);
                     errors += 1;
                     if errors.is_power_of_two() {
                         tracing::error!(failed_attempts = errors, "log: writes still fail: {e}");
@@ -714,7 +731,9 @@ impl Writer {
 
     fn sync(&mut self) -> io::Result<()> {
         if self.cfg.sync != SyncMode::Never {
+            let began = std::time::Instant::now();
             self.file.sync()?;
+            self.stats.sync_latency.observe(began.elapsed());
             self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-pub use log::{Log, LogConfig, Loss, Lsn, Recovery, SyncMode};
+pub use log::{Log, LogConfig, LogStats, Loss, Lsn, Recovery, SyncMode};
 pub use record::{Record, StoredMessage};
 pub use recover::Model;
 

@@ -1,0 +1,225 @@
+//! The HTTP listener end to end: `GET /metrics` scraped and parsed with a
+//! real parser of the Prometheus exposition format (`prometheus-parse`),
+//! the admin API with a real HTTP client (`ureq`): authentication, paged
+//! lists over thousands of sessions, and the actions (an MQTT 5 client
+//! disconnected by the API gets DISCONNECT 0x98 Administrative action).
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use edgemq::http::HttpConfig;
+use serde_json::Value;
+
+const TOKEN: &str = "s3cret-token";
+
+async fn broker() -> (TestBroker, SocketAddr) {
+    let b = TestBroker::start_with(|c| {
+        c.http = Some(HttpConfig { token: Some(TOKEN.into()), ..HttpConfig::local("127.0.0.1:0".parse().unwrap()) });
+    })
+    .await;
+    let http = b.broker.http_addr().expect("the HTTP listener is on");
+    (b, http)
+}
+
+/// `method` on `path`, with `auth` as the Authorization header; the
+/// status and the body. Run off the async workers (ureq blocks).
+async fn request(http: SocketAddr, method: &'static str, path: &str, auth: Option<String>) -> (u16, String) {
+    let url = format!("http://{http}{path}");
+    let call = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut resp = match method {
+            "DELETE" => {
+                let r = agent.delete(&url);
+                match auth {
+                    Some(a) => r.header("Authorization", a).call(),
+                    None => r.call(),
+                }
+            }
+            _ => {
+                let r = agent.get(&url);
+                match auth {
+                    Some(a) => r.header("Authorization", a).call(),
+                    None => r.call(),
+                }
+            }
+        }
+        .expect("HTTP request");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().expect("body"))
+    });
+    within("HTTP request", call).await.expect("request task")
+}
+
+fn bearer() -> Option<String> {
+    Some(format!("Bearer {TOKEN}"))
+}
+
+async fn get_json(http: SocketAddr, path: &str) -> Value {
+    let (status, body) = request(http, "GET", path, bearer()).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_refused() {
+    let (b, http) = broker().await;
+    for path in ["/metrics", "/api/clients", "/api/store"] {
+        assert_eq!(request(http, "GET", path, None).await.0, 401, "{path}");
+        assert_eq!(request(http, "GET", path, Some("Bearer wrong".into())).await.0, 401, "{path}");
+    }
+    assert_eq!(request(http, "DELETE", "/api/sessions/x", None).await.0, 401);
+    assert_eq!(request(http, "GET", "/api/nothing", bearer()).await.0, 404);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn basic_authentication_is_checked() {
+    let b = TestBroker::start_with(|c| {
+        let basic = Some(("admin".into(), "pw".into()));
+        c.http = Some(HttpConfig { basic, ..HttpConfig::local("127.0.0.1:0".parse().unwrap()) });
+    })
+    .await;
+    let http = b.broker.http_addr().unwrap();
+    // base64("admin:pw"), base64("admin:px")
+    assert_eq!(request(http, "GET", "/api/store", Some("Basic YWRtaW46cHc=".into())).await.0, 200);
+    assert_eq!(request(http, "GET", "/api/store", Some("Basic YWRtaW46cHg=".into())).await.0, 401);
+    assert_eq!(request(http, "GET", "/api/store", None).await.0, 401);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_are_scraped_in_the_prometheus_format() {
+    let (b, http) = broker().await;
+    let mut sub = Raw::v5(b.addr, "sub").await;
+    sub.subscribe(1, &[("t/#", 1)]).await;
+    let mut publisher = Raw::v311(b.addr, "pub").await;
+    for i in 0..3u16 {
+        publisher.publish("t/a", 1, false, i + 1, b"12345").await;
+    }
+    publisher.publish("t/r", 0, true, 0, b"xy").await;
+    for _ in 0..4 {
+        sub.receive_acked().await;
+    }
+    // Refused: a 3.1.1 client with a wrong protocol level.
+    let mut bad = Raw::open(b.addr).await;
+    let mut connect = connect_packet(&ConnectOpts::new(Proto::V311, "bad"));
+    connect[8] = 9; // the protocol level, after the fixed header and "MQTT"
+    bad.send(&connect).await;
+    let _ = bad.expect_closed("refused CONNECT").await;
+
+    let (status, text) = request(http, "GET", "/metrics", bearer()).await;
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("exposition format");
+    assert_eq!(sample(&scrape, "edgemq_messages_received_total", Some(("qos", "1"))), 3.0);
+    assert_eq!(sample(&scrape, "edgemq_messages_received_total", Some(("qos", "0"))), 1.0);
+    assert_eq!(sample(&scrape, "edgemq_bytes_received_total", Some(("qos", "1"))), 15.0);
+    assert_eq!(sample(&scrape, "edgemq_messages_sent_total", Some(("qos", "1"))), 3.0);
+    assert_eq!(sample(&scrape, "edgemq_messages_sent_total", Some(("qos", "0"))), 1.0);
+    assert_eq!(sample(&scrape, "edgemq_bytes_sent_total", Some(("qos", "1"))), 15.0);
+    assert_eq!(sample(&scrape, "edgemq_deliveries_total", None), 4.0);
+    assert_eq!(sample(&scrape, "edgemq_sessions_online", None), 2.0);
+    assert_eq!(sample(&scrape, "edgemq_retained_messages", None), 1.0);
+    assert_eq!(sample(&scrape, "edgemq_subscriptions", None), 1.0);
+    assert_eq!(sample(&scrape, "edgemq_connects_refused_total", Some(("reason", "protocol_version"))), 1.0);
+    let url = format!("mqtt://{}", b.addr);
+    assert_eq!(sample(&scrape, "edgemq_listener_connections_accepted_total", Some(("listener", &url))), 3.0);
+    // The refused one may still be lingering (closing).
+    assert!(sample(&scrape, "edgemq_listener_connections_open", Some(("listener", &url))) >= 2.0);
+    assert!(sample(&scrape, "edgemq_store_appends_total", None) > 0.0);
+    let hist = scrape.samples.iter().find(|s| s.metric == "edgemq_store_sync_seconds").expect("sync histogram");
+    assert!(matches!(hist.value, prometheus_parse::Value::Histogram(_)), "{hist:?}");
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn clients_are_listed_and_disconnected_with_0x98() {
+    let (b, http) = broker().await;
+    let mut c5 = Raw::connect(b.addr, &ConnectOpts::new(Proto::V5, "dev/5").keep_alive(30)).await.0;
+    c5.subscribe(1, &[("a", 1)]).await;
+    let mut publisher = Raw::v311(b.addr, "pub").await;
+    publisher.publish("keep/me", 0, true, 0, b"r").await;
+    publisher.publish("drop/me", 0, true, 0, b"r").await;
+
+    let v = get_json(http, "/api/clients").await;
+    let c = v["items"].as_array().unwrap().iter().find(|c| c["client_id"] == "dev/5").expect("listed").clone();
+    assert_eq!(c["protocol"], "5.0");
+    assert_eq!(c["keep_alive"], 30);
+    assert_eq!(c["listener"], format!("mqtt://{}", b.addr));
+    assert!(c["address"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(v["next"], Value::Null);
+    let subs = get_json(http, "/api/subscriptions").await;
+    let s = subs["items"].as_array().unwrap().iter().find(|s| s["client_id"] == "dev/5").unwrap().clone();
+    assert_eq!(s["subscriptions"][0]["filter"], "a");
+    let retained = get_json(http, "/api/retained?limit=1").await;
+    assert_eq!((retained["items"][0]["topic"].as_str(), retained["next"].as_str()), (Some("drop/me"), Some("drop/me")));
+    assert_eq!(get_json(http, "/api/listeners").await["items"][0]["open"], 2);
+    assert_eq!(get_json(http, "/api/store").await["healthy"], true);
+
+    // [MQTT-3.14.2-1]-style server DISCONNECT with reason 0x98.
+    assert_eq!(request(http, "DELETE", "/api/clients/dev%2F5", bearer()).await.0, 200);
+    let seen = c5.expect_closed("disconnect by the admin API").await;
+    assert_v5_disconnect(&seen, 0x98, "admin disconnect");
+    assert_eq!(request(http, "DELETE", "/api/clients/nobody", bearer()).await.0, 404);
+    assert_eq!(request(http, "DELETE", "/api/retained/drop/me", bearer()).await.0, 200);
+    let retained = get_json(http, "/api/retained").await;
+    let topics: Vec<&str> =
+        retained["items"].as_array().unwrap().iter().map(|m| m["topic"].as_str().unwrap()).collect();
+    assert_eq!(topics, ["keep/me"]);
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn thousands_of_sessions_are_paged_and_deleted() {
+    const N: usize = 2_500;
+    let (b, http) = broker().await;
+    let addr = b.addr;
+    // Persistent 3.1.1 sessions left offline, 25 connecting at a time.
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..25 {
+        tasks.spawn(async move {
+            for i in (w..N).step_by(25) {
+                let o = ConnectOpts::new(Proto::V311, &format!("s{i:05}")).clean(false);
+                Raw::connect(addr, &o).await.0.disconnect().await;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("session task");
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/sessions?limit=100".to_owned();
+    loop {
+        let v = get_json(http, &path).await;
+        let items = v["items"].as_array().unwrap();
+        assert!(items.len() <= 100);
+        seen.extend(items.iter().map(|s| s["client_id"].as_str().unwrap().to_owned()));
+        match v["next"].as_str() {
+            Some(next) => path = format!("/api/sessions?limit=100&after={next}"),
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("s{i:05}")).collect();
+    assert_eq!(seen, want, "every session once, in order");
+    let one = get_json(http, "/api/sessions?limit=1").await;
+    assert_eq!(one["items"][0]["online"], false);
+    assert_eq!(one["items"][0]["queued_messages"], 0);
+    assert_eq!(request(http, "DELETE", "/api/sessions/s00000", bearer()).await.0, 200);
+    assert_eq!(get_json(http, "/api/sessions?limit=1").await["items"][0]["client_id"], "s00001");
+    b.shutdown().await;
+}
