@@ -233,6 +233,8 @@ pub struct Config {
     /// Compact the store's log once it exceeds this many bytes (and twice
     /// its size after the previous compaction).
     pub compact_bytes: u64,
+    /// `[[bridge]]` tables: connections to remote brokers (`bridge/`).
+    pub bridges: Vec<crate::bridge::BridgeConfig>,
 }
 
 impl Default for Config {
@@ -272,6 +274,7 @@ impl Default for Config {
             persistence: true,
             sync: crate::store::SyncMode::Batch,
             compact_bytes: 64 * 1024 * 1024,
+            bridges: Vec::new(),
         }
     }
 }
@@ -356,6 +359,7 @@ struct FileConfig {
     persistence: Option<bool>,
     sync: Option<crate::store::SyncMode>,
     compact_bytes: Option<u64>,
+    bridge: Option<Vec<crate::bridge::config::FileBridge>>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -684,6 +688,10 @@ impl Config {
                         e.get_ref()
                     ),
                 })?;
+            }
+            if let Some(tables) = f.bridge {
+                let origin = Origin { file: Some((path, text)) };
+                cfg.bridges = crate::bridge::config::resolve(tables).map_err(|(k, at, m)| origin.at(k, at, m))?;
             }
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);

@@ -77,6 +77,7 @@ impl Machine {
     pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
         self.client_max = c.maximum_packet_size.filter(|_| c.version.is_v5());
+        self.bridge = c.bridge;
         self.conn.set_v5(c.version.is_v5());
         if let Some(code) = self.refusal {
             return self.refuse(code);
@@ -426,6 +427,7 @@ impl Machine {
             .iter()
             .map(|f| self.acl_allows(shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real), Access::Subscribe))
             .collect();
+        let bridge = self.bridge;
         let Some(c) = self.connected_mut() else { return };
         let version = c.version;
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -449,6 +451,14 @@ impl Machine {
                 tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE beyond max_subscriptions_per_client");
                 codes.push(if version.is_v5() { reason::QUOTA_EXCEEDED } else { 0x80 });
                 continue;
+            }
+            let mut f = f;
+            if bridge && !is_shared {
+                // A 3.1/3.1.1 bridge (level | 0x80) gets MQTT 5's No Local
+                // and Retain As Published, as Mosquitto gives them: what it
+                // sent is not echoed back, retained flags survive the hop.
+                f.options.no_local = true;
+                f.options.retain_as_published = true;
             }
             if is_shared && f.options.no_local {
                 drop(st);
