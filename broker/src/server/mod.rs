@@ -69,6 +69,8 @@ pub struct Broker {
     tracker: TaskTracker,
     router: JoinHandle<Router>,
     journal: Option<Arc<Journal>>,
+    /// The bridges' queues (`crate::bridge`), closed at shutdown.
+    bridge_queues: Vec<Arc<crate::bridge::fifo::Fifo>>,
 }
 
 /// The settings of the connections of listener `l`: its limits, or else
@@ -185,10 +187,14 @@ impl Broker {
             max_sessions: cfg.max_sessions,
             retained: RetainedLimits { max_messages: cfg.max_retained_messages, max_bytes: cfg.max_retained_bytes },
         });
-        let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
+        let journal = if cfg.persistence { Some(open_store(&cfg, fs.clone(), &mut r)?) } else { None };
+        let mut bridges = crate::bridge::Bridges::open(&cfg, fs, &mut r)
+            .map_err(|(dir, source)| StartError::Store { dir, source })?;
         let router = tokio::spawn(router::run(r, rx));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        bridges.spawn(&tx, journal.as_ref(), &shutdown, &tracker);
+        let bridge_queues = bridges.fifos();
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
@@ -217,7 +223,7 @@ impl Broker {
             tracker.spawn(listener::accept_loop(socket, ctx, limit, tracker.clone(), ids.clone()));
         }
         let global = GlobalFiles { password_file: cfg.password_file.clone(), acl_file: cfg.acl_file.clone() };
-        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global })
+        Ok(Broker { addrs, schemes, shutdown, tracker, router, journal, reloadable, global, bridge_queues })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -256,6 +262,13 @@ impl Broker {
         if let Some(j) = self.journal {
             // Everything appended is written and synced before we return.
             let _ = tokio::task::spawn_blocking(move || j.close()).await;
+        }
+        for q in self.bridge_queues {
+            let _ = tokio::task::spawn_blocking(move || {
+                q.close();
+                let _ = q.persist();
+            })
+            .await;
         }
         stats
     }

@@ -12,6 +12,7 @@ mod raw;
 mod rumq;
 
 pub use packets::*;
+#[allow(unused_imports)] // not every test binary uses the raw client
 pub use raw::*;
 #[allow(unused_imports)] // not every test binary uses rumqttc
 pub use rumq::*;

@@ -1,0 +1,261 @@
+//! The bridge (`[[bridge]]`, broker/src/bridge/) end to end: an in-process
+//! edgemq "edge" bridged to Debian's Mosquitto (started by the test) or to
+//! another in-process edgemq as "the cloud". The kill -9 test with the
+//! real binary is `broker/tests/bridge_crash.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use edgemq::bridge::BridgeConfig;
+use rumqttc::QoS;
+use tokio::process::{Child, Command};
+
+fn have_mosquitto() -> bool {
+    let ok =
+        std::process::Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !ok {
+        eprintln!("skipped: mosquitto is not installed");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Mosquitto broker with persistence in its own directory.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    async fn start(port: u16, dir: &Path) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        let text = format!(
+            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n",
+            dir.display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        within("mosquitto to listen", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        Mosquitto { child, port }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// SIGTERM (it saves its persistence file), then wait.
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        within("mosquitto to stop", self.child.wait()).await.unwrap();
+    }
+}
+
+/// A bridge from the config-file syntax, as a user writes it.
+fn bridge(name: &str, addresses: &[String], topics: &[&str], extra: &str) -> BridgeConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edgemq.toml");
+    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    let rules: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
+    let text = format!(
+        "[[bridge]]\nname = \"{name}\"\naddresses = [{}]\ntopics = [{}]\nreconnect_min_ms = 100\nreconnect_max_ms = 500\nconnect_timeout_secs = 2\n{extra}\n",
+        addrs.join(", "),
+        rules.join(", ")
+    );
+    std::fs::write(&path, text).unwrap();
+    let args = edgemq::config::Args { config: Some(path), ..Default::default() };
+    edgemq::Config::from_args(&args).unwrap().bridges.remove(0)
+}
+
+async fn edge_with(bridges: Vec<BridgeConfig>) -> TestBroker {
+    TestBroker::start_with(|c| c.bridges = bridges).await
+}
+
+fn v4(addr: SocketAddr, id: &str, clean: bool) -> rumqttc::MqttOptions {
+    let mut o = V4Client::options(addr, id);
+    o.set_clean_session(clean);
+    o.set_inflight(100);
+    o
+}
+
+/// Publishes `n` numbered QoS 1 messages and waits for every PUBACK.
+async fn publish_numbered(addr: SocketAddr, topic: &str, from: u32, n: u32) {
+    let (mut c, _) = V4Client::connect(v4(addr, "numbered-pub", true)).await;
+    let mut acked = 0;
+    for i in from..from + n {
+        c.client.publish(topic, QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+        // Keep the request channel from filling; count acks as they come.
+        while let Ok(p) = c.rx.try_recv() {
+            acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_)));
+        }
+    }
+    within("every PUBACK", async {
+        while acked < n {
+            if let Some(rumqttc::Packet::PubAck(_)) = c.rx.recv().await {
+                acked += 1;
+            }
+        }
+    })
+    .await;
+}
+
+/// Receives until every number in `0..n` was seen: the first sight of
+/// each comes in order; returns the count of duplicates.
+async fn receive_numbered(c: &mut V4Client, n: u32, limit: Duration) -> u32 {
+    let mut next = 0u32;
+    let mut dups = 0;
+    tokio::time::timeout(limit, async {
+        while next < n {
+            let p = c.next_publish().await;
+            let i: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+            if i < next {
+                dups += 1;
+            } else {
+                assert_eq!(i, next, "out of order: {i} after {}", next.wrapping_sub(1));
+                next += 1;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {next} of {n} arrived"));
+    dups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_while_mosquitto_is_down_then_delivered_in_order() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The cloud's subscriber leaves a persistent session there first.
+    let cloud = Mosquitto::start(port, mdir.path()).await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr(), "cloud-sub", false)).await;
+    sub.subscribe("site1/sensors/#", QoS::AtLeastOnce).await;
+    drop(sub);
+    cloud.stop().await;
+    let edge =
+        edge_with(vec![bridge("cloud", &[format!("127.0.0.1:{port}")], &["sensors/# out 1 \"\" site1/"], "")]).await;
+    // Acknowledged by the edge while the cloud is down: durable in the bridge queue.
+    publish_numbered(edge.addr, "sensors/t", 0, 2000).await;
+    let cloud = Mosquitto::start(port, mdir.path()).await;
+    let (mut sub, present) = V4Client::connect(v4(cloud.addr(), "cloud-sub", false)).await;
+    assert!(present);
+    let dups = receive_numbered(&mut sub, 2000, Duration::from_secs(30)).await;
+    assert_eq!(dups, 0, "no restart, no reconnect: no duplicates");
+    edge.shutdown().await;
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_rules_bring_the_clouds_messages_home_with_the_prefixes() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let cloud = Mosquitto::start(free_port(), mdir.path()).await;
+    let edge = edge_with(vec![bridge("cloud", &[cloud.addr().to_string()], &["cmd/# in 1 edge/ site1/"], "")]).await;
+    let mut local = V4Client::simple(edge.addr, "local-sub").await;
+    local.subscribe("edge/cmd/#", QoS::AtLeastOnce).await;
+    let state = V4Client::simple(edge.addr, "state-sub").await;
+    let mut state = state;
+    state.subscribe("$SYS/broker/connection/cloud/state", QoS::AtLeastOnce).await;
+    // The notification says when the bridge is up (retained "1").
+    within("bridge up", async {
+        loop {
+            let p = state.next_publish().await;
+            if &p.payload[..] == b"1" {
+                return;
+            }
+        }
+    })
+    .await;
+    let (cloud_pub, _) = V4Client::connect(v4(cloud.addr(), "cloud-pub", true)).await;
+    cloud_pub.client.publish("site1/cmd/valve", QoS::AtLeastOnce, false, "open").await.unwrap();
+    let p = local.next_publish().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("edge/cmd/valve", &b"open"[..], QoS::AtLeastOnce));
+    edge.shutdown().await;
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edgemq_bridged_both_ways_do_not_loop_nor_echo_retained() {
+    let cloud = TestBroker::start().await;
+    for v in ["3.1.1", "5"] {
+        let edge = edge_with(vec![bridge(
+            "up",
+            &[cloud.addr.to_string()],
+            &["# both 1"],
+            &format!("protocol_version = \"{v}\"\nclient_id = \"edge-{v}\""),
+        )])
+        .await;
+        let mut on_cloud = V4Client::simple(cloud.addr, "cloud-watch").await;
+        on_cloud.subscribe("loop/#", QoS::AtLeastOnce).await;
+        let mut on_edge = V4Client::simple(edge.addr, "edge-watch").await;
+        on_edge.subscribe("loop/#", QoS::AtLeastOnce).await;
+        // Wait for the bridge's subscription on the cloud: a probe from the cloud reaches the edge.
+        let probe = V4Client::simple(cloud.addr, "cloud-probe").await;
+        within("the bridge to subscribe", async {
+            loop {
+                probe.client.publish("loop/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+                if let Ok(p) = tokio::time::timeout(Duration::from_millis(200), on_edge.next_publish()).await {
+                    if p.topic == "loop/probe" {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        // Drain the probes.
+        while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
+        while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+        let edge_pub = V4Client::simple(edge.addr, "edge-pub").await;
+        edge_pub.client.publish("loop/x", QoS::AtLeastOnce, true, "r1").await.unwrap();
+        let got = on_cloud.next_publish().await;
+        assert_eq!((got.topic.as_str(), &got.payload[..]), ("loop/x", &b"r1"[..]));
+        assert_eq!(on_edge.next_publish().await.topic, "loop/x", "the local subscriber once");
+        // Nothing comes back: the edge's subscriber would see a second copy.
+        assert!(tokio::time::timeout(QUIET * 3, on_edge.next_publish()).await.is_err(), "echoed back ({v})");
+        assert!(tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_err(), "looped ({v})");
+        edge.shutdown().await;
+        // Clear the retained message for the next round.
+        edge_pub.client.disconnect().await.ok();
+        let clear = V4Client::simple(cloud.addr, "clear").await;
+        clear.client.publish("loop/x", QoS::AtLeastOnce, true, "").await.unwrap();
+        tokio::time::sleep(QUIET).await;
+    }
+    cloud.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_second_address() {
+    let cloud = TestBroker::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let edge = edge_with(vec![bridge("up", &[dead, cloud.addr.to_string()], &["s/# out 1"], "")]).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    publish_numbered(edge.addr, "s/1", 0, 100).await;
+    receive_numbered(&mut sub, 100, Duration::from_secs(20)).await;
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
