@@ -36,9 +36,14 @@ struct Mosquitto {
 
 impl Mosquitto {
     async fn start(port: u16, dir: &Path) -> Mosquitto {
+        Self::start_with(port, dir, "").await
+    }
+
+    /// With more configuration (a `connection` section, say).
+    async fn start_with(port: u16, dir: &Path, extra: &str) -> Mosquitto {
         let conf = dir.join("mosquitto.conf");
         let text = format!(
-            "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n",
+            "{extra}\nuser root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n",
             dir.display()
         );
         std::fs::write(&conf, text).unwrap();
@@ -258,4 +263,55 @@ async fn fails_over_to_the_second_address() {
     receive_numbered(&mut sub, 100, Duration::from_secs(20)).await;
     edge.shutdown().await;
     cloud.shutdown().await;
+}
+
+/// Mosquitto bridging into edgemq (`connection`, `try_private` on by
+/// default: protocol level 0x84) is accepted, and gets No Local and
+/// Retain As Published on its subscriptions: its messages are not echoed
+/// back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mosquitto_bridge_into_edgemq_is_accepted_and_not_echoed() {
+    if !have_mosquitto() {
+        return;
+    }
+    let edge = TestBroker::start().await;
+    let mdir = tempfile::tempdir().unwrap();
+    let section = format!("connection to-edge\naddress 127.0.0.1:{}\ntopic m/# both 1\n", edge.port());
+    let cloud = Mosquitto::start_with(free_port(), mdir.path(), &section).await;
+    let mut on_cloud = V4Client::simple(cloud.addr(), "cloud-watch").await;
+    on_cloud.subscribe("m/#", QoS::AtLeastOnce).await;
+    let mut on_edge = V4Client::simple(edge.addr, "edge-watch").await;
+    on_edge.subscribe("m/#", QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
+    // Until Mosquitto's bridge is connected and subscribed, probes are lost.
+    within("Mosquitto's bridge to carry a message", async {
+        loop {
+            cloud_pub.client.publish("m/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+            if let Ok(p) = tokio::time::timeout(Duration::from_millis(300), on_edge.next_publish()).await {
+                if p.topic == "m/probe" {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
+    while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+    cloud_pub.client.publish("m/x", QoS::AtLeastOnce, true, "from-cloud").await.unwrap();
+    let p = on_edge.next_publish().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("m/x", &b"from-cloud"[..]));
+    assert_eq!(on_cloud.next_publish().await.topic, "m/x");
+    // Not echoed back by edgemq: the cloud's subscriber sees it once.
+    assert!(tokio::time::timeout(QUIET * 3, on_cloud.next_publish()).await.is_err(), "echoed back to Mosquitto");
+    assert!(tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_err(), "a second copy on edgemq");
+    // edgemq keeps RETAIN on what it forwards to the bridge: Mosquitto retains it.
+    let edge_pub = V4Client::simple(edge.addr, "edge-pub").await;
+    edge_pub.client.publish("m/r", QoS::AtLeastOnce, true, "kept").await.unwrap();
+    assert_eq!(on_cloud.next_publish().await.topic, "m/r");
+    let mut late = V4Client::simple(cloud.addr(), "late").await;
+    late.subscribe("m/r", QoS::AtLeastOnce).await;
+    let p = late.next_publish().await;
+    assert!(p.retain && &p.payload[..] == b"kept", "retained on Mosquitto: {p:?}");
+    edge.shutdown().await;
+    cloud.stop().await;
 }

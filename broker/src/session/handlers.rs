@@ -163,11 +163,19 @@ impl Machine {
         self.request_session(*a);
     }
 
+    /// Whether `topic` is the broker's own (`$SYS/broker/...`) for this
+    /// client: a bridge (level | 0x80) may publish its connection state
+    /// under `$SYS/broker/connection/`, as Mosquitto's bridges do (a will
+    /// and a retained `1`).
+    fn reserved(&self, topic: &str) -> bool {
+        crate::router::is_internal_topic(topic) && !(self.bridge && topic.starts_with("$SYS/broker/connection/"))
+    }
+
     /// Asks the router to open or resume the session of an accepted CONNECT
     /// (its will, if any, must be one the ACL lets it publish).
     pub(super) fn request_session(&mut self, a: Accepted) {
         let c = &a.connect;
-        if c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic)) {
+        if c.will.as_ref().is_some_and(|w| self.reserved(&w.topic)) {
             return self.refuse(reason::NOT_AUTHORIZED);
         }
         if let (Some(files), Some(w)) = (&self.cfg.files, &c.will) {
@@ -296,7 +304,7 @@ impl Machine {
         }
         // `$SYS/broker/...` is the broker's own (router/sys.rs): no client
         // may publish there, whatever the ACL says.
-        if !self.acl_allows(&p.topic, Access::Write) || crate::router::is_internal_topic(&p.topic) {
+        if !self.acl_allows(&p.topic, Access::Write) || self.reserved(&p.topic) {
             return self.deny_publish(&p);
         }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
