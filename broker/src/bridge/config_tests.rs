@@ -161,3 +161,31 @@ fn types_are_serializable_for_import_mosquitto() {
     // A rule serializes as the string it was parsed from.
     assert_eq!(String::from(c.bridges[0].topics[0].clone()), "cmd/# in 1 \"\" site/");
 }
+
+/// The commented `[[bridge]]` in edgemq.toml parses once uncommented, and
+/// the values it shows are the defaults (addresses, rules and credentials
+/// aside).
+#[test]
+fn the_sample_bridge_parses_and_shows_the_defaults() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../edgemq.toml")).unwrap();
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "# [[bridge]]")
+        .take_while(|l| !l.starts_with("# A message"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect();
+    assert!(table.len() > 10, "the sample has its [[bridge]] table");
+    let sample = with_file(&table.join("\n")).unwrap().bridges.remove(0);
+    assert_eq!(sample.topics.len(), 3);
+    assert_eq!(sample.topics[2].remote_filter(), "site1/status");
+    let minimal =
+        with_file("[[bridge]]\nname = \"cloud\"\naddresses = [\"h:1\"]\ntopics = [\"a\"]\n").unwrap().bridges.remove(0);
+    let same = BridgeConfig {
+        addresses: sample.addresses.clone(),
+        topics: sample.topics.clone(),
+        username: sample.username.clone(),
+        password: sample.password.clone(),
+        ..minimal
+    };
+    assert_eq!(sample, same);
+}
