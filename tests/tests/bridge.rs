@@ -105,19 +105,27 @@ fn v4(addr: SocketAddr, id: &str, clean: bool) -> rumqttc::MqttOptions {
 
 /// Publishes `n` numbered QoS 1 messages and waits for every PUBACK.
 async fn publish_numbered(addr: SocketAddr, topic: &str, from: u32, n: u32) {
+    publish_numbered_at(addr, topic, from, n, QoS::AtLeastOnce).await
+}
+
+/// Publishes `n` numbered messages at `qos` (1 or 2) and waits for every
+/// PUBACK (PUBCOMP).
+async fn publish_numbered_at(addr: SocketAddr, topic: &str, from: u32, n: u32, qos: QoS) {
     let (mut c, _) = V4Client::connect(v4(addr, "numbered-pub", true)).await;
+    let done = |p: &rumqttc::Packet| matches!(p, rumqttc::Packet::PubAck(_) | rumqttc::Packet::PubComp(_));
     let mut acked = 0;
     for i in from..from + n {
-        c.client.publish(topic, QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+        c.client.publish(topic, qos, false, i.to_string()).await.unwrap();
         // Keep the request channel from filling; count acks as they come.
         while let Ok(p) = c.rx.try_recv() {
-            acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_)));
+            acked += u32::from(done(&p));
         }
     }
-    within("every PUBACK", async {
+    within("every acknowledgement", async {
         while acked < n {
-            if let Some(rumqttc::Packet::PubAck(_)) = c.rx.recv().await {
-                acked += 1;
+            match c.rx.recv().await {
+                Some(p) => acked += u32::from(done(&p)),
+                None => panic!("the publisher's connection ended"),
             }
         }
     })
@@ -314,4 +322,63 @@ async fn a_mosquitto_bridge_into_edgemq_is_accepted_and_not_echoed() {
     assert!(p.retain && &p.payload[..] == b"kept", "retained on Mosquitto: {p:?}");
     edge.shutdown().await;
     cloud.stop().await;
+}
+
+/// The remote's Receive Maximum bounds the bridge's window (Mosquitto
+/// stalls there, its issue 3002): with 2 allowed and a window of 100
+/// configured, nothing is refused, nothing sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_stays_within_the_remotes_receive_maximum() {
+    let cloud = TestBroker::start_with(|c| c.receive_maximum = 2).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    let up = bridge("up", &[cloud.addr.to_string()], &["s/# out 1"], "protocol_version = \"5\"\nmax_inflight = 100");
+    let edge = edge_with(vec![up]).await;
+    publish_numbered(edge.addr, "s/1", 0, 500).await;
+    // [MQTT-3.3.4-7] more QoS 1 awaiting PUBACK than the Receive Maximum
+    // would be closed with 0x93 and the unacknowledged sent again: the
+    // cloud's subscriber would get duplicates.
+    let dups = receive_numbered(&mut sub, 500, Duration::from_secs(30)).await;
+    assert_eq!(dups, 0);
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// QoS 2 end to end through the bridge: exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_2_arrives_once_in_order() {
+    let cloud = TestBroker::start().await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr, "cloud-sub", true)).await;
+    sub.subscribe("s/#", QoS::ExactlyOnce).await;
+    let edge = edge_with(vec![bridge("up", &[cloud.addr.to_string()], &["s/# out 2"], "")]).await;
+    publish_numbered_at(edge.addr, "s/q2", 0, 300, QoS::ExactlyOnce).await;
+    let mut next = 0;
+    while next < 300 {
+        let p = sub.next_publish().await;
+        assert_eq!(p.qos, QoS::ExactlyOnce, "QoS kept up to the rule's");
+        assert_eq!(std::str::from_utf8(&p.payload).unwrap(), next.to_string());
+        next += 1;
+    }
+    assert!(tokio::time::timeout(QUIET, sub.next_publish()).await.is_err(), "nothing twice");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// A message the remote refuses (MQTT 5 PUBACK 0x90 here: more topic
+/// levels than it takes) is not sent again and does not hold up the
+/// queue behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_does_not_block_the_queue() {
+    let cloud = TestBroker::start_with(|c| c.max_topic_levels = 3).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("#", QoS::AtLeastOnce).await;
+    let edge = edge_with(vec![bridge("up", &[cloud.addr.to_string()], &["# out 1"], "protocol_version = \"5\"")]).await;
+    let p = V4Client::simple(edge.addr, "edge-pub").await;
+    p.client.publish("a/b/c/d", QoS::AtLeastOnce, false, "too deep").await.unwrap();
+    p.client.publish("a/ok", QoS::AtLeastOnce, false, "fine").await.unwrap();
+    let got = sub.next_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("a/ok", &b"fine"[..]));
+    assert!(tokio::time::timeout(QUIET, sub.next_publish()).await.is_err());
+    edge.shutdown().await;
+    cloud.shutdown().await;
 }
