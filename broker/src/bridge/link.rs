@@ -42,6 +42,8 @@ use crate::store::{Journal, Lsn, StoredMessage};
 
 /// Largest packet accepted from the remote.
 const MAX_IN_PACKET: usize = 16 * 1024 * 1024;
+/// How often a connected bridge logs its state.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// Records read from the queue at once.
 const READ_BATCH: usize = 1024;
 
@@ -115,6 +117,7 @@ pub async fn run(link: Link) {
     let (min, max) = (Duration::from_millis(cfg.reconnect_min_ms), Duration::from_millis(cfg.reconnect_max_ms));
     let mut delay = min;
     let mut start = 0;
+    let mut failures = 0u64;
     link.notify(false).await;
     loop {
         for i in 0..cfg.addresses.len() {
@@ -128,11 +131,12 @@ pub async fn run(link: Link) {
                 Ok((stream, ack)) => {
                     tracing::info!(bridge = %cfg.name, %addr, session_present = ack.session_present, queued = link.fifo.depth(), "bridge connected");
                     delay = min;
+                    failures = 0;
                     if cfg.address_order == AddressOrder::RoundRobin {
                         start = at + 1;
                     }
                     link.notify(true).await;
-                    let r = session(&link, &mut st, stream, &ack).await;
+                    let r = session(&link, &mut st, stream, &ack, addr).await;
                     link.notify(false).await;
                     let stats = &link.fifo.stats;
                     match r {
@@ -147,7 +151,14 @@ pub async fn run(link: Link) {
                     }
                     break;
                 }
-                Err(e) => tracing::warn!(bridge = %cfg.name, %addr, "bridge cannot connect: {e}"),
+                Err(e) => {
+                    // A line at each power-of-two failure: an outage of
+                    // days does not flood the log.
+                    failures += 1;
+                    if failures.is_power_of_two() {
+                        tracing::warn!(bridge = %cfg.name, %addr, failures, queued = link.fifo.depth(), "bridge cannot connect: {e}");
+                    }
+                }
             }
         }
         tokio::select! {
@@ -231,7 +242,7 @@ struct InAck {
 }
 
 /// One connection's life: returns `Ok` on shutdown, the error otherwise.
-async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck) -> Result<(), LinkError> {
+async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, addr: &str) -> Result<(), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
     let (mut rd, mut wr) = stream.into_split();
@@ -271,6 +282,7 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck) 
     let keep_alive = Duration::from_secs(u64::from(ack.props.server_keep_alive.unwrap_or(cfg.keep_alive_secs).max(1)));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive / 2, keep_alive / 2);
     let mut ping_out = false;
+    let mut status = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     loop {
         // Fill the window from the queue.
@@ -378,6 +390,16 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck) 
             _ = fifo_durable.changed(), if can_read => {}
             () = ticket.notify.notified(), if !in_acks.is_empty() => {}
             _ = async { match log_durable.as_mut() { Some(d) => d.changed().await, None => std::future::pending().await } }, if !in_acks.is_empty() => {}
+            _ = status.tick() => {
+                let oldest = st.window.front().map(|e| crate::store::record::unix_ms(std::time::SystemTime::now()).saturating_sub(e.msg.received_ms) / 1000);
+                let stats = &link.fifo.stats;
+                tracing::info!(
+                    bridge = %cfg.name, %addr, queued = link.fifo.depth(), queued_bytes = link.fifo.bytes(),
+                    oldest_secs = ?oldest, forwarded = stats.forwarded.load(Ordering::Relaxed),
+                    dropped = stats.dropped.load(Ordering::Relaxed), rejected = stats.rejected.load(Ordering::Relaxed),
+                    "bridge status"
+                );
+            }
             _ = ping.tick() => {
                 if ping_out {
                     return Err(LinkError::KeepAlive);
