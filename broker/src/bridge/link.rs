@@ -93,6 +93,8 @@ struct State {
     reader: Option<Reader>,
     next_pkid: u16,
     in_qos2: HashSet<u16>,
+    /// Packet ids of the window's entries not done.
+    in_use: HashSet<u16>,
 }
 
 fn version(cfg: &BridgeConfig) -> Version {
@@ -112,8 +114,13 @@ fn jitter(d: Duration) -> Duration {
 /// Runs the bridge until shutdown.
 pub async fn run(link: Link) {
     let cfg = link.cfg.clone();
-    let mut st =
-        State { window: VecDeque::new(), reader: Some(link.fifo.reader()), next_pkid: 1, in_qos2: HashSet::new() };
+    let mut st = State {
+        window: VecDeque::new(),
+        reader: Some(link.fifo.reader()),
+        next_pkid: 1,
+        in_qos2: HashSet::new(),
+        in_use: HashSet::new(),
+    };
     let (min, max) = (Duration::from_millis(cfg.reconnect_min_ms), Duration::from_millis(cfg.reconnect_max_ms));
     let mut delay = min;
     let mut start = 0;
@@ -329,6 +336,7 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, 
                     tracing::warn!(bridge = %cfg.name, topic = %e.msg.topic, max_packet, "bridge: message over the remote's Maximum Packet Size, not sent");
                     link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     e.done = true;
+                    st.in_use.remove(&e.pkid);
                 } else {
                     encode(&ClientPacket::Publish(p), v, &mut wbuf)?;
                     if e.msg.qos == QoS::AtMostOnce {
@@ -446,7 +454,7 @@ fn next_pkid(st: &mut State) -> u16 {
     loop {
         let id = st.next_pkid;
         st.next_pkid = st.next_pkid.checked_add(1).filter(|i| *i < u16::MAX).unwrap_or(1);
-        if !st.window.iter().any(|e| e.pkid == id && !e.done) {
+        if st.in_use.insert(id) {
             return id;
         }
     }
@@ -458,6 +466,7 @@ fn acked(link: &Link, st: &mut State, a: Ack, qos: QoS) {
         return;
     };
     e.done = true;
+    st.in_use.remove(&a.pkid);
     if a.reason >= 0x80 {
         link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = a.reason, "bridge: the remote refused a message (0x{:02x} {}); not sent again", a.reason, reason::text(a.reason));
