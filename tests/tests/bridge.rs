@@ -487,3 +487,63 @@ async fn publish_numbered_long(addr: SocketAddr, n: u32) {
     .await
     .expect("100,000 published within 240 s");
 }
+
+/// The remote session is persistent (`clean_session = false`, the
+/// default): what the cloud publishes for the `in` rules while the edge
+/// is off arrives once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cloud_sent_while_the_edge_was_off_arrives_after_it_returns() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let cloud = Mosquitto::start(free_port(), mdir.path()).await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let up = bridge("cloud", &[cloud.addr().to_string()], &["cmd/# in 1"], "");
+    let edge = TestBroker::start_with({
+        let (up, dir) = (up.clone(), dir.clone());
+        move |c| {
+            c.bridges = vec![up];
+            c.data_dir = dir;
+        }
+    })
+    .await;
+    // A persistent local subscriber, and the bridge's subscription on the cloud.
+    let (mut local, _) = V4Client::connect(v4(edge.addr, "actuator", false)).await;
+    local.subscribe("cmd/#", QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
+    within("the bridge to subscribe", async {
+        loop {
+            cloud_pub.client.publish("cmd/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(200), local.next_publish()).await.is_ok() {
+                return;
+            }
+        }
+    })
+    .await;
+    drop(local);
+    edge.shutdown().await;
+    // While the edge is off, the cloud queues these for the bridge's session.
+    for i in 0..50 {
+        cloud_pub.client.publish("cmd/valve", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+    }
+    tokio::time::sleep(QUIET).await;
+    let edge = TestBroker::start_with(move |c| {
+        c.bridges = vec![up];
+        c.data_dir = dir;
+    })
+    .await;
+    let (mut local, present) = V4Client::connect(v4(edge.addr, "actuator", false)).await;
+    assert!(present);
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        let p = local.next_publish().await;
+        if p.topic != "cmd/probe" {
+            got.push(std::str::from_utf8(&p.payload).unwrap().parse::<u32>().unwrap());
+        }
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    edge.shutdown().await;
+    cloud.stop().await;
+}

@@ -135,7 +135,7 @@ pub async fn run(link: Link) {
                 () = link.shutdown.cancelled() => return,
             };
             match r {
-                Ok((stream, ack)) => {
+                Ok((stream, ack, rbuf)) => {
                     tracing::info!(bridge = %cfg.name, %addr, session_present = ack.session_present, queued = link.fifo.depth(), "bridge connected");
                     delay = min;
                     failures = 0;
@@ -143,7 +143,7 @@ pub async fn run(link: Link) {
                         start = at + 1;
                     }
                     link.notify(true).await;
-                    let r = session(&link, &mut st, stream, &ack, addr).await;
+                    let r = session(&link, &mut st, (stream, rbuf), &ack, addr).await;
                     link.notify(false).await;
                     let stats = &link.fifo.stats;
                     match r {
@@ -196,7 +196,9 @@ impl Link {
 }
 
 /// Connects to `addr` and completes CONNECT/CONNACK within the connect timeout.
-async fn connect_one(link: &Link, addr: &str) -> Result<(TcpStream, ConnAck), LinkError> {
+/// Returns the stream, the CONNACK and what the remote sent after it (a
+/// persistent session's messages may come in the same read).
+async fn connect_one(link: &Link, addr: &str) -> Result<(TcpStream, ConnAck, BytesMut), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
     let timeout = Duration::from_secs(cfg.connect_timeout_secs);
@@ -224,7 +226,7 @@ async fn connect_one(link: &Link, addr: &str) -> Result<(TcpStream, ConnAck), Li
                 decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))?
             {
                 return match p {
-                    ServerPacket::ConnAck(a) if a.code == 0 => Ok((s, a)),
+                    ServerPacket::ConnAck(a) if a.code == 0 => Ok((s, a, rbuf)),
                     ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
                     other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
                 };
@@ -249,7 +251,13 @@ struct InAck {
 }
 
 /// One connection's life: returns `Ok` on shutdown, the error otherwise.
-async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, addr: &str) -> Result<(), LinkError> {
+async fn session(
+    link: &Link,
+    st: &mut State,
+    (stream, mut rbuf): (TcpStream, BytesMut),
+    ack: &ConnAck,
+    addr: &str,
+) -> Result<(), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
     let (mut rd, mut wr) = stream.into_split();
@@ -281,6 +289,12 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, 
             if e.released { ClientPacket::PubRel(Ack::ok(e.pkid)) } else { ClientPacket::Publish(publish(e, true)) };
         encode(&p, v, &mut wbuf)?;
     }
+    if st.reader.is_none() {
+        // Lost with a reader task that failed: read on after the window.
+        let mut r = link.fifo.reader();
+        r.skip_to(st.window.back().map_or(0, |e| e.lsn + 1));
+        st.reader = Some(r);
+    }
     let ticket = Arc::new(Ticket::default());
     let mut routed = 0u64;
     let mut in_acks: VecDeque<InAck> = VecDeque::new();
@@ -290,7 +304,8 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, 
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive / 2, keep_alive / 2);
     let mut ping_out = false;
     let mut status = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    rbuf.reserve(64 * 1024);
+    let mut first = !rbuf.is_empty();
     loop {
         // Fill the window from the queue.
         while st.window.len() < window {
@@ -357,7 +372,9 @@ async fn session(link: &Link, st: &mut State, stream: TcpStream, ack: &ConnAck, 
         }
         let can_read = st.window.len() < window;
         tokio::select! {
-            r = rd.read_buf(&mut rbuf) => {
+            // What came with the CONNACK is handled first, as if just read.
+            r = async { if first { Ok(1) } else { rd.read_buf(&mut rbuf).await } } => {
+                first = false;
                 if r? == 0 {
                     return Err(LinkError::Protocol("closed by the remote".into()));
                 }
