@@ -221,11 +221,18 @@ impl Fifo {
             return;
         }
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = me.persist() {
-                tracing::warn!(dir = %me.dir.display(), "bridge queue: cannot write the cursor: {e}");
-            }
+        tokio::task::spawn_blocking(move || loop {
+            let r = me.persist();
             me.end_persist();
+            if let Err(e) = r {
+                // The next acknowledgement tries again.
+                tracing::warn!(dir = %me.dir.display(), "bridge queue: cannot write the cursor: {e}");
+                return;
+            }
+            // Acknowledgements that came meanwhile found it busy: once more.
+            if !me.start_persist() {
+                return;
+            }
         });
     }
 
