@@ -243,6 +243,8 @@ pub struct Config {
     pub compact_bytes: u64,
     /// The HTTP listener (`/metrics`, admin API); `None`: off.
     pub http: Option<crate::http::HttpConfig>,
+    /// `[[bridge]]` tables: connections to remote brokers (`bridge/`).
+    pub bridges: Vec<crate::bridge::BridgeConfig>,
 }
 
 impl Default for Config {
@@ -285,6 +287,7 @@ impl Default for Config {
             sync: crate::store::SyncMode::Batch,
             compact_bytes: 64 * 1024 * 1024,
             http: None,
+            bridges: Vec::new(),
         }
     }
 }
@@ -376,6 +379,7 @@ struct FileConfig {
     sync: Option<crate::store::SyncMode>,
     compact_bytes: Option<u64>,
     http: Option<crate::http::config::FileHttp>,
+    bridge: Option<Vec<crate::bridge::config::FileBridge>>,
 }
 
 /// Command-line flags of the `edgemq` binary.
@@ -712,6 +716,10 @@ impl Config {
             let (dest, format) = (f.log_dest.unwrap_or_default(), f.log_format.unwrap_or_default());
             cfg.log = crate::logging::LogConfig { dest, file: f.log_file, format, level: f.log_level };
             cfg.http = f.http.map(|h| h.resolve(path, text)).transpose()?;
+            if let Some(tables) = f.bridge {
+                let origin = Origin { file: Some((path, text)) };
+                cfg.bridges = crate::bridge::config::resolve(tables).map_err(|(k, at, m)| origin.at(k, at, m))?;
+            }
             cfg.password_file = f.password_file.or(cfg.password_file);
             cfg.acl_file = f.acl_file.or(cfg.acl_file);
         }

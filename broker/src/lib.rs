@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md at the repository root for the data flow.
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod http;
 pub mod import_cmd;

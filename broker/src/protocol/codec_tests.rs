@@ -48,6 +48,20 @@ fn connect_all_three_levels() {
 }
 
 #[test]
+fn connect_of_a_mosquitto_bridge() {
+    // Mosquitto's `try_private`: the 3.1/3.1.1 level with bit 0x80.
+    for (name, level, version) in [(&b"MQIsdp"[..], 0x83, Version::V31), (&b"MQTT"[..], 0x84, Version::V311)] {
+        let Packet::Connect(c) = packet(&connect_bytes(name, level, 0x02, "gw.cloud"), None) else { panic!() };
+        assert_eq!((c.version, c.bridge, c.client_id.as_str()), (version, true, "gw.cloud"));
+    }
+    let Packet::Connect(c) = packet(&connect_bytes(b"MQTT", 4, 0x02, "a"), None) else { panic!() };
+    assert!(!c.bridge);
+    // No such thing for MQTT 5, nor for other levels.
+    assert_eq!(dec(&connect_bytes(b"MQTT", 0x85, 0x02, "a"), None), Err(DecodeError::UnsupportedVersion(0x85)));
+    assert_eq!(dec(&connect_bytes(b"MQTT", 0x83, 0x02, "a"), None), Err(DecodeError::UnsupportedVersion(0x83)));
+}
+
+#[test]
 fn connect_rules() {
     // [MQTT-3.1.2-2] unsupported level is reported so a CONNACK can be sent.
     assert_eq!(dec(&connect_bytes(b"MQTT", 6, 0x02, "a"), None), Err(DecodeError::UnsupportedVersion(6)));

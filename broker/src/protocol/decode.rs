@@ -154,7 +154,9 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
     let name_end = skip_field(body, 0)?;
     let name = &body[2..name_end];
     let level = *body.get(name_end).ok_or(DecodeError::Malformed("CONNECT ends early"))?;
-    let version = match (name, level) {
+    // Mosquitto's bridges (`try_private`) set bit 0x80 of a 3.1/3.1.1 level.
+    let bridge = matches!((name, level), (b"MQIsdp", 0x83) | (b"MQTT", 0x84));
+    let version = match (name, level & if bridge { 0x7F } else { 0xFF }) {
         (b"MQIsdp", 3) => Version::V31,
         (b"MQTT", 4) => Version::V311,
         (b"MQTT", 5) => Version::V5,
@@ -196,6 +198,14 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
         }
         Version::V311 => {
             let header = FixedHeader::new(frame[0], hlen - 1, body.len());
+            let frame = if bridge {
+                // mqttbytes knows level 4 only.
+                let mut plain = BytesMut::from(&frame[..]);
+                plain[hlen + name_end] = 4;
+                plain.freeze()
+            } else {
+                frame
+            };
             from_v4_connect(v4::Connect::read(header, frame).map_err(map_err)?, version)?
         }
         Version::V31 => {
@@ -225,7 +235,7 @@ fn decode_connect(frame: Bytes, hlen: usize) -> Result<Connect, DecodeError> {
             return Err(DecodeError::TopicName);
         }
     }
-    Ok(connect)
+    Ok(Connect { bridge, ..connect })
 }
 
 /// Walks CONNECT's payload by its flags: exactly the fields they announce,
@@ -286,6 +296,7 @@ fn from_v4_connect(c: v4::Connect, version: Version) -> Result<Connect, DecodeEr
         authentication_method: None,
         authentication_data: None,
         user_properties: Vec::new(),
+        bridge: false,
     })
 }
 
@@ -341,6 +352,7 @@ fn from_v5_connect(c: v5::Connect) -> Result<Connect, DecodeError> {
         authentication_method: p.authentication_method,
         authentication_data: p.authentication_data,
         user_properties: p.user_properties,
+        bridge: false,
     })
 }
 
@@ -352,7 +364,12 @@ fn qos(q: mqttbytes::QoS) -> QoS {
     }
 }
 
-fn decode_publish(frame: &Bytes, header: FixedHeader, hlen: usize, v5: bool) -> Result<Publish, DecodeError> {
+pub(super) fn decode_publish(
+    frame: &Bytes,
+    header: FixedHeader,
+    hlen: usize,
+    v5: bool,
+) -> Result<Publish, DecodeError> {
     let flags = frame[0] & 0x0F;
     let q = (flags >> 1) & 0x03;
     if q == 3 {
@@ -423,7 +440,7 @@ fn decode_publish(frame: &Bytes, header: FixedHeader, hlen: usize, v5: bool) -> 
     Ok(publish)
 }
 
-fn decode_ack(body: &[u8], v5: bool) -> Result<Ack, DecodeError> {
+pub(super) fn decode_ack(body: &[u8], v5: bool) -> Result<Ack, DecodeError> {
     let pkid = read_u16(body, 0)?;
     if pkid == 0 {
         return Err(DecodeError::Protocol("packet identifier 0"));
@@ -564,11 +581,11 @@ fn reason_and_props(body: &[u8], section: Section) -> Result<(u8, Vec<props::Ent
     Ok((reason, props::entries(&body[1..])))
 }
 
-fn as_u32(v: &[u8]) -> u32 {
+pub(super) fn as_u32(v: &[u8]) -> u32 {
     v.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
-fn decode_disconnect(body: &[u8]) -> Result<Packet, DecodeError> {
+pub(super) fn decode_disconnect(body: &[u8]) -> Result<Packet, DecodeError> {
     let (reason, entries) = reason_and_props(body, Section::Disconnect)?;
     let mut d = Disconnect { reason, ..Disconnect::default() };
     for (id, v) in entries {

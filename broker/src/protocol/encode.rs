@@ -216,7 +216,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
     }
 }
 
-fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut BytesMut) {
+pub(super) fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut BytesMut) {
     buf.put_u8(byte1);
     if props.is_empty() {
         buf.put_slice(&[1, reason]);
@@ -230,7 +230,7 @@ fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut BytesMut) {
     buf.put_slice(props);
 }
 
-fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+pub(super) fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_u8(byte1);
     if v5 && a.reason_string.is_some() {
         let props = reason_string_prop(a.reason_string);
@@ -278,7 +278,7 @@ fn mqtt_qos(q: QoS) -> mqttbytes::QoS {
     }
 }
 
-fn encode_publish(p: Publish, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+pub(super) fn encode_publish(p: Publish, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
     check_str(&p.topic)?;
     if v5 {
         let properties = match p.props {

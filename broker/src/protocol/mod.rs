@@ -17,6 +17,7 @@
 //!   `dbg!` output on the third);
 //! - string lengths are checked before encoding (it truncates silently).
 
+pub mod client;
 mod decode;
 mod encode;
 mod props;
@@ -116,6 +117,10 @@ pub struct Connect {
     pub authentication_method: Option<String>,
     pub authentication_data: Option<Bytes>,
     pub user_properties: Vec<UserProperty>,
+    /// The protocol level had bit 0x80 set (3.1 or 3.1.1 only): a bridge
+    /// (Mosquitto's `try_private`), which is never sent its own messages
+    /// back and gets retained flags as published.
+    pub bridge: bool,
 }
 
 /// CONNACK. `code` is the MQTT 5 reason code; the encoder maps it to the

@@ -187,6 +187,9 @@ pub struct Ticket {
     /// The log position after the router processed the last of them.
     pub lsn: std::sync::atomic::AtomicU64,
     pub notify: tokio::sync::Notify,
+    /// Updates left to the bridges' gate (`bridge/outbound.rs`) and not
+    /// yet made: later ones wait behind them, to keep their order.
+    pub deferred: std::sync::atomic::AtomicU64,
 }
 
 /// What the router is asked to do.
@@ -252,6 +255,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Persistence, if on (see `durable.rs`).
     durable: Option<durable::Durable>,
+    /// The bridges' `out` rules and queues, if any bridge is configured.
+    bridges: Option<crate::bridge::outbound::Outbound>,
     /// CONNECTs waiting for the old connection of their session
     /// (`takeover.rs`), by session.
     takeovers: HashMap<SessionKey, takeover::Parked>,
@@ -276,11 +281,17 @@ impl Router {
             delayed_wills: Vec::new(),
             touched: Vec::new(),
             durable: None,
+            bridges: None,
             takeovers: HashMap::new(),
             caps: RouterCaps::default(),
             cap_logs: caps::CapLogs::default(),
             sys: sys::Sys::default(),
         }
+    }
+
+    /// Offers every routed message to these bridges (`bridge/outbound.rs`).
+    pub fn set_bridges(&mut self, b: crate::bridge::outbound::Outbound) {
+        self.bridges = Some(b);
     }
 
     pub fn set_shared_strategy(&mut self, s: SharedStrategy) {
@@ -296,9 +307,16 @@ impl Router {
     pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
         match msg {
             RouterMsg::Ticketed(inner, ticket) => {
+                if let Some(b) = &mut self.bridges {
+                    b.begin();
+                }
                 self.handle(*inner, now);
-                if let Some(d) = &self.durable {
-                    ticket.lsn.store(d.journal.appended(), Ordering::Release);
+                let lsn = self.durable.as_ref().map_or(0, |d| d.journal.appended());
+                if self.bridges.as_mut().is_some_and(|b| b.defer(&ticket, lsn)) {
+                    return;
+                }
+                if lsn > 0 {
+                    ticket.lsn.store(lsn, Ordering::Release);
                 }
                 ticket.processed.fetch_add(1, Ordering::AcqRel);
                 ticket.notify.notify_one();
@@ -589,6 +607,9 @@ impl Router {
         }
         for filter in groups {
             self.deliver_shared(&msg, filter, None);
+        }
+        if let Some(b) = &mut self.bridges {
+            b.offer(&msg);
         }
     }
 

@@ -82,6 +82,8 @@ pub struct Broker {
     /// The HTTP listener's address, if `[http]` is on.
     http: Option<SocketAddr>,
     metrics: Arc<Metrics>,
+    /// The bridges' queues (`crate::bridge`), closed at shutdown.
+    bridge_queues: Vec<Arc<crate::bridge::fifo::Fifo>>,
 }
 
 /// Logs the refusals counted since the last line, once per
@@ -214,7 +216,9 @@ impl Broker {
         let now = tokio::time::Instant::now().into_std();
         r.set_sys_interval(live.sys_interval, now);
         r.apply_live(live, now);
-        let journal = if cfg.persistence { Some(open_store(&cfg, fs, &mut r)?) } else { None };
+        let journal = if cfg.persistence { Some(open_store(&cfg, fs.clone(), &mut r)?) } else { None };
+        let mut bridges = crate::bridge::Bridges::open(&cfg, fs, &mut r)
+            .map_err(|(dir, source)| StartError::Store { dir, source })?;
         // Bound before the router starts: a taken port stops the start.
         let http_socket = match &cfg.http {
             Some(h) => {
@@ -226,6 +230,8 @@ impl Broker {
         let control = tx.downgrade();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        bridges.spawn(&tx, journal.as_ref(), &shutdown, &tracker);
+        let bridge_queues = bridges.fifos();
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
@@ -288,6 +294,7 @@ impl Broker {
             auth_stats,
             http,
             metrics,
+            bridge_queues,
         })
     }
 
@@ -400,6 +407,13 @@ impl Broker {
         if let Some(j) = self.journal {
             // Everything appended is written and synced before we return.
             let _ = tokio::task::spawn_blocking(move || j.close()).await;
+        }
+        for q in self.bridge_queues {
+            let _ = tokio::task::spawn_blocking(move || {
+                q.close();
+                let _ = q.persist();
+            })
+            .await;
         }
         stats
     }

@@ -84,6 +84,7 @@ impl Machine {
     pub(super) fn on_connect(&mut self, mut c: Connect, deadline: Instant) {
         self.version = Some(c.version);
         self.client_max = c.maximum_packet_size.filter(|_| c.version.is_v5());
+        self.bridge = c.bridge;
         self.conn.set_v5(c.version.is_v5());
         if let Some(code) = self.refusal {
             return self.refuse(code);
@@ -169,6 +170,14 @@ impl Machine {
         self.request_session(*a);
     }
 
+    /// Whether `topic` is the broker's own (`$SYS/broker/...`) for this
+    /// client: a bridge (level | 0x80) may publish its connection state
+    /// under `$SYS/broker/connection/`, as Mosquitto's bridges do (a will
+    /// and a retained `1`).
+    fn reserved(&self, topic: &str) -> bool {
+        crate::router::is_internal_topic(topic) && !(self.bridge && topic.starts_with("$SYS/broker/connection/"))
+    }
+
     /// Asks the router to open or resume the session of an accepted CONNECT
     /// (its will, if any, must be one the ACL lets it publish).
     pub(super) fn request_session(&mut self, mut a: Accepted) {
@@ -180,7 +189,7 @@ impl Machine {
             a.connect.client_id = user;
         }
         let c = &a.connect;
-        let internal = c.will.as_ref().is_some_and(|w| crate::router::is_internal_topic(&w.topic));
+        let internal = c.will.as_ref().is_some_and(|w| self.reserved(&w.topic));
         let denied = match (&self.cfg.files, &c.will) {
             (Some(files), Some(w)) => !files.allows(c.username.as_deref(), &c.client_id, &w.topic, Access::Write),
             _ => false,
@@ -317,7 +326,7 @@ impl Machine {
         }
         // `$SYS/broker/...` is the broker's own (router/sys.rs): no client
         // may publish there, whatever the ACL says.
-        if !self.acl_allows(&p.topic, Access::Write) || crate::router::is_internal_topic(&p.topic) {
+        if !self.acl_allows(&p.topic, Access::Write) || self.reserved(&p.topic) {
             return self.deny_publish(&p);
         }
         let receive_maximum = usize::from(self.cfg.receive_maximum);
@@ -449,6 +458,7 @@ impl Machine {
             .map(|f| self.acl_allows(shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real), Access::Subscribe))
             .collect();
         let stats = self.cfg.auth_stats.clone();
+        let bridge = self.bridge;
         let Some(c) = self.connected_mut() else { return };
         let version = c.version;
         let mut codes = Vec::with_capacity(s.filters.len());
@@ -472,6 +482,14 @@ impl Machine {
                 tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE beyond max_subscriptions_per_client");
                 codes.push(if version.is_v5() { reason::QUOTA_EXCEEDED } else { 0x80 });
                 continue;
+            }
+            let mut f = f;
+            if bridge && !is_shared {
+                // A 3.1/3.1.1 bridge (level | 0x80) gets MQTT 5's No Local
+                // and Retain As Published, as Mosquitto gives them: what it
+                // sent is not echoed back, retained flags survive the hop.
+                f.options.no_local = true;
+                f.options.retain_as_published = true;
             }
             if is_shared && f.options.no_local {
                 drop(st);

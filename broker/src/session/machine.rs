@@ -208,6 +208,8 @@ pub struct Machine {
     /// The MQTT 5 client's Maximum Packet Size, once CONNECT is read: a
     /// refusing CONNACK must fit it too [MQTT-3.2.2-19].
     pub(super) client_max: Option<u32>,
+    /// The client connected as a bridge (protocol level | 0x80).
+    pub(super) bridge: bool,
     pub(super) closing: Option<Close>,
     /// What waits for the router or the disk (`gate.rs`); made on first
     /// use when the broker has a store.
@@ -230,6 +232,7 @@ impl Machine {
             out: Vec::new(),
             refusal: None,
             client_max: None,
+            bridge: false,
             closing: None,
             gate: None,
         }

@@ -58,6 +58,7 @@ pub(in crate::session) fn connect_packet(version: Version, id: &str, clean: bool
         authentication_method: None,
         authentication_data: None,
         user_properties: Vec::new(),
+        bridge: false,
     }
 }
 

@@ -375,7 +375,7 @@ pub(super) fn segment_name(first: Lsn) -> String {
     format!("{first:020}.log")
 }
 
-pub(super) fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
+pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Bridge throughput at QoS 1 to a local edgemq "cloud":
+`benches/bridge.py [N]` (default 1,000,000), release binaries in target/release.
+
+1. live: the cloud up, `edgemq-loadgen fanin` publishes N QoS 1 messages on
+   the edge (its subscriber there too); the bridge forwards them to the
+   cloud. Reports the time until the bridge's cursor (DATA_DIR/bridge/up/
+   cursor: the last LSN the cloud acknowledged, one record per message)
+   passes N, so msg/s forwarded.
+2. outage: the cloud stopped, N more published and queued on the edge
+   (edge RSS before and after); the cloud started again: drain msg/s."""
+import os, socket, struct, subprocess, sys, tempfile, time
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+bin_ = os.path.join(root, "target/release/edgemq")
+loadgen = os.path.join(root, "target/release/edgemq-loadgen")
+tmp = tempfile.mkdtemp(prefix="edgemq-bridge-bench-")
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def start(args, name):
+    p = subprocess.Popen([bin_, "--bind", "127.0.0.1", "--data-dir", os.path.join(tmp, name)] + args,
+                         stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, name + ".log"), "w"))
+    line = p.stdout.readline().decode()
+    port = int(line.split("mqtt://")[1].split(";")[0].rsplit(":", 1)[1])
+    return p, port
+
+def rss(pid):
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1]) / 1024
+    return 0.0
+
+def cursor():
+    try:
+        b = open(os.path.join(tmp, "edge/bridge/up/cursor"), "rb").read()
+        return struct.unpack("<Q", b[:8])[0]
+    except OSError:
+        return 0
+
+def wait_cursor(lsn, limit=600):
+    t0 = time.time()
+    while cursor() < lsn:
+        if time.time() - t0 > limit:
+            raise SystemExit(f"cursor at {cursor()} of {lsn} after {limit} s")
+        time.sleep(0.02)
+    return time.time()
+
+cloud_port = free_port()
+cloud, _ = start(["-p", str(cloud_port)], "cloud")
+conf = os.path.join(tmp, "edge.toml")
+open(conf, "w").write(f'[[bridge]]\nname = "up"\naddresses = ["127.0.0.1:{cloud_port}"]\n'
+                      f'topics = ["bench/# out 1"]\nmax_inflight = 1000\nreconnect_min_ms = 100\nreconnect_max_ms = 200\n')
+edge, edge_port = start(["-p", "0", "-c", conf], "edge")
+time.sleep(0.5)
+
+def fanin(n):
+    out = subprocess.run([loadgen, "-p", str(edge_port), "fanin", "--qos", "1", "-n", str(n), "--pubs", "4"],
+                         capture_output=True, text=True, timeout=900)
+    return [l for l in out.stdout.splitlines() if l.startswith("RESULT")]
+
+t0 = time.time()
+res = fanin(N)
+t_pub = time.time()
+t_fwd = wait_cursor(N)
+print(f"live: {N} published in {t_pub - t0:.1f} s on the edge ({res}); forwarded to the cloud "
+      f"in {t_fwd - t0:.1f} s: {N / (t_fwd - t0):,.0f} msg/s")
+
+cloud.kill(); cloud.wait()
+r0 = rss(edge.pid)
+t0 = time.time()
+fanin(N)
+print(f"outage: {N} queued in {time.time() - t0:.1f} s; edge RSS {r0:.1f} -> {rss(edge.pid):.1f} MiB; "
+      f"queue on disk {sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(tmp, 'edge/bridge')) for f in fs) / 2**20:.0f} MiB")
+cloud = subprocess.Popen([bin_, "--bind", "127.0.0.1", "-p", str(cloud_port), "--data-dir", os.path.join(tmp, "cloud")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+t0 = time.time()
+t_done = wait_cursor(2 * N)
+print(f"drain: {N} forwarded in {t_done - t0:.1f} s after the cloud returned: {N / (t_done - t0):,.0f} msg/s; "
+      f"edge RSS {rss(edge.pid):.1f} MiB")
+for p in (edge, cloud):
+    p.kill(); p.wait()

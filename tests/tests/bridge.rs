@@ -1,0 +1,549 @@
+//! The bridge (`[[bridge]]`, broker/src/bridge/) end to end: an in-process
+//! edgemq "edge" bridged to Debian's Mosquitto (started by the test) or to
+//! another in-process edgemq as "the cloud". The kill -9 test with the
+//! real binary is `broker/tests/bridge_crash.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use edgemq::bridge::BridgeConfig;
+use rumqttc::QoS;
+use tokio::process::{Child, Command};
+
+/// Whether Debian's `mosquitto` is there; without it a test is skipped,
+/// unless `EDGEMQ_REQUIRE_MOSQUITTO=1` (CI) makes that a failure.
+fn have_mosquitto() -> bool {
+    let ok =
+        std::process::Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !ok {
+        assert!(std::env::var("EDGEMQ_REQUIRE_MOSQUITTO").as_deref() != Ok("1"), "mosquitto is not installed");
+        eprintln!("SKIPPED: mosquitto is not installed");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Mosquitto broker with persistence in its own directory.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    async fn start(port: u16, dir: &Path) -> Mosquitto {
+        Self::start_with(port, dir, "").await
+    }
+
+    /// With more configuration (a `connection` section, say).
+    async fn start_with(port: u16, dir: &Path, extra: &str) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        let text = format!(
+            "{extra}\nuser root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 100\n",
+            dir.display()
+        );
+        std::fs::write(&conf, text).unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        within("mosquitto to listen", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        Mosquitto { child, port }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// SIGTERM (it saves its persistence file), then wait.
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        within("mosquitto to stop", self.child.wait()).await.unwrap();
+    }
+}
+
+/// A bridge from the config-file syntax, as a user writes it.
+fn bridge(name: &str, addresses: &[String], topics: &[&str], extra: &str) -> BridgeConfig {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edgemq.toml");
+    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
+    let rules: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
+    let text = format!(
+        "[[bridge]]\nname = \"{name}\"\naddresses = [{}]\ntopics = [{}]\nreconnect_min_ms = 100\nreconnect_max_ms = 500\nconnect_timeout_secs = 2\n{extra}\n",
+        addrs.join(", "),
+        rules.join(", ")
+    );
+    std::fs::write(&path, text).unwrap();
+    let args = edgemq::config::Args { config: Some(path), ..Default::default() };
+    edgemq::Config::from_args(&args).unwrap().bridges.remove(0)
+}
+
+async fn edge_with(bridges: Vec<BridgeConfig>) -> TestBroker {
+    TestBroker::start_with(|c| c.bridges = bridges).await
+}
+
+fn v4(addr: SocketAddr, id: &str, clean: bool) -> rumqttc::MqttOptions {
+    let mut o = V4Client::options(addr, id);
+    o.set_clean_session(clean);
+    o.set_inflight(100);
+    o
+}
+
+/// Publishes `n` numbered QoS 1 messages and waits for every PUBACK.
+async fn publish_numbered(addr: SocketAddr, topic: &str, from: u32, n: u32) {
+    publish_numbered_at(addr, topic, from, n, QoS::AtLeastOnce).await
+}
+
+/// Publishes `n` numbered messages at `qos` (1 or 2) and waits for every
+/// PUBACK (PUBCOMP).
+async fn publish_numbered_at(addr: SocketAddr, topic: &str, from: u32, n: u32, qos: QoS) {
+    let (mut c, _) = V4Client::connect(v4(addr, "numbered-pub", true)).await;
+    let done = |p: &rumqttc::Packet| matches!(p, rumqttc::Packet::PubAck(_) | rumqttc::Packet::PubComp(_));
+    let mut acked = 0;
+    for i in from..from + n {
+        c.client.publish(topic, qos, false, i.to_string()).await.unwrap();
+        // Keep the request channel from filling; count acks as they come.
+        while let Ok(p) = c.rx.try_recv() {
+            acked += u32::from(done(&p));
+        }
+    }
+    within("every acknowledgement", async {
+        while acked < n {
+            match c.rx.recv().await {
+                Some(p) => acked += u32::from(done(&p)),
+                None => panic!("the publisher's connection ended"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Receives until every number in `0..n` was seen: the first sight of
+/// each comes in order; returns the count of duplicates.
+async fn receive_numbered(c: &mut V4Client, n: u32, limit: Duration) -> u32 {
+    let mut next = 0u32;
+    let mut dups = 0;
+    tokio::time::timeout(limit, async {
+        while next < n {
+            let p = c.next_publish().await;
+            let i: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+            if i < next {
+                dups += 1;
+            } else {
+                assert_eq!(i, next, "out of order: {i} after {}", next.wrapping_sub(1));
+                next += 1;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {next} of {n} arrived"));
+    dups
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_while_mosquitto_is_down_then_delivered_in_order() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The cloud's subscriber leaves a persistent session there first.
+    let cloud = Mosquitto::start(port, mdir.path()).await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr(), "cloud-sub", false)).await;
+    sub.subscribe("site1/sensors/#", QoS::AtLeastOnce).await;
+    drop(sub);
+    cloud.stop().await;
+    let edge =
+        edge_with(vec![bridge("cloud", &[format!("127.0.0.1:{port}")], &["sensors/# out 1 \"\" site1/"], "")]).await;
+    // Acknowledged by the edge while the cloud is down: durable in the bridge queue.
+    publish_numbered(edge.addr, "sensors/t", 0, 2000).await;
+    let cloud = Mosquitto::start(port, mdir.path()).await;
+    let (mut sub, present) = V4Client::connect(v4(cloud.addr(), "cloud-sub", false)).await;
+    assert!(present);
+    let dups = receive_numbered(&mut sub, 2000, Duration::from_secs(30)).await;
+    assert_eq!(dups, 0, "no restart, no reconnect: no duplicates");
+    edge.shutdown().await;
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_rules_bring_the_clouds_messages_home_with_the_prefixes() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let cloud = Mosquitto::start(free_port(), mdir.path()).await;
+    let edge = edge_with(vec![bridge("cloud", &[cloud.addr().to_string()], &["cmd/# in 1 edge/ site1/"], "")]).await;
+    let mut local = V4Client::simple(edge.addr, "local-sub").await;
+    local.subscribe("edge/cmd/#", QoS::AtLeastOnce).await;
+    let state = V4Client::simple(edge.addr, "state-sub").await;
+    let mut state = state;
+    state.subscribe("$SYS/broker/connection/cloud/state", QoS::AtLeastOnce).await;
+    // The notification says when the bridge is up (retained "1").
+    within("bridge up", async {
+        loop {
+            let p = state.next_publish().await;
+            if &p.payload[..] == b"1" {
+                return;
+            }
+        }
+    })
+    .await;
+    let (cloud_pub, _) = V4Client::connect(v4(cloud.addr(), "cloud-pub", true)).await;
+    cloud_pub.client.publish("site1/cmd/valve", QoS::AtLeastOnce, false, "open").await.unwrap();
+    let p = local.next_publish().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("edge/cmd/valve", &b"open"[..], QoS::AtLeastOnce));
+    edge.shutdown().await;
+    cloud.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edgemq_bridged_both_ways_do_not_loop_nor_echo_retained() {
+    let cloud = TestBroker::start().await;
+    for v in ["3.1.1", "5"] {
+        let edge = edge_with(vec![bridge(
+            "up",
+            &[cloud.addr.to_string()],
+            &["# both 1"],
+            &format!("protocol_version = \"{v}\"\nclient_id = \"edge-{v}\""),
+        )])
+        .await;
+        let mut on_cloud = V4Client::simple(cloud.addr, "cloud-watch").await;
+        on_cloud.subscribe("loop/#", QoS::AtLeastOnce).await;
+        let mut on_edge = V4Client::simple(edge.addr, "edge-watch").await;
+        on_edge.subscribe("loop/#", QoS::AtLeastOnce).await;
+        // Wait for the bridge's subscription on the cloud: a probe from the cloud reaches the edge.
+        let probe = V4Client::simple(cloud.addr, "cloud-probe").await;
+        within("the bridge to subscribe", async {
+            loop {
+                probe.client.publish("loop/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+                if let Ok(p) = tokio::time::timeout(Duration::from_millis(200), on_edge.next_publish()).await {
+                    if p.topic == "loop/probe" {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        // Drain the probes.
+        while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
+        while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+        let edge_pub = V4Client::simple(edge.addr, "edge-pub").await;
+        edge_pub.client.publish("loop/x", QoS::AtLeastOnce, true, "r1").await.unwrap();
+        let got = on_cloud.next_publish().await;
+        assert_eq!((got.topic.as_str(), &got.payload[..]), ("loop/x", &b"r1"[..]));
+        assert_eq!(on_edge.next_publish().await.topic, "loop/x", "the local subscriber once");
+        // Nothing comes back: the edge's subscriber would see a second copy.
+        assert!(tokio::time::timeout(QUIET * 3, on_edge.next_publish()).await.is_err(), "echoed back ({v})");
+        assert!(tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_err(), "looped ({v})");
+        edge.shutdown().await;
+        // Clear the retained message for the next round.
+        edge_pub.client.disconnect().await.ok();
+        let clear = V4Client::simple(cloud.addr, "clear").await;
+        clear.client.publish("loop/x", QoS::AtLeastOnce, true, "").await.unwrap();
+        tokio::time::sleep(QUIET).await;
+    }
+    cloud.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_to_the_second_address() {
+    let cloud = TestBroker::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let edge = edge_with(vec![bridge("up", &[dead, cloud.addr.to_string()], &["s/# out 1"], "")]).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    publish_numbered(edge.addr, "s/1", 0, 100).await;
+    receive_numbered(&mut sub, 100, Duration::from_secs(20)).await;
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// Mosquitto bridging into edgemq (`connection`, `try_private` on by
+/// default: protocol level 0x84) is accepted, and gets No Local and
+/// Retain As Published on its subscriptions: its messages are not echoed
+/// back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mosquitto_bridge_into_edgemq_is_accepted_and_not_echoed() {
+    if !have_mosquitto() {
+        return;
+    }
+    let edge = TestBroker::start().await;
+    let mdir = tempfile::tempdir().unwrap();
+    let section = format!("connection to-edge\naddress 127.0.0.1:{}\ntopic m/# both 1\n", edge.port());
+    let cloud = Mosquitto::start_with(free_port(), mdir.path(), &section).await;
+    let mut on_cloud = V4Client::simple(cloud.addr(), "cloud-watch").await;
+    on_cloud.subscribe("m/#", QoS::AtLeastOnce).await;
+    let mut on_edge = V4Client::simple(edge.addr, "edge-watch").await;
+    on_edge.subscribe("m/#", QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
+    // Until Mosquitto's bridge is connected and subscribed, probes are lost.
+    within("Mosquitto's bridge to carry a message", async {
+        loop {
+            cloud_pub.client.publish("m/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+            if let Ok(p) = tokio::time::timeout(Duration::from_millis(300), on_edge.next_publish()).await {
+                if p.topic == "m/probe" {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
+    while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+    cloud_pub.client.publish("m/x", QoS::AtLeastOnce, true, "from-cloud").await.unwrap();
+    let p = on_edge.next_publish().await;
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("m/x", &b"from-cloud"[..]));
+    assert_eq!(on_cloud.next_publish().await.topic, "m/x");
+    // Not echoed back by edgemq: the cloud's subscriber sees it once.
+    assert!(tokio::time::timeout(QUIET * 3, on_cloud.next_publish()).await.is_err(), "echoed back to Mosquitto");
+    assert!(tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_err(), "a second copy on edgemq");
+    // edgemq keeps RETAIN on what it forwards to the bridge: Mosquitto retains it.
+    let edge_pub = V4Client::simple(edge.addr, "edge-pub").await;
+    edge_pub.client.publish("m/r", QoS::AtLeastOnce, true, "kept").await.unwrap();
+    assert_eq!(on_cloud.next_publish().await.topic, "m/r");
+    let mut late = V4Client::simple(cloud.addr(), "late").await;
+    late.subscribe("m/r", QoS::AtLeastOnce).await;
+    let p = late.next_publish().await;
+    assert!(p.retain && &p.payload[..] == b"kept", "retained on Mosquitto: {p:?}");
+    edge.shutdown().await;
+    cloud.stop().await;
+}
+
+/// The remote's Receive Maximum bounds the bridge's window (Mosquitto
+/// stalls there, its issue 3002): with 2 allowed and a window of 100
+/// configured, nothing is refused, nothing sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_stays_within_the_remotes_receive_maximum() {
+    let cloud = TestBroker::start_with(|c| c.receive_maximum = 2).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    let up = bridge("up", &[cloud.addr.to_string()], &["s/# out 1"], "protocol_version = \"5\"\nmax_inflight = 100");
+    let edge = edge_with(vec![up]).await;
+    publish_numbered(edge.addr, "s/1", 0, 500).await;
+    // [MQTT-3.3.4-7] more QoS 1 awaiting PUBACK than the Receive Maximum
+    // would be closed with 0x93 and the unacknowledged sent again: the
+    // cloud's subscriber would get duplicates.
+    let dups = receive_numbered(&mut sub, 500, Duration::from_secs(30)).await;
+    assert_eq!(dups, 0);
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// QoS 2 end to end through the bridge: exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_2_arrives_once_in_order() {
+    let cloud = TestBroker::start().await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr, "cloud-sub", true)).await;
+    sub.subscribe("s/#", QoS::ExactlyOnce).await;
+    let edge = edge_with(vec![bridge("up", &[cloud.addr.to_string()], &["s/# out 2"], "")]).await;
+    publish_numbered_at(edge.addr, "s/q2", 0, 300, QoS::ExactlyOnce).await;
+    let mut next = 0;
+    while next < 300 {
+        let p = sub.next_publish().await;
+        assert_eq!(p.qos, QoS::ExactlyOnce, "QoS kept up to the rule's");
+        assert_eq!(std::str::from_utf8(&p.payload).unwrap(), next.to_string());
+        next += 1;
+    }
+    assert!(tokio::time::timeout(QUIET, sub.next_publish()).await.is_err(), "nothing twice");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// A message the remote refuses (MQTT 5 PUBACK 0x90 here: more topic
+/// levels than it takes) is not sent again and does not hold up the
+/// queue behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_does_not_block_the_queue() {
+    let cloud = TestBroker::start_with(|c| c.max_topic_levels = 3).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("#", QoS::AtLeastOnce).await;
+    let edge = edge_with(vec![bridge("up", &[cloud.addr.to_string()], &["# out 1"], "protocol_version = \"5\"")]).await;
+    let p = V4Client::simple(edge.addr, "edge-pub").await;
+    p.client.publish("a/b/c/d", QoS::AtLeastOnce, false, "too deep").await.unwrap();
+    p.client.publish("a/ok", QoS::AtLeastOnce, false, "fine").await.unwrap();
+    let got = sub.next_publish().await;
+    assert_eq!((got.topic.as_str(), &got.payload[..]), ("a/ok", &b"fine"[..]));
+    assert!(tokio::time::timeout(QUIET, sub.next_publish()).await.is_err());
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// A TCP proxy between the bridge and the cloud that, at moments drawn
+/// from a seeded generator, stalls for a while or cuts the connection
+/// after a random number of bytes (mid-packet, mostly); it accepts the
+/// next connection at once. Returns its address.
+async fn flaky_proxy(to: SocketAddr, seed: u64) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut rng = seed;
+        let mut next = move || {
+            rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            rng >> 33
+        };
+        loop {
+            let Ok((down, _)) = listener.accept().await else { return };
+            let Ok(up) = tokio::net::TcpStream::connect(to).await else { continue };
+            // Bytes from the bridge before this connection is cut.
+            let mut budget = 20_000 + next() % 400_000;
+            let stall_at = next() % 200_000;
+            let stall = Duration::from_millis(next() % 1500);
+            let (mut dr, mut dw) = down.into_split();
+            let (mut ur, mut uw) = up.into_split();
+            let back = tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut ur, &mut dw).await;
+            });
+            let mut buf = vec![0u8; 4096];
+            let mut sent = 0u64;
+            let mut stalled = false;
+            loop {
+                let n = match dr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if !stalled && sent >= stall_at {
+                    stalled = true;
+                    tokio::time::sleep(stall).await;
+                }
+                let take = (n as u64).min(budget) as usize;
+                if uw.write_all(&buf[..take]).await.is_err() {
+                    break;
+                }
+                sent += take as u64;
+                budget -= take as u64;
+                if budget == 0 {
+                    break;
+                }
+            }
+            back.abort();
+        }
+    });
+    (addr, task)
+}
+
+/// 100,000 QoS 1 messages through a link that stalls and is cut mid-packet
+/// at random moments: none lost, none out of order (a cut may cost
+/// duplicates of what was in flight, sent again with DUP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_uplink_loses_nothing_and_keeps_the_order() {
+    const N: u32 = 100_000;
+    let cloud = TestBroker::start().await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr, "cloud-sub", true)).await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    eprintln!("proxy seed {seed}");
+    let (proxy, task) = flaky_proxy(cloud.addr, seed).await;
+    let up = bridge("up", &[proxy.to_string()], &["s/# out 1"], "keep_alive_secs = 5");
+    let edge = edge_with(vec![up]).await;
+    let publisher = tokio::spawn(async move {
+        publish_numbered_long(edge.addr, N).await;
+        edge
+    });
+    let dups = receive_numbered(&mut sub, N, Duration::from_secs(240)).await;
+    eprintln!("{N} arrived in order, {dups} duplicates");
+    let edge = publisher.await.unwrap();
+    task.abort();
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// [`publish_numbered`] without its 5 s bound (a long stream).
+async fn publish_numbered_long(addr: SocketAddr, n: u32) {
+    tokio::time::timeout(Duration::from_secs(240), async {
+        let (mut c, _) = V4Client::connect(v4(addr, "long-pub", true)).await;
+        let mut acked = 0;
+        for i in 0..n {
+            c.client.publish("s/long", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+            while let Ok(p) = c.rx.try_recv() {
+                acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_)));
+            }
+        }
+        while acked < n {
+            match c.rx.recv().await {
+                Some(p) => acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_))),
+                None => panic!("the publisher's connection ended"),
+            }
+        }
+    })
+    .await
+    .expect("100,000 published within 240 s");
+}
+
+/// The remote session is persistent (`clean_session = false`, the
+/// default): what the cloud publishes for the `in` rules while the edge
+/// is off arrives once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cloud_sent_while_the_edge_was_off_arrives_after_it_returns() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let cloud = Mosquitto::start(free_port(), mdir.path()).await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_owned();
+    let up = bridge("cloud", &[cloud.addr().to_string()], &["cmd/# in 1"], "");
+    let edge = TestBroker::start_with({
+        let (up, dir) = (up.clone(), dir.clone());
+        move |c| {
+            c.bridges = vec![up];
+            c.data_dir = dir;
+        }
+    })
+    .await;
+    // A persistent local subscriber, and the bridge's subscription on the cloud.
+    let (mut local, _) = V4Client::connect(v4(edge.addr, "actuator", false)).await;
+    local.subscribe("cmd/#", QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
+    within("the bridge to subscribe", async {
+        loop {
+            cloud_pub.client.publish("cmd/probe", QoS::AtMostOnce, false, "p").await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(200), local.next_publish()).await.is_ok() {
+                return;
+            }
+        }
+    })
+    .await;
+    drop(local);
+    edge.shutdown().await;
+    // While the edge is off, the cloud queues these for the bridge's session.
+    for i in 0..50 {
+        cloud_pub.client.publish("cmd/valve", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+    }
+    tokio::time::sleep(QUIET).await;
+    let edge = TestBroker::start_with(move |c| {
+        c.bridges = vec![up];
+        c.data_dir = dir;
+    })
+    .await;
+    let (mut local, present) = V4Client::connect(v4(edge.addr, "actuator", false)).await;
+    assert!(present);
+    let mut got = Vec::new();
+    while got.len() < 50 {
+        let p = local.next_publish().await;
+        if p.topic != "cmd/probe" {
+            got.push(std::str::from_utf8(&p.payload).unwrap().parse::<u32>().unwrap());
+        }
+    }
+    assert_eq!(got, (0..50).collect::<Vec<_>>());
+    edge.shutdown().await;
+    cloud.stop().await;
+}
