@@ -52,8 +52,13 @@ pub enum Pace {
 pub(super) struct SnapshotRun {
     id: u64,
     begin: Lsn,
-    /// The sessions still to write, last first.
+    /// The sessions still to write, in descending order (the next is
+    /// the last).
     keys: Vec<SessionKey>,
+    /// Of those, the ones written early, out of order: a session is written
+    /// before any other record of it that would otherwise create it in the
+    /// state replay builds (see [`Router::record_session`]).
+    early: HashSet<SessionKey>,
     /// Message bodies written so far (bounded, see `SessionState::dump`).
     mids: HashSet<u64>,
 }
@@ -69,6 +74,27 @@ impl Durable {
         let expiry_secs = e.expiry.map(|x| x.as_secs());
         let user = e.owner.as_deref().map(str::to_owned);
         Record::Session { key, client_id: e.client_id.to_string(), expiry_secs, offline_since_ms, user }
+    }
+
+    /// Writes one session into the snapshot in progress (`st` is its
+    /// locked state).
+    fn snap_session(
+        &self,
+        mids: &mut HashSet<u64>,
+        key: SessionKey,
+        e: &SessionEntry,
+        st: &crate::session::state::SessionState,
+        (now, wall): (Instant, SystemTime),
+        pace: Pace,
+    ) {
+        let j = &self.journal;
+        j.append(&Record::Snap(Box::new(self.session_record(key, e))));
+        st.dump(mids, now, wall, &mut |r| {
+            if pace != Pace::Never {
+                j.wait_room();
+            }
+            j.append(&Record::Snap(Box::new(r)));
+        });
     }
 
     /// Records a message body under a new id; returns the id.
@@ -176,6 +202,21 @@ impl Router {
             return;
         }
         let mut st = e.shared.lock();
+        if st.is_journaled() {
+            // A snapshot that has not written this session yet does so now:
+            // the record below would otherwise create it, empty, in the state
+            // replay builds, and its snapshot entries would then come late
+            // (held in memory at start, in-flight order lost).
+            if let Some(mut run) = d.running.take() {
+                let pending = !run.early.contains(&key) && run.keys.binary_search_by(|k| key.cmp(k)).is_ok();
+                if pending {
+                    let wall = d.wall(now);
+                    d.snap_session(&mut run.mids, key, e, &st, (now, wall), Pace::Room);
+                    run.early.insert(key);
+                }
+                d.running = Some(run);
+            }
+        }
         d.journal.append(&d.session_record(key, e));
         if !st.is_journaled() {
             // What was queued or in flight before the session became
@@ -231,9 +272,12 @@ impl Router {
         d.snapshot_id += 1;
         let id = d.snapshot_id;
         let begin = d.journal.append(&Record::SnapshotBegin { id });
+        // A message body named before the snapshot is in it only if a queue
+        // still refers to it: no later delivery may reuse its id.
+        d.last_mid = None;
         let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
-        keys.reverse();
-        d.running = Some(SnapshotRun { id, begin, keys, mids: HashSet::new() });
+        keys.sort_unstable_by(|a, b| b.cmp(a));
+        d.running = Some(SnapshotRun { id, begin, keys, mids: HashSet::new(), early: HashSet::new() });
     }
 
     /// Whether a compaction's snapshot is being written.
@@ -259,6 +303,9 @@ impl Router {
                 return false;
             }
             run.keys.pop();
+            if run.early.remove(&key) {
+                continue;
+            }
             let Some(e) = self.sessions.get(&key) else { continue };
             // Appended under the session's lock, so a change the session
             // records after this point follows its snapshot in the log.
@@ -267,13 +314,7 @@ impl Router {
                 continue;
             }
             written += 1;
-            j.append(&Record::Snap(Box::new(d.session_record(key, e))));
-            st.dump(&mut run.mids, now, wall, &mut |r| {
-                if pace != Pace::Never {
-                    j.wait_room();
-                }
-                j.append(&Record::Snap(Box::new(r)));
-            });
+            d.snap_session(&mut run.mids, key, e, &st, (now, wall), pace);
         }
         self.retained.for_each(|m| {
             let stored = StoredMessage::from_message(m, now, wall);

@@ -140,6 +140,10 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
                 );
             }
             subscribe(&mut r, clients[(steps as usize * 7) % clients.len()].key, "extra/#");
+            // A session the snapshot may not have written yet reconnects
+            // (its session record is appended): it is written first.
+            let back = &clients[(steps as usize * 11 + 5) % clients.len()];
+            persistent(&mut r, &back.client_id, 30_000 + u64::from(steps));
         }
         assert!(steps > 10, "written in steps ({steps})");
         expected = live(&r);
@@ -161,4 +165,51 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
     }
     let (_j, m) = open(dir.path());
     assert_eq!(recovered(&m), expected);
+}
+
+/// A retained message's body named before a snapshot is not reused by a
+/// delivery after it: once the old segments are gone, the body of what a
+/// late subscriber was queued is still in the log.
+#[test]
+fn a_retained_body_named_before_a_snapshot_is_written_again_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (j, m) = open(dir.path());
+        let mut r = Router::new(crate::session::state::QueueLimits::default());
+        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let a = persistent(&mut r, "a", 1);
+        subscribe(&mut r, a.key, "t");
+        publish(&mut r, "t", 7); // retained (7 % 7 == 0)
+        {
+            let mut st = a.session.lock();
+            let (_, pkid) = st.next_to_send(10, Instant::now()).unwrap();
+            assert!(st.puback(pkid));
+        }
+        // Enough records that the snapshot's segment is not the first.
+        for n in 1..200 {
+            publish(&mut r, &format!("other/{n}"), n * 7); // retained: recorded
+        }
+        r.snapshot(Instant::now());
+        let b = persistent(&mut r, "b", 2);
+        subscribe(&mut r, b.key, "t");
+        assert_eq!(b.session.lock().queued(), 1, "the retained message is queued for b");
+        let mut durable = j.durable();
+        let until = Instant::now() + Duration::from_secs(20);
+        while *durable.borrow_and_update() < j.appended() {
+            assert!(Instant::now() < until, "never durable");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        r.maintain_store(Instant::now());
+        while r.durable.as_ref().is_some_and(|d| d.deleting.is_some()) {
+            assert!(Instant::now() < until, "never deleted");
+            std::thread::sleep(Duration::from_millis(1));
+            r.maintain_store(Instant::now());
+        }
+        assert!(j.stats().segments_deleted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    let b = m.sessions.values().find(|s| s.client_id == "b").unwrap();
+    let (_, e) = b.queue.iter().next().expect("b's queued entry");
+    assert!(m.msgs.get(e.mid).is_some(), "the body of b's queued message (mid {}) is in the log", e.mid);
 }

@@ -263,8 +263,17 @@ impl SpillDir {
         self.path.join(format!("{key}-{n}.q"))
     }
 
+    /// Whether the queues' tails (encoded, not yet handed to the spill
+    /// thread) hold more than [`SpillDir::BUFFER_BUDGET`]: `buffered` also
+    /// counts chunks being written and kept after a failed write, which
+    /// must not make every push write a chunk of its own.
     pub fn over_budget(&self) -> bool {
-        self.buffered.load(Ordering::Relaxed) > Self::BUFFER_BUDGET
+        let tails = self
+            .buffered
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.in_flight.load(Ordering::Relaxed))
+            .saturating_sub(self.held.load(Ordering::Relaxed));
+        tails > Self::BUFFER_BUDGET
     }
 }
 
