@@ -61,6 +61,24 @@ fn disconnect(r: &mut Router, key: SessionKey, conn_id: u64) {
     r.handle(msg, Instant::now());
 }
 
+/// Waits for everything appended to be durable, then has the segments
+/// before the last snapshot deleted and waits for that.
+fn compact(r: &mut Router, j: &crate::store::Journal) {
+    let mut durable = j.durable();
+    let until = Instant::now() + Duration::from_secs(20);
+    while *durable.borrow_and_update() < j.appended() {
+        assert!(Instant::now() < until, "never durable");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    r.maintain_store(Instant::now());
+    while r.durable.as_ref().is_some_and(|d| d.deleting.is_some()) {
+        assert!(Instant::now() < until, "never deleted");
+        std::thread::sleep(Duration::from_millis(1));
+        r.maintain_store(Instant::now());
+    }
+    assert!(j.stats().segments_deleted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
 /// Per client: subscriptions, queued and in-flight counts.
 type View = BTreeMap<String, (Vec<String>, usize, usize)>;
 
@@ -147,20 +165,7 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
         }
         assert!(steps > 10, "written in steps ({steps})");
         expected = live(&r);
-        let mut durable = j.durable();
-        let until = Instant::now() + Duration::from_secs(20);
-        while *durable.borrow_and_update() < j.appended() {
-            assert!(Instant::now() < until, "never durable");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Deletes the segments before the snapshot, then waits for that.
-        r.maintain_store(Instant::now());
-        while r.durable.as_ref().is_some_and(|d| d.deleting.is_some()) {
-            assert!(Instant::now() < until, "never deleted");
-            std::thread::sleep(Duration::from_millis(1));
-            r.maintain_store(Instant::now());
-        }
-        assert!(j.stats().segments_deleted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        compact(&mut r, &j);
         j.close();
     }
     let (_j, m) = open(dir.path());
@@ -193,19 +198,7 @@ fn a_retained_body_named_before_a_snapshot_is_written_again_after_it() {
         let b = persistent(&mut r, "b", 2);
         subscribe(&mut r, b.key, "t");
         assert_eq!(b.session.lock().queued(), 1, "the retained message is queued for b");
-        let mut durable = j.durable();
-        let until = Instant::now() + Duration::from_secs(20);
-        while *durable.borrow_and_update() < j.appended() {
-            assert!(Instant::now() < until, "never durable");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        r.maintain_store(Instant::now());
-        while r.durable.as_ref().is_some_and(|d| d.deleting.is_some()) {
-            assert!(Instant::now() < until, "never deleted");
-            std::thread::sleep(Duration::from_millis(1));
-            r.maintain_store(Instant::now());
-        }
-        assert!(j.stats().segments_deleted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        compact(&mut r, &j);
         j.close();
     }
     let (_j, m) = open(dir.path());
