@@ -603,6 +603,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         files: None,
         cert_username: edgemq::config::CertUsername::No,
         metrics: edgemq::metrics::Metrics::new(),
+        use_username_as_clientid: u.ratio(1, 8)?,
+        check_session_owner: u.arbitrary()?,
+        auth_stats: Default::default(),
     };
     let limits = QueueLimits {
         max_messages: u.int_in_range(1..=8)?,
