@@ -137,6 +137,27 @@ async fn publish_numbered_at(addr: SocketAddr, topic: &str, from: u32, n: u32, q
 
 /// Receives until every number in `0..n` was seen: the first sight of
 /// each comes in order; returns the count of duplicates.
+/// Publishes QoS 0 probes on `topic` from `from` until one reaches `to`
+/// (each waited for `wait_ms`): a bridge's subscription is in place.
+async fn probe_until_carried(what: &str, from: &V4Client, topic: &str, to: &mut V4Client, wait_ms: u64) {
+    within(what, async {
+        loop {
+            from.client.publish(topic, QoS::AtMostOnce, false, "p").await.unwrap();
+            if let Ok(p) = tokio::time::timeout(Duration::from_millis(wait_ms), to.next_publish()).await {
+                if p.topic == topic {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Reads what `c` is sent until it is quiet for `QUIET`.
+async fn drain(c: &mut V4Client) {
+    while tokio::time::timeout(QUIET, c.next_publish()).await.is_ok() {}
+}
+
 async fn receive_numbered(c: &mut V4Client, n: u32, limit: Duration) -> u32 {
     let mut next = 0u32;
     let mut dups = 0;
@@ -231,20 +252,10 @@ async fn two_edgemq_bridged_both_ways_do_not_loop_nor_echo_retained() {
         on_edge.subscribe("loop/#", QoS::AtLeastOnce).await;
         // Wait for the bridge's subscription on the cloud: a probe from the cloud reaches the edge.
         let probe = V4Client::simple(cloud.addr, "cloud-probe").await;
-        within("the bridge to subscribe", async {
-            loop {
-                probe.client.publish("loop/probe", QoS::AtMostOnce, false, "p").await.unwrap();
-                if let Ok(p) = tokio::time::timeout(Duration::from_millis(200), on_edge.next_publish()).await {
-                    if p.topic == "loop/probe" {
-                        return;
-                    }
-                }
-            }
-        })
-        .await;
+        probe_until_carried("the bridge to subscribe", &probe, "loop/probe", &mut on_edge, 200).await;
         // Drain the probes.
-        while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
-        while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+        drain(&mut on_cloud).await;
+        drain(&mut on_edge).await;
         let edge_pub = V4Client::simple(edge.addr, "edge-pub").await;
         edge_pub.client.publish("loop/x", QoS::AtLeastOnce, true, "r1").await.unwrap();
         let got = on_cloud.next_publish().await;
@@ -295,19 +306,9 @@ async fn a_mosquitto_bridge_into_edgemq_is_accepted_and_not_echoed() {
     on_edge.subscribe("m/#", QoS::AtLeastOnce).await;
     let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
     // Until Mosquitto's bridge is connected and subscribed, probes are lost.
-    within("Mosquitto's bridge to carry a message", async {
-        loop {
-            cloud_pub.client.publish("m/probe", QoS::AtMostOnce, false, "p").await.unwrap();
-            if let Ok(p) = tokio::time::timeout(Duration::from_millis(300), on_edge.next_publish()).await {
-                if p.topic == "m/probe" {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    while tokio::time::timeout(QUIET, on_cloud.next_publish()).await.is_ok() {}
-    while tokio::time::timeout(QUIET, on_edge.next_publish()).await.is_ok() {}
+    probe_until_carried("Mosquitto's bridge to carry a message", &cloud_pub, "m/probe", &mut on_edge, 300).await;
+    drain(&mut on_cloud).await;
+    drain(&mut on_edge).await;
     cloud_pub.client.publish("m/x", QoS::AtLeastOnce, true, "from-cloud").await.unwrap();
     let p = on_edge.next_publish().await;
     assert_eq!((p.topic.as_str(), &p.payload[..]), ("m/x", &b"from-cloud"[..]));
@@ -513,15 +514,7 @@ async fn what_the_cloud_sent_while_the_edge_was_off_arrives_after_it_returns() {
     let (mut local, _) = V4Client::connect(v4(edge.addr, "actuator", false)).await;
     local.subscribe("cmd/#", QoS::AtLeastOnce).await;
     let cloud_pub = V4Client::simple(cloud.addr(), "cloud-pub").await;
-    within("the bridge to subscribe", async {
-        loop {
-            cloud_pub.client.publish("cmd/probe", QoS::AtMostOnce, false, "p").await.unwrap();
-            if tokio::time::timeout(Duration::from_millis(200), local.next_publish()).await.is_ok() {
-                return;
-            }
-        }
-    })
-    .await;
+    probe_until_carried("the bridge to subscribe", &cloud_pub, "cmd/probe", &mut local, 200).await;
     drop(local);
     edge.shutdown().await;
     // While the edge is off, the cloud queues these for the bridge's session.

@@ -460,15 +460,7 @@ impl Log {
 
     /// Completes once [`Log::has_room`].
     pub async fn room(&self) {
-        loop {
-            let notified = self.pending.room.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.has_room() {
-                return;
-            }
-            notified.await;
-        }
+        super::until(&self.pending.room, || self.has_room()).await
     }
 
     /// The LSN the next append will get.

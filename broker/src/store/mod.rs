@@ -106,6 +106,20 @@ pub struct SpillDir {
     pub room: tokio::sync::Notify,
 }
 
+/// Completes once `ready` holds, re-checking it each time `notify` wakes
+/// its waiters (registered before the check, so no wake-up is missed).
+pub(crate) async fn until(notify: &tokio::sync::Notify, ready: impl Fn() -> bool) {
+    loop {
+        let notified = notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if ready() {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// Which disk limit of spilled queues was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskLimit {
@@ -178,15 +192,7 @@ impl SpillDir {
 
     /// Completes once [`SpillDir::has_room`].
     pub async fn room(&self) {
-        loop {
-            let notified = self.room.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.has_room() {
-                return;
-            }
-            notified.await;
-        }
+        until(&self.room, || self.has_room()).await
     }
 
     /// Whether spilled bytes waiting in memory (written or kept after a
