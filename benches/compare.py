@@ -52,6 +52,18 @@ SCENARIOS = {
                 [("p50_us", "µs", False), ("p99_us", "µs", False), ("p999_us", "µs", False), ("max_us", "µs", False)]),
     "conns": (["conns", "-c", "5000"], ["conns", "-c", "200"],
               [("kib_per_conn", "KiB", False), ("conns_per_s", "conn/s", True), ("rss_after_kib", "KiB", False)]),
+    # The IoT shape (issue 15): many devices at a low rate, one subscriber on fleet/#.
+    "fleet": (["fleet", "-d", "5000", "--rate", "1", "--qos", "1", "--duration", "10"],
+              ["fleet", "-d", "100", "--rate", "5", "--duration", "1", "--warmup", "0.5"],
+              [("cpu_us_per_msg", "µs", False), ("p50_us", "µs", False), ("p99_us", "µs", False),
+               ("peak_rss_kib", "KiB", False)]),
+    # {d}: --fleet-devices (20,000, or less where the open-file hard limit is lower).
+    "fleet20k": (["fleet", "-d", "{d}", "--rate", "1", "--qos", "1", "--duration", "10"],
+                 ["fleet", "-d", "200", "--rate", "2", "--duration", "1", "--warmup", "0.5"],
+                 [("cpu_us_per_msg", "µs", False), ("p50_us", "µs", False), ("p99_us", "µs", False),
+                  ("peak_rss_kib", "KiB", False)]),
+    "storm": (["storm", "-c", "10000", "--queued", "3"], ["storm", "-c", "200", "--queued", "3"],
+              [("storm_s", "s", False), ("rss_peak_kib", "KiB", False), ("unique", "msg", True)]),
     "startup": (["startup"], ["startup"], [("startup_ms", "ms", False), ("idle_rss_kib", "KiB", False)]),
     # Store-and-forward: {n} is --backlog-n. `unique` is what the subscriber got back (N unless the broker lost some).
     "backlog": (["backlog", "--qos", "1", "-n", "{n}"], ["backlog", "--qos", "1", "-n", "20000", "--settle", "0.5"],
@@ -179,7 +191,8 @@ def parse(line):
 
 
 def run_once(args, broker, scenario, port, log):
-    lg_args = [a.replace("{n}", str(args.backlog_n)) for a in SCENARIOS[scenario][1 if args.quick else 0]]
+    lg_args = [a.replace("{n}", str(args.backlog_n)).replace("{d}", str(args.fleet_devices))
+               for a in SCENARIOS[scenario][1 if args.quick else 0]]
     if scenario == "startup":
         cmd = [args.loadgen, "-p", str(port)] + lg_args + ["--"] + broker.command(port)
         proc = None
@@ -234,6 +247,8 @@ def main():
                     help="per-client queue limit (edgemq, mosquitto); raised to --backlog-n if smaller")
     ap.add_argument("--backlog-n", type=int, default=1_000_000,
                     help="messages queued for the offline subscriber in `backlog` (Mosquitto: ~20 s a run)")
+    ap.add_argument("--fleet-devices", type=int, default=None,
+                    help="devices of `fleet20k` (default 20,000, or the open-file hard limit less 500)")
     ap.add_argument("--stock", action="store_true",
                     help="each broker's default limits (only the listener set): shows default-limit losses")
     ap.add_argument("--port", type=int, default=21883, help="first port; each run takes the next one")
@@ -244,6 +259,9 @@ def main():
     # Every broker must be able to hold the whole backlog (--stock shows what the defaults do).
     args.queued = max(args.queued, args.backlog_n)
     raise_nofile()
+    if args.fleet_devices is None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        args.fleet_devices = 20_000 if hard == resource.RLIM_INFINITY else min(20_000, hard - 500)
 
     for b, build in ((args.edgemq, BUILD_EDGEMQ), (args.loadgen, "cargo build --release -p edgemq-benches")):
         if not os.path.exists(b):
@@ -314,7 +332,7 @@ def main():
             print(f"| {s} | {key} ({unit}) | " + " | ".join(fmt(med[n]) for n in names) + " | "
                   + " | ".join(ratios) + " |")
         lost = {n: sum(int(r.get("lost", 0)) for r in results.get((s, n), [])) for n in names}
-        if any(lost.values()) and s.startswith(("fanin", "fanout", "latency", "backlog")):
+        if any(lost.values()) and s.startswith(("fanin", "fanout", "latency", "backlog", "fleet", "storm")):
             print(f"| {s} | lost (sum of runs) | " + " | ".join(str(lost[n]) for n in names) + " |"
                   + " |" * len(peers))
     print()

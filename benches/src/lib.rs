@@ -8,6 +8,7 @@
 
 pub mod backlog;
 pub mod client;
+pub mod fleet;
 pub mod procfs;
 pub mod scenario;
 pub mod track;
@@ -17,6 +18,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 pub use backlog::{backlog, BacklogOpts};
+pub use fleet::{fleet, storm, FleetOpts, StormOpts};
 pub use scenario::{
     conns, fanin, fanout, latency, startup, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts, StartupOpts,
 };

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use edgemq_benches::{
-    backlog, conns, fanin, fanout, latency, startup, BacklogOpts, ConnsOpts, Error, FaninOpts, FanoutOpts, LatencyOpts,
-    Report, StartupOpts, Target,
+    backlog, conns, fanin, fanout, fleet, latency, startup, storm, BacklogOpts, ConnsOpts, Error, FaninOpts,
+    FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
 };
 
 #[derive(Parser, Debug)]
@@ -119,6 +119,36 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
     },
+    /// D devices at a low rate to one `fleet/#` subscriber: broker CPU per
+    /// message, latency percentiles (the IoT shape).
+    Fleet {
+        #[arg(short = 'd', long, default_value_t = 5_000)]
+        devices: usize,
+        /// Messages per second of each device.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 1)]
+        qos: u8,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Seconds measured (after the warm-up).
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Seconds of warm-up, left out of the figures.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+    },
+    /// C persistent sessions with queued messages reconnect at once: time
+    /// until all are served, broker RSS peak.
+    Storm {
+        #[arg(short = 'c', long, default_value_t = 10_000)]
+        clients: usize,
+        /// QoS 1 messages queued per client while it is away.
+        #[arg(long, default_value_t = 3)]
+        queued: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Starts the broker command given after `--`: time to first CONNACK, idle RSS.
     Startup {
         /// Seconds to wait for the first CONNACK.
@@ -223,6 +253,21 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
         }
         &Cmd::Conns { conns: c, concurrency } => {
             rt.block_on(conns(&t, &ConnsOpts { connections: c, concurrency, ..ConnsOpts::default() }))?
+        }
+        &Cmd::Fleet { devices, rate, qos, size, duration, warmup } => {
+            let o = FleetOpts {
+                devices,
+                rate,
+                qos,
+                size,
+                duration: secs(duration),
+                warmup: secs(warmup),
+                ..FleetOpts::default()
+            };
+            rt.block_on(fleet(&t, &o))?
+        }
+        &Cmd::Storm { clients, queued, size } => {
+            rt.block_on(storm(&t, &StormOpts { clients, queued, size, ..StormOpts::default() }))?
         }
         Cmd::Startup { timeout, settle, command } => startup(&StartupOpts {
             command: command.clone(),

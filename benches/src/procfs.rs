@@ -17,11 +17,29 @@ pub fn rss(pid: u32) -> Option<Rss> {
     Some(Rss { rss_kib: field(&status, "VmRSS:")?, peak_kib: field(&status, "VmHWM:")? })
 }
 
+/// Time all threads of `pid` have run on a CPU so far, in ns (the first
+/// field of each `/proc/PID/task/TID/schedstat`); threads that already
+/// ended are not counted. `None` if unavailable.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn own_process() {
         let r = super::rss(std::process::id()).unwrap();
         assert!(r.rss_kib > 0 && r.peak_kib >= r.rss_kib);
+        let a = super::cpu_ns(std::process::id()).unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(super::cpu_ns(std::process::id()).unwrap() > a, "{x}");
     }
 }

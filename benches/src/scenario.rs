@@ -422,7 +422,7 @@ impl Default for LatencyOpts {
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -462,29 +462,8 @@ fn latency_subscriber(
             }
             Err(e) => return Err(e),
         }
-        let now = now_nanos();
-        let mut off = 0;
-        while let Some(f) = wire::next_frame(&c.rbuf[off..])? {
-            let body = &c.rbuf[off + f.body..off + f.len];
-            match f.header & 0xF0 {
-                wire::PUBLISH => {
-                    let r = wire::parse_publish(f.header, body)?;
-                    tr.record(r.publisher, r.seq);
-                    if r.seq >= warmup {
-                        lat.push(now.saturating_sub(r.ts));
-                    }
-                    match r.qos {
-                        1 => wire::ack(&mut w, wire::PUBACK, r.pkid),
-                        2 => wire::ack(&mut w, wire::PUBREC, r.pkid),
-                        _ => {}
-                    }
-                }
-                0x60 => wire::ack(&mut w, wire::PUBCOMP, wire::ack_pkid(body)?),
-                _ => {}
-            }
-            off += f.len;
-        }
-        c.rbuf.advance(off);
+        let mut acked = 0;
+        crate::fleet::take_frames_into(&mut c.rbuf, &mut w, &mut tr, &mut lat, warmup, &mut acked)?;
         if !w.is_empty() {
             c.stream.write_all(&w)?;
             w.clear();
@@ -625,6 +604,32 @@ pub fn raise_fd_limit(needed: u64) -> Result<u64, Error> {
     Ok(got)
 }
 
+/// Opens one connection per client id, `concurrency` attempts at a time
+/// (persistent sessions when `persistent`); returns those that completed
+/// CONNECT/CONNACK, in no particular order, and the errors of the others.
+pub(crate) async fn connect_many(
+    addr: SocketAddr,
+    ids: &[String],
+    concurrency: usize,
+    persistent: bool,
+) -> (Vec<Conn>, Vec<Error>) {
+    let mut set = JoinSet::new();
+    let (mut open, mut errors) = (Vec::with_capacity(ids.len()), Vec::new());
+    let mut next = ids.iter();
+    loop {
+        while set.len() < concurrency.max(1) {
+            let Some(id) = next.next().cloned() else { break };
+            set.spawn(async move { Conn::connect_session(addr, &id, !persistent).await });
+        }
+        let Some(r) = set.join_next().await else { break };
+        match r.map_err(join_err).and_then(|r| r) {
+            Ok(conn) => open.push(conn),
+            Err(e) => errors.push(e),
+        }
+    }
+    (open, errors)
+}
+
 /// Opens C connections (CONNECT/CONNACK each, `concurrency` at a time),
 /// keeps them idle, and reads the broker's memory before and after.
 pub async fn conns(t: &Target, o: &ConnsOpts) -> Result<Report, Error> {
@@ -632,28 +637,10 @@ pub async fn conns(t: &Target, o: &ConnsOpts) -> Result<Report, Error> {
     raise_fd_limit(c as u64 + 256)?;
     let before = t.pid.and_then(rss);
     let start = Instant::now();
-    let mut set = JoinSet::new();
-    let mut open = Vec::with_capacity(c);
-    let mut failed = 0usize;
-    let mut first_err = None;
-    let mut next = 0usize;
-    let addr = t.addr;
-    while next < c || !set.is_empty() {
-        while next < c && set.len() < o.concurrency.max(1) {
-            let id = format!("bench-idle-{next}");
-            set.spawn(async move { Conn::connect(addr, &id).await });
-            next += 1;
-        }
-        if let Some(r) = set.join_next().await {
-            match r.map_err(join_err).and_then(|r| r) {
-                Ok(conn) => open.push(conn),
-                Err(e) => {
-                    failed += 1;
-                    first_err.get_or_insert(e);
-                }
-            }
-        }
-    }
+    let ids: Vec<String> = (0..c).map(|i| format!("bench-idle-{i}")).collect();
+    let (open, errors) = connect_many(t.addr, &ids, o.concurrency, false).await;
+    let failed = errors.len();
+    let first_err = errors.into_iter().next();
     let elapsed = start.elapsed();
     tokio::time::sleep(o.settle).await;
     let after = t.pid.and_then(rss);

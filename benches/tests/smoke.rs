@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use edgemq_benches::{
-    backlog, conns, fanin, fanout, latency, startup, BacklogOpts, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts,
-    Report, StartupOpts, Target,
+    backlog, conns, fanin, fanout, fleet, latency, startup, storm, BacklogOpts, ConnsOpts, FaninOpts, FanoutOpts,
+    FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
 };
 
 fn assert_clean(r: &Report, expected: u64) {
@@ -75,6 +75,26 @@ async fn every_scenario_once() {
     println!("{r}");
     assert_eq!(r.get_u64("connected"), Some(50), "{r}");
     assert!(r.get_f64("kib_per_conn").is_some(), "{r}");
+
+    // The IoT shape: devices at a low rate, every message counted.
+    for qos in 0..=2 {
+        let o = FleetOpts {
+            devices: 20,
+            rate: 20.0,
+            qos,
+            duration: Duration::from_millis(200),
+            warmup: Duration::from_millis(100),
+            timeout: short,
+            ..FleetOpts::default()
+        };
+        let r = fleet(&t, &o).await.unwrap();
+        assert_clean(&r, 20 * 6);
+        assert!(r.get_f64("cpu_us_per_msg").is_some() && r.get_f64("p99_us").is_some(), "{r}");
+    }
+    let o = StormOpts { clients: 30, queued: 3, timeout: short, ..StormOpts::default() };
+    let r = storm(&t, &o).await.unwrap();
+    assert_clean(&r, 90);
+    assert_eq!(r.get_u64("served"), Some(30), "{r}");
 
     broker.shutdown().await;
 
