@@ -7,13 +7,15 @@
 //!
 //! [`Router`] does no I/O and reads no clock (`now` is passed in); the task
 //! in [`run`] feeds it [`RouterMsg`]s in batches from a bounded channel and
-//! wakes each touched session once per batch. Connections (and later the
+//! wakes each touched session once per batch; a connection may route its
+//! own PUBLISH inline when the router is free ([`SharedRouter`]). Connections (and later the
 //! bridge and `$SYS` publisher) are its clients through [`RouterMsg`].
 
 pub mod admin;
 mod caps;
 mod control;
 mod retained;
+mod shared;
 mod stats;
 mod sys;
 mod takeover;
@@ -22,6 +24,7 @@ mod tree;
 
 mod durable;
 
+pub use shared::SharedRouter;
 pub use task::run;
 
 use std::collections::HashMap;
@@ -310,19 +313,9 @@ impl Router {
     pub fn handle(&mut self, msg: RouterMsg, now: Instant) {
         match msg {
             RouterMsg::Ticketed(inner, ticket) => {
-                if let Some(b) = &mut self.bridges {
-                    b.begin();
+                if self.handle_ticketed(*inner, &ticket, now) {
+                    ticket.notify.notify_one();
                 }
-                self.handle(*inner, now);
-                let lsn = self.durable.as_ref().map_or(0, |d| d.journal.appended());
-                if self.bridges.as_mut().is_some_and(|b| b.defer(&ticket, lsn)) {
-                    return;
-                }
-                if lsn > 0 {
-                    ticket.lsn.store(lsn, Ordering::Release);
-                }
-                ticket.processed.fetch_add(1, Ordering::AcqRel);
-                ticket.notify.notify_one();
             }
             RouterMsg::Connect(req, reply) => self.connect_or_wait(req, reply, now),
             RouterMsg::Publish(m) => self.publish(m),

@@ -610,3 +610,36 @@ fn the_registry_follows_messages_queues_and_sessions() {
     assert_eq!((m.sessions.get(), m.sessions_online.get()), (1, 1));
     assert_eq!(r.stats().connects, 2);
 }
+
+/// A connection's PUBLISH is routed inline only when the router is free
+/// and has processed everything the connection sent before it; otherwise
+/// it is handed back for the channel, so a publisher's order holds
+/// [MQTT-4.6.0-6].
+#[test]
+fn inline_route_only_when_free_and_nothing_of_the_connection_is_queued() {
+    let mut r = Router::new(limits());
+    let key = connect(&mut r, "s", true, 1).key;
+    sub(&mut r, key, "t/#", QoS::AtLeastOnce);
+    let shared = SharedRouter::new(r);
+    let ticket = Arc::new(Ticket::default());
+    let now = Instant::now();
+    let publish = |p: &'static [u8]| RouterMsg::Publish(msg("t/a", QoS::AtLeastOnce, false, p));
+    // First message: nothing before it, the router free.
+    assert!(shared.try_route(publish(b"1"), &ticket, 1, now).is_none());
+    assert_eq!(ticket.processed.load(Ordering::Acquire), 1);
+    // Message 3 while message 2 is still in the channel: handed back.
+    assert!(shared.try_route(publish(b"3"), &ticket, 3, now).is_some());
+    assert_eq!(ticket.processed.load(Ordering::Acquire), 1);
+    // The router busy (its task holds it): handed back.
+    {
+        let _busy = shared.lock();
+        assert!(shared.try_route(publish(b"2"), &ticket, 2, now).is_some());
+    }
+    assert!(shared.try_route(publish(b"2"), &ticket, 2, now).is_none());
+    let r = shared.take().unwrap();
+    let s = r.sessions.get(&key).unwrap().shared.clone();
+    let got: Vec<_> = drain(&s).into_iter().map(|d| d.0).collect();
+    assert_eq!(got, ["1", "2"]);
+    // Once its task has ended, nothing is routed.
+    assert!(shared.try_route(publish(b"4"), &ticket, 3, now).is_some());
+}

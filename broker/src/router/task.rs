@@ -2,13 +2,15 @@
 //! messages from its channel, running its once-a-second tick (expiry,
 //! store maintenance, the spill directory's free-space check off the task)
 //! and a compaction's snapshot in steps between batches, and waking the
-//! sessions a batch touched.
+//! sessions a batch touched, each under the router's mutex (`shared.rs`).
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
-use super::{durable, Router, RouterMsg};
+use super::{durable, Router, RouterMsg, SharedRouter};
 
 /// Sessions a snapshot step writes at most before the router takes the
 /// next batch of messages.
@@ -16,8 +18,10 @@ const SNAPSHOT_SESSIONS_PER_STEP: usize = 64;
 
 /// The router task: batches of messages from `rx` until every sender is
 /// gone; delayed wills and session expiry once a second; a compaction's
-/// snapshot in steps between them.
-pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Router {
+/// snapshot in steps between them. Each holds the router's mutex
+/// (`shared.rs`); connections route their own messages inline between
+/// them. Returns the router when the channel is closed.
+pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -> Option<Router> {
     let mut batch = Vec::with_capacity(256);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -25,35 +29,53 @@ pub async fn run(mut router: Router, mut rx: mpsc::Receiver<RouterMsg>) -> Route
         // A compaction's snapshot is written between batches, a few
         // sessions at a time, when the log has room (never waiting for it
         // here).
-        let snapshot = router.snapshot_running().then(|| router.durable.as_ref().map(|d| d.journal.clone())).flatten();
+        let snapshot = {
+            let guard = shared.lock();
+            let router = guard.as_ref()?;
+            router.snapshot_running().then(|| router.durable.as_ref().map(|d| d.journal.clone())).flatten()
+        };
         tokio::select! {
             _ = async { if let Some(j) = &snapshot { j.room().await } }, if snapshot.is_some() => {
                 let now = tokio::time::Instant::now().into_std();
-                router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);
+                if let Some(router) = shared.lock().as_mut() {
+                    router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);
+                }
             }
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
-                    return router;
+                    return shared.take();
                 }
                 let now = tokio::time::Instant::now().into_std();
-                for msg in batch.drain(..) {
-                    router.handle(msg, now);
+                if let Some(router) = shared.lock().as_mut() {
+                    for msg in batch.drain(..) {
+                        router.handle(msg, now);
+                    }
                 }
             }
             _ = tick.tick() => {
                 let now = tokio::time::Instant::now().into_std();
-                router.expire(now);
-                let (began, before) = (std::time::Instant::now(), router.snapshot_count());
-                router.maintain_store(now);
-                if router.snapshot_count() != before {
-                    router.metrics.snapshot_micros.set(began.elapsed().as_micros() as i64);
-                    router.metrics.snapshots.inc();
+                if let Some(router) = shared.lock().as_mut() {
+                    tick_once(router, now);
                 }
-                check_space(&router);
             }
         }
-        wake(&mut router);
+        if let Some(router) = shared.lock().as_mut() {
+            router.update_gauges();
+            router.wake_touched();
+        }
     }
+}
+
+/// The once-a-second work: expiry, store maintenance, the free-space check.
+fn tick_once(router: &mut Router, now: std::time::Instant) {
+    router.expire(now);
+    let (began, before) = (std::time::Instant::now(), router.snapshot_count());
+    router.maintain_store(now);
+    if router.snapshot_count() != before {
+        router.metrics.snapshot_micros.set(began.elapsed().as_micros() as i64);
+        router.metrics.snapshots.inc();
+    }
+    check_space(router);
 }
 
 /// Re-checks the free space of the spill directory's file system, off
@@ -65,12 +87,5 @@ fn check_space(router: &Router) {
             let dir = dir.clone();
             tokio::task::spawn_blocking(move || dir.check_space());
         }
-    }
-}
-
-fn wake(router: &mut Router) {
-    router.update_gauges();
-    for s in router.take_touched() {
-        s.notify.notify_one();
     }
 }

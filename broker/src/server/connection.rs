@@ -74,6 +74,9 @@ impl Transport for TcpStream {
 /// What every connection shares.
 pub struct ConnCtx {
     pub router: mpsc::Sender<RouterMsg>,
+    /// The router itself, for a PUBLISH routed inline when the router is
+    /// free and has nothing of this connection left (`router/shared.rs`).
+    pub inline: Arc<crate::router::SharedRouter>,
     /// The listener's connection settings; replaced on reload (a
     /// connection takes them once, when it starts).
     pub machine: super::reload::Current<MachineConfig>,
@@ -149,6 +152,9 @@ static NO_SESSION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// Made on first use when the broker has a store.
 struct GateWatch {
     ticket: Arc<Ticket>,
+    /// Messages given the router with the ticket (its `processed` counts
+    /// up to this).
+    sent: u64,
     durable: tokio::sync::watch::Receiver<Lsn>,
     /// Waits for the ticket or the durable position to move; kept across
     /// turns while the gate holds something.
@@ -157,7 +163,7 @@ struct GateWatch {
 
 impl GateWatch {
     fn new(journal: &Journal) -> GateWatch {
-        GateWatch { ticket: Arc::new(Ticket::default()), durable: journal.durable(), wake: None }
+        GateWatch { ticket: Arc::new(Ticket::default()), sent: 0, durable: journal.durable(), wake: None }
     }
 
     /// Ready when the ticket or the durable position may have moved.
@@ -601,9 +607,37 @@ impl<S: Transport> Driver<S> {
         match &self.ctx.journal {
             Some(journal) => {
                 let gate = self.gate.get_or_insert_with(|| Box::new(GateWatch::new(journal)));
+                gate.sent += 1;
                 RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone())
             }
             None => msg,
+        }
+    }
+
+    /// Routes a PUBLISH here, in this turn, when the router is free and has
+    /// processed everything this connection sent before
+    /// (`router/shared.rs`); its acknowledgement, released by the gate,
+    /// goes out in the same write. Otherwise, through the channel.
+    fn route(&mut self, m: crate::message::Message) -> Result<Option<Wait>, RouterGone> {
+        let Some(gate) =
+            self.ctx.journal.as_ref().map(|j| self.gate.get_or_insert_with(|| Box::new(GateWatch::new(j))))
+        else {
+            return self.send_router(RouterMsg::Publish(m));
+        };
+        gate.sent += 1;
+        match self.ctx.inline.try_route(RouterMsg::Publish(m), &gate.ticket, gate.sent, now()) {
+            None => {
+                gate.feed(&mut self.machine);
+                Ok(None)
+            }
+            Some(msg) => {
+                let msg = RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone());
+                match self.ctx.router.try_send(msg) {
+                    Ok(()) => Ok(None),
+                    Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(Wait::Router(msg))),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(RouterGone),
+                }
+            }
         }
     }
 
@@ -621,7 +655,7 @@ impl<S: Transport> Driver<S> {
                     let msg = self.ticketed(RouterMsg::Publish(m));
                     return Ok(Some(Wait::Room(msg)));
                 }
-                return self.send_router(RouterMsg::Publish(m));
+                return self.route(m);
             }
             Action::Subscribe(entries) => {
                 if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {

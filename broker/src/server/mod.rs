@@ -74,7 +74,7 @@ pub struct Broker {
     cfg: std::sync::Mutex<Config>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    router: JoinHandle<Router>,
+    router: JoinHandle<Option<Router>>,
     /// For probes and live settings; weak, so shutdown still ends the router.
     control: mpsc::WeakSender<RouterMsg>,
     journal: Option<Arc<Journal>>,
@@ -226,7 +226,8 @@ impl Broker {
             }
             None => None,
         };
-        let router = tokio::spawn(router::run(r, rx));
+        let shared = router::SharedRouter::new(r);
+        let router = tokio::spawn(router::run(shared.clone(), rx));
         let control = tx.downgrade();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -244,6 +245,7 @@ impl Broker {
             // One context per listener: its limits are its connections' settings.
             let ctx = Arc::new(ConnCtx {
                 router: tx.clone(),
+                inline: shared.clone(),
                 machine: Current::new(Arc::new(machine_config(
                     &cfg,
                     l,
@@ -401,7 +403,7 @@ impl Broker {
         // once the last is gone.
         drop(self.reloadable);
         let stats = match tokio::time::timeout(SHUTDOWN_GRACE, self.router).await {
-            Ok(Ok(r)) => r.stats(),
+            Ok(Ok(Some(r))) => r.stats(),
             _ => RouterStats::default(),
         };
         if let Some(j) = self.journal {
