@@ -135,7 +135,11 @@ function drawChart() {
 
 // Reads the text/event-stream with fetch (EventSource cannot send the
 // token); reconnects after a period when the stream ends.
+let streaming = false;
+
 async function events() {
+  if (streaming) return;
+  streaming = true;
   for (;;) {
     try {
       const r = await fetch("/api/events", { headers: headers(), cache: "no-store" });
@@ -158,7 +162,7 @@ async function events() {
       }
       setStatus("reconnecting", "error");
     } catch (e) {
-      if (e instanceof Unauthorized) return askToken();
+      if (e instanceof Unauthorized) { streaming = false; return askToken(); }
       setStatus("reconnecting: " + e.message, "error");
     }
     await new Promise((ok) => setTimeout(ok, PERIOD_MS));
