@@ -5,7 +5,8 @@
 //! puppeteer-core, `tests/npm`) the page, given the token in the URL's
 //! fragment or typed into its form, shows the numbers the JSON API gives:
 //! traffic, connections, an offline backlog per session and its drops,
-//! and its search. A screenshot is saved as `target/dashboard.png`.
+//! and its search. Screenshots are saved as `target/dashboard.png` (the
+//! page compared) and `target/dashboard-live.png` (with messages flowing).
 
 mod common;
 
@@ -153,19 +154,29 @@ fn screenshot_path() -> std::path::PathBuf {
     target.join("dashboard.png")
 }
 
+/// What both drivers start with: their arguments, `open(url)` (chromium,
+/// headless, a page on `url`) and `run` (exit code 2 on any error).
+const PRELUDE: &str = r##"
+const puppeteer = require("puppeteer-core");
+const [chromium, base, token, shot] = process.argv.slice(1);
+async function open(url) {
+  const browser = await puppeteer.launch({ executablePath: chromium, headless: true,
+    args: ["--no-sandbox", "--disable-gpu"] });
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 1000 });
+  await page.goto(url);
+  return [browser, page];
+}
+function run(f) { f().catch((e) => { console.error(e); process.exit(2); }); }
+"##;
+
 /// Opens the page with the token in its fragment, waits for its live
 /// figures and tables, searches for `gw-`, reads what it shows and saves
 /// a screenshot; then opens it in a new tab without the token, where the
 /// form asks for it.
 const DRIVER: &str = r##"
-const puppeteer = require("puppeteer-core");
-const [chromium, base, token, shot] = process.argv.slice(1);
-(async () => {
-  const browser = await puppeteer.launch({ executablePath: chromium, headless: true,
-    args: ["--no-sandbox", "--disable-gpu"] });
-  const page = await browser.newPage();
-  await page.setViewport({ width: 1280, height: 1000 });
-  await page.goto(base + "/#token=" + token);
+run(async () => {
+  const [browser, page] = await open(base + "/#token=" + token);
   const body = (k) => `Number(document.body.dataset.${k})`;
   await page.waitForFunction(`${body("events")} >= 3 && ${body("tables")} >= 1`, { timeout: 20000 });
   await page.type("#search", "gw-");
@@ -188,7 +199,19 @@ const [chromium, base, token, shot] = process.argv.slice(1);
   shown.afterLogin = await second.$eval("[data-k='queues.messages']", (e) => e.textContent);
   console.log(JSON.stringify(shown));
   await browser.close();
-})().catch((e) => { console.error(e); process.exit(2); });
+});
+"##;
+
+/// The page under a stream of messages: waits for a few events, saves
+/// a screenshot with its rates drawn and prints the rate in.
+const LIVE_DRIVER: &str = r##"
+run(async () => {
+  const [browser, page] = await open(base + "/#token=" + token);
+  await page.waitForFunction(`Number(document.body.dataset.events) >= 5`, { timeout: 20000 });
+  await page.screenshot({ path: shot, fullPage: true });
+  console.log(await page.$eval("#rate-in", (e) => e.textContent));
+  await browser.close();
+});
 "##;
 
 #[tokio::test]
@@ -201,7 +224,9 @@ async fn chromium_shows_the_numbers_of_the_api() {
     let shot = screenshot_path();
     let _ = std::fs::remove_file(&shot);
     let base = format!("http://{http}");
-    let out = browser.drive(DRIVER, &[&base, TOKEN, shot.to_str().unwrap()], Duration::from_secs(90)).await;
+    let out = browser
+        .drive(&format!("{PRELUDE}{DRIVER}"), &[&base, TOKEN, shot.to_str().unwrap()], Duration::from_secs(90))
+        .await;
     let shown: Value = serde_json::from_str(out.trim()).expect("the driver's JSON");
     let o = get_json(http, "/api/overview", TOKEN).await;
 
@@ -255,5 +280,22 @@ async fn chromium_shows_the_numbers_of_the_api() {
     let png = std::fs::read(&shot).expect("the screenshot");
     assert_eq!(&png[..4], b"\x89PNG");
     println!("screenshot: {}", shot.display());
+
+    // With messages flowing, a second screenshot shows the rates.
+    let addr = b.addr;
+    let flow = tokio::spawn(async move {
+        let mut p = Raw::v311(addr, "flow").await;
+        loop {
+            p.publish("plant/line1/t", 0, false, 0, b"live").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let live = shot.with_file_name("dashboard-live.png");
+    let rate = browser
+        .drive(&format!("{PRELUDE}{LIVE_DRIVER}"), &[&base, TOKEN, live.to_str().unwrap()], Duration::from_secs(60))
+        .await;
+    flow.abort();
+    assert!(rate.trim().replace(',', "").parse::<f64>().is_ok(), "a rate is shown: {rate}");
+    println!("screenshot with traffic: {}", live.display());
     b.shutdown().await;
 }
