@@ -110,7 +110,7 @@ async fn run(cfg: Config, reload: Reload) -> ExitCode {
         }
     };
     let mut listeners = broker.urls();
-    listeners.extend(broker.http_addr().map(|a| format!("http://{a} (metrics, admin API)")));
+    listeners.extend(broker.http_addr().map(|a| format!("http://{a} (metrics, admin API, dashboard)")));
     println!(
         "edgemq {} listening on {}; data dir {data_dir}; config {config_file}",
         env!("CARGO_PKG_VERSION"),

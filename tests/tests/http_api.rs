@@ -23,43 +23,12 @@ async fn broker() -> (TestBroker, SocketAddr) {
     (b, http)
 }
 
-/// `method` on `path`, with `auth` as the Authorization header; the
-/// status and the body. Run off the async workers (ureq blocks).
-async fn request(http: SocketAddr, method: &'static str, path: &str, auth: Option<String>) -> (u16, String) {
-    let url = format!("http://{http}{path}");
-    let call = tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut resp = match method {
-            "DELETE" => {
-                let r = agent.delete(&url);
-                match auth {
-                    Some(a) => r.header("Authorization", a).call(),
-                    None => r.call(),
-                }
-            }
-            _ => {
-                let r = agent.get(&url);
-                match auth {
-                    Some(a) => r.header("Authorization", a).call(),
-                    None => r.call(),
-                }
-            }
-        }
-        .expect("HTTP request");
-        let status = resp.status().as_u16();
-        (status, resp.body_mut().read_to_string().expect("body"))
-    });
-    within("HTTP request", call).await.expect("request task")
-}
-
 fn bearer() -> Option<String> {
     Some(format!("Bearer {TOKEN}"))
 }
 
 async fn get_json(http: SocketAddr, path: &str) -> Value {
-    let (status, body) = request(http, "GET", path, bearer()).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).expect("JSON")
+    common::get_json(http, path, TOKEN).await
 }
 
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {

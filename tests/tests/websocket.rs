@@ -182,14 +182,8 @@ async fn mqtt_js_over_websocket() {
 /// `mqtt` package is missing, unless `EDGEMQ_REQUIRE_INTEROP=1`.
 #[tokio::test]
 async fn mqtt_js_in_chromium() {
-    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("npm/node_modules/mqtt/dist/mqtt.min.js");
-    let chromium = std::process::Command::new("chromium").arg("--version").stdout(Stdio::null()).status().is_ok();
-    let puppeteer = bundle.ancestors().nth(3).is_some_and(|m| m.join("puppeteer-core").is_dir());
-    if !bundle.is_file() || !chromium || !puppeteer {
-        assert!(std::env::var("EDGEMQ_REQUIRE_INTEROP").as_deref() != Ok("1"), "chromium or MQTT.js missing");
-        println!("SKIPPED: chromium or the mqtt npm package (tests/npm) not found");
-        return;
-    }
+    let Some(browser) = Browser::find(&["mqtt/dist/mqtt.min.js"]) else { return };
+    let bundle = browser.modules.join("mqtt/dist/mqtt.min.js");
     let b = TestBroker::start_with(|c| c.listeners = vec![ws_listener()]).await;
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("page.html");
@@ -212,33 +206,16 @@ c.on("error", (e) => {{ out.textContent = "error " + e; }});
     let driver = r##"
         const puppeteer = require("puppeteer-core");
         (async () => {
-            const browser = await puppeteer.launch({ executablePath: process.argv[2], headless: true,
+            const browser = await puppeteer.launch({ executablePath: process.argv[1], headless: true,
                 args: ["--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"] });
             const page = await browser.newPage();
-            await page.goto("file://" + process.argv[1]);
+            await page.goto("file://" + process.argv[2]);
             await page.waitForFunction(() => document.getElementById("out").textContent !== "waiting", { timeout: 20000 });
             console.log(await page.$eval("#out", (e) => e.textContent));
             await browser.close();
         })().catch((e) => { console.error(e); process.exit(2); });
     "##;
-    let chromium_path = which("chromium");
-    let out = tokio::process::Command::new("node")
-        .args(["-e", driver])
-        .arg(&page)
-        .arg(chromium_path)
-        .env("NODE_PATH", bundle.ancestors().nth(3).unwrap())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out).await.expect("chromium in time").unwrap();
-    assert!(out.status.success(), "puppeteer-core: {:?}", out.status);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got web/t|from chromium");
+    let out = browser.drive(driver, &[page.to_str().unwrap()], std::time::Duration::from_secs(60)).await;
+    assert_eq!(out.trim(), "got web/t|from chromium");
     b.shutdown().await;
-}
-
-/// The absolute path of `program` on PATH.
-fn which(program: &str) -> std::path::PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|f| f.is_file()))
-        .unwrap_or_else(|| program.into())
 }

@@ -1,6 +1,7 @@
 //! The JSON admin API under `/api/`: lists are paged (`?after=KEY&limit=N`,
 //! `limit` at most [`MAX_LIMIT`], 100 by default; the answer's `next` is
-//! the `after` of the next page, `null` on the last) and come from the
+//! the `after` of the next page, `null` on the last; `prefix=P` keeps the
+//! keys that start with `P`) and come from the
 //! router one page at a time (`router/admin.rs`); actions are `DELETE`s.
 //! Keys in paths and queries are percent-decoded (`%2F` for a `/` in a
 //! client identifier; a retained topic may be written as is).
@@ -72,16 +73,17 @@ async fn ask<T>(http: &Http, make: impl FnOnce(oneshot::Sender<T>) -> Admin) -> 
 }
 
 fn page_req(query: &str) -> Result<PageReq, &'static str> {
-    let mut p = PageReq { after: None, limit: DEFAULT_LIMIT };
+    let mut p = PageReq { after: None, limit: DEFAULT_LIMIT, prefix: None };
     for pair in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = decode(v).ok_or("bad percent-encoding in the query")?;
         match k {
             "after" => p.after = Some(v),
+            "prefix" => p.prefix = Some(v).filter(|v| !v.is_empty()),
             "limit" => {
                 p.limit = v.parse::<usize>().map_err(|_| "limit must be a number")?.clamp(1, MAX_LIMIT);
             }
-            _ => return Err("unknown query parameter (after, limit)"),
+            _ => return Err("unknown query parameter (after, limit, prefix)"),
         }
     }
     Ok(p)
@@ -194,7 +196,7 @@ fn listeners(http: &Http) -> Option<Value> {
     Some(json!({ "items": ls }))
 }
 
-fn store(http: &Http) -> Option<Value> {
+pub(super) fn store(http: &Http) -> Option<Value> {
     use std::sync::atomic::Ordering::Relaxed;
     let m = &http.metrics;
     let snapshot = json!({ "count": m.snapshots.get(), "last_secs": m.snapshot_micros.get() as f64 / 1e6 });
@@ -244,6 +246,8 @@ mod tests {
         assert_eq!((p.after.as_deref(), p.limit), (Some("dev/7"), MAX_LIMIT));
         assert!(page_req("limit=x").is_err());
         assert!(page_req("offset=3").is_err());
+        assert_eq!(page_req("prefix=gw%2F").unwrap().prefix.as_deref(), Some("gw/"));
+        assert_eq!(page_req("prefix=").unwrap().prefix, None);
         assert_eq!(page_req("").unwrap().limit, DEFAULT_LIMIT);
     }
 }

@@ -8,11 +8,14 @@
 //! [`HEADER_TIMEOUT`]). Requests are authenticated first (bearer token or
 //! basic authentication, compared in constant time). Nothing here blocks
 //! a thread: the router is asked through its channel, and answers one
-//! bounded page at a time (`router/admin.rs`). When `[http]` is absent
+//! bounded page at a time (`router/admin.rs`). The dashboard's page and
+//! its live figures (`GET /api/overview`, the `text/event-stream` of
+//! `GET /api/events`) are in `dashboard.rs`. When `[http]` is absent
 //! nothing of this runs and nothing is allocated for it.
 
 mod api;
 pub mod config;
+mod dashboard;
 
 pub use config::HttpConfig;
 
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
@@ -45,9 +48,13 @@ pub struct Http {
     pub router: mpsc::Sender<RouterMsg>,
     pub metrics: Arc<Metrics>,
     pub persistence: bool,
+    /// When the broker started (the overview's uptime).
+    pub started: std::time::Instant,
 }
 
-type Reply = Response<Full<Bytes>>;
+/// A whole body, or the event stream of `GET /api/events`.
+type Body = Either<Full<Bytes>, dashboard::Events>;
+type Reply = Response<Body>;
 
 /// Serves `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: CancellationToken, tracker: TaskTracker) {
@@ -108,7 +115,7 @@ fn authorized(cfg: &HttpConfig, req: &Request<Incoming>) -> bool {
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
@@ -119,7 +126,14 @@ fn error(status: StatusCode, message: &str) -> Reply {
     reply(status, "application/json", body)
 }
 
-async fn handle(http: &Http, req: Request<Incoming>) -> Reply {
+async fn handle(http: &Arc<Http>, req: Request<Incoming>) -> Reply {
+    // The dashboard's page, script and style hold no data: served to
+    // anyone, the script then sends the token with each request.
+    if req.method() == hyper::Method::GET {
+        if let Some(asset) = dashboard::asset(req.uri().path()) {
+            return asset;
+        }
+    }
     if !authorized(&http.cfg, &req) {
         let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials");
         let challenge = if http.cfg.token.is_some() { "Bearer" } else { "Basic realm=\"edgemq\"" };
@@ -135,6 +149,10 @@ async fn handle(http: &Http, req: Request<Incoming>) -> Reply {
         };
     }
     match path.strip_prefix("/api/") {
+        Some("overview") if req.method() == hyper::Method::GET => {
+            reply(StatusCode::OK, "application/json", dashboard::overview(http).to_string())
+        }
+        Some("events") if req.method() == hyper::Method::GET => dashboard::events(http.clone()),
         Some(rest) => api::handle(http, req.method(), rest, &query).await,
         None => error(StatusCode::NOT_FOUND, "no such resource"),
     }

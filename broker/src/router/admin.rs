@@ -37,6 +37,10 @@ pub struct PageReq {
     /// The last key of the previous page (exclusive); `None`: the first.
     pub after: Option<String>,
     pub limit: usize,
+    /// Only keys (client identifiers, topics) that start with it: the
+    /// dashboard's search. Sessions are then walked from the prefix on
+    /// and the walk ends at the first identifier past it.
+    pub prefix: Option<String>,
 }
 
 /// One page and where the next one starts (`None`: this was the last).
@@ -64,8 +68,8 @@ pub struct SessionRow {
     pub queued: usize,
     pub queued_bytes: usize,
     pub inflight: usize,
-    /// How long the oldest queued message has waited, when its queue holds
-    /// it in memory (a spilled queue's head may be on disk: `None`).
+    /// How long the oldest queued message has waited (a spilled queue's:
+    /// to the chunk, `MessageQueue::oldest_received`); `None`: none waits.
     pub oldest_queued: Option<Duration>,
     /// The session's expiry after disconnection (`None`: never).
     pub expiry: Option<Duration>,
@@ -204,14 +208,16 @@ impl Router {
     /// `row` giving each its entry (or none: skipped, still examined).
     fn page<T>(&self, p: &PageReq, mut row: impl FnMut(Arc<str>, &super::SessionEntry) -> Option<T>) -> Page<T> {
         let limit = p.limit.clamp(1, MAX_LIMIT);
+        let prefix = p.prefix.as_deref().unwrap_or("");
         let start = match &p.after {
-            Some(a) => Bound::Excluded(a.as_str()),
-            None => Bound::Unbounded,
+            Some(a) if a.as_str() >= prefix => Bound::Excluded(a.as_str()),
+            _ => Bound::Included(prefix),
         };
         let mut items = Vec::with_capacity(limit.min(64));
         let mut last = None;
         let mut more = false;
-        for (examined, (id, key)) in self.by_client.range::<str, _>((start, Bound::Unbounded)).enumerate() {
+        let ids = self.by_client.range::<str, _>((start, Bound::Unbounded));
+        for (examined, (id, key)) in ids.take_while(|(id, _)| id.starts_with(prefix)).enumerate() {
             if items.len() == limit || examined == limit * SCAN {
                 more = true;
                 break;
@@ -229,11 +235,13 @@ impl Router {
     fn retained_page(&self, p: &PageReq, now: Instant) -> Page<RetainedRow> {
         let limit = p.limit.clamp(1, MAX_LIMIT);
         let after = p.after.as_deref();
+        let prefix = p.prefix.as_deref().unwrap_or("");
         // A max-heap of at most `limit`: its top is the largest topic kept.
         let mut heap: BinaryHeap<ByTopic> = BinaryHeap::with_capacity(limit + 1);
         let mut beyond = false;
         self.retained.for_each(|m| {
-            if after.is_some_and(|a| m.topic.as_str() <= a) || super::is_internal_topic(&m.topic) {
+            let skip = after.is_some_and(|a| m.topic.as_str() <= a) || !m.topic.starts_with(prefix);
+            if skip || super::is_internal_topic(&m.topic) {
                 return;
             }
             if heap.len() == limit {

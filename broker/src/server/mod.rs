@@ -279,6 +279,7 @@ impl Broker {
                 router: tx.clone(),
                 metrics: metrics.clone(),
                 persistence: cfg.persistence,
+                started: std::time::Instant::now(),
             });
             tracker.spawn(crate::http::serve(socket, state, shutdown.clone(), tracker.clone()));
         }

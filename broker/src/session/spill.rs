@@ -32,6 +32,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::state::{MessageQueue, SharedSession};
@@ -52,6 +53,8 @@ struct Run {
     at: u64,
     len: usize,
     entries: usize,
+    /// When its first entry's message was received (the backlog's age).
+    first: Instant,
 }
 
 /// The chunk being decoded into the head.
@@ -60,6 +63,8 @@ struct Front {
     path: SpillPath,
     at: usize,
     left: usize,
+    /// The chunk's first entry's time: what is left of it is younger.
+    first: Instant,
 }
 
 pub struct SpillQueue {
@@ -79,6 +84,8 @@ pub struct SpillQueue {
     /// Length-prefixed encoded entries after the chunks'.
     tail: Vec<u8>,
     tail_entries: usize,
+    /// When the tail's first entry's message was received.
+    tail_first: Option<Instant>,
     online: bool,
     /// The head's bytes, charged to the memory budget.
     charge: Charge,
@@ -108,6 +115,7 @@ impl SpillQueue {
             run_bytes: 0,
             tail: Vec::new(),
             tail_entries: 0,
+            tail_first: None,
             online: false,
             charge: Charge::new(pool),
             disk_charged: 0,
@@ -157,6 +165,7 @@ impl SpillQueue {
     }
 
     fn encode(&mut self, d: &Delivery) {
+        self.tail_first.get_or_insert(d.msg.received);
         let at = self.tail.len();
         self.tail.extend_from_slice(&[0; 4]);
         encode_spilled(d, self.dir.epoch, &mut self.tail);
@@ -170,6 +179,7 @@ impl SpillQueue {
     fn take_tail(&mut self) -> Vec<u8> {
         self.dir.buffered.fetch_sub(self.tail.len(), Ordering::Relaxed);
         self.tail_entries = 0;
+        self.tail_first = None;
         std::mem::take(&mut self.tail)
     }
 
@@ -186,11 +196,12 @@ impl SpillQueue {
             self.written = 0;
         }
         let entries = std::mem::take(&mut self.tail_entries);
+        let first = self.tail_first.take().unwrap_or_else(Instant::now);
         // The tail's bytes stay counted in `buffered` until written.
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len();
         let chunk = SpillIo::write(&self.dir, &self.path, bytes);
-        self.runs.push_back(Run { chunk, path: self.path.clone(), at: self.written, len, entries });
+        self.runs.push_back(Run { chunk, path: self.path.clone(), at: self.written, len, entries, first });
         self.written += len as u64;
         self.run_entries += entries;
         self.run_bytes += len as u64;
@@ -243,7 +254,7 @@ impl SpillQueue {
             let Some(run) = self.runs.pop_front() else { break };
             match bytes {
                 Some(bytes) => {
-                    self.front = Some(Front { bytes, path: run.path, at: 0, left: run.entries });
+                    self.front = Some(Front { bytes, path: run.path, at: 0, left: run.entries, first: run.first });
                     self.prefetch();
                 }
                 None => {
@@ -382,6 +393,11 @@ impl MessageQueue for SpillQueue {
 
     fn pop_front(&mut self) -> Option<Delivery> {
         self.pop(false)
+    }
+
+    fn oldest_received(&self) -> Option<Instant> {
+        let spilled = || self.front.as_ref().map(|f| f.first).or_else(|| self.runs.front().map(|r| r.first));
+        self.head.front().map(|d| d.msg.received).or_else(spilled).or(self.tail_first)
     }
 
     fn front(&mut self) -> Option<&Delivery> {

@@ -289,3 +289,33 @@ fn a_failed_write_keeps_the_chunk_and_starts_a_new_file() {
     assert_eq!(dir.held.load(Ordering::Relaxed), 0);
     assert_eq!(files(&dir), 0);
 }
+
+/// The backlog's age is known without reading a chunk back: the tail's
+/// first entry, then the first entry of the oldest chunk (the head's own
+/// once decoded).
+#[test]
+fn the_oldest_entry_is_known_to_the_chunk_without_io() {
+    let (_tmp, dir) = dir();
+    let mut q = SpillQueue::new(dir, 1, &pool(), Weak::new());
+    assert_eq!(q.oldest_received(), None);
+    let aged = |n: u32, secs: u64| {
+        let mut d = delivery(n);
+        Arc::make_mut(&mut d.msg).received = Instant::now() - Duration::from_secs(secs);
+        d
+    };
+    let first = aged(0, 3600);
+    let oldest = first.msg.received;
+    q.push_back(first);
+    assert_eq!(q.oldest_received(), Some(oldest), "in the tail");
+    for n in 1..5_000 {
+        q.push_back(aged(n, 60));
+    }
+    assert!(!q.runs.is_empty(), "chunks written out");
+    assert_eq!(q.oldest_received(), Some(oldest), "the first chunk's");
+    q.set_online(true);
+    q.pop_front();
+    let next = q.oldest_received().unwrap();
+    assert!(next > oldest && next.elapsed() >= Duration::from_secs(60), "the next entry's, decoded");
+    while q.pop_front().is_some() {}
+    assert_eq!(q.oldest_received(), None);
+}

@@ -49,11 +49,10 @@ pub trait MessageQueue: Send {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The oldest waiting delivery if it is in memory, without I/O (the
-    /// admin API's oldest message age); `None` if it is not, or none waits.
-    fn front_in_memory(&self) -> Option<&Delivery> {
-        None
-    }
+    /// When the oldest waiting message was received, without I/O (the
+    /// admin API's backlog age; a spilled queue knows it to the chunk: the
+    /// first entry of the chunk its front is in); `None` if none waits.
+    fn oldest_received(&self) -> Option<std::time::Instant>;
 }
 
 /// The in-memory queue, its bytes charged to the memory budget.
@@ -91,8 +90,8 @@ impl MessageQueue for MemQueue {
     fn front(&mut self) -> Option<&Delivery> {
         self.0.front()
     }
-    fn front_in_memory(&self) -> Option<&Delivery> {
-        self.0.front()
+    fn oldest_received(&self) -> Option<std::time::Instant> {
+        self.0.front().map(|d| d.msg.received)
     }
     fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
         for d in &self.0 {
@@ -467,7 +466,7 @@ impl SessionState {
     /// When the oldest queued message was received, if the queue holds it
     /// in memory (a spilled queue's head may be on disk: `None`).
     pub fn oldest_queued(&self) -> Option<Instant> {
-        self.queue.front_in_memory().map(|d| d.msg.received)
+        self.queue.oldest_received()
     }
 
     fn pop_queued(&mut self) -> Option<Delivery> {

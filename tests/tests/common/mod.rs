@@ -7,10 +7,13 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod http;
 mod packets;
 mod raw;
 mod rumq;
 
+#[allow(unused_imports)] // only the HTTP and browser tests use it
+pub use http::*;
 pub use packets::*;
 #[allow(unused_imports)] // not every test binary uses the raw client
 pub use raw::*;
