@@ -214,7 +214,8 @@ async fn amqp_consumer(python: &str, port: u16, key: &str) -> (Child, Lines<BufR
 /// RabbitMQ cluster; the node the bridge is connected to is killed when
 /// a third have arrived: the bridge fails over to the other node, every
 /// reading arrives, the first copy of each in order (what was in flight
-/// to the dead node is sent again, DUP set).
+/// to the dead node is sent again, DUP set). Then QoS 2 readings, which
+/// RabbitMQ takes at QoS 1, go through too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_cluster_node_lost_mid_run_the_bridge_fails_over_and_nothing_is_lost() {
     const N: u32 = 3000;
@@ -230,10 +231,11 @@ async fn rabbitmq_cluster_node_lost_mid_run_the_bridge_fails_over_and_nothing_is
     // words of the routing key (`/` becomes `.`).
     let (_consumer, mut lines) = amqp_consumer(python.unwrap(), rabbit.nodes[0].amqp, "site1.sensors.#").await;
     // n1 first: the bridge connects there, and must go to n0 when n1 dies.
+    // The rule takes QoS 2: RabbitMQ answers it with PUBACK (QoS 1).
     let up = bridge(
         "cloud",
         &[rabbit.mqtt_addr(1), rabbit.mqtt_addr(0)],
-        &["sensors/# out 1 \"\" site1/"],
+        &["sensors/# out 2 \"\" site1/"],
         "try_private = false",
     );
     let edge = edge_with(vec![up]).await;
@@ -256,7 +258,17 @@ async fn rabbitmq_cluster_node_lost_mid_run_the_bridge_fails_over_and_nothing_is
     .unwrap_or_else(|_| panic!("only {} of {N} readings reached the AMQP consumer", seen.next));
     assert!(killed);
     publisher.await.unwrap();
-    eprintln!("all {N} readings arrived, {} duplicates; {:.1?} in all", seen.dups, started.elapsed());
+    // QoS 2 readings: taken at QoS 1 by RabbitMQ, acknowledged with PUBACK.
+    publish_numbered_at(addr, "sensors/q2", N, 50, QoS::ExactlyOnce).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.next < N + 50 {
+            let line = lines.next_line().await.unwrap().expect("the AMQP consumer ended");
+            seen.see(line.parse().unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of the 50 QoS 2 readings arrived", seen.next - N));
+    eprintln!("all {N} readings (and 50 at QoS 2) arrived, {} duplicates; {:.1?} in all", seen.dups, started.elapsed());
     edge.shutdown().await;
 }
 

@@ -236,7 +236,8 @@ pub struct BridgeConfig {
     pub max_queued_bytes: u64,
     pub queue_full_policy: BridgeQueuePolicy,
     /// QoS 1/2 messages in flight to the remote (less if its Receive
-    /// Maximum is smaller).
+    /// Maximum is smaller; at most `link::V311_QOS2_WINDOW` to a 3.1.1
+    /// remote when a rule forwards QoS 2).
     pub max_inflight: u16,
 }
 
