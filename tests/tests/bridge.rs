@@ -3,6 +3,7 @@
 //! another in-process edgemq as "the cloud". The kill -9 test with the
 //! real binary is `broker/tests/bridge_crash.rs`.
 
+mod certs;
 mod common;
 
 use std::net::SocketAddr;
@@ -409,4 +410,69 @@ async fn what_the_cloud_sent_while_the_edge_was_off_arrives_after_it_returns() {
     assert_eq!(got, (0..50).collect::<Vec<_>>());
     edge.shutdown().await;
     cloud.stop().await;
+}
+
+/// TLS to the remote (`tls = true`), mTLS: the cloud (an edgemq with an
+/// `mqtts` listener requiring a client certificate of its CA) gets the
+/// readings; a bridge trusting another CA never connects, nor does one
+/// without a client certificate, and their readings stay queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_client_certificate() {
+    use certs::*;
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    let tls = tls_listener(&f, |t| {
+        t.cafile = Some(f.ca_file.clone());
+        t.require_certificate = true;
+    });
+    let cloud = TestBroker::start_with(|c| {
+        c.listeners = vec![tls, edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())];
+    })
+    .await;
+    let plain = cloud.broker.local_addrs()[1];
+    let mut sub = V4Client::simple(plain, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    let gw = f.ca.issue(&[], "gateway-1", "plant");
+    let (cert, key) = (dir.path().join("gw.pem"), dir.path().join("gw.key"));
+    std::fs::write(&cert, &gw.cert_pem).unwrap();
+    std::fs::write(&key, &gw.key_pem).unwrap();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, Ca::new("another CA").cert.pem()).unwrap();
+    let with = |ca: &std::path::Path, client: bool| {
+        let mut extra = format!("tls = true\ncafile = '{}'\n", ca.display());
+        if client {
+            extra += &format!("certfile = '{}'\nkeyfile = '{}'\n", cert.display(), key.display());
+        }
+        extra
+    };
+    let edge = edge_with(vec![
+        bridge("up", &[cloud.addr.to_string()], &["s/# out 1"], &with(&f.ca_file, true)),
+        bridge("stranger", &[cloud.addr.to_string()], &["x/# out 1 \"\" s/"], &with(&other, true)),
+        bridge("anonymous", &[cloud.addr.to_string()], &["y/# out 1 \"\" s/"], &with(&f.ca_file, false)),
+    ])
+    .await;
+    publish_numbered(edge.addr, "s/1", 0, 100).await;
+    publish_numbered(edge.addr, "x/1", 1000, 10).await;
+    publish_numbered(edge.addr, "y/1", 2000, 10).await;
+    assert_eq!(receive_numbered(&mut sub, 100, Duration::from_secs(20)).await, 0);
+    assert!(tokio::time::timeout(QUIET * 3, sub.next_publish()).await.is_err(), "only the trusted bridge connects");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// A bridge's TLS file that does not load stops the start, naming it.
+#[tokio::test]
+async fn an_unloadable_bridge_ca_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pem");
+    let up =
+        bridge("up", &["127.0.0.1:1".into()], &["s/# out 1"], &format!("tls = true\ncafile = '{}'", missing.display()));
+    let cfg = edgemq::Config {
+        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
+        data_dir: dir.path().to_owned(),
+        bridges: vec![up],
+        ..edgemq::Config::default()
+    };
+    let e = edgemq::Broker::start(cfg).await.err().expect("the start fails");
+    assert!(e.to_string().contains("nope.pem"), "{e}");
 }

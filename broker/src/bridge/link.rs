@@ -25,8 +25,10 @@
 //! not sent again (it would be refused again and block the queue behind
 //! it); it is logged (topic, code) and counted in `FifoStats::rejected`.
 //!
-//! Plain TCP today; TLS slots in at [`connect_one`], which returns the
-//! stream the rest runs on (`Transport` of the server side).
+//! TCP or, with `tls = true`, TLS over it (rustls, the connector loaded
+//! at start by `server::tls::connector`; the remote's certificate checked
+//! against the address's host or `tls_server_name`): [`connect_one`]
+//! returns a [`Stream`], which [`session`] runs on split in two.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -34,9 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{AddressOrder, BridgeConfig, BridgeProtocol};
@@ -74,11 +78,20 @@ pub enum LinkError {
     Protocol(String),
     #[error("keep-alive: no answer from the remote")]
     KeepAlive,
+    #[error("TLS: `{0}` is not a server name")]
+    ServerName(String),
+}
+
+/// A connection to the remote.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 /// What a bridge task needs.
 pub struct Link {
     pub cfg: Arc<BridgeConfig>,
+    pub tls: Option<tokio_rustls::TlsConnector>,
     pub fifo: Arc<Fifo>,
     pub router: mpsc::Sender<RouterMsg>,
     pub origin: SessionKey,
@@ -162,7 +175,10 @@ pub async fn run(link: Link) {
                         start = at + 1;
                     }
                     link.notify(true).await;
-                    let r = session(&link, &mut st, (stream, rbuf), &ack, addr).await;
+                    let r = match stream {
+                        Stream::Tcp(s) => session(&link, &mut st, s.into_split(), rbuf, &ack, addr).await,
+                        Stream::Tls(s) => session(&link, &mut st, tokio::io::split(s), rbuf, &ack, addr).await,
+                    };
                     link.notify(false).await;
                     let stats = &link.fifo.stats;
                     match r {
@@ -217,45 +233,75 @@ impl Link {
 /// Connects to `addr` and completes CONNECT/CONNACK within the connect timeout.
 /// Returns the stream, the CONNACK and what the remote sent after it (a
 /// persistent session's messages may come in the same read).
-async fn connect_one(link: &Link, addr: &str) -> Result<(TcpStream, ConnAck, BytesMut), LinkError> {
-    let cfg = &link.cfg;
-    let v = version(cfg);
-    let timeout = Duration::from_secs(cfg.connect_timeout_secs);
-    let handshake = async {
-        let mut s = TcpStream::connect(addr).await?;
+async fn connect_one(link: &Link, addr: &str) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
+    let timeout = Duration::from_secs(link.cfg.connect_timeout_secs);
+    let connect = async {
+        let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let c = ClientConnect {
-            version: v,
-            bridge: cfg.try_private,
-            client_id: cfg.client_id.clone(),
-            clean_start: cfg.clean_session,
-            keep_alive: cfg.keep_alive_secs,
-            username: cfg.username.clone(),
-            password: cfg.password.clone(),
-            session_expiry: if cfg.clean_session { 0 } else { u32::MAX },
-            receive_maximum: u16::MAX,
-            maximum_packet_size: MAX_IN_PACKET as u32,
-        };
-        let mut buf = BytesMut::new();
-        encode_client(&ClientPacket::Connect(c), v, &mut buf).map_err(|e| LinkError::Protocol(e.to_string()))?;
-        s.write_all(&buf).await?;
-        let mut rbuf = BytesMut::with_capacity(4096);
-        loop {
-            if let Some(p) =
-                decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))?
-            {
-                return match p {
-                    ServerPacket::ConnAck(a) if a.code == 0 => Ok((s, a, rbuf)),
-                    ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
-                    other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
-                };
+        match &link.tls {
+            None => {
+                let mut s = s;
+                let (ack, rbuf) = mqtt_connect(link, &mut s).await?;
+                Ok((Stream::Tcp(s), ack, rbuf))
             }
-            if s.read_buf(&mut rbuf).await? == 0 {
-                return Err(LinkError::Protocol("closed before CONNACK".into()));
+            Some(connector) => {
+                let name = server_name(link, addr)?;
+                let mut t = Box::new(connector.connect(name, s).await?);
+                let (ack, rbuf) = mqtt_connect(link, &mut t).await?;
+                Ok((Stream::Tls(t), ack, rbuf))
             }
         }
     };
-    tokio::time::timeout(timeout, handshake).await.map_err(|_| LinkError::Timeout)?
+    tokio::time::timeout(timeout, connect).await.map_err(|_| LinkError::Timeout)?
+}
+
+/// The name the remote's certificate must carry: `tls_server_name`, or
+/// the host part of `addr` (a DNS name or an IP address).
+fn server_name(link: &Link, addr: &str) -> Result<ServerName<'static>, LinkError> {
+    let given = link.cfg.tls.as_ref().and_then(|t| t.server_name.clone());
+    let host = given.unwrap_or_else(|| {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    });
+    ServerName::try_from(host.clone()).map_err(|_| LinkError::ServerName(host))
+}
+
+/// CONNECT with the configured options, then the CONNACK; what the remote
+/// sent after it.
+async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &Link,
+    s: &mut S,
+) -> Result<(ConnAck, BytesMut), LinkError> {
+    let cfg = &link.cfg;
+    let v = version(cfg);
+    let c = ClientConnect {
+        version: v,
+        bridge: cfg.try_private,
+        client_id: cfg.client_id.clone(),
+        clean_start: cfg.clean_session,
+        keep_alive: cfg.keep_alive_secs,
+        username: cfg.username.clone(),
+        password: cfg.password.clone(),
+        session_expiry: if cfg.clean_session { 0 } else { u32::MAX },
+        receive_maximum: u16::MAX,
+        maximum_packet_size: MAX_IN_PACKET as u32,
+    };
+    let mut buf = BytesMut::new();
+    encode_client(&ClientPacket::Connect(c), v, &mut buf).map_err(|e| LinkError::Protocol(e.to_string()))?;
+    s.write_all(&buf).await?;
+    let mut rbuf = BytesMut::with_capacity(4096);
+    loop {
+        if let Some(p) = decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))? {
+            return match p {
+                ServerPacket::ConnAck(a) if a.code == 0 => Ok((a, rbuf)),
+                ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
+                other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
+            };
+        }
+        if s.read_buf(&mut rbuf).await? == 0 {
+            return Err(LinkError::Protocol("closed before CONNACK".into()));
+        }
+    }
 }
 
 fn encode(p: &ClientPacket, v: Version, buf: &mut BytesMut) -> Result<(), LinkError> {
@@ -270,16 +316,16 @@ struct InAck {
 }
 
 /// One connection's life: returns `Ok` on shutdown, the error otherwise.
-async fn session(
+async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     link: &Link,
     st: &mut State,
-    (stream, mut rbuf): (TcpStream, BytesMut),
+    (mut rd, mut wr): (R, W),
+    mut rbuf: BytesMut,
     ack: &ConnAck,
     addr: &str,
 ) -> Result<(), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
-    let (mut rd, mut wr) = stream.into_split();
     let qos2_out = cfg.topics.iter().any(|r| r.direction.is_out() && r.qos == 2);
     let unannounced = if v == Version::V311 && qos2_out { V311_QOS2_WINDOW } else { u16::MAX };
     let window = usize::from(cfg.max_inflight.min(ack.props.receive_maximum.unwrap_or(unannounced)).max(1));
