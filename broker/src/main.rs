@@ -83,14 +83,22 @@ async fn run(cfg: Config, reload: Reload) -> ExitCode {
         Ok(b) => b,
         // A password, ACL, certificate or key file that does not load is a
         // configuration error.
-        Err(e @ (edgemq::server::StartError::AuthFile(_) | edgemq::server::StartError::Tls(_))) => {
+        Err(
+            e @ (edgemq::server::StartError::AuthFile(_)
+            | edgemq::server::StartError::Tls(_)
+            | edgemq::server::StartError::Bridge(edgemq::bridge::BridgeError::Tls { .. })),
+        ) => {
             eprintln!("edgemq: configuration error: {e}");
             return ExitCode::from(2);
         }
         // A store of a newer format: this release must not run on it.
-        Err(edgemq::server::StartError::Store {
-            source: e @ edgemq::store::StoreError::NewerFormat { .. }, ..
-        }) => {
+        Err(
+            edgemq::server::StartError::Store { source: e @ edgemq::store::StoreError::NewerFormat { .. }, .. }
+            | edgemq::server::StartError::Bridge(edgemq::bridge::BridgeError::Queue {
+                source: e @ edgemq::store::StoreError::NewerFormat { .. },
+                ..
+            }),
+        ) => {
             eprintln!("edgemq: {e}");
             return ExitCode::from(2);
         }

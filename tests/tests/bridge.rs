@@ -3,6 +3,7 @@
 //! another in-process edgemq as "the cloud". The kill -9 test with the
 //! real binary is `broker/tests/bridge_crash.rs`.
 
+mod certs;
 mod common;
 
 use std::net::SocketAddr;
@@ -10,25 +11,16 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::bridge::*;
 use common::*;
-use edgemq::bridge::BridgeConfig;
 use rumqttc::QoS;
 use tokio::process::{Child, Command};
 
-/// Whether Debian's `mosquitto` is there; without it a test is skipped,
-/// unless `EDGEMQ_REQUIRE_MOSQUITTO=1` (CI) makes that a failure.
+/// Whether Debian's `mosquitto` is there (`EDGEMQ_REQUIRE_MOSQUITTO`).
 fn have_mosquitto() -> bool {
     let ok =
         std::process::Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !ok {
-        assert!(std::env::var("EDGEMQ_REQUIRE_MOSQUITTO").as_deref() != Ok("1"), "mosquitto is not installed");
-        eprintln!("SKIPPED: mosquitto is not installed");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    have("MOSQUITTO", ok, "mosquitto is not installed")
 }
 
 /// A Mosquitto broker with persistence in its own directory.
@@ -77,105 +69,6 @@ impl Mosquitto {
         Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
         within("mosquitto to stop", self.child.wait()).await.unwrap();
     }
-}
-
-/// A bridge from the config-file syntax, as a user writes it.
-fn bridge(name: &str, addresses: &[String], topics: &[&str], extra: &str) -> BridgeConfig {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("edgemq.toml");
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    let rules: Vec<String> = topics.iter().map(|t| format!("'{t}'")).collect();
-    let text = format!(
-        "[[bridge]]\nname = \"{name}\"\naddresses = [{}]\ntopics = [{}]\nreconnect_min_ms = 100\nreconnect_max_ms = 500\nconnect_timeout_secs = 2\n{extra}\n",
-        addrs.join(", "),
-        rules.join(", ")
-    );
-    std::fs::write(&path, text).unwrap();
-    let args = edgemq::config::Args { config: Some(path), ..Default::default() };
-    edgemq::Config::from_args(&args).unwrap().bridges.remove(0)
-}
-
-async fn edge_with(bridges: Vec<BridgeConfig>) -> TestBroker {
-    TestBroker::start_with(|c| c.bridges = bridges).await
-}
-
-fn v4(addr: SocketAddr, id: &str, clean: bool) -> rumqttc::MqttOptions {
-    let mut o = V4Client::options(addr, id);
-    o.set_clean_session(clean);
-    o.set_inflight(100);
-    o
-}
-
-/// Publishes `n` numbered QoS 1 messages and waits for every PUBACK.
-async fn publish_numbered(addr: SocketAddr, topic: &str, from: u32, n: u32) {
-    publish_numbered_at(addr, topic, from, n, QoS::AtLeastOnce).await
-}
-
-/// Publishes `n` numbered messages at `qos` (1 or 2) and waits for every
-/// PUBACK (PUBCOMP).
-async fn publish_numbered_at(addr: SocketAddr, topic: &str, from: u32, n: u32, qos: QoS) {
-    let (mut c, _) = V4Client::connect(v4(addr, "numbered-pub", true)).await;
-    let done = |p: &rumqttc::Packet| matches!(p, rumqttc::Packet::PubAck(_) | rumqttc::Packet::PubComp(_));
-    let mut acked = 0;
-    for i in from..from + n {
-        c.client.publish(topic, qos, false, i.to_string()).await.unwrap();
-        // Keep the request channel from filling; count acks as they come.
-        while let Ok(p) = c.rx.try_recv() {
-            acked += u32::from(done(&p));
-        }
-    }
-    within("every acknowledgement", async {
-        while acked < n {
-            match c.rx.recv().await {
-                Some(p) => acked += u32::from(done(&p)),
-                None => panic!("the publisher's connection ended"),
-            }
-        }
-    })
-    .await;
-}
-
-/// Receives until every number in `0..n` was seen: the first sight of
-/// each comes in order; returns the count of duplicates.
-/// Publishes QoS 0 probes on `topic` from `from` until one reaches `to`
-/// (each waited for `wait_ms`): a bridge's subscription is in place.
-async fn probe_until_carried(what: &str, from: &V4Client, topic: &str, to: &mut V4Client, wait_ms: u64) {
-    within(what, async {
-        loop {
-            from.client.publish(topic, QoS::AtMostOnce, false, "p").await.unwrap();
-            if let Ok(p) = tokio::time::timeout(Duration::from_millis(wait_ms), to.next_publish()).await {
-                if p.topic == topic {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-}
-
-/// Reads what `c` is sent until it is quiet for `QUIET`.
-async fn drain(c: &mut V4Client) {
-    while tokio::time::timeout(QUIET, c.next_publish()).await.is_ok() {}
-}
-
-async fn receive_numbered(c: &mut V4Client, n: u32, limit: Duration) -> u32 {
-    let mut next = 0u32;
-    let mut dups = 0;
-    tokio::time::timeout(limit, async {
-        while next < n {
-            let p = c.next_publish().await;
-            let i: u32 = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
-            if i < next {
-                dups += 1;
-            } else {
-                assert_eq!(i, next, "out of order: {i} after {}", next.wrapping_sub(1));
-                next += 1;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {next} of {n} arrived"));
-    dups
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,7 +349,7 @@ async fn a_flaky_uplink_loses_nothing_and_keeps_the_order() {
     let up = bridge("up", &[proxy.to_string()], &["s/# out 1"], "keep_alive_secs = 5");
     let edge = edge_with(vec![up]).await;
     let publisher = tokio::spawn(async move {
-        publish_numbered_long(edge.addr, N).await;
+        publish_numbered_long(edge.addr, "s/long", N, Duration::from_secs(240)).await;
         edge
     });
     let dups = receive_numbered(&mut sub, N, Duration::from_secs(240)).await;
@@ -465,28 +358,6 @@ async fn a_flaky_uplink_loses_nothing_and_keeps_the_order() {
     task.abort();
     edge.shutdown().await;
     cloud.shutdown().await;
-}
-
-/// [`publish_numbered`] without its 5 s bound (a long stream).
-async fn publish_numbered_long(addr: SocketAddr, n: u32) {
-    tokio::time::timeout(Duration::from_secs(240), async {
-        let (mut c, _) = V4Client::connect(v4(addr, "long-pub", true)).await;
-        let mut acked = 0;
-        for i in 0..n {
-            c.client.publish("s/long", QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
-            while let Ok(p) = c.rx.try_recv() {
-                acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_)));
-            }
-        }
-        while acked < n {
-            match c.rx.recv().await {
-                Some(p) => acked += u32::from(matches!(p, rumqttc::Packet::PubAck(_))),
-                None => panic!("the publisher's connection ended"),
-            }
-        }
-    })
-    .await
-    .expect("100,000 published within 240 s");
 }
 
 /// The remote session is persistent (`clean_session = false`, the
@@ -539,4 +410,69 @@ async fn what_the_cloud_sent_while_the_edge_was_off_arrives_after_it_returns() {
     assert_eq!(got, (0..50).collect::<Vec<_>>());
     edge.shutdown().await;
     cloud.stop().await;
+}
+
+/// TLS to the remote (`tls = true`), mTLS: the cloud (an edgemq with an
+/// `mqtts` listener requiring a client certificate of its CA) gets the
+/// readings; a bridge trusting another CA never connects, nor does one
+/// without a client certificate, and their readings stay queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_client_certificate() {
+    use certs::*;
+    let dir = tempfile::tempdir().unwrap();
+    let f = files(dir.path());
+    let tls = tls_listener(&f, |t| {
+        t.cafile = Some(f.ca_file.clone());
+        t.require_certificate = true;
+    });
+    let cloud = TestBroker::start_with(|c| {
+        c.listeners = vec![tls, edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())];
+    })
+    .await;
+    let plain = cloud.broker.local_addrs()[1];
+    let mut sub = V4Client::simple(plain, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    let gw = f.ca.issue(&[], "gateway-1", "plant");
+    let (cert, key) = (dir.path().join("gw.pem"), dir.path().join("gw.key"));
+    std::fs::write(&cert, &gw.cert_pem).unwrap();
+    std::fs::write(&key, &gw.key_pem).unwrap();
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, Ca::new("another CA").cert.pem()).unwrap();
+    let with = |ca: &std::path::Path, client: bool| {
+        let mut extra = format!("tls = true\ncafile = '{}'\n", ca.display());
+        if client {
+            extra += &format!("certfile = '{}'\nkeyfile = '{}'\n", cert.display(), key.display());
+        }
+        extra
+    };
+    let edge = edge_with(vec![
+        bridge("up", &[cloud.addr.to_string()], &["s/# out 1"], &with(&f.ca_file, true)),
+        bridge("stranger", &[cloud.addr.to_string()], &["x/# out 1 \"\" s/"], &with(&other, true)),
+        bridge("anonymous", &[cloud.addr.to_string()], &["y/# out 1 \"\" s/"], &with(&f.ca_file, false)),
+    ])
+    .await;
+    publish_numbered(edge.addr, "s/1", 0, 100).await;
+    publish_numbered(edge.addr, "x/1", 1000, 10).await;
+    publish_numbered(edge.addr, "y/1", 2000, 10).await;
+    assert_eq!(receive_numbered(&mut sub, 100, Duration::from_secs(20)).await, 0);
+    assert!(tokio::time::timeout(QUIET * 3, sub.next_publish()).await.is_err(), "only the trusted bridge connects");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
+/// A bridge's TLS file that does not load stops the start, naming it.
+#[tokio::test]
+async fn an_unloadable_bridge_ca_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pem");
+    let up =
+        bridge("up", &["127.0.0.1:1".into()], &["s/# out 1"], &format!("tls = true\ncafile = '{}'", missing.display()));
+    let cfg = edgemq::Config {
+        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
+        data_dir: dir.path().to_owned(),
+        bridges: vec![up],
+        ..edgemq::Config::default()
+    };
+    let e = edgemq::Broker::start(cfg).await.err().expect("the start fails");
+    assert!(e.to_string().contains("nope.pem"), "{e}");
 }

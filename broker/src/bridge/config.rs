@@ -4,6 +4,8 @@
 //! errors name the key and where its value is (`config.rs` turns them into
 //! file:line messages).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -223,6 +225,11 @@ pub struct BridgeConfig {
     pub clean_session: bool,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// TLS to the remote, with the CAs trusted and a client certificate
+    /// (not written by `import-mosquitto`, which leaves `bridge_cafile` &
+    /// co. as comments).
+    #[serde(skip)]
+    pub tls: Option<BridgeTls>,
     pub connect_timeout_secs: u64,
     /// Reconnect delay: from the minimum, doubled after every failed
     /// attempt up to the maximum, each with up to 50% random jitter.
@@ -236,9 +243,26 @@ pub struct BridgeConfig {
     pub max_queued_bytes: u64,
     pub queue_full_policy: BridgeQueuePolicy,
     /// QoS 1/2 messages in flight to the remote (less if its Receive
-    /// Maximum is smaller).
+    /// Maximum is smaller; at most `link::V311_QOS2_WINDOW` to a 3.1.1
+    /// remote when a rule forwards QoS 2).
     pub max_inflight: u16,
 }
+
+/// TLS to a bridge's remote (rustls on `ring`, TLS 1.2 and 1.3, loaded
+/// by `server::tls::connector`, the listeners' file loading).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeTls {
+    /// The CAs the remote's certificate must chain to.
+    pub cafile: PathBuf,
+    /// The client certificate and its key (mTLS).
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The name checked in the remote's certificate (default: the host
+    /// part of the address connected to).
+    pub server_name: Option<String>,
+}
+
+/// Debian's bundle of the system's trusted CAs (`ca-certificates`).
+pub const SYSTEM_CAFILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A `[[bridge]]` table as written.
 #[derive(Debug, Deserialize)]
@@ -258,6 +282,11 @@ pub struct FileBridge {
     clean_session: Option<bool>,
     username: Option<String>,
     password: Option<String>,
+    tls: Option<bool>,
+    cafile: Option<Spanned<PathBuf>>,
+    certfile: Option<Spanned<PathBuf>>,
+    keyfile: Option<Spanned<PathBuf>>,
+    tls_server_name: Option<Spanned<String>>,
     connect_timeout_secs: Option<Spanned<u64>>,
     reconnect_min_ms: Option<Spanned<u64>>,
     reconnect_max_ms: Option<Spanned<u64>>,
@@ -283,7 +312,8 @@ fn range<T: Copy + Into<u64>>(key: &'static str, v: &Option<Spanned<T>>, lo: u64
 
 impl FileBridge {
     /// The bridge this table describes, checked.
-    pub fn resolve(self) -> Result<BridgeConfig, BadKey> {
+    pub fn resolve(mut self) -> Result<BridgeConfig, BadKey> {
+        let tls = self.tls_settings()?;
         let name = self.name.get_ref().clone();
         let at = self.name.span().start;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
@@ -363,6 +393,7 @@ impl FileBridge {
             clean_session: self.clean_session.unwrap_or(false),
             username: self.username,
             password: self.password,
+            tls,
             connect_timeout_secs: self.connect_timeout_secs.map_or(10, Spanned::into_inner),
             reconnect_min_ms,
             reconnect_max_ms,
@@ -374,6 +405,35 @@ impl FileBridge {
             max_inflight: self.max_inflight.map_or(100, Spanned::into_inner),
             name,
         })
+    }
+}
+
+impl FileBridge {
+    /// `tls` and its files: each file key needs `tls = true`, a client
+    /// certificate its key and the other way round.
+    fn tls_settings(&mut self) -> Result<Option<BridgeTls>, BadKey> {
+        let at = |v: &Option<Spanned<PathBuf>>| v.as_ref().map(|s| s.span().start);
+        if self.tls != Some(true) {
+            let set = [("cafile", at(&self.cafile)), ("certfile", at(&self.certfile)), ("keyfile", at(&self.keyfile))]
+                .into_iter()
+                .chain([("tls_server_name", self.tls_server_name.as_ref().map(|s| s.span().start))])
+                .find_map(|(k, a)| a.map(|a| (k, a)));
+            return match set {
+                Some((key, a)) => Err((key, a, "needs tls = true".into())),
+                None => Ok(None),
+            };
+        }
+        let client = match (self.certfile.take(), self.keyfile.take()) {
+            (Some(c), Some(k)) => Some((c.into_inner(), k.into_inner())),
+            (None, None) => None,
+            (Some(c), None) => return Err(("certfile", c.span().start, "needs keyfile (its private key)".into())),
+            (None, Some(k)) => return Err(("keyfile", k.span().start, "needs certfile (its certificate)".into())),
+        };
+        Ok(Some(BridgeTls {
+            cafile: self.cafile.take().map_or_else(|| PathBuf::from(SYSTEM_CAFILE), Spanned::into_inner),
+            client,
+            server_name: self.tls_server_name.take().map(Spanned::into_inner),
+        }))
     }
 }
 

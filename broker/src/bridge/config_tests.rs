@@ -137,6 +137,8 @@ fn errors_name_line_and_key() {
         ("topics = []\n", ":4: key `topics`"),
         ("topics = [\"a\"]\nmax_inflite = 3\n", "key `max_inflite`"),
         ("topics = [\"a\"]\nqueue_full_policy = \"maybe\"\n", ":5: key `queue_full_policy`"),
+        ("topics = [\"a\"]\ncafile = \"/c.pem\"\n", ":5: key `cafile`: needs tls = true"),
+        ("topics = [\"a\"]\ntls = true\ncertfile = \"/gw.pem\"\n", ":6: key `certfile`: needs keyfile"),
     ] {
         let e = with_file(&format!("{base}{extra}")).unwrap_err().to_string();
         assert!(e.contains(want), "{extra}: {e}");
@@ -188,4 +190,15 @@ fn the_sample_bridge_parses_and_shows_the_defaults() {
         ..minimal
     };
     assert_eq!(sample, same);
+}
+
+#[test]
+fn tls_takes_the_system_cas_unless_told() {
+    let base = "[[bridge]]\nname = \"up\"\naddresses = [\"h:8883\"]\ntopics = [\"a\"]\ntls = true\n";
+    let t = with_file(base).unwrap().bridges.remove(0).tls.unwrap();
+    assert_eq!((t.cafile.to_str(), t.client, t.server_name), (Some(SYSTEM_CAFILE), None, None));
+    let more = "cafile = \"/ca.pem\"\ncertfile = \"/gw.pem\"\nkeyfile = \"/gw.key\"\ntls_server_name = \"cloud\"\n";
+    let t = with_file(&format!("{base}{more}")).unwrap().bridges.remove(0).tls.unwrap();
+    assert_eq!(t.client, Some(("/gw.pem".into(), "/gw.key".into())));
+    assert_eq!((t.cafile.to_str(), t.server_name.as_deref()), (Some("/ca.pem"), Some("cloud")));
 }

@@ -3,7 +3,11 @@
 //! (`store::log`: segments, framing, checksums, group commit, repair on
 //! open) holding one [`StoredMessage`] per record, and a read cursor
 //! (`cursor`: the last LSN the remote acknowledged in order, with a
-//! CRC-32), replaced atomically.
+//! CRC-32), replaced atomically; beside it `released`, the QoS 2 messages
+//! after the cursor whose PUBREC came (their LSNs, with a CRC-32), written
+//! and synced before their PUBREL is sent, so that after a crash the link
+//! sends PUBREL for those, not PUBLISH (which the remote would take as
+//! new once it has completed them: a duplicate).
 //!
 //! Who does what: the router appends ([`Fifo::append`], no I/O, never
 //! waits); the log's writer thread writes and syncs; the bridge's link
@@ -15,6 +19,7 @@
 //! sent again (with DUP). Opening replays the segments to count what is
 //! queued, holding nothing of them in memory.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -57,6 +62,9 @@ pub struct Fifo {
     /// The last LSN at open: those may have been sent before a crash, so
     /// they go with DUP.
     pub opened_last: Lsn,
+    /// `released` as found at open: QoS 2 messages after the cursor the
+    /// remote had sent PUBREC for.
+    pub opened_released: HashSet<Lsn>,
     /// Bytes of records appended, and of those done.
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -69,23 +77,46 @@ impl std::fmt::Debug for Fifo {
     }
 }
 
-fn cursor_bytes(lsn: Lsn) -> [u8; 12] {
-    let mut b = [0u8; 12];
-    b[..8].copy_from_slice(&lsn.to_le_bytes());
-    let sum = crc32fast::hash(&b[..8]);
-    b[8..].copy_from_slice(&sum.to_le_bytes());
+/// LSNs, little-endian, then their CRC-32 (`cursor` holds one, `released` any number).
+fn lsns_bytes(lsns: &[Lsn]) -> Vec<u8> {
+    let mut b: Vec<u8> = lsns.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let sum = crc32fast::hash(&b);
+    b.extend_from_slice(&sum.to_le_bytes());
     b
+}
+
+/// The LSNs of [`lsns_bytes`]; `None` if the file is missing or damaged.
+fn read_lsns(path: &Path) -> Option<Vec<Lsn>> {
+    let b = std::fs::read(path).ok()?;
+    let (body, sum) = b.split_at_checked(b.len().checked_sub(4)?)?;
+    if body.len() % 8 != 0 || crc32fast::hash(body).to_le_bytes() != sum {
+        return None;
+    }
+    Some(body.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
 }
 
 /// The persisted cursor; 0 if there is none, or (logged) if it is damaged.
 fn read_cursor(path: &Path) -> Lsn {
-    let Ok(b) = std::fs::read(path) else { return 0 };
-    let ok = b.len() == 12 && crc32fast::hash(&b[..8]).to_le_bytes() == b[8..12];
-    if !ok {
-        tracing::warn!(path = %path.display(), "bridge queue: damaged cursor, sending the whole queue again");
-        return 0;
+    match read_lsns(path).as_deref() {
+        Some([lsn]) => *lsn,
+        None if !path.exists() => 0,
+        _ => {
+            tracing::warn!(path = %path.display(), "bridge queue: damaged cursor, sending the whole queue again");
+            0
+        }
     }
-    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// Replaces `dir/name` with `bytes`, synced (written to `name.tmp`, renamed).
+fn replace_synced(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let f = File::create(&tmp)?;
+        f.write_all_at(bytes, 0)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    File::open(dir)?.sync_all()
 }
 
 impl Fifo {
@@ -108,6 +139,14 @@ impl Fifo {
         }
         // A cursor past the log (its segments lost) starts after the log.
         let cursor = cursor.min(last);
+        let path = dir.join("released");
+        let released = read_lsns(&path).unwrap_or_else(|| {
+            if path.exists() {
+                tracing::warn!(path = %path.display(), "bridge queue: damaged PUBREC record, QoS 2 in flight sent again as PUBLISH");
+            }
+            Vec::new()
+        });
+        let opened_released: HashSet<Lsn> = released.into_iter().filter(|l| *l > cursor).collect();
         tracing::info!(dir = %dir.display(), queued = count, bytes, "bridge queue: opened");
         Ok(Fifo {
             dir: dir.to_owned(),
@@ -117,6 +156,7 @@ impl Fifo {
             persisted: AtomicU64::new(cursor),
             persisting: AtomicBool::new(false),
             opened_last: last,
+            opened_released,
             bytes_in: AtomicU64::new(bytes),
             bytes_out: AtomicU64::new(0),
             stats: FifoStats::default(),
@@ -146,6 +186,11 @@ impl Fifo {
 
     pub fn acked(&self) -> Lsn {
         *self.acked.borrow()
+    }
+
+    /// The cursor as last made durable.
+    pub fn persisted(&self) -> Lsn {
+        self.persisted.load(Ordering::Relaxed)
     }
 
     pub fn watch_acked(&self) -> watch::Receiver<Lsn> {
@@ -192,18 +237,17 @@ impl Fifo {
         if a <= self.persisted.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let tmp = self.dir.join("cursor.tmp");
-        {
-            let f = File::create(&tmp)?;
-            f.write_all_at(&cursor_bytes(a), 0)?;
-            f.sync_data()?;
-        }
-        std::fs::rename(&tmp, self.dir.join("cursor"))?;
-        File::open(&self.dir)?.sync_all()?;
+        replace_synced(&self.dir, "cursor", &lsns_bytes(&[a]))?;
         self.persisted.store(a, Ordering::Relaxed);
         // Done by the queue's log writer, after the cursor is durable.
         self.log.delete_before(a + 1);
         Ok(())
+    }
+
+    /// Makes `lsns` the QoS 2 messages whose PUBREC came (blocking: call
+    /// it from `spawn_blocking`); their PUBREL may go once it returns.
+    pub fn persist_released(&self, lsns: &[Lsn]) -> io::Result<()> {
+        replace_synced(&self.dir, "released", &lsns_bytes(lsns))
     }
 
     /// Claims the right to run [`Fifo::persist`]; [`Fifo::end_persist`] gives it back.

@@ -121,3 +121,22 @@ fn a_damaged_cursor_sends_everything_again() {
     let f = open(dir.path());
     assert_eq!(f.depth(), 5);
 }
+
+#[test]
+fn the_pubrec_record_survives_a_reopen_after_the_cursor_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(dir.path());
+    let last = (0..10).map(|i| f.append(&msg(i))).last().unwrap();
+    wait_durable(&f, last);
+    f.persist_released(&[3, 4, 7]).unwrap();
+    f.set_acked(4, 0);
+    f.persist().unwrap();
+    drop(f);
+    let f = open(dir.path());
+    let mut got: Vec<Lsn> = f.opened_released.iter().copied().collect();
+    got.sort_unstable();
+    assert_eq!(got, [7], "what the cursor covers is done");
+    drop(f);
+    std::fs::write(dir.path().join("released"), b"garbage!garbage").unwrap();
+    assert!(open(dir.path()).opened_released.is_empty(), "damaged: PUBLISH again");
+}

@@ -10,13 +10,25 @@
 //! and the local log made it durable, and keeps the link alive with
 //! PINGREQ.
 //!
+//! QoS 2 across a crash: a message's packet id is its queue position
+//! ([`pkid`]: the same after a restart), and PUBREL goes only after the
+//! PUBREC is durable (`Fifo::persist_released`). After a restart the link
+//! sends PUBREL for what the remote had received and PUBLISH with DUP for
+//! the rest, which a remote that has it acknowledges without delivering it
+//! again ([MQTT-4.3.3-10]); either way no duplicate. A 3.1.1 remote does
+//! not say how many QoS 2 messages it takes in flight (Mosquitto's default
+//! is 20 and it drops the connection over it): with a QoS 2 `out` rule the
+//! window to a 3.1.1 remote is at most [`V311_QOS2_WINDOW`].
+//!
 //! Outcome of a remote refusal (PUBACK/PUBREC reason code 0x80 or more,
 //! e.g. 0x87 Not authorized, 0x97 Quota exceeded, 0x99): the message is
 //! not sent again (it would be refused again and block the queue behind
 //! it); it is logged (topic, code) and counted in `FifoStats::rejected`.
 //!
-//! Plain TCP today; TLS slots in at [`connect_one`], which returns the
-//! stream the rest runs on (`Transport` of the server side).
+//! TCP or, with `tls = true`, TLS over it (rustls, the connector loaded
+//! at start by `server::tls::connector`; the remote's certificate checked
+//! against the address's host or `tls_server_name`): [`connect_one`]
+//! returns a [`Stream`], which [`session`] runs on split in two.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -24,9 +36,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{AddressOrder, BridgeConfig, BridgeProtocol};
@@ -46,6 +60,10 @@ const MAX_IN_PACKET: usize = 16 * 1024 * 1024;
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 /// Records read from the queue at once.
 const READ_BATCH: usize = 1024;
+/// The window to a 3.1.1 remote when a rule forwards QoS 2.
+pub const V311_QOS2_WINDOW: u16 = 20;
+/// Packet ids of queued messages: 1 to this (65535 is the SUBSCRIBE's).
+const PKIDS: u64 = 65_534;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +78,20 @@ pub enum LinkError {
     Protocol(String),
     #[error("keep-alive: no answer from the remote")]
     KeepAlive,
+    #[error("TLS: `{0}` is not a server name")]
+    ServerName(String),
+}
+
+/// A connection to the remote.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 /// What a bridge task needs.
 pub struct Link {
     pub cfg: Arc<BridgeConfig>,
+    pub tls: Option<tokio_rustls::TlsConnector>,
     pub fifo: Arc<Fifo>,
     pub router: mpsc::Sender<RouterMsg>,
     pub origin: SessionKey,
@@ -91,10 +118,16 @@ struct Entry {
 struct State {
     window: VecDeque<Entry>,
     reader: Option<Reader>,
-    next_pkid: u16,
     in_qos2: HashSet<u16>,
-    /// Packet ids of the window's entries not done.
-    in_use: HashSet<u16>,
+    /// QoS 2 messages completed (PUBCOMP) that the persisted cursor may
+    /// not cover yet: they stay in the PUBREC record until it does.
+    completed: VecDeque<Lsn>,
+}
+
+/// The packet id of the message at `lsn`: unique in a window spanning
+/// fewer than [`PKIDS`] positions, and the same after a restart.
+fn pkid(lsn: Lsn) -> u16 {
+    ((lsn.saturating_sub(1) % PKIDS) + 1) as u16
 }
 
 fn version(cfg: &BridgeConfig) -> Version {
@@ -117,9 +150,8 @@ pub async fn run(link: Link) {
     let mut st = State {
         window: VecDeque::new(),
         reader: Some(link.fifo.reader()),
-        next_pkid: 1,
         in_qos2: HashSet::new(),
-        in_use: HashSet::new(),
+        completed: VecDeque::new(),
     };
     let (min, max) = (Duration::from_millis(cfg.reconnect_min_ms), Duration::from_millis(cfg.reconnect_max_ms));
     let mut delay = min;
@@ -143,7 +175,10 @@ pub async fn run(link: Link) {
                         start = at + 1;
                     }
                     link.notify(true).await;
-                    let r = session(&link, &mut st, (stream, rbuf), &ack, addr).await;
+                    let r = match stream {
+                        Stream::Tcp(s) => session(&link, &mut st, s.into_split(), rbuf, &ack, addr).await,
+                        Stream::Tls(s) => session(&link, &mut st, tokio::io::split(s), rbuf, &ack, addr).await,
+                    };
                     link.notify(false).await;
                     let stats = &link.fifo.stats;
                     match r {
@@ -198,45 +233,75 @@ impl Link {
 /// Connects to `addr` and completes CONNECT/CONNACK within the connect timeout.
 /// Returns the stream, the CONNACK and what the remote sent after it (a
 /// persistent session's messages may come in the same read).
-async fn connect_one(link: &Link, addr: &str) -> Result<(TcpStream, ConnAck, BytesMut), LinkError> {
-    let cfg = &link.cfg;
-    let v = version(cfg);
-    let timeout = Duration::from_secs(cfg.connect_timeout_secs);
-    let handshake = async {
-        let mut s = TcpStream::connect(addr).await?;
+async fn connect_one(link: &Link, addr: &str) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
+    let timeout = Duration::from_secs(link.cfg.connect_timeout_secs);
+    let connect = async {
+        let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        let c = ClientConnect {
-            version: v,
-            bridge: cfg.try_private,
-            client_id: cfg.client_id.clone(),
-            clean_start: cfg.clean_session,
-            keep_alive: cfg.keep_alive_secs,
-            username: cfg.username.clone(),
-            password: cfg.password.clone(),
-            session_expiry: if cfg.clean_session { 0 } else { u32::MAX },
-            receive_maximum: u16::MAX,
-            maximum_packet_size: MAX_IN_PACKET as u32,
-        };
-        let mut buf = BytesMut::new();
-        encode_client(&ClientPacket::Connect(c), v, &mut buf).map_err(|e| LinkError::Protocol(e.to_string()))?;
-        s.write_all(&buf).await?;
-        let mut rbuf = BytesMut::with_capacity(4096);
-        loop {
-            if let Some(p) =
-                decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))?
-            {
-                return match p {
-                    ServerPacket::ConnAck(a) if a.code == 0 => Ok((s, a, rbuf)),
-                    ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
-                    other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
-                };
+        match &link.tls {
+            None => {
+                let mut s = s;
+                let (ack, rbuf) = mqtt_connect(link, &mut s).await?;
+                Ok((Stream::Tcp(s), ack, rbuf))
             }
-            if s.read_buf(&mut rbuf).await? == 0 {
-                return Err(LinkError::Protocol("closed before CONNACK".into()));
+            Some(connector) => {
+                let name = server_name(link, addr)?;
+                let mut t = Box::new(connector.connect(name, s).await?);
+                let (ack, rbuf) = mqtt_connect(link, &mut t).await?;
+                Ok((Stream::Tls(t), ack, rbuf))
             }
         }
     };
-    tokio::time::timeout(timeout, handshake).await.map_err(|_| LinkError::Timeout)?
+    tokio::time::timeout(timeout, connect).await.map_err(|_| LinkError::Timeout)?
+}
+
+/// The name the remote's certificate must carry: `tls_server_name`, or
+/// the host part of `addr` (a DNS name or an IP address).
+fn server_name(link: &Link, addr: &str) -> Result<ServerName<'static>, LinkError> {
+    let given = link.cfg.tls.as_ref().and_then(|t| t.server_name.clone());
+    let host = given.unwrap_or_else(|| {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']').to_owned()
+    });
+    ServerName::try_from(host.clone()).map_err(|_| LinkError::ServerName(host))
+}
+
+/// CONNECT with the configured options, then the CONNACK; what the remote
+/// sent after it.
+async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &Link,
+    s: &mut S,
+) -> Result<(ConnAck, BytesMut), LinkError> {
+    let cfg = &link.cfg;
+    let v = version(cfg);
+    let c = ClientConnect {
+        version: v,
+        bridge: cfg.try_private,
+        client_id: cfg.client_id.clone(),
+        clean_start: cfg.clean_session,
+        keep_alive: cfg.keep_alive_secs,
+        username: cfg.username.clone(),
+        password: cfg.password.clone(),
+        session_expiry: if cfg.clean_session { 0 } else { u32::MAX },
+        receive_maximum: u16::MAX,
+        maximum_packet_size: MAX_IN_PACKET as u32,
+    };
+    let mut buf = BytesMut::new();
+    encode_client(&ClientPacket::Connect(c), v, &mut buf).map_err(|e| LinkError::Protocol(e.to_string()))?;
+    s.write_all(&buf).await?;
+    let mut rbuf = BytesMut::with_capacity(4096);
+    loop {
+        if let Some(p) = decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))? {
+            return match p {
+                ServerPacket::ConnAck(a) if a.code == 0 => Ok((a, rbuf)),
+                ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
+                other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
+            };
+        }
+        if s.read_buf(&mut rbuf).await? == 0 {
+            return Err(LinkError::Protocol("closed before CONNACK".into()));
+        }
+    }
 }
 
 fn encode(p: &ClientPacket, v: Version, buf: &mut BytesMut) -> Result<(), LinkError> {
@@ -251,17 +316,19 @@ struct InAck {
 }
 
 /// One connection's life: returns `Ok` on shutdown, the error otherwise.
-async fn session(
+async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     link: &Link,
     st: &mut State,
-    (stream, mut rbuf): (TcpStream, BytesMut),
+    (mut rd, mut wr): (R, W),
+    mut rbuf: BytesMut,
     ack: &ConnAck,
     addr: &str,
 ) -> Result<(), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
-    let (mut rd, mut wr) = stream.into_split();
-    let window = usize::from(cfg.max_inflight.min(ack.props.receive_maximum.unwrap_or(u16::MAX)).max(1));
+    let qos2_out = cfg.topics.iter().any(|r| r.direction.is_out() && r.qos == 2);
+    let unannounced = if v == Version::V311 && qos2_out { V311_QOS2_WINDOW } else { u16::MAX };
+    let window = usize::from(cfg.max_inflight.min(ack.props.receive_maximum.unwrap_or(unannounced)).max(1));
     let max_packet = ack.props.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
     let max_qos = QoS::from_u8(ack.props.maximum_qos.unwrap_or(2)).unwrap_or(QoS::ExactlyOnce);
     let mut wbuf = BytesMut::new();
@@ -309,7 +376,9 @@ async fn session(
     loop {
         // Fill the window from the queue.
         while st.window.len() < window {
-            let upto = *fifo_durable.borrow_and_update();
+            // No two of the window's packet ids alike.
+            let span = st.window.front().map_or(Lsn::MAX, |e| e.lsn + PKIDS - 1);
+            let upto = (*fifo_durable.borrow_and_update()).min(span);
             let Some(mut reader) = st.reader.take() else { break };
             reader.skip_to(link.fifo.floor() + 1);
             if reader.next() > upto {
@@ -335,23 +404,25 @@ async fn session(
                     continue;
                 };
                 msg.qos = msg.qos.min(max_qos);
-                let pkid = if msg.qos == QoS::AtMostOnce { 0 } else { next_pkid(st) };
+                let released = msg.qos == QoS::ExactlyOnce && link.fifo.opened_released.contains(&lsn);
                 let mut e = Entry {
                     lsn,
                     bytes: bytes.len() as u64,
+                    pkid: if msg.qos == QoS::AtMostOnce { 0 } else { pkid(lsn) },
                     msg,
-                    pkid,
-                    released: false,
+                    released,
                     done: false,
                     sent: lsn <= link.fifo.opened_last,
                 };
                 let p = publish(&e, e.sent);
                 e.sent = true;
-                if publish_size_bound(&p, v.is_v5()) > max_packet && encoded_len(&p, v) > max_packet {
+                if released {
+                    // Its PUBREC came before a restart.
+                    encode(&ClientPacket::PubRel(Ack::ok(e.pkid)), v, &mut wbuf)?;
+                } else if publish_size_bound(&p, v.is_v5()) > max_packet && encoded_len(&p, v) > max_packet {
                     tracing::warn!(bridge = %cfg.name, topic = %e.msg.topic, max_packet, "bridge: message over the remote's Maximum Packet Size, not sent");
                     link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
                     e.done = true;
-                    st.in_use.remove(&e.pkid);
                 } else {
                     encode(&ClientPacket::Publish(p), v, &mut wbuf)?;
                     if e.msg.qos == QoS::AtMostOnce {
@@ -379,16 +450,12 @@ async fn session(
                     return Err(LinkError::Protocol("closed by the remote".into()));
                 }
                 ping_out = false;
+                let mut recs = Vec::new();
                 while let Some(p) = decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))? {
                     match p {
                         ServerPacket::PubAck(a) => acked(link, st, a, QoS::AtLeastOnce),
                         ServerPacket::PubRec(a) if a.reason >= 0x80 => acked(link, st, a, QoS::ExactlyOnce),
-                        ServerPacket::PubRec(a) => {
-                            if let Some(e) = st.window.iter_mut().find(|e| e.pkid == a.pkid && !e.done) {
-                                e.released = true;
-                            }
-                            encode(&ClientPacket::PubRel(Ack::ok(a.pkid)), v, &mut wbuf)?;
-                        }
+                        ServerPacket::PubRec(a) => recs.push(a.pkid),
                         ServerPacket::PubComp(a) => acked(link, st, a, QoS::ExactlyOnce),
                         ServerPacket::Publish(p) => {
                             if let Some(a) = incoming(link, st, p, &ticket, &mut routed).await {
@@ -408,6 +475,12 @@ async fn session(
                             return Err(LinkError::Protocol(format!("DISCONNECT 0x{:02x} ({})", d.reason, reason::text(d.reason))));
                         }
                         ServerPacket::PingResp | ServerPacket::ConnAck(_) | ServerPacket::Other(_) => {}
+                    }
+                }
+                if !recs.is_empty() {
+                    release(link, st, &recs).await?;
+                    for id in recs {
+                        encode(&ClientPacket::PubRel(Ack::ok(id)), v, &mut wbuf)?;
                     }
                 }
                 advance(link, st);
@@ -467,24 +540,47 @@ fn publish(e: &Entry, dup: bool) -> Publish {
     }
 }
 
-fn next_pkid(st: &mut State) -> u16 {
-    loop {
-        let id = st.next_pkid;
-        st.next_pkid = st.next_pkid.checked_add(1).filter(|i| *i < u16::MAX).unwrap_or(1);
-        if st.in_use.insert(id) {
-            return id;
-        }
+/// PUBREC came for `ids`: their messages are recorded as released
+/// (durably, if any is new) before the caller sends the PUBRELs.
+async fn release(link: &Link, st: &mut State, ids: &[u16]) -> Result<(), LinkError> {
+    let is_new = |e: &Entry| !e.done && !e.released && e.msg.qos == QoS::ExactlyOnce && ids.contains(&e.pkid);
+    if !st.window.iter().any(is_new) {
+        return Ok(());
     }
+    let persisted = link.fifo.persisted();
+    while st.completed.front().is_some_and(|l| *l <= persisted) {
+        st.completed.pop_front();
+    }
+    let released = st.window.iter().filter(|e| (e.released && !e.done) || is_new(e)).map(|e| e.lsn);
+    let lsns: Vec<Lsn> = st.completed.iter().copied().chain(released).collect();
+    let fifo = link.fifo.clone();
+    tokio::task::spawn_blocking(move || fifo.persist_released(&lsns))
+        .await
+        .map_err(|e| LinkError::Protocol(format!("PUBREC record: {e}")))??;
+    for e in st.window.iter_mut().filter(|e| is_new(e)) {
+        e.released = true;
+    }
+    Ok(())
 }
 
 /// The remote acknowledged (or refused) packet `a.pkid`.
+///
+/// A PUBACK for a QoS 2 message not yet released is taken as its
+/// acknowledgement: the remote took it at QoS 1 (RabbitMQ 3.x does).
 fn acked(link: &Link, st: &mut State, a: Ack, qos: QoS) {
-    let Some(e) = st.window.iter_mut().find(|e| e.pkid == a.pkid && !e.done && e.msg.qos == qos) else {
+    let takes =
+        |e: &Entry| e.msg.qos == qos || (qos == QoS::AtLeastOnce && e.msg.qos == QoS::ExactlyOnce && !e.released);
+    let Some(e) = st.window.iter_mut().find(|e| e.pkid == a.pkid && !e.done && takes(e)) else {
         return;
     };
     e.done = true;
-    st.in_use.remove(&a.pkid);
-    if a.reason >= 0x80 {
+    // PUBCOMP 0x92 (Packet Identifier not found) to a PUBREL sent again
+    // after a restart: the remote had completed it.
+    let completed = qos == QoS::ExactlyOnce && e.released && a.reason == reason::PACKET_IDENTIFIER_NOT_FOUND;
+    if e.released {
+        st.completed.push_back(e.lsn);
+    }
+    if a.reason >= 0x80 && !completed {
         link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = a.reason, "bridge: the remote refused a message (0x{:02x} {}); not sent again", a.reason, reason::text(a.reason));
     } else {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{AddressOrder, BridgeConfig, BridgeProtocol, BridgeQueuePolicy, Direction, TopicRule};
+pub use config::{AddressOrder, BridgeConfig, BridgeProtocol, BridgeQueuePolicy, BridgeTls, Direction, TopicRule};
 use fifo::Fifo;
 
 use crate::config::Config;
@@ -30,9 +30,22 @@ use crate::message::SessionKey;
 use crate::router::{Router, RouterMsg};
 use crate::store::{Journal, StoreError};
 
+/// Why the bridges cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("cannot open the bridge queue in {dir}: {source}")]
+    Queue { dir: String, source: StoreError },
+    /// A CA, certificate or key file of its TLS that does not load.
+    #[error("bridge {name}: {source}")]
+    Tls { name: String, source: crate::server::tls::TlsError },
+}
+
+/// One bridge: its settings, queue, origin key and TLS connector.
+type Opened = (Arc<BridgeConfig>, Arc<Fifo>, SessionKey, Option<tokio_rustls::TlsConnector>);
+
 /// The configured bridges, their queues opened, not yet running.
 pub struct Bridges {
-    bridges: Vec<(Arc<BridgeConfig>, Arc<Fifo>, SessionKey)>,
+    bridges: Vec<Opened>,
     gate: Option<mpsc::UnboundedReceiver<outbound::Deferred>>,
 }
 
@@ -42,23 +55,28 @@ fn origin(i: usize) -> SessionKey {
 }
 
 impl Bridges {
-    /// Opens every bridge's queue (blocking: before the broker serves) and
-    /// gives the router their `out` side.
-    pub fn open(
-        cfg: &Config,
-        fs: Arc<dyn crate::store::fs::Fs>,
-        router: &mut Router,
-    ) -> Result<Bridges, (String, StoreError)> {
+    /// Loads every bridge's TLS files, opens its queue (blocking: before
+    /// the broker serves) and gives the router their `out` side.
+    pub fn open(cfg: &Config, fs: Arc<dyn crate::store::fs::Fs>, router: &mut Router) -> Result<Bridges, BridgeError> {
         let mut bridges = Vec::new();
         for (i, b) in cfg.bridges.iter().enumerate() {
+            let tls = match &b.tls {
+                Some(t) => Some(
+                    crate::server::tls::connector(t)
+                        .map_err(|source| BridgeError::Tls { name: b.name.clone(), source })?,
+                ),
+                None => None,
+            };
             let dir = cfg.data_dir.join("bridge").join(&b.name);
-            let fifo = Fifo::open(&dir, cfg.sync, fs.clone()).map_err(|e| (dir.display().to_string(), e))?;
-            bridges.push((Arc::new(b.clone()), Arc::new(fifo), origin(i)));
+            let fifo = Fifo::open(&dir, cfg.sync, fs.clone())
+                .map_err(|source| BridgeError::Queue { dir: dir.display().to_string(), source })?;
+            bridges.push((Arc::new(b.clone()), Arc::new(fifo), origin(i), tls));
         }
         let mut gate = None;
         if !bridges.is_empty() {
             let now = tokio::time::Instant::now().into_std();
-            let (out, rx) = outbound::Outbound::new(&bridges, (now, std::time::SystemTime::now()));
+            let queues: Vec<_> = bridges.iter().map(|(c, f, o, _)| (c.clone(), f.clone(), *o)).collect();
+            let (out, rx) = outbound::Outbound::new(&queues, (now, std::time::SystemTime::now()));
             router.set_bridges(out);
             gate = Some(rx);
         }
@@ -76,9 +94,10 @@ impl Bridges {
         if let Some(rx) = self.gate.take() {
             tokio::spawn(outbound::gate(rx));
         }
-        for (cfg, fifo, origin) in &self.bridges {
+        for (cfg, fifo, origin, tls) in &self.bridges {
             let link = link::Link {
                 cfg: cfg.clone(),
+                tls: tls.clone(),
                 fifo: fifo.clone(),
                 router: router.clone(),
                 origin: *origin,

@@ -60,6 +60,9 @@ pub enum StartError {
     /// A TLS listener's certificate, key, CA or CRL file that does not load.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// A bridge's queue that does not open, or TLS file that does not load.
+    #[error("{0}")]
+    Bridge(#[from] crate::bridge::BridgeError),
 }
 
 /// A running broker.
@@ -217,8 +220,7 @@ impl Broker {
         r.set_sys_interval(live.sys_interval, now);
         r.apply_live(live, now);
         let journal = if cfg.persistence { Some(open_store(&cfg, fs.clone(), &mut r)?) } else { None };
-        let mut bridges = crate::bridge::Bridges::open(&cfg, fs, &mut r)
-            .map_err(|(dir, source)| StartError::Store { dir, source })?;
+        let mut bridges = crate::bridge::Bridges::open(&cfg, fs, &mut r)?;
         // Bound before the router starts: a taken port stops the start.
         let http_socket = match &cfg.http {
             Some(h) => {

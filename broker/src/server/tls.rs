@@ -1,6 +1,7 @@
 //! TLS for `mqtts` listeners: loads a listener's PEM files (certificate
 //! chain, private key, client CA, CRL) into a rustls server configuration
-//! on the `ring` provider (TLS 1.2 and 1.3), and reads the user name a
+//! on the `ring` provider (TLS 1.2 and 1.3), and a bridge's (CAs, client
+//! certificate and key) into a client configuration ([`connector`]), and reads the user name a
 //! client certificate gives (`use_identity_as_username`: the subject's
 //! Common Name; `use_subject_as_username`: the whole subject, RFC 4514).
 //!
@@ -15,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::{CertUsername, TlsConfig};
 use crate::ratelimit::RateLimited;
@@ -95,6 +96,34 @@ fn crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsEr
     iter.collect::<Result<_, _>>().map_err(|e| file_error(path, e))
 }
 
+/// The CAs of the PEM file `cafile`.
+fn roots(cafile: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(cafile)? {
+        roots.add(c).map_err(|e| file_error(cafile, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The connector of a bridge's TLS to its remote: the remote's
+/// certificate must chain to `t.cafile`'s CAs; `t.client` is presented.
+pub fn connector(t: &crate::bridge::BridgeTls) -> Result<TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| TlsError::Settings(e.to_string()))?
+        .with_root_certificates(roots(&t.cafile)?);
+    let config = match &t.client {
+        Some((certfile, keyfile)) => builder
+            .with_client_auth_cert(certs(certfile)?, key(keyfile)?)
+            .map_err(|e| file_error(keyfile, format!("does not match {}: {e}", certfile.display())))?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 /// The acceptor of a TLS listener with the settings `t` (validated by the
 /// configuration: certificate and key are there, client authentication
 /// has a CA file).
@@ -104,15 +133,11 @@ pub fn acceptor(t: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .with_protocol_versions(VERSIONS)
         .map_err(|e| TlsError::Settings(e.to_string()))?;
     let builder = match &t.cafile {
         Some(cafile) => {
-            let mut roots = RootCertStore::empty();
-            for c in certs(cafile)? {
-                roots.add(c).map_err(|e| file_error(cafile, format!("not a usable CA certificate: {e}")))?;
-            }
-            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(cafile)?), provider);
             if let Some(crlfile) = &t.crlfile {
                 v = v.with_crls(crls(crlfile)?);
             }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod bridge;
 mod http;
 mod packets;
 mod raw;
