@@ -20,6 +20,10 @@
 //! `fdatasync` once for the whole burst and publishes the durable LSN,
 //! which acknowledgements wait for. With `Always`, every record gets its
 //! own `fdatasync`.
+//!
+//! The deterministic simulation opens the log with [`Threads::Inline`]:
+//! no thread, the same writer code run one round at a time by
+//! [`Log::write_pending`], when the simulation's scheduler decides.
 
 use std::fs;
 use std::io;
@@ -366,6 +370,8 @@ pub struct Log {
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// With [`Threads::Inline`]: the writer, run by [`Log::write_pending`].
+    inline: Mutex<Option<Rounds>>,
     /// Bytes of the segments at open: with the bytes written and deleted
     /// since ([`LogStats`]), the log's size without a `stat`.
     at_open: u64,
@@ -390,6 +396,17 @@ pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     Ok(out)
 }
 
+/// Who runs the log writer (and the spill queues' I/O, [`super::open_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threads {
+    /// Their own threads (`edgemq-log`, `edgemq-spill`): the broker.
+    #[default]
+    Spawned,
+    /// No thread: the caller runs them ([`Log::write_pending`]; spill I/O
+    /// inline, in the queue's caller). For the deterministic simulation.
+    Inline,
+}
+
 impl Log {
     /// Opens (or creates) the log, replaying every usable record into `f`
     /// in order (`f` answers whether the record decodes: a record that
@@ -397,6 +414,15 @@ impl Log {
     /// A segment of a newer format refuses the open before anything is
     /// changed.
     pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<(Log, Recovery), StoreError> {
+        Log::open_with(cfg, Threads::Spawned, f)
+    }
+
+    /// [`Log::open`], the writer run as `threads` says.
+    pub fn open_with(
+        cfg: LogConfig,
+        threads: Threads,
+        f: &mut dyn FnMut(Lsn, &[u8]) -> bool,
+    ) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
         let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, cfg.fs.as_ref(), f)?;
         let (path, size, new) = match tail {
@@ -415,9 +441,15 @@ impl Log {
         let stats = Arc::new(LogStats::default());
         let pending = Arc::new(Pending::new(expect));
         let writer = Writer { cfg: cfg.clone(), file, path, size, stats: stats.clone(), pending: pending.clone() };
-        let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
+        let rounds = Rounds::new(writer, durable_tx);
+        let (handle, inline) = match threads {
+            Threads::Spawned => {
+                (Some(std::thread::Builder::new().name("edgemq-log".into()).spawn(move || rounds.run())?), None)
+            }
+            Threads::Inline => (None, Some(rounds)),
+        };
         let at_open = segments(&cfg.dir)?.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let log = Log { pending, durable, stats, writer: Mutex::new(Some(handle)), at_open };
+        let log = Log { pending, durable, stats, writer: Mutex::new(handle), inline: Mutex::new(inline), at_open };
         Ok((log, rec))
     }
 
@@ -454,7 +486,10 @@ impl Log {
                     return;
                 }
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            // With the writer inline, the waiting caller runs it.
+            if !self.write_pending() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
     }
 
@@ -489,12 +524,26 @@ impl Log {
             .saturating_sub(self.stats.bytes_deleted.load(Ordering::Relaxed))
     }
 
+    /// With [`Threads::Inline`]: one round of the writer, in the caller
+    /// (deletions asked for, then everything pending written and synced as
+    /// the writer thread would); whether it did anything. Does nothing
+    /// with the writer on its own thread.
+    pub fn write_pending(&self) -> bool {
+        match self.inline.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(rounds) => rounds.turn(false) == Turn::Wrote,
+            None => false,
+        }
+    }
+
     /// Stops the writer after it has written (and, unless `Never`, synced)
     /// everything appended so far.
     pub fn close(&self) {
         self.pending.close();
         if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
+        }
+        if let Some(rounds) = self.inline.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rounds.run();
         }
     }
 }
@@ -523,75 +572,112 @@ const SYNC_BYTES: u64 = 4 * 1024 * 1024;
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl Writer {
-    fn run(mut self, durable: watch::Sender<Lsn>) {
-        let _gone = WriterGone(self.pending.clone());
-        // Buffers for `Pending::take` to swap with its own: kept between
-        // rounds so that appenders find capacity.
-        let mut spare: Vec<Vec<u8>> = Vec::new();
-        let mut buf = Vec::new();
-        // One record per fdatasync with `Always`; else everything pending.
-        let one = self.cfg.sync == SyncMode::Always;
-        // The round's batches (first LSN, framed bytes), kept until they are
-        // durable: a failed write or sync writes them again.
-        let mut round: Vec<(Lsn, Vec<u8>)> = Vec::new();
-        loop {
-            if let Some(lsn) = self.pending.take_delete() {
-                self.delete_before(lsn);
-            }
-            let Some(mut taken) = self.pending.take(one, true, &mut buf) else {
-                // Woken to delete, or closed (a deletion asked before the
-                // close is still carried out).
-                if let Some(lsn) = self.pending.take_delete() {
-                    self.delete_before(lsn);
-                }
-                if self.pending.is_closed() {
-                    break;
-                }
-                continue;
-            };
-            let start = (self.path.clone(), self.size);
-            let mut created = Vec::new();
-            let mut unsynced = 0u64;
-            // Writes on while records keep arriving: one sync per
-            // `SYNC_BYTES`, or when the queue runs dry.
-            let mut result = loop {
-                let records = taken.last - taken.first + 1;
-                self.stats.records_written.fetch_add(records, Ordering::Relaxed);
-                unsynced += buf.len() as u64;
-                seal(&mut buf);
-                let written = self.write_records(&buf, taken.first, &mut created);
-                round.push((taken.first, std::mem::replace(&mut buf, spare.pop().unwrap_or_default())));
-                if written.is_err() || one || unsynced >= SYNC_BYTES {
-                    break written;
-                }
-                match self.pending.take(false, false, &mut buf) {
-                    Some(t) => taken = t,
-                    None => break written,
-                }
-            };
-            if result.is_ok() {
-                result = self.sync();
-            }
-            if let Err(e) = result {
-                if !self.retry(e, &start, &round, &mut created) {
-                    // Closed while the disk failed: what was not written is
-                    // not durable and was never acknowledged.
-                    return;
-                }
-            }
-            let _ = durable.send(taken.last);
-            for (_, mut b) in round.drain(..) {
-                b.clear();
-                shed(&mut b);
-                if spare.len() < 2 {
-                    spare.push(b);
-                }
-            }
-        }
-        let _ = self.sync();
+/// What one round of the writer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Records written (and synced, by the mode) or segments deleted.
+    Wrote,
+    /// Nothing was pending.
+    Idle,
+    /// The log is closed and drained, or the disk failed while closing.
+    Done,
+}
+
+/// The writer and what it keeps between rounds: run in a loop by the
+/// `edgemq-log` thread, or a round at a time by [`Log::write_pending`].
+struct Rounds {
+    writer: Writer,
+    durable: watch::Sender<Lsn>,
+    _gone: WriterGone,
+    /// Buffers for `Pending::take` to swap with its own: kept between
+    /// rounds so that appenders find capacity.
+    spare: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+    /// The round's batches (first LSN, framed bytes), kept until they are
+    /// durable: a failed write or sync writes them again.
+    round: Vec<(Lsn, Vec<u8>)>,
+}
+
+impl Rounds {
+    fn new(writer: Writer, durable: watch::Sender<Lsn>) -> Rounds {
+        let _gone = WriterGone(writer.pending.clone());
+        Rounds { writer, durable, _gone, spare: Vec::new(), buf: Vec::new(), round: Vec::new() }
     }
 
+    /// Rounds until the log is closed and drained (waiting for records
+    /// between them), then a last sync.
+    fn run(mut self) {
+        while self.turn(true) != Turn::Done {}
+        let _ = self.writer.sync();
+    }
+
+    /// One round: deletions asked for, then the pending records (waited
+    /// for if `wait`) written, synced and reported durable.
+    fn turn(&mut self, wait: bool) -> Turn {
+        let w = &mut self.writer;
+        // One record per fdatasync with `Always`; else everything pending.
+        let one = w.cfg.sync == SyncMode::Always;
+        let mut deleted = false;
+        if let Some(lsn) = w.pending.take_delete() {
+            w.delete_before(lsn);
+            deleted = true;
+        }
+        let Some(mut taken) = w.pending.take(one, wait, &mut self.buf) else {
+            // Woken to delete, or closed (a deletion asked before the
+            // close is still carried out), or nothing pending.
+            if let Some(lsn) = w.pending.take_delete() {
+                w.delete_before(lsn);
+                deleted = true;
+            }
+            return match (w.pending.is_closed(), deleted) {
+                (true, _) => Turn::Done,
+                (false, true) => Turn::Wrote,
+                (false, false) => Turn::Idle,
+            };
+        };
+        let start = (w.path.clone(), w.size);
+        let mut created = Vec::new();
+        let mut unsynced = 0u64;
+        // Writes on while records keep arriving: one sync per
+        // `SYNC_BYTES`, or when the queue runs dry.
+        let mut result = loop {
+            let records = taken.last - taken.first + 1;
+            w.stats.records_written.fetch_add(records, Ordering::Relaxed);
+            unsynced += self.buf.len() as u64;
+            seal(&mut self.buf);
+            let written = w.write_records(&self.buf, taken.first, &mut created);
+            self.round.push((taken.first, std::mem::replace(&mut self.buf, self.spare.pop().unwrap_or_default())));
+            if written.is_err() || one || unsynced >= SYNC_BYTES {
+                break written;
+            }
+            match w.pending.take(false, false, &mut self.buf) {
+                Some(t) => taken = t,
+                None => break written,
+            }
+        };
+        if result.is_ok() {
+            result = w.sync();
+        }
+        if let Err(e) = result {
+            if !w.retry(e, &start, &self.round, &mut created) {
+                // Closed while the disk failed: what was not written is
+                // not durable and was never acknowledged.
+                return Turn::Done;
+            }
+        }
+        let _ = self.durable.send(taken.last);
+        for (_, mut b) in self.round.drain(..) {
+            b.clear();
+            shed(&mut b);
+            if self.spare.len() < 2 {
+                self.spare.push(b);
+            }
+        }
+        Turn::Wrote
+    }
+}
+
+impl Writer {
     /// A write or sync of the round from `start` (segment, size) failed:
     /// the disk is full or failing. Nothing of the round is reported
     /// durable, so no acknowledgement waiting for it leaves (clients
