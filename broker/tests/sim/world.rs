@@ -68,7 +68,8 @@ impl Settings {
             // A disk that writes in order; `SIM_LOSS=pages`: unsynced pages
             // kept or lost one by one (see ROBUSTNESS.md for what that breaks).
             loss: if std::env::var("SIM_LOSS").is_ok_and(|v| v == "pages") { Loss::Pages } else { Loss::Torn },
-            clients: 2 + rng.below(6) as usize,
+            // Now and then a crowd: takeovers, fan-out and queues at scale.
+            clients: if rng.chance(10) { 10 + rng.below(31) as usize } else { 2 + rng.below(6) as usize },
             max_messages: if rng.chance(25) { 2 + rng.below(6) as usize } else { 0 },
             policy: if rng.chance(50) { QueueFullPolicy::DropNew } else { QueueFullPolicy::DropOldest },
             queue_memory: [2_000, 64 * 1024, 64 << 20][rng.below(3) as usize],
