@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod import_cmd;

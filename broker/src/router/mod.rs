@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use caps::{RouterCaps, SessionRefused};
 pub use control::{Control, LiveSettings};
+pub use durable::Pace;
 pub use retained::{is_internal as is_internal_topic, RetainedFull, RetainedLimits, RetainedStore};
 pub use stats::RouterStats;
 pub use takeover::TAKEOVER_GRACE;
@@ -45,7 +46,7 @@ pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::metrics::Metrics;
-use crate::protocol::{reason, RetainHandling, SubOptions};
+use crate::protocol::{reason, QoS, RetainHandling, SubOptions};
 use crate::session::budget::Full;
 use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
 use crate::store::{Record, StoredMessage};
@@ -318,7 +319,15 @@ impl Router {
                 }
             }
             RouterMsg::Connect(req, reply) => self.connect_or_wait(req, reply, now),
-            RouterMsg::Publish(m) => self.publish(m),
+            RouterMsg::Publish(m) => {
+                let from = (m.qos == QoS::ExactlyOnce).then_some(m.origin);
+                self.publish(m);
+                // Its publisher's `In2` record comes after what routing
+                // appended (`SessionState::inbound_qos2_routed`).
+                if let Some(e) = from.and_then(|k| self.sessions.get(&k)) {
+                    e.shared.lock().inbound_qos2_routed();
+                }
+            }
             RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries, now),
             RouterMsg::Unsubscribe { key, filters } => {
                 let journaled = self.sessions.get(&key).is_some_and(|e| e.shared.lock().is_journaled());

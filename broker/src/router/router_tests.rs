@@ -386,6 +386,54 @@ fn shared_qos2_already_sent_stays_in_flight_with_its_packet_id() {
     );
 }
 
+/// Found by the deterministic simulation (seed 3, ROBUSTNESS.md): the
+/// publisher's `In2` record (inbound QoS 2 packet id) was appended when
+/// the machine read the PUBLISH, before the router had routed it; a power
+/// cut after the `In2` was durable and before the routed records were
+/// kept the id and lost the message, and the client's retransmission was
+/// then dropped as a duplicate and acknowledged: an acknowledged QoS 2
+/// message lost. The `In2` now follows the routed records (and a snapshot
+/// taken in between does not write it) [MQTT-4.3.3-2].
+#[test]
+fn inbound_qos2_id_is_recorded_only_after_its_message_is_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p_key = {
+        let (mut r, j) = stored_router(dir.path());
+        let p = persistent(&mut r, "p", 1);
+        let s = persistent(&mut r, "s", 2);
+        sub(&mut r, s.key, "t", QoS::ExactlyOnce);
+        let before = j.appended();
+        assert!(p.session.lock().inbound_qos2_received(7));
+        assert_eq!(j.appended(), before, "no In2 before the message is routed");
+        // A snapshot while the PUBLISH waits for the router.
+        r.snapshot(Instant::now());
+        j.close();
+        p.key
+    };
+    let (_j, m) = open_store(dir.path());
+    assert!(m.sessions[&p_key].in2.is_empty(), "the id must not outlive a cut before the routing");
+    let dir = tempfile::tempdir().unwrap();
+    let (p_key, s_key) = {
+        let (mut r, j) = stored_router(dir.path());
+        let p = persistent(&mut r, "p", 1);
+        let s = persistent(&mut r, "s", 2);
+        sub(&mut r, s.key, "t", QoS::ExactlyOnce);
+        assert!(p.session.lock().inbound_qos2_received(7));
+        let before = j.appended();
+        r.handle(
+            RouterMsg::Publish(Message { origin: p.key, ..msg("t", QoS::ExactlyOnce, false, b"m") }),
+            Instant::now(),
+        );
+        // Msg, Enq, then In2.
+        assert_eq!(j.appended(), before + 3);
+        j.close();
+        (p.key, s.key)
+    };
+    let (_j, m) = open_store(dir.path());
+    assert!(m.sessions[&p_key].in2.contains(&7));
+    assert_eq!(m.sessions[&s_key].queue.len(), 1);
+}
+
 // ---- queue full: DISCONNECT 0x97 for MQTT 5 ----
 
 /// A router whose sessions hold 2 messages, and an online persistent

@@ -137,18 +137,23 @@ fn machine_config(
     }
 }
 
-/// What a broker is built on that tests (and later the simulation) may
-/// replace: the enhanced authentication methods and the file system the
-/// store's log writes through.
+/// What a broker is built on that tests (and the simulation) may
+/// replace: the enhanced authentication methods, the file system the
+/// store's log writes through, and the clock read where the store starts.
 #[derive(Debug, Clone)]
 pub struct Seams {
     pub authenticator: Arc<dyn Authenticator>,
     pub fs: Arc<dyn crate::store::fs::Fs>,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Default for Seams {
     fn default() -> Seams {
-        Seams { authenticator: Arc::new(NoEnhancedAuth), fs: Arc::new(crate::store::fs::RealFs) }
+        Seams {
+            authenticator: Arc::new(NoEnhancedAuth),
+            fs: Arc::new(crate::store::fs::RealFs),
+            clock: Arc::new(crate::clock::SystemClock),
+        }
     }
 }
 
@@ -170,7 +175,7 @@ impl Broker {
 
     /// [`Broker::start`] on the given [`Seams`].
     pub async fn start_with_seams(cfg: Config, seams: Seams) -> Result<Broker, StartError> {
-        let Seams { authenticator, fs } = seams;
+        let Seams { authenticator, fs, clock } = seams;
         if cfg.persistence {
             // Without persistence nothing is written: the data directory
             // may be missing or read-only.
@@ -219,7 +224,7 @@ impl Broker {
         let now = tokio::time::Instant::now().into_std();
         r.set_sys_interval(live.sys_interval, now);
         r.apply_live(live, now);
-        let journal = if cfg.persistence { Some(open_store(&cfg, fs.clone(), &mut r)?) } else { None };
+        let journal = if cfg.persistence { Some(open_store(&cfg, fs.clone(), clock.as_ref(), &mut r)?) } else { None };
         let mut bridges = crate::bridge::Bridges::open(&cfg, fs, &mut r)?;
         // Bound before the router starts: a taken port stops the start.
         let http_socket = match &cfg.http {
@@ -451,6 +456,7 @@ fn disk_quotas(cfg: &Config, spill: &store::SpillDir) {
 fn open_store(
     cfg: &Config,
     fs: Arc<dyn crate::store::fs::Fs>,
+    clock: &dyn crate::clock::Clock,
     router: &mut Router,
 ) -> Result<Arc<Journal>, StartError> {
     let dir = cfg.data_dir.join("store");
@@ -462,8 +468,8 @@ fn open_store(
         compact_bytes: cfg.compact_bytes,
         fs,
     };
-    let (journal, model, rec) =
-        store::open(&store_cfg).map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
+    let (journal, model, rec) = store::open_with(&store_cfg, store::Threads::Spawned, clock)
+        .map_err(|source| StartError::Store { dir: dir.display().to_string(), source })?;
     if rec.truncated_bytes > 0 || !rec.moved_aside.is_empty() {
         let lost_records: u64 = rec.losses.iter().filter(|l| !l.known).map(|l| l.records()).sum();
         tracing::warn!(
@@ -481,9 +487,8 @@ fn open_store(
     );
     disk_quotas(cfg, &journal.spill);
     let journal = Arc::new(journal);
-    let now = tokio::time::Instant::now().into_std();
     let began = std::time::Instant::now();
-    router.enable_persistence(journal.clone(), model, (now, std::time::SystemTime::now()));
+    router.enable_persistence(journal.clone(), model, (clock.now(), clock.wall()));
     // Its start-up snapshot's duration.
     router.metrics().snapshot_micros.set(began.elapsed().as_micros() as i64);
     router.metrics().snapshots.inc();

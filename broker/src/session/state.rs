@@ -175,6 +175,7 @@ pub enum Enqueued {
 /// no key to store (16 bytes less per set than `RandomState`) and a few
 /// instructions instead of SipHash on every acknowledgement.
 type PkidSet = HashSet<u16, std::hash::BuildHasherDefault<PkidHasher>>;
+type PkidMap<V> = HashMap<u16, V, std::hash::BuildHasherDefault<PkidHasher>>;
 
 /// Fibonacci hashing of one `u16`, spreading consecutive identifiers over
 /// the high bits that the table's control bytes use.
@@ -205,7 +206,14 @@ pub struct SessionState {
     /// Packet identifiers in `inflight`, for O(1) allocation.
     inflight_ids: PkidSet,
     next_pkid: u16,
-    inbound_qos2: PkidSet,
+    /// Inbound QoS 2 packet ids received and not yet released, each with
+    /// 0 once its `In2` record is appended, else its place among those
+    /// whose message the router has not routed yet: their `In2` record
+    /// waits for the routing ([`SessionState::inbound_qos2_routed`]), so a
+    /// durable `In2` always follows its message's records (else a power cut
+    /// between them kept the id and lost the message: the retransmission
+    /// was dropped as a duplicate; found by the simulation, ROBUSTNESS.md).
+    inbound_qos2: PkidMap<u32>,
     /// Topic filter -> options (and Subscription Identifier).
     pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
     limits: QueueLimits,
@@ -291,7 +299,7 @@ impl SessionState {
             inflight: VecDeque::new(),
             inflight_ids: PkidSet::default(),
             next_pkid: 1,
-            inbound_qos2: PkidSet::default(),
+            inbound_qos2: PkidMap::default(),
             subscriptions: HashMap::new(),
             limits,
             online: false,
@@ -582,27 +590,48 @@ impl SessionState {
         self.inflight.iter()
     }
 
-    /// Inbound QoS 2 PUBLISH: records its packet identifier. `false` means
-    /// it was already recorded (a redelivery), so it must not be routed again.
+    /// Inbound QoS 2 PUBLISH: keeps its packet identifier. `false` means
+    /// it was already kept (a redelivery), so it must not be routed again.
+    /// Its `In2` record is appended once the router has routed the message
+    /// ([`SessionState::inbound_qos2_routed`]).
     pub fn inbound_qos2_received(&mut self, pkid: u16) -> bool {
-        let new = self.inbound_qos2.insert(pkid);
-        if new {
-            self.record(Record::In2 { key: self.key, pkid });
+        if self.inbound_qos2.contains_key(&pkid) {
+            return false;
         }
-        new
+        let place = match self.journal {
+            Some(_) => self.inbound_qos2.values().max().map_or(1, |m| m + 1),
+            None => 0,
+        };
+        self.inbound_qos2.insert(pkid, place);
+        true
+    }
+
+    /// The router has routed this session's oldest inbound QoS 2 message
+    /// not yet routed (its records are appended): its `In2` record follows
+    /// them. (A client that sent PUBREL before its PUBREC shifts this by
+    /// one: its own protocol error.)
+    pub fn inbound_qos2_routed(&mut self) {
+        let oldest = self.inbound_qos2.iter_mut().filter(|(_, p)| **p != 0).min_by_key(|(_, p)| **p);
+        let Some((pkid, place)) = oldest else { return };
+        *place = 0;
+        let pkid = *pkid;
+        self.record(Record::In2 { key: self.key, pkid });
     }
 
     /// PUBREL received: forgets the identifier. Returns whether it was known.
     pub fn inbound_qos2_released(&mut self, pkid: u16) -> bool {
-        let known = self.inbound_qos2.remove(&pkid);
-        if known {
-            self.record(Record::In2Done { key: self.key, pkid });
+        match self.inbound_qos2.remove(&pkid) {
+            Some(0) => {
+                self.record(Record::In2Done { key: self.key, pkid });
+                true
+            }
+            Some(_) => true,
+            None => false,
         }
-        known
     }
 
     pub fn inbound_qos2_contains(&self, pkid: u16) -> bool {
-        self.inbound_qos2.contains(&pkid)
+        self.inbound_qos2.contains_key(&pkid)
     }
 
     pub fn inbound_qos2_pending(&self) -> usize {
@@ -688,7 +717,7 @@ impl SessionState {
                 entry(d, out);
             }
         });
-        for pkid in &self.inbound_qos2 {
+        for (pkid, _) in self.inbound_qos2.iter().filter(|(_, place)| **place == 0) {
             out(Record::In2 { key, pkid: *pkid });
         }
     }
@@ -731,7 +760,7 @@ impl SessionState {
             self.queue.push_back(d);
         }
         self.next_seq = max_seq;
-        self.inbound_qos2 = stored.in2.into_iter().collect();
+        self.inbound_qos2 = stored.in2.into_iter().map(|p| (p, 0)).collect();
     }
 
     /// Drops everything (clean start).

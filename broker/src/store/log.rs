@@ -20,6 +20,10 @@
 //! `fdatasync` once for the whole burst and publishes the durable LSN,
 //! which acknowledgements wait for. With `Always`, every record gets its
 //! own `fdatasync`.
+//!
+//! The deterministic simulation opens the log with [`Threads::Inline`]:
+//! no thread, the same writer code run one round at a time by
+//! [`Log::write_pending`], when the simulation's scheduler decides.
 
 use std::fs;
 use std::io;
@@ -366,6 +370,8 @@ pub struct Log {
     durable: watch::Receiver<Lsn>,
     pub stats: Arc<LogStats>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// With [`Threads::Inline`]: the writer, run by [`Log::write_pending`].
+    inline: Mutex<Option<Rounds>>,
     /// Bytes of the segments at open: with the bytes written and deleted
     /// since ([`LogStats`]), the log's size without a `stat`.
     at_open: u64,
@@ -390,6 +396,17 @@ pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(Lsn, PathBuf)>> {
     Ok(out)
 }
 
+/// Who runs the log writer (and the spill queues' I/O, [`super::open_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threads {
+    /// Their own threads (`edgemq-log`, `edgemq-spill`): the broker.
+    #[default]
+    Spawned,
+    /// No thread: the caller runs them ([`Log::write_pending`]; spill I/O
+    /// inline, in the queue's caller). For the deterministic simulation.
+    Inline,
+}
+
 impl Log {
     /// Opens (or creates) the log, replaying every usable record into `f`
     /// in order (`f` answers whether the record decodes: a record that
@@ -397,6 +414,15 @@ impl Log {
     /// A segment of a newer format refuses the open before anything is
     /// changed.
     pub fn open(cfg: LogConfig, f: &mut dyn FnMut(Lsn, &[u8]) -> bool) -> Result<(Log, Recovery), StoreError> {
+        Log::open_with(cfg, Threads::Spawned, f)
+    }
+
+    /// [`Log::open`], the writer run as `threads` says.
+    pub fn open_with(
+        cfg: LogConfig,
+        threads: Threads,
+        f: &mut dyn FnMut(Lsn, &[u8]) -> bool,
+    ) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
         let Opened { rec, next: expect, tail } = repair::recover(&cfg.dir, cfg.fs.as_ref(), f)?;
         let (path, size, new) = match tail {
@@ -415,9 +441,15 @@ impl Log {
         let stats = Arc::new(LogStats::default());
         let pending = Arc::new(Pending::new(expect));
         let writer = Writer { cfg: cfg.clone(), file, path, size, stats: stats.clone(), pending: pending.clone() };
-        let handle = std::thread::Builder::new().name("edgemq-log".into()).spawn(move || writer.run(durable_tx))?;
+        let rounds = Rounds::new(writer, durable_tx);
+        let (handle, inline) = match threads {
+            Threads::Spawned => {
+                (Some(std::thread::Builder::new().name("edgemq-log".into()).spawn(move || rounds.run())?), None)
+            }
+            Threads::Inline => (None, Some(rounds)),
+        };
         let at_open = segments(&cfg.dir)?.iter().filter_map(|(_, p)| fs::metadata(p).ok()).map(|m| m.len()).sum();
-        let log = Log { pending, durable, stats, writer: Mutex::new(Some(handle)), at_open };
+        let log = Log { pending, durable, stats, writer: Mutex::new(handle), inline: Mutex::new(inline), at_open };
         Ok((log, rec))
     }
 
@@ -454,7 +486,10 @@ impl Log {
                     return;
                 }
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            // With the writer inline, the waiting caller runs it.
+            if !self.write_pending() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
     }
 
@@ -489,12 +524,26 @@ impl Log {
             .saturating_sub(self.stats.bytes_deleted.load(Ordering::Relaxed))
     }
 
+    /// With [`Threads::Inline`]: one round of the writer, in the caller
+    /// (deletions asked for, then everything pending written and synced as
+    /// the writer thread would); whether it did anything. Does nothing
+    /// with the writer on its own thread.
+    pub fn write_pending(&self) -> bool {
+        match self.inline.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            Some(rounds) => rounds.turn(false) == Turn::Wrote,
+            None => false,
+        }
+    }
+
     /// Stops the writer after it has written (and, unless `Never`, synced)
     /// everything appended so far.
     pub fn close(&self) {
         self.pending.close();
         if let Some(h) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = h.join();
+        }
+        if let Some(rounds) = self.inline.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rounds.run();
         }
     }
 }
@@ -505,246 +554,9 @@ impl Drop for Log {
     }
 }
 
-struct Writer {
-    cfg: LogConfig,
-    file: Box<dyn SegmentFile>,
-    /// The segment being written, and its size.
-    path: PathBuf,
-    size: u64,
-    stats: Arc<LogStats>,
-    pending: Arc<Pending>,
-}
-
-/// Bytes written without a sync while more records keep arriving: one
-/// `fdatasync` then covers a whole burst (a snapshot, a flood of
-/// publishes) instead of one per batch of pending records.
-const SYNC_BYTES: u64 = 4 * 1024 * 1024;
-/// Backoff between attempts to write again after a failure.
-const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl Writer {
-    fn run(mut self, durable: watch::Sender<Lsn>) {
-        let _gone = WriterGone(self.pending.clone());
-        // Buffers for `Pending::take` to swap with its own: kept between
-        // rounds so that appenders find capacity.
-        let mut spare: Vec<Vec<u8>> = Vec::new();
-        let mut buf = Vec::new();
-        // One record per fdatasync with `Always`; else everything pending.
-        let one = self.cfg.sync == SyncMode::Always;
-        // The round's batches (first LSN, framed bytes), kept until they are
-        // durable: a failed write or sync writes them again.
-        let mut round: Vec<(Lsn, Vec<u8>)> = Vec::new();
-        loop {
-            if let Some(lsn) = self.pending.take_delete() {
-                self.delete_before(lsn);
-            }
-            let Some(mut taken) = self.pending.take(one, true, &mut buf) else {
-                // Woken to delete, or closed (a deletion asked before the
-                // close is still carried out).
-                if let Some(lsn) = self.pending.take_delete() {
-                    self.delete_before(lsn);
-                }
-                if self.pending.is_closed() {
-                    break;
-                }
-                continue;
-            };
-            let start = (self.path.clone(), self.size);
-            let mut created = Vec::new();
-            let mut unsynced = 0u64;
-            // Writes on while records keep arriving: one sync per
-            // `SYNC_BYTES`, or when the queue runs dry.
-            let mut result = loop {
-                let records = taken.last - taken.first + 1;
-                self.stats.records_written.fetch_add(records, Ordering::Relaxed);
-                unsynced += buf.len() as u64;
-                seal(&mut buf);
-                let written = self.write_records(&buf, taken.first, &mut created);
-                round.push((taken.first, std::mem::replace(&mut buf, spare.pop().unwrap_or_default())));
-                if written.is_err() || one || unsynced >= SYNC_BYTES {
-                    break written;
-                }
-                match self.pending.take(false, false, &mut buf) {
-                    Some(t) => taken = t,
-                    None => break written,
-                }
-            };
-            if result.is_ok() {
-                result = self.sync();
-            }
-            if let Err(e) = result {
-                if !self.retry(e, &start, &round, &mut created) {
-                    // Closed while the disk failed: what was not written is
-                    // not durable and was never acknowledged.
-                    return;
-                }
-            }
-            let _ = durable.send(taken.last);
-            for (_, mut b) in round.drain(..) {
-                b.clear();
-                shed(&mut b);
-                if spare.len() < 2 {
-                    spare.push(b);
-                }
-            }
-        }
-        let _ = self.sync();
-    }
-
-    /// A write or sync of the round from `start` (segment, size) failed:
-    /// the disk is full or failing. Nothing of the round is reported
-    /// durable, so no acknowledgement waiting for it leaves (clients
-    /// retry; publishers wait for room once `PENDING_BYTES` are pending,
-    /// QoS 0 traffic goes on); the writer logs it, then retries with
-    /// backoff: undoes the round (segments it made removed, the first cut
-    /// back) and writes it again. Returns false if the log was closed
-    /// while it failed.
-    fn retry(
-        &mut self,
-        e: io::Error,
-        start: &(PathBuf, u64),
-        round: &[(Lsn, Vec<u8>)],
-        created: &mut Vec<PathBuf>,
-    ) -> bool {
-        tracing::error!("log: write failed: {e}; acknowledgements wait until the disk takes writes again");
-        self.stats.error(&e);
-        self.stats.failing.store(true, Ordering::Relaxed);
-        let mut errors = 1u64;
-        let mut backoff = RETRY_MIN;
-        loop {
-            let until = std::time::Instant::now() + backoff;
-            while std::time::Instant::now() < until {
-                if self.pending.is_closed() {
-                    return false;
-                }
-                std::thread::sleep(RETRY_MIN.min(until.saturating_duration_since(std::time::Instant::now())));
-            }
-            backoff = (backoff * 2).min(RETRY_MAX);
-            match self.redo(start, round, created) {
-                Ok(()) => {
-                    self.stats.failing.store(false, Ordering::Relaxed);
-                    tracing::warn!(failed_attempts = errors, "log: the disk takes writes again; durability resumed");
-                    return true;
-                }
-                Err(e) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    self.stats.error(&e);
-                    errors += 1;
-                    if errors.is_power_of_two() {
-                        tracing::error!(failed_attempts = errors, "log: writes still fail: {e}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Undoes a failed round and writes it again, then syncs.
-    fn redo(&mut self, start: &(PathBuf, u64), round: &[(Lsn, Vec<u8>)], created: &mut Vec<PathBuf>) -> io::Result<()> {
-        while let Some(p) = created.last() {
-            match self.cfg.fs.remove(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-            created.pop();
-        }
-        let mut file = self.cfg.fs.open_append(&start.0)?;
-        file.truncate(start.1)?;
-        (self.file, self.path, self.size) = (file, start.0.clone(), start.1);
-        for (first, b) in round {
-            self.write_records(b, *first, created)?;
-        }
-        self.sync()
-    }
-
-    /// Writes framed records whose first LSN is `first`, starting a new
-    /// segment after the record that fills the current one.
-    fn write_records(&mut self, buf: &[u8], first: Lsn, created: &mut Vec<PathBuf>) -> io::Result<()> {
-        let mut from = 0;
-        if self.size + buf.len() as u64 >= self.cfg.segment_bytes {
-            let (mut at, mut lsn) = (0, first);
-            while at < buf.len() {
-                at += HEADER + frame_len(&buf[at..]);
-                if self.size + (at - from) as u64 >= self.cfg.segment_bytes {
-                    // Segment full: finish it and start the next at lsn + 1.
-                    self.write(&buf[from..at])?;
-                    self.rotate(lsn + 1, created)?;
-                    from = at;
-                }
-                lsn += 1;
-            }
-        }
-        if from < buf.len() {
-            self.write(&buf[from..])?;
-        }
-        Ok(())
-    }
-
-    /// Deletes every segment whose records all precede `lsn`, never the
-    /// one being written (the last).
-    fn delete_before(&mut self, lsn: Lsn) {
-        self.delete_segments(lsn);
-        self.stats.deletions_done.fetch_add(1, Ordering::Release);
-    }
-
-    fn delete_segments(&mut self, lsn: Lsn) {
-        let segs = match segments(&self.cfg.dir) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("store: cannot list log segments to delete old ones: {e}");
-                return;
-            }
-        };
-        for w in segs.windows(2) {
-            if w[1].0 > lsn || w[0].1 == self.path {
-                continue;
-            }
-            let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
-            match self.cfg.fs.remove(&w[0].1) {
-                Ok(()) => {
-                    self.stats.bytes_deleted.fetch_add(len, Ordering::Relaxed);
-                    self.stats.segments_deleted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    tracing::warn!(segment = %w[0].1.display(), "store: cannot delete an old log segment: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.append(buf)?;
-        self.size += buf.len() as u64;
-        self.stats.bytes_written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        if self.cfg.sync != SyncMode::Never {
-            let began = std::time::Instant::now();
-            self.file.sync()?;
-            self.stats.sync_latency.observe(began.elapsed());
-            self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    fn rotate(&mut self, first: Lsn, created: &mut Vec<PathBuf>) -> io::Result<()> {
-        // The finished segment is made durable before records in the next
-        // one can be reported durable.
-        self.sync()?;
-        let path = self.cfg.dir.join(segment_name(first));
-        self.file = self.cfg.fs.open_append(&path)?;
-        created.push(path.clone());
-        self.path = path;
-        self.size = 0;
-        self.write(&segment::header(first))?;
-        self.cfg.fs.sync_dir(&self.cfg.dir);
-        Ok(())
-    }
-}
+#[path = "log_writer.rs"]
+mod writer;
+use writer::{Rounds, Turn, Writer};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

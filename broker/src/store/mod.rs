@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-pub use log::{Log, LogConfig, LogStats, Loss, Lsn, Recovery, SyncMode};
+pub use log::{Log, LogConfig, LogStats, Loss, Lsn, Recovery, SyncMode, Threads};
 pub use record::{Record, StoredMessage};
 pub use recover::Model;
 
@@ -151,16 +151,16 @@ impl SpillDir {
     /// Creates `path` afresh: whatever an earlier run spilled is a copy of
     /// what the log holds, so it is deleted.
     pub fn create(path: PathBuf) -> io::Result<SpillDir> {
-        SpillDir::create_with(path, spill_io::SpillIo::start())
+        SpillDir::create_with(path, spill_io::SpillIo::start(), Instant::now())
     }
 
     /// [`SpillDir::create`] with its file operations run inline, in the
     /// caller (tests that check each step).
     pub fn create_inline(path: PathBuf) -> io::Result<SpillDir> {
-        SpillDir::create_with(path, spill_io::SpillIo::inline())
+        SpillDir::create_with(path, spill_io::SpillIo::inline(), Instant::now())
     }
 
-    fn create_with(path: PathBuf, io: spill_io::SpillIo) -> io::Result<SpillDir> {
+    fn create_with(path: PathBuf, io: spill_io::SpillIo, epoch: Instant) -> io::Result<SpillDir> {
         match std::fs::remove_dir_all(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -168,7 +168,7 @@ impl SpillDir {
         std::fs::create_dir_all(&path)?;
         Ok(SpillDir {
             path,
-            epoch: Instant::now(),
+            epoch,
             buffered: AtomicUsize::new(0),
             bytes_written: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
@@ -350,6 +350,12 @@ impl Journal {
         &self.log.stats
     }
 
+    /// See [`Log::write_pending`]: with [`Threads::Inline`], one round of
+    /// the log writer in the caller.
+    pub fn write_pending(&self) -> bool {
+        self.log.write_pending()
+    }
+
     /// Writes out and syncs everything appended, then stops the writer.
     pub fn close(&self) {
         self.log.close();
@@ -361,13 +367,27 @@ impl Journal {
 /// [`record::MAX_ID`]) is damage, like a bad checksum (see `repair`); every loss is
 /// logged with one warning naming the LSNs, the bytes and what they cost.
 pub fn open(cfg: &StoreConfig) -> Result<(Journal, Model, Recovery), StoreError> {
+    open_with(cfg, Threads::Spawned, &crate::clock::SystemClock)
+}
+
+/// [`open`], with the log writer and the spill I/O run as `threads` says
+/// and the spill files' time reference read from `clock`.
+pub fn open_with(
+    cfg: &StoreConfig,
+    threads: Threads,
+    clock: &dyn crate::clock::Clock,
+) -> Result<(Journal, Model, Recovery), StoreError> {
     // Emptied first: recovery keeps its scratch files there too.
-    let spill = Arc::new(SpillDir::create(cfg.spill_dir.clone())?);
+    let io = match threads {
+        Threads::Spawned => spill_io::SpillIo::start(),
+        Threads::Inline => spill_io::SpillIo::inline(),
+    };
+    let spill = Arc::new(SpillDir::create_with(cfg.spill_dir.clone(), io, clock.now())?);
     let mut replay = recover::Replay::with_scratch(cfg.spill_dir.clone());
     let mut tracker = losses::Tracker::default();
     let log_cfg =
         LogConfig { dir: cfg.dir.clone(), segment_bytes: cfg.segment_bytes, sync: cfg.sync, fs: cfg.fs.clone() };
-    let (log, rec) = Log::open(log_cfg, &mut |lsn, bytes| match Record::decode(bytes) {
+    let (log, rec) = Log::open_with(log_cfg, threads, &mut |lsn, bytes| match Record::decode(bytes) {
         Ok(r) if r.ids_plausible() => {
             tracker.before(lsn, replay.target(&r));
             replay.apply(r);

@@ -1,0 +1,309 @@
+//! The simulated MQTT clients: each keeps what a correct client keeps for
+//! a persistent session (its unacknowledged outgoing QoS 1/2 messages,
+//! resent in order with DUP after a reconnect, and the packet ids of
+//! inbound QoS 2 messages it has not seen released, so a redelivery is
+//! not handed to the application twice), speaks to the broker in bytes
+//! (`protocol::client`'s encoder and decoder, the bridge's), and tells
+//! the [`Oracle`] what it was acknowledged and what its application got.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use edgemq::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
+use edgemq::protocol::{Ack, Publish, QoS, SubOptions, Subscribe, SubscribeFilter, Version};
+use edgemq::store::powerloss::Rng;
+
+use crate::check::{Delivered, Oracle, Sent};
+
+/// Topics the clients publish to: `t/..` live traffic, `r/..` retained.
+pub const TOPICS: [&str; 4] = ["t/a", "t/b", "t/c/d", "t/a"];
+pub const RETAINED: [&str; 3] = ["r/1", "r/2", "r/3"];
+/// Filters a client subscribes with (all under `t/`, so retained topics
+/// are only seen by the probe).
+pub const FILTERS: [&str; 5] = ["t/#", "t/+", "t/a", "t/c/#", "+/b"];
+
+/// An outgoing QoS 1/2 message not yet acknowledged (QoS 2: not yet
+/// PUBREC'd), or released and waiting for PUBCOMP.
+#[derive(Debug, Clone)]
+enum Out {
+    Publish(Publish),
+    Released,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub id: usize,
+    pub client_id: String,
+    pub version: Version,
+    /// Clean Session 0 / Clean Start 0 with no expiry.
+    pub persistent: bool,
+    /// The receive maximum it announces (MQTT 5).
+    receive_max: u16,
+    /// Its subscription: filter and QoS asked.
+    pub filter: (&'static str, QoS),
+    /// Granted and acknowledged (SUBACK received).
+    pub subscribed: bool,
+    subscribe_sent: bool,
+    /// Connected: CONNACK received on the current connection.
+    pub connected: bool,
+    /// The broker acknowledged something of this session (so it must
+    /// still be there: a later CONNACK without session present is a loss).
+    pub established: bool,
+    /// Messages sent and not finished, oldest first, by packet id.
+    out: VecDeque<(u16, Out)>,
+    /// Inbound QoS 2 ids received and not yet released.
+    in2: BTreeSet<u16>,
+    /// Acknowledgements owed to the broker, sent in order when the client
+    /// gets round to it (a slow client).
+    owed: VecDeque<ClientPacket>,
+    next_pkid: u16,
+    next_seq: u64,
+    rbuf: BytesMut,
+}
+
+impl Client {
+    pub fn new(id: usize, rng: &mut Rng) -> Client {
+        let version = if rng.chance(50) { Version::V5 } else { Version::V311 };
+        let qos = if rng.chance(50) { QoS::ExactlyOnce } else { QoS::AtLeastOnce };
+        Client {
+            id,
+            client_id: format!("c{id}"),
+            version,
+            persistent: rng.chance(85),
+            receive_max: [1, 2, 5, 100][rng.below(4) as usize],
+            filter: (FILTERS[rng.below(FILTERS.len() as u64) as usize], qos),
+            subscribed: false,
+            subscribe_sent: false,
+            connected: false,
+            established: false,
+            out: VecDeque::new(),
+            in2: BTreeSet::new(),
+            owed: VecDeque::new(),
+            next_pkid: 1,
+            next_seq: 1,
+            rbuf: BytesMut::new(),
+        }
+    }
+
+    fn encode(&self, p: &ClientPacket, out: &mut BytesMut) {
+        if let Err(e) = encode_client(p, self.version, out) {
+            panic!("client {} cannot encode {p:?}: {e}", self.id);
+        }
+    }
+
+    /// The CONNECT of a new connection.
+    pub fn connect(&mut self, out: &mut BytesMut) {
+        self.rbuf.clear();
+        self.connected = false;
+        self.subscribe_sent = false;
+        let c = ClientConnect {
+            version: self.version,
+            bridge: false,
+            client_id: self.client_id.clone(),
+            clean_start: !self.persistent,
+            keep_alive: 0,
+            username: None,
+            password: None,
+            session_expiry: if self.persistent { u32::MAX } else { 0 },
+            receive_maximum: self.receive_max,
+            maximum_packet_size: 1 << 20,
+        };
+        self.encode(&ClientPacket::Connect(c), out);
+    }
+
+    /// The connection is gone.
+    pub fn dropped(&mut self) {
+        self.connected = false;
+        self.owed.clear();
+    }
+
+    fn pkid(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            let p = self.next_pkid;
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if !self.out.iter().any(|(id, _)| *id == p) {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Publishes a new message, if the window allows.
+    pub fn publish(&mut self, rng: &mut Rng, oracle: &mut Oracle, out: &mut BytesMut) {
+        let retain = rng.chance(15);
+        let qos = match rng.below(10) {
+            0..=1 => QoS::AtMostOnce,
+            2..=5 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        if qos != QoS::AtMostOnce && self.out.len() >= 4 {
+            return;
+        }
+        let topic = if retain {
+            RETAINED[rng.below(RETAINED.len() as u64) as usize]
+        } else {
+            TOPICS[rng.below(TOPICS.len() as u64) as usize]
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        // A retained message with an empty payload deletes the topic's.
+        let payload = if retain && rng.chance(20) { Bytes::new() } else { Bytes::from(format!("{}:{seq}", self.id)) };
+        let pkid = if qos == QoS::AtMostOnce { 0 } else { self.pkid().unwrap_or(0) };
+        let p = Publish { dup: false, qos, retain, topic: topic.into(), pkid, payload: payload.clone(), props: None };
+        oracle.sent(Sent { publisher: self.id, seq, qos, topic, retain, payload });
+        if qos != QoS::AtMostOnce {
+            self.out.push_back((pkid, Out::Publish(p.clone())));
+        }
+        self.encode(&ClientPacket::Publish(p), out);
+    }
+
+    /// Sends what it owes (acknowledgements), or the SUBSCRIBE once.
+    pub fn catch_up(&mut self, all: bool, out: &mut BytesMut) {
+        while let Some(p) = self.owed.pop_front() {
+            self.encode(&p, out);
+            if !all {
+                break;
+            }
+        }
+        if self.connected && !self.subscribed && !self.subscribe_sent && self.persistent {
+            self.subscribe_sent = true;
+            let s = Subscribe {
+                pkid: 0xFFFF,
+                filters: vec![SubscribeFilter {
+                    filter: self.filter.0.into(),
+                    options: SubOptions { qos: self.filter.1, ..SubOptions::default() },
+                }],
+                subscription_identifier: None,
+                user_properties: Vec::new(),
+            };
+            self.encode(&ClientPacket::Subscribe(s), out);
+        }
+    }
+
+    /// Bytes from the broker: handles every whole packet.
+    pub fn receive(&mut self, bytes: &[u8], oracle: &mut Oracle, out: &mut BytesMut) {
+        self.rbuf.extend_from_slice(bytes);
+        loop {
+            let p = match decode_server(&mut self.rbuf, self.version, 1 << 20) {
+                Ok(Some(p)) => p,
+                Ok(None) => return,
+                Err(e) => panic!("client {}: the broker sent bytes it cannot decode: {e}", self.id),
+            };
+            self.on_packet(p, oracle, out);
+        }
+    }
+
+    fn on_packet(&mut self, p: ServerPacket, oracle: &mut Oracle, out: &mut BytesMut) {
+        match p {
+            ServerPacket::ConnAck(c) => {
+                assert!(c.code < 0x80, "client {}: CONNACK refused with {:#x}", self.id, c.code);
+                self.connected = true;
+                if !c.session_present {
+                    assert!(
+                        !(self.persistent && self.established),
+                        "client {}: the broker lost its persistent session (CONNACK without session present \
+                         after it had acknowledged packets of it)",
+                        self.id
+                    );
+                    // A new session: what the client kept goes [MQTT-4.4.0-1].
+                    for (_, o) in self.out.drain(..) {
+                        if let Out::Publish(p) = o {
+                            oracle.abandoned(self.id, &p.payload);
+                        }
+                    }
+                    self.in2.clear();
+                    self.subscribed = false;
+                    self.established = false;
+                }
+                // Resend what was not finished, in order, DUP set [MQTT-4.4.0-1].
+                let resend: Vec<ClientPacket> = self
+                    .out
+                    .iter()
+                    .map(|(id, o)| match o {
+                        Out::Publish(p) => ClientPacket::Publish(Publish { dup: true, ..p.clone() }),
+                        Out::Released => ClientPacket::PubRel(Ack::ok(*id)),
+                    })
+                    .collect();
+                for p in &resend {
+                    self.encode(p, out);
+                }
+            }
+            ServerPacket::SubAck { codes, .. } => {
+                let granted = codes.first().copied().unwrap_or(0x80);
+                assert!(granted < 0x80, "client {}: SUBSCRIBE refused ({granted:#x})", self.id);
+                self.subscribed = true;
+                self.established = true;
+                oracle.subscribed(self.id, self.filter.0, QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce));
+            }
+            ServerPacket::Publish(p) => self.on_publish(p, oracle),
+            ServerPacket::PubAck(a) => {
+                if let Some(i) = self.out.iter().position(|(id, o)| *id == a.pkid && matches!(o, Out::Publish(_))) {
+                    if let Some((_, Out::Publish(p))) = self.out.remove(i) {
+                        self.established = true;
+                        oracle.acked(self.id, &p.payload, a.reason < 0x80);
+                    }
+                }
+            }
+            ServerPacket::PubRec(a) => {
+                if let Some(e) = self.out.iter_mut().find(|(id, _)| *id == a.pkid) {
+                    if let Out::Publish(p) = &e.1 {
+                        self.established = true;
+                        oracle.acked(self.id, &p.payload, a.reason < 0x80);
+                        if a.reason >= 0x80 {
+                            let id = a.pkid;
+                            self.out.retain(|(i, _)| *i != id);
+                            return;
+                        }
+                        e.1 = Out::Released;
+                    }
+                }
+                // PUBREL for it, or again for one already released [MQTT-4.3.3-4].
+                self.owed.push_back(ClientPacket::PubRel(Ack::ok(a.pkid)));
+            }
+            ServerPacket::PubComp(a) => {
+                self.out.retain(|(id, o)| !(*id == a.pkid && matches!(o, Out::Released)));
+            }
+            ServerPacket::PubRel(a) => {
+                self.in2.remove(&a.pkid);
+                self.owed.push_back(ClientPacket::PubComp(Ack::ok(a.pkid)));
+            }
+            ServerPacket::Disconnect(_) | ServerPacket::PingResp | ServerPacket::Other(_) => {}
+        }
+    }
+
+    fn on_publish(&mut self, p: Publish, oracle: &mut Oracle) {
+        trace!("client {} PUBLISH {:?} pkid {} dup {} {:?}", self.id, p.payload, p.pkid, p.dup, p.qos);
+        let new = match p.qos {
+            QoS::AtMostOnce => true,
+            QoS::AtLeastOnce => {
+                self.owed.push_back(ClientPacket::PubAck(Ack::ok(p.pkid)));
+                true
+            }
+            QoS::ExactlyOnce => {
+                self.owed.push_back(ClientPacket::PubRec(Ack::ok(p.pkid)));
+                // Delivered to the application once per packet id until
+                // PUBREL [MQTT-4.3.3-9].
+                self.in2.insert(p.pkid)
+            }
+        };
+        if new {
+            oracle.delivered(Delivered {
+                to: self.id,
+                qos: p.qos,
+                retain: p.retain,
+                topic: p.topic,
+                payload: p.payload,
+            });
+        }
+    }
+
+    /// Nothing owed to or expected from the broker.
+    pub fn settled(&self) -> bool {
+        self.owed.is_empty() && self.out.is_empty() && (self.subscribed || !self.persistent)
+    }
+
+    /// Debug summary.
+    pub fn state(&self) -> BTreeMap<&'static str, usize> {
+        BTreeMap::from([("out", self.out.len()), ("owed", self.owed.len()), ("in2", self.in2.len())])
+    }
+}
