@@ -180,6 +180,50 @@ async fn fails_over_to_the_second_address() {
     cloud.shutdown().await;
 }
 
+/// `GET /api/bridges` shows each bridge's state: the failed address as
+/// the last error, then connected to the live one, what it forwarded, its
+/// queue drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_shows_the_bridges_state() {
+    let cloud = TestBroker::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let b = bridge("up", &[dead.clone(), cloud.addr.to_string()], &["s/# out 1"], "");
+    let edge = TestBroker::start_with(|c| {
+        c.bridges = vec![b];
+        c.http = Some(edgemq::http::HttpConfig {
+            token: Some("t".into()),
+            ..edgemq::http::HttpConfig::local("127.0.0.1:0".parse().unwrap())
+        });
+    })
+    .await;
+    let http = edge.broker.http_addr().unwrap();
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    publish_numbered(edge.addr, "s/1", 0, 50).await;
+    receive_numbered(&mut sub, 50, Duration::from_secs(20)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let v = get_json(http, "/api/bridges", "t").await;
+        let b = &v[0];
+        if b["forwarded"] == 50 && b["queued_messages"] == 0 || tokio::time::Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let b = &v[0];
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(b["name"], "up", "{v}");
+    assert_eq!(b["connected"], true, "{v}");
+    assert_eq!(b["remote"], cloud.addr.to_string(), "{v}");
+    assert_eq!(b["forwarded"], 50, "{v}");
+    assert_eq!((b["queued_messages"].as_u64(), b["dropped"].as_u64()), (Some(0), Some(0)), "{v}");
+    // The dead address was tried first and refused.
+    assert!(b["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    assert!(b["oldest_queued_age_secs"].is_null(), "nothing left in flight: {v}");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}
+
 /// Mosquitto bridging into edgemq (`connection`, `try_private` on by
 /// default: protocol level 0x84) is accepted, and gets No Local and
 /// Retain As Published on its subscriptions: its messages are not echoed

@@ -97,6 +97,8 @@ pub struct Link {
     pub origin: SessionKey,
     pub journal: Option<Arc<Journal>>,
     pub shutdown: CancellationToken,
+    /// What the admin API shows of this bridge.
+    pub status: Arc<super::BridgeStatus>,
 }
 
 /// A message read from the queue, until the remote has it.
@@ -174,6 +176,7 @@ pub async fn run(link: Link) {
                     if cfg.address_order == AddressOrder::RoundRobin {
                         start = at + 1;
                     }
+                    link.status.up(addr);
                     link.notify(true).await;
                     let r = match stream {
                         Stream::Tcp(s) => session(&link, &mut st, s.into_split(), rbuf, &ack, addr).await,
@@ -181,6 +184,9 @@ pub async fn run(link: Link) {
                     };
                     link.notify(false).await;
                     let stats = &link.fifo.stats;
+                    if let Err(e) = &r {
+                        link.status.down(e.to_string());
+                    }
                     match r {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(
@@ -194,6 +200,7 @@ pub async fn run(link: Link) {
                     break;
                 }
                 Err(e) => {
+                    link.status.down(e.to_string());
                     // A line at each power-of-two failure: an outage of
                     // days does not flood the log.
                     failures += 1;
@@ -601,6 +608,7 @@ fn advance(link: &Link, st: &mut State) {
         link.fifo.set_acked(last, bytes);
         link.fifo.persist_in_background();
     }
+    link.status.set_oldest(st.window.front().map(|e| e.msg.received_ms));
 }
 
 /// A PUBLISH from the remote: published locally under its local topic;

@@ -5,7 +5,8 @@
 //! - `outbound.rs`: the router's side (`out` rules matched on the router
 //!   task, messages appended to the queues; publishers' acknowledgements
 //!   held until the queues made them durable);
-//! - `link.rs`: one tokio task per bridge, the connection to the remote.
+//! - `link.rs`: one tokio task per bridge, the connection to the remote;
+//! - `status.rs`: what each shows of itself (`GET /api/bridges`).
 //!
 //! Each bridge publishes locally with its own origin key (counted down
 //! from `store::record::MAX_ID`, far above the router's session keys), so
@@ -15,6 +16,7 @@ pub mod config;
 pub mod fifo;
 pub mod link;
 pub mod outbound;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{AddressOrder, BridgeConfig, BridgeProtocol, BridgeQueuePolicy, BridgeTls, Direction, TopicRule};
 use fifo::Fifo;
+pub use status::BridgeStatus;
 
 use crate::config::Config;
 use crate::message::SessionKey;
@@ -46,6 +49,7 @@ type Opened = (Arc<BridgeConfig>, Arc<Fifo>, SessionKey, Option<tokio_rustls::Tl
 /// The configured bridges, their queues opened, not yet running.
 pub struct Bridges {
     bridges: Vec<Opened>,
+    statuses: Vec<Arc<BridgeStatus>>,
     gate: Option<mpsc::UnboundedReceiver<outbound::Deferred>>,
 }
 
@@ -80,7 +84,8 @@ impl Bridges {
             router.set_bridges(out);
             gate = Some(rx);
         }
-        Ok(Bridges { bridges, gate })
+        let statuses = bridges.iter().map(|(c, f, _, _)| BridgeStatus::new(&c.name, f.clone())).collect();
+        Ok(Bridges { bridges, statuses, gate })
     }
 
     /// Starts the gate and one task per bridge; they end with `shutdown`.
@@ -94,8 +99,9 @@ impl Bridges {
         if let Some(rx) = self.gate.take() {
             tokio::spawn(outbound::gate(rx));
         }
-        for (cfg, fifo, origin, tls) in &self.bridges {
+        for ((cfg, fifo, origin, tls), status) in self.bridges.iter().zip(&self.statuses) {
             let link = link::Link {
+                status: status.clone(),
                 cfg: cfg.clone(),
                 tls: tls.clone(),
                 fifo: fifo.clone(),
@@ -106,6 +112,11 @@ impl Bridges {
             };
             tracker.spawn(link::run(link));
         }
+    }
+
+    /// What each bridge shows of itself, for the admin API.
+    pub fn statuses(&self) -> Vec<Arc<BridgeStatus>> {
+        self.statuses.clone()
     }
 
     /// The queues, to close at shutdown.

@@ -44,10 +44,11 @@ pub(super) async fn handle(http: &Http, method: &Method, rest: &str, query: &str
         (&Method::GET, "retained", None) => ask(http, |tx| Admin::Retained(page, tx)).await.map(retained),
         (&Method::GET, "listeners", None) => Ok(listeners(http)),
         (&Method::GET, "store", None) => Ok(store(http)),
+        (&Method::GET, "bridges", None) => Ok(Some(Value::Array(http.bridges.iter().map(|b| b.json()).collect()))),
         (&Method::DELETE, "clients", Some(id)) => ask(http, |tx| Admin::Disconnect(id, tx)).await.map(done),
         (&Method::DELETE, "sessions", Some(id)) => ask(http, |tx| Admin::DeleteSession(id, tx)).await.map(done),
         (&Method::DELETE, "retained", Some(t)) => ask(http, |tx| Admin::DeleteRetained(t, tx)).await.map(done),
-        (_, "clients" | "sessions" | "subscriptions" | "retained" | "listeners" | "store", _) => {
+        (_, "clients" | "sessions" | "subscriptions" | "retained" | "listeners" | "store" | "bridges", _) => {
             return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
         }
         _ => return error(StatusCode::NOT_FOUND, "no such resource"),

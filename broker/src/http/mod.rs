@@ -50,6 +50,8 @@ pub struct Http {
     pub persistence: bool,
     /// When the broker started (the overview's uptime).
     pub started: std::time::Instant,
+    /// Every `[[bridge]]`'s state (`GET /api/bridges`).
+    pub bridges: Vec<Arc<crate::bridge::BridgeStatus>>,
 }
 
 /// A whole body, or the event stream of `GET /api/events`.

@@ -64,6 +64,7 @@ impl SharedRouter {
         };
         let Some(router) = guard.as_mut() else { return Some(msg) };
         router.handle_ticketed(msg, ticket, now);
+        router.update_gauges();
         router.wake_touched();
         None
     }

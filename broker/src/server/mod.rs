@@ -240,6 +240,7 @@ impl Broker {
         let tracker = TaskTracker::new();
         bridges.spawn(&tx, journal.as_ref(), &shutdown, &tracker);
         let bridge_queues = bridges.fifos();
+        let bridge_status = bridges.statuses();
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
@@ -287,6 +288,7 @@ impl Broker {
                 metrics: metrics.clone(),
                 persistence: cfg.persistence,
                 started: std::time::Instant::now(),
+                bridges: bridge_status.clone(),
             });
             tracker.spawn(crate::http::serve(socket, state, shutdown.clone(), tracker.clone()));
         }
