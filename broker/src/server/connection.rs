@@ -595,6 +595,12 @@ impl<S: Transport> Driver<S> {
     /// is waited for by the caller.
     fn send_router(&mut self, msg: RouterMsg) -> Result<Option<Wait>, RouterGone> {
         let msg = self.ticketed(msg);
+        self.try_send(msg)
+    }
+
+    /// Puts `msg` on the router's channel; a full channel is waited for by
+    /// the caller.
+    fn try_send(&self, msg: RouterMsg) -> Result<Option<Wait>, RouterGone> {
         match self.ctx.router.try_send(msg) {
             Ok(()) => Ok(None),
             Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(Wait::Router(msg))),
@@ -619,11 +625,10 @@ impl<S: Transport> Driver<S> {
     /// (`router/shared.rs`); its acknowledgement, released by the gate,
     /// goes out in the same write. Otherwise, through the channel.
     fn route(&mut self, m: crate::message::Message) -> Result<Option<Wait>, RouterGone> {
-        let Some(gate) =
-            self.ctx.journal.as_ref().map(|j| self.gate.get_or_insert_with(|| Box::new(GateWatch::new(j))))
-        else {
+        let Some(journal) = &self.ctx.journal else {
             return self.send_router(RouterMsg::Publish(m));
         };
+        let gate = self.gate.get_or_insert_with(|| Box::new(GateWatch::new(journal)));
         gate.sent += 1;
         match self.ctx.inline.try_route(RouterMsg::Publish(m), &gate.ticket, gate.sent, now()) {
             None => {
@@ -632,11 +637,7 @@ impl<S: Transport> Driver<S> {
             }
             Some(msg) => {
                 let msg = RouterMsg::Ticketed(Box::new(msg), gate.ticket.clone());
-                match self.ctx.router.try_send(msg) {
-                    Ok(()) => Ok(None),
-                    Err(mpsc::error::TrySendError::Full(msg)) => Ok(Some(Wait::Router(msg))),
-                    Err(mpsc::error::TrySendError::Closed(_)) => Err(RouterGone),
-                }
+                self.try_send(msg)
             }
         }
     }
