@@ -1,7 +1,8 @@
 //! The on-disk format across releases: checked-in data directories
-//! (`tests/data/store-v0`, today's headerless segments as written before
-//! the segment header existed, and `tests/data/store-v1`, the current
-//! format) written from one small scenario ([`scenario`]: sessions,
+//! (`tests/data/store-v0`, the headerless segments as written before the
+//! segment header existed, `tests/data/store-v1`, the first format with
+//! the header, and `tests/data/store-v2`, the current format, which adds
+//! the `Routing` record) written from one small scenario ([`scenario`]: sessions,
 //! subscriptions, queued QoS 1 and QoS 2 messages, messages in flight, a
 //! released QoS 2 message, an inbound QoS 2 packet identifier, retained
 //! messages). Each test opens a copy (the checked-in files are never
@@ -100,6 +101,20 @@ fn scenario() -> Vec<Record> {
     ]
 }
 
+/// The scenario as the current format writes it: and a QoS 2 routing of
+/// gw-b (packet id 9, message 4) that a cut interrupted after gw-a's entry
+/// (the record as a snapshot writes it).
+fn scenario_v2() -> Vec<Record> {
+    let mut v = scenario();
+    v.push(Record::Routing { key: 2, pkid: 9, mid: 4, crc: 0x1234_5678, got: vec![(1, None)] });
+    v
+}
+
+fn assert_interrupted(m: &edgemq::store::Model) {
+    let i = &m.interrupted[&(2, 9)];
+    assert_eq!((m.interrupted.len(), i.mid, i.crc, i.got.clone()), (1, 4, 0x1234_5678, vec![(1, None)]));
+}
+
 fn store_cfg(root: &Path) -> StoreConfig {
     StoreConfig {
         dir: root.join("store"),
@@ -118,7 +133,7 @@ fn regenerate() {
     let root = PathBuf::from(std::env::var("EDGEMQ_STORE_GEN").expect("EDGEMQ_STORE_GEN names the directory"));
     let cfg = store_cfg(&root);
     let (journal, _, _) = edgemq::store::open(&cfg).unwrap();
-    for r in scenario() {
+    for r in scenario_v2() {
         journal.append(&r);
     }
     journal.close();
@@ -196,17 +211,44 @@ fn assert_scenario(m: &edgemq::store::Model, restored: bool) {
     assert_eq!(m.msgs.get(4).unwrap().payload, Bytes::from_static(b"19.0"));
 }
 
-#[test]
-fn the_current_format_is_read_exactly_and_left_unchanged() {
-    let tmp = copy_of("store-v1");
+/// Opens a copy of `name`, checks that reading it changes nothing and
+/// that it holds `records` records, and returns the recovered state.
+fn read_unchanged(name: &str, records: usize) -> edgemq::store::Model {
+    let tmp = copy_of(name);
     let before = files(&tmp.path().join("store"));
     let (journal, model, rec) = edgemq::store::open(&store_cfg(tmp.path())).unwrap();
     journal.close();
-    assert_eq!((rec.records, rec.headerless_segments, rec.truncated_bytes), (scenario().len() as u64, 0, 0));
+    assert_eq!((rec.records, rec.headerless_segments, rec.truncated_bytes), (records as u64, 0, 0));
     assert!(rec.losses.is_empty() && rec.moved_aside.is_empty());
     assert_eq!((model.max_key, model.max_mid), (3, 4));
     assert_scenario(&model, false);
-    assert_eq!(files(&tmp.path().join("store")), before, "reading changes nothing");
+    let after = files(&tmp.path().join("store"));
+    if name == "store-v2" {
+        assert_eq!(after, before, "reading changes nothing");
+    } else {
+        // Records of an older format are only read: the log goes on in a
+        // segment of the current one, which replaces an older one that
+        // holds nothing but its header.
+        let header = edgemq::store::segment::HEADER_LEN;
+        let kept: Vec<_> = before.iter().filter(|f| f.1.len() > header).cloned().collect();
+        assert_eq!(after[..kept.len()], kept[..], "the older segments' records are left unchanged");
+        let new = &after[kept.len()..];
+        assert_eq!(new.len(), 1);
+        assert_eq!((new[0].1.len(), new[0].1[8]), (header, edgemq::store::segment::FORMAT as u8));
+    }
+    model
+}
+
+#[test]
+fn the_current_format_is_read_exactly_and_left_unchanged() {
+    let model = read_unchanged("store-v2", scenario_v2().len());
+    assert_interrupted(&model);
+}
+
+#[test]
+fn format_1_is_read_exactly_and_left_unchanged() {
+    let model = read_unchanged("store-v1", scenario().len());
+    assert!(model.interrupted.is_empty());
 }
 
 /// The headerless format of the releases before the header is read, and

@@ -30,6 +30,8 @@ pub(super) struct Durable {
     compacted_size: u64,
     /// A compaction's snapshot being written, a few sessions at a time.
     running: Option<SnapshotRun>,
+    /// Exactly-once across a cut inside a routing (`resume.rs`).
+    pub resume: super::resume::Resume,
 }
 
 /// How a snapshot step waits for the log.
@@ -103,6 +105,9 @@ impl Durable {
         self.next_mid += 1;
         let stored = StoredMessage::from_message(msg, self.base.0, self.base.1);
         self.journal.append(&Record::Msg { mid, msg: stored });
+        if let Some(r) = self.resume.routing_record(mid, msg) {
+            self.journal.append(&r);
+        }
         mid
     }
 
@@ -130,6 +135,7 @@ impl Router {
             deleting: None,
             compacted_size: 0,
             running: None,
+            resume: super::resume::Resume::new(model.interrupted),
         });
         self.next_key = self.next_key.max(model.max_key + 1);
         // Queues past their memory share spill there too.
@@ -319,6 +325,9 @@ impl Router {
         self.retained.for_each(|m| {
             let stored = StoredMessage::from_message(m, now, wall);
             j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+        });
+        d.resume.snapshot(&self.sessions, &mut |r| {
+            j.append(&Record::Snap(Box::new(r)));
         });
         let end = j.append(&Record::SnapshotEnd { id: run.id });
         d.pending_gc = Some((end, run.begin));

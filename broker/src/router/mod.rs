@@ -23,6 +23,7 @@ mod task;
 mod tree;
 
 mod durable;
+mod resume;
 
 pub use shared::SharedRouter;
 pub use task::run;
@@ -319,15 +320,8 @@ impl Router {
                 }
             }
             RouterMsg::Connect(req, reply) => self.connect_or_wait(req, reply, now),
-            RouterMsg::Publish(m) => {
-                let from = (m.qos == QoS::ExactlyOnce).then_some(m.origin);
-                self.publish(m);
-                // Its publisher's `In2` record comes after what routing
-                // appended (`SessionState::inbound_qos2_routed`).
-                if let Some(e) = from.and_then(|k| self.sessions.get(&k)) {
-                    e.shared.lock().inbound_qos2_routed();
-                }
-            }
+            RouterMsg::Publish(m) if m.qos == QoS::ExactlyOnce => self.publish_exactly_once(m),
+            RouterMsg::Publish(m) => self.publish(m),
             RouterMsg::Subscribe { key, entries } => self.subscribe(key, entries, now),
             RouterMsg::Unsubscribe { key, filters } => {
                 let journaled = self.sessions.get(&key).is_some_and(|e| e.shared.lock().is_journaled());
@@ -607,6 +601,7 @@ impl Router {
             }
             Target::Group(filter, _) => groups.push(filter.into()),
         });
+        self.skip_routed(&mut targets, &mut groups);
         for (key, options, sub_ids) in targets {
             self.deliver(&msg, key, options, sub_ids, None);
         }

@@ -618,6 +618,13 @@ impl SessionState {
         self.record(Record::In2 { key: self.key, pkid });
     }
 
+    /// The packet identifier [`SessionState::inbound_qos2_routed`] will
+    /// record next: the oldest inbound QoS 2 message not yet routed (of a
+    /// recorded session; `None` otherwise).
+    pub fn inbound_qos2_unrouted(&self) -> Option<u16> {
+        self.inbound_qos2.iter().filter(|(_, p)| **p != 0).min_by_key(|(_, p)| **p).map(|(k, _)| *k)
+    }
+
     /// PUBREL received: forgets the identifier. Returns whether it was known.
     pub fn inbound_qos2_released(&mut self, pkid: u16) -> bool {
         match self.inbound_qos2.remove(&pkid) {

@@ -82,6 +82,24 @@ pub enum Record {
         key: SessionKey,
         pkid: u16,
     },
+    /// A QoS 2 message of a persistent publisher (session `key`, its
+    /// packet identifier `pkid`) is being routed: written after its body
+    /// `mid` and before its queue entries; its publisher's `In2` record
+    /// ends the routing. A cut in between leaves some subscribers with the
+    /// message and the publisher without its `In2`: replay keeps the
+    /// routing as interrupted (`store::recover::Interrupted`), so the
+    /// publisher's retransmission reaches only the others. `crc` covers
+    /// topic and payload (a retransmission carries the same message); `got`
+    /// names the sessions and shared groups that already have it (empty
+    /// when written live; a snapshot writes an interrupted routing with
+    /// what replay had found). Format 2.
+    Routing {
+        key: SessionKey,
+        pkid: u16,
+        mid: u64,
+        crc: u32,
+        got: Vec<(SessionKey, Option<String>)>,
+    },
     SnapshotBegin {
         id: u64,
     },
@@ -90,6 +108,16 @@ pub enum Record {
     SnapshotEnd {
         id: u64,
     },
+}
+
+/// The checksum [`Record::Routing`] keeps of a message: its topic (with
+/// its length, so topic and payload cannot trade bytes) and payload.
+pub fn message_crc(topic: &str, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&(topic.len() as u32).to_le_bytes());
+    h.update(topic.as_bytes());
+    h.update(payload);
+    h.finalize()
 }
 
 /// A message as stored: wall-clock time instead of `Instant`.
@@ -382,6 +410,12 @@ impl Record {
             | Record::In2 { key, .. }
             | Record::In2Done { key, .. } => (*key, 0),
             Record::Enq { key, mid, .. } => (*key, *mid),
+            Record::Routing { key, mid, got, .. } => {
+                if got.iter().any(|g| g.0 > MAX_ID) {
+                    return false;
+                }
+                (*key, *mid)
+            }
             Record::Msg { mid, msg } => (msg.origin, *mid),
             Record::Retain(m) => (m.origin, 0),
             Record::Snap(inner) => return inner.ids_plausible(),
@@ -473,6 +507,18 @@ impl Record {
                 w.u8(15);
                 inner.encode_into(w.0);
             }
+            Record::Routing { key, pkid, mid, crc, got } => {
+                w.u8(16);
+                w.u64(*key);
+                w.u16(*pkid);
+                w.u64(*mid);
+                w.u32(*crc);
+                w.u32(got.len() as u32);
+                for (k, shared) in got {
+                    w.u64(*k);
+                    w.opt_bytes(shared.as_deref().map(str::as_bytes));
+                }
+            }
         }
     }
 
@@ -514,6 +560,20 @@ impl Record {
                     return Err(RecordError);
                 }
                 return Ok(Record::Snap(Box::new(Record::decode(r.0)?)));
+            }
+            16 => {
+                let (key, pkid, mid, crc) = (r.u64()?, r.u16()?, r.u64()?, r.u32()?);
+                let n = r.u32()? as usize;
+                // Each entry takes at least 9 bytes: a count beyond what is
+                // left is damage, not an allocation to make.
+                if n > r.0.len() / 9 {
+                    return Err(RecordError);
+                }
+                let mut got = Vec::with_capacity(n);
+                for _ in 0..n {
+                    got.push((r.u64()?, r.opt_string()?));
+                }
+                Record::Routing { key, pkid, mid, crc, got }
             }
             _ => return Err(RecordError),
         };
@@ -643,6 +703,8 @@ mod tests {
             Record::Rel { key: 1, pkid: 17 },
             Record::In2 { key: 1, pkid: 2 },
             Record::In2Done { key: 1, pkid: 2 },
+            Record::Routing { key: 1, pkid: 2, mid: 42, crc: 7, got: vec![] },
+            Record::Routing { key: 1, pkid: 2, mid: 42, crc: 7, got: vec![(3, None), (4, Some("$share/g/a".into()))] },
             Record::SnapshotBegin { id: 4 },
             Record::Snap(Box::new(Record::Ack { key: 3, pkid: 4 })),
             Record::SnapshotEnd { id: 4 },

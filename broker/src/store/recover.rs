@@ -67,6 +67,17 @@ pub struct StoredSession {
     pub in2: HashSet<u16>,
 }
 
+/// A routing that a cut interrupted ([`Record::Routing`] without its
+/// publisher's `In2`): what the publisher's retransmission must not give
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interrupted {
+    pub mid: u64,
+    pub crc: u32,
+    /// The sessions, with the shared group of the entry, that have it.
+    pub got: Vec<(SessionKey, Option<String>)>,
+}
+
 /// The whole durable state.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -75,6 +86,11 @@ pub struct Model {
     pub retained: HashMap<String, StoredMessage>,
     pub max_key: SessionKey,
     pub max_mid: u64,
+    /// Routings begun and not ended by their publisher's `In2`, by the
+    /// publisher's session and packet identifier (after a clean stop: none).
+    pub interrupted: HashMap<(SessionKey, u16), Interrupted>,
+    /// Their message ids, to find them from queue entries.
+    routing_mids: HashMap<u64, (SessionKey, u16)>,
     /// Where queues are spooled while replaying (memory without it).
     scratch: Option<Arc<Path>>,
 }
@@ -96,6 +112,10 @@ impl Model {
             }
             Record::SessionEnd { key } => {
                 self.sessions.remove(key);
+                if !self.interrupted.is_empty() {
+                    self.interrupted.retain(|o, _| o.0 != *key);
+                    self.routing_mids.retain(|_, o| o.0 != *key);
+                }
             }
             Record::Sub { key, filter, options, id } => {
                 if let Some(s) = self.sessions.get_mut(key) {
@@ -119,6 +139,11 @@ impl Model {
                 self.msgs.insert(*mid, msg);
             }
             Record::Enq { key, seq, mid, qos, retain, sub_ids, shared } => {
+                if let Some(i) = self.routing_mids.get(mid).and_then(|o| self.interrupted.get_mut(o)) {
+                    if i.mid == *mid {
+                        i.got.push((*key, shared.clone()));
+                    }
+                }
                 if let Some(s) = self.sessions.get_mut(key) {
                     let entry = Entry::new(*mid, *qos, *retain, sub_ids.clone(), shared.clone());
                     s.queue.insert(*seq, entry);
@@ -148,6 +173,9 @@ impl Model {
                 }
             }
             Record::In2 { key, pkid } => {
+                if let Some(i) = self.interrupted.remove(&(*key, *pkid)) {
+                    self.routing_mids.remove(&i.mid);
+                }
                 if let Some(s) = self.sessions.get_mut(key) {
                     s.in2.insert(*pkid);
                 }
@@ -157,6 +185,14 @@ impl Model {
                     s.in2.remove(pkid);
                 }
             }
+            Record::Routing { key, pkid, mid, crc, got } => {
+                if let Some(old) =
+                    self.interrupted.insert((*key, *pkid), Interrupted { mid: *mid, crc: *crc, got: got.clone() })
+                {
+                    self.routing_mids.remove(&old.mid);
+                }
+                self.routing_mids.insert(*mid, (*key, *pkid));
+            }
             Record::SnapshotBegin { .. } | Record::SnapshotEnd { .. } | Record::Snap(_) => {}
         }
     }
@@ -164,6 +200,9 @@ impl Model {
     /// Drops message bodies no queue refers to (marking the live ones in
     /// the index: no set of them all, which would be as large as the queues).
     pub fn prune(&mut self) {
+        let sessions = &self.sessions;
+        self.interrupted.retain(|o, _| sessions.contains_key(&o.0));
+        self.routing_mids.clear();
         for s in self.sessions.values() {
             for (_, e) in s.queue.iter() {
                 self.msgs.mark(e.mid);

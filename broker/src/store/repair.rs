@@ -155,15 +155,23 @@ pub(super) fn recover(dir: &Path, fs_: &dyn Fs, f: &mut dyn FnMut(Lsn, &[u8]) ->
         Some((first, path)) => {
             next = next.max(*first);
             let size = fs::metadata(path)?.len();
-            let current = rewritten[segs.len() - 1] || matches!(kinds[segs.len() - 1], Kind::Current { .. });
+            // Only a segment of this format takes more records: an older
+            // release must not find a record of a newer one in a segment
+            // whose header says it can read it.
+            let current =
+                rewritten[segs.len() - 1] || matches!(kinds[segs.len() - 1], Kind::Current { format: FORMAT, .. });
             if current {
                 Some((path.clone(), size))
             } else {
-                if size == 0 {
+                // Nothing in it (an empty file, or an older format's header
+                // alone): the new segment takes its name, so it goes.
+                let empty =
+                    size == 0 || (size <= HEADER_LEN as u64 && matches!(kinds[segs.len() - 1], Kind::Current { .. }));
+                if empty {
                     fs_.remove(path)?;
                 }
-                // A headerless segment with records is only read; the
-                // snapshot at start rewrites its state in the new format.
+                // A headerless or older segment with records is only read;
+                // the snapshot at start rewrites its state in the new format.
                 None
             }
         }

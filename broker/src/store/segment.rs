@@ -4,7 +4,11 @@
 //! the files recovery keeps damaged bytes in (`damaged/`), which also
 //! reserve the LSNs those bytes may have held.
 //!
-//! Header (format 1, [`HEADER_LEN`] = 48 bytes, little-endian):
+//! Formats: 1 (the header), 2 (adds the `Routing` record: an older release
+//! that met one would take it for damage, so it refuses the segment by its
+//! header instead). Both share the header.
+//!
+//! Header ([`HEADER_LEN`] = 48 bytes, little-endian):
 //! `magic[8] = "EDGEMQ\x1aL" | format: u16 | header_len: u16 |
 //! first_lsn: u64 | created_by[24] (UTF-8, NUL-padded) | crc: u32` where
 //! `crc` is the CRC-32 of the 44 bytes before it. The magic and the format
@@ -22,7 +26,9 @@ use super::log::Lsn;
 
 pub const MAGIC: [u8; 8] = *b"EDGEMQ\x1aL";
 /// The format this build writes; it reads this one and every older one.
-pub const FORMAT: u16 = 1;
+pub const FORMAT: u16 = 2;
+/// The first format with a header.
+const FIRST_HEADED: u16 = 1;
 pub const HEADER_LEN: usize = 48;
 const CREATED_BY: usize = 24;
 
@@ -61,8 +67,8 @@ pub fn header(first: Lsn) -> [u8; HEADER_LEN] {
 pub enum Kind {
     /// No magic: format 0, frames from offset 0.
     Headerless,
-    /// A valid header of the current format.
-    Current { created_by: String },
+    /// A valid header of a format this build reads (`format` <= [`FORMAT`]).
+    Current { format: u16, created_by: String },
     /// The magic and a known format, but the header is torn or damaged:
     /// frames are looked for after it.
     DamagedHeader,
@@ -114,11 +120,11 @@ pub fn parse(h: &[u8]) -> Kind {
         return Kind::Newer { format, created_by: created_by() };
     }
     let valid = h.len() == HEADER_LEN
-        && format == FORMAT
+        && format >= FIRST_HEADED
         && u16::from_le_bytes([h[10], h[11]]) as usize == HEADER_LEN
         && crc32fast::hash(&h[..44]).to_le_bytes() == h[44..48];
     if valid {
-        Kind::Current { created_by: created_by() }
+        Kind::Current { format, created_by: created_by() }
     } else {
         Kind::DamagedHeader
     }

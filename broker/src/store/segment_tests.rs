@@ -12,7 +12,7 @@ fn header_round_trips_and_names_its_format() {
     assert_eq!(u16::from_le_bytes([h[8], h[9]]), FORMAT);
     assert_eq!(u64::from_le_bytes(h[12..20].try_into().unwrap()), 42);
     let by = format!("edgemq {}", env!("CARGO_PKG_VERSION"));
-    assert_eq!(parse(&h), Kind::Current { created_by: by.clone() });
+    assert_eq!(parse(&h), Kind::Current { format: FORMAT, created_by: by.clone() });
     assert_eq!(parse(&h[..30]), Kind::DamagedHeader, "torn header");
     let mut bad = h;
     bad[30] ^= 1;
@@ -195,21 +195,29 @@ fn a_newer_format_is_refused_and_nothing_changes() {
     let err = Log::open(cfg(dir.path(), 4000), &mut |_, _| true).err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, StoreError::NewerFormat { format, supported: FORMAT, .. } if format == FORMAT + 1));
-    assert!(text.contains(&dir.path().display().to_string()) && text.contains("format 2"), "{text}");
+    assert!(
+        text.contains(&dir.path().display().to_string()) && text.contains(&format!("format {}", FORMAT + 1)),
+        "{text}"
+    );
     assert_eq!(snapshot(dir.path()), before, "nothing modified");
 }
 
-#[test]
-fn headerless_segments_are_read_and_never_appended_to() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut seg = Vec::new();
-    for lsn in 1..=5u64 {
+/// Appends frames of 10 bytes for `lsns` (each byte its LSN).
+fn frames(seg: &mut Vec<u8>, lsns: std::ops::RangeInclusive<u64>) {
+    for lsn in lsns {
         let p = vec![lsn as u8; 10];
         seg.extend_from_slice(&(p.len() as u32).to_le_bytes());
         seg.extend_from_slice(&crc(lsn, &p).to_le_bytes());
         seg.extend_from_slice(&lsn.to_le_bytes());
         seg.extend_from_slice(&p);
     }
+}
+
+#[test]
+fn headerless_segments_are_read_and_never_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seg = Vec::new();
+    frames(&mut seg, 1..=5);
     let old = dir.path().join("00000000000000000001.log");
     std::fs::write(&old, &seg).unwrap();
     let (log, rec, got) = open(dir.path());
@@ -223,6 +231,34 @@ fn headerless_segments_are_read_and_never_appended_to() {
     assert!(matches!(kind(&segs[1].1).unwrap(), Kind::Current { .. }), "new records go to a segment with a header");
     let (_, rec, got) = open(dir.path());
     assert_eq!((got.len(), rec.headerless_segments, rec.losses.len()), (6, 1, 0));
+}
+
+/// A format-1 segment (the release before the `Routing` record) is read,
+/// and what follows goes to a new segment of this format: an older release
+/// that reads the old segment again never meets a record it cannot decode,
+/// and refuses the new one by its header.
+#[test]
+fn older_format_segments_are_read_and_never_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seg = header(1).to_vec();
+    seg[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let sum = crc32fast::hash(&seg[..44]);
+    seg[44..48].copy_from_slice(&sum.to_le_bytes());
+    frames(&mut seg, 1..=3);
+    let old = dir.path().join("00000000000000000001.log");
+    std::fs::write(&old, &seg).unwrap();
+    assert!(matches!(kind(&old).unwrap(), Kind::Current { format: 1, .. }));
+    let (log, rec, got) = open(dir.path());
+    assert_eq!((got.len(), rec.truncated_bytes, rec.losses.len()), (3, 0, 0));
+    assert_eq!(log.append(vec![4]), 4);
+    wait_durable(&log, 4);
+    drop(log);
+    assert_eq!(std::fs::read(&old).unwrap(), seg, "the format-1 segment is not changed");
+    let segs = segments(dir.path()).unwrap();
+    assert_eq!(segs.len(), 2);
+    assert!(matches!(kind(&segs[1].1).unwrap(), Kind::Current { format: FORMAT, .. }));
+    let (_, _, got) = open(dir.path());
+    assert_eq!(got.len(), 4);
 }
 
 #[test]
