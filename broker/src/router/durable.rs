@@ -155,7 +155,12 @@ impl Router {
             cache.insert(mid, m.clone());
             Some(m)
         };
-        for (key, stored) in model.sessions {
+        // In key order (the order they were made): shared groups list their
+        // members in it, so which member gets a message does not depend on
+        // a hash map's order (the simulation replays a seed exactly).
+        let mut sessions: Vec<_> = model.sessions.into_iter().collect();
+        sessions.sort_unstable_by_key(|s| s.0);
+        for (key, stored) in sessions {
             let shared = SharedSession::new(self.limits.clone());
             let client_id: Arc<str> = stored.client_id.as_str().into();
             let owner: Option<Arc<str>> = stored.user.as_deref().map(Arc::from);
@@ -252,6 +257,22 @@ impl Router {
         };
         dl.mid = mid;
         dl
+    }
+
+    /// A queued delivery moves to another member of its shared group: the
+    /// new entry names the same message body (written again under its id,
+    /// so a snapshot in progress has it whatever it wrote already). A cut
+    /// between the new entry and the old one's removal then leaves two
+    /// entries of one body in the group, which replay reduces to one
+    /// (`store::recover`, `Model::drop_shared_copies`).
+    pub(super) fn keep_body(&mut self, dl: &Delivery) {
+        let Some(d) = &mut self.durable else { return };
+        if dl.mid == 0 {
+            return;
+        }
+        let stored = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
+        d.journal.append(&Record::Msg { mid: dl.mid, msg: stored });
+        d.last_mid = Some((dl.msg.clone(), dl.mid));
     }
 
     /// Writes the live state as a snapshot, all of it now (after the one

@@ -675,6 +675,7 @@ impl Router {
     fn redeliver_shared(&mut self, leftovers: Vec<Delivery>, from: SessionKey) {
         for d in leftovers {
             let Some(filter) = d.shared.clone() else { continue };
+            self.keep_body(&d);
             if !self.deliver_shared(&d.msg, filter, Some(from)) {
                 if let Some(e) = self.sessions.get(&from) {
                     e.shared.lock().enqueue(d);

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::super::tests::{drain, msg, open_store, persistent, stored_router, sub};
+use super::super::tests::{drain, gone, msg, open_store, persistent, stored_router, sub, sub_shared};
 use super::*;
 use crate::protocol::QoS;
 use crate::router::{ConnHandle, ConnectRequest, RouterMsg};
@@ -133,4 +133,38 @@ fn a_publisher_that_starts_clean_leaves_nothing_interrupted() {
     }
     let (_j, m) = open_store(dir.path());
     assert!(m.interrupted.is_empty());
+}
+
+/// A queued entry moving to another member of its shared group names the
+/// same message body, so replay can tell a copy that a cut left with both
+/// members from another message (`Model::drop_shared_copies`).
+#[test]
+fn a_shared_entry_moved_to_another_member_keeps_its_body_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a_key, b_key, c_key) = {
+        let (mut r, j) = stored_router(dir.path());
+        let a = persistent(&mut r, "a", 1);
+        let b = persistent(&mut r, "b", 2);
+        sub_shared(&mut r, a.key, "$share/g/t");
+        sub_shared(&mut r, b.key, "$share/g/t");
+        gone(&mut r, b.key, 2, None);
+        let c = persistent(&mut r, "c", 3);
+        sub(&mut r, c.key, "u", QoS::AtLeastOnce);
+        // To a, the only member online; another message after it; then a
+        // leaves and b takes it.
+        r.publish(msg("t", QoS::AtLeastOnce, false, b"m"));
+        r.publish(msg("u", QoS::AtLeastOnce, false, b"n"));
+        assert_eq!(a.session.lock().queued(), 1);
+        gone(&mut r, a.key, 1, None);
+        assert_eq!((a.session.lock().queued(), b.session.lock().queued()), (0, 1));
+        j.close();
+        (a.key, b.key, c.key)
+    };
+    let (_j, m) = open_store(dir.path());
+    assert!(m.sessions[&a_key].queue.is_empty());
+    let mid = |k: SessionKey| m.sessions[&k].queue.iter().map(|(_, e)| e.mid).collect::<Vec<_>>();
+    let (b_mid, c_mid) = (mid(b_key), mid(c_key));
+    assert_eq!((b_mid.len(), c_mid.len()), (1, 1));
+    assert!(b_mid[0] < c_mid[0], "the moved entry names the body it had, not a new one");
+    assert_eq!(&m.msgs.get(b_mid[0]).unwrap().payload[..], b"m");
 }

@@ -185,7 +185,7 @@ fn sessions_expire() {
     assert_eq!(r.session_count(), 0);
 }
 
-fn sub_shared(r: &mut Router, key: SessionKey, filter: &str) {
+pub(super) fn sub_shared(r: &mut Router, key: SessionKey, filter: &str) {
     let options = SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() };
     r.sessions[&key].shared.lock().subscriptions.insert(filter.into(), (options, None));
     r.subscribe(
@@ -559,7 +559,7 @@ fn connect_msg(
     rx
 }
 
-fn gone(r: &mut Router, key: SessionKey, conn_id: u64, will: Option<Message>) {
+pub(super) fn gone(r: &mut Router, key: SessionKey, conn_id: u64, will: Option<Message>) {
     r.handle(RouterMsg::Disconnected { key, conn_id, will, will_delay: Duration::ZERO, expiry: None }, Instant::now());
 }
 

@@ -203,6 +203,7 @@ impl Model {
         let sessions = &self.sessions;
         self.interrupted.retain(|o, _| sessions.contains_key(&o.0));
         self.routing_mids.clear();
+        self.drop_shared_copies();
         for s in self.sessions.values() {
             for (_, e) in s.queue.iter() {
                 self.msgs.mark(e.mid);
@@ -214,6 +215,47 @@ impl Model {
             }
         }
         self.msgs.sweep();
+    }
+}
+
+impl Model {
+    /// A shared group's message is given to one member: a member that
+    /// leaves hands its queued entries to another, recorded as the other's
+    /// `Enq` then its own `Pop` (in that order, so a cut between them
+    /// cannot lose the message). A cut between them leaves the entry with
+    /// both: the copy in flight (it may have been delivered), or else the
+    /// one of the lowest session key, is kept, and the others go
+    /// [MQTT-4.8.2]. Only messages of shared subscriptions are looked at.
+    fn drop_shared_copies(&mut self) {
+        let shared = |e: &Entry| e.extra.as_ref().and_then(|x| x.1.clone());
+        let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
+        keys.sort_unstable();
+        let mut seen: HashSet<(u64, String)> = HashSet::new();
+        for s in keys.iter().filter_map(|k| self.sessions.get(k)) {
+            for f in &s.inflight {
+                if let Flight::Published { entry, .. } = &f.1 {
+                    if let Some(g) = shared(entry) {
+                        seen.insert((entry.mid, g));
+                    }
+                }
+            }
+        }
+        let mut copies = Vec::new();
+        for k in &keys {
+            let Some(s) = self.sessions.get(k) else { continue };
+            for (seq, e) in s.queue.iter() {
+                if let Some(g) = shared(&e) {
+                    if !seen.insert((e.mid, g)) {
+                        copies.push((*k, seq));
+                    }
+                }
+            }
+        }
+        for (k, seq) in copies {
+            if let Some(s) = self.sessions.get_mut(&k) {
+                s.queue.discard(seq);
+            }
+        }
     }
 }
 

@@ -204,3 +204,43 @@ fn a_large_backlog_is_streamed_to_scratch_files_not_held_in_the_model() {
     assert!(m.msgs.get(5).is_none());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "scratch files are unlinked at once");
 }
+
+fn shared_enq(key: u64, seq: u64, mid: u64, group: &str) -> Record {
+    Record::Enq { key, seq, mid, qos: QoS::ExactlyOnce, retain: false, sub_ids: vec![], shared: Some(group.into()) }
+}
+
+/// A cut between a leaving member's entry moving to another member and
+/// its removal leaves both: one copy stays in the group [MQTT-4.8.2].
+#[test]
+fn a_shared_entry_left_with_two_members_by_a_cut_is_kept_once() {
+    let m = replay(vec![
+        session(1),
+        session(2),
+        session(3),
+        Record::Msg { mid: 1, msg: msg(b"a") },
+        shared_enq(2, 0, 1, "$share/g/t"),
+        // Moved to 1 (the body written again under its id), not yet popped at 2.
+        Record::Msg { mid: 1, msg: msg(b"a") },
+        shared_enq(1, 0, 1, "$share/g/t"),
+        // Another group's copy of the same message, and a second message.
+        shared_enq(3, 0, 1, "$share/h/t"),
+        Record::Msg { mid: 2, msg: msg(b"b") },
+        shared_enq(2, 1, 2, "$share/g/t"),
+    ]);
+    let queued = |k: u64| m.sessions[&k].queue.iter().map(|(_, e)| e.mid).collect::<Vec<_>>();
+    assert_eq!((queued(1), queued(2), queued(3)), (vec![1], vec![2], vec![1]));
+}
+
+#[test]
+fn of_two_copies_of_a_shared_entry_the_one_in_flight_stays() {
+    let m = replay(vec![
+        session(1),
+        session(2),
+        Record::Msg { mid: 1, msg: msg(b"a") },
+        shared_enq(2, 0, 1, "$share/g/t"),
+        shared_enq(1, 0, 1, "$share/g/t"),
+        Record::Pop { key: 2, seq: 0, pkid: 5 },
+    ]);
+    assert!(m.sessions[&1].queue.is_empty());
+    assert_eq!(m.sessions[&2].inflight.len(), 1);
+}

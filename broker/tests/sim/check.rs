@@ -31,6 +31,11 @@ pub struct Delivered {
     pub payload: Bytes,
 }
 
+/// A shared subscription's group and filter (`$share/G/F`).
+fn shared_filter(f: &str) -> Option<(&str, &str)> {
+    f.strip_prefix("$share/")?.split_once('/')
+}
+
 #[derive(Debug)]
 struct Message {
     sent: Sent,
@@ -74,8 +79,12 @@ pub struct Figures {
 impl Oracle {
     pub fn sent(&mut self, s: Sent) {
         trace!("sent {:?} {:?} {} retain {}", s.payload, s.qos, s.topic, s.retain);
-        let subscribers =
-            self.subs.iter().filter(|(_, (f, _))| matches(f, s.topic)).map(|(c, (_, q))| (*c, *q)).collect();
+        let subscribers = self
+            .subs
+            .iter()
+            .filter(|(_, (f, _))| matches(shared_filter(f).map_or(f, |(_, f)| f), s.topic))
+            .map(|(c, (_, q))| (*c, *q))
+            .collect();
         self.msgs.insert(s.payload.clone(), Message { sent: s, acked: false, subscribers });
     }
 
@@ -101,6 +110,11 @@ impl Oracle {
     /// only the others (`router/resume.rs`). Counted for the report.
     pub fn cut_qos2(&mut self, payload: &Bytes) {
         self.cut.insert(payload.clone());
+    }
+
+    /// The shared subscription (`$share/G/F`, naming the group) of `client`, if it has one.
+    fn group_of(&self, client: usize) -> Option<&'static str> {
+        self.subs.get(&client).map(|(f, _)| *f).filter(|f| shared_filter(f).is_some())
     }
 
     pub fn subscribed(&mut self, client: usize, filter: &'static str, granted: QoS) {
@@ -166,10 +180,22 @@ impl Oracle {
     /// publisher and QoS, in the order sent; nothing never sent.
     pub fn check(&self, complete: bool) -> Figures {
         let mut got: BTreeMap<(usize, Bytes), Vec<&Delivered>> = BTreeMap::new();
+        // Per (shared group, message): deliveries to any member, and at QoS 2.
+        let mut group_got: BTreeMap<(&str, Bytes), (u32, u32)> = BTreeMap::new();
         for d in &self.deliveries {
             let m = self.msgs.get(&d.payload);
             assert!(m.is_some(), "client {} got {:?} on {}, never sent", d.to, d.payload, d.topic);
             got.entry((d.to, d.payload.clone())).or_default().push(d);
+            if let Some(group) = self.group_of(d.to) {
+                // Any member, also one that joined later, may get it for the group.
+                let n = group_got.entry((group, d.payload.clone())).or_insert((0, 0));
+                n.0 += 1;
+                if d.qos == QoS::ExactlyOnce {
+                    // One member of a shared group gets it, once [MQTT-4.8.2-4].
+                    n.1 += 1;
+                    assert!(n.1 <= 1, "shared group {group} got {:?} at QoS 2 {} times [MQTT-4.8.2]", d.payload, n.1);
+                }
+            }
             if d.qos == QoS::ExactlyOnce {
                 let n = got[&(d.to, d.payload.clone())].iter().filter(|d| d.qos == QoS::ExactlyOnce).count();
                 assert!(n <= 1, "client {} got {:?} at QoS 2 {n} times [MQTT-4.3.3]", d.to, d.payload);
@@ -180,9 +206,14 @@ impl Oracle {
             if !m.acked || m.sent.qos == QoS::AtMostOnce || m.sent.retain {
                 continue;
             }
+            let mut groups: BTreeSet<&str> = BTreeSet::new();
             for (client, granted) in &m.subscribers {
                 let eff = m.sent.qos.min(*granted);
                 if eff == QoS::AtMostOnce {
+                    continue;
+                }
+                if let Some(group) = self.group_of(*client) {
+                    groups.insert(group);
                     continue;
                 }
                 pairs += 1;
@@ -194,6 +225,18 @@ impl Oracle {
                          {})",
                         self.subs.get(client),
                         payload,
+                        m.sent.qos,
+                        m.sent.topic
+                    );
+                }
+            }
+            for group in groups {
+                pairs += 1;
+                let n = group_got.get(&(group, payload.clone())).map_or(0, |n| n.0);
+                if complete {
+                    assert!(
+                        n >= 1,
+                        "shared group {group} never got acknowledged {payload:?} ({:?} on {})",
                         m.sent.qos,
                         m.sent.topic
                     );
@@ -215,6 +258,8 @@ impl Oracle {
                 || d.retain
                 || !after
                 || !complete
+                // A shared group's messages move between members.
+                || self.group_of(d.to).is_some()
                 || !seen.insert((d.to, &d.payload))
             {
                 continue;

@@ -19,8 +19,9 @@ use crate::check::{Delivered, Oracle, Sent};
 pub const TOPICS: [&str; 4] = ["t/a", "t/b", "t/c/d", "t/a"];
 pub const RETAINED: [&str; 3] = ["r/1", "r/2", "r/3"];
 /// Filters a client subscribes with (all under `t/`, so retained topics
-/// are only seen by the probe).
-pub const FILTERS: [&str; 5] = ["t/#", "t/+", "t/a", "t/c/#", "+/b"];
+/// are only seen by the probe); the `$share/` ones make shared groups
+/// (each message to one member, [MQTT-4.8.2]), `g` more often than `h`.
+pub const FILTERS: [&str; 8] = ["t/#", "t/+", "t/a", "t/c/#", "+/b", "$share/g/t/#", "$share/g/t/#", "$share/h/t/a"];
 
 /// An outgoing QoS 1/2 message not yet acknowledged (QoS 2: not yet
 /// PUBREC'd), or released and waiting for PUBCOMP.
