@@ -36,7 +36,7 @@ impl AuthExchange for ChallengeExchange {
         if data == Some(&self.expect[..]) {
             AuthStep::Success(Some(Bytes::from_static(b"welcome")))
         } else {
-            AuthStep::Fail(0x86)
+            AuthStep::Fail(edgemq::protocol::ConnectReason::BadUserNameOrPassword)
         }
     }
 }
