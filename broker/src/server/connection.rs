@@ -339,7 +339,7 @@ impl<S: Transport> Driver<S> {
     async fn close(&mut self, why: Close) {
         if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(client_id) = self.machine.client_id() {
-                tracing::info!(peer = %self.peer, client_id, reason = ?why, "client disconnected");
+                tracing::info!(peer = %self.peer, client_id, reason = %why, "client disconnected");
             }
         }
         if let Some(msg) = self.tell_router_gone(why) {

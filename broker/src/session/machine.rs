@@ -89,6 +89,20 @@ pub enum Close {
     Refused,
 }
 
+/// For log lines: an error close names its reason and code.
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::Normal => f.write_str("DISCONNECT from the client"),
+            Close::Error(r) => write!(f, "{r}"),
+            Close::TakenOver => f.write_str("session taken over"),
+            Close::Shutdown => f.write_str("server shutting down"),
+            Close::Io => f.write_str("network connection closed"),
+            Close::Refused => f.write_str("CONNECT refused"),
+        }
+    }
+}
+
 /// What the driver must do.
 #[derive(Debug)]
 pub enum Action {

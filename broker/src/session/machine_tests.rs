@@ -709,3 +709,9 @@ fn refusing_connack_fits_the_clients_maximum_packet_size() {
         assert_eq!(closed, Some(Close::Refused));
     }
 }
+
+#[test]
+fn close_prints_its_reason_for_log_lines() {
+    assert_eq!(Close::Error(DisconnectReason::KeepAliveTimeout).to_string(), "keep alive timeout (0x8d)");
+    assert_eq!(Close::Normal.to_string(), "DISCONNECT from the client");
+}
