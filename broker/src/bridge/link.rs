@@ -590,7 +590,7 @@ fn acked<R: Reason>(link: &Link, st: &mut State, a: Ack<R>, qos: QoS) {
     }
     if a.reason.is_error() && !completed {
         link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = %a.reason, "bridge: the remote refused a message ({}); not sent again", a.reason);
+        tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = a.reason.code(), "bridge: the remote refused a message ({}); not sent again", a.reason);
     } else {
         link.fifo.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     }

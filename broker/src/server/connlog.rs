@@ -33,7 +33,7 @@ impl ConnLogs {
     /// A CONNACK with the error `code` was sent to `peer`.
     pub fn refused(&self, peer: &SocketAddr, code: ConnectReason) {
         if let Some(n) = due(&self.refused) {
-            tracing::warn!(%peer, %code, refused = n, "CONNECT refused: {code} (one line per 10 s at most)");
+            tracing::warn!(%peer, code = code.code(), refused = n, "CONNECT refused: {code} (one line per 10 s at most)");
         }
     }
 
