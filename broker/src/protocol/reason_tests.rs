@@ -14,7 +14,7 @@ where
     R: Reason + Into<u8>,
 {
     assert_eq!(all.len(), len, "{packet}: the size of the 5.0 table");
-    assert_eq!(all[0], R::SUCCESS);
+    assert_eq!((all[0], R::SUCCESS.code(), R::from_peer(0)), (R::SUCCESS, 0, R::SUCCESS));
     for r in all {
         assert_eq!(R::try_from(r.code()), Ok(*r), "{packet} {r}");
         assert_eq!((*r).into(), r.code());
