@@ -3,7 +3,8 @@
 //! It owns framing (fixed header, remaining length, the packet size limit),
 //! decoding of every packet a server can receive and encoding of every packet
 //! it sends, for protocol levels 3 (MQTT 3.1), 4 (3.1.1) and 5 (5.0).
-//! The rest of the broker sees only the types defined here.
+//! The rest of the broker sees only the types defined here, reason codes
+//! included: one enum per MQTT 5.0 table (`reason.rs`), never a bare byte.
 //!
 //! `mqttbytes` 0.6 does the bulk of the work, behind guards for its known
 //! defects (see `decode.rs` and `encode.rs` for each guard):
