@@ -36,7 +36,7 @@ impl AuthExchange for ChallengeExchange {
         if data == Some(&self.expect[..]) {
             AuthStep::Success(Some(Bytes::from_static(b"welcome")))
         } else {
-            AuthStep::Fail(0x86)
+            AuthStep::Fail(edgemq::protocol::ConnectReason::BadUserNameOrPassword)
         }
     }
 }
@@ -127,5 +127,25 @@ async fn failed_exchange_is_refused_and_closed() {
     assert_eq!(c.expect("AUTH 0x18").await.kind, AUTH);
     c.send(&auth_packet(0x18, "challenge", b"abc")).await;
     assert_refused(&c.expect_closed("wrong answer").await, 0x86, "[MQTT-4.12.0-4]");
+    b.shutdown().await;
+}
+
+/// [MQTT-4.12.1-2]: a failed re-authentication gets DISCONNECT and the
+/// close. The method refuses with 0x86 (Bad user name or password), a
+/// CONNACK code only: a DISCONNECT must carry one of its own codes
+/// [MQTT-3.14.2-1], so it is 0x87 Not authorized.
+#[tokio::test]
+async fn failed_reauthentication_gets_disconnect_0x87() {
+    let b = TestBroker::start_with_authenticator(Arc::new(Challenge), |_| {}).await;
+    let mut c = Raw::open(b.addr).await;
+    c.v5 = true;
+    c.send(&v5_connect_with("abc", auth_props("challenge", None))).await;
+    assert_eq!(c.expect_kind(AUTH, "AUTH 0x18").await.reason(), 0x18);
+    c.send(&auth_packet(0x18, "challenge", b"cba")).await;
+    assert_eq!(c.expect_kind(CONNACK, "CONNACK").await.connack().1, 0);
+    c.send(&auth_packet(0x19, "challenge", b"")).await;
+    assert_eq!(c.expect_kind(AUTH, "AUTH 0x18").await.reason(), 0x18);
+    c.send(&auth_packet(0x18, "challenge", b"wrong")).await;
+    assert_v5_disconnect(&c.expect_closed("wrong answer").await, 0x87, "[MQTT-4.12.1-2]");
     b.shutdown().await;
 }

@@ -286,17 +286,20 @@ async fn v5_oversize_packet_disconnect_0x95() {
 /// normal disconnects (5.0 3.14.2.1: the reason code may be omitted): the
 /// preceding PUBLISH in the same write is routed, the connection closes,
 /// and the will is not published [MQTT-3.14.4-3]. DISCONNECT 0x04 (with
-/// will) does publish the will.
+/// will) does publish the will. A byte not in DISCONNECT's table (0x05; a
+/// client must not send it [MQTT-3.14.2-1]) is read by its class, as a
+/// normal disconnection.
 #[tokio::test]
 async fn v5_disconnect_lengths() {
     let b = TestBroker::start().await;
     let mut w = Raw::v311(b.addr, "dc-watch").await;
     w.subscribe(1, &[("dc/#", 1)]).await;
-    let cases: [(&str, Vec<u8>, bool); 4] = [
+    let cases: [(&str, Vec<u8>, bool); 5] = [
         ("len 0", vec![0xE0, 0x00], false),
         ("len 1, 0x00", vec![0xE0, 0x01, 0x00], false),
         ("len 2, 0x00 no props", vec![0xE0, 0x02, 0x00, 0x00], false),
         ("len 1, 0x04", vec![0xE0, 0x01, 0x04], true),
+        ("len 1, 0x05 unknown", vec![0xE0, 0x01, 0x05], false),
     ];
     for (i, (name, disc, will_expected)) in cases.into_iter().enumerate() {
         let id = format!("dc-{i}");
@@ -324,14 +327,16 @@ async fn v5_disconnect_lengths() {
 }
 
 /// v5 acks may omit the reason code and property length (5.0 3.4.2.1):
-/// PUBACK of remaining length 2, 3 and 4 keep the stream in sync.
+/// PUBACK of remaining length 2, 3 and 4 keep the stream in sync. A reason
+/// byte not in PUBACK's table (0x8E; a client must not send it
+/// [MQTT-3.4.2-1]) is read by its class and does not close the connection.
 #[tokio::test]
 async fn v5_short_acks_keep_stream_in_sync() {
     let b = TestBroker::start().await;
     let mut s = Raw::v5(b.addr, "short-acks").await;
     s.subscribe(1, &[("sa/t", 1)]).await;
     let mut p = Raw::v5(b.addr, "sa-pub").await;
-    for (i, tail) in [vec![], vec![0x00], vec![0x00, 0x00]].into_iter().enumerate() {
+    for (i, tail) in [vec![], vec![0x00], vec![0x00, 0x00], vec![0x8E]].into_iter().enumerate() {
         p.publish("sa/t", 1, false, i as u16 + 1, b"m").await;
         let m = s.expect_publish().await;
         let mut body = m.pid.to_be_bytes().to_vec();
@@ -340,7 +345,7 @@ async fn v5_short_acks_keep_stream_in_sync() {
         bytes.extend(pingreq_packet());
         s.send(&bytes).await;
         let r = s.expect("PINGRESP").await;
-        assert_eq!(r.kind, PINGRESP, "PUBACK of remaining length {} desynchronised the stream", 2 + i);
+        assert_eq!(r.kind, PINGRESP, "PUBACK {body:02x?} desynchronised the stream or closed it");
     }
     b.shutdown().await;
 }

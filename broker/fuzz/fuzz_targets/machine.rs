@@ -33,7 +33,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use edgemq::auth::{AuthClient, AuthExchange, AuthStep, Authenticator};
 use edgemq::config::{QueueFullPolicy, SharedStrategy};
-use edgemq::protocol::{decode, encode, Decoded, EncodeError, Packet, Version};
+use edgemq::protocol::{
+    decode, encode, ConnectReason, Decoded, DisconnectReason, EncodeError, Packet, Reason, Version,
+};
 use edgemq::router::{ConnHandle, Router, RouterMsg};
 use edgemq::session::state::QueueLimits;
 use edgemq::session::{Action, Close, Machine, MachineConfig};
@@ -89,8 +91,8 @@ impl AuthExchange for FuzzExchange {
         match data.unwrap_or(&[]) {
             [0, rest @ ..] => AuthStep::Success((!rest.is_empty()).then(|| Bytes::copy_from_slice(rest))),
             [1, rest @ ..] => AuthStep::Continue(Some(Bytes::copy_from_slice(rest))),
-            [_, code, ..] => AuthStep::Fail(*code),
-            _ => AuthStep::Fail(0x87),
+            [_, code, ..] => AuthStep::Fail(ConnectReason::from_peer(*code)),
+            _ => AuthStep::Fail(ConnectReason::NotAuthorized),
         }
     }
 }
@@ -338,7 +340,7 @@ impl World {
         let handle = ConnHandle::new(self.next_id);
         let mut m = Machine::new(self.cfg.clone(), handle.clone(), self.now);
         if u.ratio(1, 16)? {
-            m.refuse_connect(0x97);
+            m.refuse_connect(ConnectReason::QuotaExceeded);
         }
         let ver = *u.choose(&[Ver::V31, Ver::V311, Ver::V5, Ver::V5])?;
         self.conns[slot] = Some(Conn { m, handle, rbuf: BytesMut::new(), closing: None, ver, max_out: None });
@@ -410,7 +412,11 @@ impl World {
             }
             14 => {
                 if let Some(c) = &mut self.conns[slot] {
-                    let code = *u.choose(&[0x8E, 0x97, 0x80])?;
+                    let code = *u.choose(&[
+                        DisconnectReason::SessionTakenOver,
+                        DisconnectReason::QuotaExceeded,
+                        DisconnectReason::UnspecifiedError,
+                    ])?;
                     c.handle.close(code);
                 }
                 self.router_closes();

@@ -66,7 +66,7 @@ pub enum AuthStep {
     Continue(Option<Bytes>),
     /// Refused with this reason code (0x80 or above, e.g. 0x86 Bad user
     /// name or password, 0x87 Not authorized; a lower one is sent as 0x87).
-    Fail(u8),
+    Fail(crate::protocol::ConnectReason),
 }
 
 /// The default: no enhanced authentication method is supported.

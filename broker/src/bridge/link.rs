@@ -48,8 +48,8 @@ use super::fifo::{Fifo, Reader};
 use crate::message::{Message, SessionKey};
 use crate::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
 use crate::protocol::{
-    publish_size_bound, reason, Ack, ConnAck, Publish, QoS, RetainHandling, SubOptions, Subscribe, SubscribeFilter,
-    Version,
+    publish_size_bound, Ack, ConnAck, ConnectReason, DisconnectReason, PubCompReason, Publish, QoS, Reason,
+    RetainHandling, SubOptions, Subscribe, SubscribeFilter, Version,
 };
 use crate::router::{RouterMsg, Ticket};
 use crate::store::{Journal, Lsn, StoredMessage};
@@ -72,8 +72,8 @@ pub enum LinkError {
     Io(#[from] std::io::Error),
     #[error("connect timed out")]
     Timeout,
-    #[error("refused: CONNACK 0x{0:02x} ({1})")]
-    Refused(u8, &'static str),
+    #[error("refused: CONNACK {0}")]
+    Refused(ConnectReason),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("keep-alive: no answer from the remote")]
@@ -300,8 +300,8 @@ async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         if let Some(p) = decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))? {
             return match p {
-                ServerPacket::ConnAck(a) if a.code == 0 => Ok((a, rbuf)),
-                ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code, reason::text(a.code))),
+                ServerPacket::ConnAck(a) if a.code == ConnectReason::Success => Ok((a, rbuf)),
+                ServerPacket::ConnAck(a) => Err(LinkError::Refused(a.code)),
                 other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
             };
         }
@@ -461,7 +461,7 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 while let Some(p) = decode_server(&mut rbuf, v, MAX_IN_PACKET).map_err(|e| LinkError::Protocol(e.to_string()))? {
                     match p {
                         ServerPacket::PubAck(a) => acked(link, st, a, QoS::AtLeastOnce),
-                        ServerPacket::PubRec(a) if a.reason >= 0x80 => acked(link, st, a, QoS::ExactlyOnce),
+                        ServerPacket::PubRec(a) if a.reason.is_error() => acked(link, st, a, QoS::ExactlyOnce),
                         ServerPacket::PubRec(a) => recs.push(a.pkid),
                         ServerPacket::PubComp(a) => acked(link, st, a, QoS::ExactlyOnce),
                         ServerPacket::Publish(p) => {
@@ -474,12 +474,12 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                             encode(&ClientPacket::PubComp(Ack::ok(a.pkid)), v, &mut wbuf)?;
                         }
                         ServerPacket::SubAck { codes, .. } => {
-                            if codes.iter().any(|c| *c >= 0x80) {
+                            if codes.iter().any(|c| c.is_error()) {
                                 tracing::warn!(bridge = %cfg.name, ?codes, "bridge: the remote refused subscriptions");
                             }
                         }
                         ServerPacket::Disconnect(d) => {
-                            return Err(LinkError::Protocol(format!("DISCONNECT 0x{:02x} ({})", d.reason, reason::text(d.reason))));
+                            return Err(LinkError::Protocol(format!("DISCONNECT {}", d.reason)));
                         }
                         ServerPacket::PingResp | ServerPacket::ConnAck(_) | ServerPacket::Other(_) => {}
                     }
@@ -513,7 +513,7 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 encode(&ClientPacket::PingReq, v, &mut wbuf)?;
             }
             () = link.shutdown.cancelled() => {
-                encode(&ClientPacket::Disconnect(0), v, &mut wbuf)?;
+                encode(&ClientPacket::Disconnect(DisconnectReason::NormalDisconnection), v, &mut wbuf)?;
                 let _ = wr.write_all(&wbuf).await;
                 return Ok(());
             }
@@ -574,7 +574,7 @@ async fn release(link: &Link, st: &mut State, ids: &[u16]) -> Result<(), LinkErr
 ///
 /// A PUBACK for a QoS 2 message not yet released is taken as its
 /// acknowledgement: the remote took it at QoS 1 (RabbitMQ 3.x does).
-fn acked(link: &Link, st: &mut State, a: Ack, qos: QoS) {
+fn acked<R: Reason>(link: &Link, st: &mut State, a: Ack<R>, qos: QoS) {
     let takes =
         |e: &Entry| e.msg.qos == qos || (qos == QoS::AtLeastOnce && e.msg.qos == QoS::ExactlyOnce && !e.released);
     let Some(e) = st.window.iter_mut().find(|e| e.pkid == a.pkid && !e.done && takes(e)) else {
@@ -583,13 +583,14 @@ fn acked(link: &Link, st: &mut State, a: Ack, qos: QoS) {
     e.done = true;
     // PUBCOMP 0x92 (Packet Identifier not found) to a PUBREL sent again
     // after a restart: the remote had completed it.
-    let completed = qos == QoS::ExactlyOnce && e.released && a.reason == reason::PACKET_IDENTIFIER_NOT_FOUND;
+    let completed =
+        qos == QoS::ExactlyOnce && e.released && a.reason.code() == PubCompReason::PacketIdentifierNotFound.code();
     if e.released {
         st.completed.push_back(e.lsn);
     }
-    if a.reason >= 0x80 && !completed {
+    if a.reason.is_error() && !completed {
         link.fifo.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = a.reason, "bridge: the remote refused a message (0x{:02x} {}); not sent again", a.reason, reason::text(a.reason));
+        tracing::warn!(bridge = %link.cfg.name, topic = %e.msg.topic, code = a.reason.code(), "bridge: the remote refused a message ({}); not sent again", a.reason);
     } else {
         link.fifo.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     }

@@ -22,7 +22,7 @@ pub use prom::{encode, AuthCollector};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::protocol::QoS;
+use crate::protocol::{ConnectReason, QoS};
 
 /// A monotonic count.
 #[derive(Debug, Default)]
@@ -146,15 +146,14 @@ impl Refusal {
     ];
 
     /// The refusal a CONNACK reason code (MQTT 5 numbering) stands for.
-    pub fn of(code: u8) -> Refusal {
-        use crate::protocol::reason;
+    pub fn of(code: ConnectReason) -> Refusal {
         match code {
-            reason::UNSUPPORTED_PROTOCOL_VERSION => Refusal::ProtocolVersion,
-            reason::CLIENT_IDENTIFIER_NOT_VALID => Refusal::ClientIdentifier,
-            reason::BAD_USERNAME_OR_PASSWORD => Refusal::BadCredentials,
-            reason::NOT_AUTHORIZED => Refusal::NotAuthorized,
-            reason::QUOTA_EXCEEDED => Refusal::Quota,
-            reason::BAD_AUTHENTICATION_METHOD => Refusal::AuthenticationMethod,
+            ConnectReason::UnsupportedProtocolVersion => Refusal::ProtocolVersion,
+            ConnectReason::ClientIdentifierNotValid => Refusal::ClientIdentifier,
+            ConnectReason::BadUserNameOrPassword => Refusal::BadCredentials,
+            ConnectReason::NotAuthorized => Refusal::NotAuthorized,
+            ConnectReason::QuotaExceeded => Refusal::Quota,
+            ConnectReason::BadAuthenticationMethod => Refusal::AuthenticationMethod,
             _ => Refusal::Other,
         }
     }
@@ -297,7 +296,7 @@ impl Metrics {
     }
 
     /// Counts a refused CONNECT by its CONNACK reason (MQTT 5 numbering).
-    pub fn refused(&self, code: u8) {
+    pub fn refused(&self, code: ConnectReason) {
         self.connect_refused[Refusal::of(code) as usize].inc();
     }
 

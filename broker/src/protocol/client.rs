@@ -38,12 +38,12 @@ pub enum ClientPacket {
     Connect(ClientConnect),
     Subscribe(Subscribe),
     Publish(Publish),
-    PubAck(Ack),
-    PubRec(Ack),
-    PubRel(Ack),
-    PubComp(Ack),
+    PubAck(Ack<PubAckReason>),
+    PubRec(Ack<PubRecReason>),
+    PubRel(Ack<PubRelReason>),
+    PubComp(Ack<PubCompReason>),
     PingReq,
-    Disconnect(u8),
+    Disconnect(DisconnectReason),
 }
 
 fn put_str(out: &mut BytesMut, s: &[u8]) -> Result<(), EncodeError> {
@@ -137,7 +137,7 @@ fn encode_inner(packet: &ClientPacket, version: Version, buf: &mut BytesMut) -> 
         ClientPacket::PubRel(a) => encode_ack(0x62, a, v5, buf)?,
         ClientPacket::PubComp(a) => encode_ack(0x70, a, v5, buf)?,
         ClientPacket::PingReq => buf.put_slice(&[0xC0, 0]),
-        ClientPacket::Disconnect(reason) if v5 => reason_and_props(0xE0, *reason, &[], buf),
+        ClientPacket::Disconnect(reason) if v5 => reason_and_props(0xE0, reason.code(), &[], buf),
         ClientPacket::Disconnect(_) => buf.put_slice(&[0xE0, 0]),
     }
     Ok(())
@@ -149,15 +149,17 @@ pub enum ServerPacket {
     /// The CONNACK's code is the MQTT 5 reason code (3.1.1 return codes
     /// are mapped to theirs).
     ConnAck(ConnAck),
+    /// The codes are MQTT 5's (a 3.1.1 failure, 0x80, is
+    /// [`SubAckReason::UnspecifiedError`]).
     SubAck {
         pkid: u16,
-        codes: Vec<u8>,
+        codes: Vec<SubAckReason>,
     },
     Publish(Publish),
-    PubAck(Ack),
-    PubRec(Ack),
-    PubRel(Ack),
-    PubComp(Ack),
+    PubAck(Ack<PubAckReason>),
+    PubRec(Ack<PubRecReason>),
+    PubRel(Ack<PubRelReason>),
+    PubComp(Ack<PubCompReason>),
     PingResp,
     Disconnect(Disconnect),
     /// A packet the bridge does not use (UNSUBACK, AUTH): ignored.
@@ -201,7 +203,8 @@ pub fn decode_server(buf: &mut BytesMut, version: Version, max: usize) -> Result
                 let Some((plen, n)) = read_varint(&body[2..])? else { return Err(DecodeError::Malformed("SUBACK")) };
                 at += n + plen as usize;
             }
-            let codes = body.get(at..).filter(|c| !c.is_empty()).ok_or(DecodeError::Malformed("SUBACK"))?.to_vec();
+            let codes = body.get(at..).filter(|c| !c.is_empty()).ok_or(DecodeError::Malformed("SUBACK"))?;
+            let codes = codes.iter().map(|c| SubAckReason::from_peer(*c)).collect();
             ServerPacket::SubAck { pkid, codes }
         }
         13 => ServerPacket::PingResp,
@@ -219,17 +222,9 @@ fn decode_connack(body: &[u8], v5: bool) -> Result<ConnAck, DecodeError> {
         body.get(..2).and_then(|b| <&[u8; 2]>::try_from(b).ok()).ok_or(DecodeError::Malformed("CONNACK"))?,
         &body[2..],
     );
+    let code = if v5 { ConnectReason::from_peer(code) } else { ConnectReason::from_v311(code) };
     let mut c = ConnAck { session_present: flags & 1 != 0, code, props: ConnAckProps::default() };
     if !v5 {
-        c.code = match code {
-            0 => reason::SUCCESS,
-            1 => reason::UNSUPPORTED_PROTOCOL_VERSION,
-            2 => reason::CLIENT_IDENTIFIER_NOT_VALID,
-            3 => reason::SERVER_UNAVAILABLE,
-            4 => reason::BAD_USERNAME_OR_PASSWORD,
-            5 => reason::NOT_AUTHORIZED,
-            _ => reason::UNSPECIFIED_ERROR,
-        };
         return Ok(c);
     }
     let p = &mut c.props;

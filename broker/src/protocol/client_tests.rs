@@ -87,15 +87,19 @@ fn server_packets_decode() {
         ack.props.receive_maximum = Some(20);
         ack.props.maximum_packet_size = Some(1000);
         let ServerPacket::ConnAck(c) = to_client(&Packet::ConnAck(Box::new(ack)), v) else { panic!() };
-        assert!(c.session_present && c.code == 0);
+        assert!(c.session_present && c.code == ConnectReason::Success);
         if v.is_v5() {
             assert_eq!((c.props.receive_maximum, c.props.maximum_packet_size), (Some(20), Some(1000)));
         }
-        let refused = ConnAck { code: reason::NOT_AUTHORIZED, ..ConnAck::default() };
+        let refused = ConnAck { code: ConnectReason::NotAuthorized, ..ConnAck::default() };
         let ServerPacket::ConnAck(c) = to_client(&Packet::ConnAck(Box::new(refused)), v) else { panic!() };
-        assert_eq!(c.code, reason::NOT_AUTHORIZED, "3.1.1's return code 5 maps to 0x87");
-        let sa = SubAck { pkid: 3, codes: vec![1, 0x80], reason_string: None };
-        assert_eq!(to_client(&Packet::SubAck(sa), v), ServerPacket::SubAck { pkid: 3, codes: vec![1, 0x80] });
+        assert_eq!(c.code, ConnectReason::NotAuthorized, "3.1.1's return code 5 maps to 0x87");
+        // 3.1.1 has one failure code, 0x80: read back as MQTT 5's 0x80.
+        let codes = vec![SubAckReason::GrantedQos1, SubAckReason::NotAuthorized];
+        let read =
+            if v.is_v5() { codes.clone() } else { vec![SubAckReason::GrantedQos1, SubAckReason::UnspecifiedError] };
+        let sa = SubAck { pkid: 3, codes, reason_string: None };
+        assert_eq!(to_client(&Packet::SubAck(sa), v), ServerPacket::SubAck { pkid: 3, codes: read });
         let p = Publish {
             dup: true,
             qos: QoS::ExactlyOnce,
@@ -106,8 +110,13 @@ fn server_packets_decode() {
             props: None,
         };
         assert_eq!(to_client(&Packet::Publish(p.clone()), v), ServerPacket::Publish(p));
-        let ServerPacket::PubAck(a) = to_client(&Packet::PubAck(Ack::new(5, 0x97)), v) else { panic!() };
-        assert_eq!((a.pkid, a.reason), (5, if v.is_v5() { 0x97 } else { 0 }));
+        let ServerPacket::PubAck(a) = to_client(&Packet::PubAck(Ack::new(5, PubAckReason::QuotaExceeded)), v) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.pkid, a.reason),
+            (5, if v.is_v5() { PubAckReason::QuotaExceeded } else { PubAckReason::Success })
+        );
         assert_eq!(to_client(&Packet::PingResp, v), ServerPacket::PingResp);
     }
 }
@@ -127,7 +136,10 @@ fn acks_and_publish_from_the_client() {
         assert_eq!(to_server(&ClientPacket::Publish(p.clone()), v, true), Packet::Publish(p));
         assert_eq!(to_server(&ClientPacket::PubRel(Ack::ok(4)), v, true), Packet::PubRel(Ack::ok(4)));
         assert_eq!(to_server(&ClientPacket::PingReq, v, true), Packet::PingReq);
-        assert!(matches!(to_server(&ClientPacket::Disconnect(0), v, true), Packet::Disconnect(_)));
+        assert!(matches!(
+            to_server(&ClientPacket::Disconnect(DisconnectReason::NormalDisconnection), v, true),
+            Packet::Disconnect(_)
+        ));
     }
 }
 

@@ -150,7 +150,7 @@ fn v5_disconnect_lengths() {
     // Remaining length 1: reason only, and the stream stays in sync.
     let mut buf = BytesMut::from(&[0xE0, 1, 0x04, 0xC0, 0][..]);
     let Ok(Decoded::Packet(Packet::Disconnect(d), 3)) = decode(&mut buf, Some(Version::V5), MAX) else { panic!() };
-    assert_eq!(d.reason, 0x04);
+    assert_eq!(d.reason, DisconnectReason::DisconnectWithWill);
     assert!(matches!(decode(&mut buf, Some(Version::V5), MAX), Ok(Decoded::Packet(Packet::PingReq, 2))));
     // With a session expiry property.
     let Packet::Disconnect(d) = packet(&[0xE0, 7, 0, 5, 17, 0, 0, 0, 30], Some(Version::V5)) else { panic!() };
@@ -162,7 +162,10 @@ fn v5_disconnect_lengths() {
 #[test]
 fn auth_packet_is_known_for_v5_only() {
     let p = packet(&[0xF0, 6, 0x18, 4, 21, 0, 1, b'x'], Some(Version::V5));
-    assert_eq!(p, Packet::Auth(Auth { reason: 0x18, method: Some("x".into()), data: None }));
+    assert_eq!(
+        p,
+        Packet::Auth(Auth { reason: AuthReason::ContinueAuthentication, method: Some("x".into()), data: None })
+    );
     assert!(dec(&[0xF0, 0], Some(Version::V311)).is_err());
 }
 
@@ -201,7 +204,10 @@ fn acks_and_server_only_packets() {
     assert_eq!(packet(&[0x62, 2, 0, 5], Some(Version::V311)), Packet::PubRel(Ack::ok(5)));
     // [MQTT-3.6.1-1] PUBREL flags.
     assert!(dec(&[0x60, 2, 0, 5], Some(Version::V311)).is_err());
-    assert_eq!(packet(&[0x50, 3, 0, 5, 0x10], Some(Version::V5)), Packet::PubRec(Ack::new(5, 0x10)));
+    assert_eq!(
+        packet(&[0x50, 3, 0, 5, 0x10], Some(Version::V5)),
+        Packet::PubRec(Ack::new(5, PubRecReason::NoMatchingSubscribers))
+    );
     assert!(matches!(dec(&[0x20, 2, 0, 0], Some(Version::V311)), Err(DecodeError::Protocol(_))));
     assert!(dec(&[0x00, 0], Some(Version::V311)).is_err());
 }
@@ -218,11 +224,24 @@ fn encode_acks_and_connack() {
     .unwrap();
     encode(&Packet::ConnAck(Box::new(ConnAck { session_present: true, ..ConnAck::default() })), Version::V31, &mut buf)
         .unwrap();
-    encode(&Packet::SubAck(SubAck { pkid: 1, codes: vec![0, 0x80], reason_string: None }), Version::V311, &mut buf)
-        .unwrap();
+    encode(
+        &Packet::SubAck(SubAck {
+            pkid: 1,
+            codes: vec![SubAckReason::GrantedQos0, SubAckReason::UnspecifiedError],
+            reason_string: None,
+        }),
+        Version::V311,
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(&buf[..], &[0x40, 2, 0, 3, 0x20, 2, 1, 0, 0x20, 2, 0, 0, 0x90, 4, 0, 1, 0, 0x80]);
     buf.clear();
-    encode(&Packet::Disconnect(Disconnect { reason: 0x8E, ..Disconnect::default() }), Version::V5, &mut buf).unwrap();
+    encode(
+        &Packet::Disconnect(Disconnect { reason: DisconnectReason::SessionTakenOver, ..Disconnect::default() }),
+        Version::V5,
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(&buf[..], &[0xE0, 1, 0x8E]);
     assert!(encode(&Packet::Disconnect(Disconnect::default()), Version::V311, &mut buf).is_err());
 }
@@ -306,13 +325,18 @@ fn publish_size_bound_is_never_below_the_encoded_size() {
 fn v5_acks_carry_reason_strings_a_client_library_reads() {
     use mqttbytes::v5 as m;
     let mut buf = BytesMut::new();
-    let mut suback = Packet::SubAck(SubAck { pkid: 7, codes: vec![1, 0x8F], reason_string: None });
+    let mut suback = Packet::SubAck(SubAck {
+        pkid: 7,
+        codes: vec![SubAckReason::GrantedQos1, SubAckReason::TopicFilterInvalid],
+        reason_string: None,
+    });
     assert!(suback.explain());
     encode(&suback, Version::V5, &mut buf).unwrap();
-    let mut unsuback = Packet::UnsubAck(UnsubAck { pkid: 8, codes: vec![0x11], reason_string: None });
+    let mut unsuback =
+        Packet::UnsubAck(UnsubAck { pkid: 8, codes: vec![UnsubAckReason::NoSubscriptionExisted], reason_string: None });
     assert!(unsuback.explain());
     encode(&unsuback, Version::V5, &mut buf).unwrap();
-    let mut pubrel = Packet::PubRel(Ack::new(9, 0x92));
+    let mut pubrel = Packet::PubRel(Ack::new(9, PubRelReason::PacketIdentifierNotFound));
     assert!(pubrel.explain());
     encode(&pubrel, Version::V5, &mut buf).unwrap();
     let mut fine = Packet::PubAck(Ack::ok(10));

@@ -440,7 +440,9 @@ pub(super) fn decode_publish(
     Ok(publish)
 }
 
-pub(super) fn decode_ack(body: &[u8], v5: bool) -> Result<Ack, DecodeError> {
+/// An acknowledgement; a reason byte not in the packet's table is taken
+/// leniently ([`Reason::from_peer`]).
+pub(super) fn decode_ack<R: Reason>(body: &[u8], v5: bool) -> Result<Ack<R>, DecodeError> {
     let pkid = read_u16(body, 0)?;
     if pkid == 0 {
         return Err(DecodeError::Protocol("packet identifier 0"));
@@ -451,7 +453,7 @@ pub(super) fn decode_ack(body: &[u8], v5: bool) -> Result<Ack, DecodeError> {
         }
         return Ok(Ack::ok(pkid));
     }
-    let reason = body.get(2).copied().unwrap_or(0);
+    let reason = R::from_peer(body.get(2).copied().unwrap_or(0));
     if body.len() > 3 && 3 + props::validate(&body[3..], Section::Ack)? != body.len() {
         return malformed("bytes after the properties");
     }
@@ -587,7 +589,8 @@ pub(super) fn as_u32(v: &[u8]) -> u32 {
 
 pub(super) fn decode_disconnect(body: &[u8]) -> Result<Packet, DecodeError> {
     let (reason, entries) = reason_and_props(body, Section::Disconnect)?;
-    let mut d = Disconnect { reason, ..Disconnect::default() };
+    // A byte not in the table is taken leniently (`Reason::from_peer`).
+    let mut d = Disconnect { reason: DisconnectReason::from_peer(reason), ..Disconnect::default() };
     for (id, v) in entries {
         match id {
             17 => d.session_expiry_interval = Some(as_u32(v)),
@@ -600,9 +603,9 @@ pub(super) fn decode_disconnect(body: &[u8]) -> Result<Packet, DecodeError> {
 
 fn decode_auth(body: &[u8]) -> Result<Packet, DecodeError> {
     let (reason, entries) = reason_and_props(body, Section::Auth)?;
-    if !matches!(reason, 0x00 | 0x18 | 0x19) {
+    let Ok(reason) = AuthReason::try_from(reason) else {
         return malformed("invalid AUTH reason code");
-    }
+    };
     let mut a = Auth { reason, ..Auth::default() };
     for (id, v) in entries {
         match id {

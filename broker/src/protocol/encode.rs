@@ -131,12 +131,12 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
     match packet {
         Packet::ConnAck(c) if v5 => encode_connack_v5(c, buf),
         Packet::ConnAck(c) => {
-            let code = match c.code {
-                reason::SUCCESS => v4::ConnectReturnCode::Success,
-                reason::UNSUPPORTED_PROTOCOL_VERSION => v4::ConnectReturnCode::RefusedProtocolVersion,
-                reason::CLIENT_IDENTIFIER_NOT_VALID => v4::ConnectReturnCode::BadClientId,
-                reason::BAD_USERNAME_OR_PASSWORD => v4::ConnectReturnCode::BadUserNamePassword,
-                reason::NOT_AUTHORIZED => v4::ConnectReturnCode::NotAuthorized,
+            let code = match c.code.v311_code() {
+                0x00 => v4::ConnectReturnCode::Success,
+                0x01 => v4::ConnectReturnCode::RefusedProtocolVersion,
+                0x02 => v4::ConnectReturnCode::BadClientId,
+                0x04 => v4::ConnectReturnCode::BadUserNamePassword,
+                0x05 => v4::ConnectReturnCode::NotAuthorized,
                 _ => v4::ConnectReturnCode::ServiceUnavailable,
             };
             // MQTT 3.1 has no session present flag.
@@ -161,7 +161,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
                 write_varint(buf, props.len());
                 buf.put_slice(&props);
             }
-            buf.put_slice(&s.codes);
+            buf.extend(s.codes.iter().map(|c| if v5 { c.code() } else { c.v311_code() }));
             Ok(())
         }
         Packet::UnsubAck(u) => {
@@ -172,7 +172,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
                 buf.put_u16(u.pkid);
                 write_varint(buf, props.len());
                 buf.put_slice(&props);
-                buf.put_slice(&u.codes);
+                buf.extend(u.codes.iter().map(|c| c.code()));
             } else {
                 buf.put_u8(2);
                 buf.put_u16(u.pkid);
@@ -192,7 +192,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
                 props.put_u16(s.len() as u16);
                 props.put_slice(s.as_bytes());
             }
-            reason_and_props(0xE0, d.reason, &props, buf);
+            reason_and_props(0xE0, d.reason.code(), &props, buf);
             Ok(())
         }
         Packet::Auth(a) if v5 => {
@@ -209,7 +209,7 @@ fn encode_inner(packet: &Packet, version: Version, buf: &mut BytesMut) -> Result
                 props.put_u16(d.len() as u16);
                 props.put_slice(d);
             }
-            reason_and_props(0xF0, a.reason, &props, buf);
+            reason_and_props(0xF0, a.reason.code(), &props, buf);
             Ok(())
         }
         _ => Err(EncodeError::NotServerPacket),
@@ -230,19 +230,19 @@ pub(super) fn reason_and_props(byte1: u8, reason: u8, props: &[u8], buf: &mut By
     buf.put_slice(props);
 }
 
-pub(super) fn encode_ack(byte1: u8, a: &Ack, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
+pub(super) fn encode_ack<R: Reason>(byte1: u8, a: &Ack<R>, v5: bool, buf: &mut BytesMut) -> Result<(), EncodeError> {
     buf.put_u8(byte1);
     if v5 && a.reason_string.is_some() {
         let props = reason_string_prop(a.reason_string);
         write_varint(buf, 3 + varint_len(props.len()) + props.len());
         buf.put_u16(a.pkid);
-        buf.put_u8(a.reason);
+        buf.put_u8(a.reason.code());
         write_varint(buf, props.len());
         buf.put_slice(&props);
-    } else if v5 && a.reason != 0 {
+    } else if v5 && a.reason != R::SUCCESS {
         buf.put_u8(3);
         buf.put_u16(a.pkid);
-        buf.put_u8(a.reason);
+        buf.put_u8(a.reason.code());
     } else {
         buf.put_u8(2);
         buf.put_u16(a.pkid);
@@ -328,26 +328,30 @@ fn flag(b: Option<bool>) -> Option<u8> {
 
 fn encode_connack_v5(c: &ConnAck, buf: &mut BytesMut) -> Result<(), EncodeError> {
     use v5::ConnectReturnCode as C;
+    use ConnectReason as R;
     let code = match c.code {
-        0x00 => C::Success,
-        0x81 => C::MalformedPacket,
-        0x82 => C::ProtocolError,
-        0x83 => C::ImplementationSpecificError,
-        0x84 => C::UnsupportedProtocolVersion,
-        0x85 => C::ClientIdentifierNotValid,
-        0x86 => C::BadUserNamePassword,
-        0x87 => C::NotAuthorized,
-        0x88 => C::ServerUnavailable,
-        0x89 => C::ServerBusy,
-        0x8A => C::Banned,
-        0x8C => C::BadAuthenticationMethod,
-        0x90 => C::TopicNameInvalid,
-        0x95 => C::PacketTooLarge,
-        0x97 => C::QuotaExceeded,
-        0x99 => C::PayloadFormatInvalid,
-        0x9A => C::RetainNotSupported,
-        0x9B => C::QoSNotSupported,
-        _ => C::UnspecifiedError,
+        R::Success => C::Success,
+        R::UnspecifiedError => C::UnspecifiedError,
+        R::MalformedPacket => C::MalformedPacket,
+        R::ProtocolError => C::ProtocolError,
+        R::ImplementationSpecificError => C::ImplementationSpecificError,
+        R::UnsupportedProtocolVersion => C::UnsupportedProtocolVersion,
+        R::ClientIdentifierNotValid => C::ClientIdentifierNotValid,
+        R::BadUserNameOrPassword => C::BadUserNamePassword,
+        R::NotAuthorized => C::NotAuthorized,
+        R::ServerUnavailable => C::ServerUnavailable,
+        R::ServerBusy => C::ServerBusy,
+        R::Banned => C::Banned,
+        R::BadAuthenticationMethod => C::BadAuthenticationMethod,
+        R::TopicNameInvalid => C::TopicNameInvalid,
+        R::PacketTooLarge => C::PacketTooLarge,
+        R::QuotaExceeded => C::QuotaExceeded,
+        R::PayloadFormatInvalid => C::PayloadFormatInvalid,
+        R::RetainNotSupported => C::RetainNotSupported,
+        R::QosNotSupported => C::QoSNotSupported,
+        R::UseAnotherServer => C::UseAnotherServer,
+        R::ServerMoved => C::ServerMoved,
+        R::ConnectionRateExceeded => C::ConnectionRateExceeded,
     };
     let p = &c.props;
     if let Some(s) = &p.assigned_client_identifier {

@@ -3,7 +3,8 @@
 //! It owns framing (fixed header, remaining length, the packet size limit),
 //! decoding of every packet a server can receive and encoding of every packet
 //! it sends, for protocol levels 3 (MQTT 3.1), 4 (3.1.1) and 5 (5.0).
-//! The rest of the broker sees only the types defined here.
+//! The rest of the broker sees only the types defined here, reason codes
+//! included: one enum per MQTT 5.0 table (`reason.rs`), never a bare byte.
 //!
 //! `mqttbytes` 0.6 does the bulk of the work, behind guards for its known
 //! defects (see `decode.rs` and `encode.rs` for each guard):
@@ -21,10 +22,15 @@ pub mod client;
 mod decode;
 mod encode;
 mod props;
+pub mod reason;
 pub mod topic;
 
 pub use decode::{decode, Decoded};
 pub use encode::{encode, encode_owned, publish_size_bound};
+pub use reason::{
+    AuthReason, ConnectReason, DisconnectReason, PubAckReason, PubCompReason, PubRecReason, PubRelReason, Reason,
+    SubAckReason, UnknownReason, UnsubAckReason,
+};
 
 use bytes::Bytes;
 
@@ -124,11 +130,11 @@ pub struct Connect {
 }
 
 /// CONNACK. `code` is the MQTT 5 reason code; the encoder maps it to the
-/// 3.1/3.1.1 return code for older clients.
+/// 3.1/3.1.1 return code for older clients ([`ConnectReason::v311_code`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnAck {
     pub session_present: bool,
-    pub code: u8,
+    pub code: ConnectReason,
     pub props: ConnAckProps,
 }
 
@@ -194,22 +200,24 @@ impl Forward {
     }
 }
 
-/// PUBACK, PUBREC, PUBREL and PUBCOMP share this shape.
+/// PUBACK, PUBREC, PUBREL and PUBCOMP share this shape; `R` is the
+/// packet's reason code table ([`PubAckReason`] for PUBACK and PUBREC,
+/// [`PubRelReason`] for PUBREL and PUBCOMP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack {
+pub struct Ack<R> {
     pub pkid: u16,
-    /// MQTT 5 reason code (0 = success); not sent to older clients.
-    pub reason: u8,
+    /// MQTT 5 reason code; not sent to older clients.
+    pub reason: R,
     /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
     pub reason_string: Option<&'static str>,
 }
 
-impl Ack {
-    pub fn ok(pkid: u16) -> Ack {
-        Ack::new(pkid, 0)
+impl<R: Reason> Ack<R> {
+    pub fn ok(pkid: u16) -> Ack<R> {
+        Ack::new(pkid, R::SUCCESS)
     }
 
-    pub fn new(pkid: u16, reason: u8) -> Ack {
+    pub fn new(pkid: u16, reason: R) -> Ack<R> {
         Ack { pkid, reason, reason_string: None }
     }
 }
@@ -256,7 +264,7 @@ pub struct Subscribe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubAck {
     pub pkid: u16,
-    pub codes: Vec<u8>,
+    pub codes: Vec<SubAckReason>,
     /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
     pub reason_string: Option<&'static str>,
 }
@@ -273,7 +281,7 @@ pub struct Unsubscribe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubAck {
     pub pkid: u16,
-    pub codes: Vec<u8>,
+    pub codes: Vec<UnsubAckReason>,
     /// MQTT 5 Reason String (sent only; see [`Packet::explain`]).
     pub reason_string: Option<&'static str>,
 }
@@ -281,7 +289,7 @@ pub struct UnsubAck {
 /// DISCONNECT (reason and properties are MQTT 5 only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Disconnect {
-    pub reason: u8,
+    pub reason: DisconnectReason,
     pub session_expiry_interval: Option<u32>,
     pub reason_string: Option<String>,
 }
@@ -289,7 +297,7 @@ pub struct Disconnect {
 /// AUTH (MQTT 5 only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Auth {
-    pub reason: u8,
+    pub reason: AuthReason,
     pub method: Option<String>,
     pub data: Option<Bytes>,
 }
@@ -304,10 +312,10 @@ pub enum Packet {
     Publish(Publish),
     /// Sent only: see [`Forward`].
     Forward(Forward),
-    PubAck(Ack),
-    PubRec(Ack),
-    PubRel(Ack),
-    PubComp(Ack),
+    PubAck(Ack<PubAckReason>),
+    PubRec(Ack<PubRecReason>),
+    PubRel(Ack<PubRelReason>),
+    PubComp(Ack<PubCompReason>),
     Subscribe(Subscribe),
     SubAck(SubAck),
     Unsubscribe(Unsubscribe),
@@ -336,97 +344,31 @@ impl Packet {
     /// ([MQTT-3.1.2-29]). The text is the first such code's.
     /// Returns whether it added one.
     pub fn explain(&mut self) -> bool {
-        let (slot, code) = match self {
-            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) if a.reason != 0 => {
-                (&mut a.reason_string, a.reason)
+        fn set<R: Reason>(slot: &mut Option<&'static str>, code: Option<R>) -> bool {
+            code.map(|c| *slot = Some(c.text())).is_some()
+        }
+        match self {
+            Packet::PubAck(a) | Packet::PubRec(a) => {
+                set(&mut a.reason_string, Some(a.reason).filter(|r| !r.is_success()))
             }
-            Packet::SubAck(s) => match s.codes.iter().find(|c| **c >= 0x80) {
-                Some(c) => (&mut s.reason_string, *c),
-                None => return false,
-            },
-            Packet::UnsubAck(u) => match u.codes.iter().find(|c| **c != 0) {
-                Some(c) => (&mut u.reason_string, *c),
-                None => return false,
-            },
-            _ => return false,
-        };
-        *slot = Some(reason::text(code));
-        true
+            Packet::PubRel(a) | Packet::PubComp(a) => {
+                set(&mut a.reason_string, Some(a.reason).filter(|r| !r.is_success()))
+            }
+            Packet::SubAck(s) => set(&mut s.reason_string, s.codes.iter().copied().find(|c| c.is_error())),
+            Packet::UnsubAck(u) => set(&mut u.reason_string, u.codes.iter().copied().find(|c| !c.is_success())),
+            _ => false,
+        }
     }
 
     /// Removes a Reason String again (it must not make a packet exceed the
     /// client's Maximum Packet Size: [MQTT-3.4.2-2] and the like).
     pub fn unexplain(&mut self) {
         match self {
-            Packet::PubAck(a) | Packet::PubRec(a) | Packet::PubRel(a) | Packet::PubComp(a) => a.reason_string = None,
+            Packet::PubAck(a) | Packet::PubRec(a) => a.reason_string = None,
+            Packet::PubRel(a) | Packet::PubComp(a) => a.reason_string = None,
             Packet::SubAck(s) => s.reason_string = None,
             Packet::UnsubAck(u) => u.reason_string = None,
             _ => {}
-        }
-    }
-}
-
-/// MQTT 5 reason codes the broker uses.
-pub mod reason {
-    pub const SUCCESS: u8 = 0x00;
-    pub const GRANTED_QOS_1: u8 = 0x01;
-    pub const GRANTED_QOS_2: u8 = 0x02;
-    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
-    pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
-    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
-    pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
-    pub const RE_AUTHENTICATE: u8 = 0x19;
-    pub const UNSPECIFIED_ERROR: u8 = 0x80;
-    pub const MALFORMED_PACKET: u8 = 0x81;
-    pub const PROTOCOL_ERROR: u8 = 0x82;
-    pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
-    pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
-    pub const CLIENT_IDENTIFIER_NOT_VALID: u8 = 0x85;
-    pub const BAD_USERNAME_OR_PASSWORD: u8 = 0x86;
-    pub const NOT_AUTHORIZED: u8 = 0x87;
-    pub const SERVER_UNAVAILABLE: u8 = 0x88;
-    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
-    pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
-    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
-    pub const SESSION_TAKEN_OVER: u8 = 0x8E;
-    pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
-    pub const TOPIC_NAME_INVALID: u8 = 0x90;
-    pub const PACKET_IDENTIFIER_IN_USE: u8 = 0x91;
-    pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
-    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
-    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
-    pub const PACKET_TOO_LARGE: u8 = 0x95;
-    pub const QUOTA_EXCEEDED: u8 = 0x97;
-    pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
-    pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
-
-    /// A short human-readable text for a reason code (MQTT 5 Reason String).
-    pub fn text(code: u8) -> &'static str {
-        match code {
-            MALFORMED_PACKET => "malformed packet",
-            PROTOCOL_ERROR => "protocol error",
-            UNSUPPORTED_PROTOCOL_VERSION => "unsupported protocol version",
-            CLIENT_IDENTIFIER_NOT_VALID => "client identifier not valid",
-            BAD_USERNAME_OR_PASSWORD => "bad user name or password",
-            NOT_AUTHORIZED => "not authorized",
-            BAD_AUTHENTICATION_METHOD => "authentication method not supported",
-            SERVER_SHUTTING_DOWN => "server shutting down",
-            KEEP_ALIVE_TIMEOUT => "keep alive timeout",
-            SESSION_TAKEN_OVER => "session taken over by another connection",
-            TOPIC_FILTER_INVALID => "topic filter invalid",
-            TOPIC_NAME_INVALID => "topic name invalid",
-            RECEIVE_MAXIMUM_EXCEEDED => "receive maximum exceeded",
-            TOPIC_ALIAS_INVALID => "topic alias invalid",
-            PACKET_TOO_LARGE => "packet too large",
-            QUOTA_EXCEEDED => "quota exceeded",
-            PACKET_IDENTIFIER_IN_USE => "packet identifier in use",
-            PACKET_IDENTIFIER_NOT_FOUND => "packet identifier not found",
-            NO_SUBSCRIPTION_EXISTED => "no subscription existed",
-            NO_MATCHING_SUBSCRIBERS => "no matching subscribers",
-            IMPLEMENTATION_SPECIFIC => "implementation specific error",
-            SERVER_UNAVAILABLE => "server unavailable",
-            QOS_NOT_SUPPORTED => "QoS not supported",
-            _ => "unspecified error",
         }
     }
 }
@@ -450,15 +392,17 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// The MQTT 5 reason code for a DISCONNECT (or CONNACK) about this error.
-    pub fn reason_code(self) -> u8 {
+    /// The MQTT 5 reason of the DISCONNECT about this error. An
+    /// unsupported protocol level is answered with CONNACK 0x84 before
+    /// CONNECT; after it (no DISCONNECT reason names it) it is a protocol
+    /// error.
+    pub fn disconnect_reason(self) -> DisconnectReason {
         match self {
-            DecodeError::Malformed(_) => reason::MALFORMED_PACKET,
-            DecodeError::Protocol(_) => reason::PROTOCOL_ERROR,
-            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
-            DecodeError::UnsupportedVersion(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
-            DecodeError::TopicName => reason::TOPIC_NAME_INVALID,
-            DecodeError::TopicAliasZero => reason::TOPIC_ALIAS_INVALID,
+            DecodeError::Malformed(_) => DisconnectReason::MalformedPacket,
+            DecodeError::Protocol(_) | DecodeError::UnsupportedVersion(_) => DisconnectReason::ProtocolError,
+            DecodeError::TooLarge { .. } => DisconnectReason::PacketTooLarge,
+            DecodeError::TopicName => DisconnectReason::TopicNameInvalid,
+            DecodeError::TopicAliasZero => DisconnectReason::TopicAliasInvalid,
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::{ConnInfo, Router};
 use crate::message::Message;
-use crate::protocol::{reason, QoS, SubOptions};
+use crate::protocol::{DisconnectReason, QoS, SubOptions};
 use crate::store::{Record, StoredMessage};
 
 /// The largest page a request may ask for.
@@ -163,7 +163,7 @@ impl Router {
                     self.by_client.get(id.as_str()).and_then(|k| self.sessions.get(k)).and_then(|e| e.conn.as_ref());
                 if let Some(c) = conn {
                     tracing::info!(client_id = id, "admin API: disconnecting the client");
-                    c.close(reason::ADMINISTRATIVE_ACTION);
+                    c.close(DisconnectReason::AdministrativeAction);
                 }
                 let _ = tx.send(conn.is_some());
             }
@@ -172,7 +172,7 @@ impl Router {
                 if let Some(key) = key {
                     tracing::info!(client_id = id, "admin API: deleting the session");
                     if let Some(c) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
-                        c.close(reason::ADMINISTRATIVE_ACTION);
+                        c.close(DisconnectReason::AdministrativeAction);
                     }
                     self.end_session(key, now);
                 }

@@ -105,7 +105,7 @@ fn actions_disconnect_delete_session_and_retained() {
     assert_eq!(r.retained_count(), 2);
 
     assert!(ask(&mut r, |tx| Admin::Disconnect("a".into(), tx)));
-    assert_eq!(conn.close_reason(), Some(reason::ADMINISTRATIVE_ACTION));
+    assert_eq!(conn.close_reason(), Some(DisconnectReason::AdministrativeAction));
     assert!(!ask(&mut r, |tx| Admin::Disconnect("nobody".into(), tx)));
     assert!(ask(&mut r, |tx| Admin::DeleteSession("a".into(), tx)));
     assert_eq!(r.session_count(), 0);

@@ -47,7 +47,7 @@ pub use tree::{SharedGroup, Sub, SubscriptionTree, Target};
 use crate::config::SharedStrategy;
 use crate::message::{Delivery, Message, SessionKey};
 use crate::metrics::Metrics;
-use crate::protocol::{reason, QoS, RetainHandling, SubOptions};
+use crate::protocol::{DisconnectReason, QoS, RetainHandling, SubOptions};
 use crate::session::budget::Full;
 use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
 use crate::store::{Record, StoredMessage};
@@ -130,17 +130,16 @@ impl ConnHandle {
     /// Asks the connection to close with the MQTT 5 reason `code` (a
     /// DISCONNECT reason, at least 0x80). The first reason wins; returns
     /// whether this call was the first.
-    pub fn close(&self, code: u8) -> bool {
-        let first = self.signal.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+    pub fn close(&self, code: DisconnectReason) -> bool {
+        let first = self.signal.reason.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok();
         self.signal.kill.cancel();
         first
     }
 
     /// The reason the connection was asked to close with, if it was
     /// (`None` too if only the parent token was cancelled).
-    pub fn close_reason(&self) -> Option<u8> {
-        let code = self.signal.reason.load(Ordering::Acquire);
-        (code != 0).then_some(code)
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        DisconnectReason::try_from(self.signal.reason.load(Ordering::Acquire)).ok().filter(|r| r.is_error())
     }
 
     /// Completes once [`ConnHandle::close`] is called or the parent token
@@ -349,7 +348,7 @@ impl Router {
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
-                old.close(reason::SESSION_TAKEN_OVER);
+                old.close(DisconnectReason::SessionTakenOver);
             }
             if req.clean_start {
                 self.end_session(key, now);
@@ -556,7 +555,7 @@ impl Router {
         }
         let v5_conn = e.conn.as_ref().filter(|c| c.v5() && self.quota_disconnect);
         let limit = full.map(|f| f.to_string()).unwrap_or_default();
-        if v5_conn.is_some_and(|c| c.close(reason::QUOTA_EXCEEDED)) {
+        if v5_conn.is_some_and(|c| c.close(DisconnectReason::QuotaExceeded)) {
             tracing::warn!(client_id, limit, "session queue full: disconnecting the client (MQTT 5 reason 0x97)");
         } else {
             tracing::warn!(client_id, limit, "session queue full: dropping messages until it drains");

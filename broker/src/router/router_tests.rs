@@ -130,7 +130,7 @@ fn clean_start_discards_the_old_session() {
     sub(&mut r, c.key, "t", QoS::AtLeastOnce);
     let again = connect(&mut r, "dev1", true, 2);
     assert!(!again.session_present);
-    assert_eq!(first.close_reason(), Some(reason::SESSION_TAKEN_OVER));
+    assert_eq!(first.close_reason(), Some(DisconnectReason::SessionTakenOver));
     r.publish(msg("t", QoS::AtLeastOnce, false, b"x"));
     assert!(drain(&again.session).is_empty());
     assert_eq!(r.subscription_count(), 0);
@@ -144,7 +144,7 @@ fn takeover_keeps_session_for_the_new_connection() {
     let again = connect(&mut r, "x", false, 2);
     assert_eq!(
         first.close_reason(),
-        Some(reason::SESSION_TAKEN_OVER),
+        Some(DisconnectReason::SessionTakenOver),
         "[MQTT-3.1.4-2] the existing connection is closed"
     );
     // The old connection's disconnect arrives late and must not take the session offline.
@@ -467,7 +467,7 @@ fn resume_after_disconnect(r: &mut Router, c: &ConnectReply) -> ConnectReply {
 fn overflowing_queue_disconnects_an_mqtt5_client_with_0x97_and_keeps_the_session() {
     let (mut r, c, handle) = full_queue_setup(QueueFullPolicy::DropNew, true, true);
     r.publish(msg("t", QoS::AtLeastOnce, false, b"3"));
-    assert_eq!(handle.close_reason(), Some(reason::QUOTA_EXCEEDED));
+    assert_eq!(handle.close_reason(), Some(DisconnectReason::QuotaExceeded));
     assert_eq!(r.stats().dropped_queue_full, 1);
     // Resumed while the episode lasts: the client may drain its queue.
     let again = resume_after_disconnect(&mut r, &c);

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::{ConnectReply, ConnectRequest, Router, SessionRefused};
 use crate::message::SessionKey;
-use crate::protocol::reason;
+use crate::protocol::DisconnectReason;
 
 /// How long a takeover waits for the old connection to report.
 pub const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
@@ -47,7 +47,7 @@ impl Router {
         }
         let online = self.by_client.get(req.client_id.as_str()).and_then(|k| {
             let old = self.sessions.get(k)?.conn.as_ref()?;
-            old.close(reason::SESSION_TAKEN_OVER);
+            old.close(DisconnectReason::SessionTakenOver);
             Some(*k)
         });
         let Some(key) = online else {

@@ -227,7 +227,7 @@ fn write(
     let counted = match &p {
         Packet::Publish(p) => Some((p.qos, p.payload.len())),
         Packet::Forward(f) => Some((f.qos, f.msg.payload.len())),
-        Packet::ConnAck(c) if c.code >= 0x80 => {
+        Packet::ConnAck(c) if c.code.is_error() => {
             metrics.refused(c.code);
             None
         }
@@ -282,7 +282,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     let handle = ConnHandle::with_parent(conn_id, &ctx.shutdown);
     let mut machine = Machine::new(ctx.machine.get(), handle, now());
     if listener_full {
-        machine.refuse_connect(crate::protocol::reason::QUOTA_EXCEEDED);
+        machine.refuse_connect(crate::protocol::ConnectReason::QuotaExceeded);
     }
     if cert_username.is_some() {
         machine.set_cert_username(cert_username);
@@ -339,7 +339,7 @@ impl<S: Transport> Driver<S> {
     async fn close(&mut self, why: Close) {
         if self.ctx.verbose.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(client_id) = self.machine.client_id() {
-                tracing::info!(peer = %self.peer, client_id, reason = ?why, "client disconnected");
+                tracing::info!(peer = %self.peer, client_id, reason = %why, "client disconnected");
             }
         }
         if let Some(msg) = self.tell_router_gone(why) {
@@ -410,7 +410,7 @@ impl<S: Transport> Driver<S> {
                 biased;
                 _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
                     Some(code) => {
-                        if code == crate::protocol::reason::SESSION_TAKEN_OVER && self.finish_input().await.is_err() {
+                        if code == crate::protocol::DisconnectReason::SessionTakenOver && self.finish_input().await.is_err() {
                             return Close::Shutdown;
                         }
                         // A no-op if what was read closed the connection.
@@ -731,7 +731,7 @@ impl<S: Transport> Driver<S> {
     fn write(&mut self, p: Packet) {
         let Some(version) = self.machine.version() else { return };
         if let Packet::ConnAck(c) = &p {
-            if c.code >= 0x80 {
+            if c.code.is_error() {
                 self.ctx.logs.refused(&self.peer, c.code);
             }
         }

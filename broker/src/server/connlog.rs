@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::protocol::reason;
+use crate::protocol::ConnectReason;
 use crate::ratelimit::RateLimited;
 
 /// The rate limits of one listener's connection log lines.
@@ -31,9 +31,9 @@ fn due(limit: &Mutex<RateLimited>) -> Option<u64> {
 
 impl ConnLogs {
     /// A CONNACK with the error `code` was sent to `peer`.
-    pub fn refused(&self, peer: &SocketAddr, code: u8) {
+    pub fn refused(&self, peer: &SocketAddr, code: ConnectReason) {
         if let Some(n) = due(&self.refused) {
-            tracing::warn!(%peer, code, refused = n, "CONNECT refused: {} (one line per 10 s at most)", reason::text(code));
+            tracing::warn!(%peer, code = code.code(), refused = n, "CONNECT refused: {code} (one line per 10 s at most)");
         }
     }
 

@@ -6,15 +6,23 @@ use std::time::Instant;
 
 use super::machine::{Accepted, Authenticating, Close, Machine, State};
 use crate::auth::{AuthClient, AuthStep};
-use crate::protocol::{reason, Auth, Packet};
+use crate::protocol::{Auth, AuthReason, ConnectReason, DisconnectReason, Packet};
 
 /// A refusal code an authenticator gave, made a valid error code.
-fn fail_code(code: u8) -> u8 {
-    if code >= 0x80 {
+fn fail_code(code: ConnectReason) -> ConnectReason {
+    if code.is_error() {
         code
     } else {
-        reason::NOT_AUTHORIZED
+        ConnectReason::NotAuthorized
     }
+}
+
+/// The DISCONNECT reason of a failed re-authentication [MQTT-4.12.1-2]:
+/// the refusal's code where the DISCONNECT table has it, else 0x87 Not
+/// authorized (0x86 Bad user name or password and 0x8C Bad authentication
+/// method are CONNACK codes only [MQTT-3.14.2-1]).
+fn reauth_fail_code(code: ConnectReason) -> DisconnectReason {
+    DisconnectReason::try_from(fail_code(code).code()).unwrap_or(DisconnectReason::NotAuthorized)
 }
 
 impl Machine {
@@ -23,12 +31,12 @@ impl Machine {
         let c = &accepted.connect;
         let Some(method) = c.authentication_method.as_deref() else {
             // 3.1.2.11.10: Authentication Data without a method is a Protocol Error.
-            return self.refuse(reason::PROTOCOL_ERROR);
+            return self.refuse(ConnectReason::ProtocolError);
         };
         let client = AuthClient { client_id: &c.client_id, username: c.username.as_deref() };
         let Some(mut exchange) = self.cfg.authenticator.start(method, client) else {
             // [MQTT-4.12.0-1] an unsupported method: CONNACK 0x8C, then close.
-            return self.refuse_auth(reason::BAD_AUTHENTICATION_METHOD);
+            return self.refuse_auth(ConnectReason::BadAuthenticationMethod);
         };
         let step = exchange.step(c.authentication_data.as_deref());
         self.state = State::Authenticating(Box::new(Authenticating { accepted, exchange, deadline }));
@@ -42,16 +50,16 @@ impl Machine {
             State::Authenticating(auth) => {
                 // [MQTT-4.12.0-3] the client answers with 0x18, and
                 // [MQTT-4.12.0-5] names the method of CONNECT.
-                if a.reason != reason::CONTINUE_AUTHENTICATION
+                if a.reason != AuthReason::ContinueAuthentication
                     || a.method != auth.accepted.connect.authentication_method
                 {
-                    return self.refuse(reason::PROTOCOL_ERROR);
+                    return self.refuse(ConnectReason::ProtocolError);
                 }
                 let step = auth.exchange.step(a.data.as_deref());
                 self.connect_auth_step(step);
             }
             State::Connected(_) => self.reauth(a),
-            _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
+            _ => self.close(Close::Error(DisconnectReason::ProtocolError)),
         }
     }
 
@@ -69,7 +77,7 @@ impl Machine {
                 let State::Authenticating(auth) = &self.state else { return };
                 let method = auth.accepted.connect.authentication_method.clone();
                 // [MQTT-4.12.0-2] AUTH 0x18, with the method [MQTT-4.12.0-5].
-                self.send(Packet::Auth(Auth { reason: reason::CONTINUE_AUTHENTICATION, method, data }));
+                self.send(Packet::Auth(Auth { reason: AuthReason::ContinueAuthentication, method, data }));
             }
             // [MQTT-4.12.0-4] CONNACK with the code, then close.
             AuthStep::Fail(code) => self.refuse_auth(fail_code(code)),
@@ -83,36 +91,36 @@ impl Machine {
         let client_id = &c.client_id;
         let Some((auth, connect_method)) = c.auth.as_mut().and_then(|a| a.method.clone().map(|m| (a, m))) else {
             // [MQTT-4.12.0-7] a client that named no method must not send AUTH.
-            return self.close(Close::Error(reason::PROTOCOL_ERROR));
+            return self.close(Close::Error(DisconnectReason::ProtocolError));
         };
         if a.method.as_deref() != Some(connect_method.as_str()) {
             // [MQTT-4.12.1-1] re-authentication uses the method of CONNECT.
-            return self.close(Close::Error(reason::PROTOCOL_ERROR));
+            return self.close(Close::Error(DisconnectReason::ProtocolError));
         }
         let step = match (a.reason, &mut auth.exchange) {
-            (reason::RE_AUTHENTICATE, None) => {
+            (AuthReason::ReAuthenticate, None) => {
                 let client = AuthClient { client_id, username: auth.username.as_deref() };
                 auth.exchange = authenticator.start(&connect_method, client);
                 match &mut auth.exchange {
                     Some(exchange) => exchange.step(a.data.as_deref()),
-                    None => AuthStep::Fail(reason::BAD_AUTHENTICATION_METHOD),
+                    None => AuthStep::Fail(ConnectReason::BadAuthenticationMethod),
                 }
             }
-            (reason::CONTINUE_AUTHENTICATION, Some(exchange)) => exchange.step(a.data.as_deref()),
+            (AuthReason::ContinueAuthentication, Some(exchange)) => exchange.step(a.data.as_deref()),
             // 0x00 from a client, 0x18 out of an exchange, 0x19 within one.
-            _ => return self.close(Close::Error(reason::PROTOCOL_ERROR)),
+            _ => return self.close(Close::Error(DisconnectReason::ProtocolError)),
         };
         let method = Some(connect_method);
         let reply = match step {
             AuthStep::Success(data) => {
                 auth.exchange = None;
-                Auth { reason: reason::SUCCESS, method, data }
+                Auth { reason: AuthReason::Success, method, data }
             }
-            AuthStep::Continue(data) => Auth { reason: reason::CONTINUE_AUTHENTICATION, method, data },
+            AuthStep::Continue(data) => Auth { reason: AuthReason::ContinueAuthentication, method, data },
             // [MQTT-4.12.1-2] a failed re-authentication: DISCONNECT, close.
             AuthStep::Fail(code) => {
                 self.cfg.auth_stats.count(crate::auth::stats::Denial::Authentication);
-                return self.close(Close::Error(fail_code(code)));
+                return self.close(Close::Error(reauth_fail_code(code)));
             }
         };
         self.send(Packet::Auth(reply));

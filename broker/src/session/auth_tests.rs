@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::auth::{AuthClient, AuthExchange, AuthStep, Authenticator, NoEnhancedAuth};
-use crate::protocol::{reason, Auth, Connect, Packet, Version};
+use crate::protocol::{Auth, AuthReason, Connect, ConnectReason, DisconnectReason, Packet, Version};
 use crate::session::machine::{
     self,
     tests::{connack, connect_packet, Client, Harness},
@@ -33,7 +33,7 @@ impl AuthExchange for EchoExchange {
         match (self.round, data) {
             (1, _) => AuthStep::Continue(Some(Bytes::from_static(b"?"))),
             (_, Some(b"ok")) => AuthStep::Success(Some(Bytes::from_static(b"welcome"))),
-            _ => AuthStep::Fail(reason::BAD_USERNAME_OR_PASSWORD),
+            _ => AuthStep::Fail(ConnectReason::BadUserNameOrPassword),
         }
     }
 }
@@ -49,7 +49,7 @@ fn connect(method: Option<&str>, data: Option<&'static [u8]>) -> Connect {
     c
 }
 
-fn auth(reason: u8, method: &str, data: &'static [u8]) -> Packet {
+fn auth(reason: AuthReason, method: &str, data: &'static [u8]) -> Packet {
     Packet::Auth(Auth { reason, method: Some(method.into()), data: Some(Bytes::from_static(data)) })
 }
 
@@ -76,62 +76,67 @@ impl One {
 fn default_supports_no_method() {
     let (_, sent, closed) = One::connect(Arc::new(NoEnhancedAuth), connect(Some("SCRAM-SHA-1"), Some(b"n,,n=user")));
     // [MQTT-4.12.0-1] CONNACK 0x8C, then close.
-    assert_eq!((connack(&sent).code, closed), (reason::BAD_AUTHENTICATION_METHOD, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::BadAuthenticationMethod, Some(Close::Refused)));
 }
 
 #[test]
 fn data_without_method_is_a_protocol_error() {
     let (_, sent, closed) = One::connect(Arc::new(Echo), connect(None, Some(b"x")));
-    assert_eq!((connack(&sent).code, closed), (reason::PROTOCOL_ERROR, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::ProtocolError, Some(Close::Refused)));
 }
 
 #[test]
 fn exchange_before_connack_then_reauthentication() {
     let (mut one, sent, closed) = One::connect(Arc::new(Echo), connect(Some("echo"), None));
     // [MQTT-4.12.0-2] AUTH 0x18 with the method [MQTT-4.12.0-5]; no CONNACK yet.
-    assert_eq!(sent, vec![auth(reason::CONTINUE_AUTHENTICATION, "echo", b"?")]);
+    assert_eq!(sent, vec![auth(AuthReason::ContinueAuthentication, "echo", b"?")]);
     assert_eq!(closed, None);
     assert!(one.c.m.deadline().is_some(), "the connect timeout still runs");
-    let (sent, closed) = one.feed(auth(reason::CONTINUE_AUTHENTICATION, "echo", b"ok"));
+    let (sent, closed) = one.feed(auth(AuthReason::ContinueAuthentication, "echo", b"ok"));
     let ack = connack(&sent);
-    assert_eq!((ack.code, closed), (reason::SUCCESS, None));
+    assert_eq!((ack.code, closed), (ConnectReason::Success, None));
     // [MQTT-4.12.0-5] a successful CONNACK names the method; it carries the data.
     assert_eq!(ack.props.authentication_method.as_deref(), Some("echo"));
     assert_eq!(ack.props.authentication_data.as_deref(), Some(&b"welcome"[..]));
     // [MQTT-4.12.1-1] re-authentication: AUTH 0x19, then the same exchange.
-    let (sent, _) = one.feed(auth(reason::RE_AUTHENTICATE, "echo", b""));
-    assert_eq!(sent, vec![auth(reason::CONTINUE_AUTHENTICATION, "echo", b"?")]);
-    let (sent, closed) = one.feed(auth(reason::CONTINUE_AUTHENTICATION, "echo", b"ok"));
-    assert_eq!((sent, closed), (vec![auth(reason::SUCCESS, "echo", b"welcome")], None));
-    // [MQTT-4.12.1-2] a failed re-authentication: DISCONNECT with the code.
-    one.feed(auth(reason::RE_AUTHENTICATE, "echo", b""));
-    let (sent, closed) = one.feed(auth(reason::CONTINUE_AUTHENTICATION, "echo", b"wrong"));
-    assert!(matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == reason::BAD_USERNAME_OR_PASSWORD));
-    assert_eq!(closed, Some(Close::Error(reason::BAD_USERNAME_OR_PASSWORD)));
+    let (sent, _) = one.feed(auth(AuthReason::ReAuthenticate, "echo", b""));
+    assert_eq!(sent, vec![auth(AuthReason::ContinueAuthentication, "echo", b"?")]);
+    let (sent, closed) = one.feed(auth(AuthReason::ContinueAuthentication, "echo", b"ok"));
+    assert_eq!((sent, closed), (vec![auth(AuthReason::Success, "echo", b"welcome")], None));
+    // [MQTT-4.12.1-2] a failed re-authentication: DISCONNECT with the code;
+    // 0x86 Bad user name or password is not a DISCONNECT code
+    // [MQTT-3.14.2-1], so it is sent as 0x87 Not authorized.
+    one.feed(auth(AuthReason::ReAuthenticate, "echo", b""));
+    let (sent, closed) = one.feed(auth(AuthReason::ContinueAuthentication, "echo", b"wrong"));
+    assert!(matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == DisconnectReason::NotAuthorized));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::NotAuthorized)));
 }
 
 #[test]
 fn failed_exchange_is_refused_with_its_code() {
     let (mut one, _, _) = One::connect(Arc::new(Echo), connect(Some("echo"), None));
-    let (sent, closed) = one.feed(auth(reason::CONTINUE_AUTHENTICATION, "echo", b"wrong"));
+    let (sent, closed) = one.feed(auth(AuthReason::ContinueAuthentication, "echo", b"wrong"));
     // [MQTT-4.12.0-4] CONNACK >= 0x80, then close.
-    assert_eq!((connack(&sent).code, closed), (reason::BAD_USERNAME_OR_PASSWORD, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::BadUserNameOrPassword, Some(Close::Refused)));
 }
 
 #[test]
 fn wrong_auth_packets_are_protocol_errors() {
     // During the exchange: another method [MQTT-4.12.0-5], or a reason other than 0x18 [MQTT-4.12.0-3].
-    for bad in [auth(reason::CONTINUE_AUTHENTICATION, "other", b"ok"), auth(reason::RE_AUTHENTICATE, "echo", b"ok")] {
+    for bad in
+        [auth(AuthReason::ContinueAuthentication, "other", b"ok"), auth(AuthReason::ReAuthenticate, "echo", b"ok")]
+    {
         let (mut one, _, _) = One::connect(Arc::new(Echo), connect(Some("echo"), None));
         let (sent, closed) = one.feed(bad);
-        assert_eq!((connack(&sent).code, closed), (reason::PROTOCOL_ERROR, Some(Close::Refused)));
+        assert_eq!((connack(&sent).code, closed), (ConnectReason::ProtocolError, Some(Close::Refused)));
     }
     // After CONNACK: 0x18 outside an exchange, another method [MQTT-4.12.1-1].
-    for bad in [auth(reason::CONTINUE_AUTHENTICATION, "echo", b"ok"), auth(reason::RE_AUTHENTICATE, "other", b"")] {
+    for bad in [auth(AuthReason::ContinueAuthentication, "echo", b"ok"), auth(AuthReason::ReAuthenticate, "other", b"")]
+    {
         let (mut one, _, _) = One::connect(Arc::new(Echo), connect(Some("echo"), None));
-        one.feed(auth(reason::CONTINUE_AUTHENTICATION, "echo", b"ok"));
+        one.feed(auth(AuthReason::ContinueAuthentication, "echo", b"ok"));
         let (_, closed) = one.feed(bad);
-        assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+        assert_eq!(closed, Some(Close::Error(DisconnectReason::ProtocolError)));
     }
 }
 
@@ -142,9 +147,9 @@ fn auth_without_a_method_in_connect_is_a_protocol_error() {
     let cfg = MachineConfig { allow_anonymous: true, ..cfg(Arc::new(Echo)) };
     let (c, sent, _) = h.client_with(cfg, connect(None, None));
     let mut one = One { h, c };
-    assert_eq!(connack(&sent).code, reason::SUCCESS);
-    let (sent, closed) = one.feed(auth(reason::RE_AUTHENTICATE, "echo", b""));
+    assert_eq!(connack(&sent).code, ConnectReason::Success);
+    let (sent, closed) = one.feed(auth(AuthReason::ReAuthenticate, "echo", b""));
     // [MQTT-4.12.0-7]: DISCONNECT 0x82.
-    assert!(matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == reason::PROTOCOL_ERROR));
-    assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+    assert!(matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == DisconnectReason::ProtocolError));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::ProtocolError)));
 }

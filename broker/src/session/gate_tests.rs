@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::LogPosition;
-use crate::protocol::{reason, Ack, Packet, QoS, Version};
+use crate::protocol::{Ack, DisconnectReason, Packet, QoS, Version};
 use crate::session::machine::tests::{cfg, connect_packet, publish, subscribe, Client, Harness};
 use crate::session::{Close, MachineConfig};
 use crate::store::Lsn;
@@ -147,8 +147,8 @@ fn held_pubacks_count_against_receive_maximum() {
         assert!(sent.is_empty() && closed.is_none(), "{pkid} of 3 unacknowledged is allowed");
     }
     let (sent, closed) = h.feed(&mut c, publish("t", QoS::AtLeastOnce, 4, b"x"));
-    assert_eq!(closed, Some(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED)));
-    assert!(matches!(sent.last(), Some(Packet::Disconnect(d)) if d.reason == reason::RECEIVE_MAXIMUM_EXCEEDED));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::ReceiveMaximumExceeded)));
+    assert!(matches!(sent.last(), Some(Packet::Disconnect(d)) if d.reason == DisconnectReason::ReceiveMaximumExceeded));
     // Once acknowledged, the count falls again (a fresh client).
     let mut c = client(&mut h, &log, Version::V5, "patient");
     for pkid in 1..=6 {

@@ -11,8 +11,9 @@ use crate::config::CertUsername;
 use crate::message::Message;
 use crate::protocol::topic::{shared, valid_filter, valid_shared, within_levels};
 use crate::protocol::{
-    reason, Ack, ConnAck, ConnAckProps, Connect, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
-    Unsubscribe, Version,
+    Ack, ConnAck, ConnAckProps, Connect, ConnectReason, Disconnect, DisconnectReason, Packet, PubAckReason,
+    PubRecReason, PubRelReason, Publish, QoS, SubAck, SubAckReason, Subscribe, UnsubAck, UnsubAckReason, Unsubscribe,
+    Version,
 };
 use crate::router::{ConnectReply, ConnectRequest, Sub, SubscribeEntry};
 
@@ -57,13 +58,13 @@ impl Machine {
     /// The CONNACK fits the client's Maximum Packet Size without its
     /// Reason String [MQTT-3.2.2-19], or is not sent.
     /// [`Machine::refuse`] for the client's credentials (counted).
-    pub(super) fn refuse_auth(&mut self, code: u8) {
+    pub(super) fn refuse_auth(&mut self, code: ConnectReason) {
         self.cfg.auth_stats.count(Denial::Authentication);
         self.refuse(code);
     }
 
-    pub(super) fn refuse(&mut self, code: u8) {
-        let props = ConnAckProps { reason_string: Some(reason::text(code).to_owned()), ..ConnAckProps::default() };
+    pub(super) fn refuse(&mut self, code: ConnectReason) {
+        let props = ConnAckProps { reason_string: Some(code.text().to_owned()), ..ConnAckProps::default() };
         let mut connack = Packet::ConnAck(Box::new(ConnAck { code, props, ..ConnAck::default() }));
         if self.client_max.is_none_or(|max| fit_connack(&mut connack, max)) {
             self.send(connack);
@@ -93,9 +94,9 @@ impl Machine {
             // A will topic beyond `max_topic_levels`: MQTT 5 CONNACK 0x90;
             // 3.1.1 has no code for it, so the connection is closed.
             if c.version.is_v5() {
-                return self.refuse(reason::TOPIC_NAME_INVALID);
+                return self.refuse(ConnectReason::TopicNameInvalid);
             }
-            return self.close(Close::Error(reason::TOPIC_NAME_INVALID));
+            return self.close(Close::Error(DisconnectReason::TopicNameInvalid));
         }
         let mut assigned = false;
         if c.client_id.is_empty() {
@@ -109,7 +110,7 @@ impl Machine {
             };
             if !allowed {
                 // [MQTT-3.1.3-9] CONNACK 0x02 (0x85), then close.
-                return self.refuse(reason::CLIENT_IDENTIFIER_NOT_VALID);
+                return self.refuse(ConnectReason::ClientIdentifierNotValid);
             }
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
             h.write_u64(self.conn.id);
@@ -123,7 +124,7 @@ impl Machine {
             };
             let Some(name) = cert else {
                 // 3.1.1: 0x04 Bad user name or password.
-                return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD);
+                return self.refuse_auth(ConnectReason::BadUserNameOrPassword);
             };
             // The certificate is the credential: what CONNECT says is ignored.
             c.username = Some(*name);
@@ -138,7 +139,7 @@ impl Machine {
             return self.start_auth(accepted, deadline);
         }
         if !self.cfg.allow_anonymous && accepted.connect.username.is_none() {
-            return self.refuse_auth(reason::NOT_AUTHORIZED);
+            return self.refuse_auth(ConnectReason::NotAuthorized);
         }
         let passwords = self.cfg.files.as_ref().is_some_and(|f| f.has_passwords());
         match &accepted.connect.username {
@@ -152,7 +153,7 @@ impl Machine {
             }
             // Nothing can verify a user name: with anonymous clients not
             // allowed, no one is admitted (as Mosquitto without a password file).
-            Some(_) if !self.cfg.allow_anonymous => return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD),
+            Some(_) if !self.cfg.allow_anonymous => return self.refuse_auth(ConnectReason::BadUserNameOrPassword),
             _ => {}
         }
         self.request_session(accepted);
@@ -165,7 +166,7 @@ impl Machine {
         };
         if !ok {
             // 3.1.1: 0x04 Bad user name or password.
-            return self.refuse_auth(reason::BAD_USERNAME_OR_PASSWORD);
+            return self.refuse_auth(ConnectReason::BadUserNameOrPassword);
         }
         self.request_session(*a);
     }
@@ -183,7 +184,7 @@ impl Machine {
     pub(super) fn request_session(&mut self, mut a: Accepted) {
         if self.cfg.use_username_as_clientid {
             let Some(user) = a.connect.username.clone() else {
-                return self.refuse_auth(reason::NOT_AUTHORIZED);
+                return self.refuse_auth(ConnectReason::NotAuthorized);
             };
             a.assigned |= a.connect.client_id != user;
             a.connect.client_id = user;
@@ -196,7 +197,7 @@ impl Machine {
         };
         if internal || denied {
             self.cfg.auth_stats.count(Denial::Will);
-            return self.refuse(reason::NOT_AUTHORIZED);
+            return self.refuse(ConnectReason::NotAuthorized);
         }
         let expiry = match c.version {
             Version::V5 => match c.session_expiry_interval.unwrap_or(0) {
@@ -261,8 +262,11 @@ impl Machine {
         let alias_max = if v5 && self.cfg.server_topic_aliases { c.topic_alias_maximum.unwrap_or(0) } else { 0 };
         let mut out = Outbound::new(c.version, c.maximum_packet_size, alias_max);
         // [MQTT-3.2.2-2] session present reflects a resumed session.
-        let mut connack =
-            Packet::ConnAck(Box::new(ConnAck { session_present: reply.session_present, code: reason::SUCCESS, props }));
+        let mut connack = Packet::ConnAck(Box::new(ConnAck {
+            session_present: reply.session_present,
+            code: ConnectReason::Success,
+            props,
+        }));
         let fits = c.maximum_packet_size.filter(|_| v5).is_none_or(|max| fit_connack(&mut connack, max));
         if fits {
             self.send(connack);
@@ -297,7 +301,7 @@ impl Machine {
     }
 
     /// Resolves an MQTT 5 Topic Alias on an inbound PUBLISH, or says why not.
-    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), u8> {
+    fn resolve_alias(&mut self, p: &mut Publish) -> Result<(), DisconnectReason> {
         let max = self.cfg.topic_alias_maximum;
         let Some(c) = self.connected_mut() else { return Ok(()) };
         let Some(alias) = p.props.as_mut().and_then(|pp| pp.topic_alias.take()) else {
@@ -305,11 +309,12 @@ impl Machine {
         };
         if alias == 0 || alias > max {
             // [MQTT-3.3.2-8], [MQTT-3.3.2-9]: 0 or above the maximum.
-            return Err(reason::TOPIC_ALIAS_INVALID);
+            return Err(DisconnectReason::TopicAliasInvalid);
         }
         if p.topic.is_empty() {
             // An alias that was never set is a protocol error.
-            p.topic = c.aliases_in.as_ref().and_then(|a| a.get(&alias)).cloned().ok_or(reason::PROTOCOL_ERROR)?;
+            p.topic =
+                c.aliases_in.as_ref().and_then(|a| a.get(&alias)).cloned().ok_or(DisconnectReason::ProtocolError)?;
         } else {
             c.aliases_in.get_or_insert_with(Box::default).insert(alias, p.topic.clone());
         }
@@ -341,7 +346,7 @@ impl Machine {
             let pending = c.session.lock().inbound_qos2_pending();
             if pending + held_pubacks >= receive_maximum {
                 // [MQTT-3.3.4-7], [MQTT-3.3.4-8]
-                return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
+                return self.close(Close::Error(DisconnectReason::ReceiveMaximumExceeded));
             }
         }
         if p.qos == QoS::ExactlyOnce {
@@ -350,7 +355,7 @@ impl Machine {
             if pending >= receive_maximum && !st.inbound_qos2_contains(p.pkid) {
                 drop(st);
                 // [MQTT-3.3.4-7] more unacknowledged QoS 2 than Receive Maximum.
-                return self.close(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED));
+                return self.close(Close::Error(DisconnectReason::ReceiveMaximumExceeded));
             }
             // Routed on first receipt only; a resent PUBLISH with the same
             // identifier before PUBREL is a duplicate ([MQTT-4.3.3-10]).
@@ -384,9 +389,9 @@ impl Machine {
     fn refuse_publish(&mut self, p: &Publish) {
         let v5 = self.version.is_some_and(Version::is_v5);
         match p.qos {
-            QoS::AtLeastOnce if v5 => self.send(Packet::PubAck(Ack::new(p.pkid, reason::TOPIC_NAME_INVALID))),
-            QoS::ExactlyOnce if v5 => self.send(Packet::PubRec(Ack::new(p.pkid, reason::TOPIC_NAME_INVALID))),
-            _ => self.close(Close::Error(reason::TOPIC_NAME_INVALID)),
+            QoS::AtLeastOnce if v5 => self.send(Packet::PubAck(Ack::new(p.pkid, PubAckReason::TopicNameInvalid))),
+            QoS::ExactlyOnce if v5 => self.send(Packet::PubRec(Ack::new(p.pkid, PubRecReason::TopicNameInvalid))),
+            _ => self.close(Close::Error(DisconnectReason::TopicNameInvalid)),
         }
     }
 
@@ -396,7 +401,7 @@ impl Machine {
     fn deny_publish(&mut self, p: &Publish) {
         let v5 = self.version.is_some_and(Version::is_v5);
         self.cfg.auth_stats.count(Denial::Publish);
-        let code = if v5 { reason::NOT_AUTHORIZED } else { reason::SUCCESS };
+        let code = if v5 { PubAckReason::NotAuthorized } else { PubAckReason::Success };
         match p.qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(Packet::PubAck(Ack::new(p.pkid, code))),
@@ -412,18 +417,18 @@ impl Machine {
         files.allows(user, &c.client_id, topic, access)
     }
 
-    pub(super) fn on_puback(&mut self, a: Ack) {
+    pub(super) fn on_puback(&mut self, a: Ack<PubAckReason>) {
         let Some(c) = self.connected_mut() else { return };
         if !c.session.lock().puback(a.pkid) {
             tracing::debug!(client_id = %c.client_id, pkid = a.pkid, "PUBACK for an unknown packet identifier");
         }
     }
 
-    pub(super) fn on_pubrec(&mut self, a: Ack) {
+    pub(super) fn on_pubrec(&mut self, a: Ack<PubRecReason>) {
         let Some(c) = self.connected_mut() else { return };
         let v5 = c.version.is_v5();
         let mut st = c.session.lock();
-        if a.reason >= 0x80 {
+        if a.reason.is_error() {
             // MQTT 5: the receiver refused the message; the flow ends here.
             st.complete(a.pkid);
             return;
@@ -431,20 +436,20 @@ impl Machine {
         let known = st.pubrec(a.pkid);
         drop(st);
         // [MQTT-4.3.3-4] PUBREL in answer to PUBREC.
-        let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+        let reason = if known || !v5 { PubRelReason::Success } else { PubRelReason::PacketIdentifierNotFound };
         self.send(Packet::PubRel(Ack::new(a.pkid, reason)));
     }
 
-    pub(super) fn on_pubrel(&mut self, a: Ack) {
+    pub(super) fn on_pubrel(&mut self, a: Ack<PubRelReason>) {
         let Some(c) = self.connected_mut() else { return };
         let v5 = c.version.is_v5();
         let known = c.session.lock().inbound_qos2_released(a.pkid);
         // [MQTT-4.3.3-11] PUBCOMP in answer to PUBREL, known or not.
-        let reason = if known || !v5 { reason::SUCCESS } else { reason::PACKET_IDENTIFIER_NOT_FOUND };
+        let reason = if known || !v5 { PubRelReason::Success } else { PubRelReason::PacketIdentifierNotFound };
         self.send(Packet::PubComp(Ack::new(a.pkid, reason)));
     }
 
-    pub(super) fn on_pubcomp(&mut self, a: Ack) {
+    pub(super) fn on_pubcomp(&mut self, a: Ack<PubRelReason>) {
         let Some(c) = self.connected_mut() else { return };
         c.session.lock().complete(a.pkid);
     }
@@ -467,7 +472,7 @@ impl Machine {
         for (f, allowed) in s.filters.into_iter().zip(allowed) {
             if !allowed {
                 stats.count(Denial::Subscribe);
-                codes.push(if version.is_v5() { reason::NOT_AUTHORIZED } else { 0x80 });
+                codes.push(SubAckReason::NotAuthorized);
                 continue;
             }
             let is_shared = f.filter.starts_with("$share/");
@@ -475,12 +480,12 @@ impl Machine {
             let real = shared(&f.filter).map_or(f.filter.as_str(), |(_, real)| real);
             if !valid || !within_levels(real, max_levels) {
                 // [MQTT-4.8.2-1], [MQTT-4.8.2-2] for shared ones.
-                codes.push(if version.is_v5() { reason::TOPIC_FILTER_INVALID } else { 0x80 });
+                codes.push(SubAckReason::TopicFilterInvalid);
                 continue;
             }
             if st.subscriptions.len() >= max_subs && !st.subscriptions.contains_key(&f.filter) {
                 tracing::debug!(client_id = &*c.client_id, filter = %f.filter, "SUBSCRIBE beyond max_subscriptions_per_client");
-                codes.push(if version.is_v5() { reason::QUOTA_EXCEEDED } else { 0x80 });
+                codes.push(SubAckReason::QuotaExceeded);
                 continue;
             }
             let mut f = f;
@@ -494,11 +499,11 @@ impl Machine {
             if is_shared && f.options.no_local {
                 drop(st);
                 // [MQTT-3.8.3-4] (5.0) No Local on a shared subscription.
-                return self.close(Close::Error(reason::PROTOCOL_ERROR));
+                return self.close(Close::Error(DisconnectReason::ProtocolError));
             }
             let existed = st.subscriptions.insert(f.filter.clone(), (f.options, s.subscription_identifier)).is_some();
             // [MQTT-3.9.3-1] one code per filter, in order: the granted QoS.
-            codes.push(f.options.qos as u8);
+            codes.push(SubAckReason::granted(f.options.qos));
             entries.push(SubscribeEntry {
                 filter: f.filter,
                 sub: Sub { options: f.options, id: s.subscription_identifier },
@@ -506,9 +511,9 @@ impl Machine {
             });
         }
         drop(st);
-        if version == Version::V31 && codes.contains(&0x80) {
+        if version == Version::V31 && codes.iter().any(|c| c.is_error()) {
             // MQTT 3.1 has no failure code in SUBACK: close instead.
-            return self.close(Close::Error(reason::TOPIC_FILTER_INVALID));
+            return self.close(Close::Error(DisconnectReason::TopicFilterInvalid));
         }
         if !entries.is_empty() {
             self.emit_routed(Action::Subscribe(entries));
@@ -520,17 +525,17 @@ impl Machine {
     pub(super) fn on_unsubscribe(&mut self, u: Unsubscribe) {
         let Some(c) = self.connected_mut() else { return };
         let mut st = c.session.lock();
-        let codes =
-            u.filters
-                .iter()
-                .map(|f| {
-                    if st.subscriptions.remove(f).is_some() {
-                        reason::SUCCESS
-                    } else {
-                        reason::NO_SUBSCRIPTION_EXISTED
-                    }
-                })
-                .collect();
+        let codes = u
+            .filters
+            .iter()
+            .map(|f| {
+                if st.subscriptions.remove(f).is_some() {
+                    UnsubAckReason::Success
+                } else {
+                    UnsubAckReason::NoSubscriptionExisted
+                }
+            })
+            .collect();
         drop(st);
         self.emit_routed(Action::Unsubscribe(u.filters));
         // [MQTT-3.10.4-4] UNSUBACK with the same packet identifier.
@@ -542,11 +547,11 @@ impl Machine {
         if let Some(secs) = d.session_expiry_interval {
             if c.zero_expiry && secs != 0 {
                 // [MQTT-3.14.2-2] cannot set an expiry after connecting with 0.
-                return self.close(Close::Error(reason::PROTOCOL_ERROR));
+                return self.close(Close::Error(DisconnectReason::ProtocolError));
             }
             c.expiry_update = Some(if secs == u32::MAX { None } else { Some(Duration::from_secs(u64::from(secs))) });
         }
-        if d.reason != reason::DISCONNECT_WITH_WILL {
+        if d.reason != DisconnectReason::DisconnectWithWill {
             // [MQTT-3.1.2-10] a normal DISCONNECT discards the will.
             c.will = None;
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::auth::{AuthExchange, Authenticator};
 use crate::message::{Message, SessionKey};
-use crate::protocol::{reason, Connect, Disconnect, Packet, Version, Will};
+use crate::protocol::{Connect, ConnectReason, Disconnect, DisconnectReason, Packet, Version, Will};
 use crate::router::{ConnHandle, ConnectReply, ConnectRequest, RouterMsg, SessionRefused, SubscribeEntry};
 use crate::session::gate::{Gate, LogPosition};
 use crate::session::state::SharedSession;
@@ -78,7 +78,7 @@ pub enum Close {
     /// The client sent DISCONNECT.
     Normal,
     /// A protocol violation or a keep-alive timeout, with its MQTT 5 reason.
-    Error(u8),
+    Error(DisconnectReason),
     /// Another connection took the session over.
     TakenOver,
     /// The broker is shutting down.
@@ -87,6 +87,20 @@ pub enum Close {
     Io,
     /// CONNECT was refused (CONNACK with an error code was sent).
     Refused,
+}
+
+/// For log lines: an error close names its reason and code.
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Close::Normal => f.write_str("DISCONNECT from the client"),
+            Close::Error(r) => write!(f, "{r}"),
+            Close::TakenOver => f.write_str("session taken over"),
+            Close::Shutdown => f.write_str("server shutting down"),
+            Close::Io => f.write_str("network connection closed"),
+            Close::Refused => f.write_str("CONNECT refused"),
+        }
+    }
 }
 
 /// What the driver must do.
@@ -204,7 +218,7 @@ pub struct Machine {
     pub(super) last_seen: Instant,
     pub(super) out: Vec<Action>,
     /// The code CONNECT is refused with whatever it holds (listener full).
-    pub(super) refusal: Option<u8>,
+    pub(super) refusal: Option<ConnectReason>,
     /// The MQTT 5 client's Maximum Packet Size, once CONNECT is read: a
     /// refusing CONNACK must fit it too [MQTT-3.2.2-19].
     pub(super) client_max: Option<u32>,
@@ -250,7 +264,7 @@ impl Machine {
     /// or administrative imposed limit has been exceeded", 5.0 3.2.2.2),
     /// not a passing overload that invites an immediate retry. MQTT 3.1 and
     /// 3.1.1 clients get 0x03 Server unavailable (the encoder maps it).
-    pub fn refuse_connect(&mut self, code: u8) {
+    pub fn refuse_connect(&mut self, code: ConnectReason) {
         self.refusal = Some(code);
     }
 
@@ -347,13 +361,13 @@ impl Machine {
         }
         let code = match why {
             Close::Error(c) => Some(c),
-            Close::TakenOver => Some(reason::SESSION_TAKEN_OVER),
-            Close::Shutdown => Some(reason::SERVER_SHUTTING_DOWN),
+            Close::TakenOver => Some(DisconnectReason::SessionTakenOver),
+            Close::Shutdown => Some(DisconnectReason::ServerShuttingDown),
             Close::Normal | Close::Io | Close::Refused => None,
         };
         if let (Some(code), State::Connected(c)) = (code, &self.state) {
             if c.version.is_v5() {
-                let reason_string = Some(reason::text(code).to_owned());
+                let reason_string = Some(code.text().to_owned());
                 let mut p = Packet::Disconnect(Disconnect { reason: code, reason_string, ..Disconnect::default() });
                 if !fits_client(c, &p) {
                     // [MQTT-3.14.2-3] no Reason String beyond the client's
@@ -386,7 +400,7 @@ impl Machine {
             // The decoder lets only CONNECT through first, and the driver
             // waits for the router before reading on; anything else is a bug
             // in the peer's ordering.
-            _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
+            _ => self.close(Close::Error(DisconnectReason::ProtocolError)),
         }
     }
 
@@ -403,7 +417,7 @@ impl Machine {
             Packet::Disconnect(d) => self.on_disconnect(d),
             Packet::Auth(a) => self.on_auth(a),
             // The decoder rejects every other type from a client.
-            _ => self.close(Close::Error(reason::PROTOCOL_ERROR)),
+            _ => self.close(Close::Error(DisconnectReason::ProtocolError)),
         }
     }
 
@@ -415,13 +429,13 @@ impl Machine {
             let v = if level == 5 { Version::V5 } else { Version::V311 };
             self.version = Some(v);
             self.send(Packet::ConnAck(Box::new(ConnAck {
-                code: reason::UNSUPPORTED_PROTOCOL_VERSION,
+                code: ConnectReason::UnsupportedProtocolVersion,
                 ..ConnAck::default()
             })));
             self.close(Close::Refused);
             return;
         }
-        self.close(Close::Error(e.reason_code()));
+        self.close(Close::Error(e.disconnect_reason()));
     }
 
     /// The router opened the session, or refused to open one
@@ -432,8 +446,8 @@ impl Machine {
         };
         match reply {
             Ok(reply) => self.on_session(*a, reply, now),
-            Err(SessionRefused::Quota) => self.refuse(reason::QUOTA_EXCEEDED),
-            Err(SessionRefused::NotOwner) => self.refuse_auth(reason::NOT_AUTHORIZED),
+            Err(SessionRefused::Quota) => self.refuse(ConnectReason::QuotaExceeded),
+            Err(SessionRefused::NotOwner) => self.refuse_auth(ConnectReason::NotAuthorized),
         }
     }
 
@@ -496,7 +510,7 @@ impl Machine {
         if self.deadline().is_some_and(|d| now >= d) {
             let timed_out_connected = matches!(self.state, State::Connected(_));
             if timed_out_connected {
-                self.close(Close::Error(reason::KEEP_ALIVE_TIMEOUT));
+                self.close(Close::Error(DisconnectReason::KeepAliveTimeout));
             } else {
                 self.close(Close::Refused);
             }
@@ -506,8 +520,8 @@ impl Machine {
     /// The router closed this connection (see `ConnHandle::close`): another
     /// connection took the session over (0x8E), or the session's queue
     /// overflowed (0x97). MQTT 5 clients get DISCONNECT with the reason.
-    pub fn closed_by_router(&mut self, code: u8) {
-        self.close(if code == reason::SESSION_TAKEN_OVER { Close::TakenOver } else { Close::Error(code) });
+    pub fn closed_by_router(&mut self, code: DisconnectReason) {
+        self.close(if code == DisconnectReason::SessionTakenOver { Close::TakenOver } else { Close::Error(code) });
     }
 
     pub fn shutdown(&mut self) {

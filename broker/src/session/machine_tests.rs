@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::*;
 use crate::config::QueueFullPolicy;
 use crate::protocol::{
-    Ack, ConnAck, Connect, DecodeError, Disconnect, Packet, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
-    Unsubscribe, Version, Will,
+    Ack, ConnAck, Connect, ConnectReason, DecodeError, Disconnect, DisconnectReason, Packet, PubRelReason, Publish,
+    QoS, SubAckReason, SubOptions, Subscribe, SubscribeFilter, UnsubAckReason, Unsubscribe, Version, Will,
 };
 use crate::router::{ConnHandle, Router, RouterMsg};
 use crate::session::state::QueueLimits;
@@ -191,7 +191,7 @@ pub(in crate::session) fn connack(sent: &[Packet]) -> &ConnAck {
 fn connect_accepts_and_reports_session_present() {
     let mut h = Harness::new();
     let (mut c, sent, closed) = h.client(connect_packet(Version::V311, "a", false));
-    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (0, false, None));
+    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (ConnectReason::Success, false, None));
     h.drop_conn(&mut c, Close::Io);
     let (_, sent, _) = h.client(connect_packet(Version::V311, "a", false));
     // [MQTT-3.2.2-2] the resumed session is reported present.
@@ -203,10 +203,10 @@ fn connect_empty_client_id_rules() {
     let mut h = Harness::new();
     // [MQTT-3.1.3-8] 3.1.1 zero-length id with clean session 0: CONNACK 0x02, close.
     let (_, sent, closed) = h.client(connect_packet(Version::V311, "", false));
-    assert_eq!((connack(&sent).code, closed), (reason::CLIENT_IDENTIFIER_NOT_VALID, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::ClientIdentifierNotValid, Some(Close::Refused)));
     // [MQTT-3.1.3-6] with clean session 1 the server assigns one.
     let (c, sent, closed) = h.client(connect_packet(Version::V311, "", true));
-    assert_eq!((connack(&sent).code, closed), (0, None));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::Success, None));
     assert!(c.m.client_id().unwrap().starts_with("edgemq-"));
     // MQTT 5: the assigned identifier is returned in CONNACK.
     let (_, sent, _) = h.client(connect_packet(Version::V5, "", true));
@@ -221,7 +221,7 @@ fn connect_refused_without_credentials_when_anonymous_is_off() {
     m.handle(Packet::Connect(Box::new(connect_packet(Version::V311, "x", true))), h.now);
     let mut c = Client { m, conn };
     let (sent, closed) = h.run(&mut c);
-    assert_eq!((connack(&sent).code, closed), (reason::NOT_AUTHORIZED, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::NotAuthorized, Some(Close::Refused)));
 }
 
 #[test]
@@ -232,7 +232,7 @@ fn unsupported_version_gets_connack_then_close() {
     // [MQTT-3.1.2-2]
     c.m.decode_error(DecodeError::UnsupportedVersion(6));
     let (sent, closed) = h.run(&mut c);
-    assert_eq!((connack(&sent).code, closed), (reason::UNSUPPORTED_PROTOCOL_VERSION, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::UnsupportedProtocolVersion, Some(Close::Refused)));
 }
 
 #[test]
@@ -240,7 +240,14 @@ fn publish_qos1_routes_and_acks() {
     let mut h = Harness::new();
     let (mut sub, _, _) = h.client(connect_packet(Version::V311, "sub", true));
     let (sent, _) = h.feed(&mut sub, subscribe("t/#", QoS::AtLeastOnce));
-    assert_eq!(sent, vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![1], reason_string: None })]);
+    assert_eq!(
+        sent,
+        vec![Packet::SubAck(crate::protocol::SubAck {
+            pkid: 1,
+            codes: vec![SubAckReason::GrantedQos1],
+            reason_string: None
+        })]
+    );
     let (mut publ, _, _) = h.client(connect_packet(Version::V311, "pub", true));
     let (sent, _) = h.feed(&mut publ, publish("t/1", QoS::AtLeastOnce, 5, b"x"));
     // [MQTT-4.3.2-2] PUBACK with the same packet identifier.
@@ -276,8 +283,10 @@ fn receive_maximum_exceeded_disconnects_v5() {
         h.feed(&mut c, publish("t", QoS::ExactlyOnce, id, b"x"));
     }
     let (sent, closed) = h.feed(&mut c, publish("t", QoS::ExactlyOnce, 4, b"x"));
-    assert_eq!(closed, Some(Close::Error(reason::RECEIVE_MAXIMUM_EXCEEDED)));
-    assert!(matches!(sent.last(), Some(Packet::Disconnect(d)) if d.reason == 0x93 && d.reason_string.is_some()));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::ReceiveMaximumExceeded)));
+    assert!(
+        matches!(sent.last(), Some(Packet::Disconnect(d)) if d.reason == DisconnectReason::ReceiveMaximumExceeded && d.reason_string.is_some())
+    );
 }
 
 #[test]
@@ -340,7 +349,7 @@ fn pubrec_for_unknown_id_v5_reports_not_found() {
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
     // With a Reason String: problem information is on by default [MQTT-3.1.2-29].
     let not_found = Some("packet identifier not found");
-    let ack = |pkid| Ack { pkid, reason: reason::PACKET_IDENTIFIER_NOT_FOUND, reason_string: not_found };
+    let ack = |pkid| Ack { pkid, reason: PubRelReason::PacketIdentifierNotFound, reason_string: not_found };
     assert_eq!(sent, vec![Packet::PubRel(ack(42))]);
     let (sent, _) = h.feed(&mut c, Packet::PubRel(Ack::ok(43)));
     assert_eq!(sent, vec![Packet::PubComp(ack(43))]);
@@ -353,12 +362,12 @@ fn no_reason_string_when_problem_information_is_off_or_it_would_not_fit() {
     let quiet = Connect { request_problem_information: false, ..connect_packet(Version::V5, "quiet", true) };
     let (mut c, _, _) = h.client(quiet);
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
-    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
+    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, PubRelReason::PacketIdentifierNotFound))]);
     // A Maximum Packet Size of 16 bytes leaves no room for the text [MQTT-3.4.2-2].
     let small = Connect { maximum_packet_size: Some(16), ..connect_packet(Version::V5, "small", true) };
     let (mut c, _, _) = h.client(small);
     let (sent, _) = h.feed(&mut c, Packet::PubRec(Ack::ok(42)));
-    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, reason::PACKET_IDENTIFIER_NOT_FOUND))]);
+    assert_eq!(sent, vec![Packet::PubRel(Ack::new(42, PubRelReason::PacketIdentifierNotFound))]);
 }
 
 #[test]
@@ -368,7 +377,14 @@ fn subscribe_invalid_filter_codes() {
     let (sent, closed) = h.feed(&mut c, subscribe("a/#/b", QoS::AtLeastOnce));
     assert_eq!(
         (sent, closed),
-        (vec![Packet::SubAck(crate::protocol::SubAck { pkid: 1, codes: vec![0x80], reason_string: None })], None)
+        (
+            vec![Packet::SubAck(crate::protocol::SubAck {
+                pkid: 1,
+                codes: vec![SubAckReason::TopicFilterInvalid],
+                reason_string: None
+            })],
+            None
+        )
     );
     let (mut c5, _, _) = h.client(connect_packet(Version::V5, "c5", true));
     let (sent, _) = h.feed(&mut c5, subscribe("a+", QoS::AtLeastOnce));
@@ -376,7 +392,7 @@ fn subscribe_invalid_filter_codes() {
         sent,
         vec![Packet::SubAck(crate::protocol::SubAck {
             pkid: 1,
-            codes: vec![reason::TOPIC_FILTER_INVALID],
+            codes: vec![SubAckReason::TopicFilterInvalid],
             reason_string: Some("topic filter invalid")
         })]
     );
@@ -399,7 +415,7 @@ fn unsubscribe_reports_and_stops_delivery() {
         sent,
         vec![Packet::UnsubAck(crate::protocol::UnsubAck {
             pkid: 2,
-            codes: vec![0, reason::NO_SUBSCRIPTION_EXISTED],
+            codes: vec![UnsubAckReason::Success, UnsubAckReason::NoSubscriptionExisted],
             reason_string: Some("no subscription existed")
         })]
     );
@@ -452,7 +468,7 @@ fn disconnect_discards_the_will_but_keepalive_timeout_publishes_it() {
     assert!(!c.m.is_closed());
     c.m.on_timer(start + Duration::from_secs(15));
     let (_, closed) = h.run(&mut c);
-    assert_eq!(closed, Some(Close::Error(reason::KEEP_ALIVE_TIMEOUT)));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::KeepAliveTimeout)));
     h.drop_conn(&mut c, Close::Io);
     let (sent, _) = h.run(&mut watcher);
     let Some(Packet::Publish(p)) = sent.first() else { panic!("{sent:?}") };
@@ -469,7 +485,10 @@ fn v5_disconnect_with_will_reason_publishes_it() {
     let (mut watcher, _, _) = h.client(connect_packet(Version::V311, "w", true));
     h.feed(&mut watcher, subscribe("wills/#", QoS::AtLeastOnce));
     let (mut c, _, _) = h.client(with_will(connect_packet(Version::V5, "c", true)));
-    h.feed(&mut c, Packet::Disconnect(Disconnect { reason: reason::DISCONNECT_WITH_WILL, ..Disconnect::default() }));
+    h.feed(
+        &mut c,
+        Packet::Disconnect(Disconnect { reason: DisconnectReason::DisconnectWithWill, ..Disconnect::default() }),
+    );
     h.drop_conn(&mut c, Close::Normal);
     assert_eq!(h.run(&mut watcher).0.len(), 1);
 }
@@ -480,13 +499,13 @@ fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
     let (mut old, _, _) = h.client(connect_packet(Version::V5, "dup", false));
     let (_new, sent, _) = h.client(connect_packet(Version::V5, "dup", false));
     assert!(connack(&sent).session_present);
-    assert_eq!(old.conn.close_reason(), Some(reason::SESSION_TAKEN_OVER), "[MQTT-3.1.4-2]");
-    old.m.closed_by_router(reason::SESSION_TAKEN_OVER);
+    assert_eq!(old.conn.close_reason(), Some(DisconnectReason::SessionTakenOver), "[MQTT-3.1.4-2]");
+    old.m.closed_by_router(DisconnectReason::SessionTakenOver);
     let (sent, closed) = h.run(&mut old);
     assert_eq!(closed, Some(Close::TakenOver));
     // [MQTT-3.1.4-3] (5.0) DISCONNECT 0x8E, with a reason string.
     assert!(
-        matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == reason::SESSION_TAKEN_OVER && d.reason_string.is_some())
+        matches!(sent.as_slice(), [Packet::Disconnect(d)] if d.reason == DisconnectReason::SessionTakenOver && d.reason_string.is_some())
     );
 }
 
@@ -513,11 +532,11 @@ fn inbound_topic_aliases_are_resolved_and_checked() {
     assert_eq!(topics, vec!["t/a", "t/a"]);
     // [MQTT-3.3.2-9] above the advertised Topic Alias Maximum (2): 0x94.
     let (_, closed) = h.feed(&mut c, aliased("t/b", 3));
-    assert_eq!(closed, Some(Close::Error(reason::TOPIC_ALIAS_INVALID)));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::TopicAliasInvalid)));
     // An alias never set, with an empty topic: protocol error.
     let (mut c2, _, _) = h.client(connect_packet(Version::V5, "c2", true));
     let (_, closed) = h.feed(&mut c2, aliased("", 2));
-    assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+    assert_eq!(closed, Some(Close::Error(DisconnectReason::ProtocolError)));
 }
 
 #[test]
@@ -589,7 +608,7 @@ fn connect_timeout_closes_a_silent_connection() {
 
 fn suback_codes(sent: &[Packet]) -> Vec<u8> {
     match sent {
-        [Packet::SubAck(a)] => a.codes.clone(),
+        [Packet::SubAck(a)] => a.codes.iter().map(|c| c.code()).collect(),
         other => panic!("expected one SUBACK, got {other:?}"),
     }
 }
@@ -615,14 +634,17 @@ fn subscriptions_beyond_the_cap_are_refused_per_filter() {
         })
     };
     let (sent, _) = h.feed(&mut c5, many(&["a", "b", "c", "a"]));
-    assert_eq!(suback_codes(&sent), vec![0, 0, reason::QUOTA_EXCEEDED, 0]);
+    assert_eq!(suback_codes(&sent), vec![0, 0, 0x97, 0]);
     let unsub = Packet::Unsubscribe(Unsubscribe { pkid: 2, filters: vec!["b".into()], user_properties: Vec::new() });
     h.feed(&mut c5, unsub);
     let (sent, _) = h.feed(&mut c5, many(&["c", "d"]));
-    assert_eq!(suback_codes(&sent), vec![0, reason::QUOTA_EXCEEDED]);
+    assert_eq!(suback_codes(&sent), vec![0, 0x97]);
     let (mut c3, _, _) = h.client_with(cfg, connect_packet(Version::V311, "c3", true));
     let (sent, closed) = h.feed(&mut c3, many(&["a", "b", "c"]));
-    assert_eq!((suback_codes(&sent), closed), (vec![0, 0, 0x80], None));
+    // The machine says why; the 3.1.1 encoder sends 0x80 Failure for it.
+    assert_eq!((suback_codes(&sent), closed), (vec![0, 0, 0x97], None));
+    let [Packet::SubAck(a)] = sent.as_slice() else { panic!("{sent:?}") };
+    assert!(a.codes.iter().map(|c| c.v311_code()).eq([0, 0, 0x80]));
 }
 
 /// `max_sessions`: a CONNECT that would open a session beyond it gets
@@ -633,11 +655,11 @@ fn connect_beyond_max_sessions_is_refused() {
     let mut h = Harness::new();
     h.router.set_caps(crate::router::RouterCaps { max_sessions: 1, ..Default::default() });
     let (_a, sent, _) = h.client(connect_packet(Version::V5, "a", false));
-    assert_eq!(connack(&sent).code, reason::SUCCESS);
+    assert_eq!(connack(&sent).code, ConnectReason::Success);
     let (_b, sent, closed) = h.client(connect_packet(Version::V5, "b", false));
-    assert_eq!((connack(&sent).code, closed), (reason::QUOTA_EXCEEDED, Some(Close::Refused)));
+    assert_eq!((connack(&sent).code, closed), (ConnectReason::QuotaExceeded, Some(Close::Refused)));
     let (_a2, sent, closed) = h.client(connect_packet(Version::V311, "a", false));
-    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (reason::SUCCESS, true, None));
+    assert_eq!((connack(&sent).code, connack(&sent).session_present, closed), (ConnectReason::Success, true, None));
 }
 
 /// A server-initiated DISCONNECT fits the client's Maximum Packet Size
@@ -650,10 +672,10 @@ fn disconnect_fits_the_clients_maximum_packet_size() {
         let mut connect = connect_packet(Version::V5, "small", true);
         connect.maximum_packet_size = Some(max);
         let (mut c, sent, _) = h.client(connect.clone());
-        assert_eq!(connack(&sent).code, reason::SUCCESS, "max {max}");
+        assert_eq!(connack(&sent).code, ConnectReason::Success, "max {max}");
         // A second CONNECT is a Protocol Error [MQTT-3.1.0-2].
         let (sent, closed) = h.feed(&mut c, Packet::Connect(Box::new(connect)));
-        assert_eq!(closed, Some(Close::Error(reason::PROTOCOL_ERROR)));
+        assert_eq!(closed, Some(Close::Error(DisconnectReason::ProtocolError)));
         let explained = match &sent[..] {
             [Packet::Disconnect(d)] => Some(d.reason_string.is_some()),
             [] => None,
@@ -679,7 +701,17 @@ fn refusing_connack_fits_the_clients_maximum_packet_size() {
         connect.maximum_packet_size = Some(max);
         let (_, sent, closed) = h.client_with(cfg.clone(), connect);
         let ack = connack(&sent);
-        assert_eq!((ack.code, ack.props.reason_string.is_some()), (reason::NOT_AUTHORIZED, explained), "max {max}");
+        assert_eq!(
+            (ack.code, ack.props.reason_string.is_some()),
+            (ConnectReason::NotAuthorized, explained),
+            "max {max}"
+        );
         assert_eq!(closed, Some(Close::Refused));
     }
+}
+
+#[test]
+fn close_prints_its_reason_for_log_lines() {
+    assert_eq!(Close::Error(DisconnectReason::KeepAliveTimeout).to_string(), "keep alive timeout (0x8d)");
+    assert_eq!(Close::Normal.to_string(), "DISCONNECT from the client");
 }

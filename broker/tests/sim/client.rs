@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use edgemq::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
-use edgemq::protocol::{Ack, Publish, QoS, SubOptions, Subscribe, SubscribeFilter, Version};
+use edgemq::protocol::{Ack, Publish, QoS, SubAckReason, SubOptions, Subscribe, SubscribeFilter, Version};
 use edgemq::store::powerloss::Rng;
 
 use crate::check::{Delivered, Oracle, Sent};
@@ -197,7 +197,7 @@ impl Client {
     fn on_packet(&mut self, p: ServerPacket, oracle: &mut Oracle, out: &mut BytesMut) {
         match p {
             ServerPacket::ConnAck(c) => {
-                assert!(c.code < 0x80, "client {}: CONNACK refused with {:#x}", self.id, c.code);
+                assert!(!c.code.is_error(), "client {}: CONNACK refused with {}", self.id, c.code);
                 self.connected = true;
                 if !c.session_present {
                     assert!(
@@ -230,18 +230,18 @@ impl Client {
                 }
             }
             ServerPacket::SubAck { codes, .. } => {
-                let granted = codes.first().copied().unwrap_or(0x80);
-                assert!(granted < 0x80, "client {}: SUBSCRIBE refused ({granted:#x})", self.id);
+                let granted = codes.first().copied().unwrap_or(SubAckReason::UnspecifiedError);
+                assert!(!granted.is_error(), "client {}: SUBSCRIBE refused ({granted})", self.id);
                 self.subscribed = true;
                 self.established = true;
-                oracle.subscribed(self.id, self.filter.0, QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce));
+                oracle.subscribed(self.id, self.filter.0, QoS::from_u8(granted.code()).unwrap_or(QoS::AtMostOnce));
             }
             ServerPacket::Publish(p) => self.on_publish(p, oracle),
             ServerPacket::PubAck(a) => {
                 if let Some(i) = self.out.iter().position(|(id, o)| *id == a.pkid && matches!(o, Out::Publish(_))) {
                     if let Some((_, Out::Publish(p))) = self.out.remove(i) {
                         self.established = true;
-                        oracle.acked(self.id, &p.payload, a.reason < 0x80);
+                        oracle.acked(self.id, &p.payload, !a.reason.is_error());
                     }
                 }
             }
@@ -249,8 +249,8 @@ impl Client {
                 if let Some(e) = self.out.iter_mut().find(|(id, _)| *id == a.pkid) {
                     if let Out::Publish(p) = &e.1 {
                         self.established = true;
-                        oracle.acked(self.id, &p.payload, a.reason < 0x80);
-                        if a.reason >= 0x80 {
+                        oracle.acked(self.id, &p.payload, !a.reason.is_error());
+                        if a.reason.is_error() {
                             let id = a.pkid;
                             self.out.retain(|(i, _)| *i != id);
                             return;
