@@ -115,6 +115,15 @@ impl Chunk {
         }
     }
 
+    /// Gives the bytes of a chunk read back (and still on disk) up, for a
+    /// snapshot's walk that does not need them any more.
+    pub fn evict(&self) {
+        let mut g = self.lock();
+        if g.state == ChunkState::Loaded {
+            (g.bytes, g.state) = (None, ChunkState::Written);
+        }
+    }
+
     fn read(&self, bytes: Option<Vec<u8>>) {
         let mut g = self.lock();
         match bytes {
