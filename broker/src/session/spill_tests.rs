@@ -314,3 +314,39 @@ fn the_oldest_entry_is_known_to_the_chunk_without_io() {
     while q.pop_front().is_some() {}
     assert_eq!(q.oldest_received(), None);
 }
+
+/// The spill thread dies in the middle of a write (a test hook panics it
+/// after half the bytes): the write counts as failed (its chunk kept in
+/// memory, its file given no more appends), what was queued behind it and
+/// everything after runs inline, and the queue loses, duplicates and
+/// reorders nothing.
+#[test]
+fn a_spill_thread_that_dies_mid_write_is_replaced_by_inline_io() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Arc::new(SpillDir::create(tmp.path().join("spill")).unwrap());
+    assert!(dir.io.threaded());
+    let mut q = SpillQueue::new(dir.clone(), 1, &pool(), Weak::new());
+    for n in 0..5_000 {
+        q.push_back(delivery(n));
+    }
+    dir.io.panic_next_write();
+    for n in 5_000..20_000 {
+        q.push_back(delivery(n));
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while dir.io.threaded() || dir.in_flight.load(Ordering::Relaxed) > 0 {
+        assert!(Instant::now() < until, "the thread died and its work was done");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(dir.held.load(Ordering::Relaxed) > 0, "the torn write's chunk is kept in memory");
+    for n in 20_000..25_000 {
+        q.push_back(delivery(n));
+    }
+    q.set_online(true);
+    let got: Vec<u32> = std::iter::from_fn(|| q.pop_front()).map(|d| number(&d)).collect();
+    assert_eq!(got, (0..25_000).collect::<Vec<_>>());
+    assert_eq!(files(&dir), 0, "drained files removed inline");
+    drop(q);
+    assert_eq!(dir.buffered.load(Ordering::Relaxed), 0);
+    assert_eq!(dir.held.load(Ordering::Relaxed), 0);
+}
