@@ -75,7 +75,12 @@ pub(super) struct SnapshotRun {
     walks: std::collections::VecDeque<Arc<SharedSession>>,
     /// The first walk waits for the spill thread.
     waiting: bool,
+    /// The retained messages still to write, once the sessions are.
+    retained: Option<Vec<Arc<Message>>>,
 }
+
+/// Retained messages a snapshot step writes as one session's worth.
+const RETAINED_PER_STEP: usize = 256;
 
 impl Durable {
     /// The record of a persistent session: expiry, and since when it is
@@ -350,6 +355,7 @@ impl Router {
             early: HashSet::new(),
             walks: Default::default(),
             waiting: false,
+            retained: None,
         });
     }
 
@@ -437,10 +443,30 @@ impl Router {
                 run.walks.push_back(e.shared.clone());
             }
         }
-        self.retained.for_each(|m| {
-            let stored = StoredMessage::from_message(m, now, wall);
-            j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+        // Then the retained messages, a batch at a time as well. Each is
+        // looked up again when written: one replaced or cleared meanwhile
+        // was recorded (and applies to what replay builds), and the
+        // snapshot writes the current one or none.
+        let retained = run.retained.get_or_insert_with(|| {
+            let mut all = Vec::with_capacity(self.retained.len());
+            self.retained.for_each(|m| all.push(m.clone()));
+            all
         });
+        while !retained.is_empty() {
+            if written >= sessions || (pace == Pace::Room && !j.has_room()) {
+                d.running = Some(run);
+                return false;
+            }
+            written += 1;
+            for m in retained.drain(retained.len().saturating_sub(RETAINED_PER_STEP)..) {
+                self.retained.matching(&m.topic, |now_m| {
+                    if now_m.topic == m.topic {
+                        let stored = StoredMessage::from_message(now_m, now, wall);
+                        j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+                    }
+                });
+            }
+        }
         let end = j.append(&Record::SnapshotEnd { id: run.id });
         d.pending_gc = Some((end, run.begin));
         true
