@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{Router, SessionEntry};
 use crate::message::{Delivery, Message, SessionKey};
-use crate::session::state::SharedSession;
+use crate::session::state::{SessionState, SharedSession, WalkRead, WalkStep};
 use crate::store::record::unix_ms;
 use crate::store::{Journal, Lsn, Model, Record, StoredMessage};
 
@@ -32,7 +32,16 @@ pub(super) struct Durable {
     running: Option<SnapshotRun>,
     /// Exactly-once across a cut inside a routing (`resume.rs`).
     pub resume: super::resume::Resume,
+    /// No compaction before this (a snapshot failed).
+    retry_at: Option<Instant>,
+    /// Rate-limits the error that compaction waits for a restart.
+    unreadable_log: crate::ratelimit::RateLimited,
+    /// Notified when a chunk a snapshot's walk waits for is read back.
+    pub walk_ready: Arc<tokio::sync::Notify>,
 }
+
+/// How long after a failed snapshot the next may start.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(60);
 
 /// How a snapshot step waits for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +72,17 @@ pub(super) struct SnapshotRun {
     early: HashSet<SessionKey>,
     /// Message bodies written so far (bounded, see `SessionState::dump`).
     mids: HashSet<u64>,
+    /// Sessions whose spilled chunks on disk are still to write, in the
+    /// order their walks began (only the first is read ahead).
+    walks: std::collections::VecDeque<Arc<SharedSession>>,
+    /// The first walk waits for the spill thread.
+    waiting: bool,
+    /// The retained messages still to write, once the sessions are.
+    retained: Option<Vec<Arc<Message>>>,
 }
+
+/// Retained messages a snapshot step writes as one session's worth.
+const RETAINED_PER_STEP: usize = 256;
 
 impl Durable {
     /// The record of a persistent session: expiry, and since when it is
@@ -79,24 +98,26 @@ impl Durable {
     }
 
     /// Writes one session into the snapshot in progress (`st` is its
-    /// locked state).
+    /// locked state); true if its spilled chunks on disk are left for a
+    /// walk (`SnapshotRun::walks`).
     fn snap_session(
         &self,
         mids: &mut HashSet<u64>,
         key: SessionKey,
         e: &SessionEntry,
-        st: &crate::session::state::SessionState,
+        st: &mut SessionState,
         (now, wall): (Instant, SystemTime),
         pace: Pace,
-    ) {
+    ) -> bool {
         let j = &self.journal;
         j.append(&Record::Snap(Box::new(self.session_record(key, e))));
-        st.dump(mids, now, wall, &mut |r| {
-            if pace != Pace::Never {
+        let mut out = |r| {
+            if pace == Pace::Wait {
                 j.wait_room();
             }
             j.append(&Record::Snap(Box::new(r)));
-        });
+        };
+        st.dump(mids, now, wall, &mut out)
     }
 
     /// Records a message body under a new id; returns the id.
@@ -111,10 +132,48 @@ impl Durable {
         mid
     }
 
+    /// Gives up the snapshot in progress (a chunk of a spilled queue could
+    /// not be read back, or a walk was cut short): no end record, so the
+    /// log keeps what it has and the snapshot is retried later.
+    fn abandon(&mut self, run: SnapshotRun, lost: usize, now: Instant) {
+        tracing::error!(
+            snapshot = run.id,
+            unreadable_messages = lost,
+            "store: the snapshot is abandoned (a spilled queue could not be walked); the log keeps \
+             everything and compaction is retried in {} s",
+            SNAPSHOT_RETRY.as_secs()
+        );
+        for s in run.walks {
+            s.lock().dump_abort();
+        }
+        self.retry_at = Some(now + SNAPSHOT_RETRY);
+    }
+
     fn wall(&self, now: Instant) -> SystemTime {
         match now.checked_duration_since(self.base.0) {
             Some(d) => self.base.1 + d,
             None => self.base.1 - self.base.0.duration_since(now),
+        }
+    }
+}
+
+/// Writes what a dump left pending, reading chunks on disk in the caller;
+/// false if one could not be read.
+fn finish_dump(
+    st: &mut SessionState,
+    mids: &mut HashSet<u64>,
+    (now, wall): (Instant, SystemTime),
+    out: &mut dyn FnMut(Record),
+) -> bool {
+    loop {
+        match st.dump_next(mids, now, wall, out, WalkRead::Blocking) {
+            WalkStep::Done => return true,
+            WalkStep::More | WalkStep::Waiting => {}
+            WalkStep::Failed { lost } => {
+                tracing::error!(lost, "store: queued messages of a spilled queue cannot be read back for the log");
+                st.dump_abort();
+                return false;
+            }
         }
     }
 }
@@ -136,6 +195,9 @@ impl Router {
             compacted_size: 0,
             running: None,
             resume: super::resume::Resume::new(model.interrupted),
+            retry_at: None,
+            unreadable_log: Default::default(),
+            walk_ready: Arc::new(tokio::sync::Notify::new()),
         });
         self.next_key = self.next_key.max(model.max_key + 1);
         // Queues past their memory share spill there too.
@@ -222,7 +284,9 @@ impl Router {
                 let pending = !run.early.contains(&key) && run.keys.binary_search_by(|k| key.cmp(k)).is_ok();
                 if pending {
                     let wall = d.wall(now);
-                    d.snap_session(&mut run.mids, key, e, &st, (now, wall), Pace::Room);
+                    if d.snap_session(&mut run.mids, key, e, &mut st, (now, wall), Pace::Room) {
+                        run.walks.push_back(e.shared.clone());
+                    }
                     run.early.insert(key);
                 }
                 d.running = Some(run);
@@ -234,9 +298,15 @@ impl Router {
             // persistent gets its body stored, so it survives a restart too.
             st.store_bodies(&mut |dl| d.store_body(&dl.msg));
             st.set_journal(key, d.journal.clone());
-            st.dump(&mut HashSet::new(), now, d.wall(now), &mut |r| {
+            let (mut mids, wall) = (HashSet::new(), d.wall(now));
+            let mut out = |r: Record| {
                 d.journal.append(&r);
-            });
+            };
+            if st.dump(&mut mids, now, wall, &mut out) {
+                // Rare (a spilled queue that was not persistent): the chunks
+                // on disk are read here.
+                finish_dump(&mut st, &mut mids, (now, wall), &mut out);
+            }
         }
     }
 
@@ -304,7 +374,22 @@ impl Router {
         d.last_mid = None;
         let mut keys: Vec<SessionKey> = self.sessions.keys().copied().collect();
         keys.sort_unstable_by(|a, b| b.cmp(a));
-        d.running = Some(SnapshotRun { id, begin, keys, mids: HashSet::new(), early: HashSet::new() });
+        d.running = Some(SnapshotRun {
+            id,
+            begin,
+            keys,
+            mids: HashSet::new(),
+            early: HashSet::new(),
+            walks: Default::default(),
+            waiting: false,
+            retained: None,
+        });
+    }
+
+    /// Whether the snapshot in progress waits for the spill thread (not for
+    /// the log): the router's loop waits for `walk_ready` then.
+    pub fn snapshot_waiting(&self) -> bool {
+        self.durable.as_ref().and_then(|d| d.running.as_ref()).is_some_and(|r| r.waiting)
     }
 
     /// Whether a compaction's snapshot is being written.
@@ -313,40 +398,102 @@ impl Router {
     }
 
     /// Writes the next sessions of the snapshot in progress, at most
-    /// `sessions`, at `pace`; true once it is complete (or none runs). One
-    /// session is written whole: with [`Pace::Room`] and [`Pace::Wait`],
-    /// one whose records overflow the log's buffer waits for room
-    /// (blocking), so a large backlog's snapshot does not wait in memory
-    /// all at once.
+    /// `sessions` (a walk's step counts as one), at `pace`; true once it is
+    /// complete (or none runs, or it failed). With [`Pace::Room`] it never
+    /// waits: it stops when the log has no room, and a spilled queue's
+    /// chunks on disk are written as the spill thread reads them back
+    /// (`walk_ready` is notified; [`Router::snapshot_waiting`]).
     pub fn snapshot_step(&mut self, now: Instant, pace: Pace, sessions: usize) -> bool {
         let Some(d) = &mut self.durable else { return true };
         let Some(mut run) = d.running.take() else { return true };
         let j = d.journal.clone();
         let wall = d.wall(now);
+        let ready = d.walk_ready.clone();
+        let wake = move || -> Box<dyn FnOnce() + Send> {
+            let ready = ready.clone();
+            Box::new(move || ready.notify_one())
+        };
         let mut written = 0;
-        while let Some(key) = run.keys.last().copied() {
+        run.waiting = false;
+        loop {
             if written >= sessions || (pace == Pace::Room && !j.has_room()) {
                 d.running = Some(run);
                 return false;
             }
-            run.keys.pop();
+            if let Some(s) = run.walks.front().cloned() {
+                written += 1;
+                let mut st = s.lock();
+                if !st.is_journaled() {
+                    // Ended: its records would be ignored.
+                    st.dump_abort();
+                    run.walks.pop_front();
+                    continue;
+                }
+                let mut out = |r| {
+                    if pace == Pace::Wait {
+                        j.wait_room();
+                    }
+                    j.append(&Record::Snap(Box::new(r)));
+                };
+                let read = if pace == Pace::Room { WalkRead::Ask(&wake) } else { WalkRead::Blocking };
+                match st.dump_next(&mut run.mids, now, wall, &mut out, read) {
+                    WalkStep::Done => {
+                        run.walks.pop_front();
+                    }
+                    WalkStep::More => {}
+                    WalkStep::Waiting => {
+                        run.waiting = true;
+                        d.running = Some(run);
+                        return false;
+                    }
+                    WalkStep::Failed { lost } => {
+                        drop(st);
+                        d.abandon(run, lost, now);
+                        return true;
+                    }
+                }
+                continue;
+            }
+            let Some(key) = run.keys.pop() else { break };
             if run.early.remove(&key) {
                 continue;
             }
             let Some(e) = self.sessions.get(&key) else { continue };
             // Appended under the session's lock, so a change the session
             // records after this point follows its snapshot in the log.
-            let st = e.shared.lock();
+            let mut st = e.shared.lock();
             if !st.is_journaled() {
                 continue;
             }
             written += 1;
-            d.snap_session(&mut run.mids, key, e, &st, (now, wall), pace);
+            if d.snap_session(&mut run.mids, key, e, &mut st, (now, wall), pace) {
+                run.walks.push_back(e.shared.clone());
+            }
         }
-        self.retained.for_each(|m| {
-            let stored = StoredMessage::from_message(m, now, wall);
-            j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+        // Then the retained messages, a batch at a time as well. Each is
+        // looked up again when written: one replaced or cleared meanwhile
+        // was recorded (and applies to what replay builds), and the
+        // snapshot writes the current one or none.
+        let retained = run.retained.get_or_insert_with(|| {
+            let mut all = Vec::with_capacity(self.retained.len());
+            self.retained.for_each(|m| all.push(m.clone()));
+            all
         });
+        while !retained.is_empty() {
+            if written >= sessions || (pace == Pace::Room && !j.has_room()) {
+                d.running = Some(run);
+                return false;
+            }
+            written += 1;
+            for m in retained.drain(retained.len().saturating_sub(RETAINED_PER_STEP)..) {
+                self.retained.matching(&m.topic, |now_m| {
+                    if now_m.topic == m.topic {
+                        let stored = StoredMessage::from_message(now_m, now, wall);
+                        j.append(&Record::Snap(Box::new(Record::Retain(stored))));
+                    }
+                });
+            }
+        }
         d.resume.snapshot(&self.sessions, &mut |r| {
             j.append(&Record::Snap(Box::new(r)));
         });
@@ -362,7 +509,7 @@ impl Router {
         self.durable.as_ref().map_or(0, |d| d.snapshot_id)
     }
 
-    pub fn maintain_store(&mut self, _now: Instant) {
+    pub fn maintain_store(&mut self, now: Instant) {
         let Some(d) = &mut self.durable else { return };
         if let Some(asked) = d.deleting {
             if d.journal.stats().deletions_done.load(std::sync::atomic::Ordering::Acquire) == asked {
@@ -380,7 +527,20 @@ impl Router {
             }
             return;
         }
-        if d.running.is_some() {
+        if d.running.is_some() || d.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        let unreadable = d.journal.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed);
+        if unreadable > 0 {
+            // The log has those messages: a restart brings them back.
+            if let Some(n) = d.unreadable_log.event(now) {
+                tracing::error!(
+                    unreadable_messages = unreadable,
+                    times = n,
+                    "store: queued messages could not be read back from spill files; the log is not \
+                     compacted until a restart brings them back"
+                );
+            }
             return;
         }
         let size = d.journal.disk_bytes();
@@ -396,3 +556,7 @@ impl Router {
 #[cfg(test)]
 #[path = "snapshot_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "snapshot_spill_tests.rs"]
+mod spill_tests;

@@ -27,15 +27,24 @@ pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // A compaction's snapshot is written between batches, a few
-        // sessions at a time, when the log has room (never waiting for it
-        // here).
+        // sessions at a time, when the log has room and, for a spilled
+        // queue's chunks on disk, as the spill thread reads them back
+        // (never waiting for either here).
         let snapshot = {
             let guard = shared.lock();
             let router = guard.as_ref()?;
-            router.snapshot_running().then(|| router.durable.as_ref().map(|d| d.journal.clone())).flatten()
+            let waiting = router.snapshot_waiting();
+            let d = router.durable.as_ref().filter(|_| router.snapshot_running());
+            d.map(|d| (d.journal.clone(), waiting.then(|| d.walk_ready.clone())))
         };
         tokio::select! {
-            _ = async { if let Some(j) = &snapshot { j.room().await } }, if snapshot.is_some() => {
+            _ = async {
+                match &snapshot {
+                    Some((_, Some(ready))) => ready.notified().await,
+                    Some((j, None)) => j.room().await,
+                    None => {}
+                }
+            }, if snapshot.is_some() => {
                 let now = tokio::time::Instant::now().into_std();
                 if let Some(router) = shared.lock().as_mut() {
                     router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);

@@ -16,13 +16,18 @@
 //! has nothing to give until then (`front` is `None` although `len` is
 //! not 0), and the session is woken when the chunk is there. A connected
 //! queue asks for the next chunk as it starts decoding one, so a drain
-//! rarely waits. Only walks of the whole queue (a snapshot's `for_each`,
-//! `take_where`, `rotate`: rare) read chunks on disk themselves.
+//! rarely waits. A compaction's snapshot walks the queue without I/O here
+//! (`spill_walk.rs`): what is in memory at once, the chunks on disk as the
+//! spill thread reads them back, none consumed before it is walked. Only
+//! `take_where` (when shared-subscription entries are on disk) and
+//! `rotate` (a session that becomes persistent) read chunks on disk
+//! themselves: rare.
 //!
 //! If a chunk cannot be written, its entries stay in memory (within
 //! [`SpillDir::memory_full`]) and the queue begins a new file; if one
-//! cannot be read back, its entries are lost to this run and logged (the
-//! log still has those of persistent sessions).
+//! cannot be read back, its entries are lost to this run and logged, and
+//! counted in [`SpillDir::unreadable`]: the log is not compacted while any
+//! are, so a restart brings back those of persistent sessions.
 //!
 //! Accounting: the decoded head is charged to the memory budget (a push
 //! that does not fit there goes to disk even while nothing is spilled), and
@@ -35,10 +40,13 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::budget::{memory_cost, Charge, Full, QueuePool};
-use super::state::{MessageQueue, SharedSession};
+use super::state::{MessageQueue, SharedSession, WalkRead, WalkStep};
 use crate::message::{Delivery, SessionKey};
 use crate::store::record::{decode_spilled, encode_spilled};
 use crate::store::spill_io::{self, Chunk, ChunkState, SpillIo, SpillPath};
+
+#[path = "spill_walk.rs"]
+mod walk;
 use crate::store::SpillDir;
 
 /// Entries a connected session keeps decoded in memory.
@@ -48,6 +56,8 @@ const TAIL_CHUNK: usize = 32 * 1024;
 
 /// A chunk handed to the spill thread, where it is in which file.
 struct Run {
+    /// Increasing along the queue (a snapshot's walk follows them).
+    id: u64,
     chunk: Arc<Chunk>,
     path: SpillPath,
     at: u64,
@@ -93,6 +103,15 @@ pub struct SpillQueue {
     disk_charged: u64,
     /// Woken when a chunk it waits for has been read back.
     waker: Weak<SharedSession>,
+    /// The id of the next chunk handed over.
+    next_id: u64,
+    /// A snapshot's walk in progress: its chunks are not consumed.
+    walk: Option<walk::Walk>,
+    /// A walk was cut short by `take_where` or `rotate`.
+    walk_broken: bool,
+    /// Spilled entries of shared subscriptions, at most (`take_where`
+    /// reads nothing back while none is).
+    shared_spilled: usize,
 }
 
 /// Roughly what a delivery takes spilled (its entry and body encoded).
@@ -120,6 +139,10 @@ impl SpillQueue {
             charge: Charge::new(pool),
             disk_charged: 0,
             waker,
+            next_id: 0,
+            walk: None,
+            walk_broken: false,
+            shared_spilled: 0,
         }
     }
 
@@ -165,6 +188,7 @@ impl SpillQueue {
     }
 
     fn encode(&mut self, d: &Delivery) {
+        self.shared_spilled += usize::from(d.shared.is_some());
         self.tail_first.get_or_insert(d.msg.received);
         let at = self.tail.len();
         self.tail.extend_from_slice(&[0; 4]);
@@ -201,7 +225,9 @@ impl SpillQueue {
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len();
         let chunk = SpillIo::write(&self.dir, &self.path, bytes);
-        self.runs.push_back(Run { chunk, path: self.path.clone(), at: self.written, len, entries, first });
+        let id = self.next_id;
+        self.next_id += 1;
+        self.runs.push_back(Run { id, chunk, path: self.path.clone(), at: self.written, len, entries, first });
         self.written += len as u64;
         self.run_entries += entries;
         self.run_bytes += len as u64;
@@ -236,6 +262,10 @@ impl SpillQueue {
                 continue;
             }
             let Some(run) = self.runs.front() else { break };
+            if self.walk.is_some_and(|w| w.holds(run.id)) {
+                // A snapshot writes it first (the session is woken then).
+                return;
+            }
             let (bytes, state) = run.chunk.get();
             let bytes = match bytes {
                 Some(b) => Some(b),
@@ -258,9 +288,11 @@ impl SpillQueue {
                     self.prefetch();
                 }
                 None => {
+                    self.dir.unreadable.fetch_add(run.entries as u64, Ordering::Relaxed);
                     tracing::error!(
                         lost = run.entries,
-                        "queue spill file unreadable; these messages return only after a restart"
+                        "queue spill file unreadable; these messages return only after a restart \
+                         (the log is not compacted until then)"
                     );
                     self.run_entries -= run.entries;
                     self.run_bytes -= run.len as u64;
@@ -277,7 +309,9 @@ impl SpillQueue {
     fn decode_front(&mut self) {
         let Some(f) = &mut self.front else { return };
         let (head, charge) = (&mut self.head, &mut self.charge);
+        let shared = &mut self.shared_spilled;
         let (used, n) = decode_entries(&f.bytes[f.at..], f.left.min(HEAD_ONLINE), &self.dir, &mut |d| {
+            *shared = shared.saturating_sub(usize::from(d.shared.is_some()));
             charge.add(memory_cost(&d));
             head.push_back(d);
         });
@@ -289,6 +323,7 @@ impl SpillQueue {
             // Our own bytes do not decode (logged): the rest is lost.
             let rest = (f.bytes.len() - f.at) as u64;
             tracing::error!(lost = f.left, "queue spill chunk does not decode");
+            self.dir.unreadable.fetch_add(f.left as u64, Ordering::Relaxed);
             self.run_entries -= f.left;
             self.run_bytes -= rest;
             f.left = 0;
@@ -318,33 +353,15 @@ impl SpillQueue {
             self.charge.add(memory_cost(&d));
             self.head.push_back(d);
         });
-    }
-
-    /// Calls `f` on every spilled entry, in order, without consuming them;
-    /// chunks on disk are read here (blocking: snapshots).
-    fn for_each_spilled(&self, f: &mut dyn FnMut(&Delivery, bool)) {
-        if let Some(fr) = &self.front {
-            decode_entries(&fr.bytes[fr.at..], fr.left, &self.dir, &mut |d| f(&d, true));
-        }
-        for r in &self.runs {
-            let bytes = match r.chunk.get().0 {
-                Some(b) => b,
-                None => match spill_io::read_now(&r.path, r.at, r.len) {
-                    Ok(b) => b.into(),
-                    Err(e) => {
-                        tracing::error!(file = %r.path.display(), "queue spill file unreadable: {e}");
-                        continue;
-                    }
-                },
-            };
-            decode_entries(&bytes, r.entries, &self.dir, &mut |d| f(&d, true));
-        }
-        decode_entries(&self.tail, usize::MAX, &self.dir, &mut |d| f(&d, true));
+        self.shared_spilled = 0;
     }
 
     fn pop(&mut self, blocking: bool) -> Option<Delivery> {
         self.refill(blocking);
         self.sync_disk();
+        if self.spilled() == 0 {
+            self.shared_spilled = 0;
+        }
         let d = self.head.pop_front()?;
         self.charge.sub(memory_cost(&d));
         Some(d)
@@ -416,11 +433,16 @@ impl MessageQueue for SpillQueue {
         }
     }
 
-    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
-        for d in &self.head {
-            f(d, false);
-        }
-        self.for_each_spilled(f);
+    fn walk_begin(&mut self, f: &mut dyn FnMut(&Delivery)) -> bool {
+        self.begin_walk(f)
+    }
+
+    fn walk_next(&mut self, f: &mut dyn FnMut(&Delivery), read: WalkRead<'_>) -> WalkStep {
+        self.next_walk(f, read)
+    }
+
+    fn walk_abort(&mut self) {
+        self.end_walk();
     }
 
     fn len(&self) -> usize {
@@ -430,6 +452,7 @@ impl MessageQueue for SpillQueue {
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery> {
         // Rotates the queue once: kept entries go to the back in order.
         // Chunks on disk are read here (a rare walk of the whole queue).
+        self.break_walk();
         let mut taken = Vec::new();
         for _ in 0..self.len() {
             let Some(d) = self.pop(true) else { break };
@@ -442,7 +465,20 @@ impl MessageQueue for SpillQueue {
         taken
     }
 
+    fn take_shared(&mut self) -> Vec<Delivery> {
+        if self.shared_spilled > 0 {
+            return self.take_where(&mut |d| d.shared.is_some());
+        }
+        // None on disk: the head alone, no I/O.
+        let (taken, kept): (VecDeque<_>, VecDeque<_>) =
+            std::mem::take(&mut self.head).into_iter().partition(|d| d.shared.is_some());
+        self.head = kept;
+        self.charge.sub(taken.iter().map(memory_cost).sum());
+        taken.into()
+    }
+
     fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery)) {
+        self.break_walk();
         for _ in 0..self.len() {
             let Some(mut d) = self.pop(true) else { break };
             f(&mut d);

@@ -111,7 +111,7 @@ proptest! {
             }
             prop_assert_eq!(q.len(), model.len());
             let mut seen = Vec::new();
-            q.for_each(&mut |d, _| seen.push((d.sub_ids[0], d.msg.payload.len())));
+            prop_assert!(q.walk_all(&mut |d| seen.push((d.sub_ids[0], d.msg.payload.len()))));
             prop_assert_eq!(&seen, &model.iter().copied().collect::<Vec<_>>());
         }
         // Drained, the queue holds no file and nothing spilled.

@@ -32,12 +32,24 @@ pub trait MessageQueue: Send {
     fn push_back(&mut self, d: Delivery);
     fn pop_front(&mut self) -> Option<Delivery>;
     fn front(&mut self) -> Option<&Delivery>;
-    /// Calls `f` on each waiting delivery, oldest first, with whether it
-    /// was read back from disk for the call.
-    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool));
+    /// Begins a snapshot's walk of the waiting deliveries, oldest first:
+    /// `f` gets what is in memory now; true if more is left for
+    /// [`MessageQueue::walk_next`] (none of which is consumed meanwhile).
+    fn walk_begin(&mut self, f: &mut dyn FnMut(&Delivery)) -> bool;
+    /// Continues a walk: `f` gets the next deliveries as far as they are
+    /// in memory (or, `WalkRead::Blocking`, read here).
+    fn walk_next(&mut self, _f: &mut dyn FnMut(&Delivery), _read: WalkRead<'_>) -> WalkStep {
+        WalkStep::Done
+    }
+    /// Gives a walk up.
+    fn walk_abort(&mut self) {}
     fn len(&self) -> usize;
     /// Removes and returns, in order, the deliveries for which `pred` holds.
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
+    /// `take_where` for the deliveries of shared subscriptions.
+    fn take_shared(&mut self) -> Vec<Delivery> {
+        self.take_where(&mut |d| d.shared.is_some())
+    }
     /// Passes every waiting delivery to `f` once, in order, to be changed
     /// in place.
     fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery));
@@ -53,6 +65,29 @@ pub trait MessageQueue: Send {
     /// admin API's backlog age; a spilled queue knows it to the chunk: the
     /// first entry of the chunk its front is in); `None` if none waits.
     fn oldest_received(&self) -> Option<std::time::Instant>;
+}
+
+/// How a walk gets chunks that are on disk.
+pub enum WalkRead<'a> {
+    /// Asks the spill thread; the function makes what it calls when one is
+    /// read back.
+    Ask(&'a dyn Fn() -> Box<dyn FnOnce() + Send>),
+    /// Reads them in the caller (the snapshot at start, before listening).
+    Blocking,
+}
+
+/// What a step of a walk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkStep {
+    /// Everything is walked.
+    Done,
+    /// More is in memory or on disk: call again.
+    More,
+    /// Waiting for chunks to be read back (the `Ask` wake-up comes).
+    Waiting,
+    /// A chunk could not be read back (`lost` entries), or the walk was cut
+    /// short: the snapshot cannot be complete.
+    Failed { lost: usize },
 }
 
 /// The in-memory queue, its bytes charged to the memory budget.
@@ -93,10 +128,11 @@ impl MessageQueue for MemQueue {
     fn oldest_received(&self) -> Option<std::time::Instant> {
         self.0.front().map(|d| d.msg.received)
     }
-    fn for_each(&self, f: &mut dyn FnMut(&Delivery, bool)) {
+    fn walk_begin(&mut self, f: &mut dyn FnMut(&Delivery)) -> bool {
         for d in &self.0 {
-            f(d, false);
+            f(d);
         }
+        false
     }
     fn len(&self) -> usize {
         self.0.len()
@@ -671,7 +707,7 @@ impl SessionState {
                 records.push(Record::Ack { key: self.key, pkid });
             }
         }
-        let taken = self.queue.take_where(&mut |d| d.shared.is_some());
+        let taken = self.queue.take_shared();
         for d in &taken {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
             self.count(-1, -(d.msg.cost() as i64), 0);
@@ -681,52 +717,6 @@ impl SessionState {
         }
         out.extend(taken);
         (out, records)
-    }
-
-    /// The records that recreate this session's state (for a snapshot),
-    /// passed to `out` one by one. Message bodies are written once per
-    /// snapshot as far as `mids` remembers them (it is bounded: a body
-    /// written twice under one `mid` is harmless).
-    pub fn dump(
-        &self,
-        mids: &mut HashSet<u64>,
-        now: Instant,
-        wall: std::time::SystemTime,
-        out: &mut dyn FnMut(Record),
-    ) {
-        const REMEMBER: usize = 65_536;
-        let key = self.key;
-        for (filter, (options, id)) in &self.subscriptions {
-            out(Record::Sub { key, filter: filter.clone(), options: *options, id: *id });
-        }
-        let mut entry = |d: &Delivery, out: &mut dyn FnMut(Record)| {
-            if mids.len() >= REMEMBER {
-                mids.clear();
-            }
-            if mids.insert(d.mid) {
-                let msg = crate::store::StoredMessage::from_message(&d.msg, now, wall);
-                out(Record::Msg { mid: d.mid, msg });
-            }
-            out(enq_record(key, d));
-        };
-        for f in &self.inflight {
-            match &f.stage {
-                Stage::Published(d) if self.stored(d) => {
-                    entry(d, out);
-                    out(Record::Pop { key, seq: d.seq, pkid: f.pkid });
-                }
-                Stage::Published(_) => {}
-                Stage::Released => out(Record::Rel { key, pkid: f.pkid }),
-            }
-        }
-        self.queue.for_each(&mut |d, _| {
-            if self.stored(d) {
-                entry(d, out);
-            }
-        });
-        for (pkid, _) in self.inbound_qos2.iter().filter(|(_, place)| **place == 0) {
-            out(Record::In2 { key, pkid: *pkid });
-        }
     }
 
     /// Rebuilds a persistent session from its stored state.
@@ -777,6 +767,9 @@ impl SessionState {
         self.waker = waker;
     }
 }
+
+#[path = "state_snapshot.rs"]
+mod snapshot;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

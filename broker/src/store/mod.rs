@@ -104,6 +104,9 @@ pub struct SpillDir {
     pub held: AtomicUsize,
     /// [`SpillDir::has_room`] may be true again.
     pub room: tokio::sync::Notify,
+    /// Queued entries lost to spill chunks that could not be read back:
+    /// the log keeps them (no compaction) until a restart.
+    pub unreadable: AtomicU64,
 }
 
 /// Completes once `ready` holds, re-checking it each time `notify` wakes
@@ -170,6 +173,7 @@ impl SpillDir {
             path,
             epoch,
             buffered: AtomicUsize::new(0),
+            unreadable: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
             disk_used: AtomicU64::new(0),

@@ -20,6 +20,12 @@
 //! for what follows, so a disk that has room again is used again.
 //!
 //! Tests can run the operations inline, in the caller ([`SpillIo::inline`]).
+//! So does a broker whose spill thread died (a panic in an operation, or
+//! it could not start): the operation it was in is repaired (a write left
+//! half done fails, its chunk kept in memory and its file given no more
+//! appends; a read is asked again; a removal is done again), and it and
+//! the callers run what is queued in order, with the same record of failed
+//! files, so nothing is lost, duplicated or appended after a torn write.
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -115,6 +121,24 @@ impl Chunk {
         }
     }
 
+    /// Gives the bytes of a chunk read back (and still on disk) up, for a
+    /// snapshot's walk that does not need them any more.
+    pub fn evict(&self) {
+        let mut g = self.lock();
+        if g.state == ChunkState::Loaded {
+            (g.bytes, g.state) = (None, ChunkState::Written);
+        }
+    }
+
+    /// A read that did not happen (the thread died in it): the chunk may
+    /// be asked for again.
+    fn unclaim(&self) {
+        let mut g = self.lock();
+        if g.state == ChunkState::Reading {
+            g.state = ChunkState::Written;
+        }
+    }
+
     fn read(&self, bytes: Option<Vec<u8>>) {
         let mut g = self.lock();
         match bytes {
@@ -145,9 +169,21 @@ impl Drop for Chunk {
 pub type SpillPath = Arc<Path>;
 
 enum Op {
-    Write { path: SpillPath, chunk: Arc<Chunk> },
-    Read { path: SpillPath, at: u64, len: usize, chunk: Arc<Chunk>, wake: Box<dyn FnOnce() + Send> },
-    Remove { path: SpillPath },
+    Write {
+        path: SpillPath,
+        chunk: Arc<Chunk>,
+    },
+    /// `wake` is taken when called.
+    Read {
+        path: SpillPath,
+        at: u64,
+        len: usize,
+        chunk: Arc<Chunk>,
+        wake: Option<Box<dyn FnOnce() + Send>>,
+    },
+    Remove {
+        path: SpillPath,
+    },
 }
 
 /// What the I/O side remembers: failures to log, and files a write failed
@@ -156,51 +192,130 @@ enum Op {
 struct IoState {
     failures: RateLimited,
     poisoned: HashSet<SpillPath>,
+    /// Tests: the next write panics half done.
+    #[cfg(test)]
+    panic_next_write: bool,
+}
+
+/// What the thread and the callers share: the queue of operations, the
+/// record of failed files, and whether the thread still runs them.
+struct Shared {
+    rx: Mutex<mpsc::Receiver<Op>>,
+    state: Mutex<IoState>,
+    alive: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, IoState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs what is queued, in the caller (no thread runs it).
+    fn drain(&self) {
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(op) = rx.try_recv() {
+            run_guarded(op, self);
+        }
+    }
+
+    /// The thread: operations until the handle is gone, or one panics.
+    fn serve(&self) {
+        loop {
+            let op = match self.rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            };
+            if !run_guarded(op, self) {
+                // What is queued and what comes runs in the callers now.
+                self.alive.store(false, Ordering::SeqCst);
+                self.drain();
+                return;
+            }
+        }
+    }
+}
+
+/// Runs `op`; after a panic in it, repairs what it left and returns false.
+fn run_guarded(mut op: Op, shared: &Shared) -> bool {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut op, &mut shared.state())));
+    if ran.is_ok() {
+        return true;
+    }
+    tracing::error!("the spill thread failed; spill files are handled inline from now on");
+    match op {
+        Op::Write { path, chunk } => {
+            // Its length is unknown now: kept in memory, no more appends.
+            shared.state().poisoned.insert(path);
+            chunk.written(false);
+        }
+        Op::Read { chunk, wake, .. } => {
+            chunk.unclaim();
+            if let Some(wake) = wake {
+                wake();
+            }
+        }
+        Op::Remove { path } => {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    false
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpillIo").field("thread", &self.alive.load(Ordering::Relaxed)).finish_non_exhaustive()
+    }
 }
 
 /// The handle to the spill thread (or, for tests, inline I/O).
 #[derive(Debug)]
 pub struct SpillIo {
-    tx: Option<mpsc::Sender<Op>>,
-    /// The state of inline I/O (and of a thread that could not start).
-    inline: Mutex<IoState>,
+    tx: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
 }
 
 impl SpillIo {
     /// Starts the thread; it ends when the handle is dropped and what was
     /// asked is done. If it cannot start, operations run inline.
     pub fn start() -> SpillIo {
-        let (tx, rx) = mpsc::channel::<Op>();
-        let spawned = std::thread::Builder::new().name("edgemq-spill".into()).spawn(move || {
-            let mut st = IoState::default();
-            while let Ok(op) = rx.recv() {
-                run(op, &mut st);
-            }
-        });
-        match spawned {
-            Ok(_) => SpillIo { tx: Some(tx), inline: Mutex::default() },
-            Err(e) => {
-                tracing::warn!("cannot start the spill thread, spill files are written inline: {e}");
-                SpillIo::inline()
-            }
+        let io = SpillIo::inline();
+        io.shared.alive.store(true, Ordering::SeqCst);
+        let shared = io.shared.clone();
+        let spawned = std::thread::Builder::new().name("edgemq-spill".into()).spawn(move || shared.serve());
+        if let Err(e) = spawned {
+            io.shared.alive.store(false, Ordering::SeqCst);
+            tracing::warn!("cannot start the spill thread, spill files are written inline: {e}");
         }
+        io
     }
 
     /// Runs every operation in the caller (tests: deterministic).
     pub fn inline() -> SpillIo {
-        SpillIo { tx: None, inline: Mutex::default() }
+        let (tx, rx) = mpsc::channel::<Op>();
+        let shared =
+            Shared { rx: Mutex::new(rx), state: Mutex::default(), alive: std::sync::atomic::AtomicBool::new(false) };
+        SpillIo { tx, shared: Arc::new(shared) }
     }
 
     fn submit(&self, op: Op) {
-        let op = match &self.tx {
-            Some(tx) => match tx.send(op) {
-                Ok(()) => return,
-                // The thread is gone (it panicked): do it here.
-                Err(mpsc::SendError(op)) => op,
-            },
-            None => op,
-        };
-        run(op, &mut self.inline.lock().unwrap_or_else(|e| e.into_inner()));
+        // The receiver lives as long as `shared`: the send does not fail.
+        let _ = self.tx.send(op);
+        // Checked after the send: a thread that dies runs what it finds
+        // queued, the callers what comes after.
+        if !self.shared.alive.load(Ordering::SeqCst) {
+            self.shared.drain();
+        }
+    }
+
+    /// Whether the thread runs the operations (not the callers).
+    pub fn threaded(&self) -> bool {
+        self.shared.alive.load(Ordering::SeqCst)
+    }
+
+    /// Tests: the thread's next write panics after writing half its bytes.
+    #[cfg(test)]
+    pub fn panic_next_write(&self) {
+        self.shared.state().panic_next_write = true;
     }
 
     /// Hands `bytes` (counted in `dir.buffered` by the caller) over to be
@@ -222,7 +337,7 @@ impl SpillIo {
     /// are (or the read failed). Inline, done when this returns.
     pub fn read(&self, path: &SpillPath, at: u64, len: usize, chunk: &Arc<Chunk>, wake: Box<dyn FnOnce() + Send>) {
         if chunk.start_read() {
-            self.submit(Op::Read { path: path.clone(), at, len, chunk: chunk.clone(), wake });
+            self.submit(Op::Read { path: path.clone(), at, len, chunk: chunk.clone(), wake: Some(wake) });
         }
     }
 
@@ -240,14 +355,21 @@ pub fn read_now(path: &Path, at: u64, len: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn run(op: Op, st: &mut IoState) {
+fn run(op: &mut Op, st: &mut IoState) {
     match op {
         Op::Write { path, chunk } => {
             let Some(bytes) = chunk.get().0 else { return };
-            let result = if st.poisoned.contains(&path) {
+            let result = if st.poisoned.contains(&*path) {
                 Err(io::Error::other("an earlier write to this file failed"))
             } else {
-                OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(&bytes))
+                OpenOptions::new().create(true).append(true).open(&*path).and_then(|mut f| {
+                    #[cfg(test)]
+                    if std::mem::take(&mut st.panic_next_write) {
+                        let _ = f.write_all(&bytes[..bytes.len() / 2]);
+                        panic!("test: the spill thread dies in a write");
+                    }
+                    f.write_all(&bytes)
+                })
             };
             chunk.written(result.is_ok());
             if let Err(e) = result {
@@ -265,18 +387,20 @@ fn run(op: Op, st: &mut IoState) {
             }
         }
         Op::Read { path, at, len, chunk, wake } => {
-            match read_now(&path, at, len) {
+            match read_now(path, *at, *len) {
                 Ok(b) => chunk.read(Some(b)),
                 Err(e) => {
                     tracing::error!(file = %path.display(), "queue spill file unreadable: {e}");
                     chunk.read(None);
                 }
             }
-            wake();
+            if let Some(wake) = wake.take() {
+                wake();
+            }
         }
         Op::Remove { path } => {
-            st.poisoned.remove(&path);
-            let _ = std::fs::remove_file(&path);
+            st.poisoned.remove(&*path);
+            let _ = std::fs::remove_file(&**path);
         }
     }
 }

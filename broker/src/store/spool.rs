@@ -4,7 +4,11 @@
 //! What stays in memory per queue is small whatever its length: the set
 //! of sequence numbers queued as ranges (a backlog is a few runs), every
 //! 1024th (`SAMPLE_EVERY`) entry's file offset, a write buffer, and the rare
-//! entries that arrive out of order (`late`, kept decoded). The file holds
+//! entries that arrive out of order (`late`, kept decoded). Entries that
+//! arrive as two interleaved ascending sequences (a compaction's snapshot
+//! of a spilled queue, written in pieces while new entries are queued) go
+//! to two spools, the second in [`Entries::second`], so neither is late.
+//! The file holds
 //! entries in strictly increasing sequence number; an entry is live while
 //! its number is in the set and no later copy is in `late`. Removing an
 //! entry whose body must go in flight reads it back (forward from the
@@ -190,17 +194,47 @@ pub struct Entries {
     cursor: u64,
     /// Entries that came after a higher number was spooled.
     late: BTreeMap<u64, Entry>,
+    /// Entries that came after a higher number was spooled but in
+    /// ascending order among themselves (on disk only).
+    second: Option<Box<Entries>>,
+    /// Where the spools go (none: in memory).
+    scratch: Option<Arc<Path>>,
 }
 
 impl Entries {
     /// Entries spooled to scratch files in `dir`.
     pub fn on_disk(dir: Arc<Path>) -> Entries {
-        Entries { spool: Spool { dir: Some(dir), ..Spool::default() }, ..Entries::default() }
+        Entries {
+            spool: Spool { dir: Some(dir.clone()), ..Spool::default() },
+            scratch: Some(dir),
+            ..Entries::default()
+        }
     }
 
     /// Entries held in memory (`late`) rather than spooled.
     pub fn in_memory(&self) -> usize {
-        self.late.len()
+        self.late.len() + self.second.as_ref().map_or(0, |s| s.in_memory())
+    }
+
+    /// The spool `seq` goes to: this one (in order, or late), or the
+    /// second one, where a second ascending sequence goes.
+    fn second_for(&mut self, seq: u64) -> Option<&mut Entries> {
+        if self.second.as_ref().is_some_and(|s| s.present.contains(seq)) {
+            return self.second.as_deref_mut();
+        }
+        let in_order = self.last_spooled.is_none_or(|l| seq > l);
+        if in_order || self.present.contains(seq) {
+            return None;
+        }
+        let dir = self.scratch.clone()?;
+        let second = self.second.get_or_insert_with(|| Box::new(Entries::on_disk(dir)));
+        let fits = second.last_spooled.is_none_or(|l| seq > l);
+        fits.then_some(&mut **second)
+    }
+
+    /// The second spool if it holds `seq`.
+    fn second_with(&mut self, seq: u64) -> Option<&mut Entries> {
+        self.second.as_deref_mut().filter(|s| s.present.contains(seq))
     }
 
     /// Whether the spool went to a file.
@@ -209,6 +243,10 @@ impl Entries {
     }
 
     pub fn insert(&mut self, seq: u64, e: Entry) {
+        if let Some(second) = self.second_for(seq) {
+            second.insert(seq, e);
+            return;
+        }
         if self.last_spooled.is_none_or(|l| seq > l) {
             if self.spooled % SAMPLE_EVERY == 0 {
                 self.samples.push((seq, self.spool.len()));
@@ -228,13 +266,18 @@ impl Entries {
 
     /// Removes `seq` without reading it back.
     pub fn discard(&mut self, seq: u64) {
-        if self.present.remove(seq) {
+        if let Some(second) = self.second_with(seq) {
+            second.discard(seq);
+        } else if self.present.remove(seq) {
             self.len -= 1;
             self.late.remove(&seq);
         }
     }
 
     pub fn remove(&mut self, seq: u64) -> Option<Entry> {
+        if let Some(second) = self.second_with(seq) {
+            return second.remove(seq);
+        }
         if !self.present.contains(seq) {
             return None;
         }
@@ -288,8 +331,22 @@ impl Entries {
         }
     }
 
-    /// The entries in order, read back from the spool.
-    pub fn iter(&self) -> Iter<'_> {
+    /// The entries in order, read back from the spools.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Entry)> + '_ {
+        let mut first = self.iter_one().peekable();
+        let mut second = self.second.as_ref().map(|s| s.iter_one().peekable());
+        std::iter::from_fn(move || {
+            let Some(second) = second.as_mut() else { return first.next() };
+            match (first.peek(), second.peek()) {
+                (Some(a), Some(b)) if a.0 < b.0 => first.next(),
+                (_, Some(_)) => second.next(),
+                _ => first.next(),
+            }
+        })
+    }
+
+    /// The entries of this spool (not the second) in order.
+    fn iter_one(&self) -> Iter<'_> {
         Iter {
             entries: self,
             at: self.cursor,
@@ -305,16 +362,16 @@ impl Entries {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.second.as_ref().map_or(0, |s| s.len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The highest sequence number queued.
     pub fn last_seq(&self) -> Option<u64> {
-        self.present.last()
+        self.present.last().max(self.second.as_ref().and_then(|s| s.present.last()))
     }
 }
 
@@ -390,7 +447,7 @@ impl Clone for Entries {
 
 impl PartialEq for Entries {
     fn eq(&self, other: &Entries) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 

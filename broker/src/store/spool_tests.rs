@@ -88,3 +88,36 @@ fn in_memory_without_a_directory() {
     assert_eq!(e.keys().collect::<Vec<_>>(), vec![0, 3, 5, 9]);
     assert!(!e.spooled_to_file());
 }
+
+#[test]
+fn two_interleaved_ascending_sequences_stay_on_disk() {
+    // A snapshot writes a spilled queue's entries in pieces (ascending)
+    // while newer entries are queued (ascending, higher).
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Entries::on_disk(Arc::from(dir.path()));
+    let mut model = BTreeMap::new();
+    let mut put = |e: &mut Entries, seq: u64| {
+        e.insert(seq, entry(seq));
+        model.insert(seq, entry(seq));
+    };
+    for seq in 0..100 {
+        put(&mut e, seq);
+    }
+    for i in 0..50_000u64 {
+        put(&mut e, 100 + i);
+        if i % 10 == 0 {
+            put(&mut e, 1_000_000 + i);
+        }
+    }
+    assert_eq!(e.in_memory(), 0, "no entry is held decoded");
+    // Removals and repeats in both.
+    for seq in [0, 150, 1_000_010, 120] {
+        assert_eq!(e.remove(seq), model.remove(&seq));
+    }
+    e.discard(1_000_020);
+    model.remove(&1_000_020);
+    e.insert(130, entry(7));
+    model.insert(130, entry(7));
+    check(&e, &model);
+    assert_eq!(e.clone(), e);
+}

@@ -1,0 +1,190 @@
+//! Snapshots of spilled queues: their chunks on disk are written as the
+//! spill thread reads them back (the router never reads a file), the
+//! queue gives out nothing the snapshot has not written, and a chunk that
+//! cannot be read back abandons the snapshot rather than lose what it
+//! holds.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::super::*;
+use super::tests::{compact, disconnect, live, open, persistent, publish, recovered, subscribe};
+
+/// Runs `snapshot_step` to the end, waiting for the spill thread when the
+/// snapshot says so, calling `between` between steps; the steps taken.
+fn run_snapshot(r: &mut Router, between: &mut dyn FnMut(&mut Router, u32)) -> (u32, u32) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let (mut steps, mut waits) = (0, 0);
+    while !r.snapshot_step(Instant::now(), super::Pace::Room, 3) {
+        steps += 1;
+        if r.snapshot_waiting() {
+            waits += 1;
+            let ready = r.durable.as_ref().unwrap().walk_ready.clone();
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), ready.notified()).await.expect("woken")
+            });
+        } else {
+            // As the router's loop: the log's room is awaited, not polled.
+            let j = r.durable.as_ref().unwrap().journal.clone();
+            rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), j.room()).await.expect("room") });
+        }
+        between(r, steps);
+    }
+    (steps, waits)
+}
+
+/// Waits until the spill thread has written every chunk handed to it.
+fn written(spill: &crate::store::SpillDir) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while spill.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        assert!(Instant::now() < until, "spilled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_snapshot_of_spilled_backlogs_in_steps_recovers_the_live_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected;
+    {
+        let (j, m) = open(dir.path());
+        let mut r = Router::new(crate::session::state::QueueLimits::default());
+        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let clients: Vec<_> = (0..4u64).map(|i| persistent(&mut r, &format!("c{i}"), i + 1)).collect();
+        for c in &clients {
+            subscribe(&mut r, c.key, "t/#");
+        }
+        // Three offline backlogs, one connected client draining.
+        for (i, c) in clients.iter().enumerate().skip(1) {
+            disconnect(&mut r, c.key, i as u64 + 1);
+        }
+        for n in 0..15_000 {
+            publish(&mut r, &format!("t/{}", n % 10), n);
+        }
+        let spill = j.spill.clone();
+        written(&spill);
+        r.start_snapshot();
+        let online = clients[0].session.clone();
+        let mut n = 15_000;
+        let (steps, waits) = run_snapshot(&mut r, &mut |r, step| {
+            for _ in 0..20 {
+                publish(r, "t/x", n);
+                n += 1;
+            }
+            let mut st = online.lock();
+            for _ in 0..50 {
+                let Some((_, pkid)) = st.next_to_send(100, Instant::now()) else { break };
+                if step % 3 != 0 {
+                    st.puback(pkid);
+                }
+            }
+        });
+        assert!(steps > 10 && waits > 0, "in steps ({steps}), waiting for the spill thread ({waits})");
+        expected = live(&r);
+        compact(&mut r, &j);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    assert_eq!(recovered(&m), expected);
+    for s in m.sessions.values() {
+        assert_eq!(s.queue.in_memory(), 0, "{}: replay keeps the queue on disk", s.client_id);
+    }
+}
+
+#[test]
+fn an_unreadable_spill_chunk_abandons_the_snapshot_and_the_log_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let queued;
+    {
+        let (j, m) = open(dir.path());
+        let mut r = Router::new(crate::session::state::QueueLimits::default());
+        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let c = persistent(&mut r, "c", 1);
+        subscribe(&mut r, c.key, "t/#");
+        disconnect(&mut r, c.key, 1);
+        for n in 0..5_000 {
+            publish(&mut r, "t/a", n);
+        }
+        queued = c.session.lock().queued();
+        let spill = j.spill.clone();
+        written(&spill);
+        for f in std::fs::read_dir(&spill.path).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let before = r.snapshot_count();
+        let gc = r.durable.as_ref().unwrap().pending_gc;
+        r.start_snapshot();
+        run_snapshot(&mut r, &mut |_, _| {});
+        let d = r.durable.as_ref().unwrap();
+        assert!(d.pending_gc == gc && d.running.is_none(), "abandoned: nothing new to compact");
+        r.maintain_store(Instant::now());
+        assert_eq!(r.snapshot_count(), before + 1, "not retried at once");
+        // The connection drains what it can: the unreadable chunks are
+        // given up, counted, and the log is not compacted for them.
+        let shared = c.session.clone();
+        shared.lock().set_online(true);
+        for _ in 0..100 {
+            let mut st = shared.lock();
+            while let Some((_, pkid)) = st.next_to_send(100, Instant::now()) {
+                st.puback(pkid);
+            }
+            if st.queued() == 0 {
+                break;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(spill.unreadable.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    let s = m.sessions.values().find(|s| s.client_id == "c").unwrap();
+    assert!(!s.queue.is_empty(), "what could not be read back is still in the log");
+    assert!(s.queue.len() <= queued);
+}
+
+fn retain(r: &mut Router, topic: &str, payload: &[u8]) {
+    r.publish(Message {
+        topic: topic.into(),
+        payload: bytes::Bytes::copy_from_slice(payload),
+        qos: crate::protocol::QoS::AtMostOnce,
+        retain: true,
+        props: None,
+        origin: 0,
+        received: Instant::now(),
+    });
+}
+
+/// Retained messages are written in steps too; one replaced, cleared or
+/// added between steps is recovered as it is live.
+#[test]
+fn retained_messages_are_written_in_steps_as_they_are_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    {
+        let (j, m) = open(dir.path());
+        let mut r = Router::new(crate::session::state::QueueLimits::default());
+        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        for n in 0..3_000u32 {
+            retain(&mut r, &format!("r/{n}"), &n.to_le_bytes());
+        }
+        r.start_snapshot();
+        let mut step = 0u32;
+        while !r.snapshot_step(Instant::now(), super::Pace::Room, 1) {
+            step += 1;
+            // Replaced, cleared, added; from both ends of the order.
+            retain(&mut r, &format!("r/{}", step * 7 % 3_000), b"new");
+            retain(&mut r, &format!("r/{}", 2_999 - step * 5 % 3_000), b"");
+            retain(&mut r, &format!("added/{step}"), b"added");
+        }
+        assert!(step >= 10, "in steps ({step})");
+        r.retained.for_each(|m| {
+            expected.insert(m.topic.clone(), m.payload.to_vec());
+        });
+        compact(&mut r, &j);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    let got: std::collections::BTreeMap<String, Vec<u8>> =
+        m.retained.values().map(|s| (s.topic.clone(), s.payload.to_vec())).collect();
+    assert_eq!(got, expected);
+}
