@@ -200,7 +200,7 @@ pub async fn run(link: Link) {
                     break;
                 }
                 Err(e) => {
-                    link.status.down(e.to_string());
+                    link.status.connect_failed(e.to_string());
                     // A line at each power-of-two failure: an outage of
                     // days does not flood the log.
                     failures += 1;
@@ -625,6 +625,7 @@ async fn incoming(link: &Link, st: &mut State, p: Publish, ticket: &Arc<Ticket>,
     }
     let local = link.cfg.topics.iter().find_map(|r| r.to_local(&p.topic));
     let Some(topic) = local else {
+        link.status.incoming(false);
         tracing::debug!(bridge = %link.cfg.name, topic = %p.topic, "bridge: no in rule for a remote message");
         return ack.map(|ack| InAck { count: 0, ack });
     };
@@ -649,6 +650,7 @@ async fn incoming(link: &Link, st: &mut State, p: Publish, ticket: &Arc<Ticket>,
     if link.router.send(msg).await.is_err() {
         return None;
     }
+    link.status.incoming(true);
     let ack = ack?;
     *routed += 1;
     Some(InAck { count: *routed, ack })
