@@ -104,6 +104,7 @@ impl Bridges {
         for ((cfg, fifo, origin, tls), status) in self.bridges.iter().zip(&self.statuses) {
             let link = link::Link {
                 status: status.clone(),
+                private: std::sync::atomic::AtomicBool::new(cfg.try_private),
                 cfg: cfg.clone(),
                 tls: tls.clone(),
                 fifo: fifo.clone(),
