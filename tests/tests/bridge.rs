@@ -520,3 +520,89 @@ async fn an_unloadable_bridge_ca_file_stops_the_start() {
     let e = edgemq::Broker::start(cfg).await.err().expect("the start fails");
     assert!(e.to_string().contains("nope.pem"), "{e}");
 }
+
+/// A proxy in front of `to` that records the protocol level of each
+/// CONNECT through it and, with `refuse`, answers a CONNECT with the
+/// bridge mark (level | 0x80) with those bytes and closes, as a broker
+/// that does not know the mark: CONNACK 0x01, unacceptable protocol
+/// version ([MQTT-3.1.2-2]), or nothing.
+async fn level_proxy(
+    to: SocketAddr,
+    refuse: Option<&'static [u8]>,
+) -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let levels = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = levels.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut down, _)) = listener.accept().await else { return };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // The CONNECT: fixed header, remaining length, "\0\x04MQTT", level.
+                let mut buf = Vec::new();
+                let level = loop {
+                    let mut chunk = [0u8; 4096];
+                    match down.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(len_bytes) = buf[1..].iter().position(|b| b & 0x80 == 0).map(|i| i + 1) else { continue };
+                    if let Some(level) = buf.get(1 + len_bytes + 6) {
+                        break *level;
+                    }
+                };
+                seen.lock().unwrap().push(level);
+                if let Some(answer) = refuse.filter(|_| level & 0x80 != 0) {
+                    let _ = down.write_all(answer).await;
+                    return;
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
+                if up.write_all(&buf).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+            });
+        }
+    });
+    (addr, levels)
+}
+
+/// Mosquitto's `try_private`: a 3.1.1 bridge connects with level 0x84;
+/// a remote that refuses it (CONNACK 0x01, or a close before any
+/// CONNACK) is connected to again at once with level 4, and from then on;
+/// Debian's Mosquitto takes the mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_private_falls_back_when_the_remote_refuses_the_bridge_mark() {
+    let answers: [&'static [u8]; 2] = [&[0x20, 0x02, 0x00, 0x01], &[]];
+    for answer in answers {
+        let cloud = TestBroker::start().await;
+        let (proxy, levels) = level_proxy(cloud.addr, Some(answer)).await;
+        let edge = edge_with(vec![bridge("up", &[proxy.to_string()], &["s/# out 1"], "")]).await;
+        let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+        sub.subscribe("s/#", QoS::AtLeastOnce).await;
+        publish_numbered(edge.addr, "s/1", 0, 20).await;
+        receive_numbered(&mut sub, 20, Duration::from_secs(20)).await;
+        let seen = levels.lock().unwrap().clone();
+        assert_eq!(seen[..2], [0x84, 0x04], "{answer:?}: refused with the mark, then without: {seen:?}");
+        assert!(seen[2..].iter().all(|l| *l == 0x04), "{answer:?}: not tried again: {seen:?}");
+        edge.shutdown().await;
+        cloud.shutdown().await;
+    }
+
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let cloud = Mosquitto::start(free_port(), mdir.path()).await;
+    let (proxy, levels) = level_proxy(cloud.addr(), None).await;
+    let edge = edge_with(vec![bridge("up", &[proxy.to_string()], &["s/# out 1"], "")]).await;
+    let (mut sub, _) = V4Client::connect(v4(cloud.addr(), "cloud-sub", true)).await;
+    sub.subscribe("s/#", QoS::AtLeastOnce).await;
+    publish_numbered(edge.addr, "s/1", 0, 20).await;
+    receive_numbered(&mut sub, 20, Duration::from_secs(20)).await;
+    let seen = levels.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|l| *l == 0x84), "Mosquitto takes the mark: {seen:?}");
+    edge.shutdown().await;
+    cloud.stop().await;
+}

@@ -192,3 +192,77 @@ async fn thousands_of_sessions_are_paged_and_deleted() {
     assert_eq!(get_json(http, "/api/sessions?limit=1").await["items"][0]["client_id"], "s00001");
     b.shutdown().await;
 }
+
+/// The sample of `name` with every label of `labels`.
+fn sample_with(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let s = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+    match s.value {
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+        ref other => panic!("{name}: unexpected {other:?}"),
+    }
+}
+
+/// A bridge's figures in `/metrics` (labelled with its name) and in
+/// `GET /api/bridges`: connected, messages each way, connection failures
+/// (its first address is dead, tried first), queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_figures_are_in_the_metrics_and_the_api() {
+    use common::bridge::*;
+    let cloud = TestBroker::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let b = bridge("up", &[dead, cloud.addr.to_string()], &["s/# out 1", "c/# in 1 edge/ site1/"], "");
+    let edge = TestBroker::start_with(|c| {
+        c.bridges = vec![b];
+        c.http = Some(HttpConfig { token: Some(TOKEN.into()), ..HttpConfig::local("127.0.0.1:0".parse().unwrap()) });
+    })
+    .await;
+    let http = edge.broker.http_addr().unwrap();
+    let mut cloud_sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    cloud_sub.subscribe("s/#", rumqttc::QoS::AtLeastOnce).await;
+    publish_numbered(edge.addr, "s/1", 0, 20).await;
+    receive_numbered(&mut cloud_sub, 20, std::time::Duration::from_secs(20)).await;
+    let mut edge_sub = V4Client::simple(edge.addr, "edge-sub").await;
+    edge_sub.subscribe("edge/c/#", rumqttc::QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud.addr, "cloud-pub").await;
+    probe_until_carried("the in rule", &cloud_pub, "site1/c/x", &mut edge_sub, 200).await;
+    // The cloud's PUBACKs may trail the subscriber's copies a moment.
+    let scrape = within("20 forwarded in /metrics", async {
+        loop {
+            let (status, text) = request(http, "GET", "/metrics", bearer()).await;
+            assert_eq!(status, 200);
+            let scrape =
+                prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("exposition format");
+            let out = [("bridge", "up"), ("direction", "out"), ("outcome", "forwarded")];
+            if sample_with(&scrape, "edgemq_bridge_messages_total", &out) == 20.0 {
+                return scrape;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let up = [("bridge", "up")];
+    let m = |name: &str, labels: &[(&str, &str)]| sample_with(&scrape, name, labels);
+    assert_eq!(m("edgemq_bridge_connected", &up), 1.0);
+    assert_eq!(m("edgemq_bridge_queued_messages", &up), 0.0);
+    assert_eq!(m("edgemq_bridge_reconnects_total", &up), 0.0, "connected once");
+    assert!(m("edgemq_bridge_connect_failures_total", &up) >= 1.0, "the dead address");
+    let series = |d, o| [("bridge", "up"), ("direction", d), ("outcome", o)];
+    assert!(m("edgemq_bridge_messages_total", &series("in", "forwarded")) >= 1.0, "the probes came home");
+    for (d, o) in [("out", "dropped"), ("out", "rejected"), ("in", "dropped")] {
+        assert_eq!(m("edgemq_bridge_messages_total", &series(d, o)), 0.0, "{d} {o}");
+    }
+    let v = get_json(http, "/api/bridges").await;
+    let b = &v[0];
+    assert_eq!(
+        (b["forwarded"].as_u64(), b["reconnects"].as_u64(), b["in_dropped"].as_u64()),
+        (Some(20), Some(0), Some(0)),
+        "{v}"
+    );
+    assert!(b["in_forwarded"].as_u64() >= Some(1) && b["connect_failures"].as_u64() >= Some(1), "{v}");
+    edge.shutdown().await;
+    cloud.shutdown().await;
+}

@@ -260,3 +260,89 @@ async fn imported_configuration_admits_and_refuses_as_mosquitto() {
     same_clients_admitted_and_refused(&s, "edgemq").await;
     within("edgemq shutdown", broker.shutdown()).await;
 }
+
+/// Starts Debian's Mosquitto on `conf`, waits for it on `port`.
+async fn mosquitto_on(conf: &Path, port: u16) -> tokio::process::Child {
+    let mut m = Command::new("mosquitto");
+    m.arg("-c").arg(conf).stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
+    let child = m.spawn().expect("spawn mosquitto");
+    listening(port).await;
+    child
+}
+
+/// A gateway's mosquitto.conf with a bridge (`connection` section) to a
+/// Debian Mosquitto "cloud": Mosquitto takes it, and edgemq started on its
+/// import carries `out` messages to the cloud and `in` messages home,
+/// with the prefixes, and publishes the bridge's state where Mosquitto does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_bridge_carries_messages_both_ways() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (cloud_port, edge_port) = (free_port(), free_port());
+    let cloud_conf = d.join("cloud.conf");
+    std::fs::write(&cloud_conf, format!("user root\nlistener {cloud_port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
+    let mut cloud = mosquitto_on(&cloud_conf, cloud_port).await;
+    std::fs::create_dir(d.join("data")).unwrap();
+    let conf = d.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence true\npersistence_location {data}/\n\
+             listener {edge_port} 127.0.0.1\nallow_anonymous true\n\n\
+             connection cloud\naddress 127.0.0.1:{cloud_port}\n\
+             topic sensors/# out 1 \"\" site1/\ntopic cmd/# in 1 edge/ site1/\n\
+             remote_clientid gw1\ncleansession false\nkeepalive_interval 10\nrestart_timeout 1 2\n\
+             bridge_protocol_version mqttv311\ntry_private true\nnotifications true\n\
+             notifications_local_only true\nstart_type automatic\nlocal_clientid gw1-local\n",
+            data = d.join("data").display()
+        ),
+    )
+    .unwrap();
+    // Mosquitto takes the gateway's file as it is.
+    let mut gw = mosquitto_on(&conf, edge_port).await;
+    gw.kill().await.unwrap();
+    gw.wait().await.unwrap();
+
+    let imported = edgemq::import_cmd::import(&conf).unwrap();
+    let warned: Vec<&str> = imported.warnings.iter().map(|w| w.split('`').nth(1).unwrap_or("")).collect();
+    assert_eq!(warned, ["user", "persistence_location", "local_clientid"], "{:#?}", imported.warnings);
+    let out = d.join("edgemq.toml");
+    std::fs::write(&out, &imported.toml).unwrap();
+    let cfg = edgemq::Config::from_args(&edgemq::config::Args { config: Some(out), ..Default::default() })
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.toml));
+    let b = &cfg.bridges[0];
+    assert_eq!((b.client_id.as_str(), b.keep_alive_secs, b.reconnect_max_ms), ("gw1", 10, 2000));
+    let edge = within("edgemq start", edgemq::Broker::start(cfg)).await.expect("edgemq starts on the import");
+    let edge_addr = edge.local_addrs()[0];
+    let cloud_addr = std::net::SocketAddr::from(([127, 0, 0, 1], cloud_port));
+
+    let mut state = V4Client::simple(edge_addr, "state").await;
+    state.subscribe("$SYS/broker/connection/gw1/state", rumqttc::QoS::AtLeastOnce).await;
+    within("the bridge's state 1", async { while &state.next_publish().await.payload[..] != b"1" {} }).await;
+    // out: sensors/# on the edge to site1/sensors/# on the cloud.
+    let mut cloud_sub = V4Client::simple(cloud_addr, "cloud-sub").await;
+    cloud_sub.subscribe("site1/sensors/#", rumqttc::QoS::AtLeastOnce).await;
+    let edge_pub = V4Client::simple(edge_addr, "edge-pub").await;
+    edge_pub.client.publish("sensors/t", rumqttc::QoS::AtLeastOnce, false, "21.5").await.unwrap();
+    let p = within("the reading on the cloud", cloud_sub.next_publish()).await;
+    assert_eq!((p.topic.as_str(), &p.payload[..], p.qos), ("site1/sensors/t", &b"21.5"[..], rumqttc::QoS::AtLeastOnce));
+    // in: site1/cmd/# on the cloud to edge/cmd/# on the edge (the bridge's
+    // subscription may follow its CONNACK by a moment: probes until then).
+    let mut edge_sub = V4Client::simple(edge_addr, "edge-sub").await;
+    edge_sub.subscribe("edge/cmd/#", rumqttc::QoS::AtLeastOnce).await;
+    let cloud_pub = V4Client::simple(cloud_addr, "cloud-pub").await;
+    common::bridge::probe_until_carried("the in rule", &cloud_pub, "site1/cmd/probe", &mut edge_sub, 200).await;
+    cloud_pub.client.publish("site1/cmd/valve", rumqttc::QoS::AtLeastOnce, false, "open").await.unwrap();
+    let p = loop {
+        let p = within("the command at the edge", edge_sub.next_publish()).await;
+        if &p.payload[..] != b"probe" {
+            break p;
+        }
+    };
+    assert_eq!((p.topic.as_str(), &p.payload[..]), ("edge/cmd/valve", &b"open"[..]));
+    within("edgemq shutdown", edge.shutdown()).await;
+    cloud.kill().await.unwrap();
+}

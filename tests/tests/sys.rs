@@ -58,3 +58,34 @@ async fn sys_topics_with_mosquittos_names() {
     assert!(v.retain);
     b.shutdown().await;
 }
+
+/// A bridge's figures under `$SYS/broker/bridge/NAME/...` and Mosquitto's
+/// `$SYS/broker/connection/NAME/state` (1 connected, 0 not), as the
+/// bridge connects, forwards, and loses its remote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_figures_under_sys() {
+    let cloud = TestBroker::start().await;
+    let b = common::bridge::bridge("up", &[cloud.addr.to_string()], &["s/# out 1"], "");
+    let edge = TestBroker::start_with(|c| {
+        c.sys_interval = 1;
+        c.bridges = vec![b];
+    })
+    .await;
+    let mut sys = Raw::v311(edge.addr, "sys-watch").await;
+    sys.subscribe(1, &[("$SYS/broker/bridge/up/#", 0), ("$SYS/broker/connection/up/state", 0)]).await;
+    let mut seen = HashMap::new();
+    until(&mut sys, &mut seen, "$SYS/broker/connection/up/state", "1").await;
+    until(&mut sys, &mut seen, "$SYS/broker/bridge/up/connected", "1").await;
+    common::bridge::publish_numbered(edge.addr, "s/x", 0, 5).await;
+    until(&mut sys, &mut seen, "$SYS/broker/bridge/up/out/forwarded", "5").await;
+    for (t, v) in [("queue/messages", "0"), ("out/dropped", "0"), ("out/rejected", "0"), ("reconnects", "0")] {
+        assert_eq!(seen[&format!("$SYS/broker/bridge/up/{t}")], v, "{t}: {seen:?}");
+    }
+    for t in ["queue/bytes", "in/forwarded", "in/dropped", "connect_failures"] {
+        assert!(seen.contains_key(&format!("$SYS/broker/bridge/up/{t}")), "{t}: {seen:?}");
+    }
+    cloud.shutdown().await;
+    until(&mut sys, &mut seen, "$SYS/broker/connection/up/state", "0").await;
+    until(&mut sys, &mut seen, "$SYS/broker/bridge/up/connected", "0").await;
+    edge.shutdown().await;
+}

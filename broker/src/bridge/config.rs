@@ -226,8 +226,7 @@ pub struct BridgeConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     /// TLS to the remote, with the CAs trusted and a client certificate
-    /// (not written by `import-mosquitto`, which leaves `bridge_cafile` &
-    /// co. as comments).
+    /// (written as `tls`, `cafile`, `certfile`, `keyfile`, not serialized).
     #[serde(skip)]
     pub tls: Option<BridgeTls>,
     pub connect_timeout_secs: u64,

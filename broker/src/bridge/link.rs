@@ -31,7 +31,7 @@
 //! returns a [`Stream`], which [`session`] runs on split in two.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,8 @@ pub enum LinkError {
     Protocol(String),
     #[error("keep-alive: no answer from the remote")]
     KeepAlive,
+    #[error("closed by the remote before CONNACK")]
+    Closed,
     #[error("TLS: `{0}` is not a server name")]
     ServerName(String),
 }
@@ -99,6 +101,9 @@ pub struct Link {
     pub shutdown: CancellationToken,
     /// What the admin API shows of this bridge.
     pub status: Arc<super::BridgeStatus>,
+    /// Whether CONNECT carries the bridge mark (protocol level | 0x80):
+    /// `try_private`, until a remote refuses it (see [`connect_one`]).
+    pub private: AtomicBool,
 }
 
 /// A message read from the queue, until the remote has it.
@@ -200,7 +205,7 @@ pub async fn run(link: Link) {
                     break;
                 }
                 Err(e) => {
-                    link.status.down(e.to_string());
+                    link.status.connect_failed(e.to_string());
                     // A line at each power-of-two failure: an outage of
                     // days does not flood the log.
                     failures += 1;
@@ -240,7 +245,37 @@ impl Link {
 /// Connects to `addr` and completes CONNECT/CONNACK within the connect timeout.
 /// Returns the stream, the CONNACK and what the remote sent after it (a
 /// persistent session's messages may come in the same read).
+///
+/// Mosquitto's `try_private`: a 3.1.1 remote that answers the bridge
+/// mark (level 0x84) with CONNACK 0x01 (unacceptable protocol version,
+/// as [MQTT-3.1.2-2] says) or closes before any CONNACK is connected to
+/// again at once with level 4, and so from then on (as Mosquitto, until a
+/// restart; logged once).
 async fn connect_one(link: &Link, addr: &str) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
+    let private = link.private.load(Ordering::Relaxed) && version(&link.cfg) == Version::V311;
+    match attempt(link, addr, private).await {
+        Err(e) if private && refuses_private(&e) => {
+            tracing::warn!(bridge = %link.cfg.name, %addr, "bridge: the remote refused the bridge mark (try_private, level 0x84: {e}); connecting as an ordinary 3.1.1 client from now on");
+            link.private.store(false, Ordering::Relaxed);
+            attempt(link, addr, false).await
+        }
+        r => r,
+    }
+}
+
+/// Whether the remote's answer to a CONNECT with level 0x84 says it does
+/// not take that level.
+fn refuses_private(e: &LinkError) -> bool {
+    match e {
+        // 3.1.1's return code 0x01 (unacceptable protocol version) reads as 0x84.
+        LinkError::Refused(code) => *code == ConnectReason::UnsupportedProtocolVersion,
+        LinkError::Closed => true,
+        _ => false,
+    }
+}
+
+/// One connection attempt, `private`: with the bridge mark.
+async fn attempt(link: &Link, addr: &str, private: bool) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
     let timeout = Duration::from_secs(link.cfg.connect_timeout_secs);
     let connect = async {
         let s = TcpStream::connect(addr).await?;
@@ -248,13 +283,13 @@ async fn connect_one(link: &Link, addr: &str) -> Result<(Stream, ConnAck, BytesM
         match &link.tls {
             None => {
                 let mut s = s;
-                let (ack, rbuf) = mqtt_connect(link, &mut s).await?;
+                let (ack, rbuf) = mqtt_connect(link, &mut s, private).await?;
                 Ok((Stream::Tcp(s), ack, rbuf))
             }
             Some(connector) => {
                 let name = server_name(link, addr)?;
                 let mut t = Box::new(connector.connect(name, s).await?);
-                let (ack, rbuf) = mqtt_connect(link, &mut t).await?;
+                let (ack, rbuf) = mqtt_connect(link, &mut t, private).await?;
                 Ok((Stream::Tls(t), ack, rbuf))
             }
         }
@@ -278,12 +313,13 @@ fn server_name(link: &Link, addr: &str) -> Result<ServerName<'static>, LinkError
 async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
     link: &Link,
     s: &mut S,
+    private: bool,
 ) -> Result<(ConnAck, BytesMut), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
     let c = ClientConnect {
         version: v,
-        bridge: cfg.try_private,
+        bridge: private,
         client_id: cfg.client_id.clone(),
         clean_start: cfg.clean_session,
         keep_alive: cfg.keep_alive_secs,
@@ -305,8 +341,12 @@ async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
                 other => Err(LinkError::Protocol(format!("{other:?} before CONNACK"))),
             };
         }
-        if s.read_buf(&mut rbuf).await? == 0 {
-            return Err(LinkError::Protocol("closed before CONNACK".into()));
+        // A reset instead of an orderly close is the same answer.
+        match s.read_buf(&mut rbuf).await {
+            Ok(0) => return Err(LinkError::Closed),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Err(LinkError::Closed),
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
         }
     }
 }
@@ -626,6 +666,7 @@ async fn incoming(link: &Link, st: &mut State, p: Publish, ticket: &Arc<Ticket>,
     }
     let local = link.cfg.topics.iter().find_map(|r| r.to_local(&p.topic));
     let Some(topic) = local else {
+        link.status.incoming(false);
         tracing::debug!(bridge = %link.cfg.name, topic = %p.topic, "bridge: no in rule for a remote message");
         return ack.map(|ack| InAck { count: 0, ack });
     };
@@ -650,6 +691,7 @@ async fn incoming(link: &Link, st: &mut State, p: Publish, ticket: &Arc<Ticket>,
     if link.router.send(msg).await.is_err() {
         return None;
     }
+    link.status.incoming(true);
     let ack = ack?;
     *routed += 1;
     Some(InAck { count: *routed, ack })

@@ -6,7 +6,8 @@
 //!   task, messages appended to the queues; publishers' acknowledgements
 //!   held until the queues made them durable);
 //! - `link.rs`: one tokio task per bridge, the connection to the remote;
-//! - `status.rs`: what each shows of itself (`GET /api/bridges`).
+//! - `status.rs`: what each shows of itself (`GET /api/bridges`,
+//!   `GET /metrics`, `$SYS/broker/bridge/NAME/...`).
 //!
 //! Each bridge publishes locally with its own origin key (counted down
 //! from `store::record::MAX_ID`, far above the router's session keys), so
@@ -84,7 +85,8 @@ impl Bridges {
             router.set_bridges(out);
             gate = Some(rx);
         }
-        let statuses = bridges.iter().map(|(c, f, _, _)| BridgeStatus::new(&c.name, f.clone())).collect();
+        let statuses: Vec<_> = bridges.iter().map(|(c, f, _, _)| BridgeStatus::new(&c.name, f.clone())).collect();
+        router.set_bridge_statuses(statuses.clone());
         Ok(Bridges { bridges, statuses, gate })
     }
 
@@ -102,6 +104,7 @@ impl Bridges {
         for ((cfg, fifo, origin, tls), status) in self.bridges.iter().zip(&self.statuses) {
             let link = link::Link {
                 status: status.clone(),
+                private: std::sync::atomic::AtomicBool::new(cfg.try_private),
                 cfg: cfg.clone(),
                 tls: tls.clone(),
                 fifo: fifo.clone(),

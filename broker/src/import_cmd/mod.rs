@@ -2,7 +2,7 @@
 //! files its `include_dir` lines name) and writes the equivalent
 //! `edgemq.toml`. This module owns reading the Mosquitto files into
 //! [`Line`]s and the command itself; [`translate`] owns what each Mosquitto
-//! key becomes.
+//! key becomes, [`bridge`] what a `connection` section becomes.
 //!
 //! Every key carried over is preceded by a comment naming the Mosquitto
 //! file, line and text it comes from. A key that cannot be carried over, or
@@ -12,6 +12,7 @@
 //! `include_dir` that cannot be listed) stops the import with its file
 //! and line, as it would stop Mosquitto.
 
+pub mod bridge;
 pub mod translate;
 
 use std::path::{Path, PathBuf};

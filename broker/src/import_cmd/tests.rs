@@ -180,17 +180,14 @@ fn keys_not_carried_over_are_warned_about() {
 }
 
 #[test]
-fn bridges_are_written_commented_out() {
+fn a_global_key_after_a_connection_section_is_still_global() {
     let (c, i) = config(
         "listener 1883 127.0.0.1\nconnection cloud\naddress cloud.example.com:8883\ntopic sensors/# out 1\n\
-         bridge_cafile /c/ca.pem\nremote_username gw\nallow_anonymous true\n",
+         remote_username gw\nallow_anonymous true\n",
     );
-    assert!(c.allow_anonymous, "a global key after a connection section is still global");
-    assert!(i.warnings.iter().any(|w| w == "m.conf:2: connection cloud: bridges: not yet imported"));
-    assert!(i.toml.contains(
-        "# [[bridge]]\n# name = \"cloud\"\n# address = \"cloud.example.com:8883\"\n# topic = \"sensors/# out 1\"\n"
-    ));
-    assert!(i.toml.contains("# bridge_cafile = \"/c/ca.pem\"\n# remote_username = \"gw\"\n"));
+    assert!(c.allow_anonymous, "as in Mosquitto");
+    assert_eq!(c.bridges[0].username.as_deref(), Some("gw"));
+    assert!(i.toml.contains("[[bridge]]\n# m.conf:2: connection cloud\n"));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! `acl_file` and no global one is written (a listener without them has
 //! none, as in Mosquitto).
 
+use super::bridge::Section;
 use super::{Line, Malformed};
 use crate::auth::acl::AclFile;
 use crate::auth::passwd::PasswordFile;
@@ -24,12 +25,12 @@ pub struct Imported {
 
 /// A key of the output, with where it comes from.
 #[derive(Debug, Clone)]
-struct Entry {
-    key: &'static str,
+pub(super) struct Entry {
+    pub key: &'static str,
     /// A TOML value, as written.
-    value: String,
+    pub value: String,
     /// `file:line: text` of the Mosquitto line, or a note.
-    from: String,
+    pub from: String,
 }
 
 /// `allow_anonymous`, `password_file`, `acl_file`: global, or one
@@ -80,48 +81,12 @@ impl Listener {
     }
 }
 
-fn set(entries: &mut Vec<Entry>, e: Entry) {
+pub(super) fn set(entries: &mut Vec<Entry>, e: Entry) {
     match entries.iter_mut().find(|x| x.key == e.key) {
         Some(x) => *x = e,
         None => entries.push(e),
     }
 }
-
-/// A `connection` section: kept as Mosquitto wrote it.
-#[derive(Debug, Clone)]
-struct Bridge {
-    from: String,
-    name: String,
-    keys: Vec<(String, String)>,
-}
-
-/// Keys of a `connection` section (Mosquitto 2.0's bridge options).
-const BRIDGE_KEYS: &[&str] = &[
-    "address",
-    "addresses",
-    "cleansession",
-    "clientid",
-    "idle_timeout",
-    "keepalive_interval",
-    "local_cleansession",
-    "local_clientid",
-    "local_password",
-    "local_username",
-    "notifications",
-    "notifications_local_only",
-    "notification_topic",
-    "password",
-    "remote_clientid",
-    "remote_password",
-    "remote_username",
-    "restart_timeout",
-    "round_robin",
-    "start_type",
-    "threshold",
-    "topic",
-    "try_private",
-    "username",
-];
 
 /// Keys that are not carried over, and why.
 const NOT_CARRIED: &[(&str, &str)] = &[
@@ -184,14 +149,14 @@ struct State {
     security: Security,
     default: Option<Listener>,
     listeners: Vec<Listener>,
-    bridges: Vec<Bridge>,
+    bridges: Vec<Section>,
     log_types: Vec<(String, String)>,
     warnings: Vec<String>,
     bad: Vec<Malformed>,
 }
 
 /// `file:line: text`.
-fn from(l: &Line) -> String {
+pub(super) fn from(l: &Line) -> String {
     format!("{}: {}", l.at(), l.text())
 }
 
@@ -289,7 +254,7 @@ impl State {
         if key.starts_with("auth_opt_") || key.starts_with("plugin_opt_") {
             return self.warn(l, "not supported: plugins cannot be loaded");
         }
-        if key == "connection" || key.starts_with("bridge_") || BRIDGE_KEYS.contains(&key) {
+        if key == "connection" || key.starts_with("bridge_") || super::bridge::BRIDGE_KEYS.contains(&key) {
             return self.bridge(l);
         }
         match key {
@@ -427,12 +392,13 @@ impl State {
 
     fn bridge(&mut self, l: &Line) {
         if l.key == "connection" {
-            let Some(name) = self.string(l) else { return };
-            self.bridges.push(Bridge { from: from(l), name, keys: Vec::new() });
+            if self.string(l).is_some() {
+                self.bridges.push(Section { connection: l.clone(), lines: Vec::new() });
+            }
             return;
         }
         match self.bridges.last_mut() {
-            Some(b) => b.keys.push((l.key.clone(), l.value.clone())),
+            Some(b) => b.lines.push(l.clone()),
             None => self.malformed(l, "a bridge option before any `connection` line"),
         }
     }
@@ -561,10 +527,17 @@ pub fn translate(origin: &str, lines: &[Line]) -> Result<Imported, Vec<Malformed
         s.line(l);
     }
     s.log_types();
+    let queue: Vec<Entry> =
+        s.global.iter().filter(|e| matches!(e.key, "max_queued_messages" | "max_queued_bytes")).cloned().collect();
+    let host = super::bridge::hostname();
+    let bridges: String = std::mem::take(&mut s.bridges)
+        .iter()
+        .map(|b| super::bridge::table(b, &queue, host.as_deref(), &mut s.warnings, &mut s.bad))
+        .collect();
     if !s.bad.is_empty() {
         return Err(s.bad);
     }
-    Ok(emit(origin, s))
+    Ok(emit(origin, s, &bridges))
 }
 
 /// `bind` of a listener, or why it cannot be carried over.
@@ -588,13 +561,13 @@ fn bind(l: &Listener) -> Result<(String, Option<String>), String> {
     }
 }
 
-fn write_entries(out: &mut String, entries: &[Entry]) {
+pub(super) fn write_entries(out: &mut String, entries: &[Entry]) {
     for e in entries {
         out.push_str(&format!("# {}\n{} = {}\n", e.from, e.key, e.value));
     }
 }
 
-fn emit(origin: &str, mut s: State) -> Imported {
+fn emit(origin: &str, mut s: State, bridges: &str) -> Imported {
     let mut tables = String::new();
     let listeners: Vec<Listener> = s.default.take().into_iter().chain(std::mem::take(&mut s.listeners)).collect();
     let configured = !listeners.is_empty();
@@ -677,13 +650,6 @@ fn emit(origin: &str, mut s: State) -> Imported {
         );
     }
     out.push_str(&tables);
-    for b in &s.bridges {
-        let w = format!("{}: bridges: not yet imported", b.from);
-        out.push_str(&format!("\n# WARNING: {w}\n# [[bridge]]\n# name = {}\n", toml_string(&b.name)));
-        for (k, v) in &b.keys {
-            out.push_str(&format!("# {k} = {}\n", toml_string(v)));
-        }
-        s.warnings.push(w);
-    }
+    out.push_str(bridges);
     Imported { toml: out, warnings: s.warnings }
 }

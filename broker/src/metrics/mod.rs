@@ -17,7 +17,7 @@
 
 mod prom;
 
-pub use prom::{encode, AuthCollector};
+pub use prom::{encode, AuthCollector, BridgeCollector};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

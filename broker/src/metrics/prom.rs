@@ -70,6 +70,77 @@ impl Collector for AuthCollector {
     }
 }
 
+/// The bridges' figures (`bridge::BridgeStatus`), a group of the
+/// registry, each series labelled with the bridge's name.
+#[derive(Debug)]
+pub struct BridgeCollector(pub Vec<Arc<crate::bridge::BridgeStatus>>);
+
+impl Collector for BridgeCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use crate::bridge::status::Figures;
+        let all: Vec<(&str, Figures)> = self.0.iter().map(|b| (b.name.as_str(), b.figures())).collect();
+        type Field = fn(&Figures) -> u64;
+        let fields: [(&str, &str, MetricType, Field); 6] = [
+            ("bridge_connected", "1 while the bridge is connected to its remote", MetricType::Gauge, |f| {
+                u64::from(f.connected)
+            }),
+            ("bridge_queued_messages", "Messages in the bridge's outgoing queue", MetricType::Gauge, |f| {
+                f.queued_messages
+            }),
+            ("bridge_queued_bytes", "Bytes of the bridge's outgoing queue", MetricType::Gauge, |f| f.queued_bytes),
+            (
+                "bridge_oldest_queued_age_seconds",
+                "Age of the oldest message in flight to the remote (0: none)",
+                MetricType::Gauge,
+                |f| f.oldest_queued_age_secs.unwrap_or(0),
+            ),
+            ("bridge_reconnects", "Connections to the remote after the first", MetricType::Counter, |f| f.reconnects),
+            ("bridge_connect_failures", "Failed connection attempts", MetricType::Counter, |f| f.connect_failures),
+        ];
+        for (name, help, kind, get) in fields {
+            let mut enc = e.encode_descriptor(name, help, None, kind)?;
+            for (bridge, f) in &all {
+                one_of(&mut enc, kind, ("bridge", bridge), get(f))?;
+            }
+        }
+        let mut enc = e.encode_descriptor(
+            "bridge_messages",
+            "Messages through the bridge, by direction and outcome (out forwarded: acknowledged by the remote; \
+             out dropped: by the queue's policy; out rejected: refused by the remote; in dropped: no in rule)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (bridge, f) in &all {
+            let series = [
+                ("out", "forwarded", f.out_forwarded),
+                ("out", "dropped", f.out_dropped),
+                ("out", "rejected", f.out_rejected),
+                ("in", "forwarded", f.in_forwarded),
+                ("in", "dropped", f.in_dropped),
+            ];
+            for (direction, outcome, v) in series {
+                let labels = [("bridge", *bridge), ("direction", direction), ("outcome", outcome)];
+                ConstCounter::new(v).encode(enc.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One series of a family of `kind` (a gauge or a counter) with one label.
+fn one_of(
+    enc: &mut prometheus_client::encoding::MetricEncoder,
+    kind: MetricType,
+    label: (&'static str, &str),
+    v: u64,
+) -> Result<(), std::fmt::Error> {
+    let labels = [label];
+    match kind {
+        MetricType::Gauge => ConstGauge::new(v as i64).encode(enc.encode_family(&labels)?),
+        _ => ConstCounter::new(v).encode(enc.encode_family(&labels)?),
+    }
+}
+
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(v);
     c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
@@ -161,12 +232,7 @@ fn listeners(e: &mut DescriptorEncoder, m: &Metrics) -> Result<(), std::fmt::Err
     for (name, help, kind, get) in fields {
         let mut enc = e.encode_descriptor(name, help, None, kind)?;
         for l in &ls {
-            let labels = [("listener", l.url.as_str())];
-            let v = get(l);
-            match kind {
-                MetricType::Gauge => ConstGauge::new(v as i64).encode(enc.encode_family(&labels)?)?,
-                _ => ConstCounter::new(v).encode(enc.encode_family(&labels)?)?,
-            }
+            one_of(&mut enc, kind, ("listener", l.url.as_str()), get(l))?;
         }
     }
     Ok(())

@@ -7,7 +7,16 @@
 //!
 //! Load figures (`$SYS/broker/load/...`) are exponentially decaying
 //! averages per minute over 1, 5 and 15 minutes, as Mosquitto's.
+//!
+//! Each bridge's figures are under `$SYS/broker/bridge/NAME/`
+//! (`BridgeStatus::sys_values`: `connected`, `queue/messages`,
+//! `queue/bytes`, `out/forwarded`, `out/dropped`, `out/rejected`,
+//! `in/forwarded`, `in/dropped`, `reconnects`, `connect_failures`);
+//! Mosquitto's `$SYS/broker/connection/NAME/state` is the bridge's own
+//! notification (`bridge/link.rs`), published when it connects and
+//! disconnects.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +34,9 @@ pub(super) struct Sys {
     started: Option<Instant>,
     last: Option<Instant>,
     /// The last value published per topic.
-    published: HashMap<&'static str, String>,
+    published: HashMap<Cow<'static, str>, String>,
+    /// The bridges, whose figures are published too.
+    bridges: Vec<Arc<crate::bridge::BridgeStatus>>,
     /// Counts at the last publication, for the load averages.
     counts: [u64; 3],
     /// Load averages (per minute) over 1, 5 and 15 minutes, per count.
@@ -54,6 +65,11 @@ impl Router {
         self.sys.started = Some(now);
     }
 
+    /// Publishes these bridges' figures with the rest.
+    pub fn set_bridge_statuses(&mut self, bridges: Vec<Arc<crate::bridge::BridgeStatus>>) {
+        self.sys.bridges = bridges;
+    }
+
     /// Changes the interval of a running broker (uptime goes on counting);
     /// a shorter one takes effect from the next tick.
     pub(super) fn change_sys_interval(&mut self, interval: Option<Duration>, now: Instant) {
@@ -75,21 +91,21 @@ impl Router {
         let s = self.stats();
         let m = self.metrics.clone();
         let counts = [s.published, s.delivered, s.connects];
-        let mut values: Vec<(&'static str, String)> = Vec::with_capacity(32);
+        let mut values: Vec<(Cow<'static, str>, String)> = Vec::with_capacity(32);
         for (i, count) in counts.into_iter().enumerate() {
             let per_min = (count - self.sys.counts[i]) as f64 * 60.0 / elapsed.as_secs_f64().max(0.001);
             for (j, minutes) in [1.0, 5.0, 15.0].into_iter().enumerate() {
                 let keep = (-elapsed.as_secs_f64() / (60.0 * minutes)).exp();
                 let l = &mut self.sys.load[i][j];
                 *l = *l * keep + per_min * (1.0 - keep);
-                values.push((LOAD_TOPICS[i][j], format!("{:.2}", *l)));
+                values.push((LOAD_TOPICS[i][j].into(), format!("{:.2}", *l)));
             }
         }
         self.sys.counts = counts;
         let uptime = self.sys.started.map_or(0, |t| now.saturating_duration_since(t).as_secs());
         let total = self.sessions.len();
         let subscriptions: usize = self.subscription_count();
-        values.extend([
+        let fixed = [
             ("$SYS/broker/version", format!("edgemq version {}", env!("CARGO_PKG_VERSION"))),
             ("$SYS/broker/uptime", format!("{uptime} seconds")),
             ("$SYS/broker/clients/total", total.to_string()),
@@ -110,13 +126,17 @@ impl Router {
             ("$SYS/broker/queues/inflight", m.inflight.get().to_string()),
             ("$SYS/broker/publish/messages/dropped/too_large", m.drops.too_large.get().to_string()),
             ("$SYS/broker/publish/messages/dropped/expired", m.drops.expired.get().to_string()),
-        ]);
+        ];
+        values.extend(fixed.map(|(t, v)| (Cow::Borrowed(t), v)));
+        for b in &self.sys.bridges {
+            values.extend(b.sys_values().into_iter().map(|(t, v)| (Cow::Owned(t), v)));
+        }
         for (topic, value) in values {
-            if self.sys.published.get(topic) == Some(&value) {
+            if self.sys.published.get(&topic) == Some(&value) {
                 continue;
             }
             let msg = Message {
-                topic: topic.into(),
+                topic: topic.to_string(),
                 payload: Bytes::from(value.clone().into_bytes()),
                 qos: QoS::AtMostOnce,
                 retain: true,

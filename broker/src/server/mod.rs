@@ -241,6 +241,9 @@ impl Broker {
         bridges.spawn(&tx, journal.as_ref(), &shutdown, &tracker);
         let bridge_queues = bridges.fifos();
         let bridge_status = bridges.statuses();
+        if !bridge_status.is_empty() {
+            metrics.register_group(Arc::new(crate::metrics::BridgeCollector(bridge_status.clone())));
+        }
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
