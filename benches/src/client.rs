@@ -47,6 +47,17 @@ impl Conn {
 
     /// Connects (clean or persistent session) and completes CONNECT/CONNACK.
     pub async fn connect_session(addr: SocketAddr, client_id: &str, clean: bool) -> Result<Conn, Error> {
+        Self::handshake(addr, |buf| wire::connect_session(buf, client_id, clean)).await
+    }
+
+    /// Connects with a clean session, a user name and a password; a refusal
+    /// is [`Error::Refused`] with the CONNACK's return code.
+    pub async fn login(addr: SocketAddr, client_id: &str, user: &str, password: &[u8]) -> Result<Conn, Error> {
+        Self::handshake(addr, |buf| wire::connect_login(buf, client_id, user, password)).await
+    }
+
+    /// Connects, writes the CONNECT `connect` encodes, waits for CONNACK.
+    async fn handshake(addr: SocketAddr, connect: impl FnOnce(&mut BytesMut)) -> Result<Conn, Error> {
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| Error::Timeout(format!("TCP connect to {addr}")))??;
@@ -57,13 +68,23 @@ impl Conn {
             wbuf: BytesMut::with_capacity(256),
             session_present: false,
         };
-        wire::connect_session(&mut c.wbuf, client_id, clean);
+        connect(&mut c.wbuf);
         c.flush().await?;
         let f = c.expect(wire::CONNACK, "CONNACK").await?;
         check_connack(&c.rbuf[f.body..f.len])?;
         c.session_present = c.rbuf.get(f.body).is_some_and(|flags| flags & 1 == 1);
         c.rbuf.advance(f.len);
         Ok(c)
+    }
+
+    /// One PINGREQ and its PINGRESP: the round trip.
+    pub async fn ping(&mut self) -> Result<Duration, Error> {
+        let start = std::time::Instant::now();
+        wire::pingreq(&mut self.wbuf);
+        self.flush().await?;
+        let f = self.expect(wire::PINGRESP, "PINGRESP").await?;
+        self.rbuf.advance(f.len);
+        Ok(start.elapsed())
     }
 
     /// Subscribes to one filter and waits for SUBACK.

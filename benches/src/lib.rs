@@ -6,6 +6,7 @@
 //! smoke test (`tests/smoke.rs`) runs every scenario at a tiny size against
 //! an in-process broker. See `benches/README.md`.
 
+pub mod authburst;
 pub mod backlog;
 pub mod client;
 pub mod fleet;
@@ -17,6 +18,7 @@ pub mod wire;
 use std::fmt;
 use std::net::SocketAddr;
 
+pub use authburst::{authburst, AuthburstOpts};
 pub use backlog::{backlog, BacklogOpts};
 pub use fleet::{fleet, storm, FleetOpts, StormOpts};
 pub use scenario::{

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use edgemq_benches::{
-    backlog, conns, fanin, fanout, fleet, latency, startup, storm, BacklogOpts, ConnsOpts, Error, FaninOpts,
-    FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
+    authburst, backlog, conns, fanin, fanout, fleet, latency, startup, storm, AuthburstOpts, BacklogOpts, ConnsOpts,
+    Error, FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
 };
 
 #[derive(Parser, Debug)]
@@ -118,6 +118,34 @@ enum Cmd {
         /// Connection attempts in progress at once.
         #[arg(long, default_value_t = 100)]
         concurrency: usize,
+    },
+    /// N authenticated clients ping while a burst of CONNECTs with a wrong
+    /// password arrives: PINGRESP latency idle vs during the burst.
+    Authburst {
+        /// Connected clients that ping.
+        #[arg(short = 'c', long, default_value_t = 50)]
+        clients: usize,
+        /// Seconds between one client's pings.
+        #[arg(long, default_value_t = 0.1)]
+        interval: f64,
+        /// Seconds measured idle before the burst.
+        #[arg(long, default_value_t = 2.0)]
+        idle: f64,
+        /// CONNECTs with a wrong password.
+        #[arg(short = 'n', long, default_value_t = 1_000)]
+        burst: usize,
+        /// Burst CONNECTs in progress at once.
+        #[arg(long, default_value_t = 1_000)]
+        concurrency: usize,
+        /// A user of the broker's password file...
+        #[arg(long, default_value = "bench")]
+        user: String,
+        /// ...and its password.
+        #[arg(long, default_value = "bench")]
+        password: String,
+        /// The broker's password file, to time one verification here.
+        #[arg(long)]
+        passwd_file: Option<PathBuf>,
     },
     /// D devices at a low rate to one `fleet/#` subscriber: broker CPU per
     /// message, latency percentiles (the IoT shape).
@@ -253,6 +281,20 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
         }
         &Cmd::Conns { conns: c, concurrency } => {
             rt.block_on(conns(&t, &ConnsOpts { connections: c, concurrency, ..ConnsOpts::default() }))?
+        }
+        Cmd::Authburst { clients, interval, idle, burst, concurrency, user, password, passwd_file } => {
+            let o = AuthburstOpts {
+                clients: *clients,
+                interval: secs(*interval),
+                idle: secs(*idle),
+                burst: *burst,
+                concurrency: *concurrency,
+                user: user.clone(),
+                password: password.clone(),
+                passwd_file: passwd_file.clone(),
+                ..AuthburstOpts::default()
+            };
+            rt.block_on(authburst(&t, &o))?
         }
         &Cmd::Fleet { devices, rate, qos, size, duration, warmup } => {
             let o = FleetOpts {

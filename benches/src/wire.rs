@@ -72,6 +72,26 @@ pub fn connect_session(buf: &mut BytesMut, client_id: &str, clean: bool) {
     put_str(buf, client_id);
 }
 
+/// CONNECT, MQTT 3.1.1, clean session, with a user name and password.
+pub fn connect_login(buf: &mut BytesMut, client_id: &str, user: &str, password: &[u8]) {
+    buf.put_u8(0x10);
+    put_varint(buf, 10 + 2 + client_id.len() + 2 + user.len() + 2 + password.len());
+    put_str(buf, "MQTT");
+    buf.put_u8(4);
+    buf.put_u8(0xC2);
+    buf.put_u16(KEEP_ALIVE_SECS);
+    put_str(buf, client_id);
+    put_str(buf, user);
+    buf.put_u16(password.len() as u16);
+    buf.put_slice(password);
+}
+
+/// PINGREQ.
+pub fn pingreq(buf: &mut BytesMut) {
+    buf.put_u8(0xC0);
+    buf.put_u8(0);
+}
+
 /// SUBSCRIBE with one filter.
 pub fn subscribe(buf: &mut BytesMut, pkid: u16, filter: &str, qos: u8) {
     buf.put_u8(0x82);

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use edgemq_benches::{
-    backlog, conns, fanin, fanout, fleet, latency, startup, storm, BacklogOpts, ConnsOpts, FaninOpts, FanoutOpts,
-    FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
+    authburst, backlog, conns, fanin, fanout, fleet, latency, startup, storm, AuthburstOpts, BacklogOpts, ConnsOpts,
+    FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
 };
 
 fn assert_clean(r: &Report, expected: u64) {
@@ -118,4 +118,39 @@ async fn every_scenario_once() {
     println!("{r}");
     assert!(r.get_f64("startup_ms").is_some(), "{r}");
     assert!(r.get_u64("idle_rss_kib").is_some(), "{r}");
+}
+
+/// `authburst` against a broker with a password file (Debian's
+/// `mosquitto_passwd` wrote this line, user `bench`, password `bench`):
+/// every wrong password refused, every pinging client kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authburst_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "bench:$7$101$cfM1XoaEBOwqcYog$tfYNj0aWZX8mYIAFilfsAFttEgPwM/oLDtxNY+k3ZtJVcRmRr3SjVdhQbe4DTsVV/oH/PG/91HjsQvgIzLbq2w==\n").unwrap();
+    let cfg = edgemq::Config {
+        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
+        data_dir: dir.path().join("data"),
+        allow_anonymous: false,
+        password_file: Some(pw.clone()),
+        ..edgemq::Config::default()
+    };
+    let broker = edgemq::Broker::start(cfg).await.unwrap();
+    let t = Target { addr: broker.local_addrs()[0], pid: None };
+    let o = AuthburstOpts {
+        clients: 3,
+        interval: Duration::from_millis(20),
+        idle: Duration::from_millis(100),
+        burst: 40,
+        concurrency: 20,
+        passwd_file: Some(pw),
+        ..AuthburstOpts::default()
+    };
+    let r = authburst(&t, &o).await.unwrap();
+    println!("{r}");
+    assert_eq!(r.get_u64("refused"), Some(40), "{r}");
+    assert_eq!(r.get("codes"), Some("0x04"), "{r}");
+    assert_eq!(r.get_u64("pingers_lost"), Some(0), "{r}");
+    assert!(r.get_u64("idle_pings").is_some_and(|n| n > 0), "{r}");
+    broker.shutdown().await;
 }

@@ -568,10 +568,16 @@ impl<S: Transport> Driver<S> {
             Wait::Password { username, password } => {
                 let ok = match self.machine.config().files.clone() {
                     Some(files) => {
-                        // At most one hash per core at a time: a flood of
+                        // At most cores - 1 hashes at a time: a flood of
                         // wrong passwords queues here, it does not take
                         // every worker (or 46 MiB per argon2id hash each).
-                        let _permit = self.ctx.hashing.acquire().await;
+                        // A CONNECT waits its connect timeout at most, so
+                        // a queue of clients long gone is not hashed.
+                        let limit = self.machine.config().connect_timeout;
+                        let Ok(_permit) = tokio::time::timeout(limit, self.ctx.hashing.acquire()).await else {
+                            self.machine.password_unchecked();
+                            return Ok(());
+                        };
                         tokio::task::spawn_blocking(move || files.check_password(&username, &password))
                             .await
                             .unwrap_or(false)

@@ -139,18 +139,47 @@ fn spawn_conn(
 /// that opens TCP and never speaks costs that long at most), then MQTT
 /// over the result as [`serve_tcp`]. A failure is counted and logged
 /// rate-limited, never per attempt.
+///
+/// The handshakes run in a boxed future of their own, dropped before the
+/// connection is served: the task keeps only the served future, not the
+/// handshake's buffers and state beside it for the connection's life
+/// (measured: about 5 KiB per idle TLS or WebSocket connection, see
+/// benches/README.md), nor the connect timeout's timer.
 async fn serve_upgraded(stream: TcpStream, peer: SocketAddr, id: u64, ctx: Arc<ConnCtx>, full: bool, slot: Slot) {
     let _ = stream.set_nodelay(true);
+    let run = Box::pin(handshakes(Accepted { stream, peer, id, full, slot }, &ctx)).await;
+    if let Some(run) = run {
+        run.await;
+    }
+}
+
+/// The handshakes of [`serve_upgraded`] under the connect timeout and the
+/// shutdown: the future that serves the connection, or `None` (a failure
+/// is counted and logged).
+async fn handshakes(a: Accepted, ctx: &Arc<ConnCtx>) -> Option<Serving> {
+    let peer = a.peer;
     let (what, r) = tokio::select! {
-        _ = ctx.shutdown.cancelled() => return,
-        r = tokio::time::timeout(ctx.machine.get().connect_timeout, upgrade(stream, peer, id, &ctx, full, slot)) => match r {
-            Ok(Ok(run)) => return run.await,
+        _ = ctx.shutdown.cancelled() => return None,
+        r = tokio::time::timeout(ctx.machine.get().connect_timeout, upgrade(a, ctx)) => match r {
+            Ok(Ok(run)) => return Some(run),
             Ok(Err((what, e))) => (what, e.to_string()),
             Err(_) => ("handshake", "not done within the connect timeout".to_owned()),
         },
     };
     ctx.listener.handshake_failures.inc();
     ctx.handshakes.failed(peer, what, &r);
+    None
+}
+
+/// An accepted connection before its handshakes: its socket, peer, id,
+/// and its place under the listener's limit (`full`: served only to be
+/// refused).
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    full: bool,
+    slot: Slot,
 }
 
 /// What a connection runs once its handshakes are done.
@@ -158,14 +187,8 @@ type Serving = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The TLS handshake and WebSocket upgrade of a connection; on success
 /// the future that serves it. On failure, which step failed and why.
-async fn upgrade(
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-    ctx: &Arc<ConnCtx>,
-    full: bool,
-    slot: Slot,
-) -> Result<Serving, (&'static str, std::io::Error)> {
+async fn upgrade(a: Accepted, ctx: &Arc<ConnCtx>) -> Result<Serving, (&'static str, std::io::Error)> {
+    let Accepted { stream, peer, id, full, slot } = a;
     let max = ctx.machine.get().max_packet_size;
     let Some(tls) = ctx.tls.as_ref().map(|t| t.get()) else {
         let ws = ws_accept(stream, max).await.map_err(|e| ("WebSocket upgrade", e))?;

@@ -246,7 +246,9 @@ impl Broker {
         }
         let ids = Arc::new(AtomicU64::new(1));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let hashing = Arc::new(tokio::sync::Semaphore::new(cores));
+        // Password hashes on all but one core at a time (at least one): a
+        // burst of CONNECTs leaves a core to the other connections' tasks.
+        let hashing = Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)));
         let mut reloadable = Vec::new();
         let auth_stats = Arc::new(AuthStats::default());
         metrics.register_group(Arc::new(crate::metrics::AuthCollector(auth_stats.clone())));

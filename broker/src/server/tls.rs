@@ -191,7 +191,19 @@ fn atv_string(v: &x509_cert::der::Any) -> Option<String> {
     v.decode_as::<Ia5StringRef<'_>>().ok().map(|s| s.as_str().to_owned())
 }
 
-/// Over TLS the driver cannot wait on the socket's readiness (rustls may
-/// hold decrypted bytes already), so a TLS connection keeps its small read
-/// buffer while idle.
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> super::Transport for tokio_rustls::server::TlsStream<S> {}
+/// Over TLS the driver waits on the socket's readiness too, once rustls
+/// holds no decrypted bytes (`wants_read`): an idle TLS connection then
+/// holds no read buffer of the driver's. rustls reads every whole record
+/// the socket has before a read of tokio-rustls returns pending, so a
+/// socket that is not readable leaves nothing undecrypted to wait for.
+impl super::Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    const READINESS: bool = true;
+
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let (tcp, conn) = self.get_ref();
+        if !conn.wants_read() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        tcp.poll_read_ready(cx)
+    }
+}

@@ -159,6 +159,15 @@ impl Machine {
         self.request_session(accepted);
     }
 
+    /// The password of a CONNECT in [`State::Verifying`] was not checked
+    /// within the connect timeout (the hashes of a burst queued before
+    /// it): closed without CONNACK, as a connect timeout closes.
+    pub fn password_unchecked(&mut self) {
+        if matches!(self.state, State::Verifying(_)) {
+            self.close(Close::Refused);
+        }
+    }
+
     /// The password of a CONNECT in [`State::Verifying`] was checked.
     pub fn password_checked(&mut self, ok: bool) {
         let State::Verifying(a) = std::mem::replace(&mut self.state, State::Closed) else {
