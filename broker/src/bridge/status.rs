@@ -122,11 +122,14 @@ impl BridgeStatus {
         let stats = &self.fifo.stats;
         let oldest = self.oldest_ms.load(Ordering::Relaxed);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let queued_messages = self.fifo.depth();
         Figures {
             connected: self.connected.load(Ordering::Relaxed),
-            queued_messages: self.fifo.depth(),
+            queued_messages,
             queued_bytes: self.fifo.bytes(),
-            oldest_queued_age_secs: (oldest > 0).then(|| now.saturating_sub(oldest) / 1000),
+            // The link stores the oldest's time after it takes from the
+            // queue: an empty queue has no oldest, whatever it stored last.
+            oldest_queued_age_secs: (oldest > 0 && queued_messages > 0).then(|| now.saturating_sub(oldest) / 1000),
             out_forwarded: get(&stats.forwarded),
             out_dropped: get(&stats.dropped),
             out_rejected: get(&stats.rejected),
