@@ -647,10 +647,8 @@ impl SessionState {
     /// them. (A client that sent PUBREL before its PUBREC shifts this by
     /// one: its own protocol error.)
     pub fn inbound_qos2_routed(&mut self) {
-        let oldest = self.inbound_qos2.iter_mut().filter(|(_, p)| **p != 0).min_by_key(|(_, p)| **p);
-        let Some((pkid, place)) = oldest else { return };
-        *place = 0;
-        let pkid = *pkid;
+        let Some(pkid) = self.inbound_qos2_unrouted() else { return };
+        self.inbound_qos2.insert(pkid, 0);
         self.record(Record::In2 { key: self.key, pkid });
     }
 
