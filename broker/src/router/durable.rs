@@ -124,12 +124,17 @@ impl Durable {
     fn store_body(&mut self, msg: &Message) -> u64 {
         let mid = self.next_mid;
         self.next_mid += 1;
-        let stored = StoredMessage::from_message(msg, self.base.0, self.base.1);
-        self.journal.append(&Record::Msg { mid, msg: stored });
+        self.write_body(mid, msg);
         if let Some(r) = self.resume.routing_record(mid, msg) {
             self.journal.append(&r);
         }
         mid
+    }
+
+    /// Appends the body record of `msg` under `mid`.
+    fn write_body(&self, mid: u64, msg: &Message) {
+        let stored = StoredMessage::from_message(msg, self.base.0, self.base.1);
+        self.journal.append(&Record::Msg { mid, msg: stored });
     }
 
     /// Gives up the snapshot in progress (a chunk of a spilled queue could
@@ -340,8 +345,7 @@ impl Router {
         if dl.mid == 0 {
             return;
         }
-        let stored = StoredMessage::from_message(&dl.msg, d.base.0, d.base.1);
-        d.journal.append(&Record::Msg { mid: dl.mid, msg: stored });
+        d.write_body(dl.mid, &dl.msg);
         d.last_mid = Some((dl.msg.clone(), dl.mid));
     }
 
