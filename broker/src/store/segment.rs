@@ -187,8 +187,11 @@ pub fn scan(path: &Path, start: u64, mut expect: Lsn, visit: &mut dyn FnMut(Even
                 continue;
             }
         }
-        let torn = is_torn(&file, at, len, expect)?;
-        let resume = if torn { None } else { resync(&file, at, len, expect, &mut window)? };
+        // A header whose payload runs past the end looks like a write a
+        // power cut interrupted, but a flipped length bit looks the same:
+        // only with no valid frame after it is it a torn tail.
+        let resume = resync(&file, at, len, expect, &mut window)?;
+        let torn = resume.is_none() && is_torn(&file, at, len, expect)?;
         let end = resume.unwrap_or(len);
         match out.damage.last_mut() {
             Some(d) if d.1 == at => d.1 = end,
