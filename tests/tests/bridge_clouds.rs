@@ -7,10 +7,13 @@
 //!   Debian's `python3-pika`) bound to `amq.topic`, and one node is
 //!   killed mid-run: the bridge fails over to the other, nothing lost;
 //! - ActiveMQ (`activemq` 5.17, its MQTT transport connector): a round
-//!   trip both ways, an `out` and an `in` rule.
+//!   trip both ways, an `out` and an `in` rule;
+//! - the whole chain: the demo firmware in QEMU (`qemu-system-arm`,
+//!   `lm3s6965evb`) → edgemq → bridge → RabbitMQ → AMQP consumer, with
+//!   the uplink cut and the edge restarted mid-run.
 //!
 //! Skipped with the reason printed unless `EDGEMQ_REQUIRE_RABBITMQ=1` /
-//! `EDGEMQ_REQUIRE_ACTIVEMQ=1` (`.ci/clouds`, a step of `.ci/run`).
+//! `EDGEMQ_REQUIRE_ACTIVEMQ=1` / `EDGEMQ_REQUIRE_QEMU=1` (`.ci/clouds`, a step of `.ci/run`).
 
 mod common;
 
@@ -386,4 +389,173 @@ async fn activemq_round_trip_both_ways() {
     edge.shutdown().await;
     amq.child.kill().await.unwrap();
     eprintln!("activemq round trip in {:.1?}", started.elapsed());
+}
+
+/// The demo firmware as `firmware-client/tests/qemu_e2e.rs` builds it (the
+/// same target directory and parameters, so CI builds it once): 40 QoS 1
+/// readings on `sensors/lm3s6965-e2e/reading`, one each 200 ms.
+fn demo_firmware() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let target = root.join("target/tmp/demo-e2e");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--bin", "demo", "--target", "thumbv7m-none-eabi"])
+        .current_dir(root.join("firmware-client/demo-lm3s6965"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("EDGEMQ_DEMO_N", "40")
+        .env("EDGEMQ_DEMO_INTERVAL_MS", "200")
+        .env("EDGEMQ_DEMO_CLIENT_ID", "lm3s6965-e2e")
+        .env_remove("RUSTFLAGS")
+        .stdout(Stdio::null())
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "the demo firmware does not build (rustup target add thumbv7m-none-eabi?)");
+    target.join("thumbv7m-none-eabi/release/demo")
+}
+
+/// A TCP relay standing for the gateway's uplink: [`Uplink::cut`] closes
+/// every relayed connection and refuses new ones (accepted and closed at
+/// once) until [`Uplink::restore`].
+struct Uplink {
+    port: u16,
+    up: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Uplink {
+    async fn to(remote: String) -> Uplink {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(tokio::sync::watch::channel(true).0);
+        let watch = up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = l.accept().await {
+                let mut state = watch.subscribe();
+                if !*state.borrow_and_update() {
+                    continue;
+                }
+                let remote = remote.clone();
+                tokio::spawn(async move {
+                    let Ok(mut far) = tokio::net::TcpStream::connect(&remote).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut far) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Uplink { port, up }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+/// The demo firmware in QEMU (`lm3s6965evb`), its UART a TCP client of
+/// 127.0.0.1:`port` that reconnects; its console lines on a channel.
+fn qemu_firmware(elf: &Path, port: u16) -> (std::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("qemu-system-arm")
+        .args(["-cpu", "cortex-m3", "-machine", "lm3s6965evb", "-nographic"])
+        .args(["-monitor", "none", "-semihosting-config", "enable=on,target=native"])
+        .arg("-chardev")
+        .arg(format!("socket,id=mqtt,host=127.0.0.1,port={port},reconnect=1"))
+        .args(["-serial", "chardev:mqtt", "-kernel"])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("qemu-system-arm");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The whole promise, end to end: the demo firmware in QEMU publishes
+/// readings to the edge (its outbox holding them while the edge is
+/// away), the edge bridges them to RabbitMQ, an AMQP consumer receives
+/// them. Mid-run the uplink is cut, the edge restarted while it holds
+/// readings for the cloud, then the uplink restored: every reading the
+/// firmware's outbox accepted arrives, the first copy of each in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_firmware_in_qemu_through_uplink_loss_and_an_edge_restart() {
+    let python = python_with_pika();
+    let qemu = std::process::Command::new("qemu-system-arm").arg("--version").stdout(Stdio::null()).status();
+    if !have("RABBITMQ", Path::new(RABBITMQ_SERVER).exists(), "rabbitmq-server is not installed")
+        || !have("RABBITMQ", python.is_some(), "no python3 with pika (python3-pika)")
+        || !have("QEMU", qemu.is_ok_and(|s| s.success()), "qemu-system-arm is not installed")
+    {
+        return;
+    }
+    let started = Instant::now();
+    let elf = tokio::task::spawn_blocking(demo_firmware).await.unwrap();
+    let rabbit = Rabbit::cluster(1).await;
+    let (_consumer, mut lines) = amqp_consumer(python.unwrap(), rabbit.nodes[0].amqp, "sensors.#").await;
+    let uplink = Uplink::to(rabbit.mqtt_addr(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let edge = || {
+        let (dir, up) =
+            (dir.path().to_owned(), bridge("cloud", &[uplink.addr()], &["sensors/# out 1"], "try_private = false"));
+        TestBroker::start_with(move |c| {
+            c.listeners = vec![edgemq::config::ListenerConfig::tcp(([127, 0, 0, 1], port).into())];
+            c.data_dir = dir;
+            c.bridges = vec![up];
+        })
+    };
+    let mut broker = Some(edge().await);
+    let (mut fw, mut console) = qemu_firmware(&elf, port);
+    let mut queued = 0;
+    let mut acked = false;
+    let mut events = Vec::new();
+    let run = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = console.recv().await {
+            if let Some(n) = line.strip_prefix("queued seq=") {
+                queued = n.parse::<u32>().unwrap() + 1;
+                match queued {
+                    10 => uplink.cut(),
+                    20 => broker.take().unwrap().shutdown().await,
+                    24 => broker = Some(edge().await),
+                    30 => uplink.restore(),
+                    _ => continue,
+                }
+                events.push(format!(
+                    "{line}: {}",
+                    ["uplink cut", "edge stopped", "edge started", "uplink restored"][events.len()]
+                ));
+            }
+            acked |= line.contains("total=40");
+        }
+    });
+    run.await.unwrap_or_else(|_| panic!("the firmware did not finish in 120 s: {queued} queued"));
+    let status = fw.wait().unwrap();
+    assert!(status.success() && acked && queued == 40, "the firmware did not finish: {status:?}, {queued} queued");
+    eprintln!("firmware done; {events:?}");
+    let mut seen = InOrder::default();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while seen.next < 40 {
+            let line = lines.next_line().await.unwrap().expect("the AMQP consumer ended");
+            let seq = line.strip_prefix("seq=").and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("{line:?}"));
+            seen.see(seq.parse().unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of 40 readings reached the AMQP consumer", seen.next));
+    eprintln!("all 40 readings arrived through RabbitMQ, {} duplicates; {:.1?} in all", seen.dups, started.elapsed());
+    if let Some(b) = broker {
+        b.shutdown().await;
+    }
 }
