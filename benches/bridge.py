@@ -8,7 +8,9 @@
    cursor: the last LSN the cloud acknowledged, one record per message)
    passes N, so msg/s forwarded.
 2. outage: the cloud stopped, N more published and queued on the edge
-   (edge RSS before and after); the cloud started again: drain msg/s."""
+   (edge RSS before and after); the cloud started again: drain msg/s, and
+   the CPU time each broker spent per message meanwhile (a figure that
+   depends less on what else the machine runs)."""
 import os, socket, struct, subprocess, sys, tempfile, time
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
@@ -32,6 +34,11 @@ def rss(pid):
         if l.startswith("VmRSS:"):
             return int(l.split()[1]) / 1024
     return 0.0
+
+def cpu(pid):
+    """User + system CPU seconds of the process so far (all its threads)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 def cursor():
     try:
@@ -76,9 +83,11 @@ print(f"outage: {N} queued in {time.time() - t0:.1f} s; edge RSS {r0:.1f} -> {rs
       f"queue on disk {sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(tmp, 'edge/bridge')) for f in fs) / 2**20:.0f} MiB")
 cloud = subprocess.Popen([bin_, "--bind", "127.0.0.1", "-p", str(cloud_port), "--data-dir", os.path.join(tmp, "cloud")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-t0 = time.time()
+t0, e0, c0 = time.time(), cpu(edge.pid), cpu(cloud.pid)
 t_done = wait_cursor(2 * N)
+e1, c1 = cpu(edge.pid), cpu(cloud.pid)
 print(f"drain: {N} forwarded in {t_done - t0:.1f} s after the cloud returned: {N / (t_done - t0):,.0f} msg/s; "
-      f"edge RSS {rss(edge.pid):.1f} MiB")
+      f"edge RSS {rss(edge.pid):.1f} MiB; CPU per message: edge {(e1 - e0) * 1e6 / N:.2f} us, "
+      f"cloud {(c1 - c0) * 1e6 / N:.2f} us")
 for p in (edge, cloud):
     p.kill(); p.wait()

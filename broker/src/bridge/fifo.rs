@@ -292,8 +292,53 @@ impl Fifo {
     }
 }
 
-/// Reads a queue's records in order, with positioned reads of its
-/// segments (blocking: used in `spawn_blocking`).
+/// Bytes of the segment a [`Reader`] reads, read ahead in blocks: one
+/// `pread` per [`BLOCK`] instead of two per record.
+#[derive(Debug, Default)]
+struct Block {
+    /// The file offset of `bytes[0]`.
+    at: u64,
+    bytes: Vec<u8>,
+}
+
+/// What a [`Reader`] reads from a segment at once.
+const BLOCK: usize = 64 * 1024;
+
+impl Block {
+    /// The `len` bytes at `off` of `file`, read if not held (a block from
+    /// `off` on, or more for a longer record); `None` past the end.
+    fn get(&mut self, file: &File, off: u64, len: usize) -> io::Result<Option<&[u8]>> {
+        let held = off >= self.at && off + len as u64 <= self.at + self.bytes.len() as u64;
+        if !held {
+            self.bytes.resize(len.max(BLOCK), 0);
+            let mut n = 0;
+            while n < self.bytes.len() {
+                match file.read_at(&mut self.bytes[n..], off + n as u64) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.bytes.truncate(n);
+            self.at = off;
+            if n < len {
+                return Ok(None);
+            }
+        }
+        let from = (off - self.at) as usize;
+        Ok(Some(&self.bytes[from..from + len]))
+    }
+
+    /// Forgets what it holds: the next read goes to the file (what was
+    /// read past the durable end may have been half written).
+    fn clear(&mut self) {
+        self.bytes.clear();
+    }
+}
+
+/// Reads a bridge queue's records in LSN order from the log's segments
+/// (blocking: used in `spawn_blocking`).
 #[derive(Debug)]
 pub struct Reader {
     dir: PathBuf,
@@ -301,11 +346,12 @@ pub struct Reader {
     next: Lsn,
     /// The segment being read: its first LSN, file and read offset.
     at: Option<(Lsn, File, u64)>,
+    block: Block,
 }
 
 impl Reader {
     pub fn new(dir: PathBuf, next: Lsn) -> Reader {
-        Reader { dir, next, at: None }
+        Reader { dir, next, at: None, block: Block::default() }
     }
 
     /// The next LSN it reads.
@@ -318,11 +364,27 @@ impl Reader {
         self.next = self.next.max(next);
     }
 
+    /// The frame at `off` of `file` if whole and valid: (LSN, payload).
+    fn frame(&mut self, file: &File, off: u64) -> io::Result<Option<(Lsn, Vec<u8>)>> {
+        let Some(h) = self.block.get(file, off, segment::FRAME)? else { return Ok(None) };
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        if len > segment::MAX_RECORD {
+            return Ok(None);
+        }
+        let Some(payload) = self.block.get(file, off + segment::FRAME as u64, len)? else { return Ok(None) };
+        Ok((segment::crc(lsn, payload) == sum).then(|| (lsn, payload.to_vec())))
+    }
+
     /// Reads up to `max` records (and about `max_bytes`) from the next
     /// one, none after `upto` (the durable end): (LSN, encoded message).
     pub fn read(&mut self, upto: Lsn, max: usize, max_bytes: usize) -> io::Result<Vec<(Lsn, Vec<u8>)>> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        // Bytes held from an earlier call are read again once before a
+        // frame there is taken for the segment's end.
+        let mut fresh = false;
         while self.next <= upto && out.len() < max && bytes < max_bytes {
             if self.at.is_none() {
                 let segs = segments(&self.dir)?;
@@ -332,22 +394,19 @@ impl Reader {
                 self.next = self.next.max(*first);
                 let start = segment::kind(path)?.data_start();
                 self.at = Some((*first, File::open(path)?, start));
+                self.block.clear();
             }
-            let Some((first, file, off)) = &mut self.at else { break };
-            let mut h = [0u8; segment::FRAME];
-            let whole = file.read_exact_at(&mut h, *off).is_ok();
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
-            let mut payload = vec![0u8; if whole && len <= segment::MAX_RECORD { len } else { 0 }];
-            let good = whole
-                && len <= segment::MAX_RECORD
-                && file.read_exact_at(&mut payload, *off + segment::FRAME as u64).is_ok()
-                && segment::crc(lsn, &payload) == sum;
-            if !good {
+            let Some((first, file, off)) = self.at.take() else { break };
+            let frame = self.frame(&file, off)?;
+            self.at = Some((first, file, off));
+            let Some((lsn, payload)) = frame else {
+                if !fresh {
+                    fresh = true;
+                    self.block.clear();
+                    continue;
+                }
                 // The end of this segment (or damage the writer's repair
                 // will cut at the next open): go on in the next one.
-                let first = *first;
                 let later = segments(&self.dir)?.into_iter().find(|(f, _)| *f > first);
                 match later {
                     Some((f, _)) if f <= upto => {
@@ -357,18 +416,20 @@ impl Reader {
                     }
                     _ => break,
                 }
+            };
+            if lsn > upto {
+                // Not durable yet: read it again next time, from the file.
+                self.block.clear();
+                break;
             }
-            *off += (segment::FRAME + len) as u64;
+            if let Some((_, _, off)) = &mut self.at {
+                *off += (segment::FRAME + payload.len()) as u64;
+            }
             if lsn < self.next {
                 continue;
             }
-            if lsn > upto {
-                // Not durable yet: read it again next time.
-                *off -= (segment::FRAME + len) as u64;
-                break;
-            }
             self.next = lsn + 1;
-            bytes += len;
+            bytes += payload.len();
             out.push((lsn, payload));
         }
         Ok(out)

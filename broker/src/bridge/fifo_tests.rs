@@ -140,3 +140,31 @@ fn the_pubrec_record_survives_a_reopen_after_the_cursor_only() {
     std::fs::write(dir.path().join("released"), b"garbage!garbage").unwrap();
     assert!(open(dir.path()).opened_released.is_empty(), "damaged: PUBLISH again");
 }
+
+/// One reader follows a queue being appended to: what it read ahead of
+/// the durable end (a block holds the segment's end as it was) is read
+/// again, so every record comes back once, in order, across segments.
+#[test]
+fn a_reader_keeps_up_with_appends_across_its_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = open(dir.path());
+    let mut r = f.reader();
+    let (mut got, mut n) = (Vec::new(), 0u32);
+    for round in 0..60u32 {
+        // Rounds of 1 to about 4,000 records of 100 bytes (segments of
+        // 8 MiB, so the queue spans several; blocks of 64 KiB).
+        let k = 1 + (round * 7919) % 4000;
+        let mut last = 0;
+        for _ in 0..k {
+            last = f.append(&msg(n));
+            n += 1;
+        }
+        wait_durable(&f, last);
+        let upto = if round % 3 == 0 { last - u64::from(k / 2) } else { last };
+        got.extend(topics(&r.read(upto, usize::MAX, usize::MAX).unwrap()));
+    }
+    got.extend(topics(&r.read(f.last(), usize::MAX, usize::MAX).unwrap()));
+    assert_eq!(got.len(), n as usize);
+    assert!(got.iter().enumerate().all(|(i, t)| *t == format!("s/{i}")), "in order, once each");
+    assert!(crate::store::log::segments(&dir.path().join("queue")).unwrap().len() > 1, "several segments");
+}

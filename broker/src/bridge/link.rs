@@ -617,7 +617,7 @@ async fn release(link: &Link, st: &mut State, ids: &[u16]) -> Result<(), LinkErr
 fn acked<R: Reason>(link: &Link, st: &mut State, a: Ack<R>, qos: QoS) {
     let takes =
         |e: &Entry| e.msg.qos == qos || (qos == QoS::AtLeastOnce && e.msg.qos == QoS::ExactlyOnce && !e.released);
-    let Some(e) = st.window.iter_mut().find(|e| e.pkid == a.pkid && !e.done && takes(e)) else {
+    let Some(e) = at_pkid(&mut st.window, a.pkid).filter(|e| !e.done && takes(e)) else {
         return;
     };
     e.done = true;
@@ -634,6 +634,16 @@ fn acked<R: Reason>(link: &Link, st: &mut State, a: Ack<R>, qos: QoS) {
     } else {
         link.fifo.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The window's entry with packet id `id`: its LSN follows from the
+/// front's, since a window spans fewer than [`PKIDS`] LSNs (a binary
+/// search, not a scan of the window per acknowledgement).
+fn at_pkid(window: &mut VecDeque<Entry>, id: u16) -> Option<&mut Entry> {
+    let front = window.front()?.lsn;
+    let lsn = front + (u64::from(id) + PKIDS - u64::from(pkid(front))) % PKIDS;
+    let i = window.binary_search_by_key(&lsn, |e| e.lsn).ok()?;
+    window.get_mut(i).filter(|e| e.pkid == id)
 }
 
 /// Moves the queue's cursor over the done front of the window.
@@ -696,3 +706,7 @@ async fn incoming(link: &Link, st: &mut State, p: Publish, ticket: &Arc<Ticket>,
     *routed += 1;
     Some(InAck { count: *routed, ack })
 }
+
+#[cfg(test)]
+#[path = "link_tests.rs"]
+mod tests;
