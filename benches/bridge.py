@@ -8,7 +8,8 @@
    cursor: the last LSN the cloud acknowledged, one record per message)
    passes N, so msg/s forwarded.
 2. outage: the cloud stopped, N more published and queued on the edge
-   (edge RSS before and after); the cloud started again: drain msg/s, and
+   (edge RSS before and after); the edge restarted with them queued (its
+   peak RSS while it opens the queue); the cloud started again: drain msg/s, and
    the CPU time each broker spent per message meanwhile (a figure that
    depends less on what else the machine runs)."""
 import os, socket, struct, subprocess, sys, tempfile, time
@@ -32,6 +33,13 @@ def start(args, name):
 def rss(pid):
     for l in open(f"/proc/{pid}/status"):
         if l.startswith("VmRSS:"):
+            return int(l.split()[1]) / 1024
+    return 0.0
+
+def hwm(pid):
+    """Peak RSS of the process, MiB."""
+    for l in open(f"/proc/{pid}/status"):
+        if l.startswith("VmHWM:"):
             return int(l.split()[1]) / 1024
     return 0.0
 
@@ -81,6 +89,15 @@ t0 = time.time()
 fanin(N)
 print(f"outage: {N} queued in {time.time() - t0:.1f} s; edge RSS {r0:.1f} -> {rss(edge.pid):.1f} MiB; "
       f"queue on disk {sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(tmp, 'edge/bridge')) for f in fs) / 2**20:.0f} MiB")
+# A restart of the edge with the queue full: its peak RSS while it opens
+# the queue (VmHWM once it listens and a second later).
+edge.terminate(); edge.wait()
+t0 = time.time()
+edge, edge_port = start(["-p", "0", "-c", conf], "edge")
+t_listen = time.time() - t0
+time.sleep(1)
+print(f"restart with {N} queued: listening after {t_listen:.2f} s; edge peak RSS {hwm(edge.pid):.1f} MiB, "
+      f"RSS {rss(edge.pid):.1f} MiB")
 cloud = subprocess.Popen([bin_, "--bind", "127.0.0.1", "-p", str(cloud_port), "--data-dir", os.path.join(tmp, "cloud")],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 t0, e0, c0 = time.time(), cpu(edge.pid), cpu(cloud.pid)
