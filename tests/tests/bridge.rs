@@ -606,3 +606,91 @@ async fn try_private_falls_back_when_the_remote_refuses_the_bridge_mark() {
     edge.shutdown().await;
     cloud.stop().await;
 }
+
+/// A relay whose connection can be dropped (both sockets closed, no
+/// DISCONNECT: the remote sees the link die) by sending on the returned
+/// channel; each later connection is relayed again.
+async fn droppable_proxy(to: SocketAddr) -> (SocketAddr, tokio::sync::broadcast::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (drop_tx, _) = tokio::sync::broadcast::channel(4);
+    let tx = drop_tx.clone();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            let mut dropped = tx.subscribe();
+            tokio::spawn(async move {
+                let Ok(mut up) = tokio::net::TcpStream::connect(to).await else { return };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                    _ = dropped.recv() => {}
+                }
+            });
+        }
+    });
+    (addr, drop_tx)
+}
+
+/// The next payload on `topic` (other publishes skipped).
+async fn next_on(c: &mut V4Client, topic: &str) -> Vec<u8> {
+    loop {
+        let p = c.next_publish().await;
+        if p.topic == topic {
+            return p.payload.to_vec();
+        }
+    }
+}
+
+/// Mosquitto's default `notifications true` with `notifications_local_only
+/// false`: the bridge's state is also retained on the remote, `1` once
+/// connected, `0` by its will when the link dies without DISCONNECT, and
+/// `0` published before DISCONNECT when the bridge stops. Into Debian's
+/// Mosquitto over 3.1.1 and into edgemq over MQTT 5 (no bridge mark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridges_state_is_retained_on_the_remote_too() {
+    if !have_mosquitto() {
+        return;
+    }
+    let mdir = tempfile::tempdir().unwrap();
+    let mosquitto = Mosquitto::start(free_port(), mdir.path()).await;
+    let edgemq_cloud = TestBroker::start().await;
+    for (cloud, version) in [(mosquitto.addr(), "3.1.1"), (edgemq_cloud.addr, "5")] {
+        let topic = "$SYS/broker/connection/gw/state";
+        let (mut watcher, _) = V4Client::connect(v4(cloud, "state-watcher", true)).await;
+        watcher.subscribe(topic, QoS::AtLeastOnce).await;
+        let (via, drop_link) = droppable_proxy(cloud).await;
+        let extra = format!("protocol_version = \"{version}\"\nnotification_topic = \"{topic}\"\nkeep_alive_secs = 5");
+        let edge = edge_with(vec![bridge("up", &[via.to_string()], &["up/# out 1"], &extra)]).await;
+        assert_eq!(within("the state 1 on the remote", next_on(&mut watcher, topic)).await, b"1", "{version}");
+        drop_link.send(()).unwrap();
+        assert_eq!(within("the will 0 on the remote", next_on(&mut watcher, topic)).await, b"0", "{version}");
+        assert_eq!(within("1 again after the reconnect", next_on(&mut watcher, topic)).await, b"1", "{version}");
+        edge.shutdown().await;
+        assert_eq!(within("0 when the bridge stops", next_on(&mut watcher, topic)).await, b"0", "{version}");
+        // Retained: a client that comes later reads the last state.
+        let (mut late, _) = V4Client::connect(v4(cloud, "late-watcher", true)).await;
+        late.subscribe(topic, QoS::AtLeastOnce).await;
+        assert_eq!(within("the retained state", next_on(&mut late, topic)).await, b"0", "{version}");
+    }
+    edgemq_cloud.shutdown().await;
+    mosquitto.stop().await;
+}
+
+/// A remote that refuses the CONNECT for the state's will (here: its
+/// topic has more levels than the remote takes; MQTT 5 CONNACK 0x90, a
+/// close for 3.1.1) is connected to again without it, and messages flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_refuses_the_states_will_is_connected_to_without_it() {
+    let cloud = TestBroker::start_with(|c| c.max_topic_levels = 3).await;
+    let mut sub = V4Client::simple(cloud.addr, "cloud-sub").await;
+    sub.subscribe("up/#", QoS::AtLeastOnce).await;
+    for v in ["5", "3.1.1"] {
+        let extra = format!("protocol_version = \"{v}\"\nclient_id = \"gw-{v}\"");
+        let edge = edge_with(vec![bridge("up", &[cloud.addr.to_string()], &["up/# out 1"], &extra)]).await;
+        let p = V4Client::simple(edge.addr, "edge-pub").await;
+        p.client.publish("up/t", QoS::AtLeastOnce, false, v).await.unwrap();
+        let got = sub.next_publish().await;
+        assert_eq!((got.topic.as_str(), &got.payload[..]), ("up/t", v.as_bytes()));
+        edge.shutdown().await;
+    }
+    cloud.shutdown().await;
+}

@@ -234,8 +234,11 @@ pub struct BridgeConfig {
     /// attempt up to the maximum, each with up to 50% random jitter.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
-    /// Publish the retained `1`/`0` state on `notification_topic`.
+    /// Publish the retained `1`/`0` state on `notification_topic`, here
+    /// and (unless `notifications_local_only`) on the remote, where a will
+    /// sets it to `0` if the link dies (as Mosquitto).
     pub notifications: bool,
+    pub notifications_local_only: bool,
     pub notification_topic: String,
     /// 0: no bound of its own (the disk is the bound).
     pub max_queued_messages: u64,
@@ -290,6 +293,7 @@ pub struct FileBridge {
     reconnect_min_ms: Option<Spanned<u64>>,
     reconnect_max_ms: Option<Spanned<u64>>,
     notifications: Option<bool>,
+    notifications_local_only: Option<bool>,
     notification_topic: Option<Spanned<String>>,
     max_queued_messages: Option<u64>,
     max_queued_bytes: Option<u64>,
@@ -397,6 +401,7 @@ impl FileBridge {
             reconnect_min_ms,
             reconnect_max_ms,
             notifications: self.notifications.unwrap_or(true),
+            notifications_local_only: self.notifications_local_only.unwrap_or(false),
             notification_topic,
             max_queued_messages: self.max_queued_messages.unwrap_or(0),
             max_queued_bytes: self.max_queued_bytes.unwrap_or(0),

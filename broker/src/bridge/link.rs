@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{AddressOrder, BridgeConfig, BridgeProtocol};
 use super::fifo::{Fifo, Reader};
 use crate::message::{Message, SessionKey};
-use crate::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
+use crate::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ClientWill, ServerPacket};
 use crate::protocol::{
     publish_size_bound, Ack, ConnAck, ConnectReason, DisconnectReason, PubCompReason, Publish, QoS, Reason,
     RetainHandling, SubOptions, Subscribe, SubscribeFilter, Version,
@@ -104,6 +104,10 @@ pub struct Link {
     /// Whether CONNECT carries the bridge mark (protocol level | 0x80):
     /// `try_private`, until a remote refuses it (see [`connect_one`]).
     pub private: AtomicBool,
+    /// Whether CONNECT carries the state's will and the state is
+    /// published on the remote: notifications on and not local only,
+    /// until a remote refuses the will (see [`connect_one`]).
+    pub remote_state: AtomicBool,
 }
 
 /// A message read from the queue, until the remote has it.
@@ -242,6 +246,26 @@ impl Link {
     }
 }
 
+/// Whether the state goes to the remote too (Mosquitto's default).
+pub fn remote_notifications(cfg: &BridgeConfig) -> bool {
+    cfg.notifications && !cfg.notifications_local_only
+}
+
+/// The retained state for the remote's notification topic (QoS 0: the
+/// window's packet ids are the queue's; if it is lost with the
+/// connection, the will says `0`).
+fn state_packet(cfg: &BridgeConfig, up: bool) -> ClientPacket {
+    ClientPacket::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: true,
+        topic: cfg.notification_topic.clone(),
+        pkid: 0,
+        payload: if up { "1".into() } else { "0".into() },
+        props: None,
+    })
+}
+
 /// Connects to `addr` and completes CONNECT/CONNACK within the connect timeout.
 /// Returns the stream, the CONNACK and what the remote sent after it (a
 /// persistent session's messages may come in the same read).
@@ -251,15 +275,55 @@ impl Link {
 /// as [MQTT-3.1.2-2] says) or closes before any CONNACK is connected to
 /// again at once with level 4, and so from then on (as Mosquitto, until a
 /// restart; logged once).
+///
+/// The remote state's will: a remote that refuses a CONNECT carrying it
+/// (its topic too deep, `$SYS` or retained not allowed there: a refusal
+/// for the will's sake, or a close before CONNACK) and takes the same
+/// CONNECT without it is connected to without the will and without the
+/// state on the remote from then on (logged once; the state stays
+/// published locally).
 async fn connect_one(link: &Link, addr: &str) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
     let private = link.private.load(Ordering::Relaxed) && version(&link.cfg) == Version::V311;
-    match attempt(link, addr, private).await {
+    let will = link.remote_state.load(Ordering::Relaxed);
+    let r = match attempt(link, addr, private, will).await {
         Err(e) if private && refuses_private(&e) => {
             tracing::warn!(bridge = %link.cfg.name, %addr, "bridge: the remote refused the bridge mark (try_private, level 0x84: {e}); connecting as an ordinary 3.1.1 client from now on");
             link.private.store(false, Ordering::Relaxed);
-            attempt(link, addr, false).await
+            attempt(link, addr, false, will).await
         }
         r => r,
+    };
+    let private = link.private.load(Ordering::Relaxed) && private;
+    match r {
+        Err(e) if will && refuses_will(&e) => {
+            let r = attempt(link, addr, private, false).await;
+            if r.is_ok() {
+                tracing::warn!(bridge = %link.cfg.name, %addr, topic = %link.cfg.notification_topic, "bridge: the remote refused the will of the bridge's state ({e}) and took the CONNECT without it; the state is published here only from now on");
+                link.remote_state.store(false, Ordering::Relaxed);
+            }
+            r
+        }
+        r => r,
+    }
+}
+
+/// Whether the remote's answer to a CONNECT with a will may be about the
+/// will (its topic, retain flag, QoS or permission).
+fn refuses_will(e: &LinkError) -> bool {
+    use ConnectReason::*;
+    match e {
+        LinkError::Refused(code) => matches!(
+            code,
+            NotAuthorized
+                | TopicNameInvalid
+                | RetainNotSupported
+                | QosNotSupported
+                | PayloadFormatInvalid
+                | ImplementationSpecificError
+                | UnspecifiedError
+        ),
+        LinkError::Closed => true,
+        _ => false,
     }
 }
 
@@ -274,8 +338,9 @@ fn refuses_private(e: &LinkError) -> bool {
     }
 }
 
-/// One connection attempt, `private`: with the bridge mark.
-async fn attempt(link: &Link, addr: &str, private: bool) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
+/// One connection attempt, `private`: with the bridge mark; `will`: with
+/// the state's will.
+async fn attempt(link: &Link, addr: &str, private: bool, will: bool) -> Result<(Stream, ConnAck, BytesMut), LinkError> {
     let timeout = Duration::from_secs(link.cfg.connect_timeout_secs);
     let connect = async {
         let s = TcpStream::connect(addr).await?;
@@ -283,13 +348,13 @@ async fn attempt(link: &Link, addr: &str, private: bool) -> Result<(Stream, Conn
         match &link.tls {
             None => {
                 let mut s = s;
-                let (ack, rbuf) = mqtt_connect(link, &mut s, private).await?;
+                let (ack, rbuf) = mqtt_connect(link, &mut s, private, will).await?;
                 Ok((Stream::Tcp(s), ack, rbuf))
             }
             Some(connector) => {
                 let name = server_name(link, addr)?;
                 let mut t = Box::new(connector.connect(name, s).await?);
-                let (ack, rbuf) = mqtt_connect(link, &mut t, private).await?;
+                let (ack, rbuf) = mqtt_connect(link, &mut t, private, will).await?;
                 Ok((Stream::Tls(t), ack, rbuf))
             }
         }
@@ -314,6 +379,7 @@ async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
     link: &Link,
     s: &mut S,
     private: bool,
+    will: bool,
 ) -> Result<(ConnAck, BytesMut), LinkError> {
     let cfg = &link.cfg;
     let v = version(cfg);
@@ -328,6 +394,13 @@ async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
         session_expiry: if cfg.clean_session { 0 } else { u32::MAX },
         receive_maximum: u16::MAX,
         maximum_packet_size: MAX_IN_PACKET as u32,
+        // The remote's copy of the state: `0` if this link dies.
+        will: will.then(|| ClientWill {
+            topic: cfg.notification_topic.clone(),
+            payload: b"0".to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        }),
     };
     let mut buf = BytesMut::new();
     encode_client(&ClientPacket::Connect(c), v, &mut buf).map_err(|e| LinkError::Protocol(e.to_string()))?;
@@ -393,6 +466,10 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             },
         })
         .collect();
+    let remote_state = link.remote_state.load(Ordering::Relaxed);
+    if remote_state {
+        encode(&state_packet(cfg, true), v, &mut wbuf)?;
+    }
     if !filters.is_empty() {
         let s = Subscribe { pkid: u16::MAX, filters, subscription_identifier: None, user_properties: Vec::new() };
         encode(&ClientPacket::Subscribe(s), v, &mut wbuf)?;
@@ -553,6 +630,10 @@ async fn session<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 encode(&ClientPacket::PingReq, v, &mut wbuf)?;
             }
             () = link.shutdown.cancelled() => {
+                // A normal DISCONNECT discards the will: the state is sent.
+                if remote_state {
+                    encode(&state_packet(cfg, false), v, &mut wbuf)?;
+                }
                 encode(&ClientPacket::Disconnect(DisconnectReason::NormalDisconnection), v, &mut wbuf)?;
                 let _ = wr.write_all(&wbuf).await;
                 return Ok(());

@@ -105,6 +105,7 @@ impl Bridges {
             let link = link::Link {
                 status: status.clone(),
                 private: std::sync::atomic::AtomicBool::new(cfg.try_private),
+                remote_state: std::sync::atomic::AtomicBool::new(link::remote_notifications(cfg)),
                 cfg: cfg.clone(),
                 tls: tls.clone(),
                 fifo: fifo.clone(),

@@ -102,7 +102,6 @@ struct Table<'a> {
     username: bool,
     password: Option<&'a Line>,
     notifications: bool,
-    local_only: bool,
     notification_topic: bool,
     warnings: &'a mut Vec<String>,
     bad: &'a mut Vec<Malformed>,
@@ -187,7 +186,6 @@ pub(super) fn table(
         username: false,
         password: None,
         notifications: true,
-        local_only: false,
         notification_topic: false,
         warnings,
         bad,
@@ -261,11 +259,6 @@ fn finish(t: &mut Table<'_>, c: &Line, client_id: &(String, String)) {
     }
     if !t.notifications {
         return;
-    }
-    if !t.local_only {
-        let w = "notifications: edgemq publishes the bridge's state on the local broker only, \
-                 Mosquitto on the remote one too (notifications_local_only true is edgemq's behaviour)";
-        warn(t.warnings, c, w);
     }
     if !t.notification_topic {
         let topic = format!("$SYS/broker/connection/{}/state", client_id.0);
@@ -346,7 +339,7 @@ fn key<'a>(t: &mut Table<'a>, l: &'a Line) {
                     t.notifications = b;
                     t.put("notifications", b.to_string(), l);
                 }
-                _ => t.local_only = b,
+                _ => t.put("notifications_local_only", b.to_string(), l),
             }
         }
         "notification_topic" => {

@@ -57,11 +57,11 @@ fn a_minimal_section_keeps_mosquittos_client_id_and_notification_topic() {
     assert!(i.toml.contains("# m.conf:3: address cloud.example.com\naddresses = [\"cloud.example.com:1883\"]\n"));
     assert!(i.toml.contains("# m.conf:4: topic sensors/#\ntopics = [\"sensors/# out 0\"]\n"));
     assert!(i.toml.contains("bridge's queue is on disk"), "Mosquitto's 1000 in memory is said");
-    let w = warned(&i, 2);
-    assert!(w.len() == 1 && w[0].contains("local broker only"), "{w:?}");
+    assert!(warned(&i, 2).is_empty(), "{:?}", i.warnings);
+    assert!(b.notifications && !b.notifications_local_only, "the state on the remote too, as Mosquitto");
     let (b, i) = with("");
-    assert!(warned(&i, 2).is_empty(), "notifications_local_only true is edgemq's behaviour: {:?}", i.warnings);
-    assert!(b.notifications);
+    assert!(warned(&i, 2).is_empty(), "{:?}", i.warnings);
+    assert!(b.notifications && b.notifications_local_only, "carried over");
 }
 
 #[test]

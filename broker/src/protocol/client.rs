@@ -30,6 +30,16 @@ pub struct ClientConnect {
     /// MQTT 5: the Receive Maximum and Maximum Packet Size we accept.
     pub receive_maximum: u16,
     pub maximum_packet_size: u32,
+    pub will: Option<ClientWill>,
+}
+
+/// A will a client's CONNECT carries (no properties).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientWill {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: QoS,
+    pub retain: bool,
 }
 
 /// What a client sends.
@@ -83,8 +93,10 @@ fn encode_inner(packet: &ClientPacket, version: Version, buf: &mut BytesMut) -> 
             };
             put_str(&mut b, name)?;
             b.put_u8(if c.bridge && !c.version.is_v5() { level | 0x80 } else { level });
+            let will = c.will.as_ref().map_or(0, |w| 0x04 | (w.qos as u8) << 3 | u8::from(w.retain) << 5);
             let flags = u8::from(c.username.is_some()) << 7
                 | u8::from(c.password.is_some()) << 6
+                | will
                 | u8::from(c.clean_start) << 1;
             b.put_u8(flags);
             b.put_u16(c.keep_alive);
@@ -102,6 +114,14 @@ fn encode_inner(packet: &ClientPacket, version: Version, buf: &mut BytesMut) -> 
                 b.put_slice(&p);
             }
             put_str(&mut b, c.client_id.as_bytes())?;
+            if let Some(w) = &c.will {
+                if c.version.is_v5() {
+                    // No will properties.
+                    b.put_u8(0);
+                }
+                put_str(&mut b, w.topic.as_bytes())?;
+                put_str(&mut b, &w.payload)?;
+            }
             if let Some(u) = &c.username {
                 put_str(&mut b, u.as_bytes())?;
             }

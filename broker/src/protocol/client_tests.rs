@@ -33,6 +33,29 @@ fn connect(v: Version, bridge: bool) -> ClientConnect {
         session_expiry: u32::MAX,
         receive_maximum: 100,
         maximum_packet_size: 65536,
+        will: None,
+    }
+}
+
+/// The bridge's will (its state `0`, retained, for the remote's
+/// notification topic) as the server reads it, 3.1.1 and 5.
+#[test]
+fn a_will_as_the_server_reads_it() {
+    for v in [Version::V311, Version::V5] {
+        let will = ClientWill {
+            topic: "$SYS/broker/connection/gw/state".into(),
+            payload: b"0".to_vec(),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+        };
+        let c = ClientConnect { will: Some(will), ..connect(v, false) };
+        let Packet::Connect(c) = to_server(&c.into(), v, false) else { panic!() };
+        let w = c.will.unwrap();
+        assert_eq!(
+            (w.topic.as_str(), &w.payload[..], w.qos, w.retain),
+            ("$SYS/broker/connection/gw/state", &b"0"[..], QoS::AtLeastOnce, true)
+        );
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("gw"), Some(&b"pw"[..])), "after the will");
     }
 }
 

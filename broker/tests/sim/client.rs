@@ -108,6 +108,7 @@ impl Client {
             session_expiry: if self.persistent { u32::MAX } else { 0 },
             receive_maximum: self.receive_max,
             maximum_packet_size: 1 << 20,
+            will: None,
         };
         self.encode(&ClientPacket::Connect(c), out);
     }
