@@ -23,7 +23,9 @@
 //!
 //! The deterministic simulation opens the log with [`Threads::Inline`]:
 //! no thread, the same writer code run one round at a time by
-//! [`Log::write_pending`], when the simulation's scheduler decides.
+//! [`Log::write_pending`], when the simulation's scheduler decides; a
+//! round that fails there is written again at the next call (no sleeping
+//! retry loop: the simulation decides when the disk recovers).
 
 use std::fs;
 use std::io;
@@ -441,7 +443,7 @@ impl Log {
         let stats = Arc::new(LogStats::default());
         let pending = Arc::new(Pending::new(expect));
         let writer = Writer { cfg: cfg.clone(), file, path, size, stats: stats.clone(), pending: pending.clone() };
-        let rounds = Rounds::new(writer, durable_tx);
+        let rounds = Rounds::new(writer, durable_tx, threads);
         let (handle, inline) = match threads {
             Threads::Spawned => {
                 (Some(std::thread::Builder::new().name("edgemq-log".into()).spawn(move || rounds.run())?), None)

@@ -48,12 +48,29 @@ pub(super) struct Rounds {
     /// The round's batches (first LSN, framed bytes), kept until they are
     /// durable: a failed write or sync writes them again.
     round: Vec<(Lsn, Vec<u8>)>,
+    /// With [`Threads::Inline`]: a failed round is written again at the
+    /// caller's next turn instead of in a sleeping retry loop (the caller,
+    /// a simulation, decides when the disk recovers and when time passes).
+    inline: bool,
+    failed: Option<Failed>,
+}
+
+/// A round whose write or sync failed, waiting to be written again.
+struct Failed {
+    /// The segment and size the round started from.
+    start: (PathBuf, u64),
+    /// Segments the round made.
+    created: Vec<PathBuf>,
+    /// The round's last LSN.
+    last: Lsn,
+    errors: u64,
 }
 
 impl Rounds {
-    pub(super) fn new(writer: Writer, durable: watch::Sender<Lsn>) -> Rounds {
+    pub(super) fn new(writer: Writer, durable: watch::Sender<Lsn>, threads: Threads) -> Rounds {
         let _gone = WriterGone(writer.pending.clone());
-        Rounds { writer, durable, _gone, spare: Vec::new(), buf: Vec::new(), round: Vec::new() }
+        let inline = threads == Threads::Inline;
+        Rounds { writer, durable, _gone, spare: Vec::new(), buf: Vec::new(), round: Vec::new(), inline, failed: None }
     }
 
     /// Rounds until the log is closed and drained (waiting for records
@@ -66,6 +83,9 @@ impl Rounds {
     /// One round: deletions asked for, then the pending records (waited
     /// for if `wait`) written, synced and reported durable.
     pub(super) fn turn(&mut self, wait: bool) -> Turn {
+        if let Some(f) = self.failed.take() {
+            return self.redo_failed(f);
+        }
         let w = &mut self.writer;
         // One record per fdatasync with `Always`; else everything pending.
         let one = w.cfg.sync == SyncMode::Always;
@@ -111,13 +131,46 @@ impl Rounds {
             result = w.sync();
         }
         if let Err(e) = result {
+            if self.inline {
+                w.failing(&e);
+                self.failed = Some(Failed { start, created, last: taken.last, errors: 1 });
+                return Turn::Idle;
+            }
             if !w.retry(e, &start, &self.round, &mut created) {
                 // Closed while the disk failed: what was not written is
                 // not durable and was never acknowledged.
                 return Turn::Done;
             }
         }
-        let _ = self.durable.send(taken.last);
+        self.durable_up_to(taken.last)
+    }
+
+    /// Inline: one more attempt at a failed round. While it fails nothing
+    /// else is written; a closed log gives up (what was not written was
+    /// never acknowledged).
+    fn redo_failed(&mut self, mut f: Failed) -> Turn {
+        let w = &mut self.writer;
+        match w.redo(&f.start, &self.round, &mut f.created) {
+            Ok(()) => {
+                w.resumed(f.errors);
+                self.durable_up_to(f.last)
+            }
+            Err(e) => {
+                w.still_failing(&e, &mut f.errors);
+                let closed = w.pending.is_closed();
+                self.failed = Some(f);
+                if closed {
+                    Turn::Done
+                } else {
+                    Turn::Idle
+                }
+            }
+        }
+    }
+
+    /// The round is durable up to `last`: reported, its buffers kept for reuse.
+    fn durable_up_to(&mut self, last: Lsn) -> Turn {
+        let _ = self.durable.send(last);
         for (_, mut b) in self.round.drain(..) {
             b.clear();
             shed(&mut b);
@@ -145,9 +198,7 @@ impl Writer {
         round: &[(Lsn, Vec<u8>)],
         created: &mut Vec<PathBuf>,
     ) -> bool {
-        tracing::error!("log: write failed: {e}; acknowledgements wait until the disk takes writes again");
-        self.stats.error(&e);
-        self.stats.failing.store(true, Ordering::Relaxed);
+        self.failing(&e);
         let mut errors = 1u64;
         let mut backoff = RETRY_MIN;
         loop {
@@ -161,24 +212,39 @@ impl Writer {
             backoff = (backoff * 2).min(RETRY_MAX);
             match self.redo(start, round, created) {
                 Ok(()) => {
-                    self.stats.failing.store(false, Ordering::Relaxed);
-                    tracing::warn!(failed_attempts = errors, "log: the disk takes writes again; durability resumed");
+                    self.resumed(errors);
                     return true;
                 }
-                Err(e) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    self.stats.error(&e);
-                    errors += 1;
-                    if errors.is_power_of_two() {
-                        tracing::error!(failed_attempts = errors, "log: writes still fail: {e}");
-                    }
-                }
+                Err(e) => self.still_failing(&e, &mut errors),
             }
         }
     }
 
+    /// The first failure of a round: logged once, the log marked failing.
+    fn failing(&self, e: &io::Error) {
+        tracing::error!("log: write failed: {e}; acknowledgements wait until the disk takes writes again");
+        self.stats.error(e);
+        self.stats.failing.store(true, Ordering::Relaxed);
+    }
+
+    /// Another failed attempt: counted, a line at each power-of-two attempt.
+    fn still_failing(&self, e: &io::Error, errors: &mut u64) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.stats.error(e);
+        *errors += 1;
+        if errors.is_power_of_two() {
+            tracing::error!(failed_attempts = *errors, "log: writes still fail: {e}");
+        }
+    }
+
+    fn resumed(&self, errors: u64) {
+        self.stats.failing.store(false, Ordering::Relaxed);
+        tracing::warn!(failed_attempts = errors, "log: the disk takes writes again; durability resumed");
+    }
+
     /// Undoes a failed round and writes it again, then syncs.
     fn redo(&mut self, start: &(PathBuf, u64), round: &[(Lsn, Vec<u8>)], created: &mut Vec<PathBuf>) -> io::Result<()> {
+        let removed = !created.is_empty();
         while let Some(p) = created.last() {
             match self.cfg.fs.remove(p) {
                 Ok(()) => {}
@@ -186,6 +252,13 @@ impl Writer {
                 Err(e) => return Err(e),
             }
             created.pop();
+        }
+        if removed {
+            // The removal made durable: a segment of the failed round that
+            // came back after a power cut would follow the first one's
+            // unsynced rewrite, and a cut there would look like damage in
+            // the middle of the log (inbound QoS 2 ids before it forgotten).
+            self.cfg.fs.sync_dir(&self.cfg.dir);
         }
         let mut file = self.cfg.fs.open_append(&start.0)?;
         file.truncate(start.1)?;
@@ -241,6 +314,13 @@ impl Writer {
             let len = fs::metadata(&w[0].1).map_or(0, |m| m.len());
             match self.cfg.fs.remove(&w[0].1) {
                 Ok(()) => {
+                    // Oldest first, each removal durable before the next: a
+                    // power cut leaves a prefix of them done. Unsynced, any
+                    // subset could persist, and an older segment back in
+                    // front of a gap where a newer one stayed deleted is
+                    // what a lost segment looks like to recovery (inbound
+                    // QoS 2 ids before it forgotten).
+                    self.cfg.fs.sync_dir(&self.cfg.dir);
                     self.stats.bytes_deleted.fetch_add(len, Ordering::Relaxed);
                     self.stats.segments_deleted.fetch_add(1, Ordering::Relaxed);
                 }

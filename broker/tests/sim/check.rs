@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use edgemq::protocol::topic::matches;
 use edgemq::protocol::QoS;
 use edgemq::store::Lsn;
+
+use crate::lifecycle::Lives;
 
 /// A PUBLISH a client sent (the first time).
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Sent {
     pub topic: &'static str,
     pub retain: bool,
     pub payload: Bytes,
+    /// Its publisher's session is recorded (it outlives the connection).
+    pub persistent: bool,
 }
 
 /// A message a client's application was handed.
@@ -29,10 +32,12 @@ pub struct Delivered {
     pub retain: bool,
     pub topic: String,
     pub payload: Bytes,
+    /// The receiving client's session epoch (set by the oracle).
+    pub epoch: u64,
 }
 
 /// A shared subscription's group and filter (`$share/G/F`).
-fn shared_filter(f: &str) -> Option<(&str, &str)> {
+pub fn shared_filter(f: &str) -> Option<(&str, &str)> {
     f.strip_prefix("$share/")?.split_once('/')
 }
 
@@ -41,8 +46,15 @@ struct Message {
     sent: Sent,
     /// Acknowledged (PUBACK, or PUBREC for QoS 2) with success.
     acked: bool,
-    /// Subscriptions established when it was first sent: (client, granted).
-    subscribers: Vec<(usize, QoS)>,
+    /// Subscriptions established when it was first sent: (client,
+    /// granted, the subscriber's session epoch).
+    subscribers: Vec<(usize, QoS, u64)>,
+    /// First sent while the disk was failing (that failure's number).
+    in_fault: Option<u64>,
+    /// The publisher's session epoch when it was first sent.
+    pub_epoch: u64,
+    /// Its number among the messages sent.
+    sent_at: u64,
 }
 
 /// Retained state of one topic as the router set it, in order: the value
@@ -53,7 +65,26 @@ type History = Vec<(Option<Bytes>, Lsn)>;
 pub struct Oracle {
     msgs: BTreeMap<Bytes, Message>,
     /// Established subscriptions: client -> (filter, granted QoS).
-    subs: BTreeMap<usize, (&'static str, QoS)>,
+    pub(crate) subs: BTreeMap<usize, (&'static str, QoS)>,
+    /// The filter each client subscribed with, ever (one per client).
+    filters: BTreeMap<usize, &'static str>,
+    /// Sessions each client has had that ended (expired, or replaced by
+    /// a new one): a message sent to an earlier one need not arrive.
+    epochs: BTreeMap<usize, u64>,
+    /// Messages sent before the last recovery that forgot the inbound
+    /// QoS 2 packet ids (damage before the end of the log).
+    forgotten: u64,
+    /// Sessions that ended: (client, messages sent before).
+    ended: Vec<(usize, u64)>,
+    /// Wills and session lifetimes (`lifecycle.rs`).
+    pub lives: Lives,
+    /// The disk is failing now (the failure's number), and the figures:
+    /// QoS 0 messages sent and delivered during a failure, acknowledgements
+    /// received during one.
+    pub fault: Option<u64>,
+    /// Every write or every sync fails (not an intermittent failure).
+    pub total_fault: bool,
+    pub fault_figures: [u64; 2],
     deliveries: Vec<Delivered>,
     retained: BTreeMap<String, History>,
     /// QoS 2 messages whose routing a power cut may have cut in two.
@@ -74,23 +105,66 @@ pub struct Figures {
     /// QoS 2 messages whose routing a power cut fell inside (each checked
     /// like any other: at most once per subscriber).
     pub cut_routings: u64,
+    /// (published will, subscriber) pairs checked delivered.
+    pub will_pairs: u64,
+    /// Wills published, cancelled, lost at a cut; sessions expired;
+    /// CONNACKs whose session present was checked.
+    pub lives: [u64; 6],
+    /// QoS 0 deliveries and acknowledgements while the disk failed.
+    pub faults: [u64; 2],
+    /// Disk failures begun, and operations failed (set by the run).
+    pub disk: [u64; 2],
 }
 
 impl Oracle {
     pub fn sent(&mut self, s: Sent) {
         trace!("sent {:?} {:?} {} retain {}", s.payload, s.qos, s.topic, s.retain);
-        let subscribers = self
-            .subs
-            .iter()
-            .filter(|(_, (f, _))| matches(shared_filter(f).map_or(f, |(_, f)| f), s.topic))
-            .map(|(c, (_, q))| (*c, *q))
-            .collect();
-        self.msgs.insert(s.payload.clone(), Message { sent: s, acked: false, subscribers });
+        let subscribers = self.subscribers_of(s.topic);
+        let (in_fault, pub_epoch, sent_at) = (self.fault, self.epoch(s.publisher), self.msgs.len() as u64);
+        let m = Message { sent: s, acked: false, subscribers, in_fault, pub_epoch, sent_at };
+        self.msgs.insert(m.sent.payload.clone(), m);
+    }
+
+    /// Recovery found damage before the end of the log and forgot every
+    /// inbound QoS 2 id recorded before it (ARCHITECTURE.md, "Damage and
+    /// exactly-once"): what was sent so far may be routed twice.
+    pub fn ids_forgotten(&mut self) {
+        self.forgotten = self.msgs.len() as u64;
+    }
+
+    /// The current session epoch of `client`.
+    pub fn epoch(&self, client: usize) -> u64 {
+        self.epochs.get(&client).copied().unwrap_or(0)
+    }
+
+    /// `client`'s session ended: its subscription went with it, and so did
+    /// its claim on what was sent to it.
+    pub fn session_ended(&mut self, client: usize) {
+        self.ended.push((client, self.msgs.len() as u64));
+        self.subs.remove(&client);
+        *self.epochs.entry(client).or_default() += 1;
     }
 
     pub fn acked(&mut self, _publisher: usize, payload: &Bytes, ok: bool) {
         trace!("acked {payload:?} {ok}");
         if let Some(m) = self.msgs.get_mut(payload) {
+            // Nothing appended during a disk failure is durable before it
+            // ends: a QoS 2 message of a recorded session, first sent
+            // meanwhile (its inbound packet id is recorded), cannot have
+            // been acknowledged yet (ARCHITECTURE.md, "When the disk fails").
+            // (Retained deletes share the empty payload: not told apart.)
+            if ok && self.fault.is_some() && !payload.is_empty() {
+                assert!(
+                    !(self.total_fault
+                        && m.in_fault == self.fault
+                        && m.sent.qos == QoS::ExactlyOnce
+                        && m.sent.persistent),
+                    "client {} got PUBREC for {payload:?}, sent while the disk fails: acknowledged before it was \
+                     durable",
+                    m.sent.publisher
+                );
+                self.fault_figures[1] += 1;
+            }
             if ok && !m.acked && !payload.is_empty() {
                 self.acked += 1;
             }
@@ -113,13 +187,14 @@ impl Oracle {
     }
 
     /// The shared subscription (`$share/G/F`, naming the group) of `client`, if it has one.
-    fn group_of(&self, client: usize) -> Option<&'static str> {
-        self.subs.get(&client).map(|(f, _)| *f).filter(|f| shared_filter(f).is_some())
+    pub fn group_of(&self, client: usize) -> Option<&'static str> {
+        self.filters.get(&client).copied().filter(|f| shared_filter(f).is_some())
     }
 
     pub fn subscribed(&mut self, client: usize, filter: &'static str, granted: QoS) {
         trace!("client {client} subscribed {filter} {granted:?}");
         self.subs.insert(client, (filter, granted));
+        self.filters.insert(client, filter);
     }
 
     /// A digest of everything the clients got, in order: the same seed must
@@ -134,8 +209,13 @@ impl Oracle {
         h.finish()
     }
 
-    pub fn delivered(&mut self, d: Delivered) {
+    pub fn delivered(&mut self, mut d: Delivered) {
+        d.epoch = self.epoch(d.to);
         trace!("client {} got {:?} {:?} retain {}", d.to, d.payload, d.qos, d.retain);
+        // QoS 0 goes on while the disk fails.
+        if self.fault.is_some() && self.msgs.get(&d.payload).is_some_and(|m| m.in_fault == self.fault) {
+            self.fault_figures[0] += 1;
+        }
         self.deliveries.push(d);
     }
 
@@ -153,6 +233,10 @@ impl Oracle {
     pub fn recovered_retained(&mut self, got: &BTreeMap<String, Bytes>, durable: Lsn, exact: bool) {
         let topics: BTreeSet<String> = self.retained.keys().chain(got.keys()).cloned().collect();
         for topic in topics {
+            if self.lives.loose_topics.contains(&topic) {
+                // A will that may or may not have been published set it.
+                continue;
+            }
             let history = self.retained.remove(&topic).unwrap_or_default();
             let now = got.get(&topic).cloned();
             let from = history.iter().rposition(|(_, lsn)| *lsn <= durable);
@@ -184,8 +268,19 @@ impl Oracle {
         let mut group_got: BTreeMap<(&str, Bytes), (u32, u32)> = BTreeMap::new();
         for d in &self.deliveries {
             let m = self.msgs.get(&d.payload);
-            assert!(m.is_some(), "client {} got {:?} on {}, never sent", d.to, d.payload, d.topic);
+            let will = self.check_will_delivery(d.to, &d.payload);
+            assert!(m.is_some() || will, "client {} got {:?} on {}, never sent", d.to, d.payload, d.topic);
             got.entry((d.to, d.payload.clone())).or_default().push(d);
+            // Exactly once holds within the publisher's session: one that
+            // ended (expired) with the message unacknowledged, unknown to
+            // the client (the CONNACK saying so never reached it), may see
+            // it resent into the next session, which routes it anew; and a
+            // subscriber's ended session a cut brought back redelivers
+            // what it had in flight (ROBUSTNESS.md, findings); and inbound
+            // QoS 2 ids recovery forgot for damage (page loss) let a
+            // retransmission be routed again.
+            let replaced = m.is_some_and(|m| self.epoch(m.sent.publisher) != m.pub_epoch || m.sent_at < self.forgotten)
+                || self.doubtful(d.to);
             if let Some(group) = self.group_of(d.to) {
                 // Any member, also one that joined later, may get it for the group.
                 let n = group_got.entry((group, d.payload.clone())).or_insert((0, 0));
@@ -193,12 +288,17 @@ impl Oracle {
                 if d.qos == QoS::ExactlyOnce {
                     // One member of a shared group gets it, once [MQTT-4.8.2-4].
                     n.1 += 1;
-                    assert!(n.1 <= 1, "shared group {group} got {:?} at QoS 2 {} times [MQTT-4.8.2]", d.payload, n.1);
+                    assert!(
+                        n.1 <= 1 || replaced,
+                        "shared group {group} got {:?} at QoS 2 {} times [MQTT-4.8.2]",
+                        d.payload,
+                        n.1
+                    );
                 }
             }
             if d.qos == QoS::ExactlyOnce {
                 let n = got[&(d.to, d.payload.clone())].iter().filter(|d| d.qos == QoS::ExactlyOnce).count();
-                assert!(n <= 1, "client {} got {:?} at QoS 2 {n} times [MQTT-4.3.3]", d.to, d.payload);
+                assert!(n <= 1 || replaced, "client {} got {:?} at QoS 2 {n} times [MQTT-4.3.3]", d.to, d.payload);
             }
         }
         let mut pairs = 0;
@@ -207,9 +307,9 @@ impl Oracle {
                 continue;
             }
             let mut groups: BTreeSet<&str> = BTreeSet::new();
-            for (client, granted) in &m.subscribers {
+            for (client, granted, epoch) in &m.subscribers {
                 let eff = m.sent.qos.min(*granted);
-                if eff == QoS::AtMostOnce {
+                if eff == QoS::AtMostOnce || *epoch != self.epoch(*client) {
                     continue;
                 }
                 if let Some(group) = self.group_of(*client) {
@@ -231,6 +331,13 @@ impl Oracle {
                 }
             }
             for group in groups {
+                // A QoS 2 message in flight to a member whose session then
+                // ended goes to no other member [MQTT-4.8.2-5].
+                if m.sent.qos == QoS::ExactlyOnce
+                    && self.ended.iter().any(|(c, at)| *at > m.sent_at && self.group_of(*c) == Some(group))
+                {
+                    continue;
+                }
                 pairs += 1;
                 let n = group_got.get(&(group, payload.clone())).map_or(0, |n| n.0);
                 if complete {
@@ -243,16 +350,23 @@ impl Oracle {
                 }
             }
         }
+        let will_pairs = if complete {
+            let got_it = |c: usize, p: &Bytes| got.contains_key(&(c, p.clone()));
+            let group_got_it = |g: &str, p: &Bytes| group_got.get(&(g, p.clone())).is_some_and(|n| n.0 >= 1);
+            self.check_wills_delivered(&got_it, &group_got_it)
+        } else {
+            0
+        };
         // Order: per (subscriber, publisher, QoS), first receipts by
         // sequence; not with queue limits (a message dropped from a full
         // queue comes back behind later ones when its publisher resends it).
-        let mut last: BTreeMap<(usize, usize, QoS), u64> = BTreeMap::new();
+        let mut last: BTreeMap<(usize, u64, usize, QoS), u64> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         for d in &self.deliveries {
             let Some(m) = self.msgs.get(&d.payload) else { continue };
             // Only messages sent after the subscription was acknowledged:
             // one sent before may have missed it, and match when resent.
-            let after = m.subscribers.iter().any(|(c, _)| *c == d.to);
+            let after = m.subscribers.iter().any(|(c, _, e)| *c == d.to && *e == d.epoch);
             if m.sent.qos == QoS::AtMostOnce
                 || d.qos == QoS::AtMostOnce
                 || d.retain
@@ -260,11 +374,11 @@ impl Oracle {
                 || !complete
                 // A shared group's messages move between members.
                 || self.group_of(d.to).is_some()
-                || !seen.insert((d.to, &d.payload))
+                || !seen.insert((d.to, d.epoch, &d.payload))
             {
                 continue;
             }
-            let k = (d.to, m.sent.publisher, m.sent.qos);
+            let k = (d.to, d.epoch, m.sent.publisher, m.sent.qos);
             if let Some(before) = last.get(&k) {
                 assert!(
                     *before < m.sent.seq,
@@ -284,6 +398,14 @@ impl Oracle {
             checked_pairs: pairs,
             retained_checks: self.retained_checks,
             cut_routings: self.cut.len() as u64,
+            will_pairs,
+            lives: {
+                let mut f = self.lives.figures;
+                f[5] = self.lives.doubtful.len() as u64;
+                f
+            },
+            faults: self.fault_figures,
+            disk: [0; 2],
         }
     }
 }

@@ -9,11 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
+use std::time::Duration;
+
+use bytes::BufMut;
 use edgemq::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
-use edgemq::protocol::{Ack, Publish, QoS, SubAckReason, SubOptions, Subscribe, SubscribeFilter, Version};
+use edgemq::protocol::{
+    Ack, DisconnectReason, Publish, QoS, SubAckReason, SubOptions, Subscribe, SubscribeFilter, Version,
+};
 use edgemq::store::powerloss::Rng;
 
 use crate::check::{Delivered, Oracle, Sent};
+use crate::lifecycle::WillSpec;
 
 /// Topics the clients publish to: `t/..` live traffic, `r/..` retained.
 pub const TOPICS: [&str; 4] = ["t/a", "t/b", "t/c/d", "t/a"];
@@ -36,8 +42,19 @@ pub struct Client {
     pub id: usize,
     pub client_id: String,
     pub version: Version,
-    /// Clean Session 0 / Clean Start 0 with no expiry.
+    /// Clean Session 0 / Clean Start 0.
     pub persistent: bool,
+    /// How long its session outlives a connection (`None`: never; zero:
+    /// a clean session): MQTT 5's Session Expiry Interval, or the broker's
+    /// expiry of 3.1.1 persistent sessions.
+    pub expiry: Option<Duration>,
+    /// The will each of its connections sets, if any.
+    pub will: Option<WillSpec>,
+    /// Connections made (numbers its wills).
+    conns: u64,
+    /// A SUBSCRIBE was sent in the current session (before that, nothing
+    /// may arrive: a new session has no subscription and no queue).
+    subscribed_session: bool,
     /// The receive maximum it announces (MQTT 5).
     receive_max: u16,
     /// Its subscription: filter and QoS asked.
@@ -63,14 +80,32 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(id: usize, rng: &mut Rng) -> Client {
+    /// Client `id`; `expiry_311`: the broker's expiry of 3.1.1 persistent sessions.
+    pub fn new(id: usize, rng: &mut Rng, expiry_311: Option<Duration>) -> Client {
         let version = if rng.chance(50) { Version::V5 } else { Version::V311 };
         let qos = if rng.chance(50) { QoS::ExactlyOnce } else { QoS::AtLeastOnce };
+        let persistent = rng.chance(85);
+        let expiry = match (persistent, version) {
+            (false, _) => Some(Duration::ZERO),
+            // One MQTT 5 session in three expires, after 1 to 15 s.
+            (true, Version::V5) => rng.chance(33).then(|| Duration::from_secs(1 + rng.below(15))),
+            (true, _) => expiry_311,
+        };
+        let will = rng.chance(40).then(|| WillSpec {
+            qos: [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][rng.below(3) as usize],
+            retain: rng.chance(30),
+            // MQTT 5: a Will Delay Interval half the time, up to 8 s.
+            delay: if version == Version::V5 && rng.chance(50) { 1 + rng.below(8) as u32 } else { 0 },
+        });
         Client {
             id,
             client_id: format!("c{id}"),
             version,
-            persistent: rng.chance(85),
+            persistent,
+            expiry,
+            will,
+            conns: 0,
+            subscribed_session: false,
             receive_max: [1, 2, 5, 100][rng.below(4) as usize],
             filter: (FILTERS[rng.below(FILTERS.len() as u64) as usize], qos),
             subscribed: false,
@@ -92,11 +127,12 @@ impl Client {
         }
     }
 
-    /// The CONNECT of a new connection.
-    pub fn connect(&mut self, out: &mut BytesMut) {
+    /// The CONNECT of a new connection; its will (payload, topic), if any.
+    pub fn connect(&mut self, out: &mut BytesMut) -> Option<(Bytes, String, WillSpec)> {
         self.rbuf.clear();
         self.connected = false;
         self.subscribe_sent = false;
+        self.conns += 1;
         let c = ClientConnect {
             version: self.version,
             bridge: false,
@@ -105,12 +141,34 @@ impl Client {
             keep_alive: 0,
             username: None,
             password: None,
-            session_expiry: if self.persistent { u32::MAX } else { 0 },
+            session_expiry: match self.expiry {
+                None => u32::MAX,
+                Some(x) => x.as_secs() as u32,
+            },
             receive_maximum: self.receive_max,
             maximum_packet_size: 1 << 20,
             will: None,
         };
-        self.encode(&ClientPacket::Connect(c), out);
+        let Some(spec) = self.will else {
+            self.encode(&ClientPacket::Connect(c), out);
+            return None;
+        };
+        // Retained wills on a topic of their own (the retained model checks
+        // them); the others where subscribers are.
+        let topic = if spec.retain { format!("r/w{}", self.id) } else { "t/w".to_owned() };
+        let payload = Bytes::from(format!("w{}:{}", self.id, self.conns));
+        let mut plain = BytesMut::new();
+        self.encode(&ClientPacket::Connect(c), &mut plain);
+        with_will(&plain, self.version, &topic, &payload, spec, out);
+        Some((payload, topic, spec))
+    }
+
+    /// A DISCONNECT: normal (the will discarded), or MQTT 5's 0x04 (with
+    /// the will).
+    pub fn disconnect(&mut self, with_will: bool, out: &mut BytesMut) {
+        let reason =
+            if with_will { DisconnectReason::DisconnectWithWill } else { DisconnectReason::NormalDisconnection };
+        self.encode(&ClientPacket::Disconnect(reason), out);
     }
 
     /// The connection is gone.
@@ -152,7 +210,8 @@ impl Client {
         let payload = if retain && rng.chance(20) { Bytes::new() } else { Bytes::from(format!("{}:{seq}", self.id)) };
         let pkid = if qos == QoS::AtMostOnce { 0 } else { self.pkid().unwrap_or(0) };
         let p = Publish { dup: false, qos, retain, topic: topic.into(), pkid, payload: payload.clone(), props: None };
-        oracle.sent(Sent { publisher: self.id, seq, qos, topic, retain, payload });
+        let persistent = self.persistent;
+        oracle.sent(Sent { publisher: self.id, seq, qos, topic, retain, payload, persistent });
         if qos != QoS::AtMostOnce {
             self.out.push_back((pkid, Out::Publish(p.clone())));
         }
@@ -169,6 +228,7 @@ impl Client {
         }
         if self.connected && !self.subscribed && !self.subscribe_sent && self.persistent {
             self.subscribe_sent = true;
+            self.subscribed_session = true;
             let s = Subscribe {
                 pkid: 0xFFFF,
                 filters: vec![SubscribeFilter {
@@ -201,8 +261,10 @@ impl Client {
                 assert!(!c.code.is_error(), "client {}: CONNACK refused with {}", self.id, c.code);
                 self.connected = true;
                 if !c.session_present {
+                    self.subscribed_session = false;
+                    // An expiring session may be gone (`lifecycle.rs` checks when).
                     assert!(
-                        !(self.persistent && self.established),
+                        !(self.persistent && self.established && self.expiry.is_none()),
                         "client {}: the broker lost its persistent session (CONNACK without session present \
                          after it had acknowledged packets of it)",
                         self.id
@@ -275,6 +337,13 @@ impl Client {
 
     fn on_publish(&mut self, p: Publish, oracle: &mut Oracle) {
         trace!("client {} PUBLISH {:?} pkid {} dup {} {:?}", self.id, p.payload, p.pkid, p.dup, p.qos);
+        // A new session (an expired one replaced) has no queue to deliver.
+        assert!(
+            self.subscribed_session || oracle.doubtful(self.id),
+            "client {} got {:?} in a new session before it subscribed (an ended session's queue delivered?)",
+            self.id,
+            p.payload
+        );
         let new = match p.qos {
             QoS::AtMostOnce => true,
             QoS::AtLeastOnce => {
@@ -295,6 +364,7 @@ impl Client {
                 retain: p.retain,
                 topic: p.topic,
                 payload: p.payload,
+                epoch: 0,
             });
         }
     }
@@ -308,4 +378,43 @@ impl Client {
     pub fn state(&self) -> BTreeMap<&'static str, usize> {
         BTreeMap::from([("out", self.out.len()), ("owed", self.owed.len()), ("in2", self.in2.len())])
     }
+}
+
+/// `plain` (a CONNECT without will, no user name or password: the will's
+/// fields go at the end) with the will set: flags, MQTT 5 will properties
+/// (the Will Delay Interval), topic and payload.
+fn with_will(plain: &[u8], v: Version, topic: &str, payload: &[u8], w: WillSpec, out: &mut BytesMut) {
+    let (mut len, mut at, mut shift) = (0usize, 1, 0);
+    while plain[at] & 0x80 != 0 {
+        len |= usize::from(plain[at] & 0x7F) << shift;
+        (at, shift) = (at + 1, shift + 7);
+    }
+    len |= usize::from(plain[at]) << shift;
+    let mut body = BytesMut::from(&plain[at + 1..]);
+    assert_eq!(body.len(), len, "CONNECT framing");
+    // Protocol name "MQTT" (6 bytes), level, then the flags.
+    body[7] |= 0x04 | (w.qos as u8) << 3 | u8::from(w.retain) << 5;
+    if v == Version::V5 {
+        if w.delay > 0 {
+            body.put_slice(&[5, 0x18]);
+            body.put_u32(w.delay);
+        } else {
+            body.put_u8(0);
+        }
+    }
+    body.put_u16(topic.len() as u16);
+    body.put_slice(topic.as_bytes());
+    body.put_u16(payload.len() as u16);
+    body.put_slice(payload);
+    out.put_u8(0x10);
+    let mut n = body.len();
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.put_u8(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&body);
 }

@@ -4,9 +4,11 @@
 //! (which client acts, when bytes cross the network and how they are
 //! split, when the router takes its messages, when the log writer writes
 //! and syncs, when time passes, when the power goes), simulated clients
-//! publishing at QoS 0, 1 and 2 and dropping and resuming persistent
-//! sessions, the disk keeping only what was synced at every power cut.
-//! After each run the invariants of `check.rs` are checked.
+//! publishing at QoS 0, 1 and 2, setting wills, disconnecting or dropping
+//! and resuming persistent sessions that may expire, the disk failing for
+//! a while now and then and keeping only what was synced at every power
+//! cut. After each run the invariants of `check.rs` (and `lifecycle.rs`:
+//! wills, session lifetimes) are checked.
 //!
 //! `SIM_SEEDS` seeds (default 400) from `SIM_SEED` (default 1); a failure
 //! prints `SIM_SEED=N` to run it alone. `SIM_VERBOSE=1` prints each seed.
@@ -27,6 +29,10 @@ fn tracing() -> bool {
 
 mod check;
 mod client;
+mod disk;
+mod lifecycle;
+mod setup;
+mod turns;
 mod world;
 
 use std::time::Instant;
@@ -95,7 +101,7 @@ fn run_digest(seed: u64) -> ((Figures, u64, u64, u64), bool) {
     }
     let f = w.oracle.check(w.s.max_messages == 0);
     w.restart_clean();
-    let f = Figures { retained_checks: w.oracle.retained_checks, ..f };
+    let f = Figures { retained_checks: w.oracle.retained_checks, disk: [w.faults, w.switch.failed()], ..f };
     ((f, w.crashes, w.steps_run, w.oracle.digest()), w.order_sensitive)
 }
 
@@ -127,11 +133,15 @@ fn simulation() {
     let began = Instant::now();
     let mut t = Totals::default();
     for seed in first..first + seeds {
+        let t0 = Instant::now();
         match std::panic::catch_unwind(|| run_digest(seed)) {
             Ok(((f, crashes, steps, digest), sensitive)) => {
                 if verbose {
                     let s = if sensitive { " (cut inside a routing)" } else { "" };
-                    eprintln!("seed {seed}: {f:?}, {crashes} power cuts, {steps} steps, digest {digest:x}{s}");
+                    eprintln!(
+                        "seed {seed} ({:.2} s): {f:?}, {crashes} power cuts, {steps} steps, digest {digest:x}{s}",
+                        t0.elapsed().as_secs_f64()
+                    );
                 }
                 t.figures.sent += f.sent;
                 t.figures.acked += f.acked;
@@ -139,6 +149,13 @@ fn simulation() {
                 t.figures.checked_pairs += f.checked_pairs;
                 t.figures.retained_checks += f.retained_checks;
                 t.figures.cut_routings += f.cut_routings;
+                t.figures.will_pairs += f.will_pairs;
+                for (a, b) in t.figures.lives.iter_mut().zip(f.lives) {
+                    *a += b;
+                }
+                for (a, b) in t.figures.faults.iter_mut().zip(f.faults).chain(t.figures.disk.iter_mut().zip(f.disk)) {
+                    *a += b;
+                }
                 t.crashes += crashes;
                 t.steps += steps;
             }
@@ -151,7 +168,10 @@ fn simulation() {
     eprintln!(
         "simulation: {seeds} seeds from {first} in {:.1} s: {} steps, {} power cuts, {} messages sent, {} \
          acknowledged, {} deliveries, {} (acknowledged message, subscriber) pairs checked, {} retained topics \
-         checked after recoveries, {} QoS 2 routings cut by a power cut (none delivered twice)",
+         checked after recoveries, {} QoS 2 routings cut by a power cut (none delivered twice); wills: {} published, \
+         {} cancelled by a new connection, {} not published when the power went (never after), {} (will, subscriber) pairs checked delivered; \
+         {} sessions expired, {} CONNACKs' session present checked, {} clients whose ended session may have come back after a cut; disk: {} failures, {} operations failed, {} QoS \
+         0 deliveries and {} acknowledgements while it failed",
         began.elapsed().as_secs_f64(),
         t.steps,
         t.crashes,
@@ -160,6 +180,17 @@ fn simulation() {
         t.figures.deliveries,
         t.figures.checked_pairs,
         t.figures.retained_checks,
-        t.figures.cut_routings
+        t.figures.cut_routings,
+        t.figures.lives[0],
+        t.figures.lives[1],
+        t.figures.lives[2],
+        t.figures.will_pairs,
+        t.figures.lives[3],
+        t.figures.lives[4],
+        t.figures.lives[5],
+        t.figures.disk[0],
+        t.figures.disk[1],
+        t.figures.faults[0],
+        t.figures.faults[1]
     );
 }

@@ -7,17 +7,22 @@
 //!   packets split across reads), and the conn's turn does what the
 //!   driver's does (`server/connection.rs`: gate inputs fed, actions
 //!   carried out in order, a CONNECT's reply waited for, deliveries within
-//!   the window, a close told to the router);
-//! - the router: its channel is an inbox the scheduler drains a random
-//!   number of messages at a time (`Router::handle`, tickets as the
-//!   driver sends them), with expiry, store maintenance and a
+//!   the window, a close told to the router, with the will the machine
+//!   hands it checked against what the client did: dropped, or a
+//!   DISCONNECT read to the end);
+//! - the router (`turns.rs`): its channel is an inbox the scheduler drains
+//!   a random number of messages at a time (`Router::handle`, tickets as
+//!   the driver sends them; CONNECT replies relayed so the oracle sees
+//!   when they are carried out), with expiry, store maintenance and a
 //!   compaction's snapshot steps at random;
 //! - the store: opened with `Threads::Inline`: the log writer runs one
 //!   round when the scheduler says (so durability lags the appends by a
 //!   random amount), the spill queues' I/O inline; its files go through
-//!   `PowerLossFs`, which cuts the power at a random operation or when the
-//!   scheduler says; the disk then keeps only what was synced (the rest
-//!   torn at a random byte) and the broker starts again on it;
+//!   `disk::FlakyFs` (failing writes and syncs for a while when the
+//!   scheduler says) onto `PowerLossFs`, which cuts the power at a random
+//!   operation or when the scheduler says; the disk then keeps only what
+//!   was synced (the rest torn at a random byte) and the broker starts
+//!   again on it;
 //! - time: a `SimClock`, moved by the scheduler.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -26,67 +31,37 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use edgemq::clock::{Clock, SimClock};
-use edgemq::config::QueueFullPolicy;
-use edgemq::protocol::{decode, encode, Decoded, Packet};
+use edgemq::protocol::{decode, encode, Decoded, DisconnectReason, Packet};
 use edgemq::router::{ConnHandle, ConnectReply, Router, RouterMsg, SessionRefused, Ticket};
 use edgemq::session::budget::QueuePool;
 use edgemq::session::state::{QueueLimits, SharedSession};
 use edgemq::session::{Action, Close, Machine, MachineConfig};
 use edgemq::store::powerloss::{Loss, PowerLossFs, Rng};
-use edgemq::store::{Journal, Lsn, StoreConfig, SyncMode, Threads};
+use edgemq::store::{Journal, Lsn, StoreConfig, Threads};
 use tokio::sync::oneshot;
 
 use crate::check::Oracle;
 use crate::client::Client;
+use crate::disk::{FlakyFs, Switch};
+use crate::setup::{machine_config, tmp, Settings};
+use crate::turns::Relay;
 
-type Reply = Result<ConnectReply, SessionRefused>;
-
-/// The settings a seed draws.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub sync: SyncMode,
-    pub segment_bytes: u64,
-    pub compact_bytes: u64,
-    pub loss: Loss,
-    pub clients: usize,
-    /// Queue limit (0: none, and every acknowledged message must arrive).
-    pub max_messages: usize,
-    pub policy: QueueFullPolicy,
-    /// Memory all queues share before they spill to disk.
-    pub queue_memory: usize,
-    pub max_inflight: u16,
-    pub boots: usize,
-    pub steps: usize,
-}
-
-impl Settings {
-    pub fn draw(rng: &mut Rng) -> Settings {
-        Settings {
-            sync: if rng.chance(50) { SyncMode::Always } else { SyncMode::Batch },
-            segment_bytes: [1_000, 4_000, 64 * 1024][rng.below(3) as usize],
-            compact_bytes: [2_000, 20_000, 1 << 30][rng.below(3) as usize],
-            // A disk that writes in order; `SIM_LOSS=pages`: unsynced pages
-            // kept or lost one by one (see ROBUSTNESS.md for what that breaks).
-            loss: if std::env::var("SIM_LOSS").is_ok_and(|v| v == "pages") { Loss::Pages } else { Loss::Torn },
-            // Now and then a crowd: takeovers, fan-out and queues at scale.
-            clients: if rng.chance(10) { 10 + rng.below(31) as usize } else { 2 + rng.below(6) as usize },
-            max_messages: if rng.chance(25) { 2 + rng.below(6) as usize } else { 0 },
-            policy: if rng.chance(50) { QueueFullPolicy::DropNew } else { QueueFullPolicy::DropOldest },
-            queue_memory: [2_000, 64 * 1024, 64 << 20][rng.below(3) as usize],
-            max_inflight: 1 + rng.below(4) as u16,
-            boots: 1 + rng.below(4) as usize,
-            steps: 200 + rng.below(800) as usize,
-        }
-    }
-}
+pub type Reply = Result<ConnectReply, SessionRefused>;
 
 /// One network connection, the broker's side and the two pipes.
-struct Conn {
+pub struct Conn {
     client: usize,
+    /// The payload of the will its CONNECT set.
+    will: Option<Bytes>,
+    /// The client closed it after sending everything (a DISCONNECT
+    /// last): the broker reads all of it before it sees the end.
+    graceful: bool,
+    /// The DISCONNECT the machine was handed, if any.
+    disconnect_read: Option<DisconnectReason>,
     /// The client still holds it (else: it is gone, the broker has not
     /// noticed yet).
     client_alive: bool,
-    m: Machine,
+    pub m: Machine,
     handle: ConnHandle,
     ticket: Arc<Ticket>,
     /// Bytes sent by the client not yet read by the broker, and read but
@@ -103,18 +78,20 @@ struct Conn {
 }
 
 /// A running broker on the simulated disk.
-struct Boot {
-    journal: Arc<Journal>,
-    router: Router,
+pub struct Boot {
+    pub journal: Arc<Journal>,
+    pub router: Router,
     cfg: Arc<MachineConfig>,
-    inbox: VecDeque<RouterMsg>,
-    conns: Vec<Conn>,
-    sessions: Vec<Arc<SharedSession>>,
+    pub inbox: VecDeque<RouterMsg>,
+    pub conns: Vec<Conn>,
+    pub sessions: Vec<Arc<SharedSession>>,
     /// QoS 2 messages routed, with the log position after their records.
-    routed_qos2: Vec<(Bytes, Lsn)>,
+    pub routed_qos2: Vec<(Bytes, Lsn)>,
     /// Every routing of a message into two or more records: the log
     /// positions before and after them.
-    fanouts: Vec<(Lsn, Lsn)>,
+    pub fanouts: Vec<(Lsn, Lsn)>,
+    /// CONNECT replies on their way (`turns.rs`).
+    pub relays: Vec<Relay>,
 }
 
 pub struct World {
@@ -122,11 +99,16 @@ pub struct World {
     pub s: Settings,
     _dir: tempfile::TempDir,
     store: StoreConfig,
-    fs: PowerLossFs,
-    clock: Arc<SimClock>,
+    pub fs: PowerLossFs,
+    /// The disk's failures (`disk.rs`): how many began, and the durable
+    /// LSN when the current one began.
+    pub switch: Switch,
+    pub faults: u64,
+    pub fault_durable: Lsn,
+    pub clock: Arc<SimClock>,
     pub clients: Vec<Client>,
     pub oracle: Oracle,
-    boot: Option<Boot>,
+    pub boot: Option<Boot>,
     next_conn: u64,
     /// Figures for the report.
     pub crashes: u64,
@@ -147,12 +129,6 @@ pub enum Stop {
     Crash,
 }
 
-fn tmp() -> tempfile::TempDir {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() };
-    dir.unwrap_or_else(|e| panic!("no temporary directory: {e}"))
-}
-
 impl World {
     pub fn new(seed: u64) -> World {
         let mut rng = Rng::new(seed);
@@ -167,7 +143,18 @@ impl World {
             fs: Arc::new(edgemq::store::fs::RealFs),
         };
         trace!("settings: {s:?}");
-        let clients = (0..s.clients).map(|i| Client::new(i, &mut rng)).collect();
+        let clients: Vec<Client> = (0..s.clients).map(|i| Client::new(i, &mut rng, s.expiry_311)).collect();
+        for c in &clients {
+            trace!(
+                "client {}: {:?} persistent {} expiry {:?} will {:?}",
+                c.id,
+                c.version,
+                c.persistent,
+                c.expiry,
+                c.will
+            );
+        }
+        let switch = Switch::new(rng.next_u64());
         let clock = Arc::new(SimClock::new((Instant::now(), SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 31))));
         World {
             rng,
@@ -175,6 +162,9 @@ impl World {
             _dir: dir,
             store,
             fs: PowerLossFs::new(u64::MAX),
+            switch,
+            faults: 0,
+            fault_durable: 0,
             clock,
             clients,
             oracle: Oracle::default(),
@@ -187,7 +177,7 @@ impl World {
         }
     }
 
-    fn now(&self) -> Instant {
+    pub fn now(&self) -> Instant {
         self.clock.now()
     }
 
@@ -196,11 +186,31 @@ impl World {
     /// `Err(Stop::Crash)` if it went during the start.
     pub fn start(&mut self, crash_at: u64) -> Result<(), Stop> {
         self.fs = PowerLossFs::new(crash_at);
-        let cfg = StoreConfig { fs: Arc::new(self.fs.clone()), ..self.store.clone() };
-        let (journal, model, _) = edgemq::store::open_with(&cfg, Threads::Inline, self.clock.as_ref())
+        self.switch.set(None);
+        self.oracle.fault = None;
+        self.oracle.boot_started();
+        let fs = FlakyFs { inner: self.fs.clone(), switch: self.switch.clone() };
+        let cfg = StoreConfig { fs: Arc::new(fs), ..self.store.clone() };
+        let (journal, model, rec) = edgemq::store::open_with(&cfg, Threads::Inline, self.clock.as_ref())
             .unwrap_or_else(|e| panic!("the store refuses to open after a power cut: {e}"));
+        // On a disk that writes in order a power cut, also during a disk
+        // failure, leaves a torn tail, never what recovery must take for
+        // damage in the middle of the log (which forgets the inbound QoS 2
+        // ids before it). Pages lost one by one can: a hole in unsynced
+        // writes followed by kept ones looks like damage (ROBUSTNESS.md).
+        if self.s.loss == Loss::Torn {
+            assert_eq!(rec.lost_up_to, 0, "recovery found damage before the end of the log: {:?}", rec.losses);
+        } else if rec.lost_up_to > 0 {
+            self.oracle.ids_forgotten();
+        }
         let journal = Arc::new(journal);
-        trace!("boot: recovered up to LSN {}", journal.appended());
+        trace!(
+            "boot: recovered up to LSN {} (truncated {} bytes, losses {:?}, lost up to {})",
+            journal.appended(),
+            rec.truncated_bytes,
+            rec.losses,
+            rec.lost_up_to
+        );
         // Whether the cut fell inside a routing (see `replays_exactly`).
         let end = journal.appended();
         let durable = self.fs.probed_at_crash().unwrap_or(0);
@@ -209,6 +219,10 @@ impl World {
         self.cut_fanouts.clear();
         let rx = journal.durable();
         self.fs.set_probe(Box::new(move || *rx.borrow()));
+        trace!(
+            "recovered sessions: {:?}",
+            model.sessions.iter().map(|(k, s)| (*k, (s.client_id.clone(), s.expiry_secs))).collect::<BTreeMap<_, _>>()
+        );
         let retained: BTreeMap<String, Bytes> =
             model.retained.iter().map(|(t, m)| (t.clone(), m.payload.clone())).collect();
         let limits = QueueLimits {
@@ -220,7 +234,7 @@ impl World {
         };
         let mut router = Router::new(limits);
         router.enable_persistence(journal.clone(), model, (self.clock.now(), self.clock.wall()));
-        let cfg = Arc::new(machine_config(&journal, self.s.max_inflight));
+        let cfg = Arc::new(machine_config(&journal, &self.s));
         self.boot = Some(Boot {
             journal,
             router,
@@ -230,6 +244,7 @@ impl World {
             sessions: Vec::new(),
             routed_qos2: Vec::new(),
             fanouts: Vec::new(),
+            relays: Vec::new(),
         });
         if self.fs.crashed() {
             return Err(Stop::Crash);
@@ -267,6 +282,9 @@ impl World {
         for c in &mut self.clients {
             c.dropped();
         }
+        self.oracle.power_cut();
+        self.switch.set(None);
+        self.oracle.fault = None;
         self.crashes += 1;
         let mut rng = Rng::new(self.rng.next_u64());
         self.fs.apply_crash(&mut rng, self.s.loss).unwrap_or_else(|e| panic!("power cut: {e}"));
@@ -296,6 +314,10 @@ impl World {
     /// drain at the end).
     pub fn step(&mut self, quiet: bool) -> Result<(), Stop> {
         self.steps_run += 1;
+        if quiet && self.switch.on().is_some() {
+            // The drain runs on a working disk.
+            self.disk_trouble();
+        }
         let n = self.clients.len() as u64;
         let c = self.rng.below(n) as usize;
         match self.rng.below(100) {
@@ -309,7 +331,9 @@ impl World {
             70..=81 => self.router_step(),
             82..=91 => self.log_step(quiet),
             92..=95 => self.time_passes(quiet),
-            96..=98 => self.maintenance(),
+            96..=97 => self.maintenance(),
+            98 if self.s.disk_faults && !quiet => self.disk_trouble(),
+            98 => self.maintenance(),
             _ if !quiet && self.rng.chance(10) => self.fs.crash(),
             _ => {}
         }
@@ -317,10 +341,11 @@ impl World {
             return Err(Stop::Crash);
         }
         self.check_queues();
+        self.check_fault();
         Ok(())
     }
 
-    fn boot(&mut self) -> &mut Boot {
+    pub(crate) fn boot(&mut self) -> &mut Boot {
         self.boot.as_mut().unwrap_or_else(|| panic!("no broker running"))
     }
 
@@ -354,11 +379,16 @@ impl World {
         let handle = ConnHandle::new(self.next_conn);
         let now = self.now();
         let mut out = BytesMut::new();
-        self.clients[c].connect(&mut out);
+        let will = self.clients[c].connect(&mut out);
+        let payload = will.as_ref().map(|w| w.0.clone());
+        self.oracle.conn_opened(self.next_conn, c, self.clients[c].expiry, will);
         let b = self.boot();
         let m = Machine::new(b.cfg.clone(), handle.clone(), now);
         b.conns.push(Conn {
             client: c,
+            will: payload,
+            graceful: false,
+            disconnect_read: None,
             client_alive: true,
             m,
             handle,
@@ -378,6 +408,9 @@ impl World {
     /// client comes back).
     fn client_drops(&mut self, c: usize) {
         let Some(i) = self.current(c) else { return };
+        if self.clients[c].connected && self.rng.chance(40) {
+            return self.client_disconnects(c, i);
+        }
         trace!("client {c} drops its connection");
         self.clients[c].dropped();
         let notice = self.rng.chance(50);
@@ -387,6 +420,20 @@ impl World {
         if notice {
             self.close_conn(i, Close::Io);
         }
+    }
+
+    /// The client sends DISCONNECT (MQTT 5: now and then 0x04, with the
+    /// will) and closes the connection; the broker reads up to it.
+    fn client_disconnects(&mut self, c: usize, i: usize) {
+        let with_will = self.clients[c].version.is_v5() && self.rng.chance(30);
+        trace!("client {c} disconnects (with will: {with_will})");
+        let mut out = BytesMut::new();
+        self.clients[c].disconnect(with_will, &mut out);
+        self.clients[c].dropped();
+        let k = &mut self.boot().conns[i];
+        k.to_broker.extend_from_slice(&out);
+        k.client_alive = false;
+        k.graceful = true;
     }
 
     /// Some bytes cross from a client to the broker, which reads them.
@@ -435,7 +482,12 @@ impl World {
             }
             let max = k.m.config().max_packet_size;
             match decode(&mut k.rbuf, k.m.version(), max) {
-                Ok(Decoded::Packet(p, _)) => k.m.handle(p, now),
+                Ok(Decoded::Packet(p, _)) => {
+                    if let Packet::Disconnect(d) = &p {
+                        k.disconnect_read = Some(d.reason);
+                    }
+                    k.m.handle(p, now)
+                }
                 Ok(Decoded::Incomplete { .. }) => break,
                 Err(e) => k.m.decode_error(e),
             }
@@ -450,7 +502,14 @@ impl World {
         let Some(i) = self.pick(|_| true) else { return };
         let now = self.now();
         let k = &mut self.boot().conns[i];
-        if !k.client_alive && k.closing.is_none() {
+        if k.graceful && k.awaiting.is_none() && !k.to_broker.is_empty() {
+            // All the client sent arrives before the end of the stream
+            // (also when the router closes it: the driver reads first).
+            let bytes = k.to_broker.split();
+            k.rbuf.extend_from_slice(&bytes);
+            return self.read(i);
+        }
+        if !k.client_alive && k.closing.is_none() && !(k.graceful && k.awaiting.is_some()) {
             // The broker notices the dead connection.
             k.closing = Some(Close::Io);
             return self.finish_turn(i);
@@ -502,7 +561,7 @@ impl World {
 
     /// Carries out the machine's actions in order, as the driver's
     /// `execute`; a CONNECT goes to the router and the rest waits for it.
-    fn execute(&mut self, i: usize) {
+    pub(crate) fn execute(&mut self, i: usize) {
         let b = self.boot();
         let k = &mut b.conns[i];
         loop {
@@ -545,7 +604,7 @@ impl World {
     }
 
     /// Ends the connection if it asked to close.
-    fn finish_turn(&mut self, i: usize) {
+    pub(crate) fn finish_turn(&mut self, i: usize) {
         if let Some(why) = self.boot().conns[i].closing {
             self.close_conn(i, why);
         }
@@ -564,107 +623,33 @@ impl World {
             self.clients[k.client].receive(&bytes, &mut self.oracle, &mut out);
             self.clients[k.client].dropped();
         }
-        if let Some(msg) = k.m.finish(why, now) {
-            b.inbox.push_back(msg);
-        }
-    }
-
-    /// The router takes a batch of its messages.
-    fn router_step(&mut self) {
-        let now = self.now();
-        let take = 1 + self.rng.below(8) as usize;
-        let b = self.boot.as_mut().unwrap_or_else(|| panic!("no broker"));
-        for _ in 0..take {
-            let Some(msg) = b.inbox.pop_front() else { break };
-            let retained = match &msg {
-                RouterMsg::Ticketed(inner, _) => match inner.as_ref() {
-                    RouterMsg::Publish(m) if m.retain => Some((m.topic.clone(), m.payload.clone())),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let qos2 = match &msg {
-                RouterMsg::Ticketed(inner, _) => match inner.as_ref() {
-                    RouterMsg::Publish(m) => {
-                        trace!(
-                            "router: {:?} {:?} from key {} at LSN {}",
-                            m.payload,
-                            m.qos,
-                            m.origin,
-                            b.journal.appended()
-                        );
-                        (m.qos == edgemq::protocol::QoS::ExactlyOnce).then(|| m.payload.clone())
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            let before = b.journal.appended();
-            b.router.handle(msg, now);
-            if b.journal.appended() >= before + 2 {
-                b.fanouts.push((before, b.journal.appended()));
-            }
-            if let Some(payload) = qos2 {
-                b.routed_qos2.push((payload, b.journal.appended()));
-            }
-            if let Some((topic, payload)) = retained {
-                self.oracle.retained_routed(&topic, &payload, b.journal.appended());
-            }
-            if self.fs.crashed() {
-                return;
-            }
-        }
-        for s in b.router.take_touched() {
-            if !b.sessions.iter().any(|k| Arc::ptr_eq(k, &s)) {
-                b.sessions.push(s);
-            }
-        }
-    }
-
-    /// The log writer runs one round (if the power goes meanwhile, the
-    /// step ends the boot before anyone sees what it reported).
-    fn log_step(&mut self, quiet: bool) {
-        // A round writes one record with `sync = "always"`: several rounds.
-        let rounds = if quiet { usize::MAX } else { 1 + self.rng.below(16) as usize };
-        for _ in 0..rounds {
-            if !self.boot().journal.write_pending() || self.fs.crashed() {
-                return;
-            }
-        }
-    }
-
-    fn time_passes(&mut self, quiet: bool) {
-        let ms = match self.rng.below(10) {
-            0..=6 => self.rng.below(200),
-            7..=8 => self.rng.below(3_000),
-            _ if quiet => 1_000,
-            _ => self.rng.below(20_000),
+        let msg = k.m.finish(why, now);
+        let handed = match &msg {
+            Some(RouterMsg::Disconnected { will, .. }) => will.as_ref().map(|m| m.payload.clone()),
+            _ => None,
         };
-        self.clock.advance(Duration::from_millis(ms));
-        let now = self.now();
-        let b = self.boot();
-        b.router.expire(now);
-        for k in &mut b.conns {
-            if k.m.deadline().is_some_and(|d| d <= now) {
-                k.m.on_timer(now);
+        if let Some(payload) = &k.will {
+            // Handed to the router unless the CONNECT never completed or a
+            // DISCONNECT 0x00 discarded it ([MQTT-3.1.2-8], [MQTT-3.1.2-10],
+            // 5.0 [MQTT-3.14.4-3]; 0x04 keeps it).
+            let normal = k.disconnect_read == Some(DisconnectReason::NormalDisconnection);
+            let expected = k.session.is_some() && !normal;
+            assert!(
+                handed.is_some() == expected && handed.as_ref().is_none_or(|h| h == payload),
+                "client {}: the machine handed the router the will {handed:?} at the end of a connection that \
+                 set {payload:?} (CONNECT completed: {}, DISCONNECT read: {:?})",
+                k.client,
+                k.session.is_some(),
+                k.disconnect_read
+            );
+            if handed.is_none() {
+                self.oracle.will_discarded(payload);
             }
+        } else {
+            assert!(handed.is_none(), "client {}: a will {handed:?} it never set", k.client);
         }
-        for i in (0..b.conns.len()).rev() {
-            self.execute(i);
-            self.finish_turn(i);
-        }
-    }
-
-    fn maintenance(&mut self) {
-        let now = self.now();
-        let snapshot = self.rng.chance(20);
-        let b = self.boot();
-        if snapshot {
-            b.router.snapshot(now);
-        }
-        b.router.maintain_store(now);
-        if b.router.snapshot_running() {
-            b.router.snapshot_step(now, edgemq::router::Pace::Room, 4);
+        if let Some(msg) = msg {
+            b.inbox.push_back(msg);
         }
     }
 
@@ -741,30 +726,5 @@ impl World {
 fn encode_sent(p: &Packet, v: edgemq::protocol::Version, out: &mut BytesMut) {
     if let Err(e) = encode(p, v, out) {
         panic!("the machine sent a packet it cannot encode ({e}): {p:?}");
-    }
-}
-
-fn machine_config(journal: &Arc<Journal>, max_inflight: u16) -> MachineConfig {
-    MachineConfig {
-        max_packet_size: 1 << 20,
-        max_inflight,
-        connect_timeout: Duration::from_secs(10),
-        session_expiry: None,
-        allow_anonymous: true,
-        receive_maximum: 10,
-        max_keepalive: 65535,
-        topic_alias_maximum: 0,
-        server_topic_aliases: false,
-        response_information: None,
-        authenticator: Arc::new(edgemq::auth::NoEnhancedAuth),
-        max_topic_levels: 128,
-        max_subscriptions: 10_000,
-        log: Some(journal.clone() as Arc<dyn edgemq::store::LogPosition>),
-        files: None,
-        cert_username: edgemq::config::CertUsername::No,
-        metrics: edgemq::metrics::Metrics::new(),
-        use_username_as_clientid: false,
-        check_session_owner: false,
-        auth_stats: Default::default(),
     }
 }

@@ -1,0 +1,152 @@
+//! A failing disk over the simulated one: while the scheduler says, the
+//! log's segment writes fail with ENOSPC (after writing a random prefix of
+//! the buffer, as a full disk may) and its fdatasyncs with EIO (nothing
+//! synced), and opening a new segment fails now and then; then the disk
+//! recovers. Everything else, and everything while it works, goes to the
+//! [`PowerLossFs`] underneath, so power cuts still keep only what was
+//! synced. What the writer must do meanwhile: ARCHITECTURE.md, "When the
+//! disk fails".
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use edgemq::store::fs::{Fs, SegmentFile};
+use edgemq::store::powerloss::{PowerLossFs, Rng};
+
+/// Which operations fail while the disk is failing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Writes (ENOSPC), a prefix written first.
+    Writes,
+    /// fdatasync (EIO).
+    Syncs,
+    /// A failing card: each write or sync fails or not, at random (so a
+    /// round may get through).
+    Intermittent,
+}
+
+#[derive(Debug)]
+struct Faults {
+    on: Option<Fault>,
+    rng: Rng,
+    /// Operations failed, for the report.
+    failed: u64,
+}
+
+/// The switch the scheduler holds; shared with every [`FlakyFs`] of a run.
+#[derive(Debug, Clone)]
+pub struct Switch(Arc<Mutex<Faults>>);
+
+impl Switch {
+    pub fn new(seed: u64) -> Switch {
+        Switch(Arc::new(Mutex::new(Faults { on: None, rng: Rng::new(seed), failed: 0 })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set(&self, fault: Option<Fault>) {
+        self.lock().on = fault;
+    }
+
+    pub fn on(&self) -> Option<Fault> {
+        self.lock().on
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.lock().failed
+    }
+
+    /// Whether this operation (`write`: a write, else a sync) fails now;
+    /// for a write, also how many bytes of `len` reach the disk first.
+    fn fails(&self, write: bool, len: usize) -> Option<usize> {
+        let mut f = self.lock();
+        let hit = match f.on? {
+            Fault::Writes => write,
+            Fault::Syncs => !write,
+            Fault::Intermittent => f.rng.chance(50),
+        };
+        if !hit {
+            return None;
+        }
+        f.failed += 1;
+        Some(if write && len > 0 { f.rng.below(len as u64) as usize } else { 0 })
+    }
+}
+
+fn enospc() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(5)
+}
+
+/// The simulated disk with the switch in front of the log writer's files.
+#[derive(Debug)]
+pub struct FlakyFs {
+    pub inner: PowerLossFs,
+    pub switch: Switch,
+}
+
+struct FlakyFile {
+    inner: Box<dyn SegmentFile>,
+    switch: Switch,
+}
+
+impl SegmentFile for FlakyFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self.switch.fails(true, buf.len()) {
+            Some(prefix) => {
+                if prefix > 0 {
+                    self.inner.append(&buf[..prefix])?;
+                }
+                Err(enospc())
+            }
+            None => self.inner.append(buf),
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self.switch.fails(false, 0) {
+            Some(_) => Err(eio()),
+            None => self.inner.sync(),
+        }
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+impl Fs for FlakyFs {
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        // A new segment cannot be made on a full disk (now and then).
+        if self.switch.on().is_some() && self.switch.fails(true, 0).is_some() {
+            return Err(enospc());
+        }
+        Ok(Box::new(FlakyFile { inner: self.inner.open_append(path)?, switch: self.switch.clone() }))
+    }
+
+    fn sync_dir(&self, dir: &Path) {
+        self.inner.sync_dir(dir)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path)
+    }
+
+    fn write_synced(&self, path: &Path, fill: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        self.inner.write_synced(path, fill)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.inner.set_len(path, len)
+    }
+}
