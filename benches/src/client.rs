@@ -23,8 +23,10 @@ fn check_connack(body: &[u8]) -> Result<(), Error> {
     }
 }
 
-fn check_suback(body: &[u8]) -> Result<(), Error> {
-    match body.get(2) {
+/// The first return code of a SUBACK (after the MQTT 5 properties when `v5`).
+fn check_suback(body: &[u8], v5: bool) -> Result<(), Error> {
+    let at = if v5 { 3 + usize::from(body.get(2).copied().unwrap_or(0)) } else { 2 };
+    match body.get(at) {
         Some(0x80) | None => Err(Error::Protocol("subscription refused".into())),
         Some(_) => Ok(()),
     }
@@ -37,6 +39,8 @@ pub struct Conn {
     pub wbuf: BytesMut,
     /// The CONNACK's session-present flag.
     pub session_present: bool,
+    /// MQTT 5 (PUBLISH and SUBACK carry properties).
+    pub v5: bool,
 }
 
 impl Conn {
@@ -48,6 +52,14 @@ impl Conn {
     /// Connects (clean or persistent session) and completes CONNECT/CONNACK.
     pub async fn connect_session(addr: SocketAddr, client_id: &str, clean: bool) -> Result<Conn, Error> {
         Self::handshake(addr, |buf| wire::connect_session(buf, client_id, clean)).await
+    }
+
+    /// Connects with MQTT 5 (Clean Start or not, a Session Expiry Interval
+    /// in seconds) and completes CONNECT/CONNACK.
+    pub async fn connect_v5(addr: SocketAddr, client_id: &str, clean_start: bool, expiry: u32) -> Result<Conn, Error> {
+        let mut c = Self::handshake(addr, |buf| wire::connect_v5(buf, client_id, clean_start, expiry)).await?;
+        c.v5 = true;
+        Ok(c)
     }
 
     /// Connects with a clean session, a user name and a password; a refusal
@@ -67,6 +79,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(256),
             wbuf: BytesMut::with_capacity(256),
             session_present: false,
+            v5: false,
         };
         connect(&mut c.wbuf);
         c.flush().await?;
@@ -89,10 +102,10 @@ impl Conn {
 
     /// Subscribes to one filter and waits for SUBACK.
     pub async fn subscribe(&mut self, filter: &str, qos: u8) -> Result<(), Error> {
-        wire::subscribe(&mut self.wbuf, 1, filter, qos);
+        wire::subscribe_v(&mut self.wbuf, 1, filter, qos, self.v5);
         self.flush().await?;
         let f = self.expect(wire::SUBACK, "SUBACK").await?;
-        check_suback(&self.rbuf[f.body..f.len])?;
+        check_suback(&self.rbuf[f.body..f.len], self.v5)?;
         self.rbuf.advance(f.len);
         Ok(())
     }
@@ -185,7 +198,7 @@ impl SyncConn {
         wire::subscribe(&mut w, 1, filter, qos);
         self.stream.write_all(&w)?;
         let f = self.expect(wire::SUBACK, "SUBACK")?;
-        check_suback(&self.rbuf[f.body..f.len])?;
+        check_suback(&self.rbuf[f.body..f.len], false)?;
         self.rbuf.advance(f.len);
         Ok(())
     }

@@ -10,8 +10,12 @@ pub mod authburst;
 pub mod backlog;
 pub mod client;
 pub mod fleet;
+pub mod metrics;
 pub mod procfs;
 pub mod scenario;
+pub mod soak;
+mod soak_tasks;
+pub mod stall;
 pub mod track;
 pub mod wire;
 
@@ -24,6 +28,8 @@ pub use fleet::{fleet, storm, FleetOpts, StormOpts};
 pub use scenario::{
     conns, fanin, fanout, latency, startup, ConnsOpts, FaninOpts, FanoutOpts, LatencyOpts, StartupOpts,
 };
+pub use soak::{soak, SoakOpts};
+pub use stall::{stall, StallOpts};
 
 /// Why a scenario failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use edgemq_benches::{
-    authburst, backlog, conns, fanin, fanout, fleet, latency, startup, storm, AuthburstOpts, BacklogOpts, ConnsOpts,
-    Error, FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
+    authburst, backlog, conns, fanin, fanout, fleet, latency, soak, stall, startup, storm, AuthburstOpts, BacklogOpts,
+    ConnsOpts, Error, FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, SoakOpts, StallOpts, StartupOpts,
+    StormOpts, Target,
 };
 
 #[derive(Parser, Debug)]
@@ -177,6 +178,57 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// A subscriber that reads nothing while a publisher sends `--mib` MiB
+    /// at QoS 1 beside a normal subscriber: broker RSS, the normal one's
+    /// rate, what became of the stalled one's queue.
+    Stall {
+        /// QoS of the stalled subscriber (0 or 1).
+        #[arg(long, default_value_t = 1)]
+        qos: u8,
+        /// No stalled subscriber: the reference rate.
+        #[arg(long)]
+        baseline: bool,
+        /// MiB published.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+        /// Payload bytes of each message.
+        #[arg(long, default_value_t = 65536)]
+        size: usize,
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// The broker's HTTP listener (IP:PORT), for its /metrics.
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
+        /// Leave the stalled subscriber's queue undrained at the end.
+        #[arg(long)]
+        no_drain: bool,
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Connect/disconnect churn for `--secs`, QoS 0/1/2, persistent and
+    /// clean sessions, MQTT 5 session expiry, retained updates: QoS 2
+    /// exactly once, QoS 1 not lost, broker RSS and file descriptors.
+    Soak {
+        #[arg(long, default_value_t = 1800)]
+        secs: u64,
+        /// Seconds after which the "first minute" figures are read.
+        #[arg(long, default_value_t = 60)]
+        checkpoint: u64,
+        /// Persistent subscribers (QoS 2, tracked).
+        #[arg(long, default_value_t = 6)]
+        subs: usize,
+        /// Publishers at each QoS.
+        #[arg(long, default_value_t = 2)]
+        pubs_per_qos: usize,
+        /// Messages per second of each publisher.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Churning clients at once.
+        #[arg(long, default_value_t = 16)]
+        churners: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Starts the broker command given after `--`: time to first CONNACK, idle RSS.
     Startup {
         /// Seconds to wait for the first CONNACK.
@@ -310,6 +362,33 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<Option<Report>, Error>
         }
         &Cmd::Storm { clients, queued, size } => {
             rt.block_on(storm(&t, &StormOpts { clients, queued, size, ..StormOpts::default() }))?
+        }
+        &Cmd::Stall { qos, baseline, mib, size, window, metrics, no_drain, timeout } => {
+            let o = StallOpts {
+                stalled_qos: qos,
+                baseline,
+                bytes: mib << 20,
+                size,
+                window,
+                metrics,
+                drain: !no_drain,
+                timeout: Duration::from_secs(timeout),
+                ..StallOpts::default()
+            };
+            rt.block_on(stall(&t, &o))?
+        }
+        &Cmd::Soak { secs: s, checkpoint, subs, pubs_per_qos, rate, churners, seed } => {
+            let o = SoakOpts {
+                duration: Duration::from_secs(s),
+                checkpoint: Duration::from_secs(checkpoint),
+                subs,
+                pubs_per_qos,
+                rate,
+                churners,
+                seed,
+                ..SoakOpts::default()
+            };
+            rt.block_on(soak(&t, &o))?
         }
         Cmd::Startup { timeout, settle, command } => startup(&StartupOpts {
             command: command.clone(),

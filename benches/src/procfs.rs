@@ -1,4 +1,5 @@
-//! Memory figures of a process from `/proc/PID/status` (Linux).
+//! Figures of a process from `/proc` (Linux): memory (`/proc/PID/status`),
+//! open file descriptors (`/proc/PID/fd`), CPU time (`schedstat`).
 
 /// Resident set size now (`VmRSS`) and its peak (`VmHWM`), in KiB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,12 @@ fn field(status: &str, name: &str) -> Option<u64> {
 pub fn rss(pid: u32) -> Option<Rss> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some(Rss { rss_kib: field(&status, "VmRSS:")?, peak_kib: field(&status, "VmHWM:")? })
+}
+
+/// Open file descriptors of `pid` (entries of `/proc/PID/fd`); `None` if
+/// unavailable.
+pub fn fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Time all threads of `pid` have run on a CPU so far, in ns (the first
@@ -34,6 +41,10 @@ mod tests {
     #[test]
     fn own_process() {
         let r = super::rss(std::process::id()).unwrap();
+        let open = super::fds(std::process::id()).unwrap();
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(super::fds(std::process::id()), Some(open + 1));
+        drop(f);
         assert!(r.rss_kib > 0 && r.peak_kib >= r.rss_kib);
         let a = super::cpu_ns(std::process::id()).unwrap();
         let mut x = 0u64;

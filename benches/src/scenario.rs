@@ -59,7 +59,7 @@ pub(crate) struct PubSpec {
 
 /// Sends `count` messages as fast as the window allows; returns when all
 /// are acknowledged (QoS 1: PUBACK; QoS 2: PUBCOMP).
-async fn publish_loop(mut c: Conn, s: PubSpec) -> Result<(Conn, Instant), Error> {
+pub(crate) async fn publish_loop(mut c: Conn, s: PubSpec) -> Result<(Conn, Instant), Error> {
     let (mut seq, mut inflight, mut pkid) = (0u64, 0usize, 0u16);
     // Packet identifiers cycle through 1..=65535, so the window must stay below.
     let window = s.window.clamp(1, 65_535);

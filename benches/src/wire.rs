@@ -72,6 +72,26 @@ pub fn connect_session(buf: &mut BytesMut, client_id: &str, clean: bool) {
     put_str(buf, client_id);
 }
 
+/// CONNECT, MQTT 5, Clean Start or not, with a Session Expiry Interval
+/// (seconds; 0 ends the session with the connection), no will, no
+/// credentials.
+pub fn connect_v5(buf: &mut BytesMut, client_id: &str, clean_start: bool, session_expiry: u32) {
+    // Properties: Session Expiry Interval (0x11, four bytes).
+    let props = if session_expiry > 0 { 5 } else { 0 };
+    buf.put_u8(0x10);
+    put_varint(buf, 10 + 1 + props + 2 + client_id.len());
+    put_str(buf, "MQTT");
+    buf.put_u8(5);
+    buf.put_u8(if clean_start { 0x02 } else { 0x00 });
+    buf.put_u16(KEEP_ALIVE_SECS);
+    put_varint(buf, props);
+    if session_expiry > 0 {
+        buf.put_u8(0x11);
+        buf.put_u32(session_expiry);
+    }
+    put_str(buf, client_id);
+}
+
 /// CONNECT, MQTT 3.1.1, clean session, with a user name and password.
 pub fn connect_login(buf: &mut BytesMut, client_id: &str, user: &str, password: &[u8]) {
     buf.put_u8(0x10);
@@ -92,11 +112,19 @@ pub fn pingreq(buf: &mut BytesMut) {
     buf.put_u8(0);
 }
 
-/// SUBSCRIBE with one filter.
+/// SUBSCRIBE with one filter (MQTT 3.1.1).
 pub fn subscribe(buf: &mut BytesMut, pkid: u16, filter: &str, qos: u8) {
+    subscribe_v(buf, pkid, filter, qos, false);
+}
+
+/// SUBSCRIBE with one filter; `v5` adds the (empty) properties.
+pub fn subscribe_v(buf: &mut BytesMut, pkid: u16, filter: &str, qos: u8, v5: bool) {
     buf.put_u8(0x82);
-    put_varint(buf, 2 + 2 + filter.len() + 1);
+    put_varint(buf, 2 + usize::from(v5) + 2 + filter.len() + 1);
     buf.put_u16(pkid);
+    if v5 {
+        buf.put_u8(0);
+    }
     put_str(buf, filter);
     buf.put_u8(qos);
 }
@@ -129,18 +157,37 @@ pub struct Stamp {
 /// PUBLISH whose payload is the benchmark header followed by zeros up to
 /// `size` bytes (at least [`PAYLOAD_HEADER`]).
 pub fn publish(buf: &mut BytesMut, topic: &str, qos: u8, pkid: u16, stamp: Stamp, size: usize) {
+    publish_flags(buf, topic, qos << 1, pkid, stamp, size, false);
+}
+
+/// [`publish`] with the fixed header's flags given whole (`qos << 1`, DUP
+/// 0x08, RETAIN 0x01); `v5` adds the (empty) properties.
+pub fn publish_flags(buf: &mut BytesMut, topic: &str, flags: u8, pkid: u16, stamp: Stamp, size: usize, v5: bool) {
+    let qos = (flags >> 1) & 3;
     let plen = payload_len(size);
     let id_len = if qos > 0 { 2 } else { 0 };
-    buf.put_u8(PUBLISH | (qos << 1));
-    put_varint(buf, 2 + topic.len() + id_len + plen);
+    buf.put_u8(PUBLISH | (flags & 0x0F));
+    put_varint(buf, 2 + topic.len() + id_len + usize::from(v5) + plen);
     put_str(buf, topic);
     if qos > 0 {
         buf.put_u16(pkid);
+    }
+    if v5 {
+        buf.put_u8(0);
     }
     buf.put_u32(stamp.publisher);
     buf.put_u64(stamp.seq);
     buf.put_u64(stamp.ts);
     buf.put_bytes(0, plen - PAYLOAD_HEADER);
+}
+
+/// A retained QoS 1 PUBLISH with an empty payload (MQTT 3.1.1): deletes
+/// the topic's retained message.
+pub fn delete_retained(buf: &mut BytesMut, topic: &str, pkid: u16) {
+    buf.put_u8(PUBLISH | 0x03);
+    put_varint(buf, 2 + topic.len() + 2);
+    put_str(buf, topic);
+    buf.put_u16(pkid);
 }
 
 /// One frame found at the start of a buffer.
@@ -195,6 +242,24 @@ pub struct Received {
 
 /// Parses a PUBLISH frame (`header`, `body`) carrying a benchmark payload.
 pub fn parse_publish(header: u8, body: &[u8]) -> Result<Received, Error> {
+    parse_publish_v(header, body, false)
+}
+
+/// Reads a variable byte integer at `at`: (value, bytes it took).
+fn varint_at(body: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut v = 0usize;
+    for i in 0..4 {
+        let b = *body.get(at + i)?;
+        v |= usize::from(b & 0x7F) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// [`parse_publish`]; `v5`: the PUBLISH has properties (skipped).
+pub fn parse_publish_v(header: u8, body: &[u8], v5: bool) -> Result<Received, Error> {
     let bad = || Error::Protocol("malformed PUBLISH".into());
     let qos = (header >> 1) & 3;
     let tlen = usize::from(u16::from_be_bytes([*body.first().ok_or_else(bad)?, *body.get(1).ok_or_else(bad)?]));
@@ -203,6 +268,10 @@ pub fn parse_publish(header: u8, body: &[u8]) -> Result<Received, Error> {
     if qos > 0 {
         pkid = u16::from_be_bytes([*body.get(at).ok_or_else(bad)?, *body.get(at + 1).ok_or_else(bad)?]);
         at += 2;
+    }
+    if v5 {
+        let (len, took) = varint_at(body, at).ok_or_else(bad)?;
+        at += took + len;
     }
     let p =
         body.get(at..at + PAYLOAD_HEADER).ok_or_else(|| Error::Protocol("payload without benchmark header".into()))?;
@@ -223,6 +292,17 @@ mod tests {
         let r = parse_publish(f.header, &b[f.body..f.len]).unwrap();
         assert_eq!(r, Received { qos: 1, pkid: 77, publisher: 3, seq: 123456789, ts: 42 });
         assert_eq!(f.len - f.body, 2 + 7 + 2 + 64);
+    }
+
+    #[test]
+    fn publish_v5_round_trip() {
+        let mut b = BytesMut::new();
+        let stamp = Stamp { publisher: 9, seq: 5, ts: 1 };
+        publish_flags(&mut b, "soak/x", 0x08 | (2 << 1) | 1, 300, stamp, 40, true);
+        let f = next_frame(&b).unwrap().unwrap();
+        assert_eq!(f.header, 0x3D);
+        let r = parse_publish_v(f.header, &b[f.body..f.len], true).unwrap();
+        assert_eq!(r, Received { qos: 2, pkid: 300, publisher: 9, seq: 5, ts: 1 });
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! in-process on 127.0.0.1:0. Asserts counts (nothing lost, duplicated or
 //! reordered), never timings.
 
+mod common;
+
 use std::time::Duration;
 
 use edgemq_benches::{
-    authburst, backlog, conns, fanin, fanout, fleet, latency, startup, storm, AuthburstOpts, BacklogOpts, ConnsOpts,
-    FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, StartupOpts, StormOpts, Target,
+    authburst, backlog, conns, fanin, fanout, fleet, latency, stall, startup, storm, AuthburstOpts, BacklogOpts,
+    ConnsOpts, FaninOpts, FanoutOpts, FleetOpts, LatencyOpts, Report, StallOpts, StartupOpts, StormOpts, Target,
 };
 
 fn assert_clean(r: &Report, expected: u64) {
@@ -19,14 +21,7 @@ fn assert_clean(r: &Report, expected: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = edgemq::Config {
-        listeners: vec![edgemq::config::ListenerConfig::tcp("127.0.0.1:0".parse().unwrap())],
-        data_dir: dir.path().to_owned(),
-        ..edgemq::Config::default()
-    };
-    let broker = edgemq::Broker::start(cfg).await.unwrap();
-    let t = Target { addr: broker.local_addrs()[0], pid: Some(std::process::id()) };
+    let (broker, t, dir) = common::start_broker().await;
     let short = Duration::from_secs(30);
 
     for qos in 0..=2 {
@@ -95,6 +90,26 @@ async fn every_scenario_once() {
     let r = storm(&t, &o).await.unwrap();
     assert_clean(&r, 90);
     assert_eq!(r.get_u64("served"), Some(30), "{r}");
+
+    // A subscriber that reads nothing beside one that reads everything
+    // (a tiny volume: counts only; the stalled one drains at the end).
+    for (baseline, qos) in [(true, 1), (false, 0), (false, 1)] {
+        let o = StallOpts {
+            stalled_qos: qos,
+            baseline,
+            bytes: 2 << 20,
+            size: 16 * 1024,
+            idle: Duration::from_millis(500),
+            timeout: short,
+            ..StallOpts::default()
+        };
+        let r = stall(&t, &o).await.unwrap();
+        assert_clean(&r, 128);
+        assert_eq!(r.get_u64("pub_refused"), Some(0), "{r}");
+        if !baseline {
+            assert_eq!(r.get_u64("stalled_unique"), Some(128), "{r}");
+        }
+    }
 
     broker.shutdown().await;
 
