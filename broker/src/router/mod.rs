@@ -34,7 +34,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 pub use caps::{RouterCaps, SessionRefused};
 pub use control::{Control, LiveSettings};
@@ -54,9 +53,10 @@ use crate::store::{Record, StoredMessage};
 
 /// How the router reaches a connection it must close (session takeover
 /// 0x8E, queue full 0x97): [`ConnHandle::close`] records the MQTT 5 reason
-/// and wakes the connection's driver, which tells its machine. The
-/// driver's handle is a child of the broker's shutdown token
-/// ([`ConnHandle::with_parent`]), so one wait serves both.
+/// and wakes the connection's driver, which tells its machine. The same
+/// waker is woken by the shared keep-alive wheel (`server/deadlines.rs`,
+/// through a [`WeakConn`]); shutdown is one broadcast every driver waits
+/// on, not a token per connection.
 ///
 /// 16 bytes: a connection's machine and its router entry each hold one.
 #[derive(Debug, Clone)]
@@ -68,13 +68,30 @@ pub struct ConnHandle {
 /// What a connection's handles share.
 #[derive(Debug)]
 struct ConnSignal {
-    kill: CancellationToken,
+    /// The driver's task, woken by [`ConnHandle::close`] and by its
+    /// keep-alive deadline.
+    waker: futures_util::task::AtomicWaker,
     /// The reason of the first [`ConnHandle::close`]; 0 until then.
     reason: AtomicU8,
     /// Whether the client speaks MQTT 5 (set once CONNECT is read).
     v5: AtomicBool,
     /// Who is connected, for the admin API (set once CONNACK is sent).
     info: std::sync::OnceLock<Box<ConnInfo>>,
+}
+
+/// A connection's handle that does not keep it: what the keep-alive wheel
+/// holds until the deadline's tick (a closed connection's signal is freed
+/// then, not kept by the wheel's reference).
+#[derive(Debug, Clone)]
+pub struct WeakConn(std::sync::Weak<ConnSignal>);
+
+impl WeakConn {
+    /// Wakes the connection's driver, if it is still there.
+    pub fn wake(&self) {
+        if let Some(s) = self.0.upgrade() {
+            s.waker.wake();
+        }
+    }
 }
 
 /// What the admin API tells of a connection (`GET /api/clients`).
@@ -93,18 +110,18 @@ pub struct ConnInfo {
 
 impl ConnHandle {
     pub fn new(id: u64) -> ConnHandle {
-        Self::with_token(id, CancellationToken::new())
-    }
-
-    /// A handle also cancelled, without a reason, when `parent` is.
-    pub fn with_parent(id: u64, parent: &CancellationToken) -> ConnHandle {
-        Self::with_token(id, parent.child_token())
-    }
-
-    fn with_token(id: u64, kill: CancellationToken) -> ConnHandle {
-        let signal =
-            ConnSignal { kill, reason: AtomicU8::new(0), v5: AtomicBool::new(false), info: Default::default() };
+        let signal = ConnSignal {
+            waker: futures_util::task::AtomicWaker::new(),
+            reason: AtomicU8::new(0),
+            v5: AtomicBool::new(false),
+            info: Default::default(),
+        };
         ConnHandle { id, signal: Arc::new(signal) }
+    }
+
+    /// A handle that does not keep the connection's signal alive.
+    pub fn downgrade(&self) -> WeakConn {
+        WeakConn(Arc::downgrade(&self.signal))
     }
 
     /// Records who is connected (once; later calls are ignored).
@@ -132,20 +149,24 @@ impl ConnHandle {
     /// whether this call was the first.
     pub fn close(&self, code: DisconnectReason) -> bool {
         let first = self.signal.reason.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok();
-        self.signal.kill.cancel();
+        self.signal.waker.wake();
         first
     }
 
-    /// The reason the connection was asked to close with, if it was
-    /// (`None` too if only the parent token was cancelled).
+    /// The reason the connection was asked to close with, if it was.
     pub fn close_reason(&self) -> Option<DisconnectReason> {
         DisconnectReason::try_from(self.signal.reason.load(Ordering::Acquire)).ok().filter(|r| r.is_error())
     }
 
-    /// Completes once [`ConnHandle::close`] is called or the parent token
-    /// is cancelled; then [`ConnHandle::close_reason`] tells which.
-    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
-        self.signal.kill.cancelled()
+    /// Ready once [`ConnHandle::close`] is called, with its reason
+    /// ([`ConnHandle::close_reason`]); else registers `cx`'s waker, which
+    /// the keep-alive wheel wakes too.
+    pub fn poll_closed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<DisconnectReason>> {
+        self.signal.waker.register(cx.waker());
+        if self.signal.reason.load(Ordering::Acquire) == 0 {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(self.close_reason())
     }
 }
 

@@ -11,8 +11,10 @@
 //! it waits for readiness without a read buffer, keeps no write buffer
 //! after a small write, and its task's future holds only what every turn
 //! needs. What is rare (waiting for a full router channel, CONNECT's round
-//! trip, held acknowledgements, the keep-alive timer) is boxed on first
-//! use rather than stored inline in every connection's future.
+//! trip, held acknowledgements) is boxed on first use rather than stored
+//! inline in every connection's future; the keep-alive deadline is an
+//! entry in one wheel for all connections (`deadlines.rs`), and shutdown
+//! one token all of them wait on.
 
 use std::future::Future;
 use std::io;
@@ -26,7 +28,6 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{decode, encode_owned, Decoded, Packet, Version};
@@ -80,7 +81,12 @@ pub struct ConnCtx {
     /// The listener's connection settings; replaced on reload (a
     /// connection takes them once, when it starts).
     pub machine: super::reload::Current<MachineConfig>,
+    /// Cancelled once, at shutdown: every connection waits on it (one
+    /// broadcast, nothing per connection).
     pub shutdown: CancellationToken,
+    /// The deadlines (CONNECT timeout, keep-alive) of the broker's
+    /// connections: one wheel for all listeners.
+    pub deadlines: Arc<super::deadlines::Deadlines>,
     /// `verbose`: log connections and subscriptions; changed on reload.
     pub verbose: std::sync::atomic::AtomicBool,
     /// The store, when acknowledgements must wait for durability.
@@ -137,14 +143,12 @@ struct Driver<S> {
     /// What the machine's durability gate waits for; made on first use
     /// when the broker has a store.
     gate: Option<Box<GateWatch>>,
-    /// The machine's deadline (CONNECT timeout, keep-alive), reset in place.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Where the machine's deadline (CONNECT timeout, keep-alive) is in
+    /// the shared wheel.
+    timer: super::deadlines::Entry,
 }
 
 type WakeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// Stands in for the session's notification before CONNECT (never polled).
-static NO_SESSION: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// How the driver follows what the machine's durability gate
 /// (`session/gate.rs`) waits for: the router's progress on this
@@ -277,9 +281,9 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     guard: G,
     cert_username: Option<String>,
 ) -> impl Future<Output = ()> {
-    // Closed by the router (session takeover, queue overflow) or, as a
-    // child of the broker's shutdown token, by shutdown.
-    let handle = ConnHandle::with_parent(conn_id, &ctx.shutdown);
+    // Closed by the router (session takeover, queue overflow); shutdown
+    // is the broker's token, which every driver waits on.
+    let handle = ConnHandle::new(conn_id);
     let mut machine = Machine::new(ctx.machine.get(), handle, now());
     if listener_full {
         machine.refuse_connect(crate::protocol::ConnectReason::QuotaExceeded);
@@ -297,7 +301,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
         ctx,
         closing: None,
         gate: None,
-        timer: None,
+        timer: super::deadlines::Entry::default(),
     };
     // The body is here rather than in an `async fn` taking `&mut self`, whose
     // future would hold that reference twice.
@@ -327,13 +331,6 @@ fn poll_read_some<S: Transport>(stream: &mut S, buf: &mut BytesMut, cx: &mut Con
     r
 }
 
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
-    match timer {
-        Some(t) => t.as_mut().poll(cx),
-        None => Poll::Pending,
-    }
-}
-
 impl<S: Transport> Driver<S> {
     /// After the session loop: tells the router, then closes the stream.
     async fn close(&mut self, why: Close) {
@@ -347,7 +344,6 @@ impl<S: Transport> Driver<S> {
             // that a running router would have kept.
             let _ = Box::pin(self.ctx.router.send(msg)).await;
         }
-        self.timer = None;
         let _ = self.stream.shutdown().await;
         if why != Close::Io {
             // A lingering close: the client may still be sending; closing with
@@ -391,10 +387,8 @@ impl<S: Transport> Driver<S> {
             if write_failed {
                 return Close::Io;
             }
-            self.arm_timer();
-            // Before CONNECT there is no session; its branch is disabled.
-            let notify = self.session.as_ref().map_or(&NO_SESSION, |s| &s.notify);
             let gate_waiting = self.machine.gate_waiting();
+            let deadline = self.machine.deadline();
             if gate_waiting && self.gate.is_none() {
                 if let Some(journal) = &self.ctx.journal {
                     // Held before this connection sent the router anything
@@ -408,7 +402,12 @@ impl<S: Transport> Driver<S> {
             }
             tokio::select! {
                 biased;
-                _ = self.machine.conn().cancelled() => match self.machine.conn().close_reason() {
+                // Futures that borrow the `ConnHandle`, not the machine
+                // (not `Sync`), so the task stays `Send`.
+                reason = {
+                    let conn = self.machine.conn();
+                    std::future::poll_fn(move |cx| conn.poll_closed(cx))
+                } => match reason {
                     Some(code) => {
                         if code == crate::protocol::DisconnectReason::SessionTakenOver && self.finish_input().await.is_err() {
                             return Close::Shutdown;
@@ -416,9 +415,9 @@ impl<S: Transport> Driver<S> {
                         // A no-op if what was read closed the connection.
                         self.machine.closed_by_router(code)
                     }
-                    // Cancelled without a reason: by its parent, the shutdown.
                     None => self.machine.shutdown(),
                 },
+                _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
                 r = std::future::poll_fn(|cx| poll_read_some(&mut self.stream, &mut self.rbuf, cx)) => match r {
                     Ok(0) | Err(_) => return Close::Io,
                     Ok(_) => {
@@ -428,7 +427,11 @@ impl<S: Transport> Driver<S> {
                         more = self.deliver();
                     }
                 },
-                _ = notify.notified(), if self.session.is_some() => {
+                // Before CONNECT there is no session: never ready.
+                _ = std::future::poll_fn(|cx| match &self.session {
+                    Some(s) => s.notify.poll_notified(cx),
+                    None => Poll::Pending,
+                }) => {
                     more = self.deliver();
                 }
                 _ = std::future::poll_fn(|cx| match &mut self.gate {
@@ -443,25 +446,13 @@ impl<S: Transport> Driver<S> {
                 _ = std::future::ready(()), if more => {
                     more = self.deliver();
                 }
-                _ = std::future::poll_fn(|cx| poll_timer(&mut self.timer, cx)) => {
+                _ = {
+                    let (deadlines, entry, conn) = (&self.ctx.deadlines, &mut self.timer, self.machine.conn());
+                    std::future::poll_fn(move |cx| deadlines.poll(entry, deadline, conn, cx))
+                } => {
                     self.machine.on_timer(now());
                 }
             }
-        }
-    }
-
-    /// Points the timer at the machine's deadline; it is made once and
-    /// reset in place (moving a keep-alive deadline later costs no timer
-    /// registration).
-    fn arm_timer(&mut self) {
-        let Some(deadline) = self.machine.deadline().map(tokio::time::Instant::from_std) else {
-            self.timer = None;
-            return;
-        };
-        match &mut self.timer {
-            Some(t) if t.deadline() == deadline => {}
-            Some(t) => t.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod connection;
 mod connlog;
+mod deadlines;
 mod listener;
 mod live;
 pub mod reclaim;
@@ -250,6 +251,7 @@ impl Broker {
         // burst of CONNECTs leaves a core to the other connections' tasks.
         let hashing = Arc::new(tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)));
         let mut reloadable = Vec::new();
+        let deadlines = deadlines::Deadlines::new();
         let auth_stats = Arc::new(AuthStats::default());
         metrics.register_group(Arc::new(crate::metrics::AuthCollector(auth_stats.clone())));
         tracker.spawn(log_refusals(auth_stats.clone(), shutdown.clone()));
@@ -269,6 +271,7 @@ impl Broker {
                     &metrics,
                 ))),
                 shutdown: shutdown.clone(),
+                deadlines: deadlines.clone(),
                 verbose: cfg.verbose.into(),
                 journal: journal.clone(),
                 hashing: hashing.clone(),

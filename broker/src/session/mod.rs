@@ -9,6 +9,7 @@ mod machine;
 mod outbound;
 pub mod spill;
 pub mod state;
+pub mod wake;
 
 pub use gate::LogPosition;
 pub use machine::{Action, Close, Machine, MachineConfig};

@@ -18,8 +18,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::Notify;
-
 use super::budget::{memory_cost, Charge, Full, QueuePool};
 use super::spill::SpillQueue;
 use crate::config::QueueFullPolicy;
@@ -299,7 +297,7 @@ fn enq_record(key: SessionKey, d: &Delivery) -> Record {
 pub struct SharedSession {
     pub state: Mutex<SessionState>,
     /// Wakes the owning connection when deliveries are queued.
-    pub notify: Notify,
+    pub notify: super::wake::Wake,
     /// The router has this session on its list to wake after the current
     /// batch (so it is listed once, not once per delivery).
     pub wake_pending: std::sync::atomic::AtomicBool,
@@ -313,7 +311,7 @@ impl SharedSession {
             state.waker = weak.clone();
             SharedSession {
                 state: Mutex::new(state),
-                notify: Notify::new(),
+                notify: Default::default(),
                 wake_pending: std::sync::atomic::AtomicBool::new(false),
             }
         })
