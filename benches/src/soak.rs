@@ -143,7 +143,7 @@ pub async fn soak(t: &Target, o: &SoakOpts) -> Result<Report, Error> {
 
     // Wind-down: the publishers' totals first, then the subscribers drain.
     let mut expected = vec![0u64; n_pubs as usize];
-    let (mut pub_reconnects, mut resent, mut pub_sessions_lost, mut refused) = (0, 0, 0, 0);
+    let (mut pub_reconnects, mut resent, mut pub_sessions_lost, mut refused, mut completed_unknown) = (0, 0, 0, 0, 0);
     let mut sent = [0u64; 3];
     while let Some(r) = pubs.join_next().await {
         let (id, out) = r.map_err(|e| Error::Other(format!("publisher task failed: {e}")))?;
@@ -153,6 +153,7 @@ pub async fn soak(t: &Target, o: &SoakOpts) -> Result<Report, Error> {
         resent += out.resent;
         pub_sessions_lost += out.sessions_lost;
         refused += out.refused;
+        completed_unknown += out.completed_unknown;
     }
     let _ = totals.send(Some(Arc::new(expected.clone())));
     let mut states = Vec::new();
@@ -187,7 +188,10 @@ pub async fn soak(t: &Target, o: &SoakOpts) -> Result<Report, Error> {
     r.add("q1_dup", sum(|s| s.q1.dups)).add("q2_resent", sum(|s| s.q2_resent)).add("q0_received", sum(|s| s.q0));
     r.add("wrong_qos", sum(|s| s.wrong_qos)).add("sub_reconnects", sum(|s| s.reconnects));
     r.add("sessions_lost", sum(|s| s.sessions_lost) + pub_sessions_lost);
-    r.add("pub_reconnects", pub_reconnects).add("pub_resent", resent).add("pub_refused", refused);
+    r.add("pub_reconnects", pub_reconnects)
+        .add("pub_resent", resent)
+        .add("pub_refused", refused)
+        .add("pub_pubcomp_not_found", completed_unknown);
     r.add("retained_updates", retained_updates).add("churn_connects", churn_connects);
     r.add("errors", sh.errors.load(Ordering::Relaxed));
     if let Some(b) = rss_start {

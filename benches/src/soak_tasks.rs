@@ -415,6 +415,8 @@ pub(crate) struct PubOutcome {
     pub(crate) sessions_lost: u64,
     /// MQTT 5 acknowledgements with a failure reason code.
     pub(crate) refused: u64,
+    /// Of them apart: PUBCOMP 0x92 to a PUBREL resent after a reconnect.
+    pub(crate) completed_unknown: u64,
 }
 
 pub(crate) struct Publisher {
@@ -483,10 +485,18 @@ impl Publisher {
                 return Err(unexpected(kind, body));
             }
             let pkid = wire::ack_pkid(body)?;
-            if body.get(2).is_some_and(|&rc| rc >= 0x80) {
+            let at = self.pending.iter().position(|p| p.pkid == pkid);
+            let rc = body.get(2).copied().unwrap_or(0);
+            // PUBCOMP 0x92 (Packet Identifier not found) to a PUBREL sent
+            // again after a reconnect: the broker had completed it and its
+            // PUBCOMP was lost with the connection (MQTT 5.0 4.3.3).
+            let completed =
+                kind == wire::PUBCOMP && rc == 0x92 && at.and_then(|i| self.pending.get(i)).is_some_and(|p| p.released);
+            if completed {
+                self.out.completed_unknown += 1;
+            } else if rc >= 0x80 {
                 self.out.refused += 1;
             }
-            let at = self.pending.iter().position(|p| p.pkid == pkid);
             match (kind, at) {
                 (wire::PUBREC, Some(i)) => {
                     self.pending[i].released = true;

@@ -644,7 +644,8 @@ async fn next_on(c: &mut V4Client, topic: &str) -> Vec<u8> {
 /// false`: the bridge's state is also retained on the remote, `1` once
 /// connected, `0` by its will when the link dies without DISCONNECT, and
 /// `0` published before DISCONNECT when the bridge stops. Into Debian's
-/// Mosquitto over 3.1.1 and into edgemq over MQTT 5 (no bridge mark).
+/// Mosquitto and into edgemq, over 3.1.1 with the bridge mark (edgemq
+/// takes `$SYS/broker/connection/` from bridges only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bridges_state_is_retained_on_the_remote_too() {
     if !have_mosquitto() {
@@ -653,7 +654,7 @@ async fn the_bridges_state_is_retained_on_the_remote_too() {
     let mdir = tempfile::tempdir().unwrap();
     let mosquitto = Mosquitto::start(free_port(), mdir.path()).await;
     let edgemq_cloud = TestBroker::start().await;
-    for (cloud, version) in [(mosquitto.addr(), "3.1.1"), (edgemq_cloud.addr, "5")] {
+    for (cloud, version) in [(mosquitto.addr(), "3.1.1"), (edgemq_cloud.addr, "3.1.1")] {
         let topic = "$SYS/broker/connection/gw/state";
         let (mut watcher, _) = V4Client::connect(v4(cloud, "state-watcher", true)).await;
         watcher.subscribe(topic, QoS::AtLeastOnce).await;
@@ -676,8 +677,9 @@ async fn the_bridges_state_is_retained_on_the_remote_too() {
 }
 
 /// A remote that refuses the CONNECT for the state's will (here: its
-/// topic has more levels than the remote takes; MQTT 5 CONNACK 0x90, a
-/// close for 3.1.1) is connected to again without it, and messages flow.
+/// topic has more levels than the remote takes, or, over MQTT 5 into
+/// edgemq, `$SYS` from a client without the bridge mark) is connected to
+/// again without it, and messages flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_that_refuses_the_states_will_is_connected_to_without_it() {
     let cloud = TestBroker::start_with(|c| c.max_topic_levels = 3).await;

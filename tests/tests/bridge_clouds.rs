@@ -396,7 +396,7 @@ async fn activemq_round_trip_both_ways() {
 /// readings on `sensors/lm3s6965-e2e/reading`, one each 200 ms.
 fn demo_firmware() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let target = root.join("target/tmp/demo-e2e");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-e2e");
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--bin", "demo", "--target", "thumbv7m-none-eabi"])
         .current_dir(root.join("firmware-client/demo-lm3s6965"))
@@ -458,9 +458,20 @@ impl Uplink {
     }
 }
 
+/// A child process killed when dropped (a failed test leaves no QEMU
+/// running beside the next CI steps).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The demo firmware in QEMU (`lm3s6965evb`), its UART a TCP client of
 /// 127.0.0.1:`port` that reconnects; its console lines on a channel.
-fn qemu_firmware(elf: &Path, port: u16) -> (std::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
+fn qemu_firmware(elf: &Path, port: u16) -> (KillOnDrop, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new("qemu-system-arm")
         .args(["-cpu", "cortex-m3", "-machine", "lm3s6965evb", "-nographic"])
@@ -481,7 +492,7 @@ fn qemu_firmware(elf: &Path, port: u16) -> (std::process::Child, tokio::sync::mp
             let _ = tx.send(line);
         }
     });
-    (child, rx)
+    (KillOnDrop(child), rx)
 }
 
 /// The whole promise, end to end: the demo firmware in QEMU publishes
@@ -541,7 +552,7 @@ async fn rabbitmq_firmware_in_qemu_through_uplink_loss_and_an_edge_restart() {
         }
     });
     run.await.unwrap_or_else(|_| panic!("the firmware did not finish in 120 s: {queued} queued"));
-    let status = fw.wait().unwrap();
+    let status = fw.0.wait().unwrap();
     assert!(status.success() && acked && queued == 40, "the firmware did not finish: {status:?}, {queued} queued");
     eprintln!("firmware done; {events:?}");
     let mut seen = InOrder::default();

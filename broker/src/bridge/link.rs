@@ -720,11 +720,20 @@ fn acked<R: Reason>(link: &Link, st: &mut State, a: Ack<R>, qos: QoS) {
 /// The window's entry with packet id `id`: its LSN follows from the
 /// front's, since a window spans fewer than [`PKIDS`] LSNs (a binary
 /// search, not a scan of the window per acknowledgement).
+///
+/// A first read after a gap in the queue's LSNs (damage reserves LSNs)
+/// may span more: then the window is scanned, as before.
 fn at_pkid(window: &mut VecDeque<Entry>, id: u16) -> Option<&mut Entry> {
     let front = window.front()?.lsn;
     let lsn = front + (u64::from(id) + PKIDS - u64::from(pkid(front))) % PKIDS;
-    let i = window.binary_search_by_key(&lsn, |e| e.lsn).ok()?;
-    window.get_mut(i).filter(|e| e.pkid == id)
+    let found =
+        window.binary_search_by_key(&lsn, |e| e.lsn).ok().filter(|i| window.get(*i).is_some_and(|e| e.pkid == id));
+    let wide = window.back().is_some_and(|e| e.lsn - front >= PKIDS);
+    match found {
+        Some(i) => window.get_mut(i),
+        None if wide => window.iter_mut().find(|e| e.pkid == id && !e.done),
+        None => None,
+    }
 }
 
 /// Moves the queue's cursor over the done front of the window.

@@ -35,3 +35,14 @@ fn an_acknowledgement_finds_its_entry_by_packet_id() {
     }
     assert!(at_pkid(&mut VecDeque::new(), 1).is_none());
 }
+
+/// A window wider than the packet ids (a first read across a gap of
+/// reserved LSNs) is searched whole: an entry past the gap is found.
+#[test]
+fn an_acknowledgement_past_a_gap_wider_than_the_ids_finds_its_entry() {
+    let mut window: VecDeque<Entry> =
+        [10, 11, 70_000, 70_001].into_iter().map(|l| entry(l, QoS::AtLeastOnce)).collect();
+    for l in [10, 11, 70_000, 70_001] {
+        assert_eq!(at_pkid(&mut window, pkid(l)).map(|e| e.lsn), Some(l), "lsn {l}");
+    }
+}

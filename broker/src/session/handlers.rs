@@ -180,14 +180,14 @@ impl Machine {
         self.request_session(*a);
     }
 
-    /// Whether `topic` is the broker's own (`$SYS/broker/...`): a client
-    /// may publish a bridge's connection state under
-    /// `$SYS/broker/connection/` (a will `0` and a retained `1`, as
-    /// Mosquitto's bridges and ours do on the remote; an MQTT 5 bridge
-    /// carries no mark that tells it from other clients, so the ACL file
-    /// is what restricts it).
+    /// Whether `topic` is the broker's own (`$SYS/broker/...`) for this
+    /// client: a bridge (level | 0x80) may publish its connection state
+    /// under `$SYS/broker/connection/`, as Mosquitto's bridges do (a will
+    /// and a retained `1`). An MQTT 5 bridge carries no such mark: its
+    /// will is refused, and our bridges connect again without it (the
+    /// state then stays on their side).
     fn reserved(&self, topic: &str) -> bool {
-        crate::router::is_internal_topic(topic) && !topic.starts_with("$SYS/broker/connection/")
+        crate::router::is_internal_topic(topic) && !(self.bridge && topic.starts_with("$SYS/broker/connection/"))
     }
 
     /// Asks the router to open or resume the session of an accepted CONNECT
