@@ -367,9 +367,7 @@ impl Reader {
     /// The frame at `off` of `file` if whole and valid: (LSN, payload).
     fn frame(&mut self, file: &File, off: u64) -> io::Result<Option<(Lsn, Vec<u8>)>> {
         let Some(h) = self.block.get(file, off, segment::FRAME)? else { return Ok(None) };
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        let (len, sum, lsn) = segment::fields(h);
         if len > segment::MAX_RECORD {
             return Ok(None);
         }

@@ -223,7 +223,8 @@ fn frame(r: &mut impl Read, at: u64, len: u64, expect: Lsn, payload: &mut Vec<u8
     Ok((crc(lsn, payload) == sum).then_some((lsn, n)))
 }
 
-fn fields(h: &[u8]) -> (usize, u32, Lsn) {
+/// A frame header's payload length, CRC and LSN (`h`: [`FRAME`] bytes).
+pub fn fields(h: &[u8]) -> (usize, u32, Lsn) {
     let n = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
     let sum = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
     let lsn = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
