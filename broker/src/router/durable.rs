@@ -2,7 +2,7 @@
 //! retained and queue changes, restoring state at start, and snapshots
 //! that let the log be compacted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +38,10 @@ pub(super) struct Durable {
     unreadable_log: crate::ratelimit::RateLimited,
     /// Notified when a chunk a snapshot's walk waits for is read back.
     pub walk_ready: Arc<tokio::sync::Notify>,
+    /// Client identifiers whose recorded session ended (`SessionEnd`), with
+    /// the log's position after it, until that is durable: a CONNACK that
+    /// says the session is gone waits for it ([`Router::end_pending`]).
+    ended: HashMap<Arc<str>, Lsn>,
 }
 
 /// How long after a failed snapshot the next may start.
@@ -184,6 +188,28 @@ fn finish_dump(
 }
 
 impl Router {
+    /// Records the end of `client_id`'s recorded session `key`.
+    pub(super) fn record_end(&mut self, key: SessionKey, client_id: &Arc<str>) {
+        if let Some(d) = &mut self.durable {
+            d.journal.append(&Record::SessionEnd { key });
+            let lsn = d.journal.appended();
+            d.ended.insert(client_id.clone(), lsn);
+        }
+    }
+
+    /// The log position a CONNACK for `client_id` must wait for, if its
+    /// session ended and that is not durable yet (0 if nothing): a power
+    /// cut before it would bring back a session the CONNACK said was gone,
+    /// its queue delivered after all and its inbound QoS 2 identifiers
+    /// reused. (Ends already durable are forgotten by the tick.)
+    pub(super) fn end_pending(&self, client_id: &str) -> Lsn {
+        let Some(d) = &self.durable else { return 0 };
+        match d.ended.get(client_id) {
+            Some(&lsn) if lsn > *d.journal.durable().borrow() => lsn,
+            _ => 0,
+        }
+    }
+
     /// Turns persistence on: restores `model`, then takes a snapshot so the
     /// log starts compact. `base` pairs an `Instant` with wall-clock time.
     pub fn enable_persistence(&mut self, journal: Arc<Journal>, model: Model, base: (Instant, SystemTime)) {
@@ -203,6 +229,7 @@ impl Router {
             retry_at: None,
             unreadable_log: Default::default(),
             walk_ready: Arc::new(tokio::sync::Notify::new()),
+            ended: HashMap::new(),
         });
         self.next_key = self.next_key.max(model.max_key + 1);
         // Queues past their memory share spill there too.
@@ -275,6 +302,7 @@ impl Router {
             let mut st = e.shared.lock();
             if st.is_journaled() {
                 d.journal.append(&Record::SessionEnd { key });
+                d.ended.insert(e.client_id.clone(), d.journal.appended());
                 st.clear_journal();
             }
             return;
@@ -515,6 +543,10 @@ impl Router {
 
     pub fn maintain_store(&mut self, now: Instant) {
         let Some(d) = &mut self.durable else { return };
+        if !d.ended.is_empty() {
+            let durable = *d.journal.durable().borrow();
+            d.ended.retain(|_, lsn| *lsn > durable);
+        }
         if let Some(asked) = d.deleting {
             if d.journal.stats().deletions_done.load(std::sync::atomic::Ordering::Acquire) == asked {
                 return;

@@ -49,7 +49,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{DisconnectReason, QoS, RetainHandling, SubOptions};
 use crate::session::budget::Full;
 use crate::session::state::{Enqueued, QueueLimits, SessionState, SharedSession};
-use crate::store::{Record, StoredMessage};
+use crate::store::{Lsn, Record, StoredMessage};
 
 /// How the router reaches a connection it must close (session takeover
 /// 0x8E, queue full 0x97): [`ConnHandle::close`] records the MQTT 5 reason
@@ -195,6 +195,9 @@ pub struct ConnectReply {
     pub client_id: Arc<str>,
     pub session: Arc<SharedSession>,
     pub session_present: bool,
+    /// The log position the CONNACK waits for (0: none), see
+    /// [`Router::end_pending`].
+    pub durable_before: Lsn,
 }
 
 /// One subscription of a SUBSCRIBE, after validation by the session.
@@ -388,7 +391,8 @@ impl Router {
                 e.shared.lock().set_online(true);
                 let (session, client_id) = (e.shared.clone(), e.client_id.clone());
                 self.record_session(key, now);
-                return ConnectReply { key, client_id, session, session_present: true };
+                let durable_before = self.end_pending(&client_id);
+                return ConnectReply { key, client_id, session, session_present: true, durable_before };
             }
         }
         let key = self.next_key;
@@ -410,7 +414,8 @@ impl Router {
             },
         );
         self.record_session(key, now);
-        ConnectReply { key, client_id, session: shared, session_present: false }
+        let durable_before = self.end_pending(&client_id);
+        ConnectReply { key, client_id, session: shared, session_present: false, durable_before }
     }
 
     /// Ends a session: its subscriptions go, its delayed will is published.
@@ -430,7 +435,7 @@ impl Router {
         // Other members' queue records first, then the end of this session.
         self.redeliver_shared(leftovers, key);
         if e.shared.lock().is_journaled() {
-            self.record(&Record::SessionEnd { key });
+            self.record_end(key, &e.client_id);
         }
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.1 == key);

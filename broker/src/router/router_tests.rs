@@ -691,3 +691,45 @@ fn inline_route_only_when_free_and_nothing_of_the_connection_is_queued() {
     // Once its task has ended, nothing is routed.
     assert!(shared.try_route(publish(b"4"), &ticket, 3, now).is_some());
 }
+
+/// Waits (bounded) until `j` is durable past `lsn`.
+fn until_durable(j: &crate::store::Journal, lsn: crate::store::Lsn) {
+    let rx = j.durable();
+    for _ in 0..5_000 {
+        if *rx.borrow() >= lsn {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the log never became durable past {lsn}");
+}
+
+/// A CONNACK saying a recorded session is gone must not come before its
+/// end is durable (gate rule 4): a Clean Start over a recorded session, and
+/// an MQTT 5 resume with Session Expiry 0, name the position after the
+/// `SessionEnd`; a client identifier without such an end names none
+/// [MQTT-3.2.2-2].
+#[test]
+fn a_connect_that_ends_a_recorded_session_waits_for_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, j) = stored_router(dir.path());
+    let first = persistent(&mut r, "a", 1);
+    assert_eq!(first.durable_before, 0, "a new client identifier has no end to wait for");
+    let clean = r.connect(req("a", true, None, conn(2)), Instant::now());
+    assert!(!clean.session_present);
+    assert!(clean.durable_before > 0 && clean.durable_before <= j.appended(), "waits for the SessionEnd");
+    until_durable(&j, clean.durable_before);
+    let other = r.connect(req("b", true, None, conn(3)), Instant::now());
+    assert_eq!(other.durable_before, 0);
+    let again = r.connect(req("a", false, None, conn(4)), Instant::now());
+    assert!(again.session_present);
+    assert_eq!(again.durable_before, 0, "the end is durable: nothing to wait for");
+    // A resume with expiry 0: the session lives on in memory only, its
+    // recorded copy ends.
+    let zero = r.connect(req("a", false, Some(Duration::ZERO), conn(5)), Instant::now());
+    assert!(zero.session_present);
+    assert!(zero.durable_before > again.durable_before, "waits for the SessionEnd of the recorded copy");
+    until_durable(&j, zero.durable_before);
+    r.maintain_store(Instant::now());
+    assert_eq!(r.end_pending("a"), 0, "forgotten once durable");
+}

@@ -20,6 +20,13 @@
 //!    log to wait for: its QoS 2 packets go at once, as with Mosquitto.
 //! 3. Deliveries wait while a SUBACK is held: retained messages for a
 //!    subscription follow its SUBACK.
+//! 4. A CONNACK waits for the log to be durable past the end of a recorded
+//!    session of the same client identifier (a Clean Start, an expiry, an
+//!    MQTT 5 resume with Session Expiry 0: `Router::end_pending`), and
+//!    every packet waits behind it. Without it a power cut could bring that
+//!    session back after the CONNACK said it was gone. A connection closed
+//!    by a takeover sends its held CONNACK first: the new connection's
+//!    CONNACK is the one that counts.
 //!
 //! Without a store nothing is held.
 
@@ -54,6 +61,8 @@ pub(super) struct Gate {
     /// PUBACKs among `acks`: inbound QoS 1 not yet acknowledged, which
     /// count against the Receive Maximum.
     pubacks: usize,
+    /// A CONNACK waiting for a position to be durable (rule 4).
+    connack: Option<(Lsn, Packet)>,
 }
 
 impl Default for Gate {
@@ -67,6 +76,7 @@ impl Default for Gate {
             acks: VecDeque::new(),
             publishes: VecDeque::new(),
             pubacks: 0,
+            connack: None,
         }
     }
 }
@@ -86,11 +96,11 @@ impl Gate {
         }
         let qos2 = matches!(p, Packet::PubRel(_)) || p.publish_qos() == Some(QoS::ExactlyOnce);
         let is_publish = qos2 || matches!(p, Packet::Publish(_) | Packet::Forward(_));
-        if !is_publish {
+        if !is_publish && self.connack.is_none() {
             return Some(p);
         }
         let need = if qos2 && self.recorded { appended } else { 0 };
-        if self.publishes.is_empty() && self.durable >= need {
+        if self.publishes.is_empty() && self.connack.is_none() && self.durable >= need {
             return Some(p);
         }
         self.publishes.push_back((need, p));
@@ -100,6 +110,16 @@ impl Gate {
     /// Hands what may go now to `out`, in order.
     fn release(&mut self, mut out: impl FnMut(Packet)) {
         let (processed, durable) = (self.processed, self.durable);
+        if self.connack.as_ref().is_some_and(|(need, _)| durable >= *need) {
+            if let Some((_, p)) = self.connack.take() {
+                out(p);
+            }
+        }
+        if self.connack.is_some() {
+            // Rule 4: everything waits behind the CONNACK (acknowledgements
+            // need a later position anyway).
+            return;
+        }
         let covered = durable >= self.processed_lsn;
         while self.acks.front().is_some_and(|(op, need, _)| *op <= processed && covered && durable >= *need) {
             if let Some((_, _, p)) = self.acks.pop_front() {
@@ -115,7 +135,7 @@ impl Gate {
     }
 
     fn waiting(&self) -> bool {
-        !self.acks.is_empty() || !self.publishes.is_empty()
+        !self.acks.is_empty() || !self.publishes.is_empty() || self.connack.is_some()
     }
 
     fn suback_held(&self) -> bool {
@@ -155,6 +175,27 @@ impl Machine {
             Some(log) => gate.get_or_insert_with(Box::default).offer(log.appended(), p),
             None => Some(p),
         }
+    }
+
+    /// Sends the CONNACK `p` once the log is durable up to `need` (rule 4;
+    /// at once if `need` is 0 or already durable).
+    pub(super) fn send_connack(&mut self, need: Lsn, p: Packet) {
+        match self.gate() {
+            Some((gate, _)) if need > gate.durable => {
+                gate.connack = Some((need, p));
+                // The driver watches the log for it from now on.
+            }
+            _ => self.out.push(Action::Send(p)),
+        }
+    }
+
+    /// A held CONNACK goes now, and what waited only for it (the connection
+    /// is being closed: rule 4).
+    pub(super) fn release_connack(&mut self) {
+        if let Some((_, p)) = self.gate.as_deref_mut().and_then(|g| g.connack.take()) {
+            self.out.push(Action::Send(p));
+        }
+        self.release_gate();
     }
 
     /// Whether the connected session is recorded in the log (rule 2
@@ -204,9 +245,9 @@ impl Machine {
         self.gate.as_ref().is_some_and(|g| g.waiting())
     }
 
-    /// A SUBACK is held: deliveries wait (rule 3).
+    /// A SUBACK or the CONNACK is held: deliveries wait (rules 3 and 4).
     pub(super) fn suback_held(&self) -> bool {
-        self.gate.as_ref().is_some_and(|g| g.suback_held())
+        self.gate.as_ref().is_some_and(|g| g.suback_held() || g.connack.is_some())
     }
 
     /// Inbound QoS 1 messages whose PUBACK is held.

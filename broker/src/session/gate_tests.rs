@@ -200,3 +200,51 @@ fn a_clean_sessions_qos2_packets_do_not_wait_for_the_disk() {
     let (sent, _) = h.feed(&mut s, Packet::PubRec(Ack::ok(d.pkid)));
     assert_eq!(kinds(&sent), ["PUBREL"]);
 }
+
+/// Rule 4: a CONNACK whose session's end is not durable yet waits for it,
+/// and every packet waits behind it (a PINGRESP, a SUBACK): the client
+/// hears of its new session only once a power cut cannot undo the end of
+/// the old one [MQTT-3.2.2-2], and nothing before the CONNACK [MQTT-3.2.0-1].
+#[test]
+fn connack_waits_for_the_old_sessions_end_and_everything_waits_behind_it() {
+    let (mut h, log) = (Harness::new(), Arc::new(Log::default()));
+    h.connack_after = 40;
+    log.0.store(40, Ordering::Relaxed);
+    let (mut c, sent, closed) = h.client_with(gated(&log), connect_packet(Version::V5, "ended", true));
+    assert!(sent.is_empty() && closed.is_none(), "CONNACK held: {sent:?}");
+    assert!(c.m.gate_waiting(), "the driver must watch the log");
+    assert!(h.feed(&mut c, Packet::PingReq).0.is_empty(), "PINGRESP behind the CONNACK");
+    log.0.store(45, Ordering::Relaxed);
+    h.feed(&mut c, subscribe("s/#", QoS::AtLeastOnce));
+    c.m.handle_processed(1, 45);
+    c.m.handle_durable(39);
+    assert!(h.run(&mut c).0.is_empty(), "not durable past the end yet");
+    c.m.handle_durable(40);
+    let sent = h.run(&mut c).0;
+    assert!(matches!(sent.first(), Some(Packet::ConnAck(a)) if !a.session_present), "{sent:?}");
+    assert!(matches!(sent.get(1), Some(Packet::PingResp)), "{sent:?}");
+    assert_eq!(sent.len(), 2, "the SUBACK still waits for its own records (to 45)");
+    c.m.handle_durable(45);
+    assert_eq!(kinds(&h.run(&mut c).0), ["SUBACK"]);
+    assert!(!c.m.gate_waiting());
+}
+
+/// Rule 4: a connection closed while its CONNACK is held (taken over by a
+/// newer connection) sends the CONNACK before its DISCONNECT
+/// [MQTT-3.2.0-1]: the newer connection's CONNACK is the one that counts.
+#[test]
+fn a_held_connack_goes_before_the_disconnect_of_a_takeover() {
+    let (mut h, log) = (Harness::new(), Arc::new(Log::default()));
+    h.connack_after = 7;
+    log.0.store(7, Ordering::Relaxed);
+    let (mut c, sent, _) = h.client_with(gated(&log), connect_packet(Version::V5, "taken", true));
+    assert!(sent.is_empty());
+    c.m.closed_by_router(DisconnectReason::SessionTakenOver);
+    let (sent, closed) = h.run(&mut c);
+    assert!(matches!(sent.first(), Some(Packet::ConnAck(_))), "{sent:?}");
+    assert!(
+        matches!(sent.get(1), Some(Packet::Disconnect(d)) if d.reason == DisconnectReason::SessionTakenOver),
+        "{sent:?}"
+    );
+    assert_eq!(closed, Some(Close::TakenOver));
+}

@@ -280,7 +280,7 @@ impl Machine {
         }));
         let fits = c.maximum_packet_size.filter(|_| v5).is_none_or(|max| fit_connack(&mut connack, max));
         if fits {
-            self.send(connack);
+            self.send_connack(reply.durable_before, connack);
         }
         let session = reply.session;
         let recorded = session.lock().is_journaled();

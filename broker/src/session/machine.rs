@@ -365,6 +365,11 @@ impl Machine {
             Close::Shutdown => Some(DisconnectReason::ServerShuttingDown),
             Close::Normal | Close::Io | Close::Refused => None,
         };
+        if code.is_some() {
+            // [MQTT-3.2.0-1] nothing before the CONNACK: one still held for
+            // the disk goes before the DISCONNECT (gate rule 4).
+            self.release_connack();
+        }
         if let (Some(code), State::Connected(c)) = (code, &self.state) {
             if c.version.is_v5() {
                 let reason_string = Some(code.text().to_owned());

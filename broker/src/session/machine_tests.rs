@@ -66,6 +66,8 @@ pub(in crate::session) struct Harness {
     router: Router,
     now: Instant,
     next_conn: u64,
+    /// Given to CONNACKs as `ConnectReply::durable_before` (gate rule 4).
+    pub(in crate::session) connack_after: crate::store::Lsn,
 }
 
 pub(in crate::session) struct Client {
@@ -82,7 +84,7 @@ impl Harness {
             queue_qos0: false,
             ..QueueLimits::default()
         };
-        Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1 }
+        Harness { router: Router::new(limits), now: Instant::now(), next_conn: 1, connack_after: 0 }
     }
 
     /// Runs the machine's actions against the router; returns the packets sent and whether it closed.
@@ -99,7 +101,10 @@ impl Harness {
                     Action::Send(Packet::Forward(f)) => sent.push(Packet::Publish(f.to_publish())),
                     Action::Send(p) => sent.push(p),
                     Action::Connect(req) => {
-                        let reply = self.router.open(req, self.now);
+                        let mut reply = self.router.open(req, self.now);
+                        if let Ok(r) = &mut reply {
+                            r.durable_before = r.durable_before.max(self.connack_after);
+                        }
                         c.m.connected(reply, self.now);
                     }
                     Action::Route(m) => self.router.publish(m),

@@ -274,13 +274,10 @@ impl Oracle {
             // Exactly once holds within the publisher's session: one that
             // ended (expired) with the message unacknowledged, unknown to
             // the client (the CONNACK saying so never reached it), may see
-            // it resent into the next session, which routes it anew; and a
-            // subscriber's ended session a cut brought back redelivers
-            // what it had in flight (ROBUSTNESS.md, findings); and inbound
-            // QoS 2 ids recovery forgot for damage (page loss) let a
+            // it resent into the next session, which routes it anew; and
+            // inbound QoS 2 ids recovery forgot for damage (page loss) let a
             // retransmission be routed again.
-            let replaced = m.is_some_and(|m| self.epoch(m.sent.publisher) != m.pub_epoch || m.sent_at < self.forgotten)
-                || self.doubtful(d.to);
+            let replaced = m.is_some_and(|m| self.epoch(m.sent.publisher) != m.pub_epoch || m.sent_at < self.forgotten);
             if let Some(group) = self.group_of(d.to) {
                 // Any member, also one that joined later, may get it for the group.
                 let n = group_got.entry((group, d.payload.clone())).or_insert((0, 0));

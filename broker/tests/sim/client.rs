@@ -262,6 +262,9 @@ impl Client {
                 self.connected = true;
                 if !c.session_present {
                     self.subscribed_session = false;
+                    // Its end is durable now (gate rule 4): a cut cannot
+                    // bring the old session back.
+                    oracle.end_acknowledged(self.id);
                     // An expiring session may be gone (`lifecycle.rs` checks when).
                     assert!(
                         !(self.persistent && self.established && self.expiry.is_none()),
@@ -339,10 +342,9 @@ impl Client {
         trace!("client {} PUBLISH {:?} pkid {} dup {} {:?}", self.id, p.payload, p.pkid, p.dup, p.qos);
         // A new session (an expired one replaced) has no queue to deliver.
         assert!(
-            self.subscribed_session || oracle.doubtful(self.id),
+            self.subscribed_session,
             "client {} got {:?} in a new session before it subscribed (an ended session's queue delivered?)",
-            self.id,
-            p.payload
+            self.id, p.payload
         );
         let new = match p.qos {
             QoS::AtMostOnce => true,

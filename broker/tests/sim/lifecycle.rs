@@ -104,9 +104,11 @@ pub struct Lives {
     /// The boot in which each client last got session present 0 while
     /// it had a session (it ended: expired, or lost at a cut).
     replaced_in: BTreeMap<usize, u64>,
-    /// Clients told their session had ended whose old session a power
-    /// cut may bring back (the end was not yet durable when the CONNACK
-    /// said so: ROBUSTNESS.md, findings).
+    /// Clients whose session ended in a boot the power then cut before
+    /// their CONNACK said so (the old session may come back: the client
+    /// was never told it had gone). A figure: no check depends on it,
+    /// since a CONNACK without session present waits for the end to be
+    /// durable (`session/gate.rs`, rule 4; ROBUSTNESS.md, findings).
     pub doubtful: BTreeSet<usize>,
     /// Figures: wills published, cancelled, lost at a cut; sessions
     /// expired; CONNACKs whose session present was checked; clients in
@@ -295,9 +297,12 @@ impl Oracle {
         self.lives.boot += 1;
     }
 
-    /// Whether `client`'s ended session may have come back after a cut.
-    pub fn doubtful(&self, client: usize) -> bool {
-        self.lives.doubtful.contains(&client)
+    /// `client` got a CONNACK without session present: the broker sends it
+    /// only once the end of an old session is durable (`session/gate.rs`,
+    /// rule 4), so a later cut cannot bring that session back: the checks
+    /// that nothing of an ended session is delivered hold for it.
+    pub fn end_acknowledged(&mut self, client: usize) {
+        self.lives.replaced_in.remove(&client);
     }
 
     /// A delivery of a will: only one the router may have published

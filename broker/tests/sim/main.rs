@@ -170,7 +170,7 @@ fn simulation() {
          acknowledged, {} deliveries, {} (acknowledged message, subscriber) pairs checked, {} retained topics \
          checked after recoveries, {} QoS 2 routings cut by a power cut (none delivered twice); wills: {} published, \
          {} cancelled by a new connection, {} not published when the power went (never after), {} (will, subscriber) pairs checked delivered; \
-         {} sessions expired, {} CONNACKs' session present checked, {} clients whose ended session may have come back after a cut; disk: {} failures, {} operations failed, {} QoS \
+         {} sessions expired, {} CONNACKs' session present checked, {} sessions ended in a boot cut before their CONNACK; disk: {} failures, {} operations failed, {} QoS \
          0 deliveries and {} acknowledgements while it failed",
         began.elapsed().as_secs_f64(),
         t.steps,
