@@ -217,3 +217,36 @@ fn the_reserve_is_five_percent_at_most_one_gib() {
     assert_eq!(crate::store::reserve(8 << 30), (8 << 30) / 20);
     assert_eq!(crate::store::reserve(100 << 30), 1 << 30);
 }
+
+/// A connected session whose queue spilled past its memory share, made
+/// persistent (recorded) while chunks are on disk: every queued message
+/// moves with it. Popping only what is in memory would stop at the first
+/// chunk on disk and drop the rest with the old queue.
+#[test]
+fn a_spilled_over_queue_made_persistent_keeps_what_is_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = crate::store::StoreConfig {
+        dir: tmp.path().join("store"),
+        spill_dir: tmp.path().join("spill"),
+        sync: crate::store::SyncMode::Batch,
+        segment_bytes: 1 << 20,
+        compact_bytes: 1 << 30,
+        fs: Arc::new(crate::store::fs::RealFs),
+    };
+    let (journal, _, _) = crate::store::open(&cfg).unwrap();
+    let journal = Arc::new(journal);
+    let pool = QueuePool::new(4 << 20);
+    pool.set_spill(journal.spill.clone());
+    let mut s = session(&pool, QueueFullPolicy::DropNew);
+    for n in 0..200 {
+        assert_eq!(s.enqueue(delivery(n, 64 << 10)), Enqueued::Queued, "message {n}");
+    }
+    let until = Instant::now() + std::time::Duration::from_secs(20);
+    while journal.spill.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        assert!(Instant::now() < until, "the spill thread never wrote its chunks");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(journal.spill.disk_used.load(std::sync::atomic::Ordering::Relaxed) > 0, "chunks on disk");
+    s.set_journal(9, journal.clone());
+    assert_eq!(s.queued(), 200, "every message kept");
+}

@@ -352,12 +352,17 @@ impl SessionState {
     /// queue moves out of memory.
     pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
         self.key = key;
-        let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool, self.waker.clone());
-        spill.set_online(self.online);
-        while let Some(d) = self.queue.pop_front() {
-            spill.push_back(d);
+        if !self.spilled_over {
+            // A spilled-over queue is a spill queue already, its chunks on
+            // disk in order: kept as it is. Any other moves whole: popping
+            // only what is in memory would stop at a chunk on disk.
+            let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool, self.waker.clone());
+            spill.set_online(self.online);
+            for d in self.queue.take_where(&mut |_| true) {
+                spill.push_back(d);
+            }
+            self.queue = Box::new(spill);
         }
-        self.queue = Box::new(spill);
         self.spilled_over = false;
         self.journal = Some(journal);
     }
