@@ -596,3 +596,7 @@ mod tests;
 #[cfg(test)]
 #[path = "snapshot_spill_tests.rs"]
 mod spill_tests;
+
+#[cfg(test)]
+#[path = "shared_spill_tests.rs"]
+mod shared_spill_tests;

@@ -78,7 +78,9 @@ impl Router {
         for f in filters {
             self.subs.remove(&f, key);
         }
-        let (leftovers, _) = e.shared.lock().take_shared();
+        // The session is gone: also what it holds on disk goes to the group
+        // (read here, under the lock: the documented exception).
+        let (leftovers, _) = e.shared.lock().take_shared(true);
         // Other members' queue records first, then the end of this session.
         self.redeliver_shared(leftovers, key);
         if e.shared.lock().is_journaled() {
@@ -124,7 +126,9 @@ impl Router {
         let session_expiry = e.expiry;
         let (leftovers, removals) = {
             let mut st = e.shared.lock();
-            let taken = st.take_shared();
+            // What is in memory; what is on disk waits for the client (no
+            // I/O on the router).
+            let taken = st.take_shared(false);
             st.set_online(false);
             taken
         };

@@ -19,9 +19,10 @@
 //! rarely waits. A compaction's snapshot walks the queue without I/O here
 //! (`spill_walk.rs`): what is in memory at once, the chunks on disk as the
 //! spill thread reads them back, none consumed before it is walked. Only
-//! `take_where` (when shared-subscription entries are on disk) and
-//! `rotate` (a session that becomes persistent) read chunks on disk
-//! themselves: rare.
+//! `take_where` (the shared-subscription entries of a session that ends,
+//! when some are on disk) and `rotate` (a session that becomes
+//! persistent) read chunks on disk themselves: rare. A shared subscriber
+//! that disconnects gives the group only what is in memory.
 //!
 //! If a chunk cannot be written, its entries stay in memory (within
 //! [`SpillDir::memory_full`]) and the queue begins a new file; if one
@@ -465,11 +466,12 @@ impl MessageQueue for SpillQueue {
         taken
     }
 
-    fn take_shared(&mut self) -> Vec<Delivery> {
-        if self.shared_spilled > 0 {
+    fn take_shared(&mut self, from_disk: bool) -> Vec<Delivery> {
+        if from_disk && self.shared_spilled > 0 {
             return self.take_where(&mut |d| d.shared.is_some());
         }
-        // None on disk: the head alone, no I/O.
+        // None on disk, or only what is in memory asked for: the head alone,
+        // no I/O.
         let (taken, kept): (VecDeque<_>, VecDeque<_>) =
             std::mem::take(&mut self.head).into_iter().partition(|d| d.shared.is_some());
         self.head = kept;

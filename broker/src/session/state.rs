@@ -44,8 +44,9 @@ pub trait MessageQueue: Send {
     fn len(&self) -> usize;
     /// Removes and returns, in order, the deliveries for which `pred` holds.
     fn take_where(&mut self, pred: &mut dyn FnMut(&Delivery) -> bool) -> Vec<Delivery>;
-    /// `take_where` for the deliveries of shared subscriptions.
-    fn take_shared(&mut self) -> Vec<Delivery> {
+    /// `take_where` for the deliveries of shared subscriptions; with
+    /// `from_disk` false only those in memory (no I/O), the others stay.
+    fn take_shared(&mut self, _from_disk: bool) -> Vec<Delivery> {
         self.take_where(&mut |d| d.shared.is_some())
     }
     /// Passes every waiting delivery to `f` once, in order, to be changed
@@ -688,8 +689,11 @@ impl SessionState {
     /// already sent stay: their flow must complete with this client (MQTT
     /// 5.0 section 4.8.2). The records of the removal are returned, to be
     /// appended after the new member's queue records (a crash in between
-    /// must not lose the message).
-    pub fn take_shared(&mut self) -> (Vec<Delivery>, Vec<Record>) {
+    /// must not lose the message). With `from_disk` false, queued entries
+    /// a spill queue holds on disk stay (no I/O): they wait for this client
+    /// to come back or for its session to end (MQTT 5.0 section 4.8.2: the
+    /// Server MAY wait for the Client to reconnect).
+    pub fn take_shared(&mut self, from_disk: bool) -> (Vec<Delivery>, Vec<Record>) {
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut acked = Vec::new();
@@ -708,7 +712,7 @@ impl SessionState {
                 records.push(Record::Ack { key: self.key, pkid });
             }
         }
-        let taken = self.queue.take_shared();
+        let taken = self.queue.take_shared(from_disk);
         for d in &taken {
             self.queued_bytes = self.queued_bytes.saturating_sub(d.msg.cost());
             self.count(-1, -(d.msg.cost() as i64), 0);
