@@ -529,6 +529,14 @@ impl Router {
         d.resume.snapshot(&self.sessions, &mut |r| {
             j.append(&Record::Snap(Box::new(r)));
         });
+        // A queue that gave up a chunk it could not read back during the
+        // run (not in a walk: before the walk reached it) has those entries
+        // missing from the snapshot: the log must keep them.
+        let unreadable = j.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed);
+        if unreadable > 0 {
+            d.abandon(run, unreadable as usize, now);
+            return true;
+        }
         let end = j.append(&Record::SnapshotEnd { id: run.id });
         d.pending_gc = Some((end, run.begin));
         true

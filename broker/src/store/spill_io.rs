@@ -19,7 +19,9 @@
 //! (rate-limited) and its chunk kept in memory; the queue starts a new file
 //! for what follows, so a disk that has room again is used again.
 //!
-//! Tests can run the operations inline, in the caller ([`SpillIo::inline`]).
+//! Tests can run the operations inline, in the caller ([`SpillIo::inline`]),
+//! and make writes and reads fail ([`SpillIo::inject_faults`]: the
+//! deterministic simulation's failing disk).
 //! So does a broker whose spill thread died (a panic in an operation, or
 //! it could not start): the operation it was in is repaired (a write left
 //! half done fails, its chunk kept in memory and its file given no more
@@ -186,12 +188,36 @@ enum Op {
     },
 }
 
+/// Which operation a [`FaultHook`] is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillOp {
+    /// Appending a chunk of this many bytes.
+    Write(usize),
+    /// Reading a chunk back.
+    Read,
+}
+
+/// Decides whether an operation fails: for a write, how many of its bytes
+/// reach the file first and the error; for a read, the error.
+pub type FaultHook = Arc<dyn Fn(SpillOp) -> Option<(usize, io::Error)> + Send + Sync>;
+
+#[derive(Default)]
+struct Faults(Option<FaultHook>);
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Faults(injected)" } else { "Faults(none)" })
+    }
+}
+
 /// What the I/O side remembers: failures to log, and files a write failed
 /// on (nothing more is appended to them: their length is unknown).
 #[derive(Debug, Default)]
 struct IoState {
     failures: RateLimited,
     poisoned: HashSet<SpillPath>,
+    /// Injected failures (tests, the simulation).
+    faults: Faults,
     /// Tests: the next write panics half done.
     #[cfg(test)]
     panic_next_write: bool,
@@ -318,6 +344,12 @@ impl SpillIo {
         self.shared.state().panic_next_write = true;
     }
 
+    /// Tests and the simulation: every write and read asks `hook` first
+    /// whether it fails (the blocking reads of [`read_now`] do not).
+    pub fn inject_faults(&self, hook: FaultHook) {
+        self.shared.state().faults = Faults(Some(hook));
+    }
+
     /// Hands `bytes` (counted in `dir.buffered` by the caller) over to be
     /// appended to `path`; the chunk keeps them until they are written.
     pub fn write(dir: &Arc<SpillDir>, path: &SpillPath, bytes: Vec<u8>) -> Arc<Chunk> {
@@ -359,6 +391,7 @@ fn run(op: &mut Op, st: &mut IoState) {
     match op {
         Op::Write { path, chunk } => {
             let Some(bytes) = chunk.get().0 else { return };
+            let fault = st.faults.0.as_ref().and_then(|hook| hook(SpillOp::Write(bytes.len())));
             let result = if st.poisoned.contains(&*path) {
                 Err(io::Error::other("an earlier write to this file failed"))
             } else {
@@ -368,7 +401,13 @@ fn run(op: &mut Op, st: &mut IoState) {
                         let _ = f.write_all(&bytes[..bytes.len() / 2]);
                         panic!("test: the spill thread dies in a write");
                     }
-                    f.write_all(&bytes)
+                    match fault {
+                        Some((prefix, e)) => {
+                            f.write_all(&bytes[..prefix.min(bytes.len())])?;
+                            Err(e)
+                        }
+                        None => f.write_all(&bytes),
+                    }
                 })
             };
             chunk.written(result.is_ok());
@@ -387,7 +426,8 @@ fn run(op: &mut Op, st: &mut IoState) {
             }
         }
         Op::Read { path, at, len, chunk, wake } => {
-            match read_now(path, *at, *len) {
+            let fault = st.faults.0.as_ref().and_then(|hook| hook(SpillOp::Read));
+            match fault.map_or_else(|| read_now(path, *at, *len), |(_, e)| Err(e)) {
                 Ok(b) => chunk.read(Some(b)),
                 Err(e) => {
                     tracing::error!(file = %path.display(), "queue spill file unreadable: {e}");

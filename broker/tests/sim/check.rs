@@ -114,6 +114,9 @@ pub struct Figures {
     pub faults: [u64; 2],
     /// Disk failures begun, and operations failed (set by the run).
     pub disk: [u64; 2],
+    /// Spill writes and reads, those failed, and queued entries given up
+    /// as unreadable (then brought back by a restart; set by the run).
+    pub spill: [u64; 3],
 }
 
 impl Oracle {
@@ -403,6 +406,7 @@ impl Oracle {
             },
             faults: self.fault_figures,
             disk: [0; 2],
+            spill: [0; 3],
         }
     }
 }

@@ -6,6 +6,13 @@
 //! [`PowerLossFs`] underneath, so power cuts still keep only what was
 //! synced. What the writer must do meanwhile: ARCHITECTURE.md, "When the
 //! disk fails".
+//!
+//! The spill queues' scratch files fail on their own switch
+//! ([`Switch::spill_hook`], through `SpillIo::inject_faults`): writes with
+//! ENOSPC after a random prefix (the chunk stays in memory, the queue
+//! starts a new file), reads with EIO (the chunk's entries are given up,
+//! counted in `SpillDir::unreadable`, and come back from the log after a
+//! restart).
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -13,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use edgemq::store::fs::{Fs, SegmentFile};
 use edgemq::store::powerloss::{PowerLossFs, Rng};
+use edgemq::store::spill_io::{FaultHook, SpillOp};
 
 /// Which operations fail while the disk is failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,12 +34,25 @@ pub enum Fault {
     Intermittent,
 }
 
+/// Which spill-file operations fail while the spill switch is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillFault {
+    Writes,
+    Reads,
+    /// Each write or read fails or not, at random.
+    Intermittent,
+}
+
 #[derive(Debug)]
 struct Faults {
     on: Option<Fault>,
+    spill: Option<SpillFault>,
     rng: Rng,
     /// Operations failed, for the report.
     failed: u64,
+    /// Spill writes and reads asked, and failed.
+    spill_ops: u64,
+    spill_failed: u64,
 }
 
 /// The switch the scheduler holds; shared with every [`FlakyFs`] of a run.
@@ -40,7 +61,14 @@ pub struct Switch(Arc<Mutex<Faults>>);
 
 impl Switch {
     pub fn new(seed: u64) -> Switch {
-        Switch(Arc::new(Mutex::new(Faults { on: None, rng: Rng::new(seed), failed: 0 })))
+        Switch(Arc::new(Mutex::new(Faults {
+            on: None,
+            spill: None,
+            rng: Rng::new(seed),
+            failed: 0,
+            spill_ops: 0,
+            spill_failed: 0,
+        })))
     }
 
     fn lock(&self) -> MutexGuard<'_, Faults> {
@@ -57,6 +85,43 @@ impl Switch {
 
     pub fn failed(&self) -> u64 {
         self.lock().failed
+    }
+
+    pub fn set_spill(&self, fault: Option<SpillFault>) {
+        self.lock().spill = fault;
+    }
+
+    pub fn spill(&self) -> Option<SpillFault> {
+        self.lock().spill
+    }
+
+    /// Spill writes and reads asked, and failed.
+    pub fn spill_figures(&self) -> [u64; 2] {
+        let f = self.lock();
+        [f.spill_ops, f.spill_failed]
+    }
+
+    /// The hook the spill I/O asks before each write and read.
+    pub fn spill_hook(&self) -> FaultHook {
+        let switch = self.clone();
+        Arc::new(move |op| {
+            let mut f = switch.lock();
+            f.spill_ops += 1;
+            let hit = match (f.spill?, op) {
+                (SpillFault::Writes, SpillOp::Write(_)) | (SpillFault::Reads, SpillOp::Read) => true,
+                (SpillFault::Intermittent, _) => f.rng.chance(50),
+                _ => false,
+            };
+            if !hit {
+                return None;
+            }
+            f.spill_failed += 1;
+            trace!("spill {op:?} fails");
+            match op {
+                SpillOp::Write(len) => Some((f.rng.below(len as u64 + 1) as usize, enospc())),
+                SpillOp::Read => Some((0, eio())),
+            }
+        })
     }
 
     /// Whether this operation (`write`: a write, else a sync) fails now;

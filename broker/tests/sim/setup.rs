@@ -31,6 +31,9 @@ pub struct Settings {
     /// The disk fails now and then (writes or fdatasyncs return ENOSPC or
     /// EIO for a while, `disk.rs`).
     pub disk_faults: bool,
+    /// The spill queues' scratch files fail now and then (writes ENOSPC,
+    /// reads EIO, `disk.rs`; `SIM_NO_SPILL` set: never).
+    pub spill_faults: bool,
 }
 
 impl Settings {
@@ -52,6 +55,7 @@ impl Settings {
             steps: 200 + rng.below(800) as usize,
             expiry_311: rng.chance(25).then(|| Duration::from_secs(2 + rng.below(14))),
             disk_faults: rng.chance(35),
+            spill_faults: rng.chance(35) && std::env::var("SIM_NO_SPILL").is_err(),
         }
     }
 }

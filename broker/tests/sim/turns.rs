@@ -13,7 +13,7 @@ use edgemq::store::Lsn;
 use tokio::sync::oneshot;
 
 use crate::check::Oracle;
-use crate::disk::Fault;
+use crate::disk::{Fault, SpillFault};
 use crate::world::{Boot, Reply, World};
 
 /// A CONNECT's reply on its way from the router to the connection.
@@ -191,6 +191,27 @@ impl World {
         self.oracle.fault = Some(self.faults);
         self.oracle.total_fault = fault != Fault::Intermittent;
         self.fault_durable = self.durable();
+    }
+
+    /// The spill files start failing (writes, reads or at random), or
+    /// recover.
+    pub(crate) fn spill_trouble(&mut self) {
+        if self.switch.spill().is_some() {
+            trace!("the spill files recover");
+            self.switch.set_spill(None);
+            return;
+        }
+        if !self.rng.chance(30) {
+            return;
+        }
+        let fault = [SpillFault::Writes, SpillFault::Reads, SpillFault::Intermittent][self.rng.below(3) as usize];
+        trace!("the spill files fail: {fault:?}");
+        self.switch.set_spill(Some(fault));
+    }
+
+    /// Queued entries given up as unreadable in this boot.
+    pub(crate) fn unreadable(&self) -> u64 {
+        self.boot.as_ref().map_or(0, |b| b.journal.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The log's durable LSN.

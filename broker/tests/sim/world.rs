@@ -22,7 +22,7 @@
 //!   scheduler says) onto `PowerLossFs`, which cuts the power at a random
 //!   operation or when the scheduler says; the disk then keeps only what
 //!   was synced (the rest torn at a random byte) and the broker starts
-//!   again on it;
+//!   again on it; the spill files fail on their own switch (`disk.rs`);
 //! - time: a `SimClock`, moved by the scheduler.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -120,6 +120,11 @@ pub struct World {
     /// subscription tree, a randomly keyed `HashMap`'s (ROBUSTNESS.md),
     /// so the run need not replay exactly in another process.
     pub order_sensitive: bool,
+    /// A boot gave up spilled entries it could not read back: the log
+    /// brings them back at the next start, behind what was delivered
+    /// meanwhile (order not checked) and on top of what the queue took
+    /// meanwhile, beyond its limit until drained (ROBUSTNESS.md, findings).
+    pub gave_up: bool,
 }
 
 /// Why a step ended the boot.
@@ -173,6 +178,7 @@ impl World {
             crashes: 0,
             steps_run: 0,
             cut_fanouts: Vec::new(),
+            gave_up: false,
             order_sensitive: false,
         }
     }
@@ -204,6 +210,8 @@ impl World {
             self.oracle.ids_forgotten();
         }
         let journal = Arc::new(journal);
+        self.switch.set_spill(None);
+        journal.spill.io.inject_faults(self.switch.spill_hook());
         trace!(
             "boot: recovered up to LSN {} (truncated {} bytes, losses {:?}, lost up to {})",
             journal.appended(),
@@ -263,6 +271,7 @@ impl World {
     /// The power goes now (if it has not yet): every connection is gone,
     /// the disk keeps what a power cut keeps.
     pub fn crash(&mut self) {
+        self.gave_up |= self.unreadable() > 0;
         self.fs.crash();
         trace!("power cut; durable LSN {:?}", self.fs.probed_at_crash());
         let durable = self.fs.probed_at_crash().unwrap_or(0);
@@ -318,6 +327,9 @@ impl World {
             // The drain runs on a working disk.
             self.disk_trouble();
         }
+        if quiet && self.switch.spill().is_some() {
+            self.spill_trouble();
+        }
         let n = self.clients.len() as u64;
         let c = self.rng.below(n) as usize;
         match self.rng.below(100) {
@@ -331,6 +343,7 @@ impl World {
             70..=81 => self.router_step(),
             82..=91 => self.log_step(quiet),
             92..=95 => self.time_passes(quiet),
+            96 if self.s.spill_faults && !quiet => self.spill_trouble(),
             96..=97 => self.maintenance(),
             98 if self.s.disk_faults && !quiet => self.disk_trouble(),
             98 => self.maintenance(),
@@ -656,7 +669,7 @@ impl World {
     /// No queue beyond its limit.
     fn check_queues(&self) {
         let Some(b) = &self.boot else { return };
-        if self.s.max_messages == 0 {
+        if self.s.max_messages == 0 || self.gave_up {
             return;
         }
         for s in b.sessions.iter().chain(b.conns.iter().filter_map(|k| k.session.as_ref())) {
