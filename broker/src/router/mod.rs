@@ -273,7 +273,8 @@ pub struct Router {
     subs: SubscriptionTree,
     retained: RetainedStore,
     next_key: SessionKey,
-    limits: QueueLimits,
+    /// Shared by every session.
+    limits: Arc<QueueLimits>,
     /// Close an online MQTT 5 client's connection (0x97) when its queue
     /// overflows, instead of dropping its messages silently.
     quota_disconnect: bool,
@@ -306,7 +307,7 @@ impl Router {
             subs: SubscriptionTree::default(),
             retained: RetainedStore::default(),
             next_key: 1,
-            limits,
+            limits: Arc::new(limits),
             quota_disconnect: true,
             strategy: SharedStrategy::RoundRobin,
             rng: 0x9E37_79B9_7F4A_7C15,

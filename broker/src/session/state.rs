@@ -14,7 +14,7 @@
 //! again once drained); only a queue that can neither stay in memory nor
 //! spill, or that reached a limit the user set, applies the drop policy.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -233,14 +233,11 @@ impl std::hash::Hasher for PkidHasher {
     }
 }
 
-/// The session state proper.
-pub struct SessionState {
-    queue: Box<dyn MessageQueue>,
-    queued_bytes: usize,
-    inflight: VecDeque<InFlight>,
-    /// Packet identifiers in `inflight`, for O(1) allocation.
-    inflight_ids: PkidSet,
-    next_pkid: u16,
+/// A session's packet identifiers in use.
+#[derive(Default)]
+struct Pkids {
+    /// Those in `inflight`, for O(1) allocation.
+    out: PkidSet,
     /// Inbound QoS 2 packet ids received and not yet released, each with
     /// 0 once its `In2` record is appended, else its place among those
     /// whose message the router has not routed yet: their `In2` record
@@ -248,10 +245,23 @@ pub struct SessionState {
     /// durable `In2` always follows its message's records (else a power cut
     /// between them kept the id and lost the message: the retransmission
     /// was dropped as a duplicate; found by the simulation, ROBUSTNESS.md).
-    inbound_qos2: PkidMap<u32>,
-    /// Topic filter -> options (and Subscription Identifier).
-    pub subscriptions: HashMap<String, (SubOptions, Option<u32>)>,
-    limits: QueueLimits,
+    in2: PkidMap<u32>,
+}
+
+/// The session state proper.
+pub struct SessionState {
+    queue: Box<dyn MessageQueue>,
+    queued_bytes: usize,
+    inflight: VecDeque<InFlight>,
+    next_pkid: u16,
+    /// The packet identifiers in use, made on the first QoS 1/2 message
+    /// (an idle session has none: 56 bytes less per session).
+    pkids: Option<Box<Pkids>>,
+    /// Topic filter -> options (and Subscription Identifier). A `BTreeMap`:
+    /// 24 bytes empty, against 48 for a `HashMap` and its `RandomState`.
+    pub subscriptions: BTreeMap<String, (SubOptions, Option<u32>)>,
+    /// Shared by every session (the router's).
+    limits: Arc<QueueLimits>,
     /// Whether a connection currently owns the session.
     online: bool,
     /// Messages dropped because the queue was full, ever.
@@ -306,7 +316,8 @@ pub struct SharedSession {
 
 impl SharedSession {
     /// A session whose spill queue can wake it (see [`SessionState`]).
-    pub fn new(limits: QueueLimits) -> Arc<SharedSession> {
+    pub fn new(limits: impl Into<Arc<QueueLimits>>) -> Arc<SharedSession> {
+        let limits = limits.into();
         Arc::new_cyclic(|weak| {
             let mut state = SessionState::new(limits);
             state.waker = weak.clone();
@@ -327,16 +338,16 @@ impl SharedSession {
 }
 
 impl SessionState {
-    pub fn new(limits: QueueLimits) -> SessionState {
+    pub fn new(limits: impl Into<Arc<QueueLimits>>) -> SessionState {
+        let limits = limits.into();
         SessionState {
             queue: Box::new(MemQueue::new(&limits.pool)),
             queued_bytes: 0,
             inflight: VecDeque::new(),
-            inflight_ids: PkidSet::default(),
             next_pkid: 1,
-            inbound_qos2: PkidMap::default(),
-            subscriptions: HashMap::new(),
-            limits,
+            pkids: None,
+            subscriptions: BTreeMap::new(),
+            limits: limits.into(),
             online: false,
             dropped: 0,
             drop_episode: None,
@@ -562,7 +573,7 @@ impl SessionState {
             }
             let pkid = self.alloc_pkid();
             self.record_pop(&d, pkid);
-            self.inflight_ids.insert(pkid);
+            self.pkids().out.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
             self.count(0, 0, 1);
             return Some((d, pkid));
@@ -573,9 +584,19 @@ impl SessionState {
         loop {
             let id = self.next_pkid;
             self.next_pkid = if id == u16::MAX { 1 } else { id + 1 };
-            if !self.inflight_ids.contains(&id) {
+            if !self.pkids.as_ref().is_some_and(|p| p.out.contains(&id)) {
                 return id;
             }
+        }
+    }
+
+    fn pkids(&mut self) -> &mut Pkids {
+        self.pkids.get_or_insert_with(Box::default)
+    }
+
+    fn forget_pkid(&mut self, pkid: u16) {
+        if let Some(p) = &mut self.pkids {
+            p.out.remove(&pkid);
         }
     }
 
@@ -589,7 +610,7 @@ impl SessionState {
             Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
                 self.inflight.remove(i);
                 self.count(0, 0, -1);
-                self.inflight_ids.remove(&pkid);
+                self.forget_pkid(pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
             }
@@ -616,7 +637,7 @@ impl SessionState {
             Some(i) => {
                 self.inflight.remove(i);
                 self.count(0, 0, -1);
-                self.inflight_ids.remove(&pkid);
+                self.forget_pkid(pkid);
                 self.record(Record::Ack { key: self.key, pkid });
                 true
             }
@@ -635,14 +656,14 @@ impl SessionState {
     /// Its `In2` record is appended once the router has routed the message
     /// ([`SessionState::inbound_qos2_routed`]).
     pub fn inbound_qos2_received(&mut self, pkid: u16) -> bool {
-        if self.inbound_qos2.contains_key(&pkid) {
+        if self.inbound_qos2_contains(pkid) {
             return false;
         }
         let place = match self.journal {
-            Some(_) => self.inbound_qos2.values().max().map_or(1, |m| m + 1),
+            Some(_) => self.pkids.as_ref().and_then(|p| p.in2.values().max()).map_or(1, |m| m + 1),
             None => 0,
         };
-        self.inbound_qos2.insert(pkid, place);
+        self.pkids().in2.insert(pkid, place);
         true
     }
 
@@ -652,7 +673,7 @@ impl SessionState {
     /// one: its own protocol error.)
     pub fn inbound_qos2_routed(&mut self) {
         let Some(pkid) = self.inbound_qos2_unrouted() else { return };
-        self.inbound_qos2.insert(pkid, 0);
+        self.pkids().in2.insert(pkid, 0);
         self.record(Record::In2 { key: self.key, pkid });
     }
 
@@ -660,12 +681,12 @@ impl SessionState {
     /// record next: the oldest inbound QoS 2 message not yet routed (of a
     /// recorded session; `None` otherwise).
     pub fn inbound_qos2_unrouted(&self) -> Option<u16> {
-        self.inbound_qos2.iter().filter(|(_, p)| **p != 0).min_by_key(|(_, p)| **p).map(|(k, _)| *k)
+        self.pkids.as_ref()?.in2.iter().filter(|(_, p)| **p != 0).min_by_key(|(_, p)| **p).map(|(k, _)| *k)
     }
 
     /// PUBREL received: forgets the identifier. Returns whether it was known.
     pub fn inbound_qos2_released(&mut self, pkid: u16) -> bool {
-        match self.inbound_qos2.remove(&pkid) {
+        match self.pkids.as_mut().and_then(|p| p.in2.remove(&pkid)) {
             Some(0) => {
                 self.record(Record::In2Done { key: self.key, pkid });
                 true
@@ -676,11 +697,11 @@ impl SessionState {
     }
 
     pub fn inbound_qos2_contains(&self, pkid: u16) -> bool {
-        self.inbound_qos2.contains_key(&pkid)
+        self.pkids.as_ref().is_some_and(|p| p.in2.contains_key(&pkid))
     }
 
     pub fn inbound_qos2_pending(&self) -> usize {
-        self.inbound_qos2.len()
+        self.pkids.as_ref().map_or(0, |p| p.in2.len())
     }
 
     /// Removes the deliveries that came through shared subscriptions and
@@ -707,7 +728,7 @@ impl SessionState {
         });
         self.count(0, 0, -(acked.len() as i64));
         for pkid in acked {
-            self.inflight_ids.remove(&pkid);
+            self.forget_pkid(pkid);
             if self.journal.is_some() {
                 records.push(Record::Ack { key: self.key, pkid });
             }
@@ -749,7 +770,7 @@ impl SessionState {
                 Flight::Released => Stage::Released,
             };
             self.next_pkid = pkid.checked_add(1).unwrap_or(1).max(1);
-            self.inflight_ids.insert(pkid);
+            self.pkids().out.insert(pkid);
             self.inflight.push_back(InFlight { pkid, stage });
             self.count(0, 0, 1);
         }
@@ -762,7 +783,9 @@ impl SessionState {
             self.queue.push_back(d);
         }
         self.next_seq = max_seq;
-        self.inbound_qos2 = stored.in2.into_iter().map(|p| (p, 0)).collect();
+        if !stored.in2.is_empty() {
+            self.pkids().in2 = stored.in2.into_iter().map(|p| (p, 0)).collect();
+        }
     }
 
     /// Drops everything (clean start).

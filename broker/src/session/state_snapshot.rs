@@ -74,7 +74,7 @@ impl SessionState {
                 Stage::Released => out(Record::Rel { key, pkid: f.pkid }),
             }
         }
-        for (pkid, _) in self.inbound_qos2.iter().filter(|(_, place)| **place == 0) {
+        for (pkid, _) in self.pkids.iter().flat_map(|p| p.in2.iter()).filter(|(_, place)| **place == 0) {
             out(Record::In2 { key, pkid: *pkid });
         }
         let mut f = queued((self.key, self.journal.is_some()), mids, (now, wall), out);
