@@ -347,7 +347,7 @@ impl SessionState {
             next_pkid: 1,
             pkids: None,
             subscriptions: BTreeMap::new(),
-            limits: limits.into(),
+            limits,
             online: false,
             dropped: 0,
             drop_episode: None,
@@ -360,25 +360,6 @@ impl SessionState {
         }
     }
 
-    /// Makes this a persistent session whose changes go to `journal`; its
-    /// queue moves out of memory.
-    pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
-        self.key = key;
-        if !self.spilled_over {
-            // A spilled-over queue is a spill queue already, its chunks on
-            // disk in order: kept as it is. Any other moves whole: popping
-            // only what is in memory would stop at a chunk on disk.
-            let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool, self.waker.clone());
-            spill.set_online(self.online);
-            for d in self.queue.take_where(&mut |_| true) {
-                spill.push_back(d);
-            }
-            self.queue = Box::new(spill);
-        }
-        self.spilled_over = false;
-        self.journal = Some(journal);
-    }
-
     pub fn online(&self) -> bool {
         self.online
     }
@@ -387,25 +368,6 @@ impl SessionState {
     pub fn set_online(&mut self, online: bool) {
         self.online = online;
         self.queue.set_online(online);
-    }
-
-    /// Gives each QoS 1/2 delivery queued or in flight before the session
-    /// was stored a stored body (`store` records it and returns its id), so
-    /// the records written when it becomes stored cover them.
-    pub fn store_bodies(&mut self, store: &mut dyn FnMut(&Delivery) -> u64) {
-        let unstored = |d: &Delivery| d.mid == 0 && d.qos != QoS::AtMostOnce;
-        for f in &mut self.inflight {
-            if let Stage::Published(d) = &mut f.stage {
-                if unstored(d) {
-                    d.mid = store(d);
-                }
-            }
-        }
-        self.queue.rotate(&mut |d| {
-            if unstored(d) {
-                d.mid = store(d);
-            }
-        });
     }
 
     /// Stops recording changes (the session is no longer persistent).

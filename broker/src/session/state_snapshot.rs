@@ -1,15 +1,17 @@
 //! The records that recreate a session's state, for a snapshot or when a
 //! session becomes persistent: written at once but for the chunks of a
 //! spilled queue that are on disk, which follow as a walk brings them back
-//! (`spill_walk.rs`) with no file I/O under the session's lock.
+//! (`spill_walk.rs`) with no file I/O under the session's lock; and a
+//! session becoming persistent (`set_journal`, `store_bodies`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::{enq_record, SessionState, Stage, WalkRead, WalkStep};
-use crate::message::Delivery;
+use super::{enq_record, MessageQueue, SessionState, SpillQueue, Stage, WalkRead, WalkStep};
+use crate::message::{Delivery, SessionKey};
 use crate::protocol::QoS;
-use crate::store::Record;
+use crate::store::{Journal, Record};
 
 /// Message bodies a snapshot remembers having written (beyond, it
 /// forgets them all: a body written twice under one `mid` is harmless).
@@ -49,6 +51,44 @@ fn queued<'a>(
 }
 
 impl SessionState {
+    /// Makes this a persistent session whose changes go to `journal`; its
+    /// queue moves out of memory.
+    pub fn set_journal(&mut self, key: SessionKey, journal: Arc<Journal>) {
+        self.key = key;
+        if !self.spilled_over {
+            // A spilled-over queue is a spill queue already, its chunks on
+            // disk in order: kept as it is. Any other moves whole: popping
+            // only what is in memory would stop at a chunk on disk.
+            let mut spill = SpillQueue::new(journal.spill.clone(), key, &self.limits.pool, self.waker.clone());
+            spill.set_online(self.online);
+            for d in self.queue.take_where(&mut |_| true) {
+                spill.push_back(d);
+            }
+            self.queue = Box::new(spill);
+        }
+        self.spilled_over = false;
+        self.journal = Some(journal);
+    }
+
+    /// Gives each QoS 1/2 delivery queued or in flight before the session
+    /// was stored a stored body (`store` records it and returns its id), so
+    /// the records written when it becomes stored cover them.
+    pub fn store_bodies(&mut self, store: &mut dyn FnMut(&Delivery) -> u64) {
+        let unstored = |d: &Delivery| d.mid == 0 && d.qos != QoS::AtMostOnce;
+        for f in &mut self.inflight {
+            if let Stage::Published(d) = &mut f.stage {
+                if unstored(d) {
+                    d.mid = store(d);
+                }
+            }
+        }
+        self.queue.rotate(&mut |d| {
+            if unstored(d) {
+                d.mid = store(d);
+            }
+        });
+    }
+
     /// The records that recreate this session's state, passed to `out`
     /// one by one; true if a spilled queue's chunks on disk are left for
     /// [`SessionState::dump_next`] (the queue does not consume them until
