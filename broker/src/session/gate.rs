@@ -25,7 +25,8 @@
 //!    MQTT 5 resume with Session Expiry 0: `Router::end_pending`), and
 //!    every packet waits behind it. Without it a power cut could bring that
 //!    session back after the CONNACK said it was gone. A connection closed
-//!    by a takeover sends its held CONNACK first: the new connection's
+//!    while it is held (a takeover, shutdown, a keep-alive timeout) sends
+//!    it before its DISCONNECT; after a takeover the new connection's
 //!    CONNACK is the one that counts.
 //!
 //! Without a store nothing is held.
@@ -246,7 +247,7 @@ impl Machine {
     }
 
     /// A SUBACK or the CONNACK is held: deliveries wait (rules 3 and 4).
-    pub(super) fn suback_held(&self) -> bool {
+    pub(super) fn deliveries_held(&self) -> bool {
         self.gate.as_ref().is_some_and(|g| g.suback_held() || g.connack.is_some())
     }
 

@@ -116,7 +116,7 @@ impl Machine {
     pub fn deliver(&mut self, now: Instant, budget: usize, mut emit: impl FnMut(Packet)) -> bool {
         /// Deliveries taken per lock.
         const CHUNK: usize = 32;
-        if self.closing.is_some() || self.suback_held() {
+        if self.closing.is_some() || self.deliveries_held() {
             // Rule 3 of the gate: retained messages follow their SUBACK.
             return false;
         }
