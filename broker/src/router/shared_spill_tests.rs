@@ -4,17 +4,16 @@
 //! the Client to reconnect), the entries on disk wait with the session;
 //! when the session ends they go to the group too, none lost or doubled.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::super::*;
-use super::tests::{disconnect, open, persistent, publish, subscribe};
+use super::spill_tests::written;
+use super::tests::{disconnect, persistent, publish, stored, subscribe};
 
 #[test]
 fn spilled_shared_entries_wait_at_a_disconnect_and_go_to_the_group_at_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (j, m) = open(dir.path());
-    let mut r = Router::new(crate::session::state::QueueLimits::default());
-    r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+    let (mut r, j) = stored(dir.path());
     let a = persistent(&mut r, "a", 1);
     let b = persistent(&mut r, "b", 2);
     subscribe(&mut r, a.key, "$share/g/t");
@@ -23,11 +22,7 @@ fn spilled_shared_entries_wait_at_a_disconnect_and_go_to_the_group_at_the_end() 
     for n in 0..N as u32 {
         publish(&mut r, "t", n);
     }
-    let until = Instant::now() + Duration::from_secs(20);
-    while j.spill.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-        assert!(Instant::now() < until, "the spill thread never wrote its chunks");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    written(&j.spill);
     let held = a.session.lock().queued();
     assert!(held > N / 4, "a holds its share of the group's messages: {held}");
     disconnect(&mut r, a.key, 1);

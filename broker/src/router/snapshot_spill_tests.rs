@@ -4,10 +4,10 @@
 //! cannot be read back abandons the snapshot rather than lose what it
 //! holds.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::super::*;
-use super::tests::{compact, disconnect, live, open, persistent, publish, recovered, subscribe};
+use super::tests::{compact, disconnect, live, open, persistent, publish, recovered, stored, subscribe};
 
 /// Runs `snapshot_step` to the end, waiting for the spill thread when the
 /// snapshot says so, calling `between` between steps; the steps taken.
@@ -33,7 +33,7 @@ fn run_snapshot(r: &mut Router, between: &mut dyn FnMut(&mut Router, u32)) -> (u
 }
 
 /// Waits until the spill thread has written every chunk handed to it.
-fn written(spill: &crate::store::SpillDir) {
+pub(super) fn written(spill: &crate::store::SpillDir) {
     let until = Instant::now() + Duration::from_secs(20);
     while spill.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         assert!(Instant::now() < until, "spilled");
@@ -46,9 +46,7 @@ fn a_snapshot_of_spilled_backlogs_in_steps_recovers_the_live_state() {
     let dir = tempfile::tempdir().unwrap();
     let expected;
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         let clients: Vec<_> = (0..4u64).map(|i| persistent(&mut r, &format!("c{i}"), i + 1)).collect();
         for c in &clients {
             subscribe(&mut r, c.key, "t/#");
@@ -131,9 +129,7 @@ fn an_unreadable_spill_chunk_abandons_the_snapshot_and_the_log_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let queued;
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         let c = offline_backlog(&mut r);
         queued = c.session.lock().queued();
         let spill = j.spill.clone();
@@ -166,9 +162,7 @@ fn an_unreadable_spill_chunk_abandons_the_snapshot_and_the_log_keeps_it() {
 fn chunks_given_up_during_a_snapshot_abandon_it() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         let c = offline_backlog(&mut r);
         let spill = j.spill.clone();
         spill_files_gone(&spill);
@@ -207,9 +201,7 @@ fn retained_messages_are_written_in_steps_as_they_are_live() {
     let dir = tempfile::tempdir().unwrap();
     let mut expected = std::collections::BTreeMap::new();
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         for n in 0..3_000u32 {
             retain(&mut r, &format!("r/{n}"), &n.to_le_bytes());
         }

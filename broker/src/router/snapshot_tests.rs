@@ -25,6 +25,15 @@ pub(super) fn open(dir: &std::path::Path) -> (Arc<crate::store::Journal>, crate:
     (Arc::new(j), m)
 }
 
+/// A router recording to a store in `dir` (default queue limits), and its
+/// journal.
+pub(super) fn stored(dir: &std::path::Path) -> (Router, Arc<crate::store::Journal>) {
+    let (j, m) = open(dir);
+    let mut r = Router::new(crate::session::state::QueueLimits::default());
+    r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+    (r, j)
+}
+
 pub(super) fn persistent(r: &mut Router, client: &str, id: u64) -> ConnectReply {
     let req = ConnectRequest {
         client_id: client.into(),
@@ -107,9 +116,7 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
     let dir = tempfile::tempdir().unwrap();
     let expected;
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         let mut clients = Vec::new();
         for i in 0..200u64 {
             let c = persistent(&mut r, &format!("c{i}"), i + 1);
@@ -184,9 +191,7 @@ fn a_snapshot_in_steps_with_changes_between_them_recovers_the_live_state() {
 fn a_retained_body_named_before_a_snapshot_is_written_again_after_it() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let (j, m) = open(dir.path());
-        let mut r = Router::new(crate::session::state::QueueLimits::default());
-        r.enable_persistence(j.clone(), m, (Instant::now(), SystemTime::now()));
+        let (mut r, j) = stored(dir.path());
         let a = persistent(&mut r, "a", 1);
         subscribe(&mut r, a.key, "t");
         publish(&mut r, "t", 7); // retained (7 % 7 == 0)
