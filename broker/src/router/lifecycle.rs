@@ -13,16 +13,24 @@ use crate::session::state::SharedSession;
 impl Router {
     /// Opens, resumes or takes over the session of `req.client_id` at once
     /// (an open connection of it is closed and replaced without waiting
-    /// for it: `RouterMsg::Connect` waits, see `takeover.rs`).
+    /// for it: `RouterMsg::Connect` waits, see `takeover.rs`). A session
+    /// with Session Expiry 0 is not resumed: it lasted only as long as its
+    /// connection [MQTT-3.1.2-6]. A session end that has to read spilled
+    /// entries back (`ending.rs`) is finished here, reading them in the
+    /// caller: the broker's connections never get here with one, as
+    /// [`Router::reply_connect`] holds them until it is recorded.
     pub fn connect(&mut self, req: ConnectRequest, now: Instant) -> ConnectReply {
         self.metrics.connects.inc();
+        self.finish_endings(Some(&req.client_id), now);
         if let Some(&key) = self.by_client.get(req.client_id.as_str()) {
             if let Some(old) = self.sessions.get(&key).and_then(|e| e.conn.as_ref()) {
                 // [MQTT-3.1.4-2] session takeover: close the existing connection.
                 old.close(DisconnectReason::SessionTakenOver);
             }
-            if req.clean_start {
+            let ended_with_connection = self.sessions.get(&key).is_some_and(|e| e.expiry == Some(Duration::ZERO));
+            if req.clean_start || ended_with_connection {
                 self.end_session(key, now);
+                self.finish_endings(Some(&req.client_id), now);
             } else if let Some(e) = self.sessions.get_mut(&key) {
                 // [MQTT-3.1.3-9] (5.0) a resumed session cancels a delayed will.
                 self.delayed_wills.retain(|w| w.1 != key);
@@ -78,12 +86,15 @@ impl Router {
         for f in filters {
             self.subs.remove(&f, key);
         }
-        // The session is gone: also what it holds on disk goes to the group
-        // (read here, under the lock: the documented exception).
-        let (leftovers, _) = e.shared.lock().take_shared(true);
-        // Other members' queue records first, then the end of this session.
+        // The session is gone: what it holds of shared subscriptions goes to
+        // the other members of their groups, their queue records before the
+        // end of this session. What is on disk comes back in steps
+        // (`ending.rs`), and the end is recorded after it.
+        let (leftovers, _) = e.shared.lock().take_shared(false);
         self.redeliver_shared(leftovers, key);
-        if e.shared.lock().is_journaled() {
+        if e.shared.lock().shared_on_disk() {
+            self.begin_ending(key, e.client_id.clone(), e.shared.clone());
+        } else if e.shared.lock().is_journaled() {
             self.record_end(key, &e.client_id);
         }
         let (due, later): (Vec<_>, Vec<_>) =
@@ -156,6 +167,7 @@ impl Router {
     /// sessions whose expiry has passed.
     pub fn expire(&mut self, now: Instant) {
         self.force_takeovers(now);
+        self.step_endings(now);
         let (due, later): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.delayed_wills).into_iter().partition(|w| w.0 <= now);
         self.delayed_wills = later;

@@ -24,6 +24,7 @@ mod task;
 mod tree;
 
 mod durable;
+mod ending;
 mod resume;
 
 pub use shared::SharedRouter;
@@ -293,6 +294,8 @@ pub struct Router {
     /// CONNECTs waiting for the old connection of their session
     /// (`takeover.rs`), by session.
     takeovers: HashMap<SessionKey, takeover::Parked>,
+    /// Sessions being ended in steps (`ending.rs`).
+    endings: Vec<ending::Ending>,
     caps: RouterCaps,
     cap_logs: caps::CapLogs,
     sys: sys::Sys,
@@ -316,6 +319,7 @@ impl Router {
             durable: None,
             bridges: None,
             takeovers: HashMap::new(),
+            endings: Vec::new(),
             caps: RouterCaps::default(),
             cap_logs: caps::CapLogs::default(),
             sys: sys::Sys::default(),

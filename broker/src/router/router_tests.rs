@@ -492,34 +492,35 @@ fn overflowing_queue_keeps_mqtt311_drop_oldest_and_opted_out_clients() {
     }
 }
 
+/// A clean session (3.1.1 Clean Session 1, or Session Expiry 0) lasts only
+/// as long as its connection [MQTT-3.1.2-6]: a persistent CONNECT that
+/// takes it over (without waiting for the old connection, as a takeover
+/// past its grace does) gets a new session, and what the old one held is
+/// not recorded for it.
 #[test]
-fn a_session_made_persistent_by_takeover_keeps_what_was_already_queued() {
+fn a_clean_session_taken_over_by_a_persistent_connect_is_not_resumed() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mut r, j) = stored_router(dir.path());
-        let c = connect(&mut r, "late", true, 1);
+        let first = conn(1);
+        let c = r.connect(req("late", true, Some(Duration::ZERO), first.clone()), Instant::now());
         sub(&mut r, c.key, "t", QoS::AtLeastOnce);
         for p in [b"1", b"2", b"3"] {
             r.publish(msg("t", QoS::AtLeastOnce, false, p));
         }
-        {
-            // One of them in flight, two queued.
-            let mut st = c.session.lock();
-            st.next_to_send(10, Instant::now()).unwrap();
-        }
-        // The same client id takes over without a clean start and with no
-        // expiry: the session is now persistent.
+        c.session.lock().next_to_send(10, Instant::now()).unwrap();
         let again = persistent(&mut r, "late", 2);
-        assert_eq!(again.key, c.key);
+        assert!(!again.session_present, "[MQTT-3.1.2-6]");
+        assert_ne!(again.key, c.key);
+        assert_eq!(first.close_reason(), Some(DisconnectReason::SessionTakenOver), "[MQTT-3.1.4-2]");
+        assert!(again.session.lock().subscriptions.is_empty());
+        assert_eq!(again.session.lock().queued(), 0);
         j.close();
     }
     let (_j, m) = open_store(dir.path());
-    let sess = m.sessions.values().next().expect("the session was stored");
-    assert_eq!(sess.queue.len(), 2, "queued messages recorded");
-    assert_eq!(sess.inflight.len(), 1, "in-flight message recorded");
-    for (_, e) in sess.queue.iter() {
-        assert!(m.msgs.get(e.mid).is_some(), "queued message has its body");
-    }
+    let sess = m.sessions.values().next().expect("the new session was stored");
+    assert_eq!(sess.client_id, "late");
+    assert!(sess.queue.is_empty() && sess.inflight.is_empty(), "nothing of the clean session");
 }
 
 #[test]

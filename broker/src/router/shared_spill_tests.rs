@@ -2,27 +2,39 @@
 //! only what its queue holds in memory goes to the other members (the
 //! router reads no file; MQTT 5.0 section 4.8.2: the Server MAY wait for
 //! the Client to reconnect), the entries on disk wait with the session;
-//! when the session ends they go to the group too, none lost or doubled.
+//! when the session ends they go to the group too, none lost or doubled,
+//! read back by the spill thread while the router goes on (`ending.rs`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::*;
 use super::spill_tests::written;
-use super::tests::{disconnect, persistent, publish, stored, subscribe};
+use super::tests::{compact, disconnect, live, open, persistent, publish, recovered, stored, subscribe};
 
-#[test]
-fn spilled_shared_entries_wait_at_a_disconnect_and_go_to_the_group_at_the_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut r, j) = stored(dir.path());
+/// Messages published to the group of `a` and `b`, both persistent and
+/// connected.
+const N: usize = 20_000;
+
+/// A recorded router where `a` and `b` share `$share/g/t` and were given
+/// [`N`] messages, their queues spilled and written to disk.
+fn group_with_backlog(dir: &std::path::Path) -> (Router, Arc<crate::store::Journal>, ConnectReply, ConnectReply) {
+    let (mut r, j) = stored(dir);
     let a = persistent(&mut r, "a", 1);
     let b = persistent(&mut r, "b", 2);
     subscribe(&mut r, a.key, "$share/g/t");
     subscribe(&mut r, b.key, "$share/g/t");
-    const N: usize = 20_000;
     for n in 0..N as u32 {
         publish(&mut r, "t", n);
     }
     written(&j.spill);
+    (r, j, a, b)
+}
+
+#[test]
+fn spilled_shared_entries_wait_at_a_disconnect_and_go_to_the_group_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, _j, a, b) = group_with_backlog(dir.path());
     let held = a.session.lock().queued();
     assert!(held > N / 4, "a holds its share of the group's messages: {held}");
     disconnect(&mut r, a.key, 1);
@@ -30,16 +42,70 @@ fn spilled_shared_entries_wait_at_a_disconnect_and_go_to_the_group_at_the_end() 
     assert!(kept > 0 && kept < held, "a keeps what is on disk, gives what was in memory: {kept} of {held}");
     assert_eq!(kept + given, N, "nothing lost or doubled at the disconnect");
     // A Clean Start ends a's session: what it kept on disk goes to b.
-    let req = ConnectRequest {
-        user: None,
-        check_owner: false,
-        client_id: "a".into(),
-        clean_start: true,
-        expiry: Some(Duration::ZERO),
-        conn: ConnHandle::new(3),
-    };
-    let fresh = r.connect(req, Instant::now());
+    // (Directly: the end's reads are done here, as tests may.)
+    let fresh = r.connect(ConnectRequest { expiry: Some(Duration::ZERO), ..clean_start("a", 3) }, Instant::now());
     assert!(!fresh.session_present);
     assert_eq!(b.session.lock().queued(), N, "every message with the group's other member, once");
     assert_eq!(fresh.session.lock().queued(), 0);
+}
+
+fn clean_start(client_id: &str, id: u64) -> ConnectRequest {
+    ConnectRequest {
+        user: None,
+        check_owner: false,
+        client_id: client_id.into(),
+        clean_start: true,
+        expiry: None,
+        conn: ConnHandle::new(id),
+    }
+}
+
+/// The router's own path: a Clean Start CONNECT ends a shared subscriber's
+/// session whose entries on disk the spill thread reads back in steps. The
+/// CONNECT waits for the end to be recorded (its CONNACK says the session
+/// is gone, gate rule 4); a compaction's snapshot running meanwhile is not
+/// finished before it; the other member gets every entry, and so does the
+/// state recovered from the compacted log.
+#[test]
+fn a_session_end_reads_its_shared_entries_back_in_steps_and_holds_the_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected;
+    {
+        let (mut r, j, a, b) = group_with_backlog(dir.path());
+        disconnect(&mut r, a.key, 1);
+        let kept = a.session.lock().queued();
+        assert!(kept > 2 * 4096, "more on disk than two steps take: {kept}");
+        // A snapshot walking a's queue when its end begins.
+        r.start_snapshot();
+        assert!(!r.snapshot_step(Instant::now(), super::Pace::Room, 1));
+        let (tx, mut reply) = tokio::sync::oneshot::channel();
+        r.handle(RouterMsg::Connect(clean_start("a", 3), tx), Instant::now());
+        assert_eq!(r.endings_in_progress(), 1, "the end goes on in steps");
+        assert!(reply.try_recv().is_err(), "the CONNECT waits for the end");
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut steps = 0;
+        while r.endings_in_progress() > 0 {
+            assert!(Instant::now() < until, "the ending never finished");
+            assert!(!r.snapshot_step(Instant::now(), super::Pace::Room, 64), "no snapshot end before the session's");
+            assert!(reply.try_recv().is_err(), "the CONNECT waits for the end");
+            std::thread::sleep(Duration::from_millis(1));
+            r.step_endings(Instant::now());
+            steps += 1;
+        }
+        assert!(steps >= 2, "in steps: {steps}");
+        let fresh = reply.try_recv().expect("answered at the end").expect("not refused");
+        assert!(!fresh.session_present, "the Clean Start ended the session");
+        assert_ne!(fresh.key, a.key);
+        assert!(fresh.durable_before == 0 || fresh.durable_before <= j.appended(), "after the end's record");
+        assert_eq!(b.session.lock().queued(), N, "every message with the group's other member, once");
+        while !r.snapshot_step(Instant::now(), super::Pace::Room, 64) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        compact(&mut r, &j);
+        expected = live(&r);
+        assert_eq!(expected["b"].1, N);
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    assert_eq!(recovered(&m), expected, "the compacted log holds every entry, at b");
 }

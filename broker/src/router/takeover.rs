@@ -43,7 +43,7 @@ impl Router {
             // A newer CONNECT for the same identifier: the one still
             // waiting goes ahead now (it gets its CONNACK) and is taken
             // over in turn below.
-            let _ = earlier.reply.send(Ok(self.connect(earlier.req, now)));
+            self.reply_connect(earlier.req, earlier.reply, now);
         }
         let online = self.by_client.get(req.client_id.as_str()).and_then(|k| {
             let old = self.sessions.get(k)?.conn.as_ref()?;
@@ -52,7 +52,7 @@ impl Router {
         });
         let Some(key) = online else {
             // The connection may have gone away meanwhile; nothing to do then.
-            let _ = reply.send(Ok(self.connect(req, now)));
+            self.reply_connect(req, reply, now);
             return;
         };
         self.takeovers.insert(key, Parked { req, reply, due: now + TAKEOVER_GRACE });
@@ -64,7 +64,7 @@ impl Router {
         let offline = self.sessions.get(&key).is_none_or(|e| e.conn.is_none());
         if offline {
             if let Some(p) = self.takeovers.remove(&key) {
-                let _ = p.reply.send(Ok(self.connect(p.req, now)));
+                self.reply_connect(p.req, p.reply, now);
             }
         }
     }
@@ -83,7 +83,7 @@ impl Router {
                         "session takeover: the old connection did not finish in time (one line per 10 s at most)"
                     );
                 }
-                let _ = p.reply.send(Ok(self.connect(p.req, now)));
+                self.reply_connect(p.req, p.reply, now);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The router task: the loop that owns the [`Router`], taking batches of
 //! messages from its channel, running its once-a-second tick (expiry,
-//! store maintenance, the spill directory's free-space check off the task)
-//! and a compaction's snapshot in steps between batches, and waking the
+//! store maintenance, the spill directory's free-space check off the task),
+//! a compaction's snapshot and sessions that end in steps (`ending.rs`)
+//! between batches, and waking the
 //! sessions a batch touched, each under the router's mutex (`shared.rs`).
 
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -
             let d = router.durable.as_ref().filter(|_| router.snapshot_running());
             d.map(|d| (d.journal.clone(), waiting.then(|| d.walk_ready.clone())))
         };
+        // Sessions ending in steps (`ending.rs`): their next step when the
+        // spill thread has read a chunk back (it wakes the session).
+        let endings = shared.lock().as_ref().and_then(|r| r.endings_to_watch());
         tokio::select! {
             _ = async {
                 match &snapshot {
@@ -48,6 +52,26 @@ pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -
                 let now = tokio::time::Instant::now().into_std();
                 if let Some(router) = shared.lock().as_mut() {
                     router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);
+                }
+            }
+            _ = async {
+                match &endings {
+                    Some((_, true)) | None => {}
+                    Some((sessions, false)) => {
+                        std::future::poll_fn(|cx| {
+                            if sessions.iter().any(|s| s.notify.poll_notified(cx).is_ready()) {
+                                std::task::Poll::Ready(())
+                            } else {
+                                std::task::Poll::Pending
+                            }
+                        })
+                        .await
+                    }
+                }
+            }, if endings.is_some() => {
+                let now = tokio::time::Instant::now().into_std();
+                if let Some(router) = shared.lock().as_mut() {
+                    router.step_endings(now);
                 }
             }
             n = rx.recv_many(&mut batch, 256) => {

@@ -501,8 +501,9 @@ fn v5_disconnect_with_will_reason_publishes_it() {
 #[test]
 fn takeover_closes_the_old_connection_with_0x8e_for_v5() {
     let mut h = Harness::new();
-    let (mut old, _, _) = h.client(connect_packet(Version::V5, "dup", false));
-    let (_new, sent, _) = h.client(connect_packet(Version::V5, "dup", false));
+    let persistent = Connect { session_expiry_interval: Some(60), ..connect_packet(Version::V5, "dup", false) };
+    let (mut old, _, _) = h.client(persistent.clone());
+    let (_new, sent, _) = h.client(persistent);
     assert!(connack(&sent).session_present);
     assert_eq!(old.conn.close_reason(), Some(DisconnectReason::SessionTakenOver), "[MQTT-3.1.4-2]");
     old.m.closed_by_router(DisconnectReason::SessionTakenOver);
@@ -659,7 +660,7 @@ fn subscriptions_beyond_the_cap_are_refused_per_filter() {
 fn connect_beyond_max_sessions_is_refused() {
     let mut h = Harness::new();
     h.router.set_caps(crate::router::RouterCaps { max_sessions: 1, ..Default::default() });
-    let (_a, sent, _) = h.client(connect_packet(Version::V5, "a", false));
+    let (_a, sent, _) = h.client(connect_packet(Version::V311, "a", false));
     assert_eq!(connack(&sent).code, ConnectReason::Success);
     let (_b, sent, closed) = h.client(connect_packet(Version::V5, "b", false));
     assert_eq!((connack(&sent).code, closed), (ConnectReason::QuotaExceeded, Some(Close::Refused)));

@@ -18,11 +18,13 @@
 //! queue asks for the next chunk as it starts decoding one, so a drain
 //! rarely waits. A compaction's snapshot walks the queue without I/O here
 //! (`spill_walk.rs`): what is in memory at once, the chunks on disk as the
-//! spill thread reads them back, none consumed before it is walked. Only
-//! `take_where` (the shared-subscription entries of a session that ends,
-//! when some are on disk) and `rotate` (a session that becomes
-//! persistent) read chunks on disk themselves: rare. A shared subscriber
-//! that disconnects gives the group only what is in memory.
+//! spill thread reads them back, none consumed before it is walked. A
+//! session that ends with shared-subscription entries on disk is drained
+//! the same way, chunk by chunk as the spill thread reads them
+//! (`router/ending.rs`); a shared subscriber that disconnects gives the
+//! group only what is in memory. Only `take_where` and `take_shared(true)`
+//! read chunks on disk in the caller, where blocking is allowed (the
+//! broker's stop, tests).
 //!
 //! If a chunk cannot be written, its entries stay in memory (within
 //! [`SpillDir::memory_full`]) and the queue begins a new file; if one
@@ -108,7 +110,7 @@ pub struct SpillQueue {
     next_id: u64,
     /// A snapshot's walk in progress: its chunks are not consumed.
     walk: Option<walk::Walk>,
-    /// A walk was cut short by `take_where` or `rotate`.
+    /// A walk was cut short by `take_where`.
     walk_broken: bool,
     /// Spilled entries of shared subscriptions, at most (`take_where`
     /// reads nothing back while none is).
@@ -466,6 +468,10 @@ impl MessageQueue for SpillQueue {
         taken
     }
 
+    fn shared_on_disk(&self) -> bool {
+        self.shared_spilled > 0
+    }
+
     fn take_shared(&mut self, from_disk: bool) -> Vec<Delivery> {
         if from_disk && self.shared_spilled > 0 {
             return self.take_where(&mut |d| d.shared.is_some());
@@ -477,15 +483,6 @@ impl MessageQueue for SpillQueue {
         self.head = kept;
         self.charge.sub(taken.iter().map(memory_cost).sum());
         taken.into()
-    }
-
-    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery)) {
-        self.break_walk();
-        for _ in 0..self.len() {
-            let Some(mut d) = self.pop(true) else { break };
-            f(&mut d);
-            self.push_back(d);
-        }
     }
 
     fn set_online(&mut self, online: bool) {

@@ -130,7 +130,7 @@ impl SpillQueue {
         }
     }
 
-    /// `take_where` and `rotate` consume every chunk: a walk in progress
+    /// `take_where` consumes every chunk: a walk in progress
     /// fails (the snapshot is retried).
     pub(super) fn break_walk(&mut self) {
         if self.walk.is_some() {

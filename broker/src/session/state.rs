@@ -49,9 +49,11 @@ pub trait MessageQueue: Send {
     fn take_shared(&mut self, _from_disk: bool) -> Vec<Delivery> {
         self.take_where(&mut |d| d.shared.is_some())
     }
-    /// Passes every waiting delivery to `f` once, in order, to be changed
-    /// in place.
-    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery));
+    /// Whether shared-subscription entries may be on disk (what
+    /// `take_shared(false)` leaves).
+    fn shared_on_disk(&self) -> bool {
+        false
+    }
     /// Whether a connection is draining the queue (a hint for what to keep
     /// in memory).
     fn set_online(&mut self, _online: bool) {}
@@ -141,14 +143,6 @@ impl MessageQueue for MemQueue {
         self.0 = kept;
         self.1.sub(taken.iter().map(memory_cost).sum());
         taken.into()
-    }
-    fn rotate(&mut self, f: &mut dyn FnMut(&mut Delivery)) {
-        for d in &mut self.0 {
-            // The cost is re-charged: `f` may change what it counts.
-            self.1.sub(memory_cost(d));
-            f(d);
-            self.1.add(memory_cost(d));
-        }
     }
 }
 
@@ -760,6 +754,10 @@ impl SessionState {
 
 #[path = "state_snapshot.rs"]
 mod snapshot;
+
+#[path = "state_end.rs"]
+mod end;
+pub use end::Drained;
 
 #[cfg(test)]
 #[path = "state_tests.rs"]

@@ -2,7 +2,7 @@
 //! session becomes persistent: written at once but for the chunks of a
 //! spilled queue that are on disk, which follow as a walk brings them back
 //! (`spill_walk.rs`) with no file I/O under the session's lock; and a
-//! session becoming persistent (`set_journal`, `store_bodies`).
+//! session becoming persistent (`set_journal`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -68,25 +68,6 @@ impl SessionState {
         }
         self.spilled_over = false;
         self.journal = Some(journal);
-    }
-
-    /// Gives each QoS 1/2 delivery queued or in flight before the session
-    /// was stored a stored body (`store` records it and returns its id), so
-    /// the records written when it becomes stored cover them.
-    pub fn store_bodies(&mut self, store: &mut dyn FnMut(&Delivery) -> u64) {
-        let unstored = |d: &Delivery| d.mid == 0 && d.qos != QoS::AtMostOnce;
-        for f in &mut self.inflight {
-            if let Stage::Published(d) = &mut f.stage {
-                if unstored(d) {
-                    d.mid = store(d);
-                }
-            }
-        }
-        self.queue.rotate(&mut |d| {
-            if unstored(d) {
-                d.mid = store(d);
-            }
-        });
     }
 
     /// The records that recreate this session's state, passed to `out`

@@ -1,0 +1,46 @@
+//! The end of a session whose queue holds shared-subscription entries on
+//! disk: the queue drained a step at a time with no file I/O in the caller
+//! (the spill thread reads each chunk back and wakes the session), the
+//! shared entries kept for the other members of their groups, the others
+//! dropped with the session (`router/ending.rs` drives it).
+
+use super::SessionState;
+use crate::message::Delivery;
+
+/// What a step of [`SessionState::drain_shared`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// The queue is empty.
+    Done,
+    /// The step's budget is used: call again.
+    More,
+    /// The next chunk is being read back; the session is woken when it is.
+    Waiting,
+}
+
+impl SessionState {
+    /// Whether queued entries of shared subscriptions may be on disk (what
+    /// [`SessionState::take_shared`] leaves without `from_disk`).
+    pub fn shared_on_disk(&self) -> bool {
+        self.queue.shared_on_disk()
+    }
+
+    /// Pops up to `max` queued entries without I/O, for a session that
+    /// ends: those of shared subscriptions go to `out`, the others are
+    /// dropped (the session's end covers them in the log).
+    pub fn drain_shared(&mut self, max: usize, out: &mut Vec<Delivery>) -> Drained {
+        for _ in 0..max {
+            match self.pop_queued() {
+                Some(d) if d.shared.is_some() => out.push(d),
+                Some(_) => {}
+                None if self.queue.is_empty() => return Drained::Done,
+                None => return Drained::Waiting,
+            }
+        }
+        if self.queue.is_empty() {
+            Drained::Done
+        } else {
+            Drained::More
+        }
+    }
+}
