@@ -607,6 +607,29 @@ async fn try_private_falls_back_when_the_remote_refuses_the_bridge_mark() {
     cloud.stop().await;
 }
 
+/// A remote that closes every CONNECT before its CONNACK, with the bridge
+/// mark or without (down behind a proxy, restarting), has said nothing
+/// about the mark: the bridge keeps trying it first (a close answered by
+/// a successful CONNECT without the mark is the refusal, above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_closing_every_connect_does_not_turn_the_bridge_mark_off() {
+    // Nothing listens there: the proxy closes each connection it accepts.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (proxy, levels) = level_proxy(gone, None).await;
+    let edge = edge_with(vec![bridge("up", &[proxy.to_string()], &["s/# out 1"], "")]).await;
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while levels.lock().unwrap().len() < 6 {
+        assert!(std::time::Instant::now() < until, "the bridge stopped trying: {:?}", levels.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each round: the mark, without it, and (for the state's will) without
+    // the mark and the will.
+    let seen = levels.lock().unwrap().clone();
+    assert_eq!(seen[..2], [0x84, 0x04], "refused with the mark, then without: {seen:?}");
+    assert!(seen[3..].contains(&0x84), "the mark is tried again: {seen:?}");
+    edge.shutdown().await;
+}
+
 /// A relay whose connection can be dropped (both sockets closed, no
 /// DISCONNECT: the remote sees the link die) by sending on the returned
 /// channel; each later connection is relayed again.
