@@ -310,6 +310,10 @@ impl Block {
     fn get(&mut self, file: &File, off: u64, len: usize) -> io::Result<Option<&[u8]>> {
         let held = off >= self.at && off + len as u64 <= self.at + self.bytes.len() as u64;
         if !held {
+            if len <= BLOCK && self.bytes.capacity() > BLOCK {
+                // A longer record made it larger: back to a block's size.
+                self.bytes = Vec::new();
+            }
             self.bytes.resize(len.max(BLOCK), 0);
             let mut n = 0;
             while n < self.bytes.len() {

@@ -168,3 +168,19 @@ fn a_reader_keeps_up_with_appends_across_its_read_ahead() {
     assert!(got.iter().enumerate().all(|(i, t)| *t == format!("s/{i}")), "in order, once each");
     assert!(crate::store::log::segments(&dir.path().join("queue")).unwrap().len() > 1, "several segments");
 }
+
+/// The reader's block grows for a record longer than a block and gives
+/// that memory back at the next ordinary read.
+#[test]
+fn the_read_block_shrinks_back_after_a_long_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg");
+    std::fs::write(&path, vec![7u8; 3 * BLOCK]).unwrap();
+    let file = File::open(&path).unwrap();
+    let mut b = Block::default();
+    assert_eq!(b.get(&file, 0, 2 * BLOCK).unwrap().map(<[u8]>::len), Some(2 * BLOCK));
+    assert!(b.bytes.capacity() >= 2 * BLOCK);
+    // Past what it holds: read again, a block's worth.
+    assert_eq!(b.get(&file, 2 * BLOCK as u64 + 10, 100).unwrap(), Some(&[7u8; 100][..]));
+    assert!(b.bytes.capacity() <= BLOCK, "{} bytes kept", b.bytes.capacity());
+}
