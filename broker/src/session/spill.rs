@@ -233,7 +233,7 @@ impl SpillQueue {
         // The tail's bytes stay counted in `buffered` until written.
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len();
-        let chunk = SpillIo::write(&self.dir, &self.path, bytes);
+        let chunk = SpillIo::write(&self.dir, &self.path, self.written, bytes);
         let id = self.next_id;
         self.next_id += 1;
         let path = self.path.clone();

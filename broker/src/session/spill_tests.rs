@@ -196,10 +196,12 @@ fn an_unwritable_directory_keeps_the_queue_in_memory() {
 }
 
 /// A file lost under the queue is reported, not a panic: the queue is held
-/// up by its first chunk (the log still has it; what was still buffered
-/// waits behind it), and a queue that goes (its session ended) takes its
-/// count out of `SpillDir::unreadable`: nothing is left to bring back for
-/// it, and compaction need not wait for a restart.
+/// up by its first chunk (the log still has it; what was queued since
+/// waits behind it), the next append does not make the file again (its
+/// chunks would read back the new bytes at their offsets: other entries),
+/// and a queue that goes (its session ended) takes its count out of
+/// `SpillDir::unreadable`: nothing is left to bring back for it, and
+/// compaction need not wait for a restart.
 #[test]
 fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     let (_tmp, dir) = dir();
@@ -207,12 +209,17 @@ fn a_file_lost_under_the_queue_is_reported_not_a_panic() {
     for n in 0..2_000 {
         q.push_back(delivery(n));
     }
+    let lost = q.path.clone();
     for entry in std::fs::read_dir(&dir.path).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
+    for n in 2_000..4_000 {
+        q.push_back(delivery(n));
+    }
+    assert!(!lost.exists(), "an append does not make the lost file again");
     q.set_online(true);
     assert!(q.pop_front().is_none());
-    assert_eq!(q.len(), 2_000);
+    assert_eq!(q.len(), 4_000);
     assert!(dir.unreadable.load(Ordering::Relaxed) > 0);
     drop(q);
     assert_eq!(dir.unreadable.load(Ordering::Relaxed), 0);
