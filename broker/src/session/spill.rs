@@ -27,10 +27,15 @@
 //! broker's stop, tests).
 //!
 //! If a chunk cannot be written, its entries stay in memory (within
-//! [`SpillDir::memory_full`]) and the queue begins a new file; if one
-//! cannot be read back, its entries are lost to this run and logged, and
-//! counted in [`SpillDir::unreadable`]: the log is not compacted while any
-//! are, so a restart brings back those of persistent sessions.
+//! [`SpillDir::memory_full`]) and the queue begins a new file. If one
+//! cannot be read back, the queue gives nothing behind it (so deliveries
+//! keep the order the router queued them in) and its entries keep counting
+//! in its length (so its limits hold): it is read again at every delivery
+//! attempt, waking the session only if it reads back; until it does, its
+//! entries are counted in [`SpillDir::unreadable`], and the log is not
+//! compacted while any are, so a restart brings back those of persistent
+//! sessions, in order. (`take_where` and `rotate`, which read the whole
+//! queue, still give up a chunk they cannot read, counted the same way.)
 //!
 //! Accounting: the decoded head is charged to the memory budget (a push
 //! that does not fit there goes to disk even while nothing is spilled), and
@@ -68,6 +73,9 @@ struct Run {
     entries: usize,
     /// When its first entry's message was received (the backlog's age).
     first: Instant,
+    /// A read of it failed: its entries are counted in
+    /// `SpillDir::unreadable` until it reads back or the queue goes.
+    missing: bool,
 }
 
 /// The chunk being decoded into the head.
@@ -227,10 +235,11 @@ impl SpillQueue {
         // The tail's bytes stay counted in `buffered` until written.
         let bytes = std::mem::take(&mut self.tail);
         let len = bytes.len();
-        let chunk = SpillIo::write(&self.dir, &self.path, bytes);
+        let chunk = SpillIo::write(&self.dir, &self.path, self.written, bytes);
         let id = self.next_id;
         self.next_id += 1;
-        self.runs.push_back(Run { id, chunk, path: self.path.clone(), at: self.written, len, entries, first });
+        let path = self.path.clone();
+        self.runs.push_back(Run { id, chunk, path, at: self.written, len, entries, first, missing: false });
         self.written += len as u64;
         self.run_entries += entries;
         self.run_bytes += len as u64;
@@ -244,6 +253,34 @@ impl SpillQueue {
                 s.notify.notify_one();
             }
         })
+    }
+
+    /// What wakes the session's connection when `chunk` has been read back,
+    /// not when the read failed (a queue held up by a chunk it cannot read
+    /// asks again at the next delivery attempt, never in a loop of its own).
+    fn wake_if_read(&self, chunk: &Arc<Chunk>) -> Box<dyn FnOnce() + Send> {
+        let (w, chunk) = (self.waker.clone(), Arc::downgrade(chunk));
+        Box::new(move || {
+            let read = chunk.upgrade().is_some_and(|c| c.get().1 != ChunkState::ReadFailed);
+            if let Some(s) = w.upgrade().filter(|_| read) {
+                s.notify.notify_one();
+            }
+        })
+    }
+
+    /// The front chunk could not be read back: the queue waits for it (its
+    /// entries counted in `SpillDir::unreadable` and logged, once).
+    fn hold_front(&mut self) {
+        let Some(run) = self.runs.front_mut().filter(|r| !r.missing) else { return };
+        run.missing = true;
+        self.dir.unreadable.fetch_add(run.entries as u64, Ordering::Relaxed);
+        tracing::error!(
+            unreadable = run.entries,
+            queued = self.head.len() + self.run_entries + self.tail_entries,
+            "queue spill file unreadable; the queue delivers nothing behind these messages until they read \
+             back (tried again at each delivery) or a restart brings them back from the log (not compacted \
+             until then)"
+        );
     }
 
     /// Asks for the next chunk to be read back before it is needed, while
@@ -273,25 +310,42 @@ impl SpillQueue {
             let bytes = match bytes {
                 Some(b) => Some(b),
                 None if blocking => spill_io::read_now(&run.path, run.at, run.len).ok().map(Arc::from),
-                None if state == ChunkState::ReadFailed => None,
                 None => {
-                    self.dir.io.read(&run.path, run.at, run.len, &run.chunk, self.wake());
+                    // Asked again after a failure: woken only if it reads back.
+                    let failed = state == ChunkState::ReadFailed;
+                    let wake = if failed { self.wake_if_read(&run.chunk) } else { self.wake() };
+                    self.dir.io.read(&run.path, run.at, run.len, &run.chunk, wake);
                     match run.chunk.get() {
                         // Read inline.
                         (Some(b), _) => Some(b),
-                        (None, ChunkState::ReadFailed) => None,
-                        _ => return,
+                        (None, ChunkState::ReadFailed) => {
+                            self.hold_front();
+                            return;
+                        }
+                        _ => {
+                            if failed {
+                                self.hold_front();
+                            }
+                            return;
+                        }
                     }
                 }
             };
             let Some(run) = self.runs.pop_front() else { break };
             match bytes {
                 Some(bytes) => {
+                    if run.missing {
+                        self.dir.unreadable.fetch_sub(run.entries as u64, Ordering::Relaxed);
+                        tracing::info!(entries = run.entries, "queue spill chunk read back after all");
+                    }
                     self.front = Some(Front { bytes, path: run.path, at: 0, left: run.entries, first: run.first });
                     self.prefetch();
                 }
                 None => {
-                    self.dir.unreadable.fetch_add(run.entries as u64, Ordering::Relaxed);
+                    // A whole-queue walk (`take_where`, `rotate`) gives it up.
+                    if !run.missing {
+                        self.dir.unreadable.fetch_add(run.entries as u64, Ordering::Relaxed);
+                    }
                     tracing::error!(
                         lost = run.entries,
                         "queue spill file unreadable; these messages return only after a restart \
@@ -507,6 +561,10 @@ impl Drop for SpillQueue {
         // Every file still holding chunks, once what was asked is done.
         let mut paths: Vec<SpillPath> = self.front.take().map(|f| f.path).into_iter().collect();
         for r in self.runs.drain(..) {
+            if r.missing {
+                // Gone with the queue: nothing left to bring back for it.
+                self.dir.unreadable.fetch_sub(r.entries as u64, Ordering::Relaxed);
+            }
             if paths.last() != Some(&r.path) {
                 paths.push(r.path);
             }

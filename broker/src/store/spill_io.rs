@@ -171,8 +171,10 @@ impl Drop for Chunk {
 pub type SpillPath = Arc<Path>;
 
 enum Op {
+    /// `at`: the file's length before it (the chunk's offset).
     Write {
         path: SpillPath,
+        at: u64,
         chunk: Arc<Chunk>,
     },
     /// `wake` is taken when called.
@@ -269,7 +271,7 @@ fn run_guarded(mut op: Op, shared: &Shared) -> bool {
     }
     tracing::error!("the spill thread failed; spill files are handled inline from now on");
     match op {
-        Op::Write { path, chunk } => {
+        Op::Write { path, chunk, .. } => {
             // Its length is unknown now: kept in memory, no more appends.
             shared.state().poisoned.insert(path);
             chunk.written(false);
@@ -351,8 +353,11 @@ impl SpillIo {
     }
 
     /// Hands `bytes` (counted in `dir.buffered` by the caller) over to be
-    /// appended to `path`; the chunk keeps them until they are written.
-    pub fn write(dir: &Arc<SpillDir>, path: &SpillPath, bytes: Vec<u8>) -> Arc<Chunk> {
+    /// appended to `path`, `at` bytes long by then (0: a new file); the
+    /// chunk keeps them until they are written. A file of another length
+    /// (removed or changed under the queue) fails the write: the queue's
+    /// chunks are never read back from bytes it did not write there.
+    pub fn write(dir: &Arc<SpillDir>, path: &SpillPath, at: u64, bytes: Vec<u8>) -> Arc<Chunk> {
         let len = bytes.len();
         dir.in_flight.fetch_add(len, Ordering::Relaxed);
         let chunk = Arc::new(Chunk {
@@ -360,7 +365,7 @@ impl SpillIo {
             len,
             inner: Mutex::new(ChunkInner { bytes: Some(bytes.into()), state: ChunkState::Writing }),
         });
-        dir.io.submit(Op::Write { path: path.clone(), chunk: chunk.clone() });
+        dir.io.submit(Op::Write { path: path.clone(), at, chunk: chunk.clone() });
         chunk
     }
 
@@ -389,13 +394,17 @@ pub fn read_now(path: &Path, at: u64, len: usize) -> io::Result<Vec<u8>> {
 
 fn run(op: &mut Op, st: &mut IoState) {
     match op {
-        Op::Write { path, chunk } => {
+        Op::Write { path, at, chunk } => {
             let Some(bytes) = chunk.get().0 else { return };
             let fault = st.faults.0.as_ref().and_then(|hook| hook(SpillOp::Write(bytes.len())));
             let result = if st.poisoned.contains(&*path) {
                 Err(io::Error::other("an earlier write to this file failed"))
             } else {
-                OpenOptions::new().create(true).append(true).open(&*path).and_then(|mut f| {
+                OpenOptions::new().create(*at == 0).append(true).open(&*path).and_then(|mut f| {
+                    let found = f.metadata()?.len();
+                    if found != *at {
+                        return Err(io::Error::other(format!("{found} bytes, {at} expected: changed under the queue")));
+                    }
                     #[cfg(test)]
                     if std::mem::take(&mut st.panic_next_write) {
                         let _ = f.write_all(&bytes[..bytes.len() / 2]);

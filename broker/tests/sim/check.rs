@@ -114,9 +114,10 @@ pub struct Figures {
     pub faults: [u64; 2],
     /// Disk failures begun, and operations failed (set by the run).
     pub disk: [u64; 2],
-    /// Spill writes and reads, those failed, and queued entries given up
-    /// as unreadable (then brought back by a restart; set by the run).
-    pub spill: [u64; 3],
+    /// Spill writes and reads, those failed, queued entries held up
+    /// behind a chunk that did not read back, and entries given up (then
+    /// brought back by a restart; set by the run).
+    pub spill: [u64; 4],
 }
 
 impl Oracle {
@@ -406,7 +407,7 @@ impl Oracle {
             },
             faults: self.fault_figures,
             disk: [0; 2],
-            spill: [0; 3],
+            spill: [0; 4],
         }
     }
 }

@@ -10,8 +10,9 @@
 //! The spill queues' scratch files fail on their own switch
 //! ([`Switch::spill_hook`], through `SpillIo::inject_faults`): writes with
 //! ENOSPC after a random prefix (the chunk stays in memory, the queue
-//! starts a new file), reads with EIO (the chunk's entries are given up,
-//! counted in `SpillDir::unreadable`, and come back from the log after a
+//! starts a new file), reads with EIO (the queue is held up by the chunk,
+//! its entries counted in `SpillDir::unreadable`, until a read succeeds;
+//! a whole-queue walk gives it up, and the log brings it back after a
 //! restart).
 
 use std::io::{self, Write};

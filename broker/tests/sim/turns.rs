@@ -116,6 +116,10 @@ impl World {
                 b.sessions.push(s);
             }
         }
+        // Sessions the router and every connection let go of (ended) go
+        // here too, their queues with them (and what they counted as
+        // unreadable).
+        b.sessions.retain(|s| Arc::strong_count(s) > 1);
     }
 
     /// The log writer runs one round (if the power goes meanwhile, the
@@ -209,7 +213,9 @@ impl World {
         self.switch.set_spill(Some(fault));
     }
 
-    /// Queued entries given up as unreadable in this boot.
+    /// Queued entries unreadable now (`SpillDir::unreadable`): a queue held
+    /// up by a chunk that did not read back, or given up by a whole-queue
+    /// walk in this boot.
     pub(crate) fn unreadable(&self) -> u64 {
         self.boot.as_ref().map_or(0, |b| b.journal.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed))
     }

@@ -120,11 +120,11 @@ pub struct World {
     /// subscription tree, a randomly keyed `HashMap`'s (ROBUSTNESS.md),
     /// so the run need not replay exactly in another process.
     pub order_sensitive: bool,
-    /// A boot gave up spilled entries it could not read back: the log
-    /// brings them back at the next start, behind what was delivered
-    /// meanwhile (order not checked) and on top of what the queue took
-    /// meanwhile, beyond its limit until drained (ROBUSTNESS.md, findings).
-    pub gave_up: bool,
+    /// Spilled entries queues were held up by (a chunk that did not read
+    /// back: nothing behind it given until it did), summed as they began,
+    /// and the count last seen (`SpillDir::unreadable`).
+    pub held_up: u64,
+    last_unreadable: u64,
 }
 
 /// Why a step ended the boot.
@@ -178,7 +178,8 @@ impl World {
             crashes: 0,
             steps_run: 0,
             cut_fanouts: Vec::new(),
-            gave_up: false,
+            held_up: 0,
+            last_unreadable: 0,
             order_sensitive: false,
         }
     }
@@ -271,8 +272,8 @@ impl World {
     /// The power goes now (if it has not yet): every connection is gone,
     /// the disk keeps what a power cut keeps.
     pub fn crash(&mut self) {
-        self.gave_up |= self.unreadable() > 0;
         self.fs.crash();
+        self.last_unreadable = 0;
         trace!("power cut; durable LSN {:?}", self.fs.probed_at_crash());
         let durable = self.fs.probed_at_crash().unwrap_or(0);
         if let Some(b) = self.boot.take() {
@@ -350,6 +351,9 @@ impl World {
             _ if !quiet && self.rng.chance(10) => self.fs.crash(),
             _ => {}
         }
+        let unreadable = self.unreadable();
+        self.held_up += unreadable.saturating_sub(self.last_unreadable);
+        self.last_unreadable = unreadable;
         if self.fs.crashed() {
             return Err(Stop::Crash);
         }
@@ -666,10 +670,12 @@ impl World {
         }
     }
 
-    /// No queue beyond its limit.
+    /// No queue beyond its limit (also one held up by a chunk it cannot
+    /// read back, and after the restart that brings such a chunk's entries
+    /// back: they never stopped counting).
     fn check_queues(&self) {
         let Some(b) = &self.boot else { return };
-        if self.s.max_messages == 0 || self.gave_up {
+        if self.s.max_messages == 0 {
             return;
         }
         for s in b.sessions.iter().chain(b.conns.iter().filter_map(|k| k.session.as_ref())) {
