@@ -109,3 +109,32 @@ fn a_session_end_reads_its_shared_entries_back_in_steps_and_holds_the_connect() 
     let (_j, m) = open(dir.path());
     assert_eq!(recovered(&m), expected, "the compacted log holds every entry, at b");
 }
+
+/// A session ending while its spill file cannot be read back is not held
+/// up by it (a queue that goes on waits for such a chunk, this one ends):
+/// the chunks are given up (logged), the end is recorded and the waiting
+/// CONNECT answered; what was in memory still went to the group.
+#[test]
+fn a_session_end_gives_up_chunks_that_cannot_be_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, j, a, b) = group_with_backlog(dir.path());
+    disconnect(&mut r, a.key, 1);
+    let (kept, given) = (a.session.lock().queued(), b.session.lock().queued());
+    assert!(kept > 0);
+    j.spill.io.inject_faults(Arc::new(|op| {
+        (op == crate::store::spill_io::SpillOp::Read).then(|| (0, std::io::Error::other("test: unreadable")))
+    }));
+    let (tx, mut reply) = tokio::sync::oneshot::channel();
+    r.handle(RouterMsg::Connect(clean_start("a", 3), tx), Instant::now());
+    let until = Instant::now() + Duration::from_secs(20);
+    while r.endings_in_progress() > 0 {
+        assert!(Instant::now() < until, "the ending waits for chunks that never read back");
+        std::thread::sleep(Duration::from_millis(1));
+        r.step_endings(Instant::now());
+    }
+    let fresh = reply.try_recv().expect("answered at the end").expect("not refused");
+    assert!(!fresh.session_present);
+    let now_b = b.session.lock().queued();
+    assert!(now_b >= given && now_b < N, "b has what could be read, no more: {given} -> {now_b} of {N}");
+    assert_eq!(j.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing left for a restart");
+}

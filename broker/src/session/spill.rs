@@ -34,8 +34,9 @@
 //! attempt, waking the session only if it reads back; until it does, its
 //! entries are counted in [`SpillDir::unreadable`], and the log is not
 //! compacted while any are, so a restart brings back those of persistent
-//! sessions, in order. (`take_where` and `rotate`, which read the whole
-//! queue, still give up a chunk they cannot read, counted the same way.)
+//! sessions, in order. (`take_where`, which reads the whole queue in the
+//! caller, still gives up a chunk it cannot read, counted the same way;
+//! a session that ends gives such a chunk up, `give_up_unreadable`.)
 //!
 //! Accounting: the decoded head is charged to the memory budget (a push
 //! that does not fit there goes to disk even while nothing is spilled), and
@@ -342,7 +343,7 @@ impl SpillQueue {
                     self.prefetch();
                 }
                 None => {
-                    // A whole-queue walk (`take_where`, `rotate`) gives it up.
+                    // A whole-queue walk (`take_where`) gives it up.
                     if !run.missing {
                         self.dir.unreadable.fetch_add(run.entries as u64, Ordering::Relaxed);
                     }
@@ -524,6 +525,26 @@ impl MessageQueue for SpillQueue {
 
     fn shared_on_disk(&self) -> bool {
         self.shared_spilled > 0
+    }
+
+    fn give_up_unreadable(&mut self) -> usize {
+        if !self.head.is_empty() || self.front.is_some() {
+            return 0;
+        }
+        match self.runs.front() {
+            Some(r) if r.chunk.get().1 == ChunkState::ReadFailed => {}
+            _ => return 0,
+        }
+        let Some(run) = self.runs.pop_front() else { return 0 };
+        if run.missing {
+            // Gone with the session: a restart would not bring it back.
+            self.dir.unreadable.fetch_sub(run.entries as u64, Ordering::Relaxed);
+        }
+        self.run_entries -= run.entries;
+        self.run_bytes -= run.len as u64;
+        self.file_done(&run.path);
+        self.sync_disk();
+        run.entries
     }
 
     fn take_shared(&mut self, from_disk: bool) -> Vec<Delivery> {

@@ -54,6 +54,11 @@ pub trait MessageQueue: Send {
     fn shared_on_disk(&self) -> bool {
         false
     }
+    /// For a session that ends: gives up the next chunk on disk if its
+    /// read back failed; the entries given up (0 if none).
+    fn give_up_unreadable(&mut self) -> usize {
+        0
+    }
     /// Whether a connection is draining the queue (a hint for what to keep
     /// in memory).
     fn set_online(&mut self, _online: bool) {}

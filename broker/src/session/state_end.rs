@@ -2,7 +2,9 @@
 //! disk: the queue drained a step at a time with no file I/O in the caller
 //! (the spill thread reads each chunk back and wakes the session), the
 //! shared entries kept for the other members of their groups, the others
-//! dropped with the session (`router/ending.rs` drives it).
+//! dropped with the session (`router/ending.rs` drives it). A chunk whose
+//! read fails is given up, not waited for (logged): a queue that goes on
+//! waits for it, but this one ends.
 
 use super::SessionState;
 use crate::message::Delivery;
@@ -34,7 +36,20 @@ impl SessionState {
                 Some(d) if d.shared.is_some() => out.push(d),
                 Some(_) => {}
                 None if self.queue.is_empty() => return Drained::Done,
-                None => return Drained::Waiting,
+                None => {
+                    // A chunk that cannot be read back is not waited for: the
+                    // session is gone, and its end is what a restart replays.
+                    let lost = self.queue.give_up_unreadable();
+                    if lost == 0 {
+                        return Drained::Waiting;
+                    }
+                    self.count(-(lost as i64), 0, 0);
+                    tracing::error!(
+                        lost,
+                        "a session ends with queued messages its spill file cannot give back: lost, \
+                         messages of shared subscriptions among them"
+                    );
+                }
             }
         }
         if self.queue.is_empty() {
