@@ -174,7 +174,7 @@ impl Router {
         for (_, _, will) in due {
             self.publish(Message { received: now, ..will });
         }
-        let expired: Vec<SessionKey> = self
+        let mut expired: Vec<SessionKey> = self
             .sessions
             .iter()
             .filter(|(_, e)| match (e.disconnected_at, e.expiry) {
@@ -183,6 +183,8 @@ impl Router {
             })
             .map(|(k, _)| *k)
             .collect();
+        // In key order, not the map's (the same in every process).
+        expired.sort_unstable();
         for key in expired {
             self.metrics.sessions_expired.inc();
             self.end_session(key, now);

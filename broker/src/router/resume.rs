@@ -66,7 +66,9 @@ impl Resume {
     /// there, as records of the snapshot `out` writes.
     pub fn snapshot(&mut self, sessions: &HashMap<SessionKey, SessionEntry>, out: &mut dyn FnMut(Record)) {
         self.interrupted.retain(|(key, _), _| sessions.contains_key(key));
-        for ((key, pkid), i) in &self.interrupted {
+        let mut all: Vec<_> = self.interrupted.iter().collect();
+        all.sort_unstable_by_key(|(k, _)| **k);
+        for ((key, pkid), i) in all {
             out(Record::Routing { key: *key, pkid: *pkid, mid: i.mid, crc: i.crc, got: i.got.clone() });
         }
     }

@@ -73,7 +73,8 @@ impl Router {
     /// [`TAKEOVER_GRACE`] go ahead without it (the old connection's report,
     /// if it comes, is then that of a replaced connection).
     pub(super) fn force_takeovers(&mut self, now: Instant) {
-        let due: Vec<SessionKey> = self.takeovers.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| *k).collect();
+        let mut due: Vec<SessionKey> = self.takeovers.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| *k).collect();
+        due.sort_unstable();
         for key in due {
             if let Some(p) = self.takeovers.remove(&key) {
                 if let Some(n) = self.cap_logs.takeover.event(now) {

@@ -36,9 +36,13 @@ pub enum Target<'a> {
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<Box<str>, Node>,
-    subs: HashMap<SessionKey, Sub>,
-    /// Group name -> (full shared filter, members).
-    shared: HashMap<Box<str>, (Box<str>, SharedGroup)>,
+    /// Keyed by the broker's own numbers, so hashed with fixed keys: a
+    /// publish reaches its subscribers (and the log gets their records) in
+    /// the same order in every process (a simulation seed replays).
+    subs: HashMap<SessionKey, Sub, std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>>,
+    /// Group name -> (full shared filter, members); ordered (the names are
+    /// the clients', so not hashed with fixed keys).
+    shared: std::collections::BTreeMap<Box<str>, (Box<str>, SharedGroup)>,
 }
 
 impl Node {
