@@ -80,7 +80,9 @@ impl Router {
             }
             return Ok(());
         }
-        if self.sessions.len() < self.caps.max_sessions {
+        // Sessions ending in steps still count (a CONNECT they hold was
+        // admitted while they did).
+        if self.sessions.len() + self.endings_in_progress() < self.caps.max_sessions {
             return Ok(());
         }
         self.metrics.sessions_refused.inc();

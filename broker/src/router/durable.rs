@@ -423,6 +423,7 @@ impl Router {
             // come back for it.
             self.finish_endings(None, now);
         }
+        let recorded_ending = self.recorded_ending();
         let Some(d) = &mut self.durable else { return true };
         let Some(mut run) = d.running.take() else { return true };
         let j = d.journal.clone();
@@ -513,7 +514,7 @@ impl Router {
                 });
             }
         }
-        if !self.endings.is_empty() {
+        if recorded_ending {
             // A session ending in steps is in the log's older segments, not in
             // the snapshot: its entries still to hand over would be lost with
             // them. Its end notifies `walk_ready`.

@@ -13,7 +13,11 @@
 //! CONNACK saying the session is gone follows its durable end (the gate's
 //! rule 4), and a compaction's snapshot is not finished before every
 //! ending is recorded (the log still holds what the snapshot no longer
-//! has). Inline spill I/O (tests, the simulation) finishes an ending in
+//! has); each entry handed over is recorded as gone from this session
+//! after the other member's record of it, so a power cut before the end
+//! does not bring back what another member has delivered since. A session
+//! that is not recorded holds neither up. An old connection of the session
+//! still running takes nothing from it meanwhile (`SessionState::ending`). Inline spill I/O (tests, the simulation) finishes an ending in
 //! its first step unless it has more entries than a step takes.
 
 use std::sync::Arc;
@@ -42,6 +46,10 @@ pub(super) struct Ending {
     parked: Vec<(ConnectRequest, Reply)>,
     /// The last step stopped at its budget, not for the spill thread.
     more: bool,
+    /// The session is recorded: its end is a `SessionEnd` that CONNECTs
+    /// and a snapshot's end wait for (one that is not has nothing to wait
+    /// for: none of it is in the log).
+    recorded: bool,
 }
 
 impl Router {
@@ -54,8 +62,15 @@ impl Router {
             // after this end is recorded, which removes what it wrote.
             d.forget_walk(&session);
         }
-        session.lock().dump_abort();
-        self.endings.push(Ending { key, client_id, session, parked: Vec::new(), more: false });
+        let recorded = {
+            let mut st = session.lock();
+            st.dump_abort();
+            // An old connection still running (a takeover past its grace)
+            // takes nothing more from it.
+            st.ending = true;
+            st.is_journaled()
+        };
+        self.endings.push(Ending { key, client_id, session, parked: Vec::new(), more: false, recorded });
         let i = self.endings.len() - 1;
         if self.step_ending(i, false) {
             self.finish_ending(i, Instant::now());
@@ -95,18 +110,24 @@ impl Router {
     fn step_ending(&mut self, i: usize, blocking: bool) -> bool {
         let (key, session) = (self.endings[i].key, self.endings[i].session.clone());
         let mut taken = Vec::new();
-        let step = {
+        let (step, removals) = {
             let mut st = session.lock();
             if blocking {
-                taken = st.take_shared(true).0;
-                Drained::Done
+                let (t, removals) = st.take_shared(true);
+                taken = t;
+                (Drained::Done, removals)
             } else {
-                st.drain_shared(ENDING_STEP, &mut taken)
+                let step = st.drain_shared(ENDING_STEP, &mut taken);
+                (step, st.removal_records(&taken))
             }
         };
         self.endings[i].more = step == Drained::More;
-        // Not a member any more: they go to the others.
+        // Not a member any more: they go to the others, whose queue records
+        // come before this session's removal records (as at a disconnect).
         self.redeliver_shared(taken, key);
+        for r in &removals {
+            self.record(r);
+        }
         step == Drained::Done
     }
 
@@ -120,8 +141,14 @@ impl Router {
             // A snapshot may wait for the endings.
             d.walk_ready.notify_one();
         }
-        for (req, reply) in e.parked {
+        let mut parked = e.parked.into_iter();
+        if let Some((req, reply)) = parked.next() {
             self.reply_connect(req, reply, now);
+        }
+        // Later ones take the first one's session over, waiting for its
+        // connection as any takeover does (admitted already).
+        for (req, reply) in parked {
+            self.connect_admitted(req, reply, now);
         }
     }
 
@@ -140,7 +167,7 @@ impl Router {
                 self.end_session(key, now);
             }
         }
-        if let Some(e) = self.endings.iter_mut().find(|e| *e.client_id == *req.client_id) {
+        if let Some(e) = self.endings.iter_mut().find(|e| e.recorded && *e.client_id == *req.client_id) {
             e.parked.push((req, reply));
             return;
         }
@@ -160,5 +187,11 @@ impl Router {
     /// Sessions being ended in steps.
     pub fn endings_in_progress(&self) -> usize {
         self.endings.len()
+    }
+
+    /// Whether a recorded session is being ended in steps (a snapshot's end
+    /// waits for its `SessionEnd`).
+    pub(super) fn recorded_ending(&self) -> bool {
+        self.endings.iter().any(|e| e.recorded)
     }
 }

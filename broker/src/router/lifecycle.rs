@@ -90,9 +90,13 @@ impl Router {
         // the other members of their groups, their queue records before the
         // end of this session. What is on disk comes back in steps
         // (`ending.rs`), and the end is recorded after it.
-        let (leftovers, _) = e.shared.lock().take_shared(false);
+        let (leftovers, removals) = e.shared.lock().take_shared(false);
         self.redeliver_shared(leftovers, key);
         if e.shared.lock().shared_on_disk() {
+            // The end comes later: what left this session is recorded now.
+            for r in &removals {
+                self.record(r);
+            }
             self.begin_ending(key, e.client_id.clone(), e.shared.clone());
         } else if e.shared.lock().is_journaled() {
             self.record_end(key, &e.client_id);

@@ -82,6 +82,12 @@ fn a_session_end_reads_its_shared_entries_back_in_steps_and_holds_the_connect() 
         r.handle(RouterMsg::Connect(clean_start("a", 3), tx), Instant::now());
         assert_eq!(r.endings_in_progress(), 1, "the end goes on in steps");
         assert!(reply.try_recv().is_err(), "the CONNECT waits for the end");
+        assert!(a.session.lock().next_to_send(10, Instant::now()).is_none(), "an old connection takes nothing");
+        // A second CONNECT for "a" waits too; once the first is answered it
+        // takes that one's session over as any takeover does: after the
+        // first connection reports.
+        let (tx, mut second) = tokio::sync::oneshot::channel();
+        r.handle(RouterMsg::Connect(ConnectRequest { clean_start: false, ..clean_start("a", 4) }, tx), Instant::now());
         let until = Instant::now() + Duration::from_secs(20);
         let mut steps = 0;
         while r.endings_in_progress() > 0 {
@@ -97,6 +103,10 @@ fn a_session_end_reads_its_shared_entries_back_in_steps_and_holds_the_connect() 
         assert!(!fresh.session_present, "the Clean Start ended the session");
         assert_ne!(fresh.key, a.key);
         assert!(fresh.durable_before == 0 || fresh.durable_before <= j.appended(), "after the end's record");
+        assert!(second.try_recv().is_err(), "the second CONNECT waits for the first connection");
+        disconnect(&mut r, fresh.key, 3);
+        let resumed = second.try_recv().expect("answered once it reported").expect("not refused");
+        assert!(resumed.session_present && resumed.key == fresh.key, "[MQTT-3.1.4-2] it takes the session over");
         assert_eq!(b.session.lock().queued(), N, "every message with the group's other member, once");
         while !r.snapshot_step(Instant::now(), super::Pace::Room, 64) {
             std::thread::sleep(Duration::from_millis(1));
@@ -137,4 +147,47 @@ fn a_session_end_gives_up_chunks_that_cannot_be_read_back() {
     let now_b = b.session.lock().queued();
     assert!(now_b >= given && now_b < N, "b has what could be read, no more: {given} -> {now_b} of {N}");
     assert_eq!(j.spill.unreadable.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing left for a restart");
+}
+
+/// Each entry an ending hands over is recorded as gone from the ending
+/// session after the other member's record of it: what that member has
+/// delivered and had acknowledged meanwhile does not come back with the
+/// ending session if the power goes before its end is recorded.
+#[test]
+fn what_another_member_delivered_during_an_ending_does_not_come_back_after_a_power_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked;
+    {
+        let (mut r, j, a, b) = group_with_backlog(dir.path());
+        disconnect(&mut r, a.key, 1);
+        let before = b.session.lock().queued();
+        let (tx, _reply) = tokio::sync::oneshot::channel();
+        r.handle(RouterMsg::Connect(clean_start("a", 3), tx), Instant::now());
+        let until = Instant::now() + Duration::from_secs(20);
+        while b.session.lock().queued() == before {
+            assert!(Instant::now() < until, "nothing handed over");
+            std::thread::sleep(Duration::from_millis(1));
+            r.step_endings(Instant::now());
+        }
+        assert_eq!(r.endings_in_progress(), 1, "cut in the middle of the ending");
+        // b delivers and has acknowledged all it holds, handed-over ones too.
+        let mut n = 0;
+        while b.session.lock().queued() > 0 {
+            assert!(Instant::now() < until, "b's chunks never read back");
+            let mut st = b.session.lock();
+            while let Some((_, pkid)) = st.next_to_send(10, Instant::now()) {
+                assert!(st.puback(pkid));
+                n += 1;
+            }
+            drop(st);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        acked = n;
+        assert!(acked > before);
+        // The power goes (what was appended is written, no end for a).
+        j.close();
+    }
+    let (_j, m) = open(dir.path());
+    let queued = |c: &str| m.sessions.values().find(|s| s.client_id == c).map_or(0, |s| s.queue.len());
+    assert_eq!(queued("a") + queued("b") + acked, N, "each message once: queued at a, at b, or delivered");
 }

@@ -38,6 +38,16 @@ impl Router {
             let _ = reply.send(Err(e));
             return;
         }
+        self.connect_admitted(req, reply, now);
+    }
+
+    /// [`Router::connect_or_wait`] for a CONNECT the caps admitted.
+    pub(super) fn connect_admitted(
+        &mut self,
+        req: ConnectRequest,
+        reply: oneshot::Sender<Result<ConnectReply, SessionRefused>>,
+        now: Instant,
+    ) {
         let waiting = self.by_client.get(req.client_id.as_str()).and_then(|k| self.takeovers.remove(k));
         if let Some(earlier) = waiting {
             // A newer CONNECT for the same identifier: the one still

@@ -52,6 +52,9 @@ pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -
                 let now = tokio::time::Instant::now().into_std();
                 if let Some(router) = shared.lock().as_mut() {
                     router.snapshot_step(now, durable::Pace::Room, SNAPSHOT_SESSIONS_PER_STEP);
+                    // A chunk an ending waits for may have been read for the
+                    // snapshot's walk it left (that read wakes the walk).
+                    router.step_endings(now);
                 }
             }
             _ = async {

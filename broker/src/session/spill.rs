@@ -532,7 +532,8 @@ impl MessageQueue for SpillQueue {
             return 0;
         }
         match self.runs.front() {
-            Some(r) if r.chunk.get().1 == ChunkState::ReadFailed => {}
+            // Failed, or failed and asked again (`missing`): not waited for.
+            Some(r) if r.missing || r.chunk.get().1 == ChunkState::ReadFailed => {}
             _ => return 0,
         }
         let Some(run) = self.runs.pop_front() else { return 0 };

@@ -273,6 +273,9 @@ pub struct SessionState {
     /// The queue is a memory queue turned spill queue (not stored): it
     /// turns back into a memory queue once drained.
     spilled_over: bool,
+    /// The session has ended and gives its shared entries to their groups
+    /// (`router/ending.rs`): an old connection still running takes none.
+    pub(crate) ending: bool,
     /// Where changes are recorded, for persistent sessions.
     journal: Option<Arc<Journal>>,
     key: SessionKey,
@@ -352,6 +355,7 @@ impl SessionState {
             drop_episode: None,
             last_full: None,
             spilled_over: false,
+            ending: false,
             journal: None,
             key: 0,
             next_seq: 0,
@@ -518,6 +522,9 @@ impl SessionState {
     /// assigning a packet identifier to QoS 1/2 ones (0 for QoS 0).
     /// Expired messages (Message Expiry Interval) are discarded on the way.
     pub fn next_to_send(&mut self, window: usize, now: Instant) -> Option<(Delivery, u16)> {
+        if self.ending {
+            return None;
+        }
         loop {
             let qos = self.queue.front()?.qos;
             if qos != QoS::AtMostOnce && self.inflight.len() >= window {

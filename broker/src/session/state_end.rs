@@ -8,6 +8,7 @@
 
 use super::SessionState;
 use crate::message::Delivery;
+use crate::store::Record;
 
 /// What a step of [`SessionState::drain_shared`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,15 @@ impl SessionState {
     /// [`SessionState::take_shared`] leaves without `from_disk`).
     pub fn shared_on_disk(&self) -> bool {
         self.queue.shared_on_disk()
+    }
+
+    /// The records of `taken` leaving this session's queue, to be appended
+    /// after the other members' queue records of them (a power cut before
+    /// the session's end must not bring back what another member has
+    /// delivered since).
+    pub fn removal_records(&self, taken: &[Delivery]) -> Vec<Record> {
+        let key = self.key;
+        taken.iter().filter(|d| self.stored(d)).map(|d| Record::Pop { key, seq: d.seq, pkid: 0 }).collect()
     }
 
     /// Pops up to `max` queued entries without I/O, for a session that
