@@ -80,7 +80,10 @@ fn a_snapshot_of_spilled_backlogs_in_steps_recovers_the_live_state() {
                 }
             }
         });
-        assert!(steps > 10 && waits > 0, "in steps ({steps}), waiting for the spill thread ({waits})");
+        // Whether a step found a chunk not yet read back depends on how fast
+        // the spill thread is (0 waits seen once in a CI run): the walk's
+        // waiting is what `spill_walk_tests.rs` checks; here the steps.
+        assert!(steps > 10, "in steps ({steps}; {waits} waited for the spill thread)");
         expected = live(&r);
         compact(&mut r, &j);
         j.close();
