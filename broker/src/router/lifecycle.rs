@@ -90,15 +90,19 @@ impl Router {
         // the other members of their groups, their queue records before the
         // end of this session. What is on disk comes back in steps
         // (`ending.rs`), and the end is recorded after it.
-        let (leftovers, removals) = e.shared.lock().take_shared(false);
+        let (leftovers, removals, on_disk, journaled) = {
+            let mut st = e.shared.lock();
+            let (leftovers, removals) = st.take_shared(false);
+            (leftovers, removals, st.shared_on_disk(), st.is_journaled())
+        };
         self.redeliver_shared(leftovers, key);
-        if e.shared.lock().shared_on_disk() {
+        if on_disk {
             // The end comes later: what left this session is recorded now.
             for r in &removals {
                 self.record(r);
             }
             self.begin_ending(key, e.client_id.clone(), e.shared.clone());
-        } else if e.shared.lock().is_journaled() {
+        } else if journaled {
             self.record_end(key, &e.client_id);
         }
         let (due, later): (Vec<_>, Vec<_>) =

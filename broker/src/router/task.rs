@@ -31,16 +31,15 @@ pub async fn run(shared: Arc<SharedRouter>, mut rx: mpsc::Receiver<RouterMsg>) -
         // sessions at a time, when the log has room and, for a spilled
         // queue's chunks on disk, as the spill thread reads them back
         // (never waiting for either here).
-        let snapshot = {
+        // Sessions ending in steps (`ending.rs`) too: their next step when
+        // the spill thread has read a chunk back (it wakes the session).
+        let (snapshot, endings) = {
             let guard = shared.lock();
             let router = guard.as_ref()?;
             let waiting = router.snapshot_waiting();
             let d = router.durable.as_ref().filter(|_| router.snapshot_running());
-            d.map(|d| (d.journal.clone(), waiting.then(|| d.walk_ready.clone())))
+            (d.map(|d| (d.journal.clone(), waiting.then(|| d.walk_ready.clone()))), router.endings_to_watch())
         };
-        // Sessions ending in steps (`ending.rs`): their next step when the
-        // spill thread has read a chunk back (it wakes the session).
-        let endings = shared.lock().as_ref().and_then(|r| r.endings_to_watch());
         tokio::select! {
             _ = async {
                 match &snapshot {
