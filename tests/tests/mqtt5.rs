@@ -249,6 +249,23 @@ async fn v5_shutdown_sends_disconnect_0x8b() {
     assert!(v3.expect_closed("shutdown").await.is_empty(), "3.1.1 has no server DISCONNECT");
 }
 
+/// Shutdown closes every connection, also those the router does not know
+/// and the deadline wheel would wake only much later: one that has not
+/// sent CONNECT (connect timeout an hour) and a 3.1.1 client without
+/// keep-alive. (They are woken through the broker's list of connections,
+/// `server/stopping.rs`; the grace period, 5 s, is shorter than the wait
+/// here, so a connection left to its own deadline would be open.)
+#[tokio::test]
+async fn shutdown_closes_connections_without_session_or_deadline() {
+    let b = TestBroker::start_with(|c| c.connect_timeout_secs = 3600).await;
+    let mut silent = Raw::open(b.addr).await;
+    let mut v3 =
+        Raw::connect(b.addr, &ConnectOpts { keep_alive: 0, ..ConnectOpts::new(Proto::V311, "shut-ka0") }).await.0;
+    b.shutdown().await;
+    assert!(silent.expect_closed("shutdown before CONNECT").await.is_empty());
+    assert!(v3.expect_closed("shutdown, keep-alive 0").await.is_empty());
+}
+
 /// rumqttc v5 with a persistent session: messages published while it is
 /// offline arrive after it reconnects.
 #[tokio::test]

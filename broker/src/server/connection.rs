@@ -14,12 +14,14 @@
 //! trip, held acknowledgements) is boxed on first use rather than stored
 //! inline in every connection's future; the keep-alive deadline is an
 //! entry in one wheel for all connections (`deadlines.rs`), and shutdown
-//! one token all of them wait on.
+//! one flag and one list of handles for all of them (`stopping.rs`). The
+//! driver waits for everything in one `poll_fn` over itself
+//! ([`Driver::poll_event`]), not a `select!` of futures each borrowing a
+//! part of it.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -30,11 +32,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::gate_watch::GateWatch;
+use crate::protocol::DisconnectReason;
 use crate::protocol::{decode, encode_owned, Decoded, Packet, Version};
-use crate::router::{ConnHandle, RouterMsg, Ticket};
+use crate::router::{ConnHandle, RouterMsg};
 use crate::session::state::SharedSession;
 use crate::session::{Action, Close, Machine, MachineConfig};
-use crate::store::{Journal, Lsn};
+use crate::store::Journal;
 
 /// Deliveries encoded per turn before the driver looks at its socket again.
 const DELIVERY_BUDGET: usize = 128;
@@ -81,9 +85,12 @@ pub struct ConnCtx {
     /// The listener's connection settings; replaced on reload (a
     /// connection takes them once, when it starts).
     pub machine: super::reload::Current<MachineConfig>,
-    /// Cancelled once, at shutdown: every connection waits on it (one
-    /// broadcast, nothing per connection).
+    /// Cancelled once, at shutdown: the listeners and the handshakes in
+    /// progress wait on it.
     pub shutdown: CancellationToken,
+    /// Shutdown as the connections see it: a flag, and the broker's list
+    /// of them to wake (no future per connection).
+    pub stopping: Arc<super::stopping::Stopping>,
     /// The deadlines (CONNECT timeout, keep-alive) of the broker's
     /// connections: one wheel for all listeners.
     pub deadlines: Arc<super::deadlines::Deadlines>,
@@ -146,57 +153,35 @@ struct Driver<S> {
     /// Where the machine's deadline (CONNECT timeout, keep-alive) is in
     /// the shared wheel.
     timer: super::deadlines::Entry,
+    /// This connection's place in the list shutdown wakes (in what was the
+    /// struct's padding).
+    listed: super::stopping::Slot,
 }
 
-type WakeFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// How the driver follows what the machine's durability gate
-/// (`session/gate.rs`) waits for: the router's progress on this
-/// connection's messages (its ticket) and the log's durable position.
-/// Made on first use when the broker has a store.
-struct GateWatch {
-    ticket: Arc<Ticket>,
-    /// Messages given the router with the ticket (its `processed` counts
-    /// up to this).
-    sent: u64,
-    durable: tokio::sync::watch::Receiver<Lsn>,
-    /// Waits for the ticket or the durable position to move; kept across
-    /// turns while the gate holds something.
-    wake: Option<WakeFuture>,
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        self.ctx.stopping.leave(self.listed);
+    }
 }
 
-impl GateWatch {
-    fn new(journal: &Journal) -> GateWatch {
-        GateWatch { ticket: Arc::new(Ticket::default()), sent: 0, durable: journal.durable(), wake: None }
-    }
-
-    /// Ready when the ticket or the durable position may have moved.
-    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let wake = self.wake.get_or_insert_with(|| {
-            let ticket = self.ticket.clone();
-            let mut durable = self.durable.clone();
-            Box::pin(async move {
-                tokio::select! {
-                    _ = ticket.notify.notified() => {}
-                    _ = durable.changed() => {}
-                }
-            })
-        });
-        let r = wake.as_mut().poll(cx);
-        if r.is_ready() {
-            self.wake = None;
-        }
-        r
-    }
-
-    /// Feeds what is known now to the machine's gate.
-    fn feed(&mut self, machine: &mut Machine) {
-        use std::sync::atomic::Ordering;
-        let processed = self.ticket.processed.load(Ordering::Acquire);
-        let lsn = self.ticket.lsn.load(Ordering::Acquire);
-        machine.handle_processed(processed, lsn);
-        machine.handle_durable(*self.durable.borrow_and_update());
-    }
+/// What woke the driver ([`Driver::poll_event`]), in the order it looks.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// The router closed the connection (`None`: without an error reason).
+    Closed(Option<DisconnectReason>),
+    Shutdown,
+    /// The client sent bytes.
+    Readable,
+    /// The stream ended or failed.
+    ReadEnd,
+    /// The session queued deliveries.
+    Notified,
+    /// What the durability gate waits for may have moved.
+    Gate,
+    /// Deliveries are left over from the last turn's budget.
+    More,
+    /// The machine's deadline passed.
+    Timer,
 }
 
 /// PUBLISH packets encoded in one turn, by QoS (count, payload bytes),
@@ -284,6 +269,7 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     // Closed by the router (session takeover, queue overflow); shutdown
     // is the broker's token, which every driver waits on.
     let handle = ConnHandle::new(conn_id);
+    let listed = ctx.stopping.enter(&handle);
     let mut machine = Machine::new(ctx.machine.get(), handle, now());
     if listener_full {
         machine.refuse_connect(crate::protocol::ConnectReason::QuotaExceeded);
@@ -302,12 +288,15 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
         closing: None,
         gate: None,
         timer: super::deadlines::Entry::default(),
+        listed,
     };
     // The body is here rather than in an `async fn` taking `&mut self`, whose
-    // future would hold that reference twice.
+    // future would hold that reference twice. `close()` is boxed: it runs
+    // once, and inline it would be the largest part of every connection's
+    // future.
     async move {
         let why = d.run().await;
-        d.close(why).await;
+        Box::pin(d.close(why)).await;
         drop(guard);
     }
 }
@@ -400,60 +389,77 @@ impl<S: Transport> Driver<S> {
                     continue;
                 }
             }
-            tokio::select! {
-                biased;
-                // Futures that borrow the `ConnHandle`, not the machine
-                // (not `Sync`), so the task stays `Send`.
-                reason = {
-                    let conn = self.machine.conn();
-                    std::future::poll_fn(move |cx| conn.poll_closed(cx))
-                } => match reason {
-                    Some(code) => {
-                        if code == crate::protocol::DisconnectReason::SessionTakenOver && self.finish_input().await.is_err() {
-                            return Close::Shutdown;
-                        }
-                        // A no-op if what was read closed the connection.
-                        self.machine.closed_by_router(code)
+            let event = std::future::poll_fn(|cx| self.poll_event(more, gate_waiting, deadline, cx)).await;
+            match event {
+                Event::Closed(Some(code)) => {
+                    if code == DisconnectReason::SessionTakenOver && Box::pin(self.finish_input()).await.is_err() {
+                        return Close::Shutdown;
                     }
-                    None => self.machine.shutdown(),
-                },
-                _ = self.ctx.shutdown.cancelled() => self.machine.shutdown(),
-                r = std::future::poll_fn(|cx| poll_read_some(&mut self.stream, &mut self.rbuf, cx)) => match r {
-                    Ok(0) | Err(_) => return Close::Io,
-                    Ok(_) => {
-                        if let Err(RouterGone) = self.on_readable().await {
-                            return Close::Shutdown;
-                        }
-                        more = self.deliver();
+                    // A no-op if what was read closed the connection.
+                    self.machine.closed_by_router(code)
+                }
+                Event::Closed(None) | Event::Shutdown => self.machine.shutdown(),
+                Event::ReadEnd => return Close::Io,
+                Event::Readable => {
+                    if let Err(RouterGone) = self.on_readable().await {
+                        return Close::Shutdown;
                     }
-                },
-                // Before CONNECT there is no session: never ready.
-                _ = std::future::poll_fn(|cx| match &self.session {
-                    Some(s) => s.notify.poll_notified(cx),
-                    None => Poll::Pending,
-                }) => {
                     more = self.deliver();
                 }
-                _ = std::future::poll_fn(|cx| match &mut self.gate {
-                    Some(g) => g.poll_wake(cx),
-                    None => Poll::Pending,
-                }), if gate_waiting => {
+                Event::Gate => {
                     if let Some(g) = &mut self.gate {
                         g.feed(&mut self.machine);
                     }
                     more = self.deliver();
                 }
-                _ = std::future::ready(()), if more => {
-                    more = self.deliver();
-                }
-                _ = {
-                    let (deadlines, entry, conn) = (&self.ctx.deadlines, &mut self.timer, self.machine.conn());
-                    std::future::poll_fn(move |cx| deadlines.poll(entry, deadline, conn, cx))
-                } => {
-                    self.machine.on_timer(now());
-                }
+                Event::Notified | Event::More => more = self.deliver(),
+                Event::Timer => self.machine.on_timer(now()),
             }
         }
+    }
+
+    /// What the driver waits for between turns, looked at in this order
+    /// (the first ready wins): the router closing the connection,
+    /// shutdown, the client's bytes, the session's deliveries, the
+    /// durability gate (`gate_waiting`), deliveries left over (`more`),
+    /// the deadline. One future over the whole driver, holding only its
+    /// arguments: a `select!` stored a future per branch in every idle
+    /// connection's task (160 bytes).
+    fn poll_event(
+        &mut self,
+        more: bool,
+        gate_waiting: bool,
+        deadline: Option<Instant>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Event> {
+        // The handle's waker is registered before the flag is read, so a
+        // shutdown after this look wakes the driver (`stopping.rs`).
+        if let Poll::Ready(reason) = self.machine.conn().poll_closed(cx) {
+            return Poll::Ready(Event::Closed(reason));
+        }
+        if self.ctx.stopping.is_stopped() {
+            return Poll::Ready(Event::Shutdown);
+        }
+        match poll_read_some(&mut self.stream, &mut self.rbuf, cx) {
+            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Event::ReadEnd),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Event::Readable),
+            Poll::Pending => {}
+        }
+        // Before CONNECT there is no session: never ready.
+        if self.session.as_ref().is_some_and(|s| s.notify.poll_notified(cx).is_ready()) {
+            return Poll::Ready(Event::Notified);
+        }
+        if gate_waiting && self.gate.as_mut().is_some_and(|g| g.poll_wake(cx).is_ready()) {
+            return Poll::Ready(Event::Gate);
+        }
+        if more {
+            return Poll::Ready(Event::More);
+        }
+        let Driver { ctx, timer, machine, .. } = self;
+        if ctx.deadlines.poll(timer, deadline, machine.conn(), cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
     }
 
     /// Decodes and handles every whole packet in the read buffer.
@@ -522,23 +528,42 @@ impl<S: Transport> Driver<S> {
 
     /// Carries out the machine's actions, including those the actions
     /// themselves cause (CONNECT's reply). Only what must wait is awaited,
-    /// in a boxed future.
+    /// in a boxed future: the common turn (every packet read) awaits
+    /// nothing, and this future holds nothing but the box's pointer.
     async fn execute(&mut self) -> Result<(), RouterGone> {
+        // Bound here, not matched on: a match's scrutinee would be held
+        // across the await (392 bytes in the future, `-Zprint-type-sizes`).
+        let Some(waiting) = self.act_all()? else { return Ok(()) };
+        let waiting = Box::pin(self.execute_waiting(waiting));
+        waiting.await
+    }
+
+    /// Carries out the machine's actions until one must wait: that one and
+    /// the actions after it.
+    fn act_all(&mut self) -> Result<Option<(Wait, std::vec::IntoIter<Action>)>, RouterGone> {
         loop {
             let mut actions = self.machine.actions().into_iter();
             if actions.len() == 0 {
-                return Ok(());
+                return Ok(None);
             }
-            // Written so that no action or result sits in this future
-            // across the await.
-            loop {
-                let wait = match self.act_until_wait(&mut actions) {
-                    Ok(Some(w)) => w,
-                    Ok(None) => break,
-                    Err(e) => return Err(e),
-                };
-                Box::pin(self.wait(wait)).await?;
+            if let Some(wait) = self.act_until_wait(&mut actions)? {
+                return Ok(Some((wait, actions)));
             }
+        }
+    }
+
+    /// [`Driver::execute`] from an action that must wait.
+    async fn execute_waiting(&mut self, waiting: (Wait, std::vec::IntoIter<Action>)) -> Result<(), RouterGone> {
+        let (mut wait, mut actions) = waiting;
+        loop {
+            self.wait(wait).await?;
+            (wait, actions) = match self.act_until_wait(&mut actions)? {
+                Some(w) => (w, actions),
+                None => match self.act_all()? {
+                    Some(next) => next,
+                    None => return Ok(()),
+                },
+            };
         }
     }
 

@@ -5,10 +5,12 @@
 mod connection;
 mod connlog;
 mod deadlines;
+mod gate_watch;
 mod listener;
 mod live;
 pub mod reclaim;
 mod reload;
+mod stopping;
 pub mod tls;
 pub mod ws;
 
@@ -77,6 +79,8 @@ pub struct Broker {
     /// only to clone or swap it).
     cfg: std::sync::Mutex<Config>,
     shutdown: CancellationToken,
+    /// Shutdown as the connections see it (`stopping.rs`).
+    stopping: Arc<stopping::Stopping>,
     tracker: TaskTracker,
     router: JoinHandle<Option<Router>>,
     /// For probes and live settings; weak, so shutdown still ends the router.
@@ -238,6 +242,7 @@ impl Broker {
         let router = tokio::spawn(router::run(shared.clone(), rx));
         let control = tx.downgrade();
         let shutdown = CancellationToken::new();
+        let stopping = stopping::Stopping::new();
         let tracker = TaskTracker::new();
         bridges.spawn(&tx, journal.as_ref(), &shutdown, &tracker);
         let bridge_queues = bridges.fifos();
@@ -271,6 +276,7 @@ impl Broker {
                     &metrics,
                 ))),
                 shutdown: shutdown.clone(),
+                stopping: stopping.clone(),
                 deadlines: deadlines.clone(),
                 verbose: cfg.verbose.into(),
                 journal: journal.clone(),
@@ -305,6 +311,7 @@ impl Broker {
             addrs,
             schemes,
             shutdown,
+            stopping,
             tracker,
             router,
             control,
@@ -413,6 +420,7 @@ impl Broker {
     /// DISCONNECT 0x8B), waits for them (bounded), then stops the router.
     pub async fn shutdown(self) -> RouterStats {
         self.shutdown.cancel();
+        self.stopping.stop();
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
