@@ -129,9 +129,9 @@ fn clients(p: Page<crate::router::admin::ClientRow>) -> Option<Value> {
             "user": i.and_then(|i| i.user.as_deref()),
             "address": i.map(|i| i.address.to_string()),
             "listener": i.map(|i| &*i.listener),
-            "protocol": i.map(|i| i.protocol),
+            "protocol": i.map(crate::router::ConnInfo::protocol),
             "keep_alive": i.map(|i| i.keep_alive),
-            "connected_since": i.map(|i| unix(i.connected_at)),
+            "connected_since": i.map(|i| i.connected_since),
             "inflight": c.inflight,
             "queue_depth": c.queued,
         })

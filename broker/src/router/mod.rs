@@ -98,16 +98,30 @@ impl WeakConn {
 
 /// What the admin API tells of a connection (`GET /api/clients`).
 #[derive(Debug, Clone)]
+///
+/// Boxed beside every connected client's handle, so kept small: 80 bytes
+/// (a `String`, a `&'static str` and a `SystemTime` made it 112).
 pub struct ConnInfo {
-    pub user: Option<String>,
+    pub user: Option<Box<str>>,
     pub address: std::net::SocketAddr,
     /// The listener's URL (`mqtt://127.0.0.1:1883`).
     pub listener: Arc<str>,
-    /// `"3.1"`, `"3.1.1"` or `"5.0"`.
-    pub protocol: &'static str,
+    /// When CONNACK was sent, in seconds since the Unix epoch.
+    pub connected_since: u64,
     /// Keep-alive granted, in seconds (0: none).
     pub keep_alive: u16,
-    pub connected_at: std::time::SystemTime,
+    pub version: crate::protocol::Version,
+}
+
+impl ConnInfo {
+    /// `"3.1"`, `"3.1.1"` or `"5.0"`.
+    pub fn protocol(&self) -> &'static str {
+        match self.version {
+            crate::protocol::Version::V31 => "3.1",
+            crate::protocol::Version::V311 => "3.1.1",
+            crate::protocol::Version::V5 => "5.0",
+        }
+    }
 }
 
 impl ConnHandle {

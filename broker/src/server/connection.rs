@@ -717,17 +717,14 @@ impl<S: Transport> Driver<S> {
         // once those are written (deliver defers while actions wait).
         self.machine.connected(reply, now());
         if let Some((version, keep_alive, user)) = self.machine.client_info() {
+            let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
             self.machine.conn().set_info(crate::router::ConnInfo {
-                user: user.map(str::to_owned),
+                user: user.map(Box::from),
                 address: self.peer,
                 listener: self.ctx.url.clone(),
-                protocol: match version {
-                    Version::V31 => "3.1",
-                    Version::V311 => "3.1.1",
-                    Version::V5 => "5.0",
-                },
+                connected_since: since.map_or(0, |d| d.as_secs()),
                 keep_alive,
-                connected_at: std::time::SystemTime::now(),
+                version,
             });
         }
         Ok(())

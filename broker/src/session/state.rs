@@ -235,6 +235,10 @@ impl std::hash::Hasher for PkidHasher {
 /// A session's packet identifiers in use.
 #[derive(Default)]
 struct Pkids {
+    /// The QoS 1/2 deliveries sent and not yet acknowledged, in send
+    /// order (here, not in [`SessionState`]: a session that never had one
+    /// holds no 32-byte empty queue).
+    inflight: VecDeque<InFlight>,
     /// Those in `inflight`, for O(1) allocation.
     out: PkidSet,
     /// Inbound QoS 2 packet ids received and not yet released, each with
@@ -251,10 +255,10 @@ struct Pkids {
 pub struct SessionState {
     queue: Box<dyn MessageQueue>,
     queued_bytes: usize,
-    inflight: VecDeque<InFlight>,
     next_pkid: u16,
-    /// The packet identifiers in use, made on the first QoS 1/2 message
-    /// (an idle session has none: 56 bytes less per session).
+    /// The packet identifiers in use and the deliveries in flight, made on
+    /// the first QoS 1/2 message (an idle session has none: 88 bytes less
+    /// per session, and its `SharedSession` in mimalloc's 192-byte class).
     pkids: Option<Box<Pkids>>,
     /// Topic filter -> options (and Subscription Identifier). A `BTreeMap`:
     /// 24 bytes empty, against 48 for a `HashMap` and its `RandomState`.
@@ -289,7 +293,7 @@ pub struct SessionState {
 /// (each change was counted where it happened: [`SessionState::count`]).
 impl Drop for SessionState {
     fn drop(&mut self) {
-        self.count(-(self.queue.len() as i64), -(self.queued_bytes as i64), -(self.inflight.len() as i64));
+        self.count(-(self.queue.len() as i64), -(self.queued_bytes as i64), -(self.inflight_len() as i64));
     }
 }
 
@@ -345,7 +349,6 @@ impl SessionState {
         SessionState {
             queue: Box::new(MemQueue::new(&limits.pool)),
             queued_bytes: 0,
-            inflight: VecDeque::new(),
             next_pkid: 1,
             pkids: None,
             subscriptions: BTreeMap::new(),
@@ -515,7 +518,13 @@ impl SessionState {
     }
 
     pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+        self.flights().len()
+    }
+
+    /// The deliveries in flight (none until the first QoS 1/2 one).
+    fn flights(&self) -> &VecDeque<InFlight> {
+        static NONE: VecDeque<InFlight> = VecDeque::new();
+        self.pkids.as_ref().map_or(&NONE, |p| &p.inflight)
     }
 
     /// Takes the next delivery to send, if the in-flight `window` allows,
@@ -527,7 +536,7 @@ impl SessionState {
         }
         loop {
             let qos = self.queue.front()?.qos;
-            if qos != QoS::AtMostOnce && self.inflight.len() >= window {
+            if qos != QoS::AtMostOnce && self.inflight_len() >= window {
                 return None;
             }
             let d = self.pop_queued()?;
@@ -541,8 +550,9 @@ impl SessionState {
             }
             let pkid = self.alloc_pkid();
             self.record_pop(&d, pkid);
-            self.pkids().out.insert(pkid);
-            self.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
+            let pkids = self.pkids();
+            pkids.out.insert(pkid);
+            pkids.inflight.push_back(InFlight { pkid, stage: Stage::Published(d.clone()) });
             self.count(0, 0, 1);
             return Some((d, pkid));
         }
@@ -569,14 +579,14 @@ impl SessionState {
     }
 
     fn position(&self, pkid: u16) -> Option<usize> {
-        self.inflight.iter().position(|f| f.pkid == pkid)
+        self.flights().iter().position(|f| f.pkid == pkid)
     }
 
     /// PUBACK received: the QoS 1 flow is complete.
     pub fn puback(&mut self, pkid: u16) -> bool {
         match self.position(pkid) {
-            Some(i) if matches!(&self.inflight[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
-                self.inflight.remove(i);
+            Some(i) if matches!(&self.flights()[i].stage, Stage::Published(d) if d.qos == QoS::AtLeastOnce) => {
+                self.pkids().inflight.remove(i);
                 self.count(0, 0, -1);
                 self.forget_pkid(pkid);
                 self.record(Record::Ack { key: self.key, pkid });
@@ -591,7 +601,7 @@ impl SessionState {
     pub fn pubrec(&mut self, pkid: u16) -> bool {
         match self.position(pkid) {
             Some(i) => {
-                self.inflight[i].stage = Stage::Released;
+                self.pkids().inflight[i].stage = Stage::Released;
                 self.record(Record::Rel { key: self.key, pkid });
                 true
             }
@@ -603,7 +613,7 @@ impl SessionState {
     pub fn complete(&mut self, pkid: u16) -> bool {
         match self.position(pkid) {
             Some(i) => {
-                self.inflight.remove(i);
+                self.pkids().inflight.remove(i);
                 self.count(0, 0, -1);
                 self.forget_pkid(pkid);
                 self.record(Record::Ack { key: self.key, pkid });
@@ -616,7 +626,7 @@ impl SessionState {
     /// Everything in flight, in send order, for a resumed session
     /// ([MQTT-4.4.0-1]: resend unacknowledged PUBLISH and PUBREL).
     pub fn inflight(&self) -> impl Iterator<Item = &InFlight> {
-        self.inflight.iter()
+        self.flights().iter()
     }
 
     /// Inbound QoS 2 PUBLISH: keeps its packet identifier. `false` means
@@ -686,14 +696,16 @@ impl SessionState {
         let mut out = Vec::new();
         let mut records = Vec::new();
         let mut acked = Vec::new();
-        self.inflight.retain(|f| match &f.stage {
-            Stage::Published(d) if d.shared.is_some() && d.qos == QoS::AtLeastOnce => {
-                out.push(d.clone());
-                acked.push(f.pkid);
-                false
-            }
-            _ => true,
-        });
+        if let Some(p) = &mut self.pkids {
+            p.inflight.retain(|f| match &f.stage {
+                Stage::Published(d) if d.shared.is_some() && d.qos == QoS::AtLeastOnce => {
+                    out.push(d.clone());
+                    acked.push(f.pkid);
+                    false
+                }
+                _ => true,
+            });
+        }
         self.count(0, 0, -(acked.len() as i64));
         for pkid in acked {
             self.forget_pkid(pkid);
@@ -738,8 +750,9 @@ impl SessionState {
                 Flight::Released => Stage::Released,
             };
             self.next_pkid = pkid.checked_add(1).unwrap_or(1).max(1);
-            self.pkids().out.insert(pkid);
-            self.inflight.push_back(InFlight { pkid, stage });
+            let pkids = self.pkids();
+            pkids.out.insert(pkid);
+            pkids.inflight.push_back(InFlight { pkid, stage });
             self.count(0, 0, 1);
         }
         for (seq, entry) in stored.queue.iter() {

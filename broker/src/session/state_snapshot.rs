@@ -85,7 +85,7 @@ impl SessionState {
         for (filter, (options, id)) in &self.subscriptions {
             out(Record::Sub { key, filter: filter.clone(), options: *options, id: *id });
         }
-        for f in &self.inflight {
+        for f in self.flights() {
             match &f.stage {
                 Stage::Published(d) if self.stored(d) => {
                     entry(mids, (now, wall), key, d, out);
