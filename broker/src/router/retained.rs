@@ -166,10 +166,25 @@ impl RetainedStore {
         self.count == 0
     }
 
-    /// Calls `f` with every retained message whose topic matches `filter`.
-    /// Walks with a stack of its own, not recursion: topics and filters
-    /// may have thousands of levels.
+    /// Calls `f` with every retained message whose topic matches `filter`,
+    /// in topic order for a wildcard filter: the levels are hashed with
+    /// random keys (clients choose them: no hash flooding), so the walk's
+    /// order differs from one process to the next, and a subscriber's
+    /// retained messages would with it (a simulation seed would not replay).
     pub fn matching(&self, filter: &str, mut f: impl FnMut(&Arc<Message>)) {
+        if !filter.contains(['+', '#']) {
+            return self.walk(filter, f);
+        }
+        let mut found = Vec::new();
+        self.walk(filter, |m| found.push(m.clone()));
+        found.sort_unstable_by(|a, b| a.topic.cmp(&b.topic));
+        found.iter().for_each(&mut f);
+    }
+
+    /// [`RetainedStore::matching`] in the tree's order. Walks with a stack
+    /// of its own, not recursion: topics and filters may have thousands of
+    /// levels.
+    fn walk(&self, filter: &str, mut f: impl FnMut(&Arc<Message>)) {
         let levels: Vec<&str> = filter.split('/').collect();
         // (node, depth in the filter)
         let mut stack = vec![(&self.root, 0usize)];
@@ -239,6 +254,25 @@ mod tests {
             origin: 0,
             received: Instant::now(),
         })
+    }
+
+    /// Whatever order the randomly keyed levels take, a wildcard's retained
+    /// messages come in topic order (a simulation seed replays across
+    /// processes).
+    #[test]
+    fn a_wildcards_retained_messages_come_in_topic_order() {
+        let mut s = RetainedStore::default();
+        let names: Vec<String> = (0..40).rev().map(|i| format!("r/{i:02}/x")).collect();
+        for t in &names {
+            s.set(msg(t, b"p")).unwrap();
+        }
+        let mut sorted = names.clone();
+        sorted.sort();
+        for filter in ["r/#", "r/+/x", "+/+/+", "#"] {
+            let mut got = Vec::new();
+            s.matching(filter, |m| got.push(m.topic.to_string()));
+            assert_eq!(got, sorted, "{filter}");
+        }
     }
 
     fn topics(s: &RetainedStore, filter: &str) -> Vec<String> {

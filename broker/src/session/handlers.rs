@@ -285,7 +285,7 @@ impl Machine {
         let session = reply.session;
         let recorded = session.lock().is_journaled();
         self.set_session_recorded(recorded);
-        self.resend_inflight(&mut session.lock(), &mut out, now);
+        self.resend_inflight(&mut session.lock(), &mut out, (c.username.as_deref(), &reply.client_id), now);
         self.state = State::Connected(Box::new(Connected {
             version: c.version,
             client_id: reply.client_id,

@@ -199,11 +199,33 @@ impl Machine {
     }
 
     /// Resends what was in flight when the session was last connected,
-    /// with DUP set ([MQTT-4.4.0-1], [MQTT-3.3.1-1]).
-    pub(super) fn resend_inflight(&mut self, st: &mut SessionState, out: &mut Outbound, now: Instant) {
+    /// with DUP set ([MQTT-4.4.0-1], [MQTT-3.3.1-1]); `who` (user name,
+    /// client identifier) for the ACL: a message it may not read is not
+    /// resent but dropped as if acknowledged, as [`Machine::deliver`]
+    /// drops it (one dropped there may come back in flight from the log
+    /// after a power cut, before its completion was durable).
+    pub(super) fn resend_inflight(
+        &mut self,
+        st: &mut SessionState,
+        out: &mut Outbound,
+        who: (Option<&str>, &str),
+        now: Instant,
+    ) {
+        let acl = self.cfg.files.clone().filter(|f| f.acl.is_some());
         let mut too_large = Vec::new();
+        let mut refused = Vec::new();
         for f in st.inflight() {
             let p = match &f.stage {
+                Stage::Published(d)
+                    if acl.as_ref().is_some_and(|files| {
+                        !files.allows(who.0, who.1, &d.msg.topic, crate::auth::acl::Access::Read)
+                    }) =>
+                {
+                    use crate::auth::stats::Denial;
+                    self.cfg.auth_stats.count(if d.retain { Denial::Retained } else { Denial::Delivery });
+                    refused.push(f.pkid);
+                    continue;
+                }
                 Stage::Published(d) => match out.publish(d, f.pkid, true, now) {
                     Some(p) => p,
                     None => {
@@ -217,6 +239,10 @@ impl Machine {
         }
         for pkid in too_large {
             self.cfg.metrics.drops.too_large.inc();
+            st.complete(pkid);
+        }
+        for pkid in refused {
+            self.cfg.metrics.drops.acl.inc();
             st.complete(pkid);
         }
     }

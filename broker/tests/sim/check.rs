@@ -9,6 +9,8 @@ use bytes::Bytes;
 use edgemq::protocol::QoS;
 use edgemq::store::Lsn;
 
+use edgemq::auth::acl::Access;
+
 use crate::lifecycle::Lives;
 
 /// A PUBLISH a client sent (the first time).
@@ -32,8 +34,8 @@ pub struct Delivered {
     pub retain: bool,
     pub topic: String,
     pub payload: Bytes,
-    /// The receiving client's session epoch (set by the oracle).
-    pub epoch: u64,
+    /// The receiving client's subscription generation (set by the oracle).
+    pub gen: u64,
 }
 
 /// A shared subscription's group and filter (`$share/G/F`).
@@ -46,9 +48,14 @@ struct Message {
     sent: Sent,
     /// Acknowledged (PUBACK, or PUBREC for QoS 2) with success.
     acked: bool,
-    /// Subscriptions established when it was first sent: (client,
-    /// granted, the subscriber's session epoch).
+    /// Subscriptions established when it was first sent, of clients the
+    /// ACL lets read it: (client, granted, the subscriber's subscription
+    /// generation).
     subscribers: Vec<(usize, QoS, u64)>,
+    /// The ACL refuses it to its publisher: never routed.
+    denied: bool,
+    /// When it was first sent, on the oracle's clock.
+    tick: u64,
     /// First sent while the disk was failing (that failure's number).
     in_fault: Option<u64>,
     /// The publisher's session epoch when it was first sent.
@@ -71,6 +78,26 @@ pub struct Oracle {
     /// Sessions each client has had that ended (expired, or replaced by
     /// a new one): a message sent to an earlier one need not arrive.
     epochs: BTreeMap<usize, u64>,
+    /// Each client's subscription generation: bumped when its session
+    /// ends, when a SUBACK grants its subscription, when it sends an
+    /// UNSUBSCRIBE; a claim on a message holds while it is unchanged.
+    gens: BTreeMap<usize, u64>,
+    /// The oracle's clock: a tick per message first sent, will published,
+    /// UNSUBACK received.
+    ticks: u64,
+    /// Clients that got an UNSUBACK and have not sent a SUBSCRIBE since,
+    /// with the tick of the UNSUBACK: nothing sent or published after it
+    /// may reach them ([MQTT-3.10.4-2]).
+    unsubscribed: BTreeMap<usize, u64>,
+    /// UNSUBSCRIBEs sent: (client, tick).
+    unsubs: Vec<(usize, u64)>,
+    /// Messages clients dropped under a stale QoS 2 id (`stale_id`).
+    stale: BTreeSet<(usize, Bytes)>,
+    /// The broker's ACL, if any (`acl.rs`).
+    pub acl: Option<crate::acl::Acl>,
+    /// Publishes acknowledged though refused (checked codes), SUBSCRIBEs
+    /// refused, CONNECTs refused for their will, UNSUBACKs received.
+    pub acl_figures: [u64; 4],
     /// Messages sent before the last recovery that forgot the inbound
     /// QoS 2 packet ids (damage before the end of the log).
     forgotten: u64,
@@ -114,6 +141,8 @@ pub struct Figures {
     pub faults: [u64; 2],
     /// Disk failures begun, and operations failed (set by the run).
     pub disk: [u64; 2],
+    /// ACL and unsubscribing: see `Oracle::acl_figures`.
+    pub acl: [u64; 4],
     /// Spill writes and reads, those failed, queued entries held up
     /// behind a chunk that did not read back, and entries given up (then
     /// brought back by a restart; set by the run).
@@ -121,11 +150,17 @@ pub struct Figures {
 }
 
 impl Oracle {
+    pub fn with_acl(acl: Option<crate::acl::Acl>) -> Oracle {
+        Oracle { acl, ..Oracle::default() }
+    }
+
     pub fn sent(&mut self, s: Sent) {
         trace!("sent {:?} {:?} {} retain {}", s.payload, s.qos, s.topic, s.retain);
         let subscribers = self.subscribers_of(s.topic);
         let (in_fault, pub_epoch, sent_at) = (self.fault, self.epoch(s.publisher), self.msgs.len() as u64);
-        let m = Message { sent: s, acked: false, subscribers, in_fault, pub_epoch, sent_at };
+        let denied = !self.may(s.publisher, s.topic, Access::Write);
+        let tick = self.tick();
+        let m = Message { sent: s, acked: false, subscribers, in_fault, pub_epoch, sent_at, denied, tick };
         self.msgs.insert(m.sent.payload.clone(), m);
     }
 
@@ -134,6 +169,59 @@ impl Oracle {
     /// exactly-once"): what was sent so far may be routed twice.
     pub fn ids_forgotten(&mut self) {
         self.forgotten = self.msgs.len() as u64;
+    }
+
+    /// Whether the ACL (if any) lets `client` have `access` to `topic`.
+    pub fn may(&self, client: usize, topic: &str, access: Access) -> bool {
+        self.acl.as_ref().is_none_or(|a| a.may(client, topic, access))
+    }
+
+    /// The clock moves on: the new time.
+    pub fn tick(&mut self) -> u64 {
+        self.ticks += 1;
+        self.ticks
+    }
+
+    /// The current subscription generation of `client`.
+    pub fn gen(&self, client: usize) -> u64 {
+        self.gens.get(&client).copied().unwrap_or(0)
+    }
+
+    fn next_gen(&mut self, client: usize) {
+        *self.gens.entry(client).or_default() += 1;
+    }
+
+    /// `client` sent an UNSUBSCRIBE: its claims end (what was sent before
+    /// may still arrive, or not: the broker MAY deliver what it had
+    /// buffered, [MQTT-3.10.4-3] only binds what it has started to send).
+    pub fn unsubscribe_sent(&mut self, client: usize) {
+        self.subs.remove(&client);
+        self.next_gen(client);
+        let t = self.tick();
+        self.unsubs.push((client, t));
+    }
+
+    /// `client` got its UNSUBACK: the router has removed the subscription
+    /// (the gate holds the UNSUBACK until then, and until durable), so
+    /// nothing sent or published after this may reach it until it
+    /// subscribes again ([MQTT-3.10.4-2]).
+    pub fn unsubscribe_acked(&mut self, client: usize) {
+        trace!("client {client} got its UNSUBACK");
+        let t = self.tick();
+        self.unsubscribed.insert(client, t);
+        self.acl_figures[3] += 1;
+    }
+
+    /// `client` dropped `payload` as a duplicate under a QoS 2 packet id
+    /// left from a session that ended without the client learning it.
+    pub fn stale_id(&mut self, client: usize, payload: &Bytes) {
+        trace!("client {client} drops {payload:?} under a stale QoS 2 id");
+        self.stale.insert((client, payload.clone()));
+    }
+
+    /// `client` sends a SUBSCRIBE.
+    pub fn subscribe_sent(&mut self, client: usize) {
+        self.unsubscribed.remove(&client);
     }
 
     /// The current session epoch of `client`.
@@ -147,6 +235,7 @@ impl Oracle {
         self.ended.push((client, self.msgs.len() as u64));
         self.subs.remove(&client);
         *self.epochs.entry(client).or_default() += 1;
+        self.next_gen(client);
     }
 
     pub fn acked(&mut self, _publisher: usize, payload: &Bytes, ok: bool) {
@@ -157,7 +246,7 @@ impl Oracle {
             // meanwhile (its inbound packet id is recorded), cannot have
             // been acknowledged yet (ARCHITECTURE.md, "When the disk fails").
             // (Retained deletes share the empty payload: not told apart.)
-            if ok && self.fault.is_some() && !payload.is_empty() {
+            if ok && self.fault.is_some() && !payload.is_empty() && !m.denied {
                 assert!(
                     !(self.total_fault
                         && m.in_fault == self.fault
@@ -197,8 +286,20 @@ impl Oracle {
 
     pub fn subscribed(&mut self, client: usize, filter: &'static str, granted: QoS) {
         trace!("client {client} subscribed {filter} {granted:?}");
+        self.next_gen(client);
         self.subs.insert(client, (filter, granted));
         self.filters.insert(client, filter);
+    }
+
+    /// Whether a shared group must get a message (on `topic`, sent at
+    /// `tick`): not when a member (ever) may not read it (the broker
+    /// checks read access at the delivery, after the router picked the
+    /// member: a member refused drops it, ROBUSTNESS.md), nor when a member
+    /// unsubscribed after it was sent (its buffered copy MAY go).
+    pub fn group_certain(&self, group: &str, topic: &str, tick: u64) -> bool {
+        let members = || self.filters.keys().copied().filter(|c| self.group_of(*c) == Some(group));
+        members().all(|c| self.may(c, topic, Access::Read))
+            && !self.unsubs.iter().any(|(c, t)| *t > tick && self.group_of(*c) == Some(group))
     }
 
     /// A digest of everything the clients got, in order: the same seed must
@@ -214,7 +315,28 @@ impl Oracle {
     }
 
     pub fn delivered(&mut self, mut d: Delivered) {
-        d.epoch = self.epoch(d.to);
+        d.gen = self.gen(d.to);
+        // Every delivery is checked for read access: live, retained on
+        // subscribe, wills, shared.
+        assert!(
+            self.may(d.to, &d.topic, Access::Read),
+            "client {} got {:?} on {} (retain {}), which the ACL does not let it read",
+            d.to,
+            d.payload,
+            d.topic,
+            d.retain
+        );
+        if let Some(at) = self.unsubscribed.get(&d.to) {
+            let tick =
+                self.msgs.get(&d.payload).map(|m| m.tick).or_else(|| self.lives.wills.get(&d.payload).map(|w| w.tick));
+            assert!(
+                d.payload.is_empty() || tick.is_none_or(|t| t < *at),
+                "client {} got {:?} on {}, sent after its UNSUBACK, before it subscribed again [MQTT-3.10.4-2]",
+                d.to,
+                d.payload,
+                d.topic
+            );
+        }
         trace!("client {} got {:?} {:?} retain {}", d.to, d.payload, d.qos, d.retain);
         // QoS 0 goes on while the disk fails.
         if self.fault.is_some() && self.msgs.get(&d.payload).is_some_and(|m| m.in_fault == self.fault) {
@@ -274,6 +396,13 @@ impl Oracle {
             let m = self.msgs.get(&d.payload);
             let will = self.check_will_delivery(d.to, &d.payload);
             assert!(m.is_some() || will, "client {} got {:?} on {}, never sent", d.to, d.payload, d.topic);
+            assert!(
+                d.payload.is_empty() || m.is_none_or(|m| !m.denied),
+                "client {} got {:?} on {}, a publish the ACL refused to its publisher",
+                d.to,
+                d.payload,
+                d.topic
+            );
             got.entry((d.to, d.payload.clone())).or_default().push(d);
             // Exactly once holds within the publisher's session: one that
             // ended (expired) with the message unacknowledged, unknown to
@@ -282,11 +411,14 @@ impl Oracle {
             // inbound QoS 2 ids recovery forgot for damage (page loss) let a
             // retransmission be routed again.
             let replaced = m.is_some_and(|m| self.epoch(m.sent.publisher) != m.pub_epoch || m.sent_at < self.forgotten);
+            // Retained copies (sent again at each SUBSCRIBE, [MQTT-3.3.1-6]) and
+            // retained deletes (all of them empty) are not counted.
+            let counted = !d.retain && !d.payload.is_empty();
             if let Some(group) = self.group_of(d.to) {
                 // Any member, also one that joined later, may get it for the group.
                 let n = group_got.entry((group, d.payload.clone())).or_insert((0, 0));
                 n.0 += 1;
-                if d.qos == QoS::ExactlyOnce {
+                if d.qos == QoS::ExactlyOnce && counted {
                     // One member of a shared group gets it, once [MQTT-4.8.2-4].
                     n.1 += 1;
                     assert!(
@@ -297,24 +429,28 @@ impl Oracle {
                     );
                 }
             }
-            if d.qos == QoS::ExactlyOnce {
-                let n = got[&(d.to, d.payload.clone())].iter().filter(|d| d.qos == QoS::ExactlyOnce).count();
+            if d.qos == QoS::ExactlyOnce && counted {
+                let n =
+                    got[&(d.to, d.payload.clone())].iter().filter(|d| d.qos == QoS::ExactlyOnce && !d.retain).count();
                 assert!(n <= 1 || replaced, "client {} got {:?} at QoS 2 {n} times [MQTT-4.3.3]", d.to, d.payload);
             }
         }
         let mut pairs = 0;
         for (payload, m) in &self.msgs {
-            if !m.acked || m.sent.qos == QoS::AtMostOnce || m.sent.retain {
+            if !m.acked || m.sent.qos == QoS::AtMostOnce || m.sent.retain || m.denied {
                 continue;
             }
             let mut groups: BTreeSet<&str> = BTreeSet::new();
             for (client, granted, epoch) in &m.subscribers {
                 let eff = m.sent.qos.min(*granted);
-                if eff == QoS::AtMostOnce || *epoch != self.epoch(*client) {
+                if eff == QoS::AtMostOnce || *epoch != self.gen(*client) {
                     continue;
                 }
                 if let Some(group) = self.group_of(*client) {
                     groups.insert(group);
+                    continue;
+                }
+                if self.stale.contains(&(*client, payload.clone())) {
                     continue;
                 }
                 pairs += 1;
@@ -337,6 +473,10 @@ impl Oracle {
                 if m.sent.qos == QoS::ExactlyOnce
                     && self.ended.iter().any(|(c, at)| *at > m.sent_at && self.group_of(*c) == Some(group))
                 {
+                    continue;
+                }
+                let stale = self.stale.iter().any(|(c, p)| p == payload && self.group_of(*c) == Some(group));
+                if stale || !self.group_certain(group, m.sent.topic, m.tick) {
                     continue;
                 }
                 pairs += 1;
@@ -367,19 +507,20 @@ impl Oracle {
             let Some(m) = self.msgs.get(&d.payload) else { continue };
             // Only messages sent after the subscription was acknowledged:
             // one sent before may have missed it, and match when resent.
-            let after = m.subscribers.iter().any(|(c, _, e)| *c == d.to && *e == d.epoch);
+            let after = m.subscribers.iter().any(|(c, _, e)| *c == d.to && *e == d.gen);
             if m.sent.qos == QoS::AtMostOnce
+                || d.payload.is_empty()
                 || d.qos == QoS::AtMostOnce
                 || d.retain
                 || !after
                 || !complete
                 // A shared group's messages move between members.
                 || self.group_of(d.to).is_some()
-                || !seen.insert((d.to, d.epoch, &d.payload))
+                || !seen.insert((d.to, d.gen, &d.payload))
             {
                 continue;
             }
-            let k = (d.to, d.epoch, m.sent.publisher, m.sent.qos);
+            let k = (d.to, d.gen, m.sent.publisher, m.sent.qos);
             if let Some(before) = last.get(&k) {
                 assert!(
                     *before < m.sent.seq,
@@ -406,6 +547,7 @@ impl Oracle {
                 f
             },
             faults: self.fault_figures,
+            acl: self.acl_figures,
             disk: [0; 2],
             spill: [0; 4],
         }

@@ -6,12 +6,13 @@
 //! (`protocol::client`'s encoder and decoder, the bridge's), and tells
 //! the [`Oracle`] what it was acknowledged and what its application got.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use std::time::Duration;
 
 use bytes::BufMut;
+use edgemq::auth::acl::Access;
 use edgemq::protocol::client::{decode_server, encode_client, ClientConnect, ClientPacket, ServerPacket};
 use edgemq::protocol::{
     Ack, DisconnectReason, Publish, QoS, SubAckReason, SubOptions, Subscribe, SubscribeFilter, Version,
@@ -27,7 +28,9 @@ pub const RETAINED: [&str; 3] = ["r/1", "r/2", "r/3"];
 /// Filters a client subscribes with (all under `t/`, so retained topics
 /// are only seen by the probe); the `$share/` ones make shared groups
 /// (each message to one member, [MQTT-4.8.2]), `g` more often than `h`.
-pub const FILTERS: [&str; 8] = ["t/#", "t/+", "t/a", "t/c/#", "+/b", "$share/g/t/#", "$share/g/t/#", "$share/h/t/a"];
+/// `r/#` gets the retained messages (and retained wills) when it subscribes.
+pub const FILTERS: [&str; 9] =
+    ["t/#", "t/+", "t/a", "t/c/#", "+/b", "$share/g/t/#", "$share/g/t/#", "$share/h/t/a", "r/#"];
 
 /// An outgoing QoS 1/2 message not yet acknowledged (QoS 2: not yet
 /// PUBREC'd), or released and waiting for PUBCOMP.
@@ -50,6 +53,27 @@ pub struct Client {
     pub expiry: Option<Duration>,
     /// The will each of its connections sets, if any.
     pub will: Option<WillSpec>,
+    /// The user name it connects with (seeds with an ACL, `acl.rs`).
+    pub user: Option<String>,
+    /// The ACL refuses its will's topic (so its CONNECT with it is refused
+    /// with 0x87 Not authorized: the next one goes without a will, the one
+    /// after with it again), and its subscription's filter.
+    pub will_denied: bool,
+    pub filter_denied: bool,
+    /// This connection's CONNECT carries a will the ACL refuses; the next
+    /// CONNECT goes without its will.
+    expect_refused: bool,
+    skip_will: bool,
+    /// The SUBACK refused the subscription in this session.
+    sub_refused: bool,
+    /// An UNSUBSCRIBE sent and not yet acknowledged (resent after a
+    /// reconnect that resumed the session; then 0x11 No subscription
+    /// existed is an answer too), and the wait before subscribing again.
+    unsub_pending: bool,
+    unsub_resent: bool,
+    resub_wait: bool,
+    /// The session epoch (the oracle's) of its last SUBACK.
+    sub_epoch: u64,
     /// Connections made (numbers its wills).
     conns: u64,
     /// A SUBSCRIBE was sent in the current session (before that, nothing
@@ -70,7 +94,9 @@ pub struct Client {
     /// Messages sent and not finished, oldest first, by packet id.
     out: VecDeque<(u16, Out)>,
     /// Inbound QoS 2 ids received and not yet released.
-    in2: BTreeSet<u16>,
+    /// With the payload and the client's session epoch (the oracle's) when
+    /// it came.
+    in2: BTreeMap<u16, (Bytes, u64)>,
     /// Acknowledgements owed to the broker, sent in order when the client
     /// gets round to it (a slow client).
     owed: VecDeque<ClientPacket>,
@@ -104,6 +130,16 @@ impl Client {
             persistent,
             expiry,
             will,
+            user: None,
+            will_denied: false,
+            filter_denied: false,
+            expect_refused: false,
+            skip_will: false,
+            sub_refused: false,
+            unsub_pending: false,
+            unsub_resent: false,
+            resub_wait: false,
+            sub_epoch: 0,
             conns: 0,
             subscribed_session: false,
             receive_max: [1, 2, 5, 100][rng.below(4) as usize],
@@ -113,7 +149,7 @@ impl Client {
             connected: false,
             established: false,
             out: VecDeque::new(),
-            in2: BTreeSet::new(),
+            in2: BTreeMap::new(),
             owed: VecDeque::new(),
             next_pkid: 1,
             next_seq: 1,
@@ -139,7 +175,7 @@ impl Client {
             client_id: self.client_id.clone(),
             clean_start: !self.persistent,
             keep_alive: 0,
-            username: None,
+            username: self.user.clone(),
             password: None,
             session_expiry: match self.expiry {
                 None => u32::MAX,
@@ -149,17 +185,25 @@ impl Client {
             maximum_packet_size: 1 << 20,
             will: None,
         };
-        let Some(spec) = self.will else {
-            self.encode(&ClientPacket::Connect(c), out);
-            return None;
+        self.expect_refused = false;
+        let spec = match self.will {
+            Some(spec) if !std::mem::take(&mut self.skip_will) => spec,
+            _ => {
+                self.encode(&ClientPacket::Connect(c), out);
+                return None;
+            }
         };
+        self.expect_refused = self.will_denied;
+        self.skip_will = self.will_denied;
         // Retained wills on a topic of their own (the retained model checks
         // them); the others where subscribers are.
         let topic = if spec.retain { format!("r/w{}", self.id) } else { "t/w".to_owned() };
         let payload = Bytes::from(format!("w{}:{}", self.id, self.conns));
+        // The will's fields come before the user name: added after them.
+        let user = c.username.clone();
         let mut plain = BytesMut::new();
-        self.encode(&ClientPacket::Connect(c), &mut plain);
-        with_will(&plain, self.version, &topic, &payload, spec, out);
+        self.encode(&ClientPacket::Connect(ClientConnect { username: None, ..c }), &mut plain);
+        with_will(&plain, self.version, (&topic, &payload, spec), user.as_deref(), out);
         Some((payload, topic, spec))
     }
 
@@ -218,17 +262,27 @@ impl Client {
         self.encode(&ClientPacket::Publish(p), out);
     }
 
-    /// Sends what it owes (acknowledgements), or the SUBSCRIBE once.
-    pub fn catch_up(&mut self, all: bool, out: &mut BytesMut) {
+    /// Sends what it owes (acknowledgements), or the SUBSCRIBE once (after
+    /// an UNSUBSCRIBE: again, when `resub`).
+    pub fn catch_up(&mut self, all: bool, resub: bool, oracle: &mut Oracle, out: &mut BytesMut) {
         while let Some(p) = self.owed.pop_front() {
             self.encode(&p, out);
             if !all {
                 break;
             }
         }
-        if self.connected && !self.subscribed && !self.subscribe_sent && self.persistent {
+        if self.connected
+            && !self.subscribed
+            && !self.subscribe_sent
+            && self.persistent
+            && !self.sub_refused
+            && !self.unsub_pending
+            && (resub || !self.resub_wait)
+        {
             self.subscribe_sent = true;
             self.subscribed_session = true;
+            self.resub_wait = false;
+            oracle.subscribe_sent(self.id);
             let s = Subscribe {
                 pkid: 0xFFFF,
                 filters: vec![SubscribeFilter {
@@ -242,10 +296,45 @@ impl Client {
         }
     }
 
+    /// Unsubscribes from its filter, if subscribed.
+    pub fn unsubscribe(&mut self, oracle: &mut Oracle, out: &mut BytesMut) {
+        if !self.connected || !self.subscribed || self.unsub_pending {
+            return;
+        }
+        trace!("client {} UNSUBSCRIBE {}", self.id, self.filter.0);
+        self.subscribed = false;
+        self.unsub_pending = true;
+        oracle.unsubscribe_sent(self.id);
+        encode_unsubscribe(self.version, self.filter.0, out);
+    }
+
+    /// An UNSUBACK: for MQTT 5, 0x00 (the subscription existed: the SUBACK
+    /// came in this session), or 0x11 too for one resent after a reconnect.
+    fn on_unsuback(&mut self, codes: &[u8], oracle: &mut Oracle) {
+        assert!(self.unsub_pending, "client {}: an UNSUBACK for no UNSUBSCRIBE", self.id);
+        if self.version.is_v5() {
+            // 0x11 also when the session it subscribed in ended unknown to
+            // it (the CONNACK saying so never reached it).
+            let gone = self.sub_epoch != oracle.epoch(self.id);
+            let ok = codes == [0x00] || ((self.unsub_resent || gone) && codes == [0x11]);
+            assert!(ok, "client {}: UNSUBACK {codes:?} for its one subscription [MQTT-3.11.3]", self.id);
+        }
+        self.unsub_pending = false;
+        self.unsub_resent = false;
+        self.resub_wait = true;
+        self.subscribe_sent = false;
+        oracle.unsubscribe_acked(self.id);
+    }
+
     /// Bytes from the broker: handles every whole packet.
     pub fn receive(&mut self, bytes: &[u8], oracle: &mut Oracle, out: &mut BytesMut) {
         self.rbuf.extend_from_slice(bytes);
         loop {
+            // UNSUBACK (which `decode_server` does not read out).
+            if let Some(codes) = take_unsuback(&mut self.rbuf, self.version) {
+                self.on_unsuback(&codes, oracle);
+                continue;
+            }
             let p = match decode_server(&mut self.rbuf, self.version, 1 << 20) {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
@@ -258,6 +347,18 @@ impl Client {
     fn on_packet(&mut self, p: ServerPacket, oracle: &mut Oracle, out: &mut BytesMut) {
         match p {
             ServerPacket::ConnAck(c) => {
+                if self.expect_refused {
+                    // A will the client may not publish: refused ([MQTT-3.2.2-4]-ish:
+                    // CONNACK 0x87 Not authorized, 3.1.1's 0x05), never published.
+                    assert_eq!(
+                        c.code,
+                        edgemq::protocol::ConnectReason::NotAuthorized,
+                        "client {}: a CONNECT with a will the ACL refuses",
+                        self.id
+                    );
+                    oracle.acl_figures[2] += 1;
+                    return;
+                }
                 assert!(!c.code.is_error(), "client {}: CONNACK refused with {}", self.id, c.code);
                 self.connected = true;
                 if !c.session_present {
@@ -281,6 +382,13 @@ impl Client {
                     self.in2.clear();
                     self.subscribed = false;
                     self.established = false;
+                    self.sub_refused = false;
+                    self.unsub_pending = false;
+                    self.resub_wait = false;
+                } else if self.unsub_pending {
+                    // Whether the broker had it before the connection went is unknown.
+                    self.unsub_resent = true;
+                    encode_unsubscribe(self.version, self.filter.0, out);
                 }
                 // Resend what was not finished, in order, DUP set [MQTT-4.4.0-1].
                 let resend: Vec<ClientPacket> = self
@@ -297,15 +405,26 @@ impl Client {
             }
             ServerPacket::SubAck { codes, .. } => {
                 let granted = codes.first().copied().unwrap_or(SubAckReason::UnspecifiedError);
+                if self.filter_denied {
+                    // 0x87 Not authorized; 3.1.1 has one failure code, 0x80.
+                    let want =
+                        if self.version.is_v5() { SubAckReason::NotAuthorized } else { SubAckReason::UnspecifiedError };
+                    assert_eq!(granted, want, "client {}: SUBSCRIBE to {} the ACL refuses", self.id, self.filter.0);
+                    self.sub_refused = true;
+                    oracle.acl_figures[1] += 1;
+                    return;
+                }
                 assert!(!granted.is_error(), "client {}: SUBSCRIBE refused ({granted})", self.id);
                 self.subscribed = true;
                 self.established = true;
+                self.sub_epoch = oracle.epoch(self.id);
                 oracle.subscribed(self.id, self.filter.0, QoS::from_u8(granted.code()).unwrap_or(QoS::AtMostOnce));
             }
             ServerPacket::Publish(p) => self.on_publish(p, oracle),
             ServerPacket::PubAck(a) => {
                 if let Some(i) = self.out.iter().position(|(id, o)| *id == a.pkid && matches!(o, Out::Publish(_))) {
                     if let Some((_, Out::Publish(p))) = self.out.remove(i) {
+                        self.check_ack(&p, a.reason.code(), oracle);
                         self.established = true;
                         oracle.acked(self.id, &p.payload, !a.reason.is_error());
                     }
@@ -314,6 +433,9 @@ impl Client {
             ServerPacket::PubRec(a) => {
                 if let Some(e) = self.out.iter_mut().find(|(id, _)| *id == a.pkid) {
                     if let Out::Publish(p) = &e.1 {
+                        let p = p.clone();
+                        self.check_ack(&p, a.reason.code(), oracle);
+                        let Some(e) = self.out.iter_mut().find(|(id, _)| *id == a.pkid) else { return };
                         self.established = true;
                         oracle.acked(self.id, &p.payload, !a.reason.is_error());
                         if a.reason.is_error() {
@@ -338,8 +460,32 @@ impl Client {
         }
     }
 
+    /// A PUBACK or PUBREC for `p`: one the ACL refuses gets 0x87 Not
+    /// authorized in MQTT 5 (section 3.4.2.1), in 3.1.1 an ordinary
+    /// acknowledgement ([MQTT-3.3.5-2]: a positive one, or a close); any
+    /// other never 0x87.
+    fn check_ack(&self, p: &Publish, code: u8, oracle: &mut Oracle) {
+        let denied = !oracle.may(self.id, &p.topic, Access::Write);
+        if denied {
+            let want = if self.version.is_v5() { 0x87 } else { 0x00 };
+            assert_eq!(
+                code, want,
+                "client {}: acknowledgement of {:?} to {}, which the ACL refuses",
+                self.id, p.payload, p.topic
+            );
+            oracle.acl_figures[0] += 1;
+        } else {
+            assert_ne!(code, 0x87, "client {}: {:?} to {} refused, which the ACL allows", self.id, p.payload, p.topic);
+        }
+    }
+
     fn on_publish(&mut self, p: Publish, oracle: &mut Oracle) {
         trace!("client {} PUBLISH {:?} pkid {} dup {} {:?}", self.id, p.payload, p.pkid, p.dup, p.qos);
+        assert!(
+            !self.filter_denied,
+            "client {} got {:?} on {}: it has no subscription (the ACL refuses its filter)",
+            self.id, p.payload, p.topic
+        );
         // A new session (an expired one replaced) has no queue to deliver.
         assert!(
             self.subscribed_session,
@@ -356,7 +502,30 @@ impl Client {
                 self.owed.push_back(ClientPacket::PubRec(Ack::ok(p.pkid)));
                 // Delivered to the application once per packet id until
                 // PUBREL [MQTT-4.3.3-9].
-                self.in2.insert(p.pkid)
+                match self.in2.get(&p.pkid) {
+                    None => {
+                        self.in2.insert(p.pkid, (p.payload.clone(), oracle.epoch(self.id)));
+                        true
+                    }
+                    Some((payload, _)) if *payload == p.payload => false,
+                    Some((payload, epoch)) => {
+                        // Another message under an id not released: the
+                        // broker reuses an id only after PUBCOMP, so the id
+                        // is one of an old session that ended unknown to the
+                        // client (the CONNACK saying so never reached it):
+                        // the client must take it for a duplicate, and the
+                        // new message is lost to it (the standard's limit).
+                        assert!(
+                            *epoch != oracle.epoch(self.id),
+                            "client {}: {:?} under packet id {} of {payload:?}, not released [MQTT-2.2.1-3]",
+                            self.id,
+                            p.payload,
+                            p.pkid
+                        );
+                        oracle.stale_id(self.id, &p.payload);
+                        false
+                    }
+                }
             }
         };
         if new {
@@ -366,14 +535,14 @@ impl Client {
                 retain: p.retain,
                 topic: p.topic,
                 payload: p.payload,
-                epoch: 0,
+                gen: 0,
             });
         }
     }
 
     /// Nothing owed to or expected from the broker.
     pub fn settled(&self) -> bool {
-        self.owed.is_empty() && self.out.is_empty() && (self.subscribed || !self.persistent)
+        self.owed.is_empty() && self.out.is_empty() && (self.subscribed || !self.persistent || self.sub_refused)
     }
 
     /// Debug summary.
@@ -384,8 +553,9 @@ impl Client {
 
 /// `plain` (a CONNECT without will, no user name or password: the will's
 /// fields go at the end) with the will set: flags, MQTT 5 will properties
-/// (the Will Delay Interval), topic and payload.
-fn with_will(plain: &[u8], v: Version, topic: &str, payload: &[u8], w: WillSpec, out: &mut BytesMut) {
+/// (the Will Delay Interval), topic and payload; then the user name, if any.
+fn with_will(plain: &[u8], v: Version, will: (&str, &[u8], WillSpec), user: Option<&str>, out: &mut BytesMut) {
+    let (topic, payload, w) = will;
     let (mut len, mut at, mut shift) = (0usize, 1, 0);
     while plain[at] & 0x80 != 0 {
         len |= usize::from(plain[at] & 0x7F) << shift;
@@ -408,6 +578,11 @@ fn with_will(plain: &[u8], v: Version, topic: &str, payload: &[u8], w: WillSpec,
     body.put_slice(topic.as_bytes());
     body.put_u16(payload.len() as u16);
     body.put_slice(payload);
+    if let Some(user) = user {
+        body[7] |= 0x80;
+        body.put_u16(user.len() as u16);
+        body.put_slice(user.as_bytes());
+    }
     out.put_u8(0x10);
     let mut n = body.len();
     loop {
@@ -419,4 +594,62 @@ fn with_will(plain: &[u8], v: Version, topic: &str, payload: &[u8], w: WillSpec,
         }
     }
     out.put_slice(&body);
+}
+
+/// An UNSUBSCRIBE of `filter` (packet identifier 0xFFFE), encoded here:
+/// the bridge's encoder has none.
+fn encode_unsubscribe(v: Version, filter: &str, out: &mut BytesMut) {
+    let props = usize::from(v.is_v5());
+    out.put_u8(0xA2);
+    out.put_u8((2 + props + 2 + filter.len()) as u8);
+    out.put_u16(0xFFFE);
+    if props == 1 {
+        out.put_u8(0);
+    }
+    out.put_u16(filter.len() as u16);
+    out.put_slice(filter.as_bytes());
+}
+
+/// Takes a whole UNSUBACK from the front of `buf`, if one is there: its
+/// reason codes (MQTT 5; none in 3.1.1).
+fn take_unsuback(buf: &mut BytesMut, v: Version) -> Option<Vec<u8>> {
+    if buf.first() != Some(&0xB0) {
+        return None;
+    }
+    let (mut len, mut at, mut shift) = (0usize, 1, 0);
+    loop {
+        let b = *buf.get(at)?;
+        len |= usize::from(b & 0x7F) << shift;
+        at += 1;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    if buf.len() < at + len {
+        return None;
+    }
+    let p = buf.split_to(at + len);
+    let body = &p[at..];
+    assert_eq!(
+        u16::from_be_bytes([body[0], body[1]]),
+        0xFFFE,
+        "UNSUBACK with another packet identifier [MQTT-3.10.4-4]"
+    );
+    if !v.is_v5() {
+        return Some(Vec::new());
+    }
+    // Properties (a length, then skipped), then the codes.
+    let mut i = 2;
+    let (mut plen, mut shift) = (0usize, 0);
+    loop {
+        let b = body[i];
+        plen |= usize::from(b & 0x7F) << shift;
+        i += 1;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    Some(body[i + plen..].to_vec())
 }

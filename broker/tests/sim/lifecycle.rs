@@ -73,8 +73,11 @@ pub struct Will {
     pub topic: String,
     pub spec: WillSpec,
     pub fate: Fate,
-    /// Subscriptions established when it was published: (client, granted, epoch).
+    /// Subscriptions established when it was published: (client, granted,
+    /// subscription generation).
     pub subscribers: Vec<(usize, QoS, u64)>,
+    /// When it was published, on the oracle's clock.
+    pub tick: u64,
 }
 
 /// What the model knows of a client's session.
@@ -129,7 +132,7 @@ impl Oracle {
         self.lives.conns.insert(conn, client);
         self.lives.expiry.insert(client, expiry);
         if let Some((payload, topic, spec)) = will {
-            let w = Will { client, topic, spec, fate: Fate::Set, subscribers: Vec::new() };
+            let w = Will { client, topic, spec, fate: Fate::Set, subscribers: Vec::new(), tick: 0 };
             self.lives.wills.insert(payload, w);
         }
     }
@@ -144,7 +147,9 @@ impl Oracle {
     fn publish_will(&mut self, payload: &Bytes, lsn: Lsn) {
         let boot = self.lives.boot;
         let subscribers = self.subscribers_of(&self.lives.wills[payload].topic);
+        let tick = self.tick();
         let Some(w) = self.lives.wills.get_mut(payload) else { return };
+        w.tick = tick;
         trace!("will {payload:?} published");
         w.fate = Fate::Published(boot);
         w.subscribers = subscribers;
@@ -155,12 +160,16 @@ impl Oracle {
         }
     }
 
-    /// Established subscriptions matching `topic`: (client, granted, epoch).
+    /// Established subscriptions matching `topic`, of clients the ACL lets
+    /// read it: (client, granted, subscription generation).
     pub fn subscribers_of(&self, topic: &str) -> Vec<(usize, QoS, u64)> {
         self.subs
             .iter()
-            .filter(|(_, (f, _))| matches(shared_filter(f).map_or(f, |(_, f)| f), topic))
-            .map(|(c, (_, q))| (*c, *q, self.epoch(*c)))
+            .filter(|(c, (f, _))| {
+                matches(shared_filter(f).map_or(f, |(_, f)| f), topic)
+                    && self.may(**c, topic, edgemq::auth::acl::Access::Read)
+            })
+            .map(|(c, (_, q))| (*c, *q, self.gen(*c)))
             .collect()
     }
 
@@ -183,6 +192,15 @@ impl Oracle {
             }
         }
         let Some((payload, delay)) = will else { return };
+        if let Some(w) = self.lives.wills.get(&payload) {
+            // A will to a topic the ACL refuses is refused with its CONNECT.
+            assert!(
+                self.may(w.client, &w.topic, edgemq::auth::acl::Access::Write),
+                "client {}: the router was handed its will to {}, which the ACL refuses",
+                w.client,
+                w.topic
+            );
+        }
         // The earlier of the Will Delay Interval and the session's end.
         let due = if current { expiry.map_or(delay, |x| delay.min(x)) } else { delay };
         if due.is_zero() {
@@ -334,7 +352,7 @@ impl Oracle {
             }
             let mut groups = BTreeSet::new();
             for &(client, granted, epoch) in &w.subscribers {
-                if granted == QoS::AtMostOnce || epoch != self.epoch(client) {
+                if granted == QoS::AtMostOnce || epoch != self.gen(client) {
                     continue;
                 }
                 if let Some(g) = self.group_of(client) {
@@ -345,6 +363,9 @@ impl Oracle {
                 assert!(got(client, payload), "client {client} never got the will {payload:?} of client {}", w.client);
             }
             for g in groups {
+                if !self.group_certain(g, &w.topic, w.tick) {
+                    continue;
+                }
                 pairs += 1;
                 assert!(
                     group_got(g, payload),

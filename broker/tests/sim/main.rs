@@ -4,7 +4,8 @@
 //! (which client acts, when bytes cross the network and how they are
 //! split, when the router takes its messages, when the log writer writes
 //! and syncs, when time passes, when the power goes), simulated clients
-//! publishing at QoS 0, 1 and 2, setting wills, disconnecting or dropping
+//! publishing at QoS 0, 1 and 2, subscribing and unsubscribing, under an
+//! ACL in some seeds (`acl.rs`), setting wills, disconnecting or dropping
 //! and resuming persistent sessions that may expire, the disk failing for
 //! a while now and then and keeping only what was synced at every power
 //! cut, the spill queues' files failing now and then on their own. After each run the invariants of `check.rs` (and `lifecycle.rs`:
@@ -27,8 +28,10 @@ fn tracing() -> bool {
     *ON.get_or_init(|| std::env::var("SIM_TRACE").is_ok())
 }
 
+mod acl;
 mod check;
 mod client;
+mod conns;
 mod disk;
 mod lifecycle;
 mod setup;
@@ -183,6 +186,9 @@ fn simulation() {
                 for (a, b) in t.figures.faults.iter_mut().zip(f.faults).chain(t.figures.disk.iter_mut().zip(f.disk)) {
                     *a += b;
                 }
+                for (a, b) in t.figures.acl.iter_mut().zip(f.acl) {
+                    *a += b;
+                }
                 for (a, b) in t.figures.spill.iter_mut().zip(f.spill) {
                     *a += b;
                 }
@@ -203,7 +209,8 @@ fn simulation() {
          {} sessions expired, {} CONNACKs' session present checked, {} sessions ended in a boot cut before their CONNACK; disk: {} failures, {} operations failed, {} QoS \
          0 deliveries and {} acknowledgements while it failed; spill files: {} writes and reads, {} failed, {} queued \
          entries held up behind a chunk that did not read back (nothing behind it delivered until it did), {} \
-         given up and brought back by a restart",
+         given up and brought back by a restart; ACL: {} acknowledgements of refused publishes checked, {} \
+         subscriptions refused, {} CONNECTs refused for their will; {} UNSUBACKs",
         began.elapsed().as_secs_f64(),
         t.steps,
         t.crashes,
@@ -227,6 +234,10 @@ fn simulation() {
         t.figures.spill[0],
         t.figures.spill[1],
         t.figures.spill[2],
-        t.figures.spill[3]
+        t.figures.spill[3],
+        t.figures.acl[0],
+        t.figures.acl[1],
+        t.figures.acl[2],
+        t.figures.acl[3]
     );
 }

@@ -4,10 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use edgemq::auth::acl::AclFile;
+use edgemq::auth::files::FileAuth;
 use edgemq::config::QueueFullPolicy;
 use edgemq::session::MachineConfig;
 use edgemq::store::powerloss::{Loss, Rng};
 use edgemq::store::{Journal, SyncMode};
+
+use crate::acl::Acl;
 
 /// The settings a seed draws.
 #[derive(Debug, Clone)]
@@ -34,11 +38,13 @@ pub struct Settings {
     /// The spill queues' scratch files fail now and then (writes ENOSPC,
     /// reads EIO, `disk.rs`; `SIM_NO_SPILL` set: never).
     pub spill_faults: bool,
+    /// The broker's ACL (one seed in three, `acl.rs`; `SIM_NO_ACL` set: never).
+    pub acl: Option<Acl>,
 }
 
 impl Settings {
     pub fn draw(rng: &mut Rng) -> Settings {
-        Settings {
+        let mut s = Settings {
             sync: if rng.chance(50) { SyncMode::Always } else { SyncMode::Batch },
             segment_bytes: [1_000, 4_000, 64 * 1024][rng.below(3) as usize],
             compact_bytes: [2_000, 20_000, 1 << 30][rng.below(3) as usize],
@@ -56,7 +62,12 @@ impl Settings {
             expiry_311: rng.chance(25).then(|| Duration::from_secs(2 + rng.below(14))),
             disk_faults: rng.chance(35),
             spill_faults: rng.chance(35) && std::env::var("SIM_NO_SPILL").is_err(),
+            acl: None,
+        };
+        if rng.chance(33) && std::env::var("SIM_NO_ACL").is_err() {
+            s.acl = Some(Acl::draw(rng, s.clients));
         }
+        s
     }
 }
 
@@ -82,7 +93,11 @@ pub fn machine_config(journal: &Arc<Journal>, s: &Settings) -> MachineConfig {
         max_topic_levels: 128,
         max_subscriptions: 10_000,
         log: Some(journal.clone() as Arc<dyn edgemq::store::LogPosition>),
-        files: None,
+        files: s.acl.as_ref().map(|a| {
+            let acl = AclFile::parse(&a.text(), "sim acl")
+                .unwrap_or_else(|e| panic!("the drawn ACL does not parse: {e}\n{}", a.text()));
+            Arc::new(FileAuth { passwords: None, acl: Some(acl) })
+        }),
         cert_username: edgemq::config::CertUsername::No,
         metrics: edgemq::metrics::Metrics::new(),
         use_username_as_clientid: false,

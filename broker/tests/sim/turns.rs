@@ -55,6 +55,20 @@ impl World {
         let b = self.boot.as_mut().unwrap_or_else(|| panic!("no broker"));
         for _ in 0..take {
             let Some(msg) = b.inbox.pop_front() else { break };
+            if let RouterMsg::Ticketed(inner, ticket) = &msg {
+                if let RouterMsg::Publish(m) = inner.as_ref() {
+                    // Nothing the ACL refuses reaches the router.
+                    if let Some(k) = b.conns.iter().find(|k| Arc::ptr_eq(&k.ticket, ticket)) {
+                        assert!(
+                            self.oracle.may(k.client, &m.topic, edgemq::auth::acl::Access::Write),
+                            "client {}: its publish of {:?} to {} was routed, which the ACL refuses",
+                            k.client,
+                            m.payload,
+                            m.topic
+                        );
+                    }
+                }
+            }
             let retained = match &msg {
                 RouterMsg::Ticketed(inner, _) => match inner.as_ref() {
                     RouterMsg::Publish(m) if m.retain => Some((m.topic.clone(), m.payload.clone())),
