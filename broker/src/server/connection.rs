@@ -266,8 +266,8 @@ pub(super) fn serve_holding<S: Transport, G: Send + 'static>(
     guard: G,
     cert_username: Option<String>,
 ) -> impl Future<Output = ()> {
-    // Closed by the router (session takeover, queue overflow); shutdown
-    // is the broker's token, which every driver waits on.
+    // Closed by the router (session takeover, queue overflow), and woken
+    // by shutdown through the broker's list of connections (`stopping.rs`).
     let handle = ConnHandle::new(conn_id);
     let listed = ctx.stopping.enter(&handle);
     let mut machine = Machine::new(ctx.machine.get(), handle, now());
